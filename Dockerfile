@@ -1,0 +1,16 @@
+FROM python:3.11-slim-bookworm
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY mailplatform mailplatform
+COPY contacts contacts
+COPY templates templates
+COPY campaigns campaigns
+COPY delivery delivery
+COPY manage.py ./
+RUN pip install . && DEBUG=true SECRET_KEY=build-only-build-only-build-only-x DATABASE_URL=postgresql://x@localhost/x \
+    REDIS_URL=redis://localhost:6379/0 python manage.py collectstatic --noinput
+RUN useradd --system posthorn && mkdir -p /app/var && chown posthorn /app/var
+USER posthorn
+EXPOSE 8000
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "mailplatform.wsgi:application"]

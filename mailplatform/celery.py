@@ -1,0 +1,13 @@
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailplatform.settings")
+
+app = Celery("mailplatform")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+# Named queues so sending never waits behind an import, and bounces never wait behind sending.
+QUEUES = ("default", "imports", "sending", "bounces")
+app.conf.task_queues = [Queue(name) for name in QUEUES]
+app.autodiscover_tasks()

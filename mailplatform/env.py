@@ -1,0 +1,108 @@
+"""Typed readers for settings that come from the environment.
+
+Each reader names the variable and what it expects when a value is malformed, so a
+bad deployment stops at start-up with one clear line instead of a traceback later.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import parse_qs, unquote, urlsplit
+
+
+class ConfigError(Exception):
+    """A setting from the environment is missing or malformed."""
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return default if value is None else value
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{name}={value!r} is not a boolean: use one of 1/0, true/false, yes/no, on/off")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not an integer") from None
+    if minimum is not None and number < minimum:
+        raise ConfigError(f"{name}={number} must be at least {minimum}")
+    return number
+
+
+def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a number") from None
+    if minimum is not None and number < minimum:
+        raise ConfigError(f"{name}={number} must be at least {minimum}")
+    return number
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name)
+    if value is None:
+        return list(default)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_url(name: str, default: str, *, schemes: tuple[str, ...] = ("http", "https")) -> str:
+    value = os.environ.get(name, default)
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ConfigError(f"{name}={value!r} is not a URL with scheme {' or '.join(schemes)} and a host")
+    return value.rstrip("/")
+
+
+def parse_database_url(name: str, value: str) -> dict[str, object]:
+    """postgresql://user:pass@host:port/db, or postgresql:///db?host=/socket/dir for a Unix socket."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("postgres", "postgresql", "postgresql+psycopg"):
+        raise ConfigError(f"{name}={value!r} must start with postgresql:// (PostgreSQL is the only engine)")
+    database = unquote(parts.path.lstrip("/"))
+    if not database:
+        raise ConfigError(f"{name}={value!r} names no database (expected postgresql://user@host:5432/dbname)")
+    query = parse_qs(parts.query)
+    host = query.pop("host", [unquote(parts.hostname or "")])[0]
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} has a port that is not a number") from None
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": database,
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": host,
+        "PORT": str(port or ""),
+        "OPTIONS": {key: values[0] for key, values in query.items()},
+    }
+
+
+def check_redis_url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("redis", "rediss", "redis+socket", "unix"):
+        raise ConfigError(f"{name}={value!r} must start with redis://, rediss:// or redis+socket://")
+    return value

@@ -1,0 +1,91 @@
+"""Reads for the platform's own pages: service health, audit log, captured mail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import QuerySet
+from django.urls import NoReverseMatch, reverse
+
+from mailplatform.models import AuditEntry, CapturedMessage
+from mailplatform.redis_cache import redis_client
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    name: str
+    up: bool
+    detail: str
+
+
+def database_state() -> ServiceState:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT version()")
+            version = cursor.fetchone()[0]
+        return ServiceState("database", True, version.split(" on ")[0])
+    except Exception as exc:
+        return ServiceState("database", False, str(exc).splitlines()[0])
+
+
+def redis_state() -> ServiceState:
+    try:
+        info = redis_client().info("server")
+        return ServiceState("redis", True, f"Redis {info.get('redis_version', '?')}")
+    except Exception as exc:
+        return ServiceState("redis", False, str(exc).splitlines()[0])
+
+
+def worker_state() -> ServiceState:
+    """Ask the workers to answer a ping; cached briefly so a page view never waits twice."""
+    cached = cache.get("health:workers") if _cache_usable() else None
+    if cached is not None:
+        return ServiceState("worker", cached > 0, f"{cached} worker(s) answering")
+    from mailplatform.celery import app
+
+    try:
+        replies = app.control.ping(timeout=1.0) or []
+    except Exception as exc:
+        return ServiceState("worker", False, str(exc).splitlines()[0])
+    if _cache_usable():
+        cache.set("health:workers", len(replies), timeout=10)
+    return ServiceState("worker", bool(replies), f"{len(replies)} worker(s) answering")
+
+
+def _cache_usable() -> bool:
+    try:
+        cache.get("health:probe")
+        return True
+    except Exception:
+        return False
+
+
+def platform_state() -> list[ServiceState]:
+    return [database_state(), redis_state(), worker_state()]
+
+
+def home_fragment_urls() -> list[str]:
+    """Apps contribute home page panels by URL name (settings.HOME_FRAGMENTS); missing ones are skipped."""
+    urls = []
+    for name in settings.HOME_FRAGMENTS:
+        try:
+            urls.append(reverse(name))
+        except NoReverseMatch:
+            continue
+    return urls
+
+
+def audit_entries(*, action: str = "", actor: str = "") -> QuerySet[AuditEntry]:
+    entries = AuditEntry.objects.all()
+    if action:
+        entries = entries.filter(action__startswith=action)
+    if actor:
+        entries = entries.filter(actor_label__iexact=actor)
+    return entries
+
+
+def captured_messages() -> QuerySet[CapturedMessage]:
+    return CapturedMessage.objects.defer("raw")

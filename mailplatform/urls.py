@@ -1,0 +1,48 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from mailplatform import views
+from mailplatform.permissions import requires
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path(
+        "password/",
+        requires("view_dashboard")(
+            auth_views.PasswordChangeView.as_view(template_name="mailplatform/password_change.html")
+        ),
+        name="password_change",
+    ),
+    path(
+        "password/done/",
+        requires("view_dashboard")(
+            auth_views.PasswordChangeDoneView.as_view(template_name="mailplatform/password_change_done.html")
+        ),
+        name="password_change_done",
+    ),
+    path("settings/", views.settings_index, name="settings"),
+    path("settings/users/", views.users, name="users"),
+    path("settings/users/<int:pk>/", views.user_update, name="user-update"),
+    path("settings/audit/", views.audit_log, name="audit-log"),
+    path("captured/", views.captured_messages, name="captured-messages"),
+    path("captured/<int:pk>/raw", views.captured_message_raw, name="captured-message-raw"),
+    path("admin/", admin.site.urls),
+]
+
+# Each app mounts its own URLs; an app without urls.py yet is simply absent.
+for prefix, module in [
+    ("contacts/", "contacts.urls"),
+    ("templates/", "templates.urls"),
+    ("campaigns/", "campaigns.urls"),
+    ("delivery/", "delivery.urls"),
+    ("api/v1/", "mailplatform.api_urls"),
+]:
+    try:
+        urlpatterns.append(path(prefix, include(module)))
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise

@@ -1,0 +1,163 @@
+"""Shared fixtures: users per role, a real Celery worker, and the browser harness."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+# Playwright's sync API keeps an event loop running in this thread; the ORM must not refuse.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DIR = REPO_ROOT.parent / "shared"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+REQUIRE_BROWSER = os.environ.get("POSTHORN_REQUIRE_BROWSER") == "1"
+
+
+@pytest.fixture
+def make_user(db) -> Callable[..., object]:
+    from mailplatform.models import User
+
+    def make(
+        role: str = "marketer", username: str | None = None, password: str = "correct horse battery"
+    ) -> User:
+        user = User(
+            username=username or f"{role}-{User.objects.count() + 1}", email=f"{role}@example.com", role=role
+        )
+        user.set_password(password)
+        user.save()
+        return user
+
+    return make
+
+
+def _client_for(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def admin_user(make_user):
+    return make_user("admin", "boss")
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    return _client_for(client, admin_user)
+
+
+@pytest.fixture
+def marketer_client(client, make_user):
+    return _client_for(client, make_user("marketer", "mara"))
+
+
+@pytest.fixture
+def developer_client(client, make_user):
+    return _client_for(client, make_user("developer", "dev"))
+
+
+def database_url_for_tests() -> str:
+    """A URL to the database the tests are using now (the test database, not the dev one)."""
+    params = connection.settings_dict
+    query = f"?host={params['HOST']}" if params["HOST"].startswith("/") else ""
+    host = "" if query else f"{params['HOST']}:{params['PORT'] or 5432}"
+    auth = params["USER"] + (f":{params['PASSWORD']}" if params["PASSWORD"] else "")
+    return f"postgresql://{auth}@{host}/{params['NAME']}{query}"
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db) -> Iterator[subprocess.Popen]:
+    """A real Celery worker process on the test database and Redis; for tests about workers."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_for_tests(),
+        "REDIS_URL": settings.REDIS_URL,
+        "DJANGO_SETTINGS_MODULE": "mailplatform.settings_test",
+        "PYTHONUNBUFFERED": "1",
+    }
+    hostname = f"test-{os.getpid()}-{time.monotonic_ns()}@%h"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "mailplatform",
+            "worker",
+            "-l",
+            "WARNING",
+            "-P",
+            "solo",
+            "-Q",
+            "default,imports,sending,bounces",
+            "-n",
+            hostname,
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+    )
+    from mailplatform.celery import app
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if any(reply for reply in (app.control.ping(timeout=0.5) or [])):
+            break
+        if process.poll() is not None:
+            raise RuntimeError("the Celery worker exited at start-up")
+    yield process
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+# --- Browser harness: Debian's chromium through playwright's executable_path ---
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args, browser_name):
+    if browser_name not in (None, "chromium"):
+        return browser_type_launch_args
+    if CHROMIUM is None:
+        message = "chromium is not installed (apt-get install chromium): browser journeys cannot run"
+        if REQUIRE_BROWSER:
+            pytest.fail(message)
+        pytest.skip(message)
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": ["--disable-gpu", "--disable-quic"],
+    }
+
+
+def pytest_report_header(config) -> str:
+    if CHROMIUM:
+        return f"browser: {CHROMIUM}"
+    return "browser: NONE FOUND. Browser journeys will be SKIPPED (install Debian's chromium)."
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if CHROMIUM is None:
+        terminalreporter.write_sep(
+            "!", "BROWSER TESTS SKIPPED: no chromium on this machine", red=True, bold=True
+        )
+
+
+def shared_corpus(path: str) -> Path:
+    """A path under ../shared (the team's test data); skips where a clone has none."""
+    target = SHARED_DIR / path
+    if not target.exists():
+        pytest.skip(f"{target} is absent: this test needs the team's shared corpus (CI has it)")
+    return target
