@@ -140,6 +140,8 @@ class Mailing(models.Model):
     subject = models.CharField(max_length=998)
     # templates.compiler.CompiledTemplate.to_dict(): the body as it was when the send started.
     compiled = models.JSONField()
+    # sha256 of `compiled`: a standing transactional Mailing is reused while the template is unchanged.
+    compiled_sha = models.CharField(max_length=64, blank=True)
     # Extra headers {name: value}, checked against CR/LF and reserved names on creation.
     headers = models.JSONField(default=dict, blank=True)
     # The lists this was sent to: one-click unsubscribe leaves exactly these.
@@ -165,11 +167,11 @@ class Mailing(models.Model):
     class Meta:
         ordering = ["-id"]
         constraints = [
-            # One standing transactional Mailing per template version.
+            # One standing transactional Mailing per template content.
             models.UniqueConstraint(
-                fields=["template_version_id"],
+                fields=["template_id", "compiled_sha"],
                 condition=Q(state="standing"),
-                name="delivery_one_standing_mailing_per_version",
+                name="delivery_one_standing_mailing",
             )
         ]
 

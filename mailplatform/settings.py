@@ -255,3 +255,6 @@ CELERY_BEAT_SCHEDULE.update(
         "delivery-prune": {"task": "delivery.tasks.ledger_prune", "schedule": 3600.0},
     }
 )
+# The sender of platform mail (double opt-in confirmations, transactional sends without their own).
+DELIVERY_DEFAULT_FROM_EMAIL = env_str("DELIVERY_DEFAULT_FROM_EMAIL") or f"posthorn@{BOUNCE_DOMAIN}"
+DELIVERY_DEFAULT_FROM_NAME = env_str("DELIVERY_DEFAULT_FROM_NAME", "Posthorn") or ""
