@@ -717,3 +717,56 @@ def ledger_prune(*, days: int | None = None, batch: int = 10000) -> int:
 
 def new_runner_token() -> str:
     return secrets.token_hex(8)
+
+
+# --- platform mail: double opt-in confirmation ---
+
+CONFIRMATION_SUBJECT = "Please confirm your subscription to {{ list_name }}"
+CONFIRMATION_HTML = """<!doctype html>
+<html><body style="font-family: Arial, sans-serif; color: #1f2933;">
+<p>Hello {{ contact.first_name | default: "there" }},</p>
+<p>Someone (we hope you) asked to subscribe {{ contact.email }} to <strong>{{ list_name }}</strong>.</p>
+<p><a href="{{ confirm_url }}" style="display:inline-block;padding:10px 18px;background:#2f5bea;color:#fff;
+text-decoration:none;border-radius:6px">Confirm my subscription</a></p>
+<p>If you did not ask for this, ignore this message: you will not be subscribed.</p>
+</body></html>"""
+
+
+def _confirmation_mailing() -> Mailing:
+    from templates.compiler import compile_template
+
+    data = _compiled_dict(compile_template(subject=CONFIRMATION_SUBJECT, html=CONFIRMATION_HTML))
+    sha = compiled_sha(data)
+    existing = Mailing.objects.filter(
+        state=Mailing.State.STANDING, meta__system="confirmation", compiled_sha=sha
+    ).first()
+    if existing is not None:
+        return existing
+    return mailing_create(
+        name="Subscription confirmations",
+        compiled=data,
+        from_email=settings.DELIVERY_DEFAULT_FROM_EMAIL,
+        from_name=settings.DELIVERY_DEFAULT_FROM_NAME,
+        kind=Mailing.Kind.TRANSACTIONAL,
+        send_group="system:confirmation",
+        state=Mailing.State.STANDING,
+        track_opens=False,
+        track_clicks=False,
+        meta={"system": "confirmation"},
+    )
+
+
+def confirmation_send(subscription_id: int, confirm_url: str) -> Message | None:
+    from contacts.models import Subscription
+
+    subscription = Subscription.objects.select_related("mailing_list").filter(pk=subscription_id).first()
+    if subscription is None:
+        return None
+    relay_ensure_default()
+    key = f"confirm:{subscription_id}:{hashlib.sha256(confirm_url.encode()).hexdigest()[:24]}"
+    return transactional_queue(
+        _confirmation_mailing(),
+        to=subscription.contact_id,
+        data={"confirm_url": confirm_url, "list_name": subscription.mailing_list.name},
+        idempotency_key=key,
+    )
