@@ -53,45 +53,55 @@ def dot_stuff(data: bytes) -> bytes:
     return b"." + data if data.startswith(b".") else data
 
 
-def _lookup(context: Mapping[str, Any], path: tuple, default: str | None) -> str:
-    """A slot's value with Liquid's semantics for `{{ a.b | default: "x" }}`."""
-    value: Any = context
-    for key in path:
-        try:
-            value = value[key]
-        except (KeyError, IndexError, TypeError):
-            value = None
-            break
-    if default is not None and (
-        value is None or value is False or (not value and isinstance(value, str | list | dict))
-    ):
-        value = default
-    if type(value) is str:
-        return value
-    if value is None:
-        return ""
-    if value is True or value is False:
-        return "true" if value else "false"
-    from liquid.stringify import to_liquid_string
+def slot_values(
+    context: Mapping[str, Any], slots: list[tuple[tuple, str | None]]
+) -> tuple[list[str], list[str]]:
+    """Each slot's value as text, raw and HTML-escaped, with the template renderer's semantics.
 
-    return to_liquid_string(value, False)
+    Liquid's `default` applies to nil, false and empty strings, lists and hashes (not 0), and the
+    default is the author's literal, output unescaped; CR LF and CR become LF as in Liquid's output.
+    tests/delivery/test_compose.py checks this against templates' own renderer.
+    """
+    raw: list[str] = []
+    escaped: list[str] = []
+    for path, default in slots:
+        value: Any = context
+        for key in path:
+            try:
+                value = value[key]
+            except (KeyError, IndexError, TypeError):
+                value = None
+                break
+        if default is not None and (
+            value is None or value is False or (not value and isinstance(value, str | list | dict))
+        ):
+            raw.append(default)
+            escaped.append(default)
+            continue
+        if type(value) is not str:
+            from liquid.stringify import to_liquid_string
+
+            value = to_liquid_string(value, False)
+        if "\r" in value:
+            value = value.replace("\r\n", "\n").replace("\r", "\n")
+        raw.append(value)
+        escaped.append(str(escape(value)))
+    return raw, escaped
 
 
 class _Part:
     """One body part (html or text) as pre-encoded literal chunks and slot indexes."""
 
-    __slots__ = ("chunks", "indexes", "html")
+    __slots__ = ("chunks", "indexes")
 
-    def __init__(self, literals: list[str], indexes: list[int], *, html: bool) -> None:
+    def __init__(self, literals: list[str], indexes: list[int]) -> None:
         self.chunks = [qp(literal) for literal in literals]
         self.indexes = indexes
-        self.html = html
 
     def fill(self, values: list[str]) -> bytes:
         out = [self.chunks[0]]
         for index, chunk in zip(self.indexes, self.chunks[1:], strict=True):
-            value = values[index]
-            out.append(qp(str(escape(value)) if self.html else value))
+            out.append(qp(values[index]))
             out.append(chunk)
         return b"".join(out)
 
@@ -124,8 +134,8 @@ class MessageBuilder:
             self._subject_literals = subject_literals
             self._subject_indexes = subject_indexes
             self._constant_subject = not subject_indexes
-            self._html = _Part(*segments["html"], html=True)
-            self._text = _Part(*segments["text"], html=False)
+            self._html = _Part(*segments["html"])
+            self._text = _Part(*segments["text"])
         else:
             from templates.compiler import CompiledTemplate
 
@@ -177,9 +187,9 @@ class MessageBuilder:
 
     def build(self, recipient: Recipient) -> bytes:
         if self._fast:
-            values = [_lookup(recipient.context, path, default) for path, default in self._slots]
+            values, escaped = slot_values(recipient.context, self._slots)
             text = self._text.fill(values)
-            html = self._html.fill(values)
+            html = self._html.fill(escaped)
             if self._constant_subject:
                 subject = None
             else:
@@ -187,7 +197,7 @@ class MessageBuilder:
                 for index, literal in zip(self._subject_indexes, self._subject_literals[1:], strict=True):
                     pieces.append(values[index])
                     pieces.append(literal)
-                subject = "".join(pieces)
+                subject = "".join(pieces).translate(_NO_BREAKS).strip()
         else:
             assert self._template is not None
             rendered = self._template.render(recipient.context)

@@ -647,3 +647,24 @@ def watchdog() -> dict[str, int]:
         if mailing_id not in waiting:
             services.mailing_finish_if_done(mailing_id)
     return {"recovered": recovered, "requeued": requeued, "dispatched": dispatched}
+
+
+def drain(mailing_id: int, *, progress: Any = None, seconds: float | None = None) -> RunResult:
+    """Send a Mailing in this process until nothing is left to claim (management commands, tests).
+
+    `progress`, when given, is called with the number sent after each runner turn.
+    """
+    total = RunResult()
+    deadline = None if seconds is None else time.monotonic() + seconds
+    while deadline is None or time.monotonic() < deadline:
+        turn = settings.DELIVERY_TASK_SECONDS if deadline is None else max(0.1, deadline - time.monotonic())
+        result = run(mailing_id, services.new_runner_token(), seconds=turn)
+        total.sent += result.sent
+        total.claimed += result.claimed
+        total.finished = total.finished or result.finished
+        total.reason = result.reason
+        if progress is not None:
+            progress(result.sent)
+        if result.reason != "time":
+            break
+    return total

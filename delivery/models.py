@@ -199,7 +199,7 @@ class Message(models.Model):
     contact = models.ForeignKey(
         "contacts.Contact", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    email = models.CharField(max_length=254)
+    email = models.CharField(max_length=320)
     state = models.CharField(max_length=10, choices=MessageState.choices, default=MessageState.QUEUED)
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)

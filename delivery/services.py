@@ -331,10 +331,10 @@ def mailing_plan(mailing_id: int, *, audience: tuple[str, list]) -> int:
             f"""
             INSERT INTO delivery_message
                 (mailing_id, send_group, contact_id, email, state, attempts, created_at)
-            SELECT %s, %s, c.id, c.email, 'queued', 0, %s
-            FROM contacts_contact c
-            WHERE c.id IN ({sql})
-            ORDER BY c.id
+            SELECT %s, %s, t.id, t.email, 'queued', 0, %s
+            FROM contacts_contact t
+            WHERE t.id IN ({sql})
+            ORDER BY t.id
             ON CONFLICT (send_group, contact_id) WHERE idempotency_key IS NULL DO NOTHING
             """,  # noqa: S608 - `sql` is audience_sql's parameterised query, not user text
             [mailing.pk, mailing.send_group, now, *params],
