@@ -137,7 +137,7 @@ def claim(mailing_id: int, relay_id: int, limit: int) -> list[Claimed]:
         cursor.execute(
             """
             UPDATE delivery_message m
-            SET state = 'sending', lease_expires_at = now() + %s, relay_id = %s
+            SET state = 'sending', lease_expires_at = clock_timestamp() + %s, relay_id = %s
             WHERE m.id IN (
                 SELECT id FROM delivery_message
                 WHERE mailing_id = %s AND state = 'queued'
@@ -336,7 +336,7 @@ def _extend_lease(ids: list[int]) -> None:
         return
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE delivery_message SET lease_expires_at = now() + %s WHERE id = ANY(%s) AND state = 'sending'",
+            "UPDATE delivery_message SET lease_expires_at = clock_timestamp() + %s WHERE id = ANY(%s) AND state = 'sending'",
             [dt.timedelta(seconds=settings.DELIVERY_LEASE_SECONDS), ids],
         )
 
