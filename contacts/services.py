@@ -1,0 +1,419 @@
+"""Writes to contacts, lists, subscriptions, segments and suppressions.
+
+Engagement and bounce writes come from delivery, many per second: they are single UPDATE
+statements with no read first. Writes a person asks for (dashboard, public pages) go to the
+audit log when `by` names who acted.
+
+Unsubscribing, decided: `contact_unsubscribe(list_ids=None)` is a global opt-out (every
+subscription unsubscribed and status `unsubscribed`, which stops all marketing mail and is never
+undone by an import). Leaving some lists only unsubscribes those subscriptions; the status stays
+`active`, because a contact without a confirmed subscription is in no audience anyway, and the
+person may still join another list later from a subscribe form.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from contacts.models import (
+    PROTECTED_STATUSES,
+    ConsentSource,
+    Contact,
+    ContactStatus,
+    CustomField,
+    FieldType,
+    MailingList,
+    OptIn,
+    Segment,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+    SuppressionKind,
+)
+from contacts.segments import compile_rules
+from contacts.validation import EmailError, check_email
+from mailplatform.services import audit_record
+
+
+def _audit(by: Any, action: str, target: Any = None, **details: Any) -> None:
+    if by is not None:
+        audit_record(by, action, target, details=details or None)
+
+
+def _ids(contact_ids: Iterable[int]) -> list[int]:
+    return sorted({int(i) for i in contact_ids})
+
+
+# --- Engagement, from delivery ---
+
+
+def contacts_record_sent(contact_ids: Iterable[int], at: dt.datetime) -> int:
+    """Set last_sent_at (never moving it backwards); returns how many contacts changed."""
+    ids = _ids(contact_ids)
+    if not ids:
+        return 0
+    return (
+        Contact.objects.filter(id__in=ids)
+        .filter(Q(last_sent_at__isnull=True) | Q(last_sent_at__lt=at))
+        .update(last_sent_at=at, updated_at=timezone.now())
+    )
+
+
+def contact_record_open(contact_id: int, at: dt.datetime) -> None:
+    Contact.objects.filter(id=contact_id).filter(
+        Q(last_opened_at__isnull=True) | Q(last_opened_at__lt=at)
+    ).update(last_opened_at=at)
+
+
+def contact_record_click(contact_id: int, at: dt.datetime) -> None:
+    # A click is also proof the mail was opened, even when images were blocked.
+    Contact.objects.filter(id=contact_id).update(
+        last_clicked_at=Greatest(
+            F("last_clicked_at"), at, output_field=Contact._meta.get_field("last_clicked_at")
+        ),
+        last_opened_at=Greatest(
+            F("last_opened_at"), at, output_field=Contact._meta.get_field("last_opened_at")
+        ),
+    )
+
+
+def contact_mark_bounced(contact_id: int, *, reason: str, source: str, by: Any = None) -> None:
+    """Hard bounce: status bounced (blocklisted and complained stay as they are), count it."""
+    with transaction.atomic():
+        Contact.objects.filter(id=contact_id).update(
+            bounce_count=F("bounce_count") + 1, updated_at=timezone.now()
+        )
+        Contact.objects.filter(
+            id=contact_id, status__in=[ContactStatus.ACTIVE, ContactStatus.UNSUBSCRIBED]
+        ).update(status=ContactStatus.BOUNCED)
+        _audit(
+            by, "contact.bounced", Contact.objects.filter(id=contact_id).first(), reason=reason, source=source
+        )
+
+
+def contact_record_soft_bounce(contact_id: int) -> int:
+    """Count one soft bounce; returns the new count (the delivery policy decides what it means)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE contacts_contact SET soft_bounce_count = soft_bounce_count + 1 WHERE id = %s "
+            "RETURNING soft_bounce_count",
+            [contact_id],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else 0
+
+
+def contact_reset_soft_bounces(contact_id: int) -> None:
+    Contact.objects.filter(id=contact_id).update(soft_bounce_count=0)
+
+
+def _unsubscribe_all(contact_id: int, now: dt.datetime) -> int:
+    return (
+        Subscription.objects.filter(contact_id=contact_id)
+        .exclude(status=SubscriptionStatus.UNSUBSCRIBED)
+        .update(status=SubscriptionStatus.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now)
+    )
+
+
+def contact_mark_complained(contact_id: int, *, source: str, by: Any = None) -> None:
+    """Spam complaint: status complained (unless blocklisted) and unsubscribed from every list."""
+    now = timezone.now()
+    with transaction.atomic():
+        Contact.objects.filter(id=contact_id).exclude(status=ContactStatus.BLOCKLISTED).update(
+            status=ContactStatus.COMPLAINED, updated_at=now
+        )
+        _unsubscribe_all(contact_id, now)
+        _audit(by, "contact.complained", Contact.objects.filter(id=contact_id).first(), source=source)
+
+
+def contact_unsubscribe(
+    contact_id: int, *, list_ids: list[int] | None = None, source: str, by: Any = None
+) -> int:
+    """Leave `list_ids`, or everything when None (see the module docstring); returns lists left."""
+    now = timezone.now()
+    with transaction.atomic():
+        if list_ids is None:
+            left = _unsubscribe_all(contact_id, now)
+            Contact.objects.filter(id=contact_id, status=ContactStatus.ACTIVE).update(
+                status=ContactStatus.UNSUBSCRIBED, updated_at=now
+            )
+        else:
+            left = (
+                Subscription.objects.filter(
+                    contact_id=contact_id, mailing_list_id__in=[int(i) for i in list_ids]
+                )
+                .exclude(status=SubscriptionStatus.UNSUBSCRIBED)
+                .update(status=SubscriptionStatus.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now)
+            )
+        _audit(
+            by,
+            "contact.unsubscribed",
+            Contact.objects.filter(id=contact_id).first(),
+            lists="all" if list_ids is None else list(list_ids),
+            source=source,
+        )
+    return left
+
+
+DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
+
+
+def suppression_value(value: str) -> tuple[str, str]:
+    """(kind, normalised value) for an address or a domain; ValueError says what is wrong."""
+    text = value.strip().lower()
+    if text.startswith("@"):
+        text = text[1:]
+    if "@" in text:
+        try:
+            return SuppressionKind.ADDRESS, check_email(text).lower()
+        except EmailError as exc:
+            raise ValueError(f"{value!r} is not a valid address: {exc}") from None
+    try:
+        text = text.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(f"{value!r} is not a valid domain") from None
+    if not DOMAIN_RE.match(text):
+        raise ValueError(f"{value!r} is neither an address nor a domain")
+    return SuppressionKind.DOMAIN, text
+
+
+def suppression_add(value: str, *, reason: str, source: str, by: Any = None) -> Suppression:
+    """Suppress an address or a whole domain (an existing suppression is kept, not duplicated)."""
+    kind, normalised = suppression_value(value)
+    with transaction.atomic():
+        suppression, created = Suppression.objects.get_or_create(
+            kind=kind, value=normalised, defaults={"reason": reason[:300], "source": source[:64]}
+        )
+        if created:
+            _audit(by, "suppression.added", suppression, reason=reason, source=source)
+    return suppression
+
+
+def suppression_remove(suppression: Suppression, *, by: Any) -> None:
+    with transaction.atomic():
+        _audit(by, "suppression.removed", suppression, value=suppression.value, kind=suppression.kind)
+        suppression.delete()
+
+
+# --- Contacts, fields, lists, segments from the dashboard ---
+
+
+def coerce_value(kind: str, raw: Any) -> Any:
+    """A field value as stored in attributes; ValueError names what was expected."""
+    if raw is None:
+        return None
+    if kind == FieldType.TEXT:
+        return str(raw)
+    text = str(raw).strip()
+    if text == "":
+        return None
+    if kind == FieldType.NUMBER:
+        if isinstance(raw, bool):
+            raise ValueError("expected a number")
+        try:
+            number = float(text.replace(",", "")) if not isinstance(raw, int | float) else raw
+        except ValueError:
+            raise ValueError(f"{text[:40]!r} is not a number") from None
+        if isinstance(number, float) and (number != number or number in (float("inf"), float("-inf"))):
+            raise ValueError(f"{text[:40]!r} is not a finite number")
+        return (
+            int(number)
+            if isinstance(number, float) and number.is_integer() and abs(number) < 2**53
+            else number
+        )
+    if kind == FieldType.BOOLEAN:
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "y", "on", "t"):
+            return True
+        if lowered in ("0", "false", "no", "n", "off", "f"):
+            return False
+        raise ValueError(f"{text[:40]!r} is not yes/no")
+    if kind == FieldType.DATE:
+        try:
+            return dt.date.fromisoformat(text[:10]).isoformat()
+        except ValueError:
+            raise ValueError(f"{text[:40]!r} is not a date (YYYY-MM-DD)") from None
+    raise ValueError(f"unknown field type {kind}")
+
+
+def contact_create(
+    *,
+    email: str,
+    first_name: str = "",
+    last_name: str = "",
+    attributes: dict[str, Any] | None = None,
+    list_ids: Iterable[int] = (),
+    consent_source: str = ConsentSource.DASHBOARD,
+    consent_ip: str | None = None,
+    by: Any = None,
+) -> Contact:
+    address = check_email(email)
+    now = timezone.now()
+    with transaction.atomic():
+        contact = Contact.objects.create(
+            email=address,
+            first_name=first_name[:200],
+            last_name=last_name[:200],
+            attributes=_typed_attributes(attributes or {}),
+            consent_at=now,
+            consent_source=consent_source,
+            consent_ip=consent_ip,
+        )
+        for list_id in list_ids:
+            Subscription.objects.create(
+                contact=contact,
+                mailing_list_id=list_id,
+                status=SubscriptionStatus.CONFIRMED,
+                confirmed_at=now,
+                source=consent_source,
+            )
+        _audit(by, "contact.created", contact)
+    return contact
+
+
+def _typed_attributes(values: dict[str, Any]) -> dict[str, Any]:
+    kinds = dict(CustomField.objects.values_list("name", "type"))
+    typed: dict[str, Any] = {}
+    for name, raw in values.items():
+        try:
+            typed[name] = coerce_value(kinds.get(name, FieldType.TEXT), raw)
+        except ValueError as exc:
+            raise ValueError(f"field {name}: {exc}") from None
+    return {k: v for k, v in typed.items() if v is not None}
+
+
+def contact_update(
+    contact: Contact,
+    *,
+    first_name: str,
+    last_name: str,
+    attributes: dict[str, Any],
+    status: str | None = None,
+    by: Any = None,
+) -> Contact:
+    with transaction.atomic():
+        before = {"status": contact.status}
+        contact.first_name = first_name[:200]
+        contact.last_name = last_name[:200]
+        contact.attributes = _typed_attributes(attributes)
+        if status is not None:
+            if status not in ContactStatus.values:
+                raise ValueError(f"{status!r} is not a contact status")
+            contact.status = status
+        contact.save()
+        _audit(by, "contact.updated", contact, status_before=before["status"], status=contact.status)
+    return contact
+
+
+def contact_subscribe(
+    contact: Contact,
+    mailing_list: MailingList,
+    *,
+    confirmed: bool,
+    source: str,
+    by: Any = None,
+) -> Subscription:
+    """Add to a list, or renew an unsubscribed membership (a person's own request may do that)."""
+    now = timezone.now()
+    with transaction.atomic():
+        subscription, _ = Subscription.objects.select_for_update().get_or_create(
+            contact=contact, mailing_list=mailing_list, defaults={"source": source}
+        )
+        if confirmed and subscription.status != SubscriptionStatus.CONFIRMED:
+            subscription.status = SubscriptionStatus.CONFIRMED
+            subscription.confirmed_at = now
+        elif not confirmed and subscription.status == SubscriptionStatus.UNSUBSCRIBED:
+            subscription.status = SubscriptionStatus.UNCONFIRMED
+        subscription.source = source
+        subscription.save()
+        _audit(by, "contact.subscribed", contact, list=mailing_list.name, status=subscription.status)
+    return subscription
+
+
+def contact_erase(contact: Contact, *, by: Any) -> None:
+    """GDPR erasure: the contact, its attributes and subscriptions are deleted.
+
+    The audit entry keeps the contact's id, never the address. Delivery's ledger rows that
+    pointed at the contact are delivery's to handle (its foreign key decides).
+    """
+    with transaction.atomic():
+        audit_record(by, "contact.erased", None, details={"contact_id": contact.pk})
+        contact.delete()
+
+
+def custom_field_create(*, name: str, label: str, field_type: str, by: Any = None) -> CustomField:
+    if field_type not in FieldType.values:
+        raise ValueError(f"{field_type!r} is not a field type")
+    with transaction.atomic():
+        field = CustomField.objects.create(name=name, label=label or name, type=field_type)
+        _audit(by, "custom_field.created", field, type=field_type)
+    return field
+
+
+def mailing_list_save(
+    mailing_list: MailingList | None,
+    *,
+    name: str,
+    description: str = "",
+    opt_in: str = OptIn.DOUBLE,
+    is_public: bool = False,
+    by: Any = None,
+) -> MailingList:
+    with transaction.atomic():
+        created = mailing_list is None
+        mailing_list = mailing_list or MailingList()
+        mailing_list.name = name
+        mailing_list.description = description
+        mailing_list.opt_in = opt_in
+        mailing_list.is_public = is_public
+        mailing_list.save()
+        _audit(by, "list.created" if created else "list.updated", mailing_list)
+    return mailing_list
+
+
+def mailing_list_delete(mailing_list: MailingList, *, by: Any) -> None:
+    with transaction.atomic():
+        _audit(by, "list.deleted", mailing_list, name=mailing_list.name)
+        mailing_list.delete()
+
+
+def mailing_list_get_or_create(name: str, *, by: Any = None) -> MailingList:
+    mailing_list, created = MailingList.objects.get_or_create(
+        name=name, defaults={"opt_in": OptIn.SINGLE, "is_public": False}
+    )
+    if created:
+        _audit(by, "list.created", mailing_list)
+    return mailing_list
+
+
+def segment_save(
+    segment: Segment | None, *, name: str, rules: Any, description: str = "", by: Any = None
+) -> Segment:
+    compile_rules(rules)  # refuses malformed rules with a message naming the condition
+    with transaction.atomic():
+        created = segment is None
+        segment = segment or Segment()
+        segment.name = name
+        segment.description = description
+        segment.rules = rules
+        segment.save()
+        _audit(by, "segment.created" if created else "segment.updated", segment)
+    return segment
+
+
+def segment_delete(segment: Segment, *, by: Any) -> None:
+    with transaction.atomic():
+        _audit(by, "segment.deleted", segment, name=segment.name)
+        segment.delete()
+
+
+def contact_protected(contact: Contact) -> bool:
+    return contact.status in PROTECTED_STATUSES
