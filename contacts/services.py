@@ -15,21 +15,28 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from contacts.imports import ImportFileError, run_import
 from contacts.models import (
     PROTECTED_STATUSES,
     ConsentSource,
     Contact,
+    ContactImport,
     ContactStatus,
     CustomField,
     FieldType,
+    ImportMode,
+    ImportStatus,
     MailingList,
     OptIn,
     Segment,
@@ -39,7 +46,7 @@ from contacts.models import (
     SuppressionKind,
 )
 from contacts.segments import compile_rules
-from contacts.validation import EmailError, check_email
+from contacts.validation import EmailError, check_email, coerce_value
 from mailplatform.services import audit_record
 
 
@@ -204,44 +211,6 @@ def suppression_remove(suppression: Suppression, *, by: Any) -> None:
 
 
 # --- Contacts, fields, lists, segments from the dashboard ---
-
-
-def coerce_value(kind: str, raw: Any) -> Any:
-    """A field value as stored in attributes; ValueError names what was expected."""
-    if raw is None:
-        return None
-    if kind == FieldType.TEXT:
-        return str(raw)
-    text = str(raw).strip()
-    if text == "":
-        return None
-    if kind == FieldType.NUMBER:
-        if isinstance(raw, bool):
-            raise ValueError("expected a number")
-        try:
-            number = float(text.replace(",", "")) if not isinstance(raw, int | float) else raw
-        except ValueError:
-            raise ValueError(f"{text[:40]!r} is not a number") from None
-        if isinstance(number, float) and (number != number or number in (float("inf"), float("-inf"))):
-            raise ValueError(f"{text[:40]!r} is not a finite number")
-        return (
-            int(number)
-            if isinstance(number, float) and number.is_integer() and abs(number) < 2**53
-            else number
-        )
-    if kind == FieldType.BOOLEAN:
-        lowered = text.lower()
-        if lowered in ("1", "true", "yes", "y", "on", "t"):
-            return True
-        if lowered in ("0", "false", "no", "n", "off", "f"):
-            return False
-        raise ValueError(f"{text[:40]!r} is not yes/no")
-    if kind == FieldType.DATE:
-        try:
-            return dt.date.fromisoformat(text[:10]).isoformat()
-        except ValueError:
-            raise ValueError(f"{text[:40]!r} is not a date (YYYY-MM-DD)") from None
-    raise ValueError(f"unknown field type {kind}")
 
 
 def contact_create(
@@ -417,3 +386,103 @@ def segment_delete(segment: Segment, *, by: Any) -> None:
 
 def contact_protected(contact: Contact) -> bool:
     return contact.status in PROTECTED_STATUSES
+
+
+# --- Imports: a ContactImport row records each run; the file work is contacts.imports ---
+
+IMPORT_PROGRESS_KEY = "contacts:import-progress:{}"
+
+
+def import_progress(import_id: int) -> dict[str, Any] | None:
+    """Live progress of a running import (kept in the cache: the import's transaction hides its rows)."""
+    return cache.get(IMPORT_PROGRESS_KEY.format(import_id))
+
+
+def contact_import_create(
+    *,
+    path: str,
+    filename: str,
+    mode: str,
+    list_ids: Iterable[int] = (),
+    mapping: dict[str, str] | None = None,
+    by: Any = None,
+) -> ContactImport:
+    if mode not in ImportMode.values:
+        raise ValueError(f"mode must be one of {', '.join(ImportMode.values)}")
+    with transaction.atomic():
+        contact_import = ContactImport.objects.create(
+            filename=filename[:255],
+            path=path,
+            mode=mode,
+            mapping=mapping or {},
+            total_bytes=Path(path).stat().st_size,
+            created_by=by if getattr(by, "is_authenticated", False) else None,
+        )
+        contact_import.mailing_lists.set(list(list_ids))
+        _audit(by, "contacts.import_started", contact_import, filename=filename, mode=mode)
+    return contact_import
+
+
+def contact_import_enqueue(contact_import: ContactImport) -> None:
+    from contacts.tasks import import_contacts_task
+
+    transaction.on_commit(lambda: import_contacts_task.delay(contact_import.pk))
+
+
+def contact_import_run(
+    import_id: int, *, progress: Callable[[str, int, int], None] | None = None
+) -> ContactImport:
+    """Run a recorded import to the end; its row records the counts or the one-line error."""
+    contact_import = ContactImport.objects.get(pk=import_id)
+    if contact_import.status not in (ImportStatus.PENDING,):
+        return contact_import  # already run: a redelivered task does nothing twice
+    ContactImport.objects.filter(pk=import_id).update(status=ImportStatus.RUNNING, started_at=timezone.now())
+    key = IMPORT_PROGRESS_KEY.format(import_id)
+
+    def report(stage: str, done: int, total: int) -> None:
+        # Reading is most of the work: it moves the bar to 80%, the merge the rest.
+        share = 0.8 * done / total if stage == "reading" and total else 0.8 + 0.2 * done / max(total, 1)
+        cache.set(key, {"stage": stage, "percent": min(99, int(share * 100))}, timeout=24 * 3600)
+        if progress:
+            progress(stage, done, total)
+
+    report_path = media_path(f"imports/{import_id}-bad-rows.csv")
+    try:
+        result = run_import(
+            Path(contact_import.path),
+            mode=contact_import.mode,
+            list_ids=list(contact_import.mailing_lists.values_list("id", flat=True)),
+            mapping=contact_import.mapping or None,
+            report_path=report_path,
+            label=f"import #{import_id} {contact_import.filename}"[:300],
+            progress=report,
+        )
+    except ImportFileError as exc:
+        ContactImport.objects.filter(pk=import_id).update(
+            status=ImportStatus.FAILED, error=str(exc), finished_at=timezone.now()
+        )
+        cache.delete(key)
+        raise
+    except Exception:
+        ContactImport.objects.filter(pk=import_id).update(
+            status=ImportStatus.FAILED,
+            error="the import failed unexpectedly; nothing was stored (see the server log)",
+            finished_at=timezone.now(),
+        )
+        cache.delete(key)
+        raise
+    ContactImport.objects.filter(pk=import_id).update(
+        status=ImportStatus.DONE,
+        processed_bytes=contact_import.total_bytes,
+        report_path=result.report_path,
+        finished_at=timezone.now(),
+        **result.counts(),
+    )
+    cache.delete(key)
+    return ContactImport.objects.get(pk=import_id)
+
+
+def media_path(relative: str) -> Path:
+    path = Path(settings.MEDIA_ROOT) / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path

@@ -8,9 +8,13 @@ other address to email-validator, so the two cannot disagree on what is valid.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
+
+from contacts.models import FieldType
 
 # email-validator refuses these (RFC 6761 and friends) unless told otherwise.
 _SPECIAL_USE = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test"})
@@ -48,3 +52,41 @@ def check_email(value: str) -> str:
         return validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise EmailError(str(exc)) from None
+
+
+def coerce_value(kind: str, raw: Any) -> Any:
+    """A field value as stored in attributes; ValueError names what was expected."""
+    if raw is None:
+        return None
+    if kind == FieldType.TEXT:
+        return str(raw)
+    text = str(raw).strip()
+    if text == "":
+        return None
+    if kind == FieldType.NUMBER:
+        if isinstance(raw, bool):
+            raise ValueError("expected a number")
+        try:
+            number = float(text.replace(",", "")) if not isinstance(raw, int | float) else raw
+        except ValueError:
+            raise ValueError(f"{text[:40]!r} is not a number") from None
+        if isinstance(number, float) and (number != number or number in (float("inf"), float("-inf"))):
+            raise ValueError(f"{text[:40]!r} is not a finite number")
+        return (
+            int(number)
+            if isinstance(number, float) and number.is_integer() and abs(number) < 2**53
+            else number
+        )
+    if kind == FieldType.BOOLEAN:
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "y", "on", "t"):
+            return True
+        if lowered in ("0", "false", "no", "n", "off", "f"):
+            return False
+        raise ValueError(f"{text[:40]!r} is not yes/no")
+    if kind == FieldType.DATE:
+        try:
+            return dt.date.fromisoformat(text[:10]).isoformat()
+        except ValueError:
+            raise ValueError(f"{text[:40]!r} is not a date (YYYY-MM-DD)") from None
+    raise ValueError(f"unknown field type {kind}")
