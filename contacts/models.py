@@ -206,6 +206,7 @@ class ImportMode(models.TextChoices):
 
 
 class ImportStatus(models.TextChoices):
+    DRAFT = "draft", "Waiting for column mapping"
     PENDING = "pending", "Waiting"
     RUNNING = "running", "Running"
     DONE = "done", "Done"

@@ -26,9 +26,11 @@ from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from contacts import selectors, signals, tokens
 from contacts.imports import ImportFileError, run_import
 from contacts.models import (
     PROTECTED_STATUSES,
+    UNDELIVERABLE_STATUSES,
     ConsentSource,
     Contact,
     ContactImport,
@@ -406,7 +408,9 @@ def contact_import_create(
     list_ids: Iterable[int] = (),
     mapping: dict[str, str] | None = None,
     by: Any = None,
+    draft: bool = False,
 ) -> ContactImport:
+    """Record an import; a draft waits for its column mapping (contact_import_start)."""
     if mode not in ImportMode.values:
         raise ValueError(f"mode must be one of {', '.join(ImportMode.values)}")
     with transaction.atomic():
@@ -417,9 +421,30 @@ def contact_import_create(
             mapping=mapping or {},
             total_bytes=Path(path).stat().st_size,
             created_by=by if getattr(by, "is_authenticated", False) else None,
+            status=ImportStatus.DRAFT if draft else ImportStatus.PENDING,
         )
         contact_import.mailing_lists.set(list(list_ids))
-        _audit(by, "contacts.import_started", contact_import, filename=filename, mode=mode)
+        if not draft:
+            _audit(by, "contacts.import_started", contact_import, filename=filename, mode=mode)
+    return contact_import
+
+
+def contact_import_start(
+    contact_import: ContactImport, *, mode: str, list_ids: Iterable[int], mapping: dict[str, str], by: Any
+) -> ContactImport:
+    """Settle a draft's mode, lists and mapping and queue it for a worker."""
+    if mode not in ImportMode.values:
+        raise ValueError(f"mode must be one of {', '.join(ImportMode.values)}")
+    with transaction.atomic():
+        updated = ContactImport.objects.filter(pk=contact_import.pk, status=ImportStatus.DRAFT).update(
+            mode=mode, mapping=mapping, status=ImportStatus.PENDING
+        )
+        if not updated:
+            return contact_import  # started already (a double click)
+        contact_import.refresh_from_db()
+        contact_import.mailing_lists.set(list(list_ids))
+        _audit(by, "contacts.import_started", contact_import, filename=contact_import.filename, mode=mode)
+        contact_import_enqueue(contact_import)
     return contact_import
 
 
@@ -486,3 +511,180 @@ def media_path(relative: str) -> Path:
     path = Path(settings.MEDIA_ROOT) / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# --- Public pages: subscribe, confirm, preferences (the person acts on their own behalf) ---
+
+
+def public_subscribe(
+    mailing_list: MailingList,
+    *,
+    email: str,
+    first_name: str = "",
+    ip_address: str | None = None,
+) -> Subscription | None:
+    """A subscribe form was sent. Returns the subscription, or None when nothing may be done.
+
+    The caller shows the same answer whatever happens here, so the page never tells whether
+    an address is known, subscribed or blocked. A double opt-in list gets an unconfirmed
+    subscription and a confirmation_requested signal after commit.
+    """
+    address = check_email(email)
+    if selectors.address_is_suppressed(address):
+        return None
+    now = timezone.now()
+    with transaction.atomic():
+        contact = selectors.contact_by_email(address)
+        if contact is None:
+            contact = Contact.objects.create(
+                email=address,
+                first_name=first_name[:200],
+                # Active but in no audience until a subscription is confirmed.
+                status=ContactStatus.ACTIVE,
+                consent_source=ConsentSource.FORM,
+                consent_at=None if mailing_list.opt_in == OptIn.DOUBLE else now,
+                consent_ip=ip_address,
+                consent_detail=f"subscribe form of list {mailing_list.name}"[:300],
+            )
+        elif contact.status in UNDELIVERABLE_STATUSES:
+            return None
+        subscription, _ = Subscription.objects.select_for_update().get_or_create(
+            contact=contact, mailing_list=mailing_list, defaults={"source": "form"}
+        )
+        if subscription.status == SubscriptionStatus.CONFIRMED:
+            return subscription
+        if mailing_list.opt_in == OptIn.SINGLE:
+            _confirm(subscription, ip_address=ip_address, now=now)
+            return subscription
+        subscription.status = SubscriptionStatus.UNCONFIRMED
+        subscription.source = "form"
+        subscription.save(update_fields=["status", "source", "updated_at"])
+        subscription_id = subscription.pk
+        transaction.on_commit(
+            lambda: signals.confirmation_requested.send(
+                sender=Subscription,
+                subscription_id=subscription_id,
+                confirm_url=tokens.confirm_url(subscription_id),
+            )
+        )
+    return subscription
+
+
+def _confirm(subscription: Subscription, *, ip_address: str | None, now: dt.datetime) -> None:
+    subscription.status = SubscriptionStatus.CONFIRMED
+    subscription.confirmed_at = now
+    subscription.save(update_fields=["status", "confirmed_at", "updated_at"])
+    contact = subscription.contact
+    # Confirming is the person's own fresh consent: it lifts an earlier marketing unsubscribe,
+    # never a bounce, complaint or blocklisting.
+    if contact.status in (ContactStatus.ACTIVE, ContactStatus.UNSUBSCRIBED):
+        contact.status = ContactStatus.ACTIVE
+        contact.consent_at = now
+        contact.consent_source = ConsentSource.FORM
+        contact.consent_ip = ip_address
+        contact.consent_detail = f"confirmed list {subscription.mailing_list.name}"[:300]
+        contact.save(
+            update_fields=[
+                "status",
+                "consent_at",
+                "consent_source",
+                "consent_ip",
+                "consent_detail",
+                "updated_at",
+            ]
+        )
+
+
+def subscription_confirm(subscription_id: int, *, ip_address: str | None = None) -> Subscription | None:
+    """Confirm a double opt-in subscription; None when it is gone or may not be confirmed."""
+    with transaction.atomic():
+        subscription = (
+            Subscription.objects.select_for_update()
+            .select_related("contact", "mailing_list")
+            .filter(pk=subscription_id)
+            .first()
+        )
+        if subscription is None or subscription.contact.status in UNDELIVERABLE_STATUSES:
+            return None
+        if subscription.status == SubscriptionStatus.UNCONFIRMED:
+            _confirm(subscription, ip_address=ip_address, now=timezone.now())
+        return subscription
+
+
+def preferences_save(
+    contact: Contact, *, list_ids: Iterable[int], unsubscribe_all: bool, ip_address: str | None = None
+) -> None:
+    """The preference centre: stay on exactly `list_ids` (public lists or ones already joined)."""
+    if unsubscribe_all:
+        contact_unsubscribe(contact.pk, list_ids=None, source="preferences")
+        return
+    wanted = {int(i) for i in list_ids}
+    allowed = set(
+        MailingList.objects.filter(Q(is_public=True) | Q(subscriptions__contact=contact)).values_list(
+            "id", flat=True
+        )
+    )
+    wanted &= allowed
+    now = timezone.now()
+    with transaction.atomic():
+        current = {
+            s.mailing_list_id: s for s in Subscription.objects.select_for_update().filter(contact=contact)
+        }
+        leave = [
+            i for i, s in current.items() if i not in wanted and s.status != SubscriptionStatus.UNSUBSCRIBED
+        ]
+        if leave:
+            contact_unsubscribe(contact.pk, list_ids=leave, source="preferences")
+        if contact.status in UNDELIVERABLE_STATUSES:
+            return
+        for list_id in wanted:
+            subscription = current.get(list_id)
+            if subscription is None:
+                subscription = Subscription.objects.create(
+                    contact=contact,
+                    mailing_list_id=list_id,
+                    status=SubscriptionStatus.UNCONFIRMED,
+                    source="preferences",
+                )
+            if subscription.status != SubscriptionStatus.CONFIRMED:
+                # The link came in the person's own mail: that proves the address.
+                _confirm(subscription, ip_address=ip_address, now=now)
+
+
+def contact_export_data(contact: Contact, *, by: Any) -> dict[str, Any]:
+    """Everything contacts holds about one person (GDPR access request), recorded in the audit log."""
+    data = {
+        "email": contact.email,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "attributes": contact.attributes,
+        "status": contact.status,
+        "consent": {
+            "at": contact.consent_at.isoformat() if contact.consent_at else None,
+            "source": contact.consent_source,
+            "ip": contact.consent_ip,
+            "detail": contact.consent_detail,
+        },
+        "engagement": {
+            "last_sent_at": contact.last_sent_at.isoformat() if contact.last_sent_at else None,
+            "last_opened_at": contact.last_opened_at.isoformat() if contact.last_opened_at else None,
+            "last_clicked_at": contact.last_clicked_at.isoformat() if contact.last_clicked_at else None,
+            "bounce_count": contact.bounce_count,
+            "soft_bounce_count": contact.soft_bounce_count,
+        },
+        "created_at": contact.created_at.isoformat(),
+        "updated_at": contact.updated_at.isoformat(),
+        "subscriptions": [
+            {
+                "list": s.mailing_list.name,
+                "status": s.status,
+                "source": s.source,
+                "created_at": s.created_at.isoformat(),
+                "confirmed_at": s.confirmed_at.isoformat() if s.confirmed_at else None,
+                "unsubscribed_at": s.unsubscribed_at.isoformat() if s.unsubscribed_at else None,
+            }
+            for s in contact.subscriptions.select_related("mailing_list").order_by("id")
+        ],
+    }
+    audit_record(by, "contact.data_exported", contact)
+    return data

@@ -79,7 +79,9 @@ def test_reimport_updates_and_never_resubscribes(tmp_path):
     services.contact_unsubscribe(b.id, list_ids=None, source="test")
     c = Contact.objects.get(email="c@example.com")
     services.contact_unsubscribe(c.id, list_ids=[mailing_list.id], source="test")
-    path2 = write(tmp_path, "email,first_name\na@example.com,Alice\nB@example.com,B\nc@example.com,C\n", "2.csv")
+    path2 = write(
+        tmp_path, "email,first_name\na@example.com,Alice\nB@example.com,B\nc@example.com,C\n", "2.csv"
+    )
     out = run(path2, "--list", "L")
     assert "3 rows: 0 created, 1 updated, 2 unchanged" in out
     assert "2 not resubscribed" in out
@@ -170,7 +172,10 @@ def test_unterminated_quote_names_the_row(tmp_path):
 def test_wrong_field_count_and_nul_rows_are_reported(tmp_path):
     # A NUL in the first 64 KB means "binary file"; a later one is one bad row.
     filler = "".join(f"f{i}@example.com,F\n" for i in range(4000))
-    path = write(tmp_path, "email,first_name\na@example.com,A,extra\nb@example.com\n" + filler + "c\x00@example.com,C\n")
+    path = write(
+        tmp_path,
+        "email,first_name\na@example.com,A,extra\nb@example.com\n" + filler + "c\x00@example.com,C\n",
+    )
     result = run_import(path, report_path=tmp_path / "r.csv")
     assert result.invalid == 2 and result.created == 4001
     rows = list(csv.reader((tmp_path / "r.csv").open()))
