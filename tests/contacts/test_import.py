@@ -190,6 +190,7 @@ def test_report_neutralises_formulas(tmp_path):
     assert neutralise_cell("-1") == "'-1" and neutralise_cell("plain") == "plain"
 
 
+@pytest.mark.django_db(transaction=True)  # the subprocess commits its import record: flush after
 def test_command_from_a_shell_exits_1_with_one_line(tmp_path):
     path = write(tmp_path, b"phone\n123\n")
     from tests.conftest import database_url_for_tests
