@@ -27,11 +27,28 @@ from liquid.builtin.expressions.filtered import FilteredExpression
 from liquid.builtin.expressions.path import Path
 from liquid.builtin.expressions.primitive import StringLiteral
 from liquid.builtin.output import OutputNode
-from liquid.exceptions import LiquidError
+from liquid.exceptions import (
+    BlockNestingError,
+    ContextDepthError,
+    LiquidError,
+    LocalNamespaceLimitError,
+    LoopIterationLimitError,
+    OutputStreamLimitError,
+    ResourceLimitError,
+)
 from liquid.stringify import to_liquid_string
 from markupsafe import escape
 
-from templates.liquid_env import HTML_ENV, SOURCE_LIMIT, TEXT_ENV, plain_data
+from templates.context import sample_context
+from templates.liquid_env import (
+    BLOCK_NESTING_LIMIT,
+    HTML_ENV,
+    LOOP_ITERATION_LIMIT,
+    OUTPUT_STREAM_LIMIT,
+    SOURCE_LIMIT,
+    TEXT_ENV,
+    plain_data,
+)
 
 FORMAT_VERSION = 1
 PARTS = ("subject", "preheader", "html", "text")
@@ -49,6 +66,8 @@ _LIQUID_MARKUP = re.compile(
 )
 # Paths whose last segment Liquid resolves specially; they go through the engine.
 _SPECIAL_KEYS = frozenset({"size", "first", "last"})
+_SPACE_LINES = re.compile(r"\n[ \t]+(?=\n)")
+_BLANK_RUNS = re.compile(r"\n{3,}")
 _BODY_OPEN = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 _TEXT_CONFIG = ParserConfig(display_links=True)
 
@@ -56,8 +75,17 @@ _TEXT_CONFIG = ParserConfig(display_links=True)
 class TemplateError(ValueError):
     """A template that cannot be compiled; says which part, where and what."""
 
-    def __init__(self, message: str, *, part: str, line: int | None = None, column: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        part: str,
+        line: int | None = None,
+        column: int | None = None,
+        limit: bool = False,
+    ):
         self.message = message
+        self.limit = limit  # a resource limit (loops, output size, nesting) stopped it
         self.part = part
         self.line = line
         self.column = column
@@ -122,7 +150,9 @@ class CompiledTemplate:
 
     def render(self, context: Mapping[str, Any]) -> RenderedEmail:
         if self.uses_logic:
-            return self._render_liquid(context)
+            rendered = self._render_liquid(context)
+            # Tags on lines of their own leave blank lines behind in the text part.
+            return rendered._replace(text=_BLANK_RUNS.sub("\n\n", _SPACE_LINES.sub("\n", rendered.text)))
         formats = self._cache.get("formats")
         if formats is None:
             formats = self._cache["formats"] = _format_strings(self.segments)
@@ -143,7 +173,7 @@ class CompiledTemplate:
                 value = default
             raw.append(value if type(value) is str else to_liquid_string(value, False))
         return RenderedEmail(
-            subject_fmt.format(*raw).translate(_NO_BREAKS),
+            subject_fmt.format(*raw).translate(_NO_BREAKS).strip(),
             html_fmt.format(*[escape(v) for v in raw]),
             text_fmt.format(*raw),
         )
@@ -157,7 +187,13 @@ class CompiledTemplate:
                 TEXT_ENV.from_string(self.text),
             )
         data = plain_data(context)
-        subject, html, text = (t.render(**data) for t in parsed)
+        rendered = []
+        for part, template in zip(("subject", "html", "text"), parsed, strict=True):
+            try:
+                rendered.append(template.render(**data))
+            except LiquidError as exc:
+                raise _error(exc, part, getattr(self, part)) from None
+        subject, html, text = rendered
         return RenderedEmail(subject.translate(_NO_BREAKS).strip(), html, text)
 
     def render_liquid(self, context: Mapping[str, Any]) -> RenderedEmail:
@@ -197,11 +233,24 @@ def _parse(env: Environment, source: str, part: str) -> BoundTemplate:
     return template
 
 
+_LIMIT_MESSAGES = {
+    LoopIterationLimitError: f"loops ran more than {LOOP_ITERATION_LIMIT:,} iterations in total",
+    OutputStreamLimitError: f"the output grew beyond {OUTPUT_STREAM_LIMIT:,} characters",
+    LocalNamespaceLimitError: "assigned or captured values grew too large",
+    ContextDepthError: "the template nests too deeply",
+    BlockNestingError: f"blocks are nested more than {BLOCK_NESTING_LIMIT} deep",
+}
+
+
 def _error(exc: LiquidError, part: str, source: str) -> TemplateError:
-    message = str(exc.message or exc.__class__.__name__)
-    where = exc.context()
+    limit = isinstance(exc, ResourceLimitError)
+    message = next((m for cls, m in _LIMIT_MESSAGES.items() if isinstance(exc, cls)), None)
+    message = message or str(exc.message or exc.__class__.__name__)
+    where = exc.context() if exc.token is not None and exc.token.source == source else None
     if where is not None:
-        return TemplateError(message, part=part, line=where[0], column=where[1] + 1)
+        return TemplateError(message, part=part, line=where[0], column=where[1] + 1, limit=limit)
+    if limit:
+        return TemplateError(message, part=part, limit=True)
     # Errors found at the end of the source ("expected endif") point at its last line.
     lines = source.splitlines() or [""]
     return TemplateError(message, part=part, line=len(lines), column=len(lines[-1]) + 1)
@@ -446,7 +495,7 @@ def compile_template(
     slots: dict[Slot, int] = {}
     segments = {part: _segments(template, slots) for part, template in parsed.items()}
     uses_logic = any(s is None for s in segments.values())
-    return CompiledTemplate(
+    compiled = CompiledTemplate(
         subject=subject,
         html=full_html,
         text=full_text,
@@ -455,3 +504,18 @@ def compile_template(
         segments={} if uses_logic else segments,  # type: ignore[arg-type]
         slots=() if uses_logic else tuple(sorted(slots, key=slots.__getitem__)),
     )
+    if uses_logic:
+        _trial_render(compiled)
+    return compiled
+
+
+def _trial_render(compiled: CompiledTemplate) -> None:
+    """Render once with sample data so a loop or output that always breaks a limit fails at save time.
+
+    Only resource limits count here: other errors may depend on a real recipient's data.
+    """
+    try:
+        compiled.render(sample_context())
+    except TemplateError as exc:
+        if exc.limit:
+            raise
