@@ -37,7 +37,15 @@ from liquid.exceptions import (
     ResourceLimitError,
 )
 from liquid.stringify import to_liquid_string
-from markupsafe import escape
+
+try:  # markupsafe's C escaper without the Markup wrapper: the per-recipient hot path
+    from markupsafe._speedups import _escape_inner as _escape
+except ImportError:  # pragma: no cover - pure-Python markupsafe
+    from markupsafe import escape as _markup_escape
+
+    def _escape(value: str) -> str:
+        return str(_markup_escape(value))
+
 
 from templates.context import sample_context
 from templates.liquid_env import (
@@ -153,11 +161,12 @@ class CompiledTemplate:
             rendered = self._render_liquid(context)
             # Tags on lines of their own leave blank lines behind in the text part.
             return rendered._replace(text=_BLANK_RUNS.sub("\n\n", _SPACE_LINES.sub("\n", rendered.text)))
-        formats = self._cache.get("formats")
-        if formats is None:
-            formats = self._cache["formats"] = _format_strings(self.segments)
-        subject_fmt, html_fmt, text_fmt = formats
+        plan = self._cache.get("plan")
+        if plan is None:
+            plan = self._cache["plan"] = _fill_plan(self.segments)
+        (subject_buf, subject_idx), (html_buf, html_idx), (text_buf, text_idx) = plan
         raw = []
+        escaped = []
         for path, default in self.slots:
             value: Any = context
             for key in path:
@@ -170,12 +179,26 @@ class CompiledTemplate:
             if default is not None and (
                 value is None or value is False or (not value and isinstance(value, str | list | dict))
             ):
-                value = default
-            raw.append(value if type(value) is str else to_liquid_string(value, False))
+                # The default is the author's own literal: Liquid outputs it unescaped, and so do we.
+                raw.append(default)
+                escaped.append(default)
+                continue
+            value = value if type(value) is str else to_liquid_string(value, False)
+            if "\r" in value:  # Liquid's output stream turns CR LF and CR into LF; match it
+                value = value.replace("\r\n", "\n").replace("\r", "\n")
+            raw.append(value)
+            escaped.append(_escape(value))
+        # Literal pieces sit at even positions of a prepared list; values go into the odd ones.
+        subject = subject_buf.copy()
+        subject[1::2] = [raw[i] for i in subject_idx]
+        html = html_buf.copy()
+        html[1::2] = [escaped[i] for i in html_idx]
+        text = text_buf.copy()
+        text[1::2] = [raw[i] for i in text_idx]
         return RenderedEmail(
-            subject_fmt.format(*raw).translate(_NO_BREAKS).strip(),
-            html_fmt.format(*[escape(v) for v in raw]),
-            text_fmt.format(*raw),
+            "".join(subject).translate(_NO_BREAKS).strip(),
+            "".join(html),
+            "".join(text),
         )
 
     def _render_liquid(self, context: Mapping[str, Any]) -> RenderedEmail:
@@ -201,16 +224,16 @@ class CompiledTemplate:
         return self._render_liquid(context)
 
 
-def _format_strings(segments: Mapping[str, tuple[tuple[str, ...], tuple[int, ...]]]) -> tuple[str, str, str]:
-    result = []
+def _fill_plan(
+    segments: Mapping[str, tuple[tuple[str, ...], tuple[int, ...]]],
+) -> tuple[tuple[list[str], tuple[int, ...]], ...]:
+    plan = []
     for part in ("subject", "html", "text"):
         literals, indexes = segments[part]
-        pieces = [literals[0].replace("{", "{{").replace("}", "}}")]
-        for index, literal in zip(indexes, literals[1:], strict=True):
-            pieces.append(f"{{{index}}}")
-            pieces.append(literal.replace("{", "{{").replace("}", "}}"))
-        result.append("".join(pieces))
-    return result[0], result[1], result[2]
+        buffer: list[str] = [""] * (2 * len(literals) - 1)
+        buffer[0::2] = literals
+        plan.append((buffer, indexes))
+    return tuple(plan)
 
 
 # --- compiling ---
@@ -448,6 +471,10 @@ def _with_preheader(html: str, preheader: str) -> str:
     return html[: match.end()] + hidden + html[match.end() :]
 
 
+def _lf(source: str) -> str:
+    return source.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def compile_template(
     *,
     subject: str,
@@ -460,6 +487,10 @@ def compile_template(
 
     `layout_html`, when given, is a base layout whose `{{ content }}` receives `html`.
     """
+    # Browsers post CR LF; Liquid writes LF. One convention from here on.
+    html, preheader = _lf(html), _lf(preheader)
+    text = _lf(text) if text is not None else None
+    layout_html = _lf(layout_html) if layout_html is not None else None
     subject = subject.strip()
     if not subject:
         raise TemplateError("a subject is required", part="subject")

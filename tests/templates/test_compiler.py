@@ -164,3 +164,35 @@ def test_layout_wraps_the_body():
     with pytest.raises(TemplateError) as info:
         compile_template(subject="s", html="<p>x</p>", layout_html="<div>no placeholder</div>")
     assert info.value.part == "layout"
+
+
+def test_fast_path_equals_liquid_for_many_kinds_of_values():
+    import random
+
+    compiled = compile_template(
+        subject='{{ contact.a }} {{ contact.b | default: "dflt" }}',
+        html='<p title="{{ contact.a }}">{{ contact.a }}|{{ contact.b | default: "<d>" }}|{{ contact.c.d }}|{{ x.y.z }}</p>',
+        text="{{ contact.a }} {{ contact.c.d }}",
+    )
+    assert not compiled.uses_logic
+    rng = random.Random(4)
+    values = [
+        None,
+        True,
+        False,
+        0,
+        1,
+        -2.5,
+        "",
+        " ",
+        "<&>\"'",
+        "\u00e9\u2028\r\n",
+        [],
+        ["a", "<b>"],
+        {},
+        {"d": "x"},
+    ]
+    for _ in range(300):
+        contact = {k: rng.choice(values) for k in ("a", "b", "c") if rng.random() < 0.8}
+        context = {"contact": contact}
+        assert compiled.render(context) == compiled.render_liquid(context), contact
