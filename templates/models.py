@@ -29,6 +29,8 @@ class EmailTemplate(models.Model):
     current_version = models.ForeignKey(
         "TemplateVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Transactional mail (receipts, password resets) needs no unsubscribe link.
+    transactional = models.BooleanField(default=False)
     starter = models.CharField(max_length=100, blank=True, help_text="The starter it was created from")
     archived = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -58,6 +60,7 @@ class TemplateVersion(models.Model):
     layout = models.ForeignKey(
         EmailTemplate, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    transactional = models.BooleanField(default=False)
     note = models.CharField(max_length=300, blank=True)
     uses_logic = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from django.db.models import Count, QuerySet
 
 from templates.checks import CheckResult, compiled_checks
-from templates.compiler import CompiledTemplate, TemplateError
+from templates.compiler import CompiledTemplate, RenderedEmail, TemplateError, compile_template
+from templates.context import sample_context
+from templates.liquid_env import plain_data
 from templates.models import EmailTemplate, TemplateVersion
 
 __all__ = [
@@ -43,7 +46,7 @@ def template_checks(
     template_or_compiled: EmailTemplate | CompiledTemplate | int,
     *,
     custom_fields: Iterable[str] | None = None,
-    transactional: bool = False,
+    transactional: bool | None = None,
 ) -> list[CheckResult]:
     """Check results (code, message, severity) for a template, its id, or a compiled snapshot.
 
@@ -52,6 +55,13 @@ def template_checks(
     if isinstance(template_or_compiled, CompiledTemplate):
         compiled = template_or_compiled
     else:
+        if transactional is None:
+            template = (
+                template_or_compiled
+                if isinstance(template_or_compiled, EmailTemplate)
+                else EmailTemplate.objects.get(pk=template_or_compiled)
+            )
+            transactional = template.transactional
         from templates.services import template_compile
 
         template_id = (
@@ -61,7 +71,7 @@ def template_checks(
             compiled = template_compile(template_id)
         except TemplateError as exc:
             return [CheckResult("invalid", str(exc), "error")]
-    return compiled_checks(compiled, custom_fields=custom_fields, transactional=transactional)
+    return compiled_checks(compiled, custom_fields=custom_fields, transactional=bool(transactional))
 
 
 def home_figures() -> dict[str, int]:
@@ -71,3 +81,41 @@ def home_figures() -> dict[str, int]:
         "layouts": qs.filter(kind=EmailTemplate.Kind.LAYOUT).count(),
         "versions": TemplateVersion.objects.filter(template__archived=False).count(),
     }
+
+
+def template_preview(
+    *,
+    kind: str,
+    subject: str,
+    html: str,
+    text: str = "",
+    preheader: str = "",
+    layout: EmailTemplate | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> tuple[CompiledTemplate, RenderedEmail]:
+    """Compile unsaved content and render it with sample data, or with the plain data given.
+
+    `data` is {"contact": {...}, "<extra>": ...}; other apps pass a real contact's fields here.
+    Raises TemplateError like a save would.
+    """
+    if kind == EmailTemplate.Kind.LAYOUT:
+        compiled = compile_template(
+            subject=subject or "Layout preview",
+            html="<p>Your content goes here.</p>",
+            preheader=preheader,
+            layout_html=html,
+        )
+    else:
+        if layout is not None and layout.kind != EmailTemplate.Kind.LAYOUT:
+            raise TemplateError(f"'{layout.name}' is not a base layout", part="layout")
+        compiled = compile_template(
+            subject=subject or "(no subject)",
+            html=html,
+            text=text or None,
+            preheader=preheader,
+            layout_html=layout.html if layout is not None else None,
+        )
+    data = dict(data or {})
+    contact = data.pop("contact", None)
+    context = sample_context(contact) if not data else {**sample_context(contact), **plain_data(data)}
+    return compiled, compiled.render(context)

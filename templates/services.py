@@ -10,7 +10,7 @@ from mailplatform.services import audit_record
 from templates.compiler import CompiledTemplate, TemplateError, compile_template
 from templates.models import EmailTemplate, TemplateVersion
 
-EDITABLE_FIELDS = ("name", "subject", "preheader", "html", "text", "layout")
+EDITABLE_FIELDS = ("name", "subject", "preheader", "html", "text", "layout", "transactional")
 
 
 def _layout_html(layout: EmailTemplate | None, template: EmailTemplate | None = None) -> str | None:
@@ -60,6 +60,7 @@ def _record_version(
         html=template.html,
         text=template.text,
         layout=template.layout,
+        transactional=template.transactional,
         note=note[:300],
         uses_logic=compiled.uses_logic,
         created_by=by if getattr(by, "is_authenticated", False) else None,
@@ -78,6 +79,7 @@ def template_create(
     preheader: str = "",
     layout: EmailTemplate | None = None,
     kind: str = EmailTemplate.Kind.TEMPLATE,
+    transactional: bool = False,
     starter: str = "",
     by: Any = None,
     note: str = "Created",
@@ -103,6 +105,7 @@ def template_create(
             html=html,
             text=text,
             layout=layout,
+            transactional=transactional,
             starter=starter,
             created_by=by if getattr(by, "is_authenticated", False) else None,
         )
@@ -152,6 +155,7 @@ def template_restore(template_id: int, version_id: int, *, by: Any = None) -> Em
         html=version.html,
         text=version.text,
         layout=version.layout,
+        transactional=version.transactional,
     )
     audit_record(by, "template.restored", template, details={"from_version": version.number})
     return template
@@ -176,6 +180,7 @@ def template_duplicate(template_id: int, *, by: Any = None) -> EmailTemplate:
         preheader=source.preheader,
         layout=source.layout,
         kind=source.kind,
+        transactional=source.transactional,
         by=by,
         note=f"Copied from {source.name}",
     )
