@@ -171,7 +171,8 @@ def edit(request: HttpRequest, pk: int) -> HttpResponse:
         "can_edit": can_edit,
         "checks": selectors.template_checks(template),
         "variables": VARIABLE_HELP,
-        "sample_data": json.dumps({"contact": SAMPLE_CONTACT}, indent=2),
+        # A failed save shows the page again: keep the marketer's own preview data.
+        "sample_data": request.POST.get("preview_data") or json.dumps({"contact": SAMPLE_CONTACT}, indent=2),
         "is_layout": template.kind == EmailTemplate.Kind.LAYOUT,
     }
     return render(request, "email_templates/edit.html", context, status=status)
