@@ -185,9 +185,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
-    "worker-heartbeat": {"task": "mailplatform.tasks.worker_heartbeat", "schedule": 15.0},
-}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 
 # Home page panels, by URL name; each app serves its own fragment.
 HOME_FRAGMENTS = [
