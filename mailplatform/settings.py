@@ -188,7 +188,12 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 
 # Home page panels, by URL name; each app serves its own fragment.
-HOME_FRAGMENTS = ["campaigns:home-fragment", "contacts:home-fragment", "delivery:home-fragment"]
+HOME_FRAGMENTS = [
+    "campaigns:home-fragment",
+    "contacts:home-fragment",
+    "templates:home-fragment",
+    "delivery:home-fragment",
+]
 
 # --- The capture relay: a local SMTP server that keeps what it receives (the embedded default) ---
 
