@@ -185,12 +185,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
-    "worker-heartbeat": {"task": "mailplatform.tasks.worker_heartbeat", "schedule": 15.0},
-}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 
 # Home page panels, by URL name; each app serves its own fragment.
-HOME_FRAGMENTS = ["campaigns:home-fragment", "contacts:home-fragment", "delivery:home-fragment"]
+HOME_FRAGMENTS = [
+    "campaigns:home-fragment",
+    "contacts:home-fragment",
+    "templates:home-fragment",
+    "delivery:home-fragment",
+]
 
 # --- The capture relay: a local SMTP server that keeps what it receives (the embedded default) ---
 
@@ -258,3 +261,12 @@ CELERY_BEAT_SCHEDULE.update(
 # The sender of platform mail (double opt-in confirmations, transactional sends without their own).
 DELIVERY_DEFAULT_FROM_EMAIL = env_str("DELIVERY_DEFAULT_FROM_EMAIL") or f"posthorn@{BOUNCE_DOMAIN}"
 DELIVERY_DEFAULT_FROM_NAME = env_str("DELIVERY_DEFAULT_FROM_NAME", "Posthorn") or ""
+
+# --- Contacts ---
+
+# How long a double opt-in confirmation link stays valid.
+CONTACTS_CONFIRM_MAX_AGE_DAYS = env_int("CONTACTS_CONFIRM_MAX_AGE_DAYS", 7, minimum=1)
+# Public subscribe form: submissions per client address per hour.
+CONTACTS_SUBSCRIBE_RATE_PER_HOUR = env_int("CONTACTS_SUBSCRIBE_RATE_PER_HOUR", 10, minimum=1)
+# Largest CSV accepted for import, in megabytes.
+CONTACTS_IMPORT_MAX_MB = env_int("CONTACTS_IMPORT_MAX_MB", 1024, minimum=1)
