@@ -80,7 +80,6 @@ def compiled():
 def start_mailing(compiled):
     """Create a Mailing to a list's audience and plan it; returns the Mailing (not yet sending)."""
     from contacts.selectors import audience_sql
-
     from delivery import services
 
     def start(mailing_list, *, relays=(), **fields):

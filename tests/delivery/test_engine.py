@@ -298,10 +298,9 @@ def test_old_ledger_rows_are_pruned(make_relay, make_audience, start_mailing, si
 
 
 def test_fast_path_matches_the_template_renderer(compiled):
+    from delivery.compose import MessageBuilder, Recipient
     from templates.compiler import compile_template
     from templates.context import recipient_context
-
-    from delivery.compose import MessageBuilder, Recipient
 
     template = compile_template(
         subject="Hi {{ contact.first_name | default: 'friend' }} from {{ contact.city }}",
