@@ -67,14 +67,24 @@ def dispatch(mailing_id: int) -> int:
     started = 0
     for _ in range(wanted):
         token = services.new_runner_token()
-        # A queued task holds its slot for a while so the watchdog does not pile up duplicates.
-        slot = _runner_slot(mailing_id, token, lease=max(300, settings.DELIVERY_LEASE_SECONDS))
+        # A queued task holds its slot for a while so the watchdog does not pile up duplicates;
+        # one that never starts (its worker died holding it) frees the slot when this runs out.
+        slot = _runner_slot(mailing_id, token, lease=max(120, settings.DELIVERY_LEASE_SECONDS))
         slot.limit = wanted
         if slot.acquire() != 0.0:
             break
         send_mailing.delay(mailing_id, token)
         started += 1
     return started
+
+
+def runner_handover(mailing_id: int, token: str) -> None:
+    """A runner out of time queues its successor, which keeps its slot while it waits in the queue."""
+    from delivery.tasks import send_mailing
+
+    slot = _runner_slot(mailing_id, token, lease=max(120, settings.DELIVERY_LEASE_SECONDS))
+    if slot.refresh():
+        send_mailing.delay(mailing_id, token)
 
 
 def _pool(mailing_id: int) -> list[Relay]:
@@ -439,7 +449,9 @@ def run(mailing_id: int, token: str, *, seconds: float | None = None) -> RunResu
     budget = settings.DELIVERY_TASK_SECONDS if seconds is None else seconds
     deadline = time.monotonic() + budget
     result = RunResult()
-    runner = _runner_slot(mailing_id, token, lease=max(30, settings.DELIVERY_LEASE_SECONDS))
+    # The slot only bounds parallelism (the Message leases guard correctness), so it lives as long
+    # as a Message lease: a killed runner's place is free as soon as its Messages are.
+    runner = _runner_slot(mailing_id, token, lease=settings.DELIVERY_LEASE_SECONDS)
     if not runner.refresh():
         result.reason = "enough runners already"
         return result
