@@ -20,6 +20,7 @@ and how many connections a relay gets by the relay's own semaphore, across all h
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import random
 import time
@@ -161,7 +162,8 @@ def claim(mailing_id: int, relay_id: int, limit: int) -> list[Claimed]:
         )
         rows = cursor.fetchall()
     rows.sort()
-    return [Claimed(*row) for row in rows]
+    # Django leaves JSONB undecoded on a raw cursor (the field decodes it in the ORM).
+    return [Claimed(i, e, c, json.loads(d) if isinstance(d, str) else d) for i, e, c, d in rows]
 
 
 def _update_many(sql_set: str, rows: list[tuple], width: int, extra: list[Any]) -> None:
