@@ -446,18 +446,22 @@ class RunResult:
     reason: str = ""
 
 
-def run(mailing_id: int, token: str, *, seconds: float | None = None) -> RunResult:
-    """One runner's turn on a Mailing; returns why it stopped. Re-enqueueing is the task's job."""
+def run(mailing_id: int, token: str | None, *, seconds: float | None = None) -> RunResult:
+    """One runner's turn on a Mailing; returns why it stopped. Re-enqueueing is the task's job.
+
+    `token` names the runner's slot (tasks); None runs outside the DELIVERY_PARALLEL bound (drain).
+    """
     budget = settings.DELIVERY_TASK_SECONDS if seconds is None else seconds
     deadline = time.monotonic() + budget
     result = RunResult()
     # The slot only bounds parallelism (the Message leases guard correctness), so it lives as long
     # as a Message lease: a killed runner's place is free as soon as its Messages are.
-    runner = _runner_slot(mailing_id, token, lease=settings.DELIVERY_LEASE_SECONDS)
-    if not runner.refresh():
-        result.reason = "enough runners already"
-        return result
-    runner.held = True
+    runner = _runner_slot(mailing_id, token or "", lease=settings.DELIVERY_LEASE_SECONDS)
+    if token is not None:
+        if not runner.refresh():
+            result.reason = "enough runners already"
+            return result
+        runner.held = True
     tried: set[int] = set()
     try:
         while time.monotonic() < deadline:
@@ -609,7 +613,8 @@ def _send_batch(
             ctl["lease_at"] = time.monotonic()
             _extend_lease(list(untried) + [o.key for o in recorder.buffer])
             slot.refresh()
-            runner.refresh()
+            if runner.held:
+                runner.refresh()
 
     relay_failure = ""
     for outcome in smtp.send(envelopes()):
@@ -672,7 +677,7 @@ def drain(mailing_id: int, *, progress: Any = None, seconds: float | None = None
     deadline = None if seconds is None else time.monotonic() + seconds
     while deadline is None or time.monotonic() < deadline:
         turn = settings.DELIVERY_TASK_SECONDS if deadline is None else max(0.1, deadline - time.monotonic())
-        result = run(mailing_id, services.new_runner_token(), seconds=turn)
+        result = run(mailing_id, None, seconds=turn)
         total.sent += result.sent
         total.claimed += result.claimed
         total.finished = total.finished or result.finished
