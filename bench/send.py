@@ -294,8 +294,9 @@ def _build_one(mailing, message) -> bytes:
 
     builder = engine.builder_for(mailing)
     claimed = engine.Claimed(message.pk, message.email, message.contact_id, None)
-    context = engine._contexts(mailing, builder, [claimed])[message.pk]
-    return builder.build(engine.Recipient(message.pk, message.email, context))
+    tokens = {message.pk: engine.verp.message_token(message.pk, "unsubscribe")}
+    context = engine._contexts(mailing, builder, [claimed], tokens)[message.pk]
+    return builder.build(engine.Recipient(message.pk, message.email, context, tokens[message.pk]))
 
 
 def run(args: argparse.Namespace, port: int, dump: Path) -> int:

@@ -182,6 +182,15 @@ class Recorder:
     contact_of: dict[int, int | None] = field(default_factory=dict)
     last_flush: float = field(default_factory=time.monotonic)
     sent_total: int = 0
+    # Engagement (contacts.last_sent_at) is written once per batch, not at every outcome write.
+    sent_contacts: list[int] = field(default_factory=list)
+
+    def record_engagement(self) -> None:
+        if self.sent_contacts:
+            from contacts.services import contacts_record_sent
+
+            contacts_record_sent(self.sent_contacts, timezone.now())
+            self.sent_contacts = []
 
     def add(self, outcome: Outcome) -> None:
         self.buffer.append(outcome)
@@ -245,13 +254,8 @@ class Recorder:
                     3,
                     [now],
                 )
-            if sent:
-                contact_ids = [c for c in (self.contact_of.get(o.key) for o in sent) if c is not None]
-                if contact_ids:
-                    from contacts.services import contacts_record_sent
-
-                    contacts_record_sent(contact_ids, now)
         if sent:
+            self.sent_contacts.extend(c for c in (self.contact_of.get(o.key) for o in sent) if c is not None)
             self.sent_total += len(sent)
             _count_sent(self.mailing.pk, len(sent))
         if failed:
@@ -374,20 +378,24 @@ def _skip_unsendable(mailing: Mailing, batch: list[Claimed]) -> list[Claimed]:
     return keep
 
 
-def _contexts(mailing: Mailing, builder: MessageBuilder, batch: list[Claimed]) -> dict[int, dict[str, Any]]:
+def _contexts(
+    mailing: Mailing, builder: MessageBuilder, batch: list[Claimed], tokens: dict[int, str]
+) -> dict[int, dict[str, Any]]:
     from contacts.selectors import contact_merge_data
     from contacts.tokens import preferences_url
     from templates.context import recipient_context
 
     merge = contact_merge_data([c.contact_id for c in batch if c.contact_id is not None])
+    # Signing a preferences link costs ~40 µs; only templates that show one pay for it.
+    wants_preferences = builder.uses is None or "preferences_url" in builder.uses
     contexts = {}
     for item in batch:
         contact = merge.get(item.contact_id) if item.contact_id is not None else None
-        unsubscribe = builder.unsubscribe_url(item.id)
+        unsubscribe = builder.unsubscribe_url(item.id, tokens[item.id])
         urls = {
             "unsubscribe_url": unsubscribe,
             "preferences_url": preferences_url(item.contact_id)
-            if item.contact_id is not None
+            if item.contact_id is not None and wants_preferences
             else unsubscribe,
         }
         extra = {k: v for k, v in (item.data or {}).items() if not k.startswith("__")}
@@ -573,11 +581,12 @@ def _send_batch(
     result: RunResult,
 ) -> str:
     """Stream one claimed batch; returns "" to go on, or why to stop."""
-    contexts = _contexts(mailing, builder, batch)
+    tokens = {c.id: verp.message_token(c.id, "unsubscribe") for c in batch}
+    contexts = _contexts(mailing, builder, batch, tokens)
     recorder = Recorder(mailing=mailing, relay_id=relay.pk, contact_of={c.id: c.contact_id for c in batch})
     mail_from = {c.id: verp.verp_address(c.id).encode() for c in batch}
     untried = {c.id for c in batch}
-    control = {"stop": "", "tokens": 0, "lease_at": time.monotonic()}
+    control = {"stop": "", "tokens": 0, "lease_at": time.monotonic(), "state_at": time.monotonic()}
     lease_refresh = settings.DELIVERY_LEASE_SECONDS / 3
 
     def envelopes() -> Iterator[Envelope]:
@@ -602,13 +611,16 @@ def _send_batch(
                 item.id,
                 mail_from[item.id],
                 item.email.encode(),
-                builder.build(Recipient(item.id, item.email, contexts[item.id])),
+                builder.build(Recipient(item.id, item.email, contexts[item.id], tokens[item.id])),
             )
 
     def _check(ctl: dict[str, Any]) -> None:
-        state = _mailing_state(mailing.pk)
-        if state not in ACTIVE_STATES:
-            ctl["stop"] = f"mailing {state}"
+        # Pause and cancel are read a few times a second, not at every write.
+        if time.monotonic() - ctl["state_at"] >= 0.3:
+            ctl["state_at"] = time.monotonic()
+            state = _mailing_state(mailing.pk)
+            if state not in ACTIVE_STATES:
+                ctl["stop"] = f"mailing {state}"
         if time.monotonic() - ctl["lease_at"] > lease_refresh:
             ctl["lease_at"] = time.monotonic()
             _extend_lease(list(untried) + [o.key for o in recorder.buffer])
@@ -627,6 +639,7 @@ def _send_batch(
             recorder.flush()
             _check(control)
     recorder.flush()
+    recorder.record_engagement()
     result.sent += recorder.sent_total
     # Whatever was claimed and never handed to the relay goes back (or is skipped on cancel).
     state = _mailing_state(mailing.pk)
