@@ -98,11 +98,13 @@ def wait_for_port(port: int, timeout: float = 10) -> None:
     raise RuntimeError(f"smtp-sink did not listen on {port}")
 
 
-def start_sink(port: int, dump: Path) -> subprocess.Popen:
+def start_sink(port: int, dump: Path | None) -> subprocess.Popen:
     argv = [postfix_tool("smtp-sink")]
     if os.geteuid() == 0:
         argv += ["-u", "nobody"]  # it refuses to run as root
-    argv += ["-D", str(dump), f"127.0.0.1:{port}", "1024"]
+    if dump is not None:
+        argv += ["-D", str(dump)]
+    argv += [f"127.0.0.1:{port}", "1024"]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(port)
     return process
@@ -401,6 +403,22 @@ def run(args: argparse.Namespace, port: int, dump: Path) -> int:
     source_s = time.perf_counter() - start
     source_rate = n / source_s
     print(f"smtp-source: {n:,} in {source_s:.2f}s: {source_rate:,.0f} msg/s; ratio {rate / source_rate:.2f}")
+    # For context only: the same reference against a sink that keeps nothing (the dump costs the sink).
+    bare_port = free_port()
+    bare = start_sink(bare_port, None)
+    try:
+        start = time.perf_counter()
+        subprocess.run(
+            [source, "-s", "16", "-m", str(n), "-l", "10240", f"127.0.0.1:{bare_port}"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        bare_rate = n / (time.perf_counter() - start)
+    finally:
+        bare.terminate()
+        bare.wait(10)
+    print(f"smtp-source against a sink without a dump: {bare_rate:,.0f} msg/s")
 
     signed, unsigned = dkim_rate(
         dict(
@@ -427,6 +445,7 @@ def run(args: argparse.Namespace, port: int, dump: Path) -> int:
                 "plan_per_s": round(planned / plan_s, 1),
                 "smtp_source_per_s": round(source_rate, 1),
                 "ratio": round(rate / source_rate, 3),
+                "smtp_source_no_dump_per_s": round(bare_rate, 1),
                 "received": received,
                 "duplicates": duplicates,
                 "missing": missing,

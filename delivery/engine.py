@@ -216,7 +216,7 @@ class Recorder:
                 _update_many(
                     """
                     UPDATE delivery_message AS m SET state = 'sent', sent_at = %s, relay_id = %s,
-                        smtp_code = v.code, smtp_reply = v.reply, attempts = m.attempts + 1,
+                        smtp_code = v.code::smallint, smtp_reply = v.reply::text, attempts = m.attempts + 1,
                         lease_expires_at = NULL, next_attempt_at = NULL
                     FROM (VALUES {values}) AS v(id, code, reply)
                     WHERE m.id = v.id
@@ -229,7 +229,7 @@ class Recorder:
                 _update_many(
                     """
                     UPDATE delivery_message AS m SET state = 'failed', relay_id = %s,
-                        smtp_code = v.code, smtp_reply = v.reply, attempts = m.attempts + 1,
+                        smtp_code = v.code::smallint, smtp_reply = v.reply::text, attempts = m.attempts + 1,
                         lease_expires_at = NULL, next_attempt_at = NULL
                     FROM (VALUES {values}) AS v(id, code, reply)
                     WHERE m.id = v.id
@@ -246,7 +246,7 @@ class Recorder:
                     """
                     UPDATE delivery_message AS m SET state = 'queued', lease_expires_at = NULL,
                         smtp_reply = v.reply,
-                        recovered_at = CASE WHEN v.uncertain THEN %s ELSE m.recovered_at END
+                        recovered_at = CASE WHEN v.uncertain::boolean THEN %s ELSE m.recovered_at END
                     FROM (VALUES {values}) AS v(id, reply, uncertain)
                     WHERE m.id = v.id
                     """,
@@ -291,7 +291,7 @@ class Recorder:
             """
             UPDATE delivery_message AS m SET
                 state = CASE WHEN m.created_at < %s THEN 'failed' ELSE 'deferred' END,
-                relay_id = %s, smtp_code = v.code, smtp_reply = v.reply, attempts = m.attempts + 1,
+                relay_id = %s, smtp_code = v.code::smallint, smtp_reply = v.reply::text, attempts = m.attempts + 1,
                 lease_expires_at = NULL,
                 next_attempt_at = %s + make_interval(secs => LEAST(%s * power(2, LEAST(m.attempts, 20)), %s))
             FROM (VALUES {values}) AS v(id, code, reply)
@@ -529,6 +529,12 @@ def _work_relay(
 ) -> str:
     """Send batches of one Mailing over one connection to `relay` until done, stopped or out of time."""
     try:
+        builder = builder_for(mailing)
+    except Exception as exc:  # a snapshot that cannot be built does not get better by retrying
+        services.mailing_set_error(mailing.pk, f"this mailing's messages cannot be built: {exc}")
+        result.reason = "build error"
+        return "stopped"
+    try:
         smtp = open_connection(relay)
     except RelayError as exc:
         message = f"relay {relay.name}: {exc}"
@@ -540,7 +546,6 @@ def _work_relay(
         services.relay_record_success(relay.pk, smtp.info.esmtp)
     if mailing.last_error:
         services.mailing_set_error(mailing.pk, "")
-    builder = builder_for(mailing)
     limits = _limits(relay)
     try:
         while True:
@@ -605,14 +610,17 @@ def _send_batch(
                 _check(control)
                 if control["stop"]:
                     return
-            control["tokens"] -= 1
             untried.discard(item.id)
-            yield Envelope(
-                item.id,
-                mail_from[item.id],
-                item.email.encode(),
-                builder.build(Recipient(item.id, item.email, contexts[item.id], tokens[item.id])),
-            )
+            try:
+                data = builder.build(Recipient(item.id, item.email, contexts[item.id], tokens[item.id]))
+            except Exception as exc:  # one recipient's data (a Liquid limit, say) must not stop the rest
+                log.warning("message %s could not be built: %s", item.id, exc)
+                recorder.add(
+                    Outcome(item.id, FAILED, 0, f"could not build the message: {exc}"[:1000], "build")
+                )
+                continue
+            control["tokens"] -= 1
+            yield Envelope(item.id, mail_from[item.id], item.email.encode(), data)
 
     def _check(ctl: dict[str, Any]) -> None:
         # Pause and cancel are read a few times a second, not at every write.
