@@ -104,6 +104,13 @@ def contact_timeline(contact_id: int, *, limit: int = 50) -> list[dict[str, Any]
 
 
 def home_figures() -> dict[str, Any]:
+    """Headline figures, cached briefly: the home page and delivery index poll them."""
+    from django.core.cache import cache
+
+    return cache.get_or_set("delivery:home-figures", _home_figures, timeout=10)
+
+
+def _home_figures() -> dict[str, Any]:
     since = timezone.now() - dt.timedelta(days=1)
     recent = Message.objects.filter(created_at__gte=since).aggregate(
         sent=Count("id", filter=Q(state=MessageState.SENT)),

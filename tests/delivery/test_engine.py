@@ -377,3 +377,16 @@ def test_one_recipient_that_cannot_be_built_fails_alone(make_relay, make_audienc
     failed = Message.objects.get(mailing=mailing, email="user1@example.org")
     assert failed.smtp_reply.startswith("could not build the message")
     assert sink.handler.recipients() == ["user0@example.org"]
+
+
+def test_start_without_an_audience_plans_the_mailings_lists(make_relay, make_audience, compiled, sink):
+    make_relay(sink)
+    mailing_list, contacts = make_audience(3)
+    make_audience(2, start=10)  # another list: not mailed
+    mailing = services.mailing_create(
+        name="Lists only", compiled=compiled, from_email="news@example.com", list_ids=[mailing_list.pk]
+    )
+    services.mailing_start(mailing.pk)
+    assert Message.objects.filter(mailing=mailing).count() == 3
+    engine.drain(mailing.pk)
+    assert sorted(sink.handler.recipients()) == sorted(c.email for c in contacts)
