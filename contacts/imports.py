@@ -540,22 +540,25 @@ def _merge(stage: str, mode: str, list_ids: list[int], label: str, result: Impor
         if mode in (ImportMode.UPSERT, ImportMode.ADD):
             if result.unchanged == 0 and result.updated == 0:
                 return  # every address was new: nobody to protect, every subscription made above
-            # Statistics let the planner pick index lookups or a hash join for the passes below.
-            cursor.execute(f"ANALYZE {stage}")
-            cursor.execute(f"SELECT count(*) {join} WHERE c.status <> %s", [ContactStatus.ACTIVE])
+            # One pass matches the file to its contacts; the counts and subscriptions reuse it.
+            matched = f"{stage}_matched"
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE {matched} ON COMMIT DROP AS SELECT c.id, c.status {join}"  # noqa: S608
+            )
+            cursor.execute(f"SELECT count(*) FROM {matched} WHERE status <> %s", [ContactStatus.ACTIVE])  # noqa: S608
             result.protected = cursor.fetchone()[0]
             if subscribe:
                 # Contacts the file left unchanged still join the lists.
-                source = f"{stage} s JOIN contacts_contact c ON lower(c.email) = s.email_lower"
                 cursor.execute(
-                    subscribe_sql.format(ids="c.id", source=source, status="c.status"), subscribe_params
+                    subscribe_sql.format(ids="m.id", source=f"{matched} m", status="m.status"),
+                    subscribe_params,
                 )
                 # Active contacts that left one of these lists stay out of it.
                 cursor.execute(
                     f"""
-                    SELECT count(DISTINCT c.id) {join}
-                      JOIN contacts_subscription sub ON sub.contact_id = c.id
-                     WHERE c.status = %s AND sub.mailing_list_id = ANY(%s) AND sub.status = %s
+                    SELECT count(DISTINCT m.id) FROM {matched} m
+                      JOIN contacts_subscription sub ON sub.contact_id = m.id
+                     WHERE m.status = %s AND sub.mailing_list_id = ANY(%s) AND sub.status = %s
                     """,  # noqa: S608
                     [ContactStatus.ACTIVE, list_ids, SubscriptionStatus.UNSUBSCRIBED],
                 )

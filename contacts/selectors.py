@@ -27,7 +27,6 @@ from contacts.models import (
 )
 from contacts.segments import compile_rules
 
-
 _NOT_SUPPRESSED = (
     "NOT EXISTS (SELECT 1 FROM contacts_suppression x WHERE x.kind = 'address' AND x.value = lower(c.email)) "
     "AND NOT EXISTS (SELECT 1 FROM contacts_suppression x WHERE x.kind = 'domain' "
@@ -259,6 +258,11 @@ def segment_count(rules: Any) -> int:
 
 def segment_contact_ids_sql(segment_id: int) -> tuple[str, list]:
     condition, params = _segment_condition(segment_id)
+    return f"SELECT c.id FROM contacts_contact c WHERE {condition}", params  # noqa: S608
+
+
+def segment_contact_ids_sql_for_rules(rules: Any) -> tuple[str, list]:
+    condition, params = compile_rules(rules)
     return f"SELECT c.id FROM contacts_contact c WHERE {condition}", params  # noqa: S608
 
 

@@ -487,6 +487,7 @@ def contact_import_run(
             status=ImportStatus.FAILED, error=str(exc), finished_at=timezone.now()
         )
         cache.delete(key)
+        _discard_upload(contact_import.path)
         raise
     except Exception:
         ContactImport.objects.filter(pk=import_id).update(
@@ -504,7 +505,16 @@ def contact_import_run(
         **result.counts(),
     )
     cache.delete(key)
+    _discard_upload(contact_import.path)
     return ContactImport.objects.get(pk=import_id)
+
+
+def _discard_upload(path: str) -> None:
+    """Uploaded files hold personal data: gone once imported. A command's own file is left alone."""
+    uploads = (Path(settings.MEDIA_ROOT) / "imports" / "uploads").resolve()
+    target = Path(path).resolve()
+    if uploads in target.parents:
+        target.unlink(missing_ok=True)
 
 
 def media_path(relative: str) -> Path:
