@@ -14,6 +14,7 @@ import re
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from html import escape as html_escape
 from html.parser import HTMLParser
 from typing import Any, NamedTuple
 
@@ -60,6 +61,7 @@ from templates.liquid_env import (
 
 FORMAT_VERSION = 1
 PARTS = ("subject", "preheader", "html", "text")
+MAX_SUBJECT = 998  # one header line (RFC 5322)
 
 # Characters that end a header line somewhere (SMTP, Python's email package, str.splitlines).
 _LINE_BREAKS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
@@ -121,7 +123,7 @@ class CompiledTemplate:
     text: str
     uses_logic: bool
     fields: frozenset[str]
-    # Per part: literal pieces and slot indexes alternating, text first; None when the part needs Liquid.
+    # Fast path only (empty when uses_logic): per part, its literal pieces and the slot index between each pair.
     segments: Mapping[str, tuple[tuple[str, ...], tuple[int, ...]]] = field(default_factory=dict)
     slots: tuple[Slot, ...] = ()
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -241,7 +243,9 @@ def _fill_plan(
 
 def _parse(env: Environment, source: str, part: str) -> BoundTemplate:
     if len(source) > SOURCE_LIMIT:
-        raise TemplateError(f"is {len(source):,} characters; the limit is {SOURCE_LIMIT:,}", part=part)
+        raise TemplateError(
+            f"too long: {len(source):,} characters (the limit is {SOURCE_LIMIT:,})", part=part
+        )
     try:
         template = env.from_string(source)
         analysis = template.analyze()
@@ -457,9 +461,16 @@ def html_to_text(html: str) -> str:
     return _restore(collapsed, _TEXT_MARKER, found) + "\n"
 
 
+def _text_as_html(source: str) -> str:
+    """Escape plain text for HTML while keeping its Liquid markup (values are escaped at render)."""
+    protected, found = _protect(source, lambda i: f"\ue000{i}\ue001")
+    return _restore(html_escape(protected, quote=False), _TEXT_MARKER, found)
+
+
 def _with_preheader(html: str, preheader: str) -> str:
     if not preheader.strip():
         return html
+    preheader = _text_as_html(preheader.strip())
     hidden = (
         '<div style="display:none;max-height:0;overflow:hidden;mso-hide:all;font-size:1px;'
         'line-height:1px;color:transparent;opacity:0">'
@@ -496,6 +507,10 @@ def compile_template(
         raise TemplateError("a subject is required", part="subject")
     if not html.strip():
         raise TemplateError("an HTML body is required", part="html")
+    if len(subject) > MAX_SUBJECT:
+        raise TemplateError(
+            f"too long: {len(subject):,} characters (the limit is {MAX_SUBJECT})", part="subject"
+        )
     if any(ch in subject for ch in _LINE_BREAKS):
         raise TemplateError("the subject must be one line", part="subject", line=1, column=1)
     # Each part is checked on its own source so line and column point into what the author wrote.
