@@ -167,8 +167,28 @@ class CompiledTemplate:
         if plan is None:
             plan = self._cache["plan"] = _fill_plan(self.segments)
         (subject_buf, subject_idx), (html_buf, html_idx), (text_buf, text_idx) = plan
-        raw = []
-        escaped = []
+        raw, escaped = self.slot_values(context)
+        # Literal pieces sit at even positions of a prepared list; values go into the odd ones.
+        subject = subject_buf.copy()
+        subject[1::2] = [raw[i] for i in subject_idx]
+        html = html_buf.copy()
+        html[1::2] = [escaped[i] for i in html_idx]
+        text = text_buf.copy()
+        text[1::2] = [raw[i] for i in text_idx]
+        return RenderedEmail(
+            "".join(subject).translate(_NO_BREAKS).strip(),
+            "".join(html),
+            "".join(text),
+        )
+
+    def slot_values(self, context: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+        """Each slot's value for one recipient: as text, and HTML-escaped (fast path only).
+
+        For callers that keep their own pre-encoded segments: slot i of `slots` goes where
+        `segments[part][1]` names index i.
+        """
+        raw: list[str] = []
+        escaped: list[str] = []
         for path, default in self.slots:
             value: Any = context
             for key in path:
@@ -190,18 +210,7 @@ class CompiledTemplate:
                 value = value.replace("\r\n", "\n").replace("\r", "\n")
             raw.append(value)
             escaped.append(_escape(value))
-        # Literal pieces sit at even positions of a prepared list; values go into the odd ones.
-        subject = subject_buf.copy()
-        subject[1::2] = [raw[i] for i in subject_idx]
-        html = html_buf.copy()
-        html[1::2] = [escaped[i] for i in html_idx]
-        text = text_buf.copy()
-        text[1::2] = [raw[i] for i in text_idx]
-        return RenderedEmail(
-            "".join(subject).translate(_NO_BREAKS).strip(),
-            "".join(html),
-            "".join(text),
-        )
+        return raw, escaped
 
     def _render_liquid(self, context: Mapping[str, Any]) -> RenderedEmail:
         parsed = self._cache.get("liquid")

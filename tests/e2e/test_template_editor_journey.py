@@ -55,8 +55,15 @@ def test_template_editor_journey(live_server, page: Page, make_user):
     page.get_by_role("button", name="Desktop").click()
 
     # An error is shown live and on save, with its line and column; nothing is stored.
+    html.fill(html.input_value().replace("<p>Dear", "<p>{% if %}Dear"))
+    expect(page.locator("#preview-meta")).to_contain_text("missing expression")
+    page.get_by_role("button", name="Show in editor").click()
+    expect(html).to_be_focused()
+    selected = html.evaluate("el => el.value.slice(el.selectionStart, el.selectionStart + 2)")
+    assert selected == "if"
+    html.fill(html.input_value().replace("<p>{% if %}Dear", "<p>Dear"))
     page.get_by_label("Subject").fill("Hello {{ contact.first_name ")
-    expect(page.locator("#preview-meta")).to_contain_text("line 1")
+    expect(page.locator("#preview-meta")).to_contain_text("subject, line 1")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("alert").first).to_contain_text("subject at line 1")
     template = EmailTemplate.objects.get(name="Spring letter")

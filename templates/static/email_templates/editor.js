@@ -26,4 +26,23 @@
       }
     });
   });
+  // "Show in editor": put the cursor on the line and column an error names.
+  document.addEventListener("click", (event) => {
+    const target = event.target.closest("[data-goto-field]");
+    if (!target) return;
+    const field = document.getElementById(target.dataset.gotoField);
+    if (!field) return;
+    const line = Number(target.dataset.line) || 1;
+    const column = Number(target.dataset.column) || 1;
+    const lines = field.value.split("\n");
+    let offset = 0;
+    for (let i = 0; i < Math.min(line - 1, lines.length); i++) offset += lines[i].length + 1;
+    offset += column - 1;
+    field.focus();
+    field.setSelectionRange(offset, offset + 1);
+    if (field.tagName === "TEXTAREA") {
+      const lineHeight = parseFloat(getComputedStyle(field).lineHeight) || 18;
+      field.scrollTop = Math.max((line - 3) * lineHeight, 0);
+    }
+  });
 })();
