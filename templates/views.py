@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import escape
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_http_methods, require_POST
@@ -174,8 +175,21 @@ def edit(request: HttpRequest, pk: int) -> HttpResponse:
         # A failed save shows the page again: keep the marketer's own preview data.
         "sample_data": request.POST.get("preview_data") or json.dumps({"contact": SAMPLE_CONTACT}, indent=2),
         "is_layout": template.kind == EmailTemplate.Kind.LAYOUT,
+        "contact_lookup_url": _contact_lookup_url(),
     }
     return render(request, "email_templates/edit.html", context, status=status)
+
+
+def _contact_lookup_url() -> str | None:
+    """The contacts app's JSON endpoint for a contact's preview data, when it offers one.
+
+    Named by URL, not imported: templates depends on no other app. Contract: GET ?q=<email>
+    answers {"contact": {"email": ..., "first_name": ..., ...custom fields}} or 404.
+    """
+    try:
+        return reverse("contacts:preview-data")
+    except NoReverseMatch:
+        return None
 
 
 def _preview_page(body: str) -> HttpResponse:

@@ -26,6 +26,25 @@
       }
     });
   });
+  // Preview for a real contact: the contacts app answers with the contact's plain data.
+  const contactInput = document.getElementById("preview-contact");
+  const contactButton = document.getElementById("preview-contact-load");
+  if (contactInput && contactButton) {
+    const status = document.getElementById("preview-contact-status");
+    const data = document.getElementById("id_preview_data");
+    contactButton.addEventListener("click", async () => {
+      const url = contactInput.dataset.lookupUrl + "?q=" + encodeURIComponent(contactInput.value.trim());
+      const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (!response.ok) {
+        status.textContent = response.status === 404 ? "No contact with that email." : "The contact could not be loaded.";
+        return;
+      }
+      data.value = JSON.stringify(await response.json(), null, 2);
+      status.textContent = "Previewing as " + contactInput.value.trim() + ".";
+      data.dispatchEvent(new Event("input", { bubbles: true }));
+    });
+  }
+
   // "Show in editor": put the cursor on the line and column an error names.
   document.addEventListener("click", (event) => {
     const target = event.target.closest("[data-goto-field]");
