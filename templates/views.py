@@ -295,7 +295,7 @@ def versions(request: HttpRequest, pk: int) -> HttpResponse:
         "email_templates/versions.html",
         {
             "template": template,
-            "versions": selectors.template_versions(template.pk),
+            "history": selectors.template_history(template.pk),
             "can_edit": can(request.user, "manage_templates"),
         },
     )
@@ -320,6 +320,17 @@ def version_preview(request: HttpRequest, pk: int, version_id: int) -> HttpRespo
     except TemplateError as error:
         return _message_page("This version does not compile", str(error))
     return _text_page(rendered.text) if request.GET.get("part") == "text" else _preview_page(rendered.html)
+
+
+@requires("view_dashboard")
+def version_diff(request: HttpRequest, pk: int, version_id: int) -> HttpResponse:
+    template = get_object_or_404(EmailTemplate, pk=pk)
+    version = get_object_or_404(TemplateVersion, pk=version_id, template=template)
+    return render(
+        request,
+        "email_templates/version_diff.html",
+        {"template": template, "version": version, "diff": selectors.version_diff(version)},
+    )
 
 
 @require_POST

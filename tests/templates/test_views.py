@@ -166,3 +166,14 @@ def test_duplicate_and_archive(template, marketer_client):
 def test_home_fragment(template, developer_client):
     page = developer_client.get(reverse("templates:home-fragment")).content.decode()
     assert "templates" in page and "<strong>1</strong>" in page
+
+
+def test_history_lists_changed_fields_and_shows_a_diff(template, marketer_client):
+    services.template_update(template.pk, subject="Brand new subject")
+    template.refresh_from_db()
+    page = marketer_client.get(reverse("templates:versions", args=[template.pk])).content.decode()
+    assert ">subject</a>" in page and "first version" in page
+    diff = marketer_client.get(
+        reverse("templates:version-diff", args=[template.pk, template.current_version.pk])
+    ).content.decode()
+    assert "-Hi {{ contact.first_name }}" in diff and "+Brand new subject" in diff
