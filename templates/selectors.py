@@ -10,7 +10,7 @@ from django.db.models import Count, QuerySet
 
 from templates.checks import CheckResult, compiled_checks
 from templates.compiler import CompiledTemplate, RenderedEmail, TemplateError, compile_template
-from templates.context import sample_context
+from templates.context import SAMPLE_CONTACT, SAMPLE_URLS, recipient_context, sample_context
 from templates.liquid_env import plain_data
 from templates.models import EmailTemplate, TemplateVersion
 
@@ -165,3 +165,24 @@ def template_preview(
     contact = data.pop("contact", None)
     context = sample_context(contact) if not data else {**sample_context(contact), **plain_data(data)}
     return compiled, compiled.render(context)
+
+
+def template_render(
+    template_id: int,
+    *,
+    contact: Mapping[str, Any] | None = None,
+    urls: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    version_id: int | None = None,
+) -> RenderedEmail:
+    """A saved template rendered for one contact's plain data (sample data when none is given).
+
+    For review pages in other apps ("preview as this contact"); sample links fill in missing URLs.
+    """
+    from templates.services import template_compile
+
+    compiled = template_compile(template_id, version_id)
+    context = recipient_context(
+        contact=contact or SAMPLE_CONTACT, urls={**SAMPLE_URLS, **(urls or {})}, extra=extra
+    )
+    return compiled.render(context)
