@@ -177,3 +177,11 @@ def test_history_lists_changed_fields_and_shows_a_diff(template, marketer_client
         reverse("templates:version-diff", args=[template.pk, template.current_version.pk])
     ).content.decode()
     assert "-Hi {{ contact.first_name }}" in diff and "+Brand new subject" in diff
+
+
+def test_archived_layout_in_use_stays_selected(marketer_client):
+    layout = services.template_create(name="Frame", html="<div>{{ content }}</div>", kind="layout")
+    template = services.template_create(name="T", subject="s", html=HTML, layout=layout)
+    services.template_set_archived(layout.pk, True)
+    page = marketer_client.get(reverse("templates:edit", args=[template.pk])).content.decode()
+    assert f'<option value="{layout.pk}" selected>Frame</option>' in page
