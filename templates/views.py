@@ -151,6 +151,9 @@ def edit(request: HttpRequest, pk: int) -> HttpResponse:
                 _add_template_error(form, error)
             else:
                 messages.success(request, f"Saved “{data['name']}”.")
+                for check in selectors.template_checks(template.pk):
+                    if check.code in ("unknown_field", "no_unsubscribe"):
+                        messages.warning(request, check.message)
                 return redirect("templates:edit", pk=template.pk)
         status = 400
     else:

@@ -185,3 +185,12 @@ def test_archived_layout_in_use_stays_selected(marketer_client):
     services.template_set_archived(layout.pk, True)
     page = marketer_client.get(reverse("templates:edit", args=[template.pk])).content.decode()
     assert f'<option value="{layout.pk}" selected>Frame</option>' in page
+
+
+def test_saving_with_an_unknown_field_flags_it(template, marketer_client):
+    edit = reverse("templates:edit", args=[template.pk])
+    response = marketer_client.post(
+        edit, _post_data(template, subject="Hi {{ contakt.first_name }}"), follow=True
+    )
+    page = response.content.decode()
+    assert "Saved" in page and "Unknown field(s): contakt.first_name" in page
