@@ -458,9 +458,29 @@ def contact_import_run(
     import_id: int, *, progress: Callable[[str, int, int], None] | None = None
 ) -> ContactImport:
     """Run a recorded import to the end; its row records the counts or the one-line error."""
+    # A session lock per import: a redelivered task waits for nobody and runs nothing twice. An
+    # import left "running" by a worker that died stored nothing (one transaction), so whoever
+    # holds the lock next may run it again.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [IMPORT_LOCK_NAMESPACE, import_id])
+        if not cursor.fetchone()[0]:
+            return ContactImport.objects.get(pk=import_id)
+    try:
+        return _contact_import_run_locked(import_id, progress)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [IMPORT_LOCK_NAMESPACE, import_id])
+
+
+IMPORT_LOCK_NAMESPACE = 0x636F6E74  # "cont": keeps these advisory locks apart from other apps'
+
+
+def _contact_import_run_locked(
+    import_id: int, progress: Callable[[str, int, int], None] | None
+) -> ContactImport:
     contact_import = ContactImport.objects.get(pk=import_id)
-    if contact_import.status not in (ImportStatus.PENDING,):
-        return contact_import  # already run: a redelivered task does nothing twice
+    if contact_import.status not in (ImportStatus.PENDING, ImportStatus.RUNNING):
+        return contact_import  # done, failed or still a draft
     ContactImport.objects.filter(pk=import_id).update(status=ImportStatus.RUNNING, started_at=timezone.now())
     key = IMPORT_PROGRESS_KEY.format(import_id)
 
