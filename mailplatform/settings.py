@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "contacts",
     "templates",
     "delivery",
+    "delivery.bounces",
     "campaigns",
 ]
 
