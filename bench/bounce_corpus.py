@@ -88,9 +88,7 @@ def run(corpus: Path, seconds: float, confusion: bool) -> dict[str, object]:
             recipient_total += 1
             addresses = {r.address for r in results.get(row["file"], [])}
             recipient_hit += hint.lower() in addresses
-    false_positives = sum(
-        1 for name, found in results.items() if name.startswith("maildir/not/") and found
-    )
+    false_positives = sum(1 for name, found in results.items() if name.startswith("maildir/not/") and found)
 
     # Speed: parse every file over and over for at least `seconds`.
     blobs = [p.read_bytes() for p in files]

@@ -23,7 +23,10 @@ MAX_PARTS = 200
 MAX_RECIPIENTS = 100
 MAX_DIAGNOSTIC = 500
 
-DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
+DSN_TYPES = ("message/delivery-status", "message/global-delivery-status", "text/x-global-delivery-status")
+# The email package parses message/* bodies as messages and loses their UTF-8 (RFC 6533) on the
+# way; read global delivery status as text so its raw bytes stay ours to decode.
+GLOBAL_DSN_RE = re.compile(rb"(?im)^(content-type:\s*)message/global-delivery-status")
 ARF_TYPE = "message/feedback-report"
 RETURNED_TYPES = ("message/rfc822", "text/rfc822-headers", "message/global", "message/global-headers")
 
@@ -87,6 +90,14 @@ def _decode_header(value: object) -> str:
         return str(value)
 
 
+def _unescape(text: str) -> str:
+    """The email package keeps undecodable 8-bit bytes as surrogates; UTF-8 is the likely truth."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeError:
+        return text
+
+
 def _payload_text(part: Message) -> str:
     payload = part.get_payload(decode=True)
     if payload is None:
@@ -103,9 +114,7 @@ def _strip_html(text: str) -> str:
     text = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", text)
     text = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</tr>", "\n", text)
     text = re.sub(r"<[^>]+>", " ", text)
-    return (
-        text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").replace("&nbsp;", " ")
-    )
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").replace("&nbsp;", " ")
 
 
 def clean_address(value: str) -> str:
@@ -134,7 +143,7 @@ def _walk(message: Message) -> list[tuple[Message, int, bool]]:
         if depth >= MAX_DEPTH or not part.is_multipart():
             continue
         ctype = part.get_content_type()
-        inner_returned = returned or ctype in RETURNED_TYPES
+        inner_returned = returned or ctype in RETURNED_TYPES or ctype in DSN_TYPES or ctype == ARF_TYPE
         children = part.get_payload()
         if isinstance(children, list):
             for child in reversed(children):
@@ -167,8 +176,15 @@ def _parse_fields(text: str) -> list[list[tuple[str, str]]]:
 
 def _dsn_text(part: Message) -> str:
     payload = part.get_payload()
-    if isinstance(payload, list):  # the email package splits message/delivery-status into blocks
-        return "\n\n".join("\n".join(f"{k}: {v}" for k, v in block.items()) for block in payload)
+    if isinstance(payload, list):  # the email package parses message/* payloads as messages
+        texts = []
+        for block in payload:
+            text = "\n".join(f"{k}: {v}" for k, v in block.items())
+            body = block.get_payload() if isinstance(block, Message) else None
+            if isinstance(body, str) and body.strip():
+                text += "\n\n" + body
+            texts.append(text)
+        return _unescape("\n\n".join(texts))
     return _payload_text(part)
 
 
@@ -191,7 +207,9 @@ def find_reply_code(text: str) -> str:
     return match.group(1) if match else ""
 
 
-AFTER_DATA_RE = re.compile(r"(?:after|end of|reply to|response to) (?:the )?data\b|>>> data|\bdata command", re.I)
+AFTER_DATA_RE = re.compile(
+    r"(?:after|end of|reply to|response to) (?:the )?data\b|>>> data|\bdata command", re.I
+)
 
 
 def reason_for(status: str, diagnostic: str, reply_code: str = "") -> str:
@@ -311,7 +329,9 @@ def _context_for(address: str, text: str) -> str:
     return ""
 
 
-def _parse_arf(report_text: str, returned: dict[str, str], message: Message) -> tuple[list[BounceRecipient], str]:
+def _parse_arf(
+    report_text: str, returned: dict[str, str], message: Message
+) -> tuple[list[BounceRecipient], str]:
     fields: dict[str, str] = {}
     for block in _parse_fields(report_text):
         for name, value in block:
@@ -332,7 +352,9 @@ def _parse_arf(report_text: str, returned: dict[str, str], message: Message) -> 
         address=address,
         action="complained",
         status="",
-        diagnostic=_collapse(f"feedback-type={feedback_type} {fields.get('user-agent', '')}")[:MAX_DIAGNOSTIC],
+        diagnostic=_collapse(f"feedback-type={feedback_type} {fields.get('user-agent', '')}")[
+            :MAX_DIAGNOSTIC
+        ],
         reason="feedback",
         kind=rules.COMPLAINT,
     )
@@ -438,6 +460,7 @@ def parse_message(raw: bytes | str) -> Message:
     # mbox "From " separator lines are not headers.
     if raw.startswith(b"From "):
         raw = raw.split(b"\n", 1)[1] if b"\n" in raw else b""
+    raw = GLOBAL_DSN_RE.sub(rb"\1text/x-global-delivery-status", raw)
     try:
         return email.message_from_bytes(raw, policy=email.policy.compat32)
     except RecursionError:
@@ -473,7 +496,11 @@ def classify(raw: bytes | str, *, _forwarded: bool = False) -> BounceReport:
             dsn_texts.append(_dsn_text(part))
         elif ctype == ARF_TYPE:
             arf_text = _payload_text(part)
-        elif (ctype.startswith("text/") or ctype.startswith("multipart/")) and not part.is_multipart() and ctype != "text/rfc822-headers":
+        elif (
+            (ctype.startswith("text/") or ctype.startswith("multipart/"))
+            and not part.is_multipart()
+            and ctype != "text/rfc822-headers"
+        ):
             # (a multipart whose boundary never appears arrives as one flat text)
             text = normalise_line_ends(_payload_text(part).encode("utf-8", "replace")).decode("utf-8")
             if ctype == "text/html":
@@ -484,7 +511,9 @@ def classify(raw: bytes | str, *, _forwarded: bool = False) -> BounceReport:
     human = "\n".join(human_parts)
     if not returned:
         returned = _header_block_after(human)
-    report = BounceReport(format="none", envelope_to=list(dict.fromkeys(envelope_to)), original_headers=returned)
+    report = BounceReport(
+        format="none", envelope_to=list(dict.fromkeys(envelope_to)), original_headers=returned
+    )
 
     if arf_text is not None or _is_nonstandard_complaint(message, parts):
         text = arf_text if arf_text is not None else ""

@@ -68,7 +68,10 @@ def _rx(*phrases: str) -> re.Pattern[str]:
 TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
     (
         "networkerror",
-        _rx(r"name service error.*(?:try again|malformed|unexpected|temporar)", r"malformed or unexpected name server"),
+        _rx(
+            r"name service error.*(?:try again|malformed|unexpected|temporar)",
+            r"malformed or unexpected name server",
+        ),
     ),
     (
         "contenterror",
@@ -136,7 +139,7 @@ TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
     (
         "spamdetected",
         _rx(
-            r"\bspam",
+            r"\bspam(?!haus|cop)",
             r"junk ?mail",
             r"\bbulk (?:e-?)?mail",
             r"unsolicited",
