@@ -14,7 +14,7 @@ from collections import defaultdict, deque
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from delivery.bounces.services import bounce_domain, bounce_process
 
@@ -69,7 +69,11 @@ class BounceHandler:
     @staticmethod
     def _process(mail_from: str, recipients: list[str], raw: bytes) -> str:
         close_old_connections()
-        result = bounce_process(raw, source="smtp", envelope_from=mail_from, envelope_to=recipients)
+        try:
+            result = bounce_process(raw, source="smtp", envelope_from=mail_from, envelope_to=recipients)
+        finally:
+            # Worker threads come and go; a connection left in one would leak.
+            connections.close_all()
         log.info("bounce from %s for %s: %s %s", mail_from or "<>", ",".join(recipients), result.outcome, result.actions)
         return result.outcome
 
