@@ -191,7 +191,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 }
 
 # Home page panels, by URL name; each app serves its own fragment.
-HOME_FRAGMENTS = ["campaigns:home-fragment", "contacts:home-fragment", "delivery:home-fragment"]
+HOME_FRAGMENTS = [
+    "campaigns:home-fragment",
+    "contacts:home-fragment",
+    "delivery:home-fragment",
+    "bounces:home-fragment",
+]
 
 # --- The capture relay: a local SMTP server that keeps what it receives (the embedded default) ---
 
@@ -224,3 +229,10 @@ CELERY_BEAT_SCHEDULE["bounce-mailboxes-poll"] = {
     "schedule": float(BOUNCE_POLL_SECONDS),
 }
 CELERY_TASK_ROUTES["delivery.bounces.tasks.*"] = {"queue": "bounces"}
+# ESP tracking webhooks (/bounces/webhooks/<esp>/tracking/): basic auth "user:password" in the URL
+# you give the ESP, and Mailgun's signing key.
+ANYMAIL = {
+    "WEBHOOK_SECRET": env_str("ANYMAIL_WEBHOOK_SECRET", "") or None,
+    "MAILGUN_WEBHOOK_SIGNING_KEY": env_str("MAILGUN_WEBHOOK_SIGNING_KEY", "") or None,
+    "AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS": env_bool("AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS", True),
+}

@@ -6,3 +6,10 @@ class BouncesConfig(AppConfig):
     name = "delivery.bounces"
     label = "bounces"
     verbose_name = "Bounces and complaints"
+
+    def ready(self) -> None:
+        from anymail.signals import tracking
+
+        from delivery.bounces.webhooks import handle_tracking
+
+        tracking.connect(handle_tracking, dispatch_uid="bounces.anymail_tracking")

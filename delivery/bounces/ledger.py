@@ -88,7 +88,11 @@ def contact_status(contact_id: int) -> str | None:
 def record_message_event(message_id: int, kind: str, data: dict[str, Any], at: dt.datetime) -> None:
     services = _module("delivery.services")
     if services is None or not hasattr(services, "message_event_record"):
-        log.warning("delivery.services.message_event_record is absent: %s event for message %s not recorded", kind, message_id)
+        log.warning(
+            "delivery.services.message_event_record is absent: %s event for message %s not recorded",
+            kind,
+            message_id,
+        )
         return
     services.message_event_record(message_id, kind, data=data, at=at)
 

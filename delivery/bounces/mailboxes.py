@@ -53,7 +53,9 @@ def _tls_context(mailbox: BounceMailbox) -> ssl.SSLContext:
 
 def _imap_messages(mailbox: BounceMailbox) -> Iterator[tuple[bytes, callable]]:
     if mailbox.security == BounceMailbox.Security.TLS:
-        client = imaplib.IMAP4_SSL(mailbox.host, mailbox.port, ssl_context=_tls_context(mailbox), timeout=TIMEOUT_S)
+        client = imaplib.IMAP4_SSL(
+            mailbox.host, mailbox.port, ssl_context=_tls_context(mailbox), timeout=TIMEOUT_S
+        )
     else:
         client = imaplib.IMAP4(mailbox.host, mailbox.port, timeout=TIMEOUT_S)
         if mailbox.security == BounceMailbox.Security.STARTTLS:

@@ -21,7 +21,8 @@ class BouncePolicy(models.Model):
         default=30, help_text="Only soft bounces newer than this count; older ones expire."
     )
     block_alert_threshold = models.PositiveIntegerField(
-        default=5, help_text="Alert the admin when a relay or sending domain collects this many blocks in a day."
+        default=5,
+        help_text="Alert the admin when a relay or sending domain collects this many blocks in a day.",
     )
     keep_raw_days = models.PositiveSmallIntegerField(
         default=90, help_text="The raw bounce messages (evidence) are kept this long."
@@ -30,6 +31,9 @@ class BouncePolicy(models.Model):
 
     class Meta:
         verbose_name_plural = "bounce policy"
+
+    def __str__(self) -> str:
+        return f"{self.soft_bounce_threshold} soft bounces in {self.soft_bounce_window_days} days"
 
     @classmethod
     def current(cls) -> BouncePolicy:

@@ -39,7 +39,9 @@ class BounceHandler:
         window.append(now)
         return False
 
-    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]) -> str:
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
         if self._flooding(peer):
             log.warning("bounce listener: %s sends too fast, deferred", peer)
@@ -48,7 +50,9 @@ class BounceHandler:
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
         domain = address.rpartition("@")[2].lower().strip(">")
         if domain != self.domain:
             return "550 5.7.1 Relaying denied: this server accepts mail for its bounce domain only"
@@ -60,7 +64,9 @@ class BounceHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         try:
-            result = await asyncio.to_thread(self._process, envelope.mail_from or "", list(envelope.rcpt_tos), raw)
+            result = await asyncio.to_thread(
+                self._process, envelope.mail_from or "", list(envelope.rcpt_tos), raw
+            )
         except Exception:
             log.exception("bounce listener: processing failed")
             return "451 4.3.0 Temporary failure, try again later"
@@ -74,11 +80,19 @@ class BounceHandler:
         finally:
             # Worker threads come and go; a connection left in one would leak.
             connections.close_all()
-        log.info("bounce from %s for %s: %s %s", mail_from or "<>", ",".join(recipients), result.outcome, result.actions)
+        log.info(
+            "bounce from %s for %s: %s %s",
+            mail_from or "<>",
+            ",".join(recipients),
+            result.outcome,
+            result.actions,
+        )
         return result.outcome
 
 
-def bounce_controller(host: str, port: int, *, max_bytes: int, per_minute: int, domain: str | None = None) -> Controller:
+def bounce_controller(
+    host: str, port: int, *, max_bytes: int, per_minute: int, domain: str | None = None
+) -> Controller:
     return Controller(
         BounceHandler(domain or bounce_domain(), per_minute),
         hostname=host,

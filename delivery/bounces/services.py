@@ -178,7 +178,9 @@ def _process_report(report: BounceReport, inbound: InboundMessage, envelope_to: 
         lines.append((recipient, info, info.contact_id, "token"))
     else:
         for recipient in report.recipients:
-            contact_id = ledger.contact_id_for_address(recipient.address) if "@" in recipient.address else None
+            contact_id = (
+                ledger.contact_id_for_address(recipient.address) if "@" in recipient.address else None
+            )
             lines.append((recipient, None, contact_id, "recipient" if contact_id else ""))
     for recipient, message, contact_id, attributed_by in lines:
         event = BounceEvent.objects.create(

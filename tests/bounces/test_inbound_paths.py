@@ -156,7 +156,9 @@ def test_poller_processes_and_removes_what_the_mailbox_holds(transactional_db, d
     for name in ("exim-text.eml", "arf-abuse.eml", "not-a-bounce.eml"):
         dovecot.append((SAMPLES / name).read_bytes())
     mailbox = _mailbox(dovecot, protocol)
-    assert mailbox_password(mailbox) == dovecot.password and dovecot.password not in mailbox.password_encrypted
+    assert (
+        mailbox_password(mailbox) == dovecot.password and dovecot.password not in mailbox.password_encrypted
+    )
     assert mailbox_poll(mailbox) == 3
     mailbox.refresh_from_db()
     assert mailbox.last_error == "" and mailbox.processed_total == 3
