@@ -128,3 +128,23 @@ def suppress(value: str, *, reason: str, source: str) -> bool:
         return False
     services.suppression_add(value, reason=reason, source=source)
     return True
+
+
+def unsubscribe_message_id(address: str) -> int | None:
+    verp = _module("delivery.verp")
+    finder = getattr(verp, "message_id_from_unsubscribe_address", None) if verp else None
+    return finder(address) if finder else None
+
+
+def unsubscribe_by_message(message_id: int) -> bool:
+    services = _module("delivery.services")
+    return bool(services and services.unsubscribe_by_message(message_id, source="mailto"))
+
+
+def on_smtp_rejected(sender: Any, message_id: int, code: int, reply: str, stage: str, **kwargs: Any) -> None:
+    from delivery.bounces.services import smtp_rejection_process
+
+    try:
+        smtp_rejection_process(message_id, code=code, reply=reply, stage=stage)
+    except Exception:  # the sender must go on; the Message already records the refusal
+        log.exception("bounce policy failed for refused message %s", message_id)

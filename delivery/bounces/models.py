@@ -89,7 +89,7 @@ class BounceEvent(models.Model):
     relay_id = models.BigIntegerField(null=True, blank=True)
     sending_domain = models.CharField(max_length=253, blank=True)
     attributed_by = models.CharField(max_length=12, blank=True)  # token, recipient, esp
-    action = models.CharField(max_length=40, blank=True)  # what the policy did
+    action = models.CharField(max_length=80, blank=True)  # what the policy did
     esp = models.CharField(max_length=20, blank=True)
     esp_event_id = models.CharField(max_length=200, blank=True)
 

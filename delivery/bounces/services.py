@@ -20,7 +20,15 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from delivery.bounces import ledger, rules
-from delivery.bounces.classifier import BounceRecipient, BounceReport, classify, parse_message
+from delivery.bounces.classifier import (
+    BounceRecipient,
+    BounceReport,
+    classify,
+    find_status,
+    kind_for,
+    parse_message,
+    reason_for,
+)
 from delivery.bounces.models import BounceEvent, BouncePolicy, InboundMessage
 
 log = logging.getLogger(__name__)
@@ -159,8 +167,22 @@ def bounce_process(
     return result
 
 
+def _mailto_unsubscribe(envelope_to: list[str]) -> bool | None:
+    """List-Unsubscribe's mailto: target lives on the bounce domain too. None: not one."""
+    for address in envelope_to:
+        message_id = ledger.unsubscribe_message_id(address)
+        if message_id is not None:
+            return ledger.unsubscribe_by_message(message_id)
+    return None
+
+
 def _process_report(report: BounceReport, inbound: InboundMessage, envelope_to: list[str]) -> ProcessResult:
     result = ProcessResult(inbound_id=inbound.pk, outcome="none")
+    unsubscribed = _mailto_unsubscribe(envelope_to)
+    if unsubscribed is not None:
+        result.outcome = "unsubscribed"
+        result.actions.append("unsubscribed (mailto)" if unsubscribed else "already unsubscribed")
+        return result
     if not report.recipients:
         return result
     info, outcome = _attribute(report, envelope_to)
@@ -213,6 +235,40 @@ def _process_report(report: BounceReport, inbound: InboundMessage, envelope_to: 
         result.actions.append(event.action)
     result.outcome = "applied" if any(c for _, _, c, _ in lines) else "unattributed"
     return result
+
+
+def smtp_rejection_process(message_id: int, *, code: int, reply: str, stage: str) -> BounceEvent | None:
+    """A relay's 5xx to RCPT or to the data during sending: a bounce we heard first-hand."""
+    if stage not in ("rcpt", "data"):
+        return None  # a refused MAIL FROM speaks of the sender, never of the recipient
+    info = ledger.message_info(message_id)
+    if info is None:
+        return None
+    diagnostic = f"{code} {reply}".strip()[:2000]
+    status = find_status(diagnostic)
+    reason = reason_for(status, diagnostic, str(code))
+    if stage == "data" and rules.REASON_KIND.get(reason) == rules.HARD:
+        reason = "filtered"  # refused after the content was seen: the content, not the address
+    kind = kind_for(reason, status, "failed", str(code))
+    with transaction.atomic():
+        event = BounceEvent.objects.create(
+            at=timezone.now(),
+            source=InboundMessage.Source.SEND,
+            kind=kind,
+            reason=reason,
+            status=status,
+            diagnostic=diagnostic,
+            recipient=info.email,
+            message_id=info.id,
+            mailing_id=info.mailing_id,
+            contact_id=info.contact_id,
+            relay_id=info.relay_id,
+            sending_domain=info.sending_domain,
+            attributed_by="token",
+        )
+        event.action = _apply(event, BouncePolicy.current(), info.email)
+        event.save(update_fields=["action"])
+    return event
 
 
 def esp_event_process(
