@@ -1,16 +1,22 @@
 """Classifier accuracy against sisimai's answers on the shared corpus, and its speed.
 
-    python bench/bounce_corpus.py [--corpus DIR] [--seconds 5] [--confusion]
+    python bench/bounce_corpus.py [--corpus DIR] [--seconds 5] [--confusion] [--apply 2000]
 
 Prints per-kind agreement and (with --confusion) the confusion matrix; the LAST line is one
-JSON object. Needs no database: parsing is pure Python. ("apply" is timed by bench_policy.)
+JSON object. Parsing needs no database. With --apply N (default 2000, 0 to skip) it also
+times parse + attribution + policy (bounce_process) over N token-attributed bounces on a
+database of its own (posthorn_bench_bounces_<pid>, dropped afterwards): bounces_per_s.
+The reference run is the standard library's email parser alone over the same files (ratio).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import email
+import email.policy
 import json
+import os
 import sys
 import time
 from collections import Counter, defaultdict
@@ -102,6 +108,13 @@ def run(corpus: Path, seconds: float, confusion: bool) -> dict[str, object]:
                 pass
             parsed += 1
     elapsed = time.perf_counter() - started
+    reference = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < max(seconds / 2, 0.01):
+        for blob in blobs:
+            email.message_from_bytes(blob, policy=email.policy.compat32)
+            reference += 1
+    reference_elapsed = time.perf_counter() - started
 
     kinds = sorted(matrix)
     print("per-kind agreement with sisimai (rows):")
@@ -126,9 +139,82 @@ def run(corpus: Path, seconds: float, confusion: bool) -> dict[str, object]:
         "auto_reply_recall": round(vacation_hit / vacation_total, 4) if vacation_total else 0.0,
         "false_positives": false_positives,
         "agreement": agreement,
-        "bounces_parsed": parsed,
-        "bounces_per_s": round(parsed / elapsed, 1),
+        "parsed": parsed,
+        "parse_per_s": round(parsed / elapsed, 1),
+        "reference_parse_per_s": round(reference / reference_elapsed, 1),
+        "ratio": round((parsed / elapsed) / (reference / reference_elapsed), 3),
     }
+
+
+def apply_rate(count: int, seconds: float) -> dict[str, object]:
+    """bounce_process over `count` token-attributed DSNs (repeated for at least `seconds`)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from import_contacts import admin_connect, base_database_url, with_database
+
+    base = base_database_url()
+    name = f"posthorn_bench_bounces_{os.getpid()}"
+    with admin_connect(base) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    os.environ["DATABASE_URL"] = with_database(base, name)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailplatform.settings")
+    try:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        from contacts.models import Contact
+        from delivery.bounces.services import bounce_process
+        from delivery.models import Mailing, Message
+        from delivery.verp import verp_address
+
+        contacts = Contact.objects.bulk_create(Contact(email=f"user{i}@example.com") for i in range(count))
+        mailing = Mailing.objects.create(
+            name="bench", send_group="bench", from_email="news@example.net", subject="s", compiled={}
+        )
+        messages = Message.objects.bulk_create(
+            Message(mailing=mailing, send_group="bench", contact=c, email=c.email, state="sent")
+            for c in contacts
+        )
+        template = (
+            "From: MAILER-DAEMON@mx.example.org\nSubject: Undelivered Mail Returned to Sender\n"
+            'MIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary="B"\n\n'
+            "--B\nContent-Type: text/plain\n\nSorry.\n\n--B\nContent-Type: message/delivery-status\n\n"
+            "Reporting-MTA: dns; mx.example.org\n\nFinal-Recipient: rfc822; {email}\nAction: failed\n"
+            "Status: {status}\nDiagnostic-Code: smtp; {diag}\n\n--B--\n"
+        )
+        kinds = [
+            ("4.2.2", "452 4.2.2 Mailbox full"),
+            ("5.7.1", "554 5.7.1 blocked using zen.spamhaus.org"),
+            ("5.1.1", "550 5.1.1 User unknown"),
+        ]
+        jobs = []
+        for index, message in enumerate(messages):
+            status, diag = kinds[index % len(kinds)]
+            raw = template.format(email=message.email, status=status, diag=diag).encode()
+            jobs.append((raw, verp_address(message.pk)))
+        done = 0
+        started = time.perf_counter()
+        while True:
+            for raw, envelope in jobs:
+                bounce_process(raw, source="smtp", envelope_to=[envelope])
+                done += 1
+            if time.perf_counter() - started >= seconds:
+                break
+        elapsed = time.perf_counter() - started
+        return {
+            "applied": done,
+            "bounces_per_s": round(done / elapsed, 1),
+            "apply_ms": round(1000 * elapsed / done, 3),
+        }
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        with admin_connect(base) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> None:
@@ -136,10 +222,16 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--seconds", type=float, default=5.0, help="time spent measuring speed")
     parser.add_argument("--confusion", action="store_true", help="print the confusion matrix")
+    parser.add_argument("--apply", type=int, default=2000, help="bounces to apply on a database (0: skip)")
     args = parser.parse_args()
     if not (args.corpus / "expected.tsv").is_file():
-        sys.exit(f"no expected.tsv in {args.corpus}")
-    print(json.dumps(run(args.corpus, args.seconds, args.confusion)))
+        parser.error(f"--corpus: no expected.tsv in {args.corpus}")
+    if args.apply < 0 or args.seconds < 0:
+        parser.error("--apply and --seconds must not be negative")
+    figures = run(args.corpus, args.seconds, args.confusion)
+    if args.apply:
+        figures.update(apply_rate(args.apply, args.seconds))
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

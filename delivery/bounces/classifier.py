@@ -67,6 +67,7 @@ class BounceReport:
     envelope_to: list[str] = field(default_factory=list)
     original_headers: dict[str, str] = field(default_factory=dict)
     feedback_type: str = ""
+    subject: str = ""
     errors: list[str] = field(default_factory=list)
 
 

@@ -26,7 +26,6 @@ from delivery.bounces.classifier import (
     classify,
     find_status,
     kind_for,
-    parse_message,
     reason_for,
 )
 from delivery.bounces.models import BounceEvent, BouncePolicy, InboundMessage
@@ -128,14 +127,14 @@ _MESSAGE_EVENT_KIND = {
 }
 
 
-def _store_inbound(raw: bytes, *, source: str, envelope_from: str, envelope_to: str) -> InboundMessage:
-    headers = parse_message(raw[:65536])
-    subject = str(headers.get("subject", ""))[:255]
+def _store_inbound(
+    raw: bytes, *, source: str, envelope_from: str, envelope_to: str, subject: str
+) -> InboundMessage:
     return InboundMessage.objects.create(
         source=source,
         envelope_from=envelope_from[:254],
         envelope_to=envelope_to[:254],
-        subject=subject,
+        subject=subject[:255],
         size=len(raw),
         raw=raw[:MAX_RAW_KEPT],
         sha256=hashlib.sha256(raw).hexdigest(),
@@ -158,12 +157,14 @@ def bounce_process(
         report = BounceReport(format="none", errors=[repr(exc)])
     with transaction.atomic():
         inbound = _store_inbound(
-            raw, source=source, envelope_from=envelope_from, envelope_to=", ".join(envelope_to)
+            raw,
+            source=source,
+            envelope_from=envelope_from,
+            envelope_to=", ".join(envelope_to),
+            subject=report.subject,
         )
-        inbound.format = report.format
         result = _process_report(report, inbound, envelope_to)
-        inbound.outcome = result.outcome
-        inbound.save(update_fields=["format", "outcome"])
+        InboundMessage.objects.filter(pk=inbound.pk).update(format=report.format, outcome=result.outcome)
     return result
 
 
