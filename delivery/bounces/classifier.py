@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import re
 from dataclasses import asdict, dataclass, field
 from email.header import decode_header, make_header
@@ -196,6 +197,8 @@ def find_status(text: str) -> str:
     best = ""
     for match in ENHANCED_STATUS_RE.finditer(text):
         code = ".".join(match.groups())
+        if code[0] == "2":
+            continue  # a success code in a transcript says nothing about the failure
         if not best or (best.endswith(".0.0") and not code.endswith(".0.0")):
             best = code
         if not best.endswith(".0.0"):
@@ -313,8 +316,8 @@ def clean_address_type(value: str) -> str:
     return value.strip()
 
 
-def _context_for(address: str, text: str) -> str:
-    """The lines of a human-readable report that speak of one address."""
+def _context_for(address: str, text: str, others: tuple[str, ...] = ()) -> str:
+    """The lines of a human-readable report that speak of one address (up to the next one)."""
     if not address or not text:
         return ""
     lines = text.split("\n")
@@ -325,6 +328,9 @@ def _context_for(address: str, text: str) -> str:
             for following in lines[index + 1 : index + 12]:
                 if not following.strip() and len(chunk) > 2:
                     break
+                folded = following.lower()
+                if any(other in folded for other in others if other != lowered):
+                    break
                 chunk.append(following)
             return "\n".join(chunk)
     return ""
@@ -334,10 +340,21 @@ def _parse_arf(
     report_text: str, returned: dict[str, str], message: Message
 ) -> tuple[list[BounceRecipient], str]:
     fields: dict[str, str] = {}
+    rcpt_tos: list[str] = []
     for block in _parse_fields(report_text):
         for name, value in block:
             fields.setdefault(name, value)
+            if name == "original-rcpt-to":
+                rcpt_tos.append(value)
     feedback_type = fields.get("feedback-type", "abuse").strip().lower() or "abuse"
+    if len(rcpt_tos) > 1:  # one report about a message to several recipients
+        addresses = list(dict.fromkeys(clean_address(v) for v in rcpt_tos if "@" in v))[:MAX_RECIPIENTS]
+        diagnostic = _collapse(f"feedback-type={feedback_type} {fields.get('user-agent', '')}")[
+            :MAX_DIAGNOSTIC
+        ]
+        return [
+            BounceRecipient(a, "complained", "", diagnostic, "feedback", rules.COMPLAINT) for a in addresses
+        ], feedback_type
     candidates = [
         fields.get("original-rcpt-to", ""),
         fields.get("removal-recipient", ""),
@@ -433,11 +450,12 @@ def _parse_text(
     has_code = bool(find_status(body) or find_reply_code(body) or rules.BOUNCE_OPENERS.search(body))
     out: list[BounceRecipient] = []
     for address in addresses:
-        chunk = _context_for(address, body) if address else ""
+        chunk = _context_for(address, body, tuple(addresses)) if address else ""
         diagnostic = _diagnostic_line(chunk) or _diagnostic_line(body)
         recipient = _recipient(address, "", "", diagnostic or chunk, "" if not has_code else body)
-        # Without any SMTP code or MTA wording, only a reason stated beside the address counts.
-        if has_code or recipient.reason != "undefined":
+        # Without any SMTP code or MTA wording, only a reason stated beside the address counts
+        # (or the MTA's own X-Failed-Recipients header).
+        if has_code or failed_header or recipient.reason != "undefined":
             out.append(recipient)
     return out
 
@@ -496,7 +514,7 @@ def classify(raw: bytes | str, *, _forwarded: bool = False) -> BounceReport:
         if ctype in DSN_TYPES:
             dsn_texts.append(_dsn_text(part))
         elif ctype == ARF_TYPE:
-            arf_text = _payload_text(part)
+            arf_text = _dsn_text(part)  # parsed like a DSN part: the email package splits it
         elif (
             (ctype.startswith("text/") or ctype.startswith("multipart/"))
             and not part.is_multipart()
@@ -523,6 +541,11 @@ def classify(raw: bytes | str, *, _forwarded: bool = False) -> BounceReport:
             report.original_headers = returned
         report.recipients, report.feedback_type = _parse_arf(text, returned, message)
         report.format = "arf"
+        return report
+
+    ses = _parse_ses_notification(human)
+    if ses is not None:
+        report.format, report.recipients = ses
         return report
 
     if not dsn_texts and re.search(r"(?im)^(?:final|original)-recipient:", human):
@@ -576,6 +599,71 @@ def _forwarded_report(parts: list[tuple[Message, int, bool]]) -> BounceReport | 
                 report = classify(inner.as_bytes(), _forwarded=True)
                 return report if report.recipients else None
     return None
+
+
+def _parse_ses_notification(text: str) -> tuple[str, list[BounceRecipient]] | None:
+    """Amazon SES's JSON notification, delivered by e-mail through an SNS topic."""
+    text = text.lstrip()
+    if not text.startswith("{"):
+        return None
+    data = None
+    for candidate in (text[:1_000_000], re.sub(r"\n ?", "", text[:1_000_000])):  # mailers fold long lines
+        try:
+            data, _end = json.JSONDecoder().raw_decode(candidate)
+            break
+        except ValueError:
+            continue
+    if not isinstance(data, dict):
+        return None
+    kind_of = data.get("notificationType") or data.get("eventType")
+    if kind_of == "Complaint":
+        complaint = data.get("complaint") or {}
+        diagnostic = _collapse(f"feedback-type={complaint.get('complaintFeedbackType') or 'abuse'}")
+        recipients = [
+            BounceRecipient(
+                clean_address(str(r.get("emailAddress", ""))),
+                "complained",
+                "",
+                diagnostic,
+                "feedback",
+                rules.COMPLAINT,
+            )
+            for r in complaint.get("complainedRecipients") or []
+            if isinstance(r, dict)
+        ]
+        return "arf", recipients[:MAX_RECIPIENTS]
+    if kind_of != "Bounce":
+        return None
+    bounce = data.get("bounce") or {}
+    ses_kind = rules.SES_BOUNCE_SUBTYPE_KIND.get(
+        str(bounce.get("bounceSubType"))
+    ) or rules.SES_BOUNCE_TYPE_KIND.get(str(bounce.get("bounceType")), rules.UNKNOWN)
+    recipients = []
+    for entry in (bounce.get("bouncedRecipients") or [])[:MAX_RECIPIENTS]:
+        if not isinstance(entry, dict):
+            continue
+        diagnostic = clean_address_type(str(entry.get("diagnosticCode") or ""))
+        found = _recipient(
+            clean_address(str(entry.get("emailAddress", ""))),
+            "failed",
+            str(entry.get("status") or ""),
+            diagnostic or f"{bounce.get('bounceType')}: {bounce.get('bounceSubType')}",
+        )
+        kind = found.kind
+        if found.reason == "undefined" or (ses_kind != rules.HARD and kind == rules.HARD):
+            kind = ses_kind  # SES's own verdict, unless the words show a block
+        recipients.append(
+            BounceRecipient(
+                found.address,
+                found.action,
+                found.status,
+                found.diagnostic,
+                found.reason,
+                kind,
+                found.reply_code,
+            )
+        )
+    return "dsn", recipients
 
 
 def _returned_headers(part: Message) -> dict[str, str]:

@@ -613,3 +613,12 @@ AUTO_REPLY_SUBJECT = re.compile(
     r"risposta automatica|автоответ|自動応答|不在)",
     re.I,
 )
+
+# Amazon SES's own bounce classification (SNS notifications, by e-mail or webhook).
+SES_BOUNCE_SUBTYPE_KIND: dict[str, str] = {
+    "MailboxFull": SOFT,
+    "MessageTooLarge": SOFT,
+    "ContentRejected": BLOCK,
+    "AttachmentRejected": BLOCK,
+}
+SES_BOUNCE_TYPE_KIND: dict[str, str] = {"Permanent": HARD, "Transient": SOFT, "Undetermined": UNKNOWN}
