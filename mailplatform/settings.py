@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "contacts",
     "templates",
     "delivery",
+    "delivery.bounces",
     "campaigns",
 ]
 
@@ -194,6 +195,7 @@ HOME_FRAGMENTS = [
     "contacts:home-fragment",
     "templates:home-fragment",
     "delivery:home-fragment",
+    "bounces:home-fragment",
 ]
 
 # --- The capture relay: a local SMTP server that keeps what it receives (the embedded default) ---
@@ -271,3 +273,23 @@ CELERY_BEAT_SCHEDULE.update(
 # The sender of platform mail (double opt-in confirmations, transactional sends without their own).
 DELIVERY_DEFAULT_FROM_EMAIL = env_str("DELIVERY_DEFAULT_FROM_EMAIL") or f"posthorn@{BOUNCE_DOMAIN}"
 DELIVERY_DEFAULT_FROM_NAME = env_str("DELIVERY_DEFAULT_FROM_NAME", "Posthorn") or ""
+
+# --- Bounces: the return path's listener and mailbox poller (delivery/bounces) ---
+
+BOUNCE_SMTP_HOST = env_str("BOUNCE_SMTP_HOST", "127.0.0.1")
+BOUNCE_SMTP_PORT = env_int("BOUNCE_SMTP_PORT", 2526, minimum=1)
+BOUNCE_MAX_MESSAGE_BYTES = env_int("BOUNCE_MAX_MESSAGE_BYTES", 10 * 1024 * 1024, minimum=1024)
+BOUNCE_MAX_PER_MINUTE_PER_CLIENT = env_int("BOUNCE_MAX_PER_MINUTE_PER_CLIENT", 600, minimum=1)
+BOUNCE_POLL_SECONDS = env_int("BOUNCE_POLL_SECONDS", 120, minimum=10)
+CELERY_BEAT_SCHEDULE["bounce-mailboxes-poll"] = {
+    "task": "delivery.bounces.tasks.bounce_mailboxes_poll",
+    "schedule": float(BOUNCE_POLL_SECONDS),
+}
+CELERY_TASK_ROUTES["delivery.bounces.tasks.*"] = {"queue": "bounces"}
+# ESP tracking webhooks (/bounces/webhooks/<esp>/tracking/): basic auth "user:password" in the URL
+# you give the ESP, and Mailgun's signing key.
+ANYMAIL = {
+    "WEBHOOK_SECRET": env_str("ANYMAIL_WEBHOOK_SECRET", "") or None,
+    "MAILGUN_WEBHOOK_SIGNING_KEY": env_str("MAILGUN_WEBHOOK_SIGNING_KEY", "") or None,
+    "AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS": env_bool("AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS", True),
+}

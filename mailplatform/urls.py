@@ -39,6 +39,7 @@ for prefix, module in [
     ("templates/", "templates.urls"),
     ("campaigns/", "campaigns.urls"),
     ("delivery/", "delivery.urls"),
+    ("bounces/", "delivery.bounces.urls"),
     ("api/v1/", "mailplatform.api_urls"),
 ]:
     try:
