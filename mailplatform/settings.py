@@ -187,7 +187,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
-    "worker-heartbeat": {"task": "mailplatform.tasks.worker_heartbeat", "schedule": 15.0},
     "webhook-sweep": {"task": "mailplatform.tasks.webhook_sweep", "schedule": 300.0},
 }
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from celery import shared_task
-from django.core.cache import cache
-from django.utils import timezone
 
 from mailplatform import services
 
@@ -21,8 +19,3 @@ def webhook_deliver(delivery_id: int) -> None:
 def webhook_sweep() -> int:
     """Re-enqueue deliveries whose wake-up was lost (a worker or broker restart); beat runs it."""
     return services.webhook_requeue_due()
-
-
-@shared_task(name="mailplatform.tasks.worker_heartbeat", ignore_result=True)
-def worker_heartbeat() -> None:
-    cache.set("health:heartbeat", timezone.now().isoformat(), timeout=120)

@@ -74,7 +74,7 @@ def test_dev_stack_starts_everything_and_stops_everything(transactional_db, tmp_
         assert "is in use by another `make run`" in second.stderr
         assert "Traceback" not in second.stderr
     finally:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
         process.wait(30)
     output = (tmp_path / "dev.log").read_text()
     assert "username: admin" in output

@@ -48,8 +48,10 @@ class Command(BaseCommand):
             "PYTHONUNBUFFERED": "1",
         }
         supervisor = Supervisor(default_children(addr), env, self.stdout.write)
-        # SIGTERM becomes a normal exit so the embedded servers are stopped by their clean-up.
-        signal.signal(signal.SIGTERM, lambda *_: supervisor.stopping.set())
+        # SIGTERM and SIGINT become a normal exit so the embedded servers are stopped by their
+        # clean-up. SIGINT is set explicitly: a shell that backgrounds us leaves it ignored.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: supervisor.stopping.set())
         supervisor.start()
         self.stdout.write(
             self.style.SUCCESS(f"Posthorn is running at http://{addr}/  (Ctrl-C stops everything)")
