@@ -233,6 +233,8 @@ def webhook_endpoint_create(
     """Subscribe `url`; returns the endpoint and its signing secret (shown once)."""
     try:
         webhooks.check_url(url)
+    except webhooks.UnresolvableHost:
+        pass  # checked again at every delivery
     except webhooks.UnsafeURL as exc:
         raise WebhookError(f"Cannot deliver to this URL: {exc}.") from exc
     secret = "whsec_" + secrets.token_urlsafe(32)

@@ -26,6 +26,10 @@ class UnsafeURL(ValueError):
     """The URL is not one the platform will post to (scheme, or an address it must not reach)."""
 
 
+class UnresolvableHost(UnsafeURL):
+    """The host has no address now; a subscription may still be made (DNS may come later)."""
+
+
 @dataclass(frozen=True)
 class PostResult:
     status_code: int | None
@@ -80,7 +84,7 @@ def check_url(url: str) -> tuple[str, int, str]:
     try:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise UnsafeURL(f"the host {parts.hostname} does not resolve") from exc
+        raise UnresolvableHost(f"the host {parts.hostname} does not resolve") from exc
     addresses = [info[4][0] for info in infos]
     if not settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
         blocked = [a for a in addresses if not _address_allowed(a)]

@@ -36,7 +36,12 @@ def flatten_errors(detail: Any, path: str = "") -> list[dict[str, str]]:
     if isinstance(detail, dict):
         items: list[dict[str, str]] = []
         for key, value in detail.items():
-            name = path if key in ("non_field_errors", "__all__") else (f"{path}.{key}" if path else str(key))
+            if key in ("non_field_errors", "__all__"):
+                name = path
+            elif isinstance(key, int):
+                name = f"{path}[{key}]"  # ListField errors are keyed by index
+            else:
+                name = f"{path}.{key}" if path else str(key)
             items.extend(flatten_errors(value, name))
         return items
     if isinstance(detail, list):
