@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from django.test import override_settings
 from django.urls import reverse
 
 from mailplatform import crypto, services, webhooks
