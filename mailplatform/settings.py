@@ -223,6 +223,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "mailplatform.api.errors.problem_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # OPTIONS answers with the Allow header only; serializer introspection is what the schema is for.
+    "DEFAULT_METADATA_CLASS": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Posthorn API",
