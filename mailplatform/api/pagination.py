@@ -75,7 +75,9 @@ def keyset_page_size(request) -> int:
     return IdCursorPagination().get_page_size(request)
 
 
-def keyset_response(request, results: list, *, first_id: int | None, last_id: int | None, newer: bool, older: bool):
+def keyset_response(
+    request, results: list, *, first_id: int | None, last_id: int | None, newer: bool, older: bool
+):
     """The same envelope as IdCursorPagination: {"next", "previous", "results"}, newest first."""
     from rest_framework.response import Response
     from rest_framework.utils.urls import replace_query_param

@@ -71,7 +71,9 @@ class ScopedAutoSchema(AutoSchema):
         if "{" in path or getattr(self.view, "may_404", False):
             errors.update(OBJECT_ERRORS)
         if method.upper() in ("POST", "PUT", "PATCH", "DELETE"):
-            errors["409"] = "The request conflicts with the current state (a duplicate name, a finished send)."
+            errors["409"] = (
+                "The request conflicts with the current state (a duplicate name, a finished send)."
+            )
         for code, text in {**errors, **getattr(self.view, "extra_problem_responses", {})}.items():
             operation["responses"].setdefault(
                 code, {"description": text, "content": {"application/problem+json": {"schema": problem.ref}}}
