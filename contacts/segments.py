@@ -1,0 +1,296 @@
+"""Segment rules -> one parameterised SQL condition over the contact table aliased `c`.
+
+Rules are data from the dashboard, so every field name, operator and value is checked
+against a fixed table here and only values ever reach the query, as parameters.
+
+    {"match": "all"|"any",
+     "groups": [{"match": "all"|"any",
+                 "conditions": [{"field": "attr:score", "op": "gt", "value": "50"}]}]}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from contacts.models import ContactStatus, CustomField, FieldType, SubscriptionStatus
+
+
+class SegmentError(ValueError):
+    """The rules are malformed; the message says which condition and why."""
+
+
+TEXT_OPS = {
+    "eq": "is",
+    "neq": "is not",
+    "contains": "contains",
+    "not_contains": "does not contain",
+    "starts_with": "starts with",
+    "ends_with": "ends with",
+    "is_empty": "is empty",
+    "is_not_empty": "is not empty",
+}
+NUMBER_OPS = {
+    "eq": "=",
+    "neq": "≠",
+    "gt": ">",
+    "gte": "≥",
+    "lt": "<",
+    "lte": "≤",
+    "is_empty": "is empty",
+    "is_not_empty": "is not empty",
+}
+DATE_OPS = {
+    "before": "before",
+    "after": "after",
+    "on": "on",
+    "in_last_days": "in the last N days",
+    "not_in_last_days": "not in the last N days",
+    "is_empty": "never / empty",
+    "is_not_empty": "ever / set",
+}
+BOOL_OPS = {"is_true": "is yes", "is_false": "is no", "is_empty": "is empty"}
+CHOICE_OPS = {"eq": "is", "neq": "is not"}
+LIST_OPS = {"in": "is subscribed to", "not_in": "is not subscribed to"}
+
+# Built-in columns: field -> (SQL column, kind). Column names come from this table only.
+BUILTINS: dict[str, tuple[str, str, str]] = {
+    "email": ("c.email", "text", "Email"),
+    "first_name": ("c.first_name", "text", "First name"),
+    "last_name": ("c.last_name", "text", "Last name"),
+    "status": ("c.status", "status", "Status"),
+    "created_at": ("c.created_at", "datetime", "Added"),
+    "last_sent_at": ("c.last_sent_at", "datetime", "Last sent"),
+    "last_opened_at": ("c.last_opened_at", "datetime", "Last opened"),
+    "last_clicked_at": ("c.last_clicked_at", "datetime", "Last clicked"),
+    "bounce_count": ("c.bounce_count", "number", "Bounces"),
+    "soft_bounce_count": ("c.soft_bounce_count", "number", "Soft bounces"),
+    "list": ("", "list", "List membership"),
+}
+OPS_BY_KIND = {
+    "text": TEXT_OPS,
+    "number": NUMBER_OPS,
+    "datetime": DATE_OPS,
+    "date": DATE_OPS,
+    "boolean": BOOL_OPS,
+    "status": CHOICE_OPS,
+    "list": LIST_OPS,
+}
+MAX_CONDITIONS = 50
+ATTR_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    key: str
+    label: str
+    kind: str
+
+
+def available_fields() -> list[FieldInfo]:
+    fields = [FieldInfo(key, label, kind) for key, (_, kind, label) in BUILTINS.items()]
+    for field in CustomField.objects.order_by("name"):
+        fields.append(FieldInfo(f"attr:{field.name}", field.label or field.name, field.type))
+    return fields
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _number(value: Any, where: str) -> Decimal:
+    try:
+        number = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise SegmentError(f"{where}: {value!r} is not a number") from None
+    if not number.is_finite():
+        raise SegmentError(f"{where}: {value!r} is not a finite number")
+    return number
+
+
+def _days(value: Any, where: str) -> int:
+    try:
+        days = int(str(value).strip())
+    except ValueError:
+        raise SegmentError(f"{where}: {value!r} is not a whole number of days") from None
+    if not 0 <= days <= 36500:
+        raise SegmentError(f"{where}: days must be between 0 and 36500")
+    return days
+
+
+def _date(value: Any, where: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise SegmentError(f"{where}: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _text_condition(expr: str, op: str, value: Any, params: list) -> str:
+    if op == "is_empty":
+        return f"coalesce({expr}, '') = ''"
+    if op == "is_not_empty":
+        return f"coalesce({expr}, '') <> ''"
+    text = str(value if value is not None else "")
+    if op == "eq":
+        params.append(text)
+        return f"lower({expr}) = lower(%s)"
+    if op == "neq":
+        params.append(text)
+        return f"lower(coalesce({expr}, '')) <> lower(%s)"
+    pattern = {
+        "contains": "%{}%",
+        "not_contains": "%{}%",
+        "starts_with": "{}%",
+        "ends_with": "%{}",
+    }[op].format(_like_escape(text.lower()))
+    params.append(pattern)
+    if op == "not_contains":
+        return f"lower(coalesce({expr}, '')) NOT LIKE %s"
+    return f"lower({expr}) LIKE %s"
+
+
+def _number_condition(expr: str, op: str, value: Any, params: list, where: str) -> str:
+    if op == "is_empty":
+        return f"{expr} IS NULL"
+    if op == "is_not_empty":
+        return f"{expr} IS NOT NULL"
+    sql_op = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
+    params.append(_number(value, where))
+    return f"{expr} {sql_op} %s"
+
+
+def _date_condition(expr: str, op: str, value: Any, params: list, where: str, *, is_date: bool) -> str:
+    if op == "is_empty":
+        return f"{expr} IS NULL"
+    if op == "is_not_empty":
+        return f"{expr} IS NOT NULL"
+    if op in ("in_last_days", "not_in_last_days"):
+        params.append(_days(value, where))
+        cutoff = "(current_date - %s)" if is_date else "(now() - make_interval(days => %s))"
+        if op == "in_last_days":
+            return f"{expr} >= {cutoff}"
+        return f"({expr} IS NULL OR {expr} < {cutoff})"
+    day = _date(value, where)
+    if is_date:
+        params.append(day)
+        return f"{expr} {'<' if op == 'before' else '>' if op == 'after' else '='} %s"
+    # Timestamps compare by calendar day in the database's time zone.
+    if op == "before":
+        params.append(day)
+        return f"{expr} < %s::date"
+    if op == "after":
+        params.append(day + dt.timedelta(days=1))
+        return f"{expr} >= %s::date"
+    params.extend([day, day + dt.timedelta(days=1)])
+    return f"({expr} >= %s::date AND {expr} < %s::date)"
+
+
+def _attr_expr(name: str, kind: str) -> str:
+    # `name` is a declared CustomField name checked against ATTR_NAME, so it is safe as a literal.
+    key = f"'{name}'"
+    # A value of the wrong JSON type reads as empty instead of failing the whole query.
+    if kind == FieldType.NUMBER:
+        return f"(CASE WHEN jsonb_typeof(c.attributes -> {key}) = 'number' THEN (c.attributes ->> {key})::numeric END)"
+    if kind == FieldType.BOOLEAN:
+        return f"(CASE WHEN jsonb_typeof(c.attributes -> {key}) = 'boolean' THEN (c.attributes ->> {key})::boolean END)"
+    if kind == FieldType.DATE:
+        return (
+            f"(CASE WHEN (c.attributes ->> {key}) ~ '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}$' "
+            f"THEN (c.attributes ->> {key})::date END)"
+        )
+    return f"(c.attributes ->> {key})"
+
+
+def _condition(cond: Any, where: str, fields: dict[str, str], params: list) -> str:
+    if not isinstance(cond, dict):
+        raise SegmentError(f"{where}: a condition must be an object")
+    field = cond.get("field")
+    op = cond.get("op")
+    value = cond.get("value")
+    if not isinstance(field, str) or not isinstance(op, str):
+        raise SegmentError(f"{where}: a condition needs a field and an operator")
+    if field.startswith("attr:"):
+        name = field[5:]
+        if name not in fields or not ATTR_NAME.fullmatch(name):
+            raise SegmentError(f"{where}: there is no custom field {name!r}")
+        kind = fields[name]
+    elif field in BUILTINS:
+        kind = BUILTINS[field][1]
+    else:
+        raise SegmentError(f"{where}: unknown field {field!r}")
+    if op not in OPS_BY_KIND[kind]:
+        raise SegmentError(f"{where}: operator {op!r} does not apply to field {field!r}")
+
+    if kind == "list":
+        try:
+            list_id = int(value)
+        except (TypeError, ValueError):
+            raise SegmentError(f"{where}: choose a list") from None
+        params.extend([list_id, SubscriptionStatus.CONFIRMED])
+        exists = (
+            "EXISTS (SELECT 1 FROM contacts_subscription s "
+            "WHERE s.contact_id = c.id AND s.mailing_list_id = %s AND s.status = %s)"
+        )
+        return exists if op == "in" else f"NOT {exists}"
+    if kind == "status":
+        if value not in ContactStatus.values:
+            raise SegmentError(f"{where}: {value!r} is not a contact status")
+        params.append(value)
+        return f"c.status {'=' if op == 'eq' else '<>'} %s"
+
+    expr = _attr_expr(field[5:], kind) if field.startswith("attr:") else BUILTINS[field][0]
+
+    if kind == "text":
+        return _text_condition(expr, op, value, params)
+    if kind == "number":
+        return _number_condition(expr, op, value, params, where)
+    if kind in ("date", "datetime"):
+        return _date_condition(expr, op, value, params, where, is_date=kind == "date")
+    if kind == "boolean":
+        if op == "is_empty":
+            return f"{expr} IS NULL"
+        return f"{expr} IS {'TRUE' if op == 'is_true' else 'FALSE'}"
+    raise SegmentError(f"{where}: unsupported field kind {kind}")  # pragma: no cover
+
+
+def _joiner(match: Any, where: str) -> str:
+    if match in (None, "all"):
+        return " AND "
+    if match == "any":
+        return " OR "
+    raise SegmentError(f"{where}: match must be 'all' or 'any'")
+
+
+def compile_rules(rules: Any) -> tuple[str, list]:
+    """(SQL boolean expression over alias c, params). Empty rules match every contact."""
+    if rules in (None, {}):
+        return "TRUE", []
+    if not isinstance(rules, dict):
+        raise SegmentError("rules must be an object")
+    groups = rules.get("groups", [])
+    if not isinstance(groups, list):
+        raise SegmentError("groups must be a list")
+    fields = dict(CustomField.objects.values_list("name", "type"))
+    params: list = []
+    group_sql: list[str] = []
+    total = 0
+    for g_index, group in enumerate(groups, start=1):
+        if not isinstance(group, dict):
+            raise SegmentError(f"group {g_index}: must be an object")
+        conditions = group.get("conditions", [])
+        if not isinstance(conditions, list):
+            raise SegmentError(f"group {g_index}: conditions must be a list")
+        parts = []
+        for c_index, cond in enumerate(conditions, start=1):
+            total += 1
+            if total > MAX_CONDITIONS:
+                raise SegmentError(f"a segment may have at most {MAX_CONDITIONS} conditions")
+            parts.append(_condition(cond, f"group {g_index}, condition {c_index}", fields, params))
+        if parts:
+            group_sql.append("(" + _joiner(group.get("match"), f"group {g_index}").join(parts) + ")")
+    if not group_sql:
+        return "TRUE", []
+    return "(" + _joiner(rules.get("match"), "segment").join(group_sql) + ")", params

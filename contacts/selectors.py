@@ -1,0 +1,335 @@
+"""Reads: the audience other apps send to, claim-time checks, merge data, dashboard queries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import Lower, TruncDate
+
+from contacts.models import (
+    UNDELIVERABLE_STATUSES,
+    Contact,
+    ContactImport,
+    ContactStatus,
+    CustomField,
+    FieldType,
+    MailingList,
+    Segment,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+    SuppressionKind,
+)
+from contacts.segments import compile_rules
+
+# The part after the last "@", lower-cased: what a domain suppression matches.
+DOMAIN_SQL = "split_part(lower({alias}.email), '@', -1)"
+
+_NOT_SUPPRESSED = (
+    "NOT EXISTS (SELECT 1 FROM contacts_suppression x WHERE x.kind = 'address' AND x.value = lower(c.email)) "
+    "AND NOT EXISTS (SELECT 1 FROM contacts_suppression x WHERE x.kind = 'domain' "
+    "AND x.value = split_part(lower(c.email), '@', -1))"
+)
+
+
+def _segment_condition(segment_id: int) -> tuple[str, list]:
+    rules = Segment.objects.values_list("rules", flat=True).get(pk=segment_id)
+    return compile_rules(rules)
+
+
+def audience_sql(
+    *,
+    list_ids: list[int],
+    segment_id: int | None = None,
+    exclude_list_ids: Sequence[int] = (),
+    exclude_segment_ids: Sequence[int] = (),
+) -> tuple[str, list]:
+    """`SELECT c.id FROM ...` of sendable contacts, with its parameters.
+
+    Sendable: status active, a confirmed subscription on any of `list_ids`, in the segment when one
+    is given, no suppression of the address or its domain, and on none of the excluded lists
+    (an unconfirmed or confirmed subscription there excludes; an unsubscribed one does not) and in
+    none of the excluded segments. The segment's rules are read now, so a plan made later sees
+    the segment as it is then.
+    """
+    params: list[Any] = [ContactStatus.ACTIVE, [int(i) for i in list_ids], SubscriptionStatus.CONFIRMED]
+    where = [
+        "c.status = %s",
+        "EXISTS (SELECT 1 FROM contacts_subscription s WHERE s.contact_id = c.id "
+        "AND s.mailing_list_id = ANY(%s) AND s.status = %s)",
+        _NOT_SUPPRESSED,
+    ]
+    if segment_id is not None:
+        condition, segment_params = _segment_condition(segment_id)
+        where.append(condition)
+        params.extend(segment_params)
+    if exclude_list_ids:
+        where.append(
+            "NOT EXISTS (SELECT 1 FROM contacts_subscription s WHERE s.contact_id = c.id "
+            "AND s.mailing_list_id = ANY(%s) AND s.status <> %s)"
+        )
+        params.extend([[int(i) for i in exclude_list_ids], SubscriptionStatus.UNSUBSCRIBED])
+    for excluded in exclude_segment_ids:
+        condition, segment_params = _segment_condition(excluded)
+        where.append(f"NOT coalesce({condition}, FALSE)")
+        params.extend(segment_params)
+    # Fixed fragments and compiled segment conditions; every value is a parameter.
+    sql = "SELECT c.id FROM contacts_contact c WHERE " + " AND ".join(where)  # noqa: S608
+    return sql, params
+
+
+def audience_count(
+    *,
+    list_ids: list[int],
+    segment_id: int | None = None,
+    exclude_list_ids: Sequence[int] = (),
+    exclude_segment_ids: Sequence[int] = (),
+) -> int:
+    sql, params = audience_sql(
+        list_ids=list_ids,
+        segment_id=segment_id,
+        exclude_list_ids=exclude_list_ids,
+        exclude_segment_ids=exclude_segment_ids,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM ({sql}) AS audience", params)  # noqa: S608 -- built from fixed fragments
+        return cursor.fetchone()[0]
+
+
+def unsendable_contact_ids(contact_ids: Iterable[int], *, transactional: bool = False) -> set[int]:
+    """Of `contact_ids`, those that must not be mailed now (claim-time recheck).
+
+    Marketing: any status but active. Transactional: only bounced, complained or blocklisted.
+    Either way a suppressed address or domain, and an id with no contact (erased) are unsendable.
+    """
+    ids = sorted({int(i) for i in contact_ids})
+    if not ids:
+        return set()
+    if transactional:
+        status_sql, status_param = "c.status = ANY(%s)", [list(UNDELIVERABLE_STATUSES)]
+    else:
+        status_sql, status_param = "c.status <> %s", [ContactStatus.ACTIVE]
+    sql = f"SELECT c.id FROM contacts_contact c WHERE c.id = ANY(%s) AND ({status_sql} OR NOT ({_NOT_SUPPRESSED}))"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [ids, *status_param])
+        bad = {row[0] for row in cursor.fetchall()}
+        cursor.execute("SELECT id FROM contacts_contact WHERE id = ANY(%s)", [ids])
+        present = {row[0] for row in cursor.fetchall()}
+    return bad | (set(ids) - present)
+
+
+def normalise_address(email: str) -> str:
+    return email.strip().lower()
+
+
+def address_is_suppressed(email: str) -> bool:
+    """The address or its domain is suppressed, or its contact bounced, complained or is blocklisted."""
+    address = normalise_address(email)
+    domain = address.rsplit("@", 1)[-1] if "@" in address else ""
+    if Suppression.objects.filter(
+        Q(kind=SuppressionKind.ADDRESS, value=address) | Q(kind=SuppressionKind.DOMAIN, value=domain)
+    ).exists():
+        return True
+    return _by_address(address).filter(status__in=UNDELIVERABLE_STATUSES).exists()
+
+
+def typed_value(kind: str, value: Any) -> Any:
+    """A stored attribute as the Python type its field declares (dates are stored as ISO text)."""
+    if value is None:
+        return None
+    if kind == FieldType.DATE and isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            return value
+    return value
+
+
+def contact_merge_data(contact_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """Per contact: email, first_name, last_name and every attribute by name, typed.
+
+    Declared custom fields are always present (None when the contact has no value), so a
+    template may name them without failing; the built-in names win over attributes.
+    """
+    ids = sorted({int(i) for i in contact_ids})
+    kinds = dict(CustomField.objects.values_list("name", "type"))
+    result: dict[int, dict[str, Any]] = {}
+    rows = Contact.objects.filter(id__in=ids).values_list(
+        "id", "email", "first_name", "last_name", "attributes"
+    )
+    for contact_id, email, first_name, last_name, attributes in rows.iterator(chunk_size=2000):
+        data: dict[str, Any] = dict.fromkeys(kinds)
+        for name, value in (attributes or {}).items():
+            data[name] = typed_value(kinds.get(name, FieldType.TEXT), value)
+        data.update(email=email, first_name=first_name, last_name=last_name)
+        result[contact_id] = data
+    return result
+
+
+# --- Dashboard reads ---
+
+
+def contact_by_email(email: str) -> Contact | None:
+    return _by_address(normalise_address(email)).first()
+
+
+def _by_address(address: str) -> QuerySet[Contact]:
+    # lower(email) = ... uses the unique index; Django's iexact (UPPER) would scan the table.
+    return Contact.objects.alias(email_lower=Lower("email")).filter(email_lower=address.lower())
+
+
+def contacts_page(
+    *,
+    search: str = "",
+    status: str = "",
+    list_id: int | None = None,
+    segment_id: int | None = None,
+    after_id: int | None = None,
+    before_id: int | None = None,
+    size: int = 50,
+) -> tuple[list[Contact], bool, bool]:
+    """One page of contacts, newest first, by keyset (id) so page 2,000 costs what page 1 does.
+
+    Returns (contacts, has_newer, has_older). Search is a prefix of the address, or of the domain
+    when it starts with "@", or of the first or last name.
+    """
+    where: list[str] = []
+    params: list[Any] = []
+    term = search.strip().lower()
+    if term:
+        escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        if term.startswith("@"):
+            where.append(DOMAIN_SQL.format(alias="c") + " LIKE %s")
+            params.append(escaped[1:] + "%")
+        elif "@" in term:
+            where.append("lower(c.email) LIKE %s")
+            params.append(escaped + "%")
+        else:
+            where.append(
+                "(lower(c.email) LIKE %s OR lower(c.first_name) LIKE %s OR lower(c.last_name) LIKE %s)"
+            )
+            params.extend([escaped + "%"] * 3)
+    if status:
+        where.append("c.status = %s")
+        params.append(status)
+    if list_id:
+        where.append(
+            "EXISTS (SELECT 1 FROM contacts_subscription s WHERE s.contact_id = c.id "
+            "AND s.mailing_list_id = %s AND s.status <> %s)"
+        )
+        params.extend([list_id, SubscriptionStatus.UNSUBSCRIBED])
+    if segment_id:
+        condition, segment_params = _segment_condition(segment_id)
+        where.append(condition)
+        params.extend(segment_params)
+    ascending = before_id is not None
+    if after_id is not None:
+        where.append("c.id < %s")
+        params.append(after_id)
+    elif before_id is not None:
+        where.append("c.id > %s")
+        params.append(before_id)
+    sql = "SELECT c.id FROM contacts_contact c"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY c.id {'ASC' if ascending else 'DESC'} LIMIT %s"
+    params.append(size + 1)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = [row[0] for row in cursor.fetchall()]
+    more = len(ids) > size
+    ids = ids[:size]
+    if ascending:
+        ids.reverse()
+    by_id = Contact.objects.in_bulk(ids)
+    contacts = [by_id[i] for i in ids if i in by_id]
+    if ascending:
+        has_newer, has_older = more, True
+    else:
+        has_newer, has_older = after_id is not None, more
+    return contacts, has_newer, has_older
+
+
+def segment_count(rules: Any) -> int:
+    condition, params = compile_rules(rules)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM contacts_contact c WHERE {condition}", params)  # noqa: S608 -- compiled from checked rules
+        return cursor.fetchone()[0]
+
+
+def segment_contact_ids_sql(segment_id: int) -> tuple[str, list]:
+    condition, params = _segment_condition(segment_id)
+    return f"SELECT c.id FROM contacts_contact c WHERE {condition}", params  # noqa: S608
+
+
+def contact_counts() -> dict[str, int]:
+    """Contacts by status. An estimate from the planner's statistics is not used: counts are exact."""
+    counts = dict.fromkeys(ContactStatus.values, 0)
+    for row in Contact.objects.values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def mailing_lists_with_counts() -> QuerySet[MailingList]:
+    return MailingList.objects.annotate(
+        confirmed=Count("subscriptions", filter=Q(subscriptions__status=SubscriptionStatus.CONFIRMED)),
+        unconfirmed=Count("subscriptions", filter=Q(subscriptions__status=SubscriptionStatus.UNCONFIRMED)),
+        unsubscribed=Count("subscriptions", filter=Q(subscriptions__status=SubscriptionStatus.UNSUBSCRIBED)),
+    ).order_by("name")
+
+
+def list_growth(days: int = 30) -> list[dict[str, Any]]:
+    """Confirmed subscriptions and unsubscriptions per day over the last `days` days."""
+    since = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0) - dt.timedelta(
+        days=days - 1
+    )
+    joined = dict(
+        Subscription.objects.filter(confirmed_at__gte=since)
+        .annotate(day=TruncDate("confirmed_at"))
+        .values_list("day")
+        .annotate(n=Count("id"))
+        .values_list("day", "n")
+    )
+    left = dict(
+        Subscription.objects.filter(unsubscribed_at__gte=since)
+        .annotate(day=TruncDate("unsubscribed_at"))
+        .values_list("day")
+        .annotate(n=Count("id"))
+        .values_list("day", "n")
+    )
+    result = []
+    for offset in range(days):
+        day = (since + dt.timedelta(days=offset)).date()
+        result.append({"day": day, "joined": joined.get(day, 0), "left": left.get(day, 0)})
+    return result
+
+
+def subscriptions_of(contact: Contact) -> QuerySet[Subscription]:
+    return contact.subscriptions.select_related("mailing_list").order_by("mailing_list__name")
+
+
+def recent_imports(limit: int = 50) -> QuerySet[ContactImport]:
+    return ContactImport.objects.prefetch_related("mailing_lists").order_by("-created_at")[:limit]
+
+
+def public_lists() -> QuerySet[MailingList]:
+    return MailingList.objects.filter(is_public=True).order_by("name")
+
+
+def contacts_export_rows(id_sql: str, params: list) -> Iterator[tuple]:
+    """(email, first_name, last_name, status, created_at, attributes) of the contacts `id_sql`
+    selects, in id order, streamed through a server-side cursor (a million rows, flat memory)."""
+    columns = "c.email, c.first_name, c.last_name, c.status, c.created_at, c.attributes"
+    sql = f"SELECT {columns} FROM contacts_contact c WHERE c.id IN ({id_sql}) ORDER BY c.id"  # noqa: S608
+    with transaction.atomic(), connection.chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while batch := cursor.fetchmany(2000):
+            # Django loads jsonb from raw SQL as text.
+            for *row, attributes in batch:
+                yield (*row, json.loads(attributes) if isinstance(attributes, str) else attributes)

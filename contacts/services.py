@@ -1,0 +1,690 @@
+"""Writes to contacts, lists, subscriptions, segments and suppressions.
+
+Engagement and bounce writes come from delivery, many per second: they are single UPDATE
+statements with no read first. Writes a person asks for (dashboard, public pages) go to the
+audit log when `by` names who acted.
+
+Unsubscribing, decided: `contact_unsubscribe(list_ids=None)` is a global opt-out (every
+subscription unsubscribed and status `unsubscribed`, which stops all marketing mail and is never
+undone by an import). Leaving some lists only unsubscribes those subscriptions; the status stays
+`active`, because a contact without a confirmed subscription is in no audience anyway, and the
+person may still join another list later from a subscribe form.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from contacts import selectors, signals, tokens
+from contacts.imports import ImportFileError, run_import
+from contacts.models import (
+    PROTECTED_STATUSES,
+    UNDELIVERABLE_STATUSES,
+    ConsentSource,
+    Contact,
+    ContactImport,
+    ContactStatus,
+    CustomField,
+    FieldType,
+    ImportMode,
+    ImportStatus,
+    MailingList,
+    OptIn,
+    Segment,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+    SuppressionKind,
+)
+from contacts.segments import compile_rules
+from contacts.validation import EmailError, check_email, coerce_value
+from mailplatform.services import audit_record
+
+
+def _audit(by: Any, action: str, target: Any = None, **details: Any) -> None:
+    if by is not None:
+        audit_record(by, action, target, details=details or None)
+
+
+def _ids(contact_ids: Iterable[int]) -> list[int]:
+    return sorted({int(i) for i in contact_ids})
+
+
+# --- Engagement, from delivery ---
+
+
+def contacts_record_sent(contact_ids: Iterable[int], at: dt.datetime) -> int:
+    """Set last_sent_at (never moving it backwards); returns how many contacts changed."""
+    ids = _ids(contact_ids)
+    if not ids:
+        return 0
+    return (
+        Contact.objects.filter(id__in=ids)
+        .filter(Q(last_sent_at__isnull=True) | Q(last_sent_at__lt=at))
+        .update(last_sent_at=at, updated_at=timezone.now())
+    )
+
+
+def contact_record_open(contact_id: int, at: dt.datetime) -> None:
+    Contact.objects.filter(id=contact_id).filter(
+        Q(last_opened_at__isnull=True) | Q(last_opened_at__lt=at)
+    ).update(last_opened_at=at)
+
+
+def contact_record_click(contact_id: int, at: dt.datetime) -> None:
+    # A click is also proof the mail was opened, even when images were blocked.
+    Contact.objects.filter(id=contact_id).update(
+        last_clicked_at=Greatest(
+            F("last_clicked_at"), at, output_field=Contact._meta.get_field("last_clicked_at")
+        ),
+        last_opened_at=Greatest(
+            F("last_opened_at"), at, output_field=Contact._meta.get_field("last_opened_at")
+        ),
+    )
+
+
+def contact_mark_bounced(contact_id: int, *, reason: str, source: str, by: Any = None) -> None:
+    """Hard bounce: status bounced (blocklisted and complained stay as they are), count it."""
+    with transaction.atomic():
+        Contact.objects.filter(id=contact_id).update(
+            bounce_count=F("bounce_count") + 1, updated_at=timezone.now()
+        )
+        Contact.objects.filter(
+            id=contact_id, status__in=[ContactStatus.ACTIVE, ContactStatus.UNSUBSCRIBED]
+        ).update(status=ContactStatus.BOUNCED)
+        _audit(
+            by, "contact.bounced", Contact.objects.filter(id=contact_id).first(), reason=reason, source=source
+        )
+
+
+def contact_record_soft_bounce(contact_id: int) -> int:
+    """Count one soft bounce; returns the new count (the delivery policy decides what it means)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE contacts_contact SET soft_bounce_count = soft_bounce_count + 1 WHERE id = %s "
+            "RETURNING soft_bounce_count",
+            [contact_id],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else 0
+
+
+def contact_reset_soft_bounces(contact_id: int) -> None:
+    Contact.objects.filter(id=contact_id).update(soft_bounce_count=0)
+
+
+def _unsubscribe_all(contact_id: int, now: dt.datetime) -> int:
+    return (
+        Subscription.objects.filter(contact_id=contact_id)
+        .exclude(status=SubscriptionStatus.UNSUBSCRIBED)
+        .update(status=SubscriptionStatus.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now)
+    )
+
+
+def contact_mark_complained(contact_id: int, *, source: str, by: Any = None) -> None:
+    """Spam complaint: status complained (unless blocklisted) and unsubscribed from every list."""
+    now = timezone.now()
+    with transaction.atomic():
+        Contact.objects.filter(id=contact_id).exclude(status=ContactStatus.BLOCKLISTED).update(
+            status=ContactStatus.COMPLAINED, updated_at=now
+        )
+        _unsubscribe_all(contact_id, now)
+        _audit(by, "contact.complained", Contact.objects.filter(id=contact_id).first(), source=source)
+
+
+def contact_unsubscribe(
+    contact_id: int, *, list_ids: list[int] | None = None, source: str, by: Any = None
+) -> int:
+    """Leave `list_ids`, or everything when None (see the module docstring); returns lists left."""
+    now = timezone.now()
+    with transaction.atomic():
+        if list_ids is None:
+            left = _unsubscribe_all(contact_id, now)
+            Contact.objects.filter(id=contact_id, status=ContactStatus.ACTIVE).update(
+                status=ContactStatus.UNSUBSCRIBED, updated_at=now
+            )
+        else:
+            left = (
+                Subscription.objects.filter(
+                    contact_id=contact_id, mailing_list_id__in=[int(i) for i in list_ids]
+                )
+                .exclude(status=SubscriptionStatus.UNSUBSCRIBED)
+                .update(status=SubscriptionStatus.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now)
+            )
+        _audit(
+            by,
+            "contact.unsubscribed",
+            Contact.objects.filter(id=contact_id).first(),
+            lists="all" if list_ids is None else list(list_ids),
+            source=source,
+        )
+    return left
+
+
+DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
+
+
+def suppression_value(value: str) -> tuple[str, str]:
+    """(kind, normalised value) for an address or a domain; ValueError says what is wrong."""
+    text = value.strip().lower()
+    if text.startswith("@"):
+        text = text[1:]
+    if "@" in text:
+        try:
+            return SuppressionKind.ADDRESS, check_email(text).lower()
+        except EmailError as exc:
+            raise ValueError(f"{value!r} is not a valid address: {exc}") from None
+    try:
+        text = text.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(f"{value!r} is not a valid domain") from None
+    if not DOMAIN_RE.match(text):
+        raise ValueError(f"{value!r} is neither an address nor a domain")
+    return SuppressionKind.DOMAIN, text
+
+
+def suppression_add(value: str, *, reason: str, source: str, by: Any = None) -> Suppression:
+    """Suppress an address or a whole domain (an existing suppression is kept, not duplicated)."""
+    kind, normalised = suppression_value(value)
+    with transaction.atomic():
+        suppression, created = Suppression.objects.get_or_create(
+            kind=kind, value=normalised, defaults={"reason": reason[:300], "source": source[:64]}
+        )
+        if created:
+            _audit(by, "suppression.added", suppression, reason=reason, source=source)
+    return suppression
+
+
+def suppression_remove(suppression: Suppression, *, by: Any) -> None:
+    with transaction.atomic():
+        _audit(by, "suppression.removed", suppression, value=suppression.value, kind=suppression.kind)
+        suppression.delete()
+
+
+# --- Contacts, fields, lists, segments from the dashboard ---
+
+
+def contact_create(
+    *,
+    email: str,
+    first_name: str = "",
+    last_name: str = "",
+    attributes: dict[str, Any] | None = None,
+    list_ids: Iterable[int] = (),
+    consent_source: str = ConsentSource.DASHBOARD,
+    consent_ip: str | None = None,
+    by: Any = None,
+) -> Contact:
+    address = check_email(email)
+    now = timezone.now()
+    with transaction.atomic():
+        contact = Contact.objects.create(
+            email=address,
+            first_name=first_name[:200],
+            last_name=last_name[:200],
+            attributes=_typed_attributes(attributes or {}),
+            consent_at=now,
+            consent_source=consent_source,
+            consent_ip=consent_ip,
+        )
+        for list_id in list_ids:
+            Subscription.objects.create(
+                contact=contact,
+                mailing_list_id=list_id,
+                status=SubscriptionStatus.CONFIRMED,
+                confirmed_at=now,
+                source=consent_source,
+            )
+        _audit(by, "contact.created", contact)
+    return contact
+
+
+def _typed_attributes(values: dict[str, Any]) -> dict[str, Any]:
+    kinds = dict(CustomField.objects.values_list("name", "type"))
+    typed: dict[str, Any] = {}
+    for name, raw in values.items():
+        try:
+            typed[name] = coerce_value(kinds.get(name, FieldType.TEXT), raw)
+        except ValueError as exc:
+            raise ValueError(f"field {name}: {exc}") from None
+    return {k: v for k, v in typed.items() if v is not None}
+
+
+def contact_update(
+    contact: Contact,
+    *,
+    first_name: str,
+    last_name: str,
+    attributes: dict[str, Any],
+    status: str | None = None,
+    by: Any = None,
+) -> Contact:
+    with transaction.atomic():
+        before = {"status": contact.status}
+        contact.first_name = first_name[:200]
+        contact.last_name = last_name[:200]
+        contact.attributes = _typed_attributes(attributes)
+        if status is not None:
+            if status not in ContactStatus.values:
+                raise ValueError(f"{status!r} is not a contact status")
+            contact.status = status
+        contact.save()
+        _audit(by, "contact.updated", contact, status_before=before["status"], status=contact.status)
+    return contact
+
+
+def contact_subscribe(
+    contact: Contact,
+    mailing_list: MailingList,
+    *,
+    confirmed: bool,
+    source: str,
+    by: Any = None,
+) -> Subscription:
+    """Add to a list, or renew an unsubscribed membership (a person's own request may do that)."""
+    now = timezone.now()
+    with transaction.atomic():
+        subscription, _ = Subscription.objects.select_for_update().get_or_create(
+            contact=contact, mailing_list=mailing_list, defaults={"source": source}
+        )
+        if confirmed and subscription.status != SubscriptionStatus.CONFIRMED:
+            subscription.status = SubscriptionStatus.CONFIRMED
+            subscription.confirmed_at = now
+        elif not confirmed and subscription.status == SubscriptionStatus.UNSUBSCRIBED:
+            subscription.status = SubscriptionStatus.UNCONFIRMED
+        subscription.source = source
+        subscription.save()
+        _audit(by, "contact.subscribed", contact, list=mailing_list.name, status=subscription.status)
+    return subscription
+
+
+def contact_erase(contact: Contact, *, by: Any) -> None:
+    """GDPR erasure: the contact, its attributes and subscriptions are deleted.
+
+    The audit entry keeps the contact's id, never the address. Delivery's ledger rows that
+    pointed at the contact are delivery's to handle (its foreign key decides).
+    """
+    with transaction.atomic():
+        audit_record(by, "contact.erased", None, details={"contact_id": contact.pk})
+        contact.delete()
+
+
+def custom_field_create(*, name: str, label: str, field_type: str, by: Any = None) -> CustomField:
+    if field_type not in FieldType.values:
+        raise ValueError(f"{field_type!r} is not a field type")
+    with transaction.atomic():
+        field = CustomField.objects.create(name=name, label=label or name, type=field_type)
+        _audit(by, "custom_field.created", field, type=field_type)
+    return field
+
+
+def mailing_list_save(
+    mailing_list: MailingList | None,
+    *,
+    name: str,
+    description: str = "",
+    opt_in: str = OptIn.DOUBLE,
+    is_public: bool = False,
+    by: Any = None,
+) -> MailingList:
+    with transaction.atomic():
+        created = mailing_list is None
+        mailing_list = mailing_list or MailingList()
+        mailing_list.name = name
+        mailing_list.description = description
+        mailing_list.opt_in = opt_in
+        mailing_list.is_public = is_public
+        mailing_list.save()
+        _audit(by, "list.created" if created else "list.updated", mailing_list)
+    return mailing_list
+
+
+def mailing_list_delete(mailing_list: MailingList, *, by: Any) -> None:
+    with transaction.atomic():
+        _audit(by, "list.deleted", mailing_list, name=mailing_list.name)
+        mailing_list.delete()
+
+
+def mailing_list_get_or_create(name: str, *, by: Any = None) -> MailingList:
+    mailing_list, created = MailingList.objects.get_or_create(
+        name=name, defaults={"opt_in": OptIn.SINGLE, "is_public": False}
+    )
+    if created:
+        _audit(by, "list.created", mailing_list)
+    return mailing_list
+
+
+def segment_save(
+    segment: Segment | None, *, name: str, rules: Any, description: str = "", by: Any = None
+) -> Segment:
+    compile_rules(rules)  # refuses malformed rules with a message naming the condition
+    with transaction.atomic():
+        created = segment is None
+        segment = segment or Segment()
+        segment.name = name
+        segment.description = description
+        segment.rules = rules
+        segment.save()
+        _audit(by, "segment.created" if created else "segment.updated", segment)
+    return segment
+
+
+def segment_delete(segment: Segment, *, by: Any) -> None:
+    with transaction.atomic():
+        _audit(by, "segment.deleted", segment, name=segment.name)
+        segment.delete()
+
+
+def contact_protected(contact: Contact) -> bool:
+    return contact.status in PROTECTED_STATUSES
+
+
+# --- Imports: a ContactImport row records each run; the file work is contacts.imports ---
+
+IMPORT_PROGRESS_KEY = "contacts:import-progress:{}"
+
+
+def import_progress(import_id: int) -> dict[str, Any] | None:
+    """Live progress of a running import (kept in the cache: the import's transaction hides its rows)."""
+    return cache.get(IMPORT_PROGRESS_KEY.format(import_id))
+
+
+def contact_import_create(
+    *,
+    path: str,
+    filename: str,
+    mode: str,
+    list_ids: Iterable[int] = (),
+    mapping: dict[str, str] | None = None,
+    by: Any = None,
+    draft: bool = False,
+) -> ContactImport:
+    """Record an import; a draft waits for its column mapping (contact_import_start)."""
+    if mode not in ImportMode.values:
+        raise ValueError(f"mode must be one of {', '.join(ImportMode.values)}")
+    with transaction.atomic():
+        contact_import = ContactImport.objects.create(
+            filename=filename[:255],
+            path=path,
+            mode=mode,
+            mapping=mapping or {},
+            total_bytes=Path(path).stat().st_size,
+            created_by=by if getattr(by, "is_authenticated", False) else None,
+            status=ImportStatus.DRAFT if draft else ImportStatus.PENDING,
+        )
+        contact_import.mailing_lists.set(list(list_ids))
+        if not draft:
+            _audit(by, "contacts.import_started", contact_import, filename=filename, mode=mode)
+    return contact_import
+
+
+def contact_import_start(
+    contact_import: ContactImport, *, mode: str, list_ids: Iterable[int], mapping: dict[str, str], by: Any
+) -> ContactImport:
+    """Settle a draft's mode, lists and mapping and queue it for a worker."""
+    if mode not in ImportMode.values:
+        raise ValueError(f"mode must be one of {', '.join(ImportMode.values)}")
+    with transaction.atomic():
+        updated = ContactImport.objects.filter(pk=contact_import.pk, status=ImportStatus.DRAFT).update(
+            mode=mode, mapping=mapping, status=ImportStatus.PENDING
+        )
+        if not updated:
+            return contact_import  # started already (a double click)
+        contact_import.refresh_from_db()
+        contact_import.mailing_lists.set(list(list_ids))
+        _audit(by, "contacts.import_started", contact_import, filename=contact_import.filename, mode=mode)
+        contact_import_enqueue(contact_import)
+    return contact_import
+
+
+def contact_import_enqueue(contact_import: ContactImport) -> None:
+    from contacts.tasks import import_contacts_task
+
+    transaction.on_commit(lambda: import_contacts_task.delay(contact_import.pk))
+
+
+def contact_import_run(
+    import_id: int, *, progress: Callable[[str, int, int], None] | None = None
+) -> ContactImport:
+    """Run a recorded import to the end; its row records the counts or the one-line error."""
+    contact_import = ContactImport.objects.get(pk=import_id)
+    if contact_import.status not in (ImportStatus.PENDING,):
+        return contact_import  # already run: a redelivered task does nothing twice
+    ContactImport.objects.filter(pk=import_id).update(status=ImportStatus.RUNNING, started_at=timezone.now())
+    key = IMPORT_PROGRESS_KEY.format(import_id)
+
+    def report(stage: str, done: int, total: int) -> None:
+        # Reading is most of the work: it moves the bar to 80%, the merge the rest.
+        share = 0.8 * done / total if stage == "reading" and total else 0.8 + 0.2 * done / max(total, 1)
+        cache.set(key, {"stage": stage, "percent": min(99, int(share * 100))}, timeout=24 * 3600)
+        if progress:
+            progress(stage, done, total)
+
+    report_path = media_path(f"imports/{import_id}-bad-rows.csv")
+    try:
+        result = run_import(
+            Path(contact_import.path),
+            mode=contact_import.mode,
+            list_ids=list(contact_import.mailing_lists.values_list("id", flat=True)),
+            mapping=contact_import.mapping or None,
+            report_path=report_path,
+            label=f"import #{import_id} {contact_import.filename}"[:300],
+            progress=report,
+        )
+    except ImportFileError as exc:
+        ContactImport.objects.filter(pk=import_id).update(
+            status=ImportStatus.FAILED, error=str(exc), finished_at=timezone.now()
+        )
+        cache.delete(key)
+        raise
+    except Exception:
+        ContactImport.objects.filter(pk=import_id).update(
+            status=ImportStatus.FAILED,
+            error="the import failed unexpectedly; nothing was stored (see the server log)",
+            finished_at=timezone.now(),
+        )
+        cache.delete(key)
+        raise
+    ContactImport.objects.filter(pk=import_id).update(
+        status=ImportStatus.DONE,
+        processed_bytes=contact_import.total_bytes,
+        report_path=result.report_path,
+        finished_at=timezone.now(),
+        **result.counts(),
+    )
+    cache.delete(key)
+    return ContactImport.objects.get(pk=import_id)
+
+
+def media_path(relative: str) -> Path:
+    path = Path(settings.MEDIA_ROOT) / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# --- Public pages: subscribe, confirm, preferences (the person acts on their own behalf) ---
+
+
+def public_subscribe(
+    mailing_list: MailingList,
+    *,
+    email: str,
+    first_name: str = "",
+    ip_address: str | None = None,
+) -> Subscription | None:
+    """A subscribe form was sent. Returns the subscription, or None when nothing may be done.
+
+    The caller shows the same answer whatever happens here, so the page never tells whether
+    an address is known, subscribed or blocked. A double opt-in list gets an unconfirmed
+    subscription and a confirmation_requested signal after commit.
+    """
+    address = check_email(email)
+    if selectors.address_is_suppressed(address):
+        return None
+    now = timezone.now()
+    with transaction.atomic():
+        contact = selectors.contact_by_email(address)
+        if contact is None:
+            contact = Contact.objects.create(
+                email=address,
+                first_name=first_name[:200],
+                # Active but in no audience until a subscription is confirmed.
+                status=ContactStatus.ACTIVE,
+                consent_source=ConsentSource.FORM,
+                consent_at=None if mailing_list.opt_in == OptIn.DOUBLE else now,
+                consent_ip=ip_address,
+                consent_detail=f"subscribe form of list {mailing_list.name}"[:300],
+            )
+        elif contact.status in UNDELIVERABLE_STATUSES:
+            return None
+        subscription, _ = Subscription.objects.select_for_update().get_or_create(
+            contact=contact, mailing_list=mailing_list, defaults={"source": "form"}
+        )
+        if subscription.status == SubscriptionStatus.CONFIRMED:
+            return subscription
+        if mailing_list.opt_in == OptIn.SINGLE:
+            _confirm(subscription, ip_address=ip_address, now=now)
+            return subscription
+        subscription.status = SubscriptionStatus.UNCONFIRMED
+        subscription.source = "form"
+        subscription.save(update_fields=["status", "source", "updated_at"])
+        subscription_id = subscription.pk
+        transaction.on_commit(
+            lambda: signals.confirmation_requested.send(
+                sender=Subscription,
+                subscription_id=subscription_id,
+                confirm_url=tokens.confirm_url(subscription_id),
+            )
+        )
+    return subscription
+
+
+def _confirm(subscription: Subscription, *, ip_address: str | None, now: dt.datetime) -> None:
+    subscription.status = SubscriptionStatus.CONFIRMED
+    subscription.confirmed_at = now
+    subscription.save(update_fields=["status", "confirmed_at", "updated_at"])
+    contact = subscription.contact
+    # Confirming is the person's own fresh consent: it lifts an earlier marketing unsubscribe,
+    # never a bounce, complaint or blocklisting.
+    if contact.status in (ContactStatus.ACTIVE, ContactStatus.UNSUBSCRIBED):
+        contact.status = ContactStatus.ACTIVE
+        contact.consent_at = now
+        contact.consent_source = ConsentSource.FORM
+        contact.consent_ip = ip_address
+        contact.consent_detail = f"confirmed list {subscription.mailing_list.name}"[:300]
+        contact.save(
+            update_fields=[
+                "status",
+                "consent_at",
+                "consent_source",
+                "consent_ip",
+                "consent_detail",
+                "updated_at",
+            ]
+        )
+
+
+def subscription_confirm(subscription_id: int, *, ip_address: str | None = None) -> Subscription | None:
+    """Confirm a double opt-in subscription; None when it is gone or may not be confirmed."""
+    with transaction.atomic():
+        subscription = (
+            Subscription.objects.select_for_update()
+            .select_related("contact", "mailing_list")
+            .filter(pk=subscription_id)
+            .first()
+        )
+        if subscription is None or subscription.contact.status in UNDELIVERABLE_STATUSES:
+            return None
+        if subscription.status == SubscriptionStatus.UNCONFIRMED:
+            _confirm(subscription, ip_address=ip_address, now=timezone.now())
+        return subscription
+
+
+def preferences_save(
+    contact: Contact, *, list_ids: Iterable[int], unsubscribe_all: bool, ip_address: str | None = None
+) -> None:
+    """The preference centre: stay on exactly `list_ids` (public lists or ones already joined)."""
+    if unsubscribe_all:
+        contact_unsubscribe(contact.pk, list_ids=None, source="preferences")
+        return
+    wanted = {int(i) for i in list_ids}
+    allowed = set(
+        MailingList.objects.filter(Q(is_public=True) | Q(subscriptions__contact=contact)).values_list(
+            "id", flat=True
+        )
+    )
+    wanted &= allowed
+    now = timezone.now()
+    with transaction.atomic():
+        current = {
+            s.mailing_list_id: s for s in Subscription.objects.select_for_update().filter(contact=contact)
+        }
+        leave = [
+            i for i, s in current.items() if i not in wanted and s.status != SubscriptionStatus.UNSUBSCRIBED
+        ]
+        if leave:
+            contact_unsubscribe(contact.pk, list_ids=leave, source="preferences")
+        if contact.status in UNDELIVERABLE_STATUSES:
+            return
+        for list_id in wanted:
+            subscription = current.get(list_id)
+            if subscription is None:
+                subscription = Subscription.objects.create(
+                    contact=contact,
+                    mailing_list_id=list_id,
+                    status=SubscriptionStatus.UNCONFIRMED,
+                    source="preferences",
+                )
+            if subscription.status != SubscriptionStatus.CONFIRMED:
+                # The link came in the person's own mail: that proves the address.
+                _confirm(subscription, ip_address=ip_address, now=now)
+
+
+def contact_export_data(contact: Contact, *, by: Any) -> dict[str, Any]:
+    """Everything contacts holds about one person (GDPR access request), recorded in the audit log."""
+    data = {
+        "email": contact.email,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "attributes": contact.attributes,
+        "status": contact.status,
+        "consent": {
+            "at": contact.consent_at.isoformat() if contact.consent_at else None,
+            "source": contact.consent_source,
+            "ip": contact.consent_ip,
+            "detail": contact.consent_detail,
+        },
+        "engagement": {
+            "last_sent_at": contact.last_sent_at.isoformat() if contact.last_sent_at else None,
+            "last_opened_at": contact.last_opened_at.isoformat() if contact.last_opened_at else None,
+            "last_clicked_at": contact.last_clicked_at.isoformat() if contact.last_clicked_at else None,
+            "bounce_count": contact.bounce_count,
+            "soft_bounce_count": contact.soft_bounce_count,
+        },
+        "created_at": contact.created_at.isoformat(),
+        "updated_at": contact.updated_at.isoformat(),
+        "subscriptions": [
+            {
+                "list": s.mailing_list.name,
+                "status": s.status,
+                "source": s.source,
+                "created_at": s.created_at.isoformat(),
+                "confirmed_at": s.confirmed_at.isoformat() if s.confirmed_at else None,
+                "unsubscribed_at": s.unsubscribed_at.isoformat() if s.unsubscribed_at else None,
+            }
+            for s in contact.subscriptions.select_related("mailing_list").order_by("id")
+        ],
+    }
+    audit_record(by, "contact.data_exported", contact)
+    return data

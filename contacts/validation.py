@@ -1,0 +1,92 @@
+"""Address syntax, by email-validator's rules (no DNS), with a fast path for plain ASCII.
+
+A million-row import calls this a million times; email-validator costs ~20 µs an address.
+The fast path accepts only addresses it is sure email-validator accepts too (plain dot-atom
+local part, LDH labels, an alphabetic TLD that is not special-use, no IDNA) and hands every
+other address to email-validator, so the two cannot disagree on what is valid.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+
+from contacts.models import FieldType
+
+# email-validator refuses these (RFC 6761 and friends) unless told otherwise.
+_SPECIAL_USE = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test"})
+_FAST = re.compile(
+    r"(?P<local>[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)"
+    r"@(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})"
+)
+
+
+class EmailError(ValueError):
+    """Not a valid address; the message says why."""
+
+
+def _fast(address: str) -> str | None:
+    match = _FAST.fullmatch(address)
+    if match is None or len(address) > 254 or len(match["local"]) > 64:
+        return None
+    domain = match["domain"].lower()
+    labels = domain.split(".")
+    # IDNA (xn--) and special-use names need email-validator's full checks.
+    if any(label[2:4] == "--" for label in labels) or labels[-1] in _SPECIAL_USE:
+        return None
+    return f"{match['local']}@{domain}"
+
+
+def check_email(value: str) -> str:
+    """The address, normalised as email-validator does (domain lower-cased); EmailError if invalid."""
+    address = value.strip()
+    if not address:
+        raise EmailError("the address is empty")
+    fast = _fast(address)
+    if fast is not None:
+        return fast
+    try:
+        return validate_email(address, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise EmailError(str(exc)) from None
+
+
+def coerce_value(kind: str, raw: Any) -> Any:
+    """A field value as stored in attributes; ValueError names what was expected."""
+    if raw is None:
+        return None
+    if kind == FieldType.TEXT:
+        return str(raw)
+    text = str(raw).strip()
+    if text == "":
+        return None
+    if kind == FieldType.NUMBER:
+        if isinstance(raw, bool):
+            raise ValueError("expected a number")
+        try:
+            number = float(text.replace(",", "")) if not isinstance(raw, int | float) else raw
+        except ValueError:
+            raise ValueError(f"{text[:40]!r} is not a number") from None
+        if isinstance(number, float) and (number != number or number in (float("inf"), float("-inf"))):
+            raise ValueError(f"{text[:40]!r} is not a finite number")
+        return (
+            int(number)
+            if isinstance(number, float) and number.is_integer() and abs(number) < 2**53
+            else number
+        )
+    if kind == FieldType.BOOLEAN:
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "y", "on", "t"):
+            return True
+        if lowered in ("0", "false", "no", "n", "off", "f"):
+            return False
+        raise ValueError(f"{text[:40]!r} is not yes/no")
+    if kind == FieldType.DATE:
+        try:
+            return dt.date.fromisoformat(text[:10]).isoformat()
+        except ValueError:
+            raise ValueError(f"{text[:40]!r} is not a date (YYYY-MM-DD)") from None
+    raise ValueError(f"unknown field type {kind}")

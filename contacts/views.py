@@ -1,0 +1,734 @@
+"""Dashboard pages (login and a capability on every view) and the public pages (signed links)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.cache import cache
+from django.db import IntegrityError
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    StreamingHttpResponse,
+)
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from contacts import selectors, services, tokens
+from contacts.forms import (
+    ContactEditForm,
+    ContactForm,
+    CustomFieldForm,
+    ImportStartForm,
+    ImportUploadForm,
+    MailingListForm,
+    SegmentForm,
+    SubscribeForm,
+    SuppressionForm,
+    builder_context,
+    rules_from_post,
+)
+from contacts.imports import ImportFileError, field_name_for, neutralise_cell, preview, suggest_mapping
+from contacts.models import (
+    Contact,
+    ContactImport,
+    ContactStatus,
+    CustomField,
+    ImportStatus,
+    MailingList,
+    Segment,
+    Suppression,
+)
+from contacts.segments import SegmentError
+from contacts.validation import EmailError
+from mailplatform.permissions import requires
+from mailplatform.roles import can
+
+
+def _editor(request: HttpRequest) -> bool:
+    return can(request.user, "manage_contacts")
+
+
+def _post_requires_editor(request: HttpRequest) -> None:
+    if request.method == "POST" and not _editor(request):
+        from django.core.exceptions import PermissionDenied
+
+        raise PermissionDenied("Your role may not manage contacts.")
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _client_ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+# --- Contacts ---
+
+
+@requires("view_dashboard")
+def index(request: HttpRequest) -> HttpResponse:
+    status = request.GET.get("status", "")
+    if status not in ContactStatus.values:
+        status = ""
+    filters = {
+        "search": request.GET.get("q", "")[:320],
+        "status": status,
+        "list_id": _int(request.GET.get("list")),
+        "segment_id": _int(request.GET.get("segment")),
+    }
+    if filters["segment_id"] and not Segment.objects.filter(pk=filters["segment_id"]).exists():
+        filters["segment_id"] = None
+    try:
+        contacts, has_newer, has_older = selectors.contacts_page(
+            **filters, after_id=_int(request.GET.get("after")), before_id=_int(request.GET.get("before"))
+        )
+        error = ""
+    except SegmentError as exc:
+        contacts, has_newer, has_older, error = [], False, False, f"That segment cannot be used: {exc}"
+    keep = {k: v for k, v in request.GET.items() if k in ("q", "status", "list", "segment") and v}
+    context = {
+        "contacts": contacts,
+        "has_newer": has_newer,
+        "has_older": has_older,
+        "newer_query": _query(keep, before=contacts[0].id) if contacts and has_newer else "",
+        "older_query": _query(keep, after=contacts[-1].id) if contacts and has_older else "",
+        "filters": filters,
+        "statuses": ContactStatus.choices,
+        "lists": MailingList.objects.order_by("name"),
+        "segments": Segment.objects.order_by("name"),
+        "error": error,
+        "can_edit": _editor(request),
+    }
+    return render(request, "contacts/index.html", context)
+
+
+def _query(keep: dict[str, str], **extra: Any) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode({**keep, **extra})
+
+
+@requires("manage_contacts")
+def contact_create(request: HttpRequest) -> HttpResponse:
+    form = ContactForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            contact = services.contact_create(
+                email=data["email"],
+                first_name=data["first_name"],
+                last_name=data["last_name"],
+                attributes=form.attributes(),
+                list_ids=[m.pk for m in data["lists"]],
+                consent_ip=_client_ip(request),
+                by=request.user,
+            )
+        except IntegrityError:
+            form.add_error("email", "A contact with this address already exists.")
+        except ValueError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Added {contact.email}.")
+            return redirect("contacts:detail", contact.pk)
+    return render(request, "contacts/contact_form.html", {"form": form})
+
+
+def _timeline_url(contact_id: int) -> str:
+    try:
+        return reverse("delivery:contact-timeline", args=[contact_id])
+    except NoReverseMatch:
+        return ""
+
+
+@requires("view_dashboard")
+def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    _post_requires_editor(request)
+    contact = get_object_or_404(Contact, pk=pk)
+    fields = list(CustomField.objects.order_by("name"))
+    initial = {"first_name": contact.first_name, "last_name": contact.last_name, "status": contact.status}
+    for field in fields:
+        initial[f"attr_{field.name}"] = contact.attributes.get(field.name)
+    form = ContactEditForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.contact_update(
+                contact,
+                first_name=form.cleaned_data["first_name"],
+                last_name=form.cleaned_data["last_name"],
+                attributes={**_undeclared(contact, fields), **form.attributes()},
+                status=form.cleaned_data["status"],
+                by=request.user,
+            )
+        except ValueError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, "Saved.")
+            return redirect("contacts:detail", contact.pk)
+    context = {
+        "contact": contact,
+        "form": form,
+        "fields": [(f, contact.attributes.get(f.name)) for f in fields],
+        "other_attributes": _undeclared(contact, fields),
+        "subscriptions": selectors.subscriptions_of(contact),
+        "other_lists": MailingList.objects.exclude(subscriptions__contact=contact).order_by("name"),
+        "timeline_url": _timeline_url(contact.pk),
+        "preferences_url": tokens.preferences_url(contact.pk),
+        "can_edit": _editor(request),
+    }
+    return render(request, "contacts/contact_detail.html", context)
+
+
+def _undeclared(contact: Contact, fields: list[CustomField]) -> dict[str, Any]:
+    names = {f.name for f in fields}
+    return {k: v for k, v in contact.attributes.items() if k not in names}
+
+
+@require_POST
+@requires("manage_contacts")
+def contact_subscribe(request: HttpRequest, pk: int) -> HttpResponse:
+    contact = get_object_or_404(Contact, pk=pk)
+    mailing_list = get_object_or_404(MailingList, pk=_int(request.POST.get("list")) or 0)
+    services.contact_subscribe(contact, mailing_list, confirmed=True, source="dashboard", by=request.user)
+    messages.success(request, f"Subscribed to {mailing_list.name}.")
+    return redirect("contacts:detail", contact.pk)
+
+
+@require_POST
+@requires("manage_contacts")
+def contact_unsubscribe(request: HttpRequest, pk: int) -> HttpResponse:
+    contact = get_object_or_404(Contact, pk=pk)
+    list_id = _int(request.POST.get("list"))
+    services.contact_unsubscribe(
+        contact.pk, list_ids=[list_id] if list_id else None, source="dashboard", by=request.user
+    )
+    messages.success(request, "Unsubscribed." if list_id else "Unsubscribed from every list.")
+    return redirect("contacts:detail", contact.pk)
+
+
+@requires("manage_contacts")
+def contact_export(request: HttpRequest, pk: int) -> HttpResponse:
+    contact = get_object_or_404(Contact, pk=pk)
+    data = services.contact_export_data(contact, by=request.user)
+    response = HttpResponse(json.dumps(data, indent=2, default=str), content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="contact-{contact.pk}.json"'
+    return response
+
+
+@require_POST
+@requires("manage_contacts")
+def contact_erase(request: HttpRequest, pk: int) -> HttpResponse:
+    contact = get_object_or_404(Contact, pk=pk)
+    if request.POST.get("confirm_email", "").strip().lower() != contact.email.lower():
+        messages.error(request, "Type the contact's address to confirm the erasure.")
+        return redirect("contacts:detail", contact.pk)
+    services.contact_erase(contact, by=request.user)
+    messages.success(request, "The contact and all their data were erased.")
+    return redirect("contacts:index")
+
+
+# --- Lists ---
+
+
+@requires("view_dashboard")
+def lists(request: HttpRequest) -> HttpResponse:
+    _post_requires_editor(request)
+    form = MailingListForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        mailing_list = services.mailing_list_save(None, **form.cleaned_data, by=request.user)
+        messages.success(request, f"Created the list {mailing_list.name}.")
+        return redirect("contacts:lists")
+    return render(
+        request,
+        "contacts/lists.html",
+        {"lists": selectors.mailing_lists_with_counts(), "form": form, "can_edit": _editor(request)},
+    )
+
+
+@requires("manage_contacts")
+def list_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    mailing_list = get_object_or_404(MailingList, pk=pk)
+    form = MailingListForm(request.POST or None, instance=mailing_list)
+    if request.method == "POST" and form.is_valid():
+        services.mailing_list_save(mailing_list, **form.cleaned_data, by=request.user)
+        messages.success(request, "Saved.")
+        return redirect("contacts:lists")
+    subscribe_url = settings.SITE_URL + reverse("contacts:subscribe", args=[mailing_list.public_id])
+    return render(
+        request,
+        "contacts/list_form.html",
+        {"form": form, "list": mailing_list, "subscribe_url": subscribe_url},
+    )
+
+
+@require_POST
+@requires("manage_contacts")
+def list_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    mailing_list = get_object_or_404(MailingList, pk=pk)
+    services.mailing_list_delete(mailing_list, by=request.user)
+    messages.success(request, f"Deleted the list {mailing_list.name}; its contacts are kept.")
+    return redirect("contacts:lists")
+
+
+def _export_response(
+    request: HttpRequest, sql: str, params: list, filename: str, target: Any
+) -> HttpResponse:
+    from mailplatform.services import audit_record
+
+    audit_record(request.user, "contacts.exported", target, details={"filename": filename})
+    fields = list(CustomField.objects.order_by("name").values_list("name", flat=True))
+    header = ["email", "first_name", "last_name", "status", "created_at", *fields]
+
+    def rows() -> Iterator[str]:
+        buffer = _Echo()
+        writer = csv.writer(buffer)
+        yield writer.writerow(header)
+        for email, first, last, status, created, attributes in selectors.contacts_export_rows(sql, params):
+            values = [email, first, last, status, created.isoformat()]
+            values += [(attributes or {}).get(name, "") for name in fields]
+            yield writer.writerow([neutralise_cell(v) for v in values])
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+@requires("manage_contacts")
+def list_export(request: HttpRequest, pk: int) -> HttpResponse:
+    mailing_list = get_object_or_404(MailingList, pk=pk)
+    sql = "SELECT s.contact_id FROM contacts_subscription s WHERE s.mailing_list_id = %s AND s.status = 'confirmed'"
+    return _export_response(request, sql, [mailing_list.pk], f"list-{mailing_list.pk}.csv", mailing_list)
+
+
+# --- Custom fields ---
+
+
+@requires("view_dashboard")
+def fields(request: HttpRequest) -> HttpResponse:
+    _post_requires_editor(request)
+    form = CustomFieldForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        services.custom_field_create(
+            name=form.cleaned_data["name"],
+            label=form.cleaned_data["label"],
+            field_type=form.cleaned_data["type"],
+            by=request.user,
+        )
+        messages.success(request, "Field added.")
+        return redirect("contacts:fields")
+    return render(
+        request,
+        "contacts/fields.html",
+        {"fields": CustomField.objects.order_by("name"), "form": form, "can_edit": _editor(request)},
+    )
+
+
+# --- Segments ---
+
+
+@requires("view_dashboard")
+def segments(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "contacts/segments.html",
+        {"segments": Segment.objects.order_by("name"), "can_edit": _editor(request)},
+    )
+
+
+@requires("manage_contacts")
+def segment_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    segment = get_object_or_404(Segment, pk=pk) if pk else None
+    form = SegmentForm(request.POST or None, instance=segment)
+    if request.method == "POST":
+        rules = rules_from_post(request.POST)
+        if form.is_valid():
+            try:
+                segment = services.segment_save(
+                    segment,
+                    name=form.cleaned_data["name"],
+                    description=form.cleaned_data["description"],
+                    rules=rules,
+                    by=request.user,
+                )
+            except SegmentError as exc:
+                form.add_error(None, str(exc))
+            except IntegrityError:
+                form.add_error("name", "A segment with this name exists.")
+            else:
+                messages.success(request, f"Saved the segment {segment.name}.")
+                return redirect("contacts:segments")
+    else:
+        rules = (segment.rules if segment else None) or {
+            "match": "all",
+            "groups": [{"match": "all", "conditions": [{"field": "email", "op": "contains", "value": ""}]}],
+        }
+    context = {"form": form, "segment": segment, **builder_context(rules)}
+    return render(request, "contacts/segment_form.html", context)
+
+
+@require_POST
+@requires("manage_contacts")
+def segment_builder(request: HttpRequest) -> HttpResponse:
+    """Redraw the builder after adding or removing a condition or group, or changing a field."""
+    rules = rules_from_post(request.POST)
+    action = request.POST.get("builder_action", "")
+    if action == "add_group":
+        rules["groups"].append(
+            {"match": "all", "conditions": [{"field": "email", "op": "contains", "value": ""}]}
+        )
+    elif action.startswith("add_condition:"):
+        index = _int(action.split(":", 1)[1])
+        if index is not None and 0 <= index < len(rules["groups"]):
+            rules["groups"][index]["conditions"].append({"field": "email", "op": "contains", "value": ""})
+    return render(request, "contacts/_segment_builder.html", builder_context(rules))
+
+
+@require_POST
+@requires("view_dashboard")
+def segment_count(request: HttpRequest) -> HttpResponse:
+    try:
+        count = selectors.segment_count(rules_from_post(request.POST))
+        return HttpResponse(f"<strong>{count:,}</strong> contacts match")
+    except SegmentError as exc:
+        from django.utils.html import escape
+
+        return HttpResponse(f'<span class="pill bad">{escape(str(exc))}</span>')
+
+
+@require_POST
+@requires("manage_contacts")
+def segment_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    segment = get_object_or_404(Segment, pk=pk)
+    services.segment_delete(segment, by=request.user)
+    messages.success(request, f"Deleted the segment {segment.name}.")
+    return redirect("contacts:segments")
+
+
+@requires("manage_contacts")
+def segment_export(request: HttpRequest, pk: int) -> HttpResponse:
+    segment = get_object_or_404(Segment, pk=pk)
+    try:
+        sql, params = selectors.segment_contact_ids_sql(segment.pk)
+    except SegmentError as exc:
+        messages.error(request, f"That segment cannot be exported: {exc}")
+        return redirect("contacts:segments")
+    return _export_response(request, sql, params, f"segment-{segment.pk}.csv", segment)
+
+
+# --- Suppressions ---
+
+
+@requires("view_dashboard")
+def suppressions(request: HttpRequest) -> HttpResponse:
+    _post_requires_editor(request)
+    form = SuppressionForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            suppression = services.suppression_add(
+                form.cleaned_data["value"],
+                reason=form.cleaned_data["reason"] or "added by hand",
+                source="dashboard",
+                by=request.user,
+            )
+        except ValueError as exc:
+            form.add_error("value", str(exc))
+        else:
+            messages.success(request, f"Suppressed {suppression.kind} {suppression.value}.")
+            return redirect("contacts:suppressions")
+    query = request.GET.get("q", "").strip().lower()[:320]
+    items = Suppression.objects.all()
+    if query:
+        items = items.filter(value__startswith=query)
+    return render(
+        request,
+        "contacts/suppressions.html",
+        {"suppressions": items[:200], "form": form, "q": query, "can_edit": _editor(request)},
+    )
+
+
+@require_POST
+@requires("manage_contacts")
+def suppression_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    suppression = get_object_or_404(Suppression, pk=pk)
+    services.suppression_remove(suppression, by=request.user)
+    messages.success(request, f"{suppression.value} is no longer suppressed.")
+    return redirect("contacts:suppressions")
+
+
+# --- Imports ---
+
+
+@requires("view_dashboard")
+def imports(request: HttpRequest) -> HttpResponse:
+    _post_requires_editor(request)
+    form = ImportUploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        path = services.media_path(f"imports/uploads/{secrets.token_hex(16)}.csv")
+        with path.open("wb") as handle:
+            for chunk in upload.chunks():
+                handle.write(chunk)
+        try:
+            fmt, _ = preview(path)
+        except ImportFileError as exc:
+            path.unlink(missing_ok=True)
+            form.add_error("file", str(exc))
+        else:
+            contact_import = services.contact_import_create(
+                path=str(path),
+                filename=Path(upload.name).name,
+                mode="upsert",
+                mapping=suggest_mapping(fmt.headers),
+                by=request.user,
+                draft=True,
+            )
+            return redirect("contacts:import-detail", contact_import.pk)
+    return render(
+        request,
+        "contacts/imports.html",
+        {"imports": selectors.recent_imports(), "form": form, "can_edit": _editor(request)},
+    )
+
+
+def _mapping_choices(headers: list[str]) -> list[tuple[str, str]]:
+    choices = [("", "— skip —"), ("email", "Email"), ("first_name", "First name"), ("last_name", "Last name")]
+    known = set()
+    for field in CustomField.objects.order_by("name"):
+        choices.append((f"attr:{field.name}", f"{field.label or field.name} ({field.get_type_display()})"))
+        known.add(field.name)
+    for index, header in enumerate(headers):
+        name = field_name_for(header, index)
+        if name not in known:
+            known.add(name)
+            choices.append((f"attr:{name}", f"new text field “{name}”"))
+    return choices
+
+
+@requires("view_dashboard")
+def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    _post_requires_editor(request)
+    contact_import = get_object_or_404(ContactImport, pk=pk)
+    context: dict[str, Any] = {"import": contact_import, "can_edit": _editor(request)}
+    if contact_import.status == ImportStatus.DRAFT:
+        try:
+            fmt, sample = preview(Path(contact_import.path))
+        except (ImportFileError, OSError) as exc:
+            context["error"] = str(exc)
+            return render(request, "contacts/import_detail.html", context)
+        form = ImportStartForm(request.POST or None)
+        choices = _mapping_choices(fmt.headers)
+        valid_targets = {value for value, _ in choices}
+        mapping = dict(contact_import.mapping)
+        if request.method == "POST":
+            mapping = {}
+            for index in range(len(fmt.headers)):
+                target = request.POST.get(f"col{index}", "")
+                mapping[str(index)] = target if target in valid_targets else ""
+            targets = [t for t in mapping.values() if t]
+            if "email" not in targets:
+                form.add_error(None, "Choose which column holds the email address.")
+            elif len(targets) != len(set(targets)):
+                form.add_error(None, "Two columns are mapped to the same field.")
+            elif form.is_valid():
+                list_ids = [m.pk for m in form.cleaned_data["lists"]]
+                if form.cleaned_data["new_list"].strip():
+                    list_ids.append(
+                        services.mailing_list_get_or_create(
+                            form.cleaned_data["new_list"].strip(), by=request.user
+                        ).pk
+                    )
+                services.contact_import_start(
+                    contact_import,
+                    mode=form.cleaned_data["mode"],
+                    list_ids=list_ids,
+                    mapping=mapping,
+                    by=request.user,
+                )
+                return redirect("contacts:import-detail", contact_import.pk)
+        columns = [
+            {
+                "index": i,
+                "header": h,
+                "target": mapping.get(str(i), ""),
+                "samples": [row[i] if i < len(row) else "" for row in sample],
+            }
+            for i, h in enumerate(fmt.headers)
+        ]
+        context.update(form=form, columns=columns, choices=choices, fmt=fmt)
+    return render(request, "contacts/import_detail.html", context)
+
+
+@requires("view_dashboard")
+def import_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    contact_import = get_object_or_404(ContactImport, pk=pk)
+    live = services.import_progress(pk) if contact_import.status == ImportStatus.RUNNING else None
+    response = render(request, "contacts/_import_progress.html", {"import": contact_import, "live": live})
+    if contact_import.status in (ImportStatus.DONE, ImportStatus.FAILED):
+        response["HX-Refresh"] = "true"  # show the final counts and the report link
+    return response
+
+
+@requires("view_dashboard")
+def import_report(request: HttpRequest, pk: int) -> HttpResponse:
+    contact_import = get_object_or_404(ContactImport, pk=pk)
+    path = Path(contact_import.report_path) if contact_import.report_path else None
+    if (
+        path is None
+        or not path.is_file()
+        or Path(settings.MEDIA_ROOT).resolve() not in path.resolve().parents
+    ):
+        raise Http404("This import has no bad-rows report.")
+    return FileResponse(path.open("rb"), as_attachment=True, filename=f"import-{pk}-bad-rows.csv")
+
+
+# --- Home fragment ---
+
+
+@requires("view_dashboard")
+def home_fragment(request: HttpRequest) -> HttpResponse:
+    growth = selectors.list_growth(30)
+    peak = max([max(d["joined"], d["left"]) for d in growth] + [1])
+    bars = []
+    for i, day in enumerate(growth):
+        joined_h, left_h = round(40 * day["joined"] / peak), round(40 * day["left"] / peak)
+        bars.append(
+            {
+                **day,
+                "x": i * 8,
+                "joined_h": joined_h,
+                "joined_y": 44 - joined_h,
+                "left_h": left_h,
+                "left_y": 44 - left_h,
+            }
+        )
+    context = {
+        "counts": selectors.contact_counts(),
+        "bars": bars,
+        "joined": sum(d["joined"] for d in growth),
+        "left": sum(d["left"] for d in growth),
+        "lists": MailingList.objects.count(),
+    }
+    return render(request, "contacts/_home_fragment.html", context)
+
+
+# --- Public pages: no login; signed links; the same answer whatever the address ---
+
+
+def _public(view):
+    view.public_endpoint = True
+    return view
+
+
+def _rate_limited(request: HttpRequest, scope: str) -> bool:
+    key = f"contacts:public-rate:{scope}:{_client_ip(request) or 'unknown'}"
+    cache.add(key, 0, timeout=3600)
+    try:
+        count = cache.incr(key)
+    except ValueError:
+        count = 1
+    return count > settings.CONTACTS_SUBSCRIBE_RATE_PER_HOUR
+
+
+@_public
+def subscribe(request: HttpRequest, public_id: str) -> HttpResponse:
+    mailing_list = MailingList.objects.filter(public_id=public_id, is_public=True).first()
+    if mailing_list is None:
+        raise Http404("No such list.")
+    if request.method not in ("GET", "POST"):
+        return HttpResponseNotAllowed(["GET", "POST"])
+    form = SubscribeForm(request.POST or None)
+    if request.method == "POST":
+        if _rate_limited(request, "subscribe"):
+            return render(request, "contacts/public/rate_limited.html", status=429)
+        if form.is_valid():
+            if not form.cleaned_data["website"]:  # the honeypot: bots get the same page, nothing stored
+                try:
+                    services.public_subscribe(
+                        mailing_list,
+                        email=form.cleaned_data["email"],
+                        first_name=form.cleaned_data["first_name"],
+                        ip_address=_client_ip(request),
+                    )
+                except EmailError:
+                    pass
+            return render(request, "contacts/public/subscribe_done.html", {"list": mailing_list})
+    return render(request, "contacts/public/subscribe.html", {"list": mailing_list, "form": form})
+
+
+@_public
+def confirm(request: HttpRequest, token: str) -> HttpResponse:
+    subscription_id = tokens.confirm_subscription_id(token)
+    if subscription_id is None:
+        return render(request, "contacts/public/invalid_link.html", status=404)
+    if request.method == "POST":
+        subscription = services.subscription_confirm(subscription_id, ip_address=_client_ip(request))
+        if subscription is None:
+            return render(request, "contacts/public/invalid_link.html", status=404)
+        return render(
+            request,
+            "contacts/public/confirmed.html",
+            {
+                "list": subscription.mailing_list,
+                "preferences_url": tokens.preferences_url(subscription.contact_id),
+            },
+        )
+    if request.method != "GET":
+        return HttpResponseNotAllowed(["GET", "POST"])
+    # GET only shows a button: mail scanners that follow links must not confirm for the person.
+    return render(request, "contacts/public/confirm.html", {"token": token})
+
+
+@_public
+def preferences(request: HttpRequest, token: str) -> HttpResponse:
+    contact_id = tokens.preferences_contact_id(token)
+    contact = Contact.objects.filter(pk=contact_id).first() if contact_id else None
+    if contact is None:
+        return render(request, "contacts/public/invalid_link.html", status=404)
+    if request.method == "POST":
+        services.preferences_save(
+            contact,
+            list_ids=[i for i in (_int(v) for v in request.POST.getlist("lists")) if i],
+            unsubscribe_all=bool(request.POST.get("unsubscribe_all")),
+            ip_address=_client_ip(request),
+        )
+        messages.success(request, "Your preferences were saved.")
+        return redirect("contacts:preferences", token)
+    if request.method != "GET":
+        return HttpResponseNotAllowed(["GET", "POST"])
+    subscribed = dict(contact.subscriptions.values_list("mailing_list_id", "status"))
+    shown = MailingList.objects.filter(pk__in=subscribed.keys()) | MailingList.objects.filter(is_public=True)
+    rows = [
+        {"list": m, "checked": subscribed.get(m.pk) in ("confirmed", "unconfirmed")}
+        for m in shown.distinct().order_by("name")
+    ]
+    return render(
+        request,
+        "contacts/public/preferences.html",
+        {
+            "rows": rows,
+            "contact": contact,
+            "unsubscribed": contact.status != ContactStatus.ACTIVE,
+            "now": timezone.now(),
+        },
+    )

@@ -1,0 +1,226 @@
+"""Build the bytes of each Message: compiled once per Mailing into segments, filled per recipient.
+
+A template whose parts hold only merge fields (templates' "segments and slots") is encoded
+once: every literal piece becomes quoted-printable bytes ending at a line boundary (a soft
+line break where the text does not end one), so a recipient's message is the join of those
+bytes and the few short values encoded for them: microseconds, not the ~1.3 ms the email
+package takes. A template with logic renders per recipient through Liquid and is encoded whole.
+
+The result is final SMTP data: CRLF line ends, dot-stuffed, ending in CRLF, DKIM-signed when
+the Mailing's sending identity has a key.
+"""
+
+from __future__ import annotations
+
+import binascii
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Any
+
+from django.conf import settings
+from markupsafe import escape
+
+from delivery import verp
+from delivery.dkim import DkimSigner
+from delivery.headers import LINE_BREAKS, encode_unstructured, format_address
+
+_NO_BREAKS = {ord(ch): " " for ch in LINE_BREAKS}
+
+
+@dataclass(slots=True)
+class Recipient:
+    message_id: int
+    email: str
+    context: Mapping[str, Any]  # the template context (templates.context.recipient_context)
+
+
+def qp(text: str) -> bytes:
+    """Quoted-printable bytes of `text` ending at a line boundary (a soft break when the text does not)."""
+    if not text:
+        return b""
+    encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True)
+    encoded = encoded.replace(b"\n", b"\r\n")
+    if not encoded.endswith(b"\r\n"):
+        encoded += b"=\r\n"
+    return encoded
+
+
+def dot_stuff(data: bytes) -> bytes:
+    data = data.replace(b"\r\n.", b"\r\n..")
+    return b"." + data if data.startswith(b".") else data
+
+
+def slot_values(
+    context: Mapping[str, Any], slots: list[tuple[tuple, str | None]]
+) -> tuple[list[str], list[str]]:
+    """Each slot's value as text, raw and HTML-escaped, with the template renderer's semantics.
+
+    Liquid's `default` applies to nil, false and empty strings, lists and hashes (not 0), and the
+    default is the author's literal, output unescaped; CR LF and CR become LF as in Liquid's output.
+    tests/delivery/test_compose.py checks this against templates' own renderer.
+    """
+    raw: list[str] = []
+    escaped: list[str] = []
+    for path, default in slots:
+        value: Any = context
+        for key in path:
+            try:
+                value = value[key]
+            except (KeyError, IndexError, TypeError):
+                value = None
+                break
+        if default is not None and (
+            value is None or value is False or (not value and isinstance(value, str | list | dict))
+        ):
+            raw.append(default)
+            escaped.append(default)
+            continue
+        if type(value) is not str:
+            from liquid.stringify import to_liquid_string
+
+            value = to_liquid_string(value, False)
+        if "\r" in value:
+            value = value.replace("\r\n", "\n").replace("\r", "\n")
+        raw.append(value)
+        escaped.append(str(escape(value)))
+    return raw, escaped
+
+
+class _Part:
+    """One body part (html or text) as pre-encoded literal chunks and slot indexes."""
+
+    __slots__ = ("chunks", "indexes")
+
+    def __init__(self, literals: list[str], indexes: list[int]) -> None:
+        self.chunks = [qp(literal) for literal in literals]
+        self.indexes = indexes
+
+    def fill(self, values: list[str]) -> bytes:
+        out = [self.chunks[0]]
+        for index, chunk in zip(self.indexes, self.chunks[1:], strict=True):
+            out.append(qp(values[index]))
+            out.append(chunk)
+        return b"".join(out)
+
+
+@dataclass
+class MessageBuilder:
+    """Everything constant about a Mailing's messages, ready to be filled per recipient."""
+
+    mailing_id: int
+    from_email: str
+    from_name: str
+    reply_to: str
+    list_ids: list[int]
+    kind: str
+    send_group: str
+    extra_headers: dict[str, str]
+    compiled: dict[str, Any]
+    signer: DkimSigner | None = None
+    boundary: str = field(default_factory=lambda: "=_posthorn_" + secrets.token_hex(12))
+
+    def __post_init__(self) -> None:
+        self.domain = self.from_email.rsplit("@", 1)[-1].lower()
+        self.unsubscribe_prefix = f"{settings.SITE_URL}/delivery/u/"
+        self._fast = not self.compiled.get("uses_logic", True) and bool(self.compiled.get("segments"))
+        self._template = None
+        if self._fast:
+            segments = self.compiled["segments"]
+            self._slots = [(tuple(path), default) for path, default in self.compiled["slots"]]
+            subject_literals, subject_indexes = segments["subject"]
+            self._subject_literals = subject_literals
+            self._subject_indexes = subject_indexes
+            self._constant_subject = not subject_indexes
+            self._html = _Part(*segments["html"])
+            self._text = _Part(*segments["text"])
+        else:
+            from templates.compiler import CompiledTemplate
+
+            self._template = CompiledTemplate.from_dict(self.compiled)
+            self._constant_subject = False
+        self._head = self._constant_head()
+        self._body_open = (
+            f"--{self.boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        ).encode()
+        self._body_middle = (
+            f"\r\n--{self.boundary}\r\nContent-Type: text/html; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        ).encode()
+        self._body_close = f"\r\n--{self.boundary}--\r\n".encode()
+        self._date_second = -1
+        self._date = b""
+
+    def _constant_head(self) -> bytes:
+        lines = [f"From: {format_address(self.from_email, self.from_name)}"]
+        if self.reply_to:
+            lines.append(f"Reply-To: {format_address(self.reply_to)}")
+        if self._constant_subject:
+            lines.append(f"Subject: {encode_unstructured(''.join(self._subject_literals))}")
+        lines.append("MIME-Version: 1.0")
+        lists = "-".join(str(i) for i in sorted(self.list_ids)) or self.kind
+        lines.append(f"List-Id: <list-{lists}.{settings.BOUNCE_DOMAIN}>")
+        lines.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
+        # Gmail's Feedback Loop: identifiers, most specific first, then the sender.
+        group = "".join(ch if ch.isalnum() else "-" for ch in self.send_group)[:40]
+        lines.append(f"Feedback-ID: {self.mailing_id}:{group}:{self.kind}:posthorn")
+        for name, value in self.extra_headers.items():
+            lines.append(f"{name}: {encode_unstructured(value)}")
+        lines.append(f'Content-Type: multipart/alternative; boundary="{self.boundary}"')
+        return ("\r\n".join(lines) + "\r\n").encode()
+
+    def _date_header(self) -> bytes:
+        now = int(time.time())
+        if now != self._date_second:
+            self._date_second = now
+            self._date = formatdate(now, localtime=False, usegmt=True).encode()
+        return self._date
+
+    def message_id_header(self, message_id: int) -> str:
+        return f"<{verp.message_token(message_id, 'message-id')}.{message_id}@{self.domain}>"
+
+    def unsubscribe_url(self, message_id: int) -> str:
+        return f"{self.unsubscribe_prefix}{verp.message_token(message_id, 'unsubscribe')}/"
+
+    def build(self, recipient: Recipient) -> bytes:
+        if self._fast:
+            values, escaped = slot_values(recipient.context, self._slots)
+            text = self._text.fill(values)
+            html = self._html.fill(escaped)
+            if self._constant_subject:
+                subject = None
+            else:
+                pieces = [self._subject_literals[0]]
+                for index, literal in zip(self._subject_indexes, self._subject_literals[1:], strict=True):
+                    pieces.append(values[index])
+                    pieces.append(literal)
+                subject = "".join(pieces).translate(_NO_BREAKS).strip()
+        else:
+            assert self._template is not None
+            rendered = self._template.render(recipient.context)
+            subject, html, text = rendered.subject, qp(rendered.html), qp(rendered.text)
+        message_id = recipient.message_id
+        head = [
+            b"Message-ID: ",
+            self.message_id_header(message_id).encode(),
+            b"\r\nDate: ",
+            self._date_header(),
+            b"\r\nTo: <",
+            recipient.email.encode(),
+            b">\r\nList-Unsubscribe: <",
+            self.unsubscribe_url(message_id).encode(),
+            b">, <mailto:",
+            verp.unsubscribe_address(message_id).encode(),
+            b"?subject=unsubscribe>\r\n",
+        ]
+        if subject is not None:
+            head += [b"Subject: ", encode_unstructured(subject.translate(_NO_BREAKS)).encode(), b"\r\n"]
+        head.append(self._head)
+        header_block = b"".join(head)
+        body = b"".join((self._body_open, text, self._body_middle, html, self._body_close))
+        if self.signer is not None:
+            header_block = self.signer.signature_header(header_block, body) + header_block
+        return dot_stuff(header_block + b"\r\n" + body)

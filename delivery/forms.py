@@ -1,0 +1,101 @@
+"""Dashboard forms: relays (the password is write-only) and sending identities."""
+
+from __future__ import annotations
+
+from django import forms
+
+from delivery.headers import check_header_value
+from delivery.models import PORT_SECURITY, Relay, Security
+
+
+class RelayForm(forms.ModelForm):
+    password = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Stored encrypted and never shown again. Leave blank to keep the current one.",
+    )
+    clear_password = forms.BooleanField(required=False, label="Remove the stored password")
+    security = forms.ChoiceField(
+        choices=[("", "Suggested for the port")] + list(Security.choices),
+        required=False,
+        help_text="Port 465: implicit TLS; 25, 587 and 2525: STARTTLS.",
+    )
+
+    class Meta:
+        model = Relay
+        fields = [
+            "name",
+            "host",
+            "port",
+            "security",
+            "verify_certificate",
+            "username",
+            "helo_name",
+            "max_connections",
+            "per_second",
+            "burst",
+            "per_hour",
+            "per_day",
+            "weight",
+            "enabled",
+        ]
+
+    def clean_host(self) -> str:
+        host = self.cleaned_data["host"].strip()
+        check_header_value(host, field="host")
+        if not host or " " in host or "/" in host:
+            raise forms.ValidationError("Enter a host name or IP address, e.g. smtp.example.com")
+        return host
+
+    def clean_port(self) -> int:
+        port = self.cleaned_data["port"]
+        if not 1 <= port <= 65535:
+            raise forms.ValidationError("A port is a number from 1 to 65535")
+        return port
+
+    def clean_security(self) -> str:
+        value = self.cleaned_data.get("security") or ""
+        if value:
+            return value
+        port = self.cleaned_data.get("port") or 587
+        return PORT_SECURITY.get(port, Security.STARTTLS)
+
+    def clean_max_connections(self) -> int:
+        value = self.cleaned_data["max_connections"]
+        if value < 1:
+            raise forms.ValidationError("At least one connection")
+        return value
+
+    def clean_per_second(self) -> float:
+        value = self.cleaned_data["per_second"]
+        if value < 0:
+            raise forms.ValidationError("0 for no limit, or a positive rate")
+        return value
+
+
+class IdentityForm(forms.Form):
+    address = forms.CharField(
+        max_length=254, help_text="A from address (news@example.com) or a whole domain (example.com)."
+    )
+    generate_dkim = forms.BooleanField(required=False, initial=True, label="Generate a DKIM key")
+    dkim_selector = forms.CharField(
+        required=False, max_length=63, help_text="Blank: one is chosen (phYYYYMM)."
+    )
+
+    def clean_dkim_selector(self) -> str:
+        value = self.cleaned_data["dkim_selector"].strip().lower()
+        if value and not all(ch.isalnum() or ch in "-_" for ch in value):
+            raise forms.ValidationError("Letters, digits, - and _ only")
+        return value
+
+
+class LedgerSearchForm(forms.Form):
+    address = forms.CharField(
+        required=False, max_length=254, help_text="Exact address, or a prefix ending in *"
+    )
+    mailing = forms.IntegerField(required=False, min_value=1)
+    state = forms.ChoiceField(
+        required=False,
+        choices=[("", "Any state")]
+        + [(s, s) for s in ("queued", "sending", "sent", "deferred", "failed", "skipped")],
+    )

@@ -1,0 +1,279 @@
+"""The send ledger: relays, sending identities, Mailings (immutable snapshots) and Messages.
+
+One Message row per recipient of a send; its events (sent, bounced, opened...) hang off it.
+The ledger is expected to reach 100M rows: every index here matches a query the engine or the
+dashboard runs, and old rows are pruned by `delivery.services.ledger_prune`.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class Security(models.TextChoices):
+    NONE = "none", "None (plain SMTP)"
+    STARTTLS = "starttls", "STARTTLS"
+    TLS = "tls", "Implicit TLS (SMTPS)"
+
+
+# The port an admin picks suggests the security that usually goes with it.
+PORT_SECURITY = {25: Security.STARTTLS, 465: Security.TLS, 587: Security.STARTTLS, 2525: Security.STARTTLS}
+
+
+class Relay(models.Model):
+    """An SMTP server mail leaves through, with its limits and health."""
+
+    name = models.CharField(max_length=100, unique=True)
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField(default=587)
+    security = models.CharField(max_length=10, choices=Security.choices, default=Security.STARTTLS)
+    verify_certificate = models.BooleanField(
+        default=True, help_text="Turn off only for a relay with a self-signed certificate you trust."
+    )
+    username = models.CharField(max_length=255, blank=True)
+    # Fernet token (see delivery.crypto); the clear text is never shown back.
+    password_encrypted = models.TextField(blank=True, editable=False)
+    helo_name = models.CharField(
+        max_length=255, blank=True, help_text="Name to say in EHLO; blank: this host's FQDN."
+    )
+    max_connections = models.PositiveIntegerField(default=4)
+    per_second = models.FloatField(default=0, help_text="0 means no limit.")
+    burst = models.PositiveIntegerField(
+        default=0, help_text="Messages that may go at once above the per-second rate; 0: one second's worth."
+    )
+    per_hour = models.PositiveIntegerField(default=0, help_text="0 means no limit.")
+    per_day = models.PositiveIntegerField(default=0, help_text="0 means no limit.")
+    weight = models.PositiveIntegerField(default=100)
+    enabled = models.BooleanField(default=True)
+
+    # Health, written by the engine.
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    backed_off_until = models.DateTimeField(null=True, blank=True)
+    capabilities = models.JSONField(default=dict, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.host}:{self.port})"
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password_encrypted)
+
+
+class SendingIdentity(models.Model):
+    """A from address (alice@example.com) or a whole domain (example.com) an admin allows, with DKIM."""
+
+    address = models.CharField(
+        max_length=254, unique=True, help_text="A full address, or a domain to allow every address in it."
+    )
+    dkim_selector = models.CharField(max_length=63, blank=True)
+    # PEM of the private key, encrypted like relay passwords.
+    dkim_private_key_encrypted = models.TextField(blank=True, editable=False)
+    dkim_public_key = models.TextField(
+        blank=True, editable=False, help_text="Base64 DER, for the DNS record."
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["address"]
+        verbose_name_plural = "sending identities"
+
+    def __str__(self) -> str:
+        return self.address
+
+    @property
+    def domain(self) -> str:
+        return self.address.rsplit("@", 1)[-1].lower()
+
+    @property
+    def is_domain(self) -> bool:
+        return "@" not in self.address
+
+    @property
+    def has_dkim(self) -> bool:
+        return bool(self.dkim_selector and self.dkim_private_key_encrypted)
+
+    @property
+    def dkim_dns_name(self) -> str:
+        return f"{self.dkim_selector}._domainkey.{self.domain}" if self.dkim_selector else ""
+
+    @property
+    def dkim_dns_value(self) -> str:
+        return f"v=DKIM1; k=rsa; p={self.dkim_public_key}" if self.dkim_public_key else ""
+
+
+class Mailing(models.Model):
+    """An immutable snapshot of what goes out. Only `state` (and progress stamps) change after creation."""
+
+    class Kind(models.TextChoices):
+        MARKETING = "marketing", "Marketing"
+        TRANSACTIONAL = "transactional", "Transactional"
+
+    class State(models.TextChoices):
+        DRAFT = "draft", "Draft"  # created, not yet planned
+        SENDING = "sending", "Sending"
+        PAUSED = "paused", "Paused"
+        CANCELLED = "cancelled", "Cancelled"
+        DONE = "done", "Done"
+        # A standing transactional Mailing is always open for new Messages.
+        STANDING = "standing", "Standing (transactional)"
+
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.MARKETING)
+    # Mailings of one campaign (A/B variants and the winner) share a send group; the ledger is
+    # unique per (group, contact) so nobody gets two variants.
+    send_group = models.CharField(max_length=100, db_index=True)
+
+    from_email = models.CharField(max_length=254)
+    from_name = models.CharField(max_length=200, blank=True)
+    reply_to = models.CharField(max_length=254, blank=True)
+    subject = models.CharField(max_length=998)
+    # templates.compiler.CompiledTemplate.to_dict(): the body as it was when the send started.
+    compiled = models.JSONField()
+    # sha256 of `compiled`: a standing transactional Mailing is reused while the template is unchanged.
+    compiled_sha = models.CharField(max_length=64, blank=True)
+    # Extra headers {name: value}, checked against CR/LF and reserved names on creation.
+    headers = models.JSONField(default=dict, blank=True)
+    # The lists this was sent to: one-click unsubscribe leaves exactly these.
+    list_ids = models.JSONField(default=list, blank=True)
+    # Empty means every enabled relay.
+    relays = models.ManyToManyField(Relay, blank=True, related_name="mailings")
+    identity = models.ForeignKey(SendingIdentity, null=True, blank=True, on_delete=models.SET_NULL)
+    track_opens = models.BooleanField(default=True)
+    track_clicks = models.BooleanField(default=True)
+    # Where it came from, for the caller's bookkeeping (e.g. {"campaign_id": 3, "variant": "A"}).
+    template_id = models.BigIntegerField(null=True, blank=True)
+    template_version_id = models.BigIntegerField(null=True, blank=True)
+    meta = models.JSONField(default=dict, blank=True)
+
+    state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT, db_index=True)
+    planned_at = models.DateTimeField(null=True, blank=True)
+    planned_count = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # One standing transactional Mailing per template content.
+            models.UniqueConstraint(
+                fields=["template_id", "compiled_sha"],
+                condition=Q(state="standing"),
+                name="delivery_one_standing_mailing",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MessageState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    DEFERRED = "deferred", "Deferred"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"
+
+
+class Message(models.Model):
+    """One recipient of one Mailing: the ledger row."""
+
+    State = MessageState
+
+    id = models.BigAutoField(primary_key=True)
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="messages")
+    send_group = models.CharField(max_length=100)
+    contact = models.ForeignKey(
+        "contacts.Contact", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    email = models.CharField(max_length=320)
+    state = models.CharField(max_length=10, choices=MessageState.choices, default=MessageState.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Set when an expired lease was taken back from a lost worker: this Message may have gone out twice.
+    recovered_at = models.DateTimeField(null=True, blank=True)
+    relay = models.ForeignKey(Relay, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    smtp_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    smtp_reply = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # Transactional only: the caller's key (or a generated one). NULL, not "", on marketing rows:
+    # the two partial unique constraints below tell the kinds apart by it.
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    # Transactional only: the caller's merge data.
+    data = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["send_group", "contact"],
+                condition=Q(idempotency_key__isnull=True),
+                name="delivery_message_once_per_group",
+            ),
+            models.UniqueConstraint(
+                fields=["idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="delivery_message_idempotency_key",
+            ),
+        ]
+        indexes = [
+            # The claim query: queued rows of one mailing, in id order.
+            models.Index(fields=["mailing", "id"], condition=Q(state="queued"), name="delivery_msg_claim"),
+            # The beat task: deferred rows that are due, and leases that expired.
+            models.Index(fields=["next_attempt_at"], condition=Q(state="deferred"), name="delivery_msg_due"),
+            models.Index(
+                fields=["lease_expires_at"], condition=Q(state="sending"), name="delivery_msg_lease"
+            ),
+            # Progress counts per state, the contact's timeline, the ledger search by address.
+            models.Index(fields=["mailing", "state"], name="delivery_msg_progress"),
+            models.Index(fields=["contact", "id"], name="delivery_msg_contact"),
+            models.Index(fields=["email", "id"], name="delivery_msg_email"),
+            models.Index(fields=["created_at"], name="delivery_msg_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Message {self.pk} to {self.email} ({self.state})"
+
+
+class MessageEvent(models.Model):
+    class Kind(models.TextChoices):
+        SENT = "sent", "Sent"
+        DEFERRED = "deferred", "Deferred"
+        BOUNCED = "bounced", "Bounced"
+        COMPLAINED = "complained", "Complained"
+        OPENED = "opened", "Opened"
+        CLICKED = "clicked", "Clicked"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        FAILED = "failed", "Failed"
+
+    id = models.BigAutoField(primary_key=True)
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events")
+    # Denormalised so a report counts one mailing's events without touching the ledger.
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    at = models.DateTimeField()
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["message", "at"], name="delivery_event_message"),
+            models.Index(fields=["mailing", "kind", "at"], name="delivery_event_report"),
+            models.Index(fields=["at"], name="delivery_event_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on message {self.message_id}"

@@ -1,0 +1,193 @@
+"""Per-relay limits that hold across every worker on every host: one Lua script in Redis.
+
+Token bucket for messages per second (capacity = the relay's burst), counters per clock hour
+and per UTC day, and a connection semaphore whose slots are leases (a worker killed with
+SIGKILL loses its slot when the lease runs out, not never). Redis runs a script atomically,
+so there is no read-modify-write race between workers; time is Redis's own clock, so hosts
+with skewed clocks still share one bucket.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from mailplatform.redis_cache import redis_client
+
+_SCRIPT = """
+local op = ARGV[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+
+if op == 'take' then
+  -- KEYS: bucket, hour prefix, day prefix. ARGV: op, want, rate, burst, per_hour, per_day
+  local want = tonumber(ARGV[2])
+  local rate = tonumber(ARGV[3])
+  local burst = tonumber(ARGV[4])
+  local per_hour = tonumber(ARGV[5])
+  local per_day = tonumber(ARGV[6])
+  local grant = want
+  local wait = 0
+  local tokens = 0
+  if rate > 0 then
+    local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+    tokens = tonumber(b[1])
+    local ts = tonumber(b[2])
+    if tokens == nil or ts == nil then
+      tokens = burst
+      ts = now
+    end
+    tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+    local whole = math.floor(tokens)
+    if whole < grant then grant = whole end
+    if grant < 1 then wait = (1 - tokens) / rate end
+  end
+  local hour_key = KEYS[2] .. ':' .. math.floor(now / 3600)
+  local day_key = KEYS[3] .. ':' .. math.floor(now / 86400)
+  if per_hour > 0 then
+    local left = per_hour - tonumber(redis.call('GET', hour_key) or '0')
+    if left < grant then grant = math.max(0, left) end
+    if left <= 0 then wait = math.max(wait, 3600 - (now % 3600)) end
+  end
+  if per_day > 0 then
+    local left = per_day - tonumber(redis.call('GET', day_key) or '0')
+    if left < grant then grant = math.max(0, left) end
+    if left <= 0 then wait = math.max(wait, 86400 - (now % 86400)) end
+  end
+  if grant > 0 then
+    tokens = tokens - grant
+    if per_hour > 0 then
+      redis.call('INCRBY', hour_key, grant)
+      redis.call('EXPIRE', hour_key, 7300)
+    end
+    if per_day > 0 then
+      redis.call('INCRBY', day_key, grant)
+      redis.call('EXPIRE', day_key, 90000)
+    end
+  end
+  if rate > 0 then
+    redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+    redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
+  end
+  return {grant, tostring(wait)}
+end
+
+-- Connection slots. KEYS: the slots' sorted set. ARGV: op, token, limit, lease seconds
+local key = KEYS[1]
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+if op == 'acquire' then
+  if redis.call('ZSCORE', key, ARGV[2]) then
+    redis.call('ZADD', key, now + tonumber(ARGV[4]), ARGV[2])
+    return {1, '0'}
+  end
+  if redis.call('ZCARD', key) >= tonumber(ARGV[3]) then
+    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    return {0, tostring(tonumber(first[2]) - now)}
+  end
+  redis.call('ZADD', key, now + tonumber(ARGV[4]), ARGV[2])
+  redis.call('EXPIRE', key, math.ceil(tonumber(ARGV[4])) + 60)
+  return {1, '0'}
+elseif op == 'refresh' then
+  local held = redis.call('ZADD', key, 'XX', 'CH', now + tonumber(ARGV[4]), ARGV[2])
+  redis.call('EXPIRE', key, math.ceil(tonumber(ARGV[4])) + 60)
+  return {held, '0'}
+elseif op == 'release' then
+  redis.call('ZREM', key, ARGV[2])
+  return {1, '0'}
+elseif op == 'count' then
+  return {redis.call('ZCARD', key), '0'}
+end
+return redis.error_reply('unknown op ' .. op)
+"""
+
+_script = None
+
+
+def _run(keys: list[str], args: list) -> tuple[int, float]:
+    global _script
+    if _script is None:
+        _script = redis_client().register_script(_SCRIPT)
+    count, wait = _script(keys=keys, args=args)
+    return int(count), float(wait)
+
+
+def _prefix(relay_id: int) -> str:
+    return f"{settings.CACHES['default'].get('KEY_PREFIX', 'posthorn')}:delivery:relay:{relay_id}"
+
+
+@dataclass(frozen=True)
+class Limits:
+    per_second: float = 0
+    burst: int = 0
+    per_hour: int = 0
+    per_day: int = 0
+
+    @property
+    def unlimited(self) -> bool:
+        return self.per_second <= 0 and self.per_hour <= 0 and self.per_day <= 0
+
+    @property
+    def capacity(self) -> int:
+        return self.burst or max(1, int(self.per_second + 0.999))
+
+
+def take(relay_id: int, want: int, limits: Limits) -> tuple[int, float]:
+    """Up to `want` messages the relay may send now, and how long to wait when that is 0."""
+    if limits.unlimited:
+        return want, 0.0
+    base = _prefix(relay_id)
+    return _run(
+        [f"{base}:bucket", f"{base}:hour", f"{base}:day"],
+        ["take", want, limits.per_second, limits.capacity, limits.per_hour, limits.per_day],
+    )
+
+
+def usage(relay_id: int) -> dict[str, int]:
+    """Messages counted this clock hour and this UTC day, and connections held now (for the dashboard)."""
+    import time
+
+    base = _prefix(relay_id)
+    now = time.time()
+    client = redis_client()
+    hour, day = client.mget(f"{base}:hour:{int(now // 3600)}", f"{base}:day:{int(now // 86400)}")
+    connections, _ = _run([f"{base}:conns"], ["count", "", 0, 0])
+    return {"hour": int(hour or 0), "day": int(day or 0), "connections": connections}
+
+
+class ConnectionSlot:
+    """A lease on one of a relay's connections; refresh it while the connection is in use."""
+
+    def __init__(self, relay_id: int, limit: int, lease_seconds: float) -> None:
+        self.key = f"{_prefix(relay_id)}:conns"
+        self.limit = limit
+        self.lease_seconds = lease_seconds
+        self.token = secrets.token_hex(8)
+        self.held = False
+
+    def acquire(self) -> float:
+        """0 when acquired, else the seconds until a slot may free up."""
+        granted, wait = _run([self.key], ["acquire", self.token, self.limit, self.lease_seconds])
+        self.held = bool(granted)
+        return 0.0 if granted else max(wait, 0.05)
+
+    def refresh(self) -> bool:
+        held, _ = _run([self.key], ["refresh", self.token, self.limit, self.lease_seconds])
+        # A slot that expired (the worker stalled past its lease) is taken again if there is room.
+        if not held:
+            return self.acquire() == 0.0
+        return True
+
+    def release(self) -> None:
+        if self.held:
+            _run([self.key], ["release", self.token, self.limit, self.lease_seconds])
+            self.held = False
+
+
+def reset(relay_id: int) -> None:
+    """Forget a relay's counters (tests, and a relay deleted and its id reused)."""
+    client = redis_client()
+    keys = list(client.scan_iter(f"{_prefix(relay_id)}:*"))
+    if keys:
+        client.delete(*keys)

@@ -1,0 +1,36 @@
+"""Celery tasks: thin, take ids, call the engine or a service. Routed by name (settings.CELERY_TASK_ROUTES):
+send_* go to the `sending` queue."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="delivery.tasks.send_mailing", ignore_result=True)
+def send_mailing(mailing_id: int, token: str) -> str:
+    from delivery import engine
+
+    result = engine.run(mailing_id, token)
+    if result.reason == "time":
+        # Hand over to a fresh task so other mailings queued behind this one get a turn.
+        send_mailing.delay(mailing_id, token)
+    log.info("mailing %s: runner stopped (%s) after %d sent", mailing_id, result.reason, result.sent)
+    return result.reason
+
+
+@shared_task(name="delivery.tasks.send_watchdog", ignore_result=True)
+def send_watchdog() -> dict[str, int]:
+    from delivery import engine
+
+    return engine.watchdog()
+
+
+@shared_task(name="delivery.tasks.ledger_prune", ignore_result=True)
+def ledger_prune() -> int:
+    from delivery.services import ledger_prune as prune
+
+    return prune()

@@ -1,0 +1,26 @@
+from django.urls import path
+
+from delivery import views
+
+app_name = "delivery"
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("home-fragment/", views.home_fragment, name="home-fragment"),
+    path("mailings/<int:pk>/", views.mailing_detail, name="mailing"),
+    path("mailings/<int:pk>/progress/", views.mailing_progress_fragment, name="mailing-progress"),
+    path("mailings/<int:pk>/<str:action>/", views.mailing_action, name="mailing-action"),
+    path("ledger/", views.ledger, name="ledger"),
+    path("contacts/<int:contact_id>/timeline/", views.contact_timeline, name="contact-timeline"),
+    path("relays/", views.relays, name="relays"),
+    path("relays/usage/", views.relays_usage_fragment, name="relays-usage"),
+    path("relays/new/", views.relay_edit, name="relay-create"),
+    path("relays/<int:pk>/", views.relay_edit, name="relay-edit"),
+    path("relays/<int:pk>/test/", views.relay_test, name="relay-test"),
+    path("relays/<int:pk>/delete/", views.relay_delete, name="relay-delete"),
+    path("identities/", views.identities, name="identities"),
+    path("identities/<int:pk>/dkim/", views.identity_dkim, name="identity-dkim"),
+    path("identities/<int:pk>/delete/", views.identity_delete, name="identity-delete"),
+    # Public: the one-click unsubscribe link in every message's List-Unsubscribe header.
+    path("u/<str:token>/", views.unsubscribe, name="unsubscribe"),
+]

@@ -1,0 +1,229 @@
+"""Dashboard views (thin: selectors read, services write) and the public one-click unsubscribe."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from delivery import selectors, services, verp
+from delivery.forms import IdentityForm, LedgerSearchForm, RelayForm
+from delivery.models import Mailing, Message, Relay, SendingIdentity
+from delivery.smtp import RelayError
+from mailplatform.permissions import requires
+from mailplatform.services import audit_record
+
+
+@requires("view_dashboard")
+def index(request: HttpRequest) -> HttpResponse:
+    mailings = list(selectors.mailings_page())
+    rows = [{"mailing": m, "progress": selectors.mailing_progress(m.pk)} for m in mailings[:20]]
+    return render(
+        request,
+        "delivery/index.html",
+        {"rows": rows, "older": mailings[20:], "figures": selectors.home_figures()},
+    )
+
+
+@requires("view_dashboard")
+def home_fragment(request: HttpRequest) -> HttpResponse:
+    return render(request, "delivery/home_fragment.html", {"figures": selectors.home_figures()})
+
+
+@requires("view_dashboard")
+def mailing_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    mailing = get_object_or_404(Mailing, pk=pk)
+    return render(
+        request,
+        "delivery/mailing.html",
+        {
+            "mailing": mailing,
+            "progress": selectors.mailing_progress(pk),
+            "events": selectors.mailing_event_counts(pk),
+            "problems": selectors.ledger_search(mailing_id=pk, state="failed", limit=20),
+        },
+    )
+
+
+@requires("view_dashboard")
+def mailing_progress_fragment(request: HttpRequest, pk: int) -> HttpResponse:
+    mailing = get_object_or_404(Mailing, pk=pk)
+    return render(
+        request,
+        "delivery/progress_fragment.html",
+        {"mailing": mailing, "progress": selectors.mailing_progress(pk)},
+    )
+
+
+_ACTIONS = {
+    "pause": services.mailing_pause,
+    "resume": services.mailing_resume,
+    "cancel": services.mailing_cancel,
+}
+
+
+@requires("send_mail")
+@require_POST
+def mailing_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    service = _ACTIONS.get(action)
+    if service is None:
+        raise Http404("unknown action")
+    get_object_or_404(Mailing, pk=pk)
+    try:
+        service(pk, by=request.user)
+        messages.success(request, f"Mailing {action}d." if action != "cancel" else "Mailing cancelled.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("delivery:mailing", pk=pk)
+
+
+@requires("view_dashboard")
+def ledger(request: HttpRequest) -> HttpResponse:
+    form = LedgerSearchForm(request.GET or None)
+    rows: list[Message] = []
+    if form.is_valid() and any(form.cleaned_data.values()):
+        rows = list(
+            selectors.ledger_search(
+                address=form.cleaned_data["address"] or "",
+                mailing_id=form.cleaned_data["mailing"],
+                state=form.cleaned_data["state"] or "",
+            )
+        )
+    return render(request, "delivery/ledger.html", {"form": form, "rows": rows, "searched": form.is_bound})
+
+
+@requires("view_dashboard")
+def contact_timeline(request: HttpRequest, contact_id: int) -> HttpResponse:
+    return render(
+        request, "delivery/contact_timeline.html", {"entries": selectors.contact_timeline(contact_id)}
+    )
+
+
+# --- relays and identities (admins) ---
+
+
+@requires("manage_relays")
+def relays(request: HttpRequest) -> HttpResponse:
+    services.relay_ensure_default()
+    return render(
+        request,
+        "delivery/relays.html",
+        {"rows": selectors.relays_with_usage(), "identities": selectors.identities(), "form": IdentityForm()},
+    )
+
+
+@requires("manage_relays")
+def relays_usage_fragment(request: HttpRequest) -> HttpResponse:
+    return render(request, "delivery/relays_usage.html", {"rows": selectors.relays_with_usage()})
+
+
+@requires("manage_relays")
+def relay_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    relay = get_object_or_404(Relay, pk=pk) if pk else None
+    form = RelayForm(request.POST or None, instance=relay)
+    if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        password = data.pop("password") or None
+        if data.pop("clear_password"):
+            password = ""
+        instance = relay or Relay()
+        try:
+            saved = services.relay_save(instance, by=request.user, password=password, **data)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Relay {saved.name} saved.")
+            return redirect("delivery:relays")
+    return render(request, "delivery/relay_form.html", {"form": form, "relay": relay})
+
+
+@requires("manage_relays")
+@require_POST
+def relay_test(request: HttpRequest, pk: int) -> HttpResponse:
+    relay = get_object_or_404(Relay, pk=pk)
+    try:
+        info = services.relay_test(relay)
+    except RelayError as exc:
+        result = {"ok": False, "error": str(exc)}
+    else:
+        result = {
+            "ok": True,
+            "banner": info.banner,
+            "tls": info.tls_version or ("yes" if info.tls else "no"),
+            "authenticated": info.authenticated,
+            "capabilities": sorted(f"{k.upper()} {v}".strip() for k, v in info.esmtp.items()),
+        }
+    audit_record(request.user, "relay.tested", relay, details={"ok": result["ok"]})
+    return render(request, "delivery/relay_test.html", {"relay": relay, "result": result})
+
+
+@requires("manage_relays")
+@require_POST
+def relay_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    relay = get_object_or_404(Relay, pk=pk)
+    services.relay_delete(relay, by=request.user)
+    messages.success(request, f"Relay {relay.name} deleted.")
+    return redirect("delivery:relays")
+
+
+@requires("manage_relays")
+def identities(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        return redirect("delivery:relays")
+    form = IdentityForm(request.POST)
+    if form.is_valid():
+        try:
+            identity = services.identity_save(address=form.cleaned_data["address"], by=request.user)
+            if form.cleaned_data["generate_dkim"]:
+                services.identity_generate_dkim(
+                    identity, selector=form.cleaned_data["dkim_selector"] or None, by=request.user
+                )
+            messages.success(request, f"{identity.address} may now send.")
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+    else:
+        messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+    return redirect("delivery:relays")
+
+
+@requires("manage_relays")
+@require_POST
+def identity_dkim(request: HttpRequest, pk: int) -> HttpResponse:
+    identity = get_object_or_404(SendingIdentity, pk=pk)
+    services.identity_generate_dkim(identity, by=request.user)
+    messages.success(request, f"New DKIM key for {identity.address}: publish the DNS record below.")
+    return redirect("delivery:relays")
+
+
+@requires("manage_relays")
+@require_POST
+def identity_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    identity = get_object_or_404(SendingIdentity, pk=pk)
+    audit_record(request.user, "identity.deleted", identity)
+    identity.delete()
+    return redirect("delivery:relays")
+
+
+# --- public ---
+
+
+@csrf_exempt
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    """RFC 8058: a POST unsubscribes at once (mailbox providers post without a session or token);
+    a GET, which link scanners fetch, only shows a page with the button."""
+    message_id = verp.message_id_from_token(token, "unsubscribe")
+    message = Message.objects.select_related("mailing").filter(pk=message_id).first() if message_id else None
+    if message is None:
+        return render(request, "delivery/unsubscribe.html", {"invalid": True}, status=404)
+    if request.method == "POST":
+        services.unsubscribe_by_message(message.pk, source="one-click")
+        return render(request, "delivery/unsubscribe.html", {"done": True, "message": message})
+    if request.method in ("GET", "HEAD"):
+        return render(request, "delivery/unsubscribe.html", {"message": message})
+    return HttpResponseNotAllowed(["GET", "POST"])
+
+
+unsubscribe.public_endpoint = True  # type: ignore[attr-defined]

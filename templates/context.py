@@ -1,0 +1,85 @@
+"""The data a template sees for one recipient: plain values only, never a model or a setting.
+
+Variables (documented in the editor's help):
+  contact.email, contact.first_name, contact.last_name, contact.<custom field>
+  unsubscribe_url, preferences_url, view_in_browser_url
+  any key of `extra` (transactional sends pass their data here, e.g. order.number)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from templates.liquid_env import plain_data
+
+URL_NAMES = ("unsubscribe_url", "preferences_url", "view_in_browser_url")
+CONTACT_FIELDS = ("email", "first_name", "last_name")
+RESERVED = frozenset({"contact", *URL_NAMES})
+
+# Shown in the editor's help and used by the preview when no contact is chosen.
+VARIABLE_HELP: tuple[tuple[str, str], ...] = (
+    ("contact.email", "The recipient's email address"),
+    ("contact.first_name", 'First name (may be empty: use | default: "there")'),
+    ("contact.last_name", "Last name"),
+    ("contact.<field>", "Any custom field of the contact, e.g. contact.city"),
+    ("unsubscribe_url", "One-click unsubscribe link for this recipient (required in marketing mail)"),
+    ("preferences_url", "The recipient's subscription preferences page"),
+    ("view_in_browser_url", "This message as a web page"),
+    ("<name>", "Data passed with a transactional send, e.g. order.number"),
+)
+
+SAMPLE_CONTACT: dict[str, Any] = {
+    "email": "ada@example.com",
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+    "city": "London",
+    "company": "Analytical Engines Ltd",
+}
+SAMPLE_URLS = {
+    "unsubscribe_url": "https://example.com/u/sample-unsubscribe",
+    "preferences_url": "https://example.com/u/sample-preferences",
+    "view_in_browser_url": "https://example.com/t/sample-view",
+}
+
+
+def recipient_context(
+    *, contact: Mapping[str, Any], urls: Mapping[str, str], extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Build the context for one recipient from plain mappings.
+
+    `contact` holds email, first_name, last_name and custom fields (a nested "fields" or
+    "attributes" mapping is flattened into contact.*); `urls` the per-recipient links.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in contact.items():
+        if key in ("fields", "attributes", "custom_fields") and isinstance(value, Mapping):
+            continue
+        flat[str(key)] = value
+    for key in ("fields", "attributes", "custom_fields"):
+        nested = contact.get(key)
+        if isinstance(nested, Mapping):
+            for name, value in nested.items():
+                # Standard fields win over a custom field that happens to share their name.
+                flat.setdefault(str(name), value)
+    for name in CONTACT_FIELDS:
+        flat.setdefault(name, "")
+    context: dict[str, Any] = {"contact": plain_data(flat)}
+    for name in URL_NAMES:
+        context[name] = ""
+    for name, url in urls.items():
+        if name == "contact":
+            raise ValueError("'contact' is not a URL name")
+        context[str(name)] = str(url)
+    if extra:
+        clash = RESERVED & set(extra)
+        if clash:
+            raise ValueError(f"extra data may not use the reserved names: {', '.join(sorted(clash))}")
+        for key, value in extra.items():
+            context[str(key)] = plain_data(value)
+    return context
+
+
+def sample_context(contact: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The preview's context: sample data, or the given contact's plain data."""
+    return recipient_context(contact=contact or SAMPLE_CONTACT, urls=SAMPLE_URLS)

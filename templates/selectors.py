@@ -1,0 +1,121 @@
+"""Reads for email templates: lists, versions and the checks shown to the marketer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.db.models import Count, QuerySet
+
+from templates.checks import CheckResult, compiled_checks
+from templates.compiler import CompiledTemplate, RenderedEmail, TemplateError, compile_template
+from templates.context import sample_context
+from templates.liquid_env import plain_data
+from templates.models import EmailTemplate, TemplateVersion
+
+__all__ = [
+    "CheckResult",
+    "template_checks",
+    "template_list",
+    "template_versions",
+    "layout_choices",
+    "home_figures",
+]
+
+
+def template_list(*, archived: bool = False, kind: str | None = None) -> QuerySet[EmailTemplate]:
+    qs = EmailTemplate.objects.filter(archived=archived).select_related("current_version")
+    if kind:
+        qs = qs.filter(kind=kind)
+    return qs.annotate(version_count=Count("versions")).order_by("name", "id")
+
+
+def template_versions(template_id: int) -> QuerySet[TemplateVersion]:
+    return (
+        TemplateVersion.objects.filter(template_id=template_id)
+        .select_related("created_by")
+        .order_by("-number")
+    )
+
+
+def layout_choices() -> QuerySet[EmailTemplate]:
+    return EmailTemplate.objects.filter(kind=EmailTemplate.Kind.LAYOUT, archived=False).order_by("name")
+
+
+def template_checks(
+    template_or_compiled: EmailTemplate | CompiledTemplate | int,
+    *,
+    custom_fields: Iterable[str] | None = None,
+    transactional: bool | None = None,
+) -> list[CheckResult]:
+    """Check results (code, message, severity) for a template, its id, or a compiled snapshot.
+
+    An "error" stops nothing by itself: the campaign review page decides what blocks a send.
+    """
+    if isinstance(template_or_compiled, CompiledTemplate):
+        compiled = template_or_compiled
+    else:
+        if transactional is None:
+            template = (
+                template_or_compiled
+                if isinstance(template_or_compiled, EmailTemplate)
+                else EmailTemplate.objects.get(pk=template_or_compiled)
+            )
+            transactional = template.transactional
+        from templates.services import template_compile
+
+        template_id = (
+            template_or_compiled if isinstance(template_or_compiled, int) else template_or_compiled.pk
+        )
+        try:
+            compiled = template_compile(template_id)
+        except TemplateError as exc:
+            return [CheckResult("invalid", str(exc), "error")]
+    return compiled_checks(compiled, custom_fields=custom_fields, transactional=bool(transactional))
+
+
+def home_figures() -> dict[str, int]:
+    qs = EmailTemplate.objects.filter(archived=False)
+    return {
+        "templates": qs.filter(kind=EmailTemplate.Kind.TEMPLATE).count(),
+        "layouts": qs.filter(kind=EmailTemplate.Kind.LAYOUT).count(),
+        "versions": TemplateVersion.objects.filter(template__archived=False).count(),
+    }
+
+
+def template_preview(
+    *,
+    kind: str,
+    subject: str,
+    html: str,
+    text: str = "",
+    preheader: str = "",
+    layout: EmailTemplate | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> tuple[CompiledTemplate, RenderedEmail]:
+    """Compile unsaved content and render it with sample data, or with the plain data given.
+
+    `data` is {"contact": {...}, "<extra>": ...}; other apps pass a real contact's fields here.
+    Raises TemplateError like a save would.
+    """
+    if kind == EmailTemplate.Kind.LAYOUT:
+        compiled = compile_template(
+            subject=subject or "Layout preview",
+            html="<p>Your content goes here.</p>",
+            preheader=preheader,
+            layout_html=html,
+        )
+    else:
+        if layout is not None and layout.kind != EmailTemplate.Kind.LAYOUT:
+            raise TemplateError(f"'{layout.name}' is not a base layout", part="layout")
+        compiled = compile_template(
+            subject=subject or "(no subject)",
+            html=html,
+            text=text or None,
+            preheader=preheader,
+            layout_html=layout.html if layout is not None else None,
+        )
+    data = dict(data or {})
+    contact = data.pop("contact", None)
+    context = sample_context(contact) if not data else {**sample_context(contact), **plain_data(data)}
+    return compiled, compiled.render(context)

@@ -1,0 +1,200 @@
+"""Writes for email templates: every save is validated first and recorded as a version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from mailplatform.services import audit_record
+from templates.compiler import CompiledTemplate, TemplateError, compile_template
+from templates.models import EmailTemplate, TemplateVersion
+
+EDITABLE_FIELDS = ("name", "subject", "preheader", "html", "text", "layout", "transactional")
+
+
+def _layout_html(layout: EmailTemplate | None, template: EmailTemplate | None = None) -> str | None:
+    if layout is None:
+        return None
+    if layout.kind != EmailTemplate.Kind.LAYOUT:
+        raise TemplateError(f"'{layout.name}' is not a base layout", part="layout")
+    if template is not None and template.pk == layout.pk:
+        raise TemplateError("a layout cannot extend itself", part="layout")
+    return layout.html
+
+
+def _compile_fields(
+    kind: str, fields: dict[str, Any], *, template: EmailTemplate | None = None
+) -> CompiledTemplate:
+    if not fields["name"].strip():
+        raise TemplateError("a name is required", part="name")
+    if kind == EmailTemplate.Kind.LAYOUT:
+        if fields.get("layout") is not None:
+            raise TemplateError("a base layout cannot extend another layout", part="layout")
+        # A layout is checked the way it will be used: with a body in its {{ content }}.
+        return compile_template(
+            subject=fields["subject"] or fields["name"],
+            html="<p>content</p>",
+            preheader=fields["preheader"],
+            layout_html=fields["html"],
+        )
+    return compile_template(
+        subject=fields["subject"],
+        html=fields["html"],
+        text=fields["text"] or None,
+        preheader=fields["preheader"],
+        layout_html=_layout_html(fields.get("layout"), template),
+    )
+
+
+def _record_version(
+    template: EmailTemplate, compiled: CompiledTemplate, *, by: Any, note: str
+) -> TemplateVersion:
+    last = template.versions.order_by("-number").values_list("number", flat=True).first() or 0
+    version = TemplateVersion.objects.create(
+        template=template,
+        number=last + 1,
+        name=template.name,
+        subject=template.subject,
+        preheader=template.preheader,
+        html=template.html,
+        text=template.text,
+        layout=template.layout,
+        transactional=template.transactional,
+        note=note[:300],
+        uses_logic=compiled.uses_logic,
+        created_by=by if getattr(by, "is_authenticated", False) else None,
+    )
+    template.current_version = version
+    template.save(update_fields=["current_version", "updated_at"])
+    return version
+
+
+def template_create(
+    *,
+    name: str,
+    subject: str = "",
+    html: str,
+    text: str = "",
+    preheader: str = "",
+    layout: EmailTemplate | None = None,
+    kind: str = EmailTemplate.Kind.TEMPLATE,
+    transactional: bool = False,
+    starter: str = "",
+    by: Any = None,
+    note: str = "Created",
+) -> EmailTemplate:
+    """Create a template with its first version; raises TemplateError and stores nothing when invalid."""
+    if kind not in EmailTemplate.Kind.values:
+        raise TemplateError(f"kind must be one of {', '.join(EmailTemplate.Kind.values)}", part="kind")
+    fields = {
+        "name": name,
+        "subject": subject,
+        "html": html,
+        "text": text,
+        "preheader": preheader,
+        "layout": layout,
+    }
+    compiled = _compile_fields(kind, fields)
+    with transaction.atomic():
+        template = EmailTemplate.objects.create(
+            name=name.strip()[:200],
+            kind=kind,
+            subject=subject.strip(),
+            preheader=preheader.strip(),
+            html=html,
+            text=text,
+            layout=layout,
+            transactional=transactional,
+            starter=starter,
+            created_by=by if getattr(by, "is_authenticated", False) else None,
+        )
+        version = _record_version(template, compiled, by=by, note=note)
+        audit_record(by, "template.created", template, details={"version": version.number, "kind": kind})
+    return template
+
+
+def template_update(template_id: int, *, by: Any = None, note: str = "", **changes: Any) -> EmailTemplate:
+    """Save changes as a new version; raises TemplateError and changes nothing when invalid.
+
+    Saving content identical to the current version records no new version.
+    """
+    unknown = set(changes) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise TypeError(f"cannot change {', '.join(sorted(unknown))}")
+    with transaction.atomic():
+        template = EmailTemplate.objects.select_for_update().get(pk=template_id)
+        fields = {name: getattr(template, name) for name in EDITABLE_FIELDS}
+        fields.update(changes)
+        for name in ("name", "subject", "preheader"):
+            fields[name] = (fields[name] or "").strip()
+        compiled = _compile_fields(template.kind, fields, template=template)
+        changed = [name for name in EDITABLE_FIELDS if getattr(template, name) != fields[name]]
+        if not changed and template.current_version_id is not None:
+            return template
+        for name, value in fields.items():
+            setattr(template, name, value)
+        template.save()
+        version = _record_version(template, compiled, by=by, note=note or "Saved")
+        audit_record(
+            by, "template.updated", template, details={"version": version.number, "changed": changed}
+        )
+    return template
+
+
+def template_restore(template_id: int, version_id: int, *, by: Any = None) -> EmailTemplate:
+    """Make an old version current again, as a new version (history is never rewritten)."""
+    version = TemplateVersion.objects.get(pk=version_id, template_id=template_id)
+    template = template_update(
+        template_id,
+        by=by,
+        note=f"Restored version {version.number}",
+        name=version.name,
+        subject=version.subject,
+        preheader=version.preheader,
+        html=version.html,
+        text=version.text,
+        layout=version.layout,
+        transactional=version.transactional,
+    )
+    audit_record(by, "template.restored", template, details={"from_version": version.number})
+    return template
+
+
+def template_set_archived(template_id: int, archived: bool, *, by: Any = None) -> EmailTemplate:
+    with transaction.atomic():
+        template = EmailTemplate.objects.select_for_update().get(pk=template_id)
+        template.archived = archived
+        template.save(update_fields=["archived", "updated_at"])
+        audit_record(by, "template.archived" if archived else "template.unarchived", template)
+    return template
+
+
+def template_duplicate(template_id: int, *, by: Any = None) -> EmailTemplate:
+    source = EmailTemplate.objects.get(pk=template_id)
+    return template_create(
+        name=f"{source.name} (copy)"[:200],
+        subject=source.subject,
+        html=source.html,
+        text=source.text,
+        preheader=source.preheader,
+        layout=source.layout,
+        kind=source.kind,
+        transactional=source.transactional,
+        by=by,
+        note=f"Copied from {source.name}",
+    )
+
+
+def template_compile(template_id: int, version_id: int | None = None) -> CompiledTemplate:
+    """Compile the template's current saved content, or the given version of it.
+
+    A layout it extends is used as currently saved: the mailing snapshot freezes the result.
+    """
+    template = EmailTemplate.objects.select_related("layout").get(pk=template_id)
+    if version_id is None:
+        source: EmailTemplate | TemplateVersion = template
+    else:
+        source = TemplateVersion.objects.select_related("layout").get(pk=version_id, template_id=template_id)
+    fields = {name: getattr(source, name) for name in EDITABLE_FIELDS}
+    return _compile_fields(template.kind, fields, template=template)

@@ -1,0 +1,213 @@
+"""Imports through the command and the service: modes, encodings, hostile files, reports."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from contacts import services
+from contacts.imports import ImportFileError, neutralise_cell, run_import
+from contacts.models import (
+    Contact,
+    ContactImport,
+    ContactStatus,
+    CustomField,
+    MailingList,
+    Subscription,
+    SubscriptionStatus,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def write(tmp_path, text, name="in.csv", encoding="utf-8"):
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding=encoding, newline="")
+    return path
+
+
+def run(path, *args):
+    from io import StringIO
+
+    out = StringIO()
+    call_command("import_contacts", str(path), "--no-progress", *args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+def test_command_imports_into_new_list_with_typed_fields(tmp_path):
+    CustomField.objects.create(name="score", label="Score", type="number")
+    path = write(
+        tmp_path,
+        "E-mail,First name,Last_Name,Score,Plan\n"
+        "ann@example.com,Ann,Lee,42,gold\n"
+        "BOB@Example.com,Bob,,7.5,\n"
+        "not-an-address,X,Y,1,\n"
+        "bob@example.COM,Bobby,,3,\n"
+        "carl@example.com,Carl,,lots,\n",
+    )
+    out = run(path, "--list", "Newsletter")
+    assert "5 rows: 2 created, 0 updated, 0 unchanged, 2 invalid, 1 duplicates" in out
+    newsletter = MailingList.objects.get(name="Newsletter")
+    ann = Contact.objects.get(email="ann@example.com")
+    assert ann.first_name == "Ann" and ann.last_name == "Lee"
+    assert ann.attributes == {"score": 42, "plan": "gold"}
+    assert Contact.objects.get(email__iexact="bob@example.com").attributes == {"score": 7.5}
+    assert CustomField.objects.get(name="plan").type == "text"
+    assert set(Subscription.objects.filter(mailing_list=newsletter).values_list("status", flat=True)) == {
+        SubscriptionStatus.CONFIRMED
+    }
+    record = ContactImport.objects.get()
+    report = list(csv.reader(Path(record.report_path).open()))
+    assert report[0] == ["row", "email", "reason"]
+    reasons = {row[0]: row[2] for row in report[1:]}
+    assert reasons["4"].startswith("email:")
+    assert reasons["6"].startswith("score:") and "not a number" in reasons["6"]
+    assert reasons["5"] == "duplicate of row 3"
+
+
+def test_reimport_updates_and_never_resubscribes(tmp_path):
+    path = write(tmp_path, "email,first_name\na@example.com,A\nb@example.com,B\nc@example.com,C\n")
+    run(path, "--list", "L")
+    mailing_list = MailingList.objects.get(name="L")
+    b = Contact.objects.get(email="b@example.com")
+    services.contact_unsubscribe(b.id, list_ids=None, source="test")
+    c = Contact.objects.get(email="c@example.com")
+    services.contact_unsubscribe(c.id, list_ids=[mailing_list.id], source="test")
+    path2 = write(
+        tmp_path, "email,first_name\na@example.com,Alice\nB@example.com,B\nc@example.com,C\n", "2.csv"
+    )
+    out = run(path2, "--list", "L")
+    assert "3 rows: 0 created, 1 updated, 2 unchanged" in out
+    assert "2 not resubscribed" in out
+    assert Contact.objects.get(email="a@example.com").first_name == "Alice"
+    b.refresh_from_db()
+    assert b.status == ContactStatus.UNSUBSCRIBED
+    assert Subscription.objects.get(contact=b).status == SubscriptionStatus.UNSUBSCRIBED
+    assert Subscription.objects.get(contact=c).status == SubscriptionStatus.UNSUBSCRIBED
+
+
+def test_add_mode_keeps_existing_fields(tmp_path):
+    Contact.objects.create(email="a@example.com", first_name="Orig")
+    path = write(tmp_path, "email,first_name\na@example.com,New\nn@example.com,N\n")
+    out = run(path, "--mode", "add")
+    assert "1 created, 0 updated, 1 unchanged" in out
+    assert Contact.objects.get(email="a@example.com").first_name == "Orig"
+
+
+@pytest.mark.parametrize("mode,status", [("unsubscribe", "unsubscribed"), ("blocklist", "blocklisted")])
+def test_unsubscribe_and_blocklist_modes(tmp_path, mode, status):
+    known = Contact.objects.create(email="k@example.com")
+    bounced = Contact.objects.create(email="b@example.com", status=ContactStatus.BOUNCED)
+    mailing_list = MailingList.objects.create(name="L")
+    Subscription.objects.create(contact=known, mailing_list=mailing_list, status=SubscriptionStatus.CONFIRMED)
+    path = write(tmp_path, "email\nk@example.com\nnew@example.com\nb@example.com\n")
+    run(path, "--mode", mode)
+    known.refresh_from_db()
+    bounced.refresh_from_db()
+    assert known.status == status
+    assert Contact.objects.get(email="new@example.com").status == status
+    assert Contact.objects.get(email="new@example.com").consent_at is None
+    assert bounced.status == (ContactStatus.BLOCKLISTED if mode == "blocklist" else ContactStatus.BOUNCED)
+    assert Subscription.objects.get(contact=known).status == SubscriptionStatus.UNSUBSCRIBED
+
+
+def test_upsert_import_is_idempotent_for_lists_and_counts(tmp_path):
+    path = write(tmp_path, "email\nx@example.com\n")
+    run(path, "--list", "A", "--list", "B")
+    run(path, "--list", "A", "--list", "B")
+    assert Subscription.objects.count() == 2
+    assert Contact.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "encoding,text",
+    [
+        ("utf-8-sig", "email,first_name\nz@example.com,Zoë\n"),
+        ("utf-16", "email,first_name\nz@example.com,Zoë\n"),
+        ("cp1252", "email,first_name\nz@example.com,Zoë\n"),
+        ("utf-8", "email;first_name\nz@example.com;Zoë\n"),
+        ("utf-8", "email\tfirst_name\nz@example.com\tZoë\n"),
+        ("utf-8", '"email"|"first_name"\r\n"z@example.com"|"Zoë"\r\n'),
+    ],
+)
+def test_encodings_and_delimiters_are_detected(tmp_path, encoding, text):
+    run(write(tmp_path, text, encoding=encoding))
+    assert Contact.objects.get(email="z@example.com").first_name == "Zoë"
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"", "the file is empty"),
+        (b"   \n\n", "the file is empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), "looks binary"),
+        (b"email\nok@example.com\n\x81\x8d\x8f\x90\x9d@example.com\n", "neither UTF-8 nor Windows-1252"),
+        (b"name,phone\nAnn,123\n", "no email column"),
+        (b'email,first_name\na@example.com,"never closed\nb@example.com,x\n', "unterminated quote"),
+        (b"email,notes\na@example.com," + b"x" * (1024 * 1024 + 10) + b"\n", "larger than 1 MB"),
+    ],
+)
+def test_unusable_files_fail_with_one_line_and_store_nothing(tmp_path, content, message):
+    path = write(tmp_path, content)
+    with pytest.raises(CommandError, match=message) as excinfo:
+        run(path, "--list", "Hostile")
+    assert "\n" not in str(excinfo.value)
+    assert Contact.objects.count() == 0
+    assert ContactImport.objects.get().status == "failed"
+    assert CustomField.objects.count() == 0
+
+
+def test_unterminated_quote_names_the_row(tmp_path):
+    path = write(tmp_path, 'email\na@example.com\nb@example.com\n"c@example.com\n')
+    with pytest.raises(ImportFileError, match="row 4"):
+        run_import(path)
+
+
+def test_wrong_field_count_and_nul_rows_are_reported(tmp_path):
+    # A NUL in the first 64 KB means "binary file"; a later one is one bad row.
+    filler = "".join(f"f{i}@example.com,F\n" for i in range(4000))
+    path = write(
+        tmp_path,
+        "email,first_name\na@example.com,A,extra\nb@example.com\n" + filler + "c\x00@example.com,C\n",
+    )
+    result = run_import(path, report_path=tmp_path / "r.csv")
+    assert result.invalid == 2 and result.created == 4001
+    rows = list(csv.reader((tmp_path / "r.csv").open()))
+    assert "3 fields" in rows[1][2] and "NUL" in rows[2][2]
+
+
+def test_report_neutralises_formulas(tmp_path):
+    path = write(tmp_path, 'email\n"=HYPERLINK(""http://evil"")"\n+cmd@x\n')
+    run_import(path, report_path=tmp_path / "r.csv")
+    cells = [row[1] for row in csv.reader((tmp_path / "r.csv").open())][1:]
+    assert all(cell.startswith("'") for cell in cells)
+    assert neutralise_cell("-1") == "'-1" and neutralise_cell("plain") == "plain"
+
+
+@pytest.mark.django_db(transaction=True)  # the subprocess commits its import record: flush after
+def test_command_from_a_shell_exits_1_with_one_line(tmp_path):
+    path = write(tmp_path, b"phone\n123\n")
+    from tests.conftest import database_url_for_tests
+
+    env = {
+        **__import__("os").environ,
+        "DATABASE_URL": database_url_for_tests(),
+        "DJANGO_SETTINGS_MODULE": "mailplatform.settings_test",
+    }
+    done = subprocess.run(
+        [sys.executable, "manage.py", "import_contacts", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("CommandError:") and "no email column" in lines[-1]
+    assert "Traceback" not in done.stderr

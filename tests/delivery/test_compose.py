@@ -1,0 +1,170 @@
+"""Message bytes: every required header, exact content after decoding, DKIM that verifies, no injection."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+
+import dkim as dkimpy
+import pytest
+from django.core.exceptions import ValidationError
+
+from delivery import verp
+from delivery.compose import MessageBuilder, Recipient, dot_stuff, qp
+from delivery.dkim import DkimSigner, canonical_body, generate_private_key
+from delivery.headers import check_extra_headers, check_header_value, encode_unstructured, format_address
+
+COMPILED = {
+    "format": 1,
+    "subject": "Hello {{ contact.first_name }}",
+    "html": "",
+    "text": "",
+    "uses_logic": False,
+    "fields": ["contact"],
+    "segments": {
+        "subject": [["Hello ", " – news"], [0]],
+        "html": [
+            [
+                "<p>Hi ",
+                "</p>\n" + "<p>.leading dot and   spaces, é and {braces}</p>\n" * 60 + '<a href="',
+                '">Unsubscribe</a>\n',
+            ],
+            [0, 1],
+        ],
+        "text": [["Hi ", ",\n.dot line\n", "\n"], [0, 1]],
+    },
+    "slots": [[["contact", "first_name"], "there"], [["unsubscribe_url"], None]],
+}
+
+
+def _builder(signer=None, **overrides):
+    fields = dict(
+        mailing_id=7,
+        from_email="news@example.com",
+        from_name="Example News, Inc.",
+        reply_to="help@example.com",
+        list_ids=[3, 1],
+        kind="marketing",
+        send_group="campaign:5",
+        extra_headers={"X-Campaign": "Spring"},
+        compiled=COMPILED,
+        signer=signer,
+    )
+    fields.update(overrides)
+    return MessageBuilder(**fields)
+
+
+def _context(first_name, message_url="https://example.com/u/1/?a=1&b=2"):
+    return {"contact": {"first_name": first_name, "email": "ada@example.org"}, "unsubscribe_url": message_url}
+
+
+def _parse(data: bytes):
+    unstuffed = data.replace(b"\r\n..", b"\r\n.")
+    return unstuffed, email.message_from_bytes(unstuffed, policy=email.policy.default)
+
+
+def test_headers_and_parts(settings):
+    settings.BOUNCE_DOMAIN = "bounce.example.com"
+    settings.SITE_URL = "https://mail.example.com"
+    builder = _builder()
+    data = builder.build(Recipient(123, "ada@example.org", _context("Ada <b>")))
+    assert data.endswith(b"\r\n") and b"\n" not in data.replace(b"\r\n", b"")
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    _, message = _parse(data)
+    assert message["Subject"] == "Hello Ada <b> – news"
+    assert message["From"] == '"Example News, Inc." <news@example.com>'
+    assert message["Reply-To"].addresses[0].addr_spec == "help@example.com"
+    assert message["To"].addresses[0].addr_spec == "ada@example.org"
+    token = verp.message_token(123, "unsubscribe")
+    assert message["List-Unsubscribe"] == (
+        f"<https://mail.example.com/delivery/u/{token}/>, "
+        f"<mailto:unsubscribe+{token}@bounce.example.com?subject=unsubscribe>"
+    )
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["List-Id"] == "<list-1-3.bounce.example.com>"
+    assert message["Feedback-ID"] == "7:campaign-5:marketing:posthorn"
+    assert message["X-Campaign"] == "Spring"
+    assert message["Date"]
+    assert message["Message-ID"].endswith(".123@example.com>")
+    text, html = [part.get_content() for part in message.iter_parts()]
+    assert text.replace("\r\n", "\n") == "Hi Ada <b>,\n.dot line\nhttps://example.com/u/1/?a=1&b=2\n"
+    # HTML values are escaped like the template's own renderer does; literal text arrives intact.
+    assert html.startswith("<p>Hi Ada &lt;b&gt;</p>")
+    assert html.count(".leading dot and   spaces, é and {braces}") == 60
+    assert 'href="https://example.com/u/1/?a=1&amp;b=2"' in html
+
+
+def test_default_applies_and_subject_is_encoded_per_recipient():
+    builder = _builder()
+    _, message = _parse(builder.build(Recipient(5, "x@example.org", _context(""))))
+    assert message["Subject"] == "Hello there – news"
+    raw = builder.build(Recipient(6, "y@example.org", _context("Zoë")))
+    assert b"Subject: =?utf-8?b?" in raw
+    assert _parse(raw)[1]["Subject"] == "Hello Zoë – news"
+
+
+def test_merge_value_cannot_inject_headers():
+    builder = _builder()
+    raw = builder.build(Recipient(5, "x@example.org", _context("Eve\r\nBcc: victim@example.org")))
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert b"\r\nBcc:" not in head
+    assert _parse(raw)[1]["Subject"] == "Hello Eve  Bcc: victim@example.org – news"
+
+
+def test_every_line_starting_with_a_dot_is_stuffed():
+    assert dot_stuff(b".a\r\nb\r\n.c\r\n") == b"..a\r\nb\r\n..c\r\n"
+    raw = _builder().build(Recipient(5, "x@example.org", _context(".Dotty")))
+    for line in raw.split(b"\r\n"):
+        assert not line.startswith(b".") or line.startswith(b"..")
+
+
+def test_quoted_printable_segments_round_trip():
+    import quopri
+
+    for text in ["plain", "ends with space ", "é\n\nline", "=x=", "a" * 300, ".dot", "tab\tend\t"]:
+        assert quopri.decodestring(qp(text).replace(b"\r\n", b"\n")).decode().rstrip("\n") == text.rstrip(
+            "\n"
+        )
+
+
+def test_dkim_signature_verifies_and_covers_list_unsubscribe():
+    pem, public = generate_private_key()
+    signer = DkimSigner("example.com", "s1", pem)
+    raw, _ = _parse(_builder(signer=signer).build(Recipient(9, "ada@example.org", _context("Ada"))))
+    dns = {b"s1._domainkey.example.com.": f"v=DKIM1; k=rsa; p={public}".encode()}
+
+    def dnsfunc(name, timeout=5):
+        return dns.get(name if isinstance(name, bytes) else name.encode())
+
+    assert dkimpy.verify(raw, dnsfunc=dnsfunc)
+    signature = raw.split(b"\r\n\r\n")[0].split(b"DKIM-Signature:")[1].split(b"\r\nMessage-ID")[0]
+    assert b"list-unsubscribe:list-unsubscribe-post" in signature
+    # A changed List-Unsubscribe no longer verifies.
+    tampered = raw.replace(b"List-Unsubscribe: <http", b"List-Unsubscribe: <xttp", 1)
+    assert not dkimpy.verify(tampered, dnsfunc=dnsfunc)
+
+
+def test_relaxed_body_canonicalisation():
+    assert canonical_body(b"a  b \t\r\n\r\n\r\n") == b"a b\r\n"
+    assert canonical_body(b"") == b""
+
+
+def test_header_values_with_line_breaks_are_refused():
+    for bad in ["a\r\nBcc: x@example.com", "a\nb", "a\rb", "a\u2028b"]:
+        with pytest.raises(ValidationError, match="line break"):
+            check_header_value(bad, field="subject")
+    with pytest.raises(ValidationError, match="set by the platform"):
+        check_extra_headers({"Bcc": "x@example.com"})
+    with pytest.raises(ValidationError, match="not a valid header name"):
+        check_extra_headers({"X Bad": "v"})
+    with pytest.raises(ValidationError, match="line break"):
+        check_extra_headers({"X-Tag": "v\r\nBcc: x"})
+    assert check_extra_headers({"X-Tag": "fine"}) == {"X-Tag": "fine"}
+
+
+def test_display_names_and_long_subjects():
+    assert format_address("a@example.com", "Ada") == "Ada <a@example.com>"
+    assert format_address("a@example.com", 'Ada "the" Count') == '"Ada \\"the\\" Count" <a@example.com>'
+    assert format_address("a@example.com", "Zoë").startswith("=?utf-8?b?")
+    folded = encode_unstructured("word " * 40)
+    assert all(len(line) <= 78 for line in folded.split("\r\n"))

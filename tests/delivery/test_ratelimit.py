@@ -1,0 +1,83 @@
+"""Token buckets, hourly/daily caps and connection slots in Redis, shared by every caller."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from delivery import ratelimit
+from delivery.ratelimit import ConnectionSlot, Limits
+
+RELAY = 990001  # an id no test database hands out
+
+
+@pytest.fixture(autouse=True)
+def _clean():
+    ratelimit.reset(RELAY)
+    yield
+    ratelimit.reset(RELAY)
+
+
+def test_unlimited_relays_never_touch_redis():
+    assert ratelimit.take(RELAY, 500, Limits()) == (500, 0.0)
+
+
+def test_bucket_starts_full_then_refills_at_the_rate():
+    limits = Limits(per_second=20, burst=10)
+    granted, _ = ratelimit.take(RELAY, 50, limits)
+    assert granted == 10  # the burst
+    granted, wait = ratelimit.take(RELAY, 5, limits)
+    assert granted == 0 and 0 < wait <= 0.05 + 1e-6
+    time.sleep(0.25)
+    granted, _ = ratelimit.take(RELAY, 50, limits)
+    assert 4 <= granted <= 6
+
+
+def test_hourly_and_daily_caps():
+    granted, _ = ratelimit.take(RELAY, 8, Limits(per_hour=5))
+    assert granted == 5
+    granted, wait = ratelimit.take(RELAY, 1, Limits(per_hour=5))
+    assert granted == 0 and 0 < wait <= 3600
+    assert ratelimit.usage(RELAY)["hour"] == 5
+    ratelimit.reset(RELAY)
+    assert ratelimit.take(RELAY, 3, Limits(per_day=2))[0] == 2
+    assert ratelimit.usage(RELAY)["day"] == 2
+
+
+def test_many_threads_share_one_bucket():
+    limits = Limits(per_second=50, burst=5)
+    taken = []
+    lock = threading.Lock()
+    stop = time.monotonic() + 1.0
+
+    def worker():
+        while time.monotonic() < stop:
+            granted, wait = ratelimit.take(RELAY, 3, limits)
+            with lock:
+                taken.append(granted)
+            if not granted:
+                time.sleep(min(wait, 0.02))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # One second at 50/s plus the burst, whatever the number of callers (a little slack for timing).
+    assert 40 <= sum(taken) <= 50 * 1.05 + 5 + 3
+
+
+def test_connection_slots_are_leases():
+    first, second, third = (ConnectionSlot(RELAY, 2, lease_seconds=0.5) for _ in range(3))
+    assert first.acquire() == 0.0 and second.acquire() == 0.0
+    assert third.acquire() > 0
+    assert ratelimit.usage(RELAY)["connections"] == 2
+    first.release()
+    assert third.acquire() == 0.0
+    # A holder that dies without releasing loses its slot when the lease runs out.
+    time.sleep(0.6)
+    assert ratelimit.usage(RELAY)["connections"] == 0
+    assert first.acquire() == 0.0
+    assert second.refresh()  # expired, but there is room again, so it is taken back
