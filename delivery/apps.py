@@ -7,7 +7,6 @@ class DeliveryConfig(AppConfig):
 
     def ready(self) -> None:
         from contacts.signals import confirmation_requested
-
         from delivery.receivers import send_confirmation
 
         confirmation_requested.connect(send_confirmation, dispatch_uid="delivery.send_confirmation")

@@ -53,8 +53,10 @@ def test_double_opt_in_journey(client, weekly, requested, django_capture_on_comm
     assert response.status_code == 200 and "confirm" in response.content.decode()
     subscription = Subscription.objects.get()
     assert subscription.status == SubscriptionStatus.UNCONFIRMED
-    assert requested == [(subscription.pk, tokens.confirm_url(subscription.pk))]
+    # The token carries a timestamp, so compare what it names rather than its exact text.
+    assert [pk for pk, _ in requested] == [subscription.pk]
     url = requested[0][1]
+    assert tokens.confirm_subscription_id(url.rstrip("/").rsplit("/", 1)[1]) == subscription.pk
     assert url.startswith("http://") and "/contacts/p/confirm/" in url
     path = url.split("://", 1)[1].split("/", 1)[1]
     # A link scanner's GET confirms nothing.

@@ -108,7 +108,10 @@ def test_merge_value_cannot_inject_headers():
     raw = builder.build(Recipient(5, "x@example.org", _context("Eve\r\nBcc: victim@example.org")))
     head = raw.split(b"\r\n\r\n", 1)[0]
     assert b"\r\nBcc:" not in head
-    assert _parse(raw)[1]["Subject"] == "Hello Eve  Bcc: victim@example.org – news"
+    # The line break becomes whitespace (how much is the template renderer's business).
+    subject = _parse(raw)[1]["Subject"]
+    assert "\r" not in subject and "\n" not in subject
+    assert " ".join(subject.split()) == "Hello Eve Bcc: victim@example.org – news"
 
 
 def test_every_line_starting_with_a_dot_is_stuffed():
