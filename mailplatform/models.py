@@ -140,3 +140,14 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} -> {self.endpoint_id} ({self.status})"
+
+
+class WebhookCursor(models.Model):
+    """How far a forwarder has turned an app's event rows into webhook deliveries."""
+
+    name = models.CharField(max_length=100, unique=True)
+    state = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name

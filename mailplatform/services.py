@@ -9,7 +9,7 @@ import hashlib
 import json
 import secrets
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
@@ -19,7 +19,15 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from mailplatform import crypto, webhooks
-from mailplatform.models import ApiKey, AuditEntry, CapturedMessage, User, WebhookDelivery, WebhookEndpoint
+from mailplatform.models import (
+    ApiKey,
+    AuditEntry,
+    CapturedMessage,
+    User,
+    WebhookCursor,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from mailplatform.roles import Role, can
 from mailplatform.scopes import SCOPES, role_may_grant
 
@@ -434,3 +442,25 @@ def webhook_requeue_due(grace_seconds: int = 300) -> int:
     for delivery_id in due:
         webhook_deliver.delay(delivery_id)
     return len(due)
+
+
+def webhook_subscribed_event_types() -> set[str]:
+    """Event types at least one active endpoint wants: forwarders skip the rest cheaply."""
+    wanted: set[str] = set()
+    for types in WebhookEndpoint.objects.filter(active=True).values_list("event_types", flat=True):
+        wanted.update(types)
+    return wanted
+
+
+def webhook_cursor_step(name: str, step: Callable[[dict[str, Any]], tuple[dict[str, Any], int]]) -> int:
+    """Run one forwarder step under its cursor's row lock: two workers never forward the same rows.
+
+    `step` gets the saved state and returns the new state and how many deliveries it queued; both
+    commit together with those deliveries, so a crash replays nothing and loses nothing.
+    """
+    with transaction.atomic():
+        cursor, _ = WebhookCursor.objects.select_for_update().get_or_create(name=name)
+        state, queued = step(dict(cursor.state))
+        cursor.state = state
+        cursor.save(update_fields=["state", "updated_at"])
+    return queued

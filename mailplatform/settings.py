@@ -188,6 +188,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "webhook-sweep": {"task": "mailplatform.tasks.webhook_sweep", "schedule": 300.0},
+    "webhook-forward-delivery": {"task": "delivery.webhook_tasks.forward_message_events", "schedule": 5.0},
+    "webhook-forward-contacts": {"task": "contacts.webhook_tasks.forward_subscriptions", "schedule": 5.0},
 }
 
 # Home page panels, by URL name; each app serves its own fragment.

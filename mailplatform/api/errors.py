@@ -40,6 +40,8 @@ def flatten_errors(detail: Any, path: str = "") -> list[dict[str, str]]:
                 name = path
             elif isinstance(key, int):
                 name = f"{path}[{key}]"  # ListField errors are keyed by index
+            elif str(key).startswith("["):
+                name = f"{path}{key}"  # a field that names rows itself, e.g. "[3].email"
             else:
                 name = f"{path}.{key}" if path else str(key)
             items.extend(flatten_errors(value, name))

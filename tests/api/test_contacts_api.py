@@ -227,3 +227,19 @@ def test_read_scope_cannot_write(api_client_for):
     assert reader.get("/api/v1/contacts/").status_code == 200
     response = reader.post("/api/v1/contacts/", {"email": "x@example.com"}, format="json")
     assert response.status_code == 403 and "contacts:write" in response.json()["detail"]
+
+
+def test_fast_contact_json_matches_the_documented_serializer(writer):
+    from django.utils import timezone
+
+    from contacts.api import ContactSerializer, contact_json
+    from contacts.models import Contact
+    from contacts.services import contact_record_open
+
+    created = writer.post(
+        "/api/v1/contacts/", {"email": "same@example.com", "attributes": {"n": 1}}, format="json"
+    )
+    contact_record_open(created.json()["id"], timezone.now())
+    contact = Contact.objects.get(email="same@example.com")
+    assert contact.last_opened_at is not None
+    assert contact_json(contact) == dict(ContactSerializer(contact).data)
