@@ -270,3 +270,26 @@ CELERY_BEAT_SCHEDULE.update(
 # The sender of platform mail (double opt-in confirmations, transactional sends without their own).
 DELIVERY_DEFAULT_FROM_EMAIL = env_str("DELIVERY_DEFAULT_FROM_EMAIL") or f"posthorn@{BOUNCE_DOMAIN}"
 DELIVERY_DEFAULT_FROM_NAME = env_str("DELIVERY_DEFAULT_FROM_NAME", "Posthorn") or ""
+
+# --- Tracking (delivery.tracking): opens and clicks, buffered in Redis, inserted in batches ---
+
+# An open or click this soon after the message was sent is a machine's (prefetch, link scanner).
+TRACKING_MACHINE_SECONDS = env_int("TRACKING_MACHINE_SECONDS", 10, minimum=0)
+TRACKING_FLUSH_SECONDS = env_int("TRACKING_FLUSH_SECONDS", 2, minimum=1)
+TRACKING_FLUSH_BATCH = env_int("TRACKING_FLUSH_BATCH", 2000, minimum=1)
+CELERY_BEAT_SCHEDULE["delivery-tracking-flush"] = {
+    "task": "delivery.tasks.tracking_flush",
+    "schedule": float(TRACKING_FLUSH_SECONDS),
+}
+
+# --- Campaigns ---
+
+# A scheduled campaign the platform missed (it was stopped) by more than this is not sent late
+# on its own: it waits for a person to send or reschedule it.
+CAMPAIGNS_MAX_LATENESS_MINUTES = env_int("CAMPAIGNS_MAX_LATENESS_MINUTES", 30, minimum=1)
+# How often the beat task starts due campaigns, decides A/B tests and runs the deliverability guard.
+CAMPAIGNS_TICK_SECONDS = env_int("CAMPAIGNS_TICK_SECONDS", 15, minimum=1)
+CELERY_BEAT_SCHEDULE["campaigns-tick"] = {
+    "task": "campaigns.tasks.tick",
+    "schedule": float(CAMPAIGNS_TICK_SECONDS),
+}

@@ -39,6 +39,8 @@ for prefix, module in [
     ("templates/", "templates.urls"),
     ("campaigns/", "campaigns.urls"),
     ("delivery/", "delivery.urls"),
+    # Public open/click tracking (delivery.tracking): short URLs, they are in every message.
+    ("t/", "delivery.tracking_urls"),
     ("api/v1/", "mailplatform.api_urls"),
 ]:
     try:
