@@ -67,14 +67,24 @@ def dispatch(mailing_id: int) -> int:
     started = 0
     for _ in range(wanted):
         token = services.new_runner_token()
-        # A queued task holds its slot for a while so the watchdog does not pile up duplicates.
-        slot = _runner_slot(mailing_id, token, lease=max(300, settings.DELIVERY_LEASE_SECONDS))
+        # A queued task holds its slot for a while so the watchdog does not pile up duplicates;
+        # one that never starts (its worker died holding it) frees the slot when this runs out.
+        slot = _runner_slot(mailing_id, token, lease=max(120, settings.DELIVERY_LEASE_SECONDS))
         slot.limit = wanted
         if slot.acquire() != 0.0:
             break
         send_mailing.delay(mailing_id, token)
         started += 1
     return started
+
+
+def runner_handover(mailing_id: int, token: str) -> None:
+    """A runner out of time queues its successor, which keeps its slot while it waits in the queue."""
+    from delivery.tasks import send_mailing
+
+    slot = _runner_slot(mailing_id, token, lease=max(120, settings.DELIVERY_LEASE_SECONDS))
+    if slot.refresh():
+        send_mailing.delay(mailing_id, token)
 
 
 def _pool(mailing_id: int) -> list[Relay]:
@@ -139,7 +149,7 @@ def claim(mailing_id: int, relay_id: int, limit: int) -> list[Claimed]:
         cursor.execute(
             """
             UPDATE delivery_message m
-            SET state = 'sending', lease_expires_at = now() + %s, relay_id = %s
+            SET state = 'sending', lease_expires_at = clock_timestamp() + %s, relay_id = %s
             WHERE m.id IN (
                 SELECT id FROM delivery_message
                 WHERE mailing_id = %s AND state = 'queued'
@@ -338,7 +348,7 @@ def _extend_lease(ids: list[int]) -> None:
         return
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE delivery_message SET lease_expires_at = now() + %s WHERE id = ANY(%s) AND state = 'sending'",
+            "UPDATE delivery_message SET lease_expires_at = clock_timestamp() + %s WHERE id = ANY(%s) AND state = 'sending'",
             [dt.timedelta(seconds=settings.DELIVERY_LEASE_SECONDS), ids],
         )
 
@@ -441,7 +451,9 @@ def run(mailing_id: int, token: str, *, seconds: float | None = None) -> RunResu
     budget = settings.DELIVERY_TASK_SECONDS if seconds is None else seconds
     deadline = time.monotonic() + budget
     result = RunResult()
-    runner = _runner_slot(mailing_id, token, lease=max(30, settings.DELIVERY_LEASE_SECONDS))
+    # The slot only bounds parallelism (the Message leases guard correctness), so it lives as long
+    # as a Message lease: a killed runner's place is free as soon as its Messages are.
+    runner = _runner_slot(mailing_id, token, lease=settings.DELIVERY_LEASE_SECONDS)
     if not runner.refresh():
         result.reason = "enough runners already"
         return result

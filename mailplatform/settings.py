@@ -174,7 +174,8 @@ CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
     "contacts.tasks.*": {"queue": "imports"},
-    "delivery.tasks.send_*": {"queue": "sending"},
+    # A benchmark or a second installation on one Redis can give sending a queue of its own.
+    "delivery.tasks.send_*": {"queue": env_str("DELIVERY_SEND_QUEUE", "sending") or "sending"},
     "delivery.tasks.bounce_*": {"queue": "bounces"},
 }
 CELERY_TASK_SERIALIZER = "json"
