@@ -236,16 +236,10 @@ def _expired(created_at: dt.datetime) -> bool:
 # --- the buffer: the request pushes, the beat task inserts ---
 
 
-_client = None
-
-
 def _redis():
-    global _client
-    if _client is None:
-        import redis
+    from mailplatform.redis_cache import redis_client
 
-        _client = redis.Redis.from_url(settings.REDIS_URL)
-    return _client
+    return redis_client()
 
 
 def buffer_event(kind: str, mailing_id: int, message_id: int, request_meta: dict[str, Any]) -> None:

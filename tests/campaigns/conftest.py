@@ -65,3 +65,6 @@ def clean_tracking_buffer(settings):
     tracking._redis().delete(tracking.BUFFER_KEY)
     yield
     tracking._redis().delete(tracking.BUFFER_KEY)
+
+
+from tests.delivery.conftest import _forget_stale_redis_state  # noqa: E402,F401 - autouse: stale runner slots
