@@ -12,13 +12,17 @@ flagging opens by mail-privacy proxies and clicks by link scanners (kept, counte
 
 from __future__ import annotations
 
+import atexit
 import base64
 import datetime as dt
 import hashlib
 import hmac
 import html
 import json
+import logging
+import os
 import re
+import threading
 import time
 from collections import OrderedDict
 from functools import lru_cache
@@ -26,12 +30,13 @@ from typing import Any
 
 from django.conf import settings
 
+log = logging.getLogger(__name__)
+
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _TOKEN = re.compile(r"^([0-9a-z]{1,13})\.([0-9a-z]{1,13})\.([A-Za-z0-9_-]{11})$")
 # An absolute http(s) href entirely inside one literal piece of the template (no merge field in it).
 _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(https?://[^"'<>\s]+)\2""", re.IGNORECASE)
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
-BUFFER_KEY = "posthorn:tracking:events"
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
 
@@ -242,13 +247,71 @@ def _redis():
     return redis_client()
 
 
+def buffer_key() -> str:
+    # Under the cache prefix, so installs (and benchmarks) sharing one Redis keep their own buffer.
+    return f"{settings.CACHES['default'].get('KEY_PREFIX', 'posthorn')}:tracking:events"
+
+
+class _Pusher:
+    """Hands hits to Redis in batches from a background thread, so a request never waits on Redis.
+
+    A hit waits here at most TRACKING_PUSH_MS (or until 500 are pending); a web worker killed
+    hard loses at most that window's hits. A normal exit pushes what is left.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.pending: list[str] = []
+        self.pid = 0
+
+    def push(self, line: str) -> None:
+        with self.lock:
+            if self.pid != os.getpid():  # first use in this (possibly forked) process
+                self.pid = os.getpid()
+                self.pending = []
+                threading.Thread(target=self._run, name="tracking-pusher", daemon=True).start()
+            self.pending.append(line)
+            full = len(self.pending) >= 500
+        if full:
+            self.wake.set()
+
+    def drain(self) -> int:
+        with self.lock:
+            batch, self.pending = self.pending, []
+        if batch:
+            try:
+                _redis().rpush(buffer_key(), *batch)
+            except Exception:
+                log.exception("tracking: could not push %d hits to Redis; keeping them", len(batch))
+                with self.lock:
+                    self.pending[:0] = batch[-50_000:]
+                return 0
+        return len(batch)
+
+    def _run(self) -> None:
+        while True:
+            self.wake.wait(settings.TRACKING_PUSH_MS / 1000)
+            self.wake.clear()
+            self.drain()
+
+
+_pusher = _Pusher()
+atexit.register(_pusher.drain)
+
+
 def buffer_event(kind: str, mailing_id: int, message_id: int, request_meta: dict[str, Any]) -> None:
-    line = json.dumps([kind, mailing_id, message_id, time.time(), request_meta], separators=(",", ":"))
-    _redis().rpush(BUFFER_KEY, line)
+    _pusher.push(json.dumps([kind, mailing_id, message_id, time.time(), request_meta], separators=(",", ":")))
+
+
+def push_pending() -> int:
+    """Push this process's waiting hits to Redis now (tests, shutdown)."""
+    return _pusher.drain()
 
 
 def buffered_count() -> int:
-    return int(_redis().llen(BUFFER_KEY))
+    push_pending()
+    return int(_redis().llen(buffer_key()))
 
 
 # Who fetches images or follows links for the recipient, not the recipient themselves.
@@ -318,13 +381,14 @@ def tracking_flush(*, batch: int | None = None) -> int:
     from contacts.services import contact_record_click, contact_record_open
     from delivery.models import Message, MessageEvent
 
+    push_pending()
     size = batch or settings.TRACKING_FLUSH_BATCH
     client = _redis()
     written = 0
     while True:
         with client.pipeline(transaction=True) as pipe:
-            pipe.lrange(BUFFER_KEY, 0, size - 1)
-            pipe.ltrim(BUFFER_KEY, size, -1)
+            pipe.lrange(buffer_key(), 0, size - 1)
+            pipe.ltrim(buffer_key(), size, -1)
             raw, _ = pipe.execute()
         if not raw:
             return written

@@ -27,7 +27,7 @@ def _meta(request: HttpRequest) -> dict[str, str]:
 def _buffer(kind: str, mailing_id: int, message_id: int, meta: dict[str, str]) -> None:
     try:
         tracking.buffer_event(kind, mailing_id, message_id, meta)
-    except Exception:  # Redis down: the recipient still gets the image or their page
+    except Exception:  # never let bookkeeping cost the recipient their image or page
         log.exception("tracking: could not buffer a %s event", kind)
 
 

@@ -276,6 +276,8 @@ DELIVERY_DEFAULT_FROM_NAME = env_str("DELIVERY_DEFAULT_FROM_NAME", "Posthorn") o
 
 # An open or click this soon after the message was sent is a machine's (prefetch, link scanner).
 TRACKING_MACHINE_SECONDS = env_int("TRACKING_MACHINE_SECONDS", 10, minimum=0)
+# A web process hands hits to Redis in batches at least this often (a hard kill loses this window).
+TRACKING_PUSH_MS = env_int("TRACKING_PUSH_MS", 100, minimum=5)
 TRACKING_FLUSH_SECONDS = env_int("TRACKING_FLUSH_SECONDS", 2, minimum=1)
 TRACKING_FLUSH_BATCH = env_int("TRACKING_FLUSH_BATCH", 2000, minimum=1)
 CELERY_BEAT_SCHEDULE["delivery-tracking-flush"] = {

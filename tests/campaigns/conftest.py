@@ -53,7 +53,9 @@ def campaign_factory(template, make_audience):
 
     def make(count: int = 5, **fields):
         mailing_list = fields.pop("mailing_list", None) or make_audience(count)
-        return campaign_create(name=fields.pop("name", "Spring sale"), template=template, lists=[mailing_list], **fields)
+        return campaign_create(
+            name=fields.pop("name", "Spring sale"), template=template, lists=[mailing_list], **fields
+        )
 
     return make
 
@@ -62,9 +64,9 @@ def campaign_factory(template, make_audience):
 def clean_tracking_buffer(settings):
     from delivery import tracking
 
-    tracking._redis().delete(tracking.BUFFER_KEY)
+    tracking._redis().delete(tracking.buffer_key())
     yield
-    tracking._redis().delete(tracking.BUFFER_KEY)
+    tracking._redis().delete(tracking.buffer_key())
 
 
 from tests.delivery.conftest import _forget_stale_redis_state  # noqa: E402,F401 - autouse: stale runner slots

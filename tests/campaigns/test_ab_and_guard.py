@@ -21,7 +21,11 @@ def _ab_campaign(campaign_factory, template, count=200, **fields):
         ab_test=True,
         ab_test_percent=40,
         ab_wait_minutes=60,
-        variants=[{"subject": ""}, {"subject": "Last chance, {{ contact.first_name }}"}, {"subject": "Hello"}],
+        variants=[
+            {"subject": ""},
+            {"subject": "Last chance, {{ contact.first_name }}"},
+            {"subject": "Hello"},
+        ],
         **fields,
     )
 
@@ -46,7 +50,9 @@ def test_variants_get_disjoint_test_shares_and_the_winner_goes_to_the_rest(campa
     Message.objects.update(state="sent", sent_at=timezone.now())
     b = variants[1]
     for message_id in Message.objects.filter(mailing_id=b.mailing_id).values_list("id", flat=True)[:5]:
-        MessageEvent.objects.create(message_id=message_id, mailing_id=b.mailing_id, kind="opened", at=timezone.now())
+        MessageEvent.objects.create(
+            message_id=message_id, mailing_id=b.mailing_id, kind="opened", at=timezone.now()
+        )
     a = variants[0]
     for message_id in Message.objects.filter(mailing_id=a.mailing_id).values_list("id", flat=True)[:10]:
         MessageEvent.objects.create(
@@ -61,7 +67,10 @@ def test_variants_get_disjoint_test_shares_and_the_winner_goes_to_the_rest(campa
     campaign.refresh_from_db()
     assert campaign.winner.label == "B"  # machine opens of A do not count
     rest = campaign.mailing
-    assert rest.subject == "Last chance, {{ contact.first_name }}" and rest.send_group == f"campaign:{campaign.pk}"
+    assert (
+        rest.subject == "Last chance, {{ contact.first_name }}"
+        and rest.send_group == f"campaign:{campaign.pk}"
+    )
     assert Message.objects.filter(mailing_id=rest.pk).count() == 200 - sum(per_arm)
     assert Message.objects.values("contact_id").distinct().count() == 200  # everyone exactly once
 
@@ -79,7 +88,9 @@ def test_a_b_test_needs_two_to_four_variants(campaign_factory):
 def test_guard_pauses_a_campaign_whose_hard_bounces_cross_the_limit(campaign_factory, relay_server):
     GuardLimits.objects.create(min_messages=20)
     # The receiving side refuses 3 in 30 addresses at RCPT: 10% hard bounces, above 5%.
-    relay_server.rcpt_reply = lambda address: "550 5.1.1 no such user" if address.endswith(("7@example.org",)) else None
+    relay_server.rcpt_reply = lambda address: (
+        "550 5.1.1 no such user" if address.endswith(("7@example.org",)) else None
+    )
     campaign = campaign_factory(30)
     services.campaign_start(campaign.pk)
     campaign.refresh_from_db()
@@ -106,6 +117,8 @@ def test_guard_counts_complaints_against_their_own_limit(campaign_factory, relay
     drain(campaign.mailing_id, seconds=20)
     assert services.guard_check(campaign.pk) is None
     message = Message.objects.filter(mailing_id=campaign.mailing_id).first()
-    MessageEvent.objects.create(message=message, mailing_id=campaign.mailing_id, kind="complained", at=timezone.now())
+    MessageEvent.objects.create(
+        message=message, mailing_id=campaign.mailing_id, kind="complained", at=timezone.now()
+    )
     reason = services.guard_check(campaign.pk)
     assert reason and "10.00% spam complaints" in reason and "0.10% limit" in reason

@@ -107,9 +107,7 @@ def test_scheduled_campaign_is_started_by_the_poll_and_a_missed_one_waits(campai
         )
     # The scheduled time is wall-clock time in the chosen zone.
     services.campaign_unschedule(late.pk)
-    services.campaign_schedule(
-        late.pk, local_time=dt.datetime(2099, 1, 1, 9, 0), tz_name="America/New_York"
-    )
+    services.campaign_schedule(late.pk, local_time=dt.datetime(2099, 1, 1, 9, 0), tz_name="America/New_York")
     assert Campaign.objects.get(pk=late.pk).scheduled_at == dt.datetime(2099, 1, 1, 14, 0, tzinfo=dt.UTC)
     Campaign.objects.filter(pk=late.pk).update(scheduled_at=timezone.now() - dt.timedelta(hours=3))
     Campaign.objects.filter(pk=on_time.pk).update(scheduled_at=timezone.now() - dt.timedelta(minutes=1))
@@ -151,7 +149,9 @@ def test_frequency_cap_skips_recently_mailed_contacts(campaign_factory):
     Contact.objects.filter(email__in=["person0@example.org", "person1@example.org"]).update(
         last_sent_at=timezone.now() - dt.timedelta(hours=2)
     )
-    Contact.objects.filter(email="person2@example.org").update(last_sent_at=timezone.now() - dt.timedelta(days=2))
+    Contact.objects.filter(email="person2@example.org").update(
+        last_sent_at=timezone.now() - dt.timedelta(days=2)
+    )
     assert selectors.audience_count(campaign) == 2
     services.campaign_start(campaign.pk)
     emails = set(Message.objects.values_list("email", flat=True))

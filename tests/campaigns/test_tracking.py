@@ -84,7 +84,9 @@ def test_click_redirects_only_to_the_mailing_url_and_records_after_flush(
         lambda path: path + "?next=https://evil.example.net/",
     ],
 )
-def test_tampered_tokens_record_nothing_and_redirect_nowhere(campaign_factory, relay_server, settings, mangle):
+def test_tampered_tokens_record_nothing_and_redirect_nowhere(
+    campaign_factory, relay_server, settings, mangle
+):
     _, bodies = _sent(campaign_factory, relay_server)
     path = mangle(_links(bodies[0])[0].removeprefix(settings.SITE_URL))
     response = Client().get(path)
@@ -100,9 +102,14 @@ def test_open_pixel_always_answers_an_image_and_flags_machines(campaign_factory,
 
     campaign, bodies = _sent(campaign_factory, relay_server)
     Message.objects.update(sent_at=timezone.now() - dt.timedelta(minutes=5))
-    pixels = [re.search(r'<img src="([^"]+\.gif)"', html).group(1).removeprefix(settings.SITE_URL) for html in bodies]
+    pixels = [
+        re.search(r'<img src="([^"]+\.gif)"', html).group(1).removeprefix(settings.SITE_URL)
+        for html in bodies
+    ]
     assert Client(HTTP_USER_AGENT=HUMAN_UA).get(pixels[0]).status_code == 200
-    Client(HTTP_USER_AGENT="Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)").get(pixels[1])
+    Client(
+        HTTP_USER_AGENT="Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
+    ).get(pixels[1])
     forged = Client().get("/t/o/1.1.AAAAAAAAAAA.gif")
     assert forged.status_code == 200 and forged["Content-Type"] == "image/gif"
     assert tracking.tracking_flush() == 2
@@ -137,7 +144,7 @@ def test_templates_with_logic_are_tracked_too(make_audience, relay_server, setti
     logic = template_create(
         name="Logic",
         subject="Hello",
-        html='<html><body>{% if contact.first_name %}<p>Hi {{ contact.first_name }}</p>{% endif %}'
+        html="<html><body>{% if contact.first_name %}<p>Hi {{ contact.first_name }}</p>{% endif %}"
         '<a href="https://shop.example.com/x">Shop</a> <a href="{{ unsubscribe_url }}">Unsubscribe</a></body></html>',
     )
     campaign = services.campaign_create(name="Logic", template=logic, lists=[make_audience(1)])

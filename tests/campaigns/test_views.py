@@ -23,9 +23,7 @@ def test_wizard_from_name_to_send(marketer_client, template, make_audience, rela
     assert response.status_code == 302 and response.url.endswith("/audience/")
     count = marketer_client.get(reverse("campaigns:count", args=[campaign.pk]), {"lists": [mailing_list.pk]})
     assert count.content.decode().strip() == "3"
-    response = marketer_client.post(
-        response.url, {"lists": [mailing_list.pk], "frequency_cap_hours": "0"}
-    )
+    response = marketer_client.post(response.url, {"lists": [mailing_list.pk], "frequency_cap_hours": "0"})
     assert response.url.endswith("/settings/")
     response = marketer_client.post(
         response.url,
@@ -46,7 +44,9 @@ def test_wizard_from_name_to_send(marketer_client, template, make_audience, rela
     assert "100%" in fragment and "Sent" in fragment and "every 2s" not in fragment
     report = marketer_client.get(reverse("campaigns:report", args=[campaign.pk])).content.decode()
     assert 'data-figure="sent">3<' in report and "<svg" in report
-    csv_body = b"".join(marketer_client.get(reverse("campaigns:report-csv", args=[campaign.pk])).streaming_content)
+    csv_body = b"".join(
+        marketer_client.get(reverse("campaigns:report-csv", args=[campaign.pk])).streaming_content
+    )
     lines = csv_body.decode().strip().splitlines()
     assert lines[0].startswith("email,variant,state") and len(lines) == 4
 
@@ -108,7 +108,9 @@ def test_test_send_goes_through_the_engine(marketer_client, campaign_factory):
     from delivery.models import Message
 
     campaign = campaign_factory(1)
-    response = marketer_client.post(reverse("campaigns:test-send", args=[campaign.pk]), {"email": "me@example.com"}, follow=True)
+    response = marketer_client.post(
+        reverse("campaigns:test-send", args=[campaign.pk]), {"email": "me@example.com"}, follow=True
+    )
     assert "Test sent to me@example.com" in response.content.decode()
     message = Message.objects.get(email="me@example.com")
     assert message.mailing.meta.get("test") is True
