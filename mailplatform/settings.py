@@ -341,3 +341,28 @@ ANYMAIL = {
     "MAILGUN_WEBHOOK_SIGNING_KEY": env_str("MAILGUN_WEBHOOK_SIGNING_KEY", "") or None,
     "AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS": env_bool("AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS", True),
 }
+
+# --- Tracking (delivery.tracking): opens and clicks, buffered in Redis, inserted in batches ---
+
+# An open or click this soon after the message was sent is a machine's (prefetch, link scanner).
+TRACKING_MACHINE_SECONDS = env_int("TRACKING_MACHINE_SECONDS", 10, minimum=0)
+# A web process hands hits to Redis in batches at least this often (a hard kill loses this window).
+TRACKING_PUSH_MS = env_int("TRACKING_PUSH_MS", 100, minimum=5)
+TRACKING_FLUSH_SECONDS = env_int("TRACKING_FLUSH_SECONDS", 2, minimum=1)
+TRACKING_FLUSH_BATCH = env_int("TRACKING_FLUSH_BATCH", 2000, minimum=1)
+CELERY_BEAT_SCHEDULE["delivery-tracking-flush"] = {
+    "task": "delivery.tasks.tracking_flush",
+    "schedule": float(TRACKING_FLUSH_SECONDS),
+}
+
+# --- Campaigns ---
+
+# A scheduled campaign the platform missed (it was stopped) by more than this is not sent late
+# on its own: it waits for a person to send or reschedule it.
+CAMPAIGNS_MAX_LATENESS_MINUTES = env_int("CAMPAIGNS_MAX_LATENESS_MINUTES", 30, minimum=1)
+# How often the beat task starts due campaigns, decides A/B tests and runs the deliverability guard.
+CAMPAIGNS_TICK_SECONDS = env_int("CAMPAIGNS_TICK_SECONDS", 15, minimum=1)
+CELERY_BEAT_SCHEDULE["campaigns-tick"] = {
+    "task": "campaigns.tasks.tick",
+    "schedule": float(CAMPAIGNS_TICK_SECONDS),
+}

@@ -44,6 +44,8 @@ for prefix, module in [
     ("campaigns/", "campaigns.urls"),
     ("delivery/", "delivery.urls"),
     ("bounces/", "delivery.bounces.urls"),
+    # Public open/click tracking (delivery.tracking): short URLs, they are in every message.
+    ("t/", "delivery.tracking_urls"),
     ("api/v1/", "mailplatform.api_urls"),
 ]:
     try:
