@@ -123,6 +123,8 @@ def builder_for(mailing: Mailing) -> MessageBuilder:
         extra_headers=dict(mailing.headers),
         compiled=mailing.compiled,
         signer=signer,
+        track_opens=mailing.track_opens,
+        track_clicks=mailing.track_clicks,
     )
     if len(_builders) > 50:
         _builders.clear()

@@ -34,3 +34,10 @@ def ledger_prune() -> int:
     from delivery.services import ledger_prune as prune
 
     return prune()
+
+
+@shared_task(name="delivery.tasks.tracking_flush", ignore_result=True)
+def tracking_flush() -> int:
+    from delivery.tracking import tracking_flush as flush
+
+    return flush()
