@@ -137,6 +137,12 @@ def main() -> int:
         "--workers", type=int, default=2, help="Celery worker processes (one connection each)"
     )
     parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds")
+    parser.add_argument(
+        "--no-dump",
+        action="store_true",
+        help="run the sink without its dump (it then sends ~2x faster) and count nothing at the sink: "
+        "received, duplicates and missing are reported as -1",
+    )
     args = parser.parse_args()
     if args.messages < 1:
         parser.error("--messages must be at least 1")
@@ -161,7 +167,7 @@ def main() -> int:
 
         django.setup()
         port = free_port()
-        sink = start_sink(port, work / "dump")
+        sink = start_sink(port, None if args.no_dump else work / "dump")
         return run(args, port, work / "dump")
     finally:
         if sink is not None:
@@ -388,8 +394,12 @@ def run(args: argparse.Namespace, port: int, dump: Path) -> int:
     print(f"message size: {size:,} bytes")
     time.sleep(0.5)  # the sink appends to its dump asynchronously
     expected = {f"user{i}@example.com" for i in range(1, n + 1)}
-    received, duplicates, missing = count_sink(dump, expected)
-    print(f"sink: {received:,} received, {duplicates} duplicates, {missing} missing")
+    if args.no_dump:
+        received = duplicates = missing = -1
+        print("sink: not counted (--no-dump)")
+    else:
+        received, duplicates, missing = count_sink(dump, expected)
+        print(f"sink: {received:,} received, {duplicates} duplicates, {missing} missing")
 
     # Reference: smtp-source, 16 sessions, N messages of 10 KB, same sink.
     source = postfix_tool("smtp-source")
