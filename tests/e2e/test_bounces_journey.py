@@ -23,7 +23,9 @@ def test_admin_reads_bounces_and_changes_the_policy(live_server, page: Page, mak
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Bounces").click()
     expect(page.get_by_role("heading", name="Bounces and complaints")).to_be_visible()
-    expect(page.locator("svg[aria-label='Bounces and complaints per day'] rect.bar-bounces")).to_have_count(30)
+    expect(page.locator("svg[aria-label='Bounces and complaints per day'] rect.bar-bounces")).to_have_count(
+        30
+    )
     page.get_by_label("Kind").select_option("block")
     page.get_by_role("button", name="Filter").click()
     expect(page.get_by_role("cell", name="blocked@example.com")).to_be_visible()
