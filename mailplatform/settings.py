@@ -74,6 +74,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "mailplatform.api.middleware.ApiBodyLimitMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -175,7 +176,8 @@ CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
     "contacts.tasks.*": {"queue": "imports"},
-    "delivery.tasks.send_*": {"queue": "sending"},
+    # A benchmark or a second installation on one Redis can give sending a queue of its own.
+    "delivery.tasks.send_*": {"queue": env_str("DELIVERY_SEND_QUEUE", "sending") or "sending"},
     "delivery.tasks.bounce_*": {"queue": "bounces"},
 }
 CELERY_TASK_SERIALIZER = "json"
@@ -186,7 +188,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "webhook-sweep": {"task": "mailplatform.tasks.webhook_sweep", "schedule": 300.0},
+    "webhook-forward-delivery": {"task": "delivery.webhook_tasks.forward_message_events", "schedule": 5.0},
+    "webhook-forward-contacts": {"task": "contacts.webhook_tasks.forward_subscriptions", "schedule": 5.0},
+}
 
 # Home page panels, by URL name; each app serves its own fragment.
 HOME_FRAGMENTS = [
@@ -203,8 +209,51 @@ CAPTURE_SMTP_HOST = env_str("CAPTURE_SMTP_HOST", "127.0.0.1")
 CAPTURE_SMTP_PORT = env_int("CAPTURE_SMTP_PORT", 2525, minimum=1)
 CAPTURE_MAX_MESSAGE_BYTES = env_int("CAPTURE_MAX_MESSAGE_BYTES", 25 * 1024 * 1024, minimum=1024)
 
+# --- REST API and outbound webhooks ---
+
+API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 600, minimum=1)
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", DATA_UPLOAD_MAX_MEMORY_SIZE, minimum=1024)
+# Contact imports are uploaded as files through the API; JSON bodies stay under API_MAX_BODY_BYTES.
+API_MAX_UPLOAD_BYTES = env_int("API_MAX_UPLOAD_BYTES", 200 * 1024 * 1024, minimum=1024)
+API_KEY_LAST_USED_RESOLUTION = env_int("API_KEY_LAST_USED_RESOLUTION", 60, minimum=0)
+# Off in production: a webhook URL must not reach the platform's own network (SSRF).
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False)
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
+WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 30, minimum=1)
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "mailplatform.api.schema.ScopedAutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": ["mailplatform.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["mailplatform.api.auth.HasScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["mailplatform.api.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["mailplatform.api.parsers.BoundedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "mailplatform.api.pagination.IdCursorPagination",
+    "PAGE_SIZE": 100,
+    "EXCEPTION_HANDLER": "mailplatform.api.errors.problem_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    # OPTIONS answers with the Allow header only; serializer introspection is what the schema is for.
+    "DEFAULT_METADATA_CLASS": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Posthorn API",
+    "DESCRIPTION": (
+        "Contacts, lists, templates, campaigns, transactional send and events. Authenticate with an "
+        "API key from Settings > API keys: `Authorization: Bearer phk_...`. Errors are RFC 9457 "
+        "problem details; lists are cursor-paginated (follow `next`)."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PUBLIC": True,
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Interactive docs from the vendored copy in mailplatform/static: no CDN.
+    "SWAGGER_UI_DIST": STATIC_URL + "mailplatform/swagger-ui",
+    "SWAGGER_UI_FAVICON_HREF": STATIC_URL + "mailplatform/swagger-ui/favicon-32x32.png",
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": False, "displayOperationId": False},
 }
 
 LOGGING = {
@@ -291,4 +340,29 @@ ANYMAIL = {
     "WEBHOOK_SECRET": env_str("ANYMAIL_WEBHOOK_SECRET", "") or None,
     "MAILGUN_WEBHOOK_SIGNING_KEY": env_str("MAILGUN_WEBHOOK_SIGNING_KEY", "") or None,
     "AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS": env_bool("AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS", True),
+}
+
+# --- Tracking (delivery.tracking): opens and clicks, buffered in Redis, inserted in batches ---
+
+# An open or click this soon after the message was sent is a machine's (prefetch, link scanner).
+TRACKING_MACHINE_SECONDS = env_int("TRACKING_MACHINE_SECONDS", 10, minimum=0)
+# A web process hands hits to Redis in batches at least this often (a hard kill loses this window).
+TRACKING_PUSH_MS = env_int("TRACKING_PUSH_MS", 100, minimum=5)
+TRACKING_FLUSH_SECONDS = env_int("TRACKING_FLUSH_SECONDS", 2, minimum=1)
+TRACKING_FLUSH_BATCH = env_int("TRACKING_FLUSH_BATCH", 2000, minimum=1)
+CELERY_BEAT_SCHEDULE["delivery-tracking-flush"] = {
+    "task": "delivery.tasks.tracking_flush",
+    "schedule": float(TRACKING_FLUSH_SECONDS),
+}
+
+# --- Campaigns ---
+
+# A scheduled campaign the platform missed (it was stopped) by more than this is not sent late
+# on its own: it waits for a person to send or reschedule it.
+CAMPAIGNS_MAX_LATENESS_MINUTES = env_int("CAMPAIGNS_MAX_LATENESS_MINUTES", 30, minimum=1)
+# How often the beat task starts due campaigns, decides A/B tests and runs the deliverability guard.
+CAMPAIGNS_TICK_SECONDS = env_int("CAMPAIGNS_TICK_SECONDS", 15, minimum=1)
+CELERY_BEAT_SCHEDULE["campaigns-tick"] = {
+    "task": "campaigns.tasks.tick",
+    "schedule": float(CAMPAIGNS_TICK_SECONDS),
 }

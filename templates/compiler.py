@@ -14,6 +14,7 @@ import re
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from html import escape as html_escape
 from html.parser import HTMLParser
 from typing import Any, NamedTuple
 
@@ -60,6 +61,7 @@ from templates.liquid_env import (
 
 FORMAT_VERSION = 1
 PARTS = ("subject", "preheader", "html", "text")
+MAX_SUBJECT = 998  # one header line (RFC 5322)
 
 # Characters that end a header line somewhere (SMTP, Python's email package, str.splitlines).
 _LINE_BREAKS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
@@ -121,7 +123,7 @@ class CompiledTemplate:
     text: str
     uses_logic: bool
     fields: frozenset[str]
-    # Per part: literal pieces and slot indexes alternating, text first; None when the part needs Liquid.
+    # Fast path only (empty when uses_logic): per part, its literal pieces and the slot index between each pair.
     segments: Mapping[str, tuple[tuple[str, ...], tuple[int, ...]]] = field(default_factory=dict)
     slots: tuple[Slot, ...] = ()
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -165,8 +167,28 @@ class CompiledTemplate:
         if plan is None:
             plan = self._cache["plan"] = _fill_plan(self.segments)
         (subject_buf, subject_idx), (html_buf, html_idx), (text_buf, text_idx) = plan
-        raw = []
-        escaped = []
+        raw, escaped = self.slot_values(context)
+        # Literal pieces sit at even positions of a prepared list; values go into the odd ones.
+        subject = subject_buf.copy()
+        subject[1::2] = [raw[i] for i in subject_idx]
+        html = html_buf.copy()
+        html[1::2] = [escaped[i] for i in html_idx]
+        text = text_buf.copy()
+        text[1::2] = [raw[i] for i in text_idx]
+        return RenderedEmail(
+            "".join(subject).translate(_NO_BREAKS).strip(),
+            "".join(html),
+            "".join(text),
+        )
+
+    def slot_values(self, context: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+        """Each slot's value for one recipient: as text, and HTML-escaped (fast path only).
+
+        For callers that keep their own pre-encoded segments: slot i of `slots` goes where
+        `segments[part][1]` names index i.
+        """
+        raw: list[str] = []
+        escaped: list[str] = []
         for path, default in self.slots:
             value: Any = context
             for key in path:
@@ -188,18 +210,7 @@ class CompiledTemplate:
                 value = value.replace("\r\n", "\n").replace("\r", "\n")
             raw.append(value)
             escaped.append(_escape(value))
-        # Literal pieces sit at even positions of a prepared list; values go into the odd ones.
-        subject = subject_buf.copy()
-        subject[1::2] = [raw[i] for i in subject_idx]
-        html = html_buf.copy()
-        html[1::2] = [escaped[i] for i in html_idx]
-        text = text_buf.copy()
-        text[1::2] = [raw[i] for i in text_idx]
-        return RenderedEmail(
-            "".join(subject).translate(_NO_BREAKS).strip(),
-            "".join(html),
-            "".join(text),
-        )
+        return raw, escaped
 
     def _render_liquid(self, context: Mapping[str, Any]) -> RenderedEmail:
         parsed = self._cache.get("liquid")
@@ -241,7 +252,9 @@ def _fill_plan(
 
 def _parse(env: Environment, source: str, part: str) -> BoundTemplate:
     if len(source) > SOURCE_LIMIT:
-        raise TemplateError(f"is {len(source):,} characters; the limit is {SOURCE_LIMIT:,}", part=part)
+        raise TemplateError(
+            f"too long: {len(source):,} characters (the limit is {SOURCE_LIMIT:,})", part=part
+        )
     try:
         template = env.from_string(source)
         analysis = template.analyze()
@@ -457,9 +470,16 @@ def html_to_text(html: str) -> str:
     return _restore(collapsed, _TEXT_MARKER, found) + "\n"
 
 
+def _text_as_html(source: str) -> str:
+    """Escape plain text for HTML while keeping its Liquid markup (values are escaped at render)."""
+    protected, found = _protect(source, lambda i: f"\ue000{i}\ue001")
+    return _restore(html_escape(protected, quote=False), _TEXT_MARKER, found)
+
+
 def _with_preheader(html: str, preheader: str) -> str:
     if not preheader.strip():
         return html
+    preheader = _text_as_html(preheader.strip())
     hidden = (
         '<div style="display:none;max-height:0;overflow:hidden;mso-hide:all;font-size:1px;'
         'line-height:1px;color:transparent;opacity:0">'
@@ -496,6 +516,10 @@ def compile_template(
         raise TemplateError("a subject is required", part="subject")
     if not html.strip():
         raise TemplateError("an HTML body is required", part="html")
+    if len(subject) > MAX_SUBJECT:
+        raise TemplateError(
+            f"too long: {len(subject):,} characters (the limit is {MAX_SUBJECT})", part="subject"
+        )
     if any(ch in subject for ch in _LINE_BREAKS):
         raise TemplateError("the subject must be one line", part="subject", line=1, column=1)
     # Each part is checked on its own source so line and column point into what the author wrote.

@@ -16,6 +16,7 @@ from templates.liquid_env import plain_data
 URL_NAMES = ("unsubscribe_url", "preferences_url", "view_in_browser_url")
 CONTACT_FIELDS = ("email", "first_name", "last_name")
 RESERVED = frozenset({"contact", *URL_NAMES})
+RESERVED_DATA = frozenset({"contact"})
 
 # Shown in the editor's help and used by the preview when no contact is chosen.
 VARIABLE_HELP: tuple[tuple[str, str], ...] = (
@@ -43,34 +44,40 @@ SAMPLE_URLS = {
 }
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_NESTED = ("fields", "attributes", "custom_fields")
+_EMPTY_URLS = dict.fromkeys(URL_NAMES, "")
+
+
 def recipient_context(
     *, contact: Mapping[str, Any], urls: Mapping[str, str], extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """Build the context for one recipient from plain mappings.
 
-    `contact` holds email, first_name, last_name and custom fields (a nested "fields" or
-    "attributes" mapping is flattened into contact.*); `urls` the per-recipient links.
+    `contact` holds email, first_name, last_name and custom fields (a nested "fields",
+    "attributes" or "custom_fields" mapping is flattened into contact.*); `urls` the
+    per-recipient links. Anything that is not plain data is copied into plain data, so a
+    template can never reach a Python object. Called once per recipient: kept lean.
     """
-    flat: dict[str, Any] = {}
+    flat: dict[str, Any] = {"email": "", "first_name": "", "last_name": ""}
+    nested = []
     for key, value in contact.items():
-        if key in ("fields", "attributes", "custom_fields") and isinstance(value, Mapping):
-            continue
-        flat[str(key)] = value
-    for key in ("fields", "attributes", "custom_fields"):
-        nested = contact.get(key)
-        if isinstance(nested, Mapping):
-            for name, value in nested.items():
-                # Standard fields win over a custom field that happens to share their name.
-                flat.setdefault(str(name), value)
-    for name in CONTACT_FIELDS:
-        flat.setdefault(name, "")
-    context: dict[str, Any] = {"contact": plain_data(flat)}
-    for name in URL_NAMES:
-        context[name] = ""
+        if key in _NESTED and isinstance(value, Mapping):
+            nested.append(value)
+        elif type(value) in _SCALARS and type(key) is str:
+            flat[key] = value
+        else:
+            flat[str(key)] = plain_data(value, 1)
+    for mapping in nested:
+        for name, value in mapping.items():
+            # Standard fields win over a custom field that happens to share their name.
+            if name not in flat or name not in contact and flat[name] == "":
+                flat[str(name)] = value if type(value) in _SCALARS else plain_data(value, 1)
+    context: dict[str, Any] = {"contact": flat, **_EMPTY_URLS}
     for name, url in urls.items():
-        if name == "contact":
-            raise ValueError("'contact' is not a URL name")
-        context[str(name)] = str(url)
+        if name in RESERVED_DATA:
+            raise ValueError(f"'{name}' is not a URL name")
+        context[str(name)] = url if type(url) is str else str(url)
     if extra:
         clash = RESERVED & set(extra)
         if clash:

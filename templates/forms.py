@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from django import forms
+from django.db.models import Q
 
 from templates.models import EmailTemplate
 from templates.starters import STARTERS
@@ -40,7 +41,10 @@ class TemplateForm(forms.Form):
 
     def __init__(self, *args: Any, template: EmailTemplate | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        layouts = EmailTemplate.objects.filter(kind=EmailTemplate.Kind.LAYOUT, archived=False)
+        usable = Q(archived=False)
+        if template is not None and template.layout_id:
+            usable |= Q(pk=template.layout_id)  # an archived layout in use stays selectable
+        layouts = EmailTemplate.objects.filter(usable, kind=EmailTemplate.Kind.LAYOUT)
         if template is not None:
             layouts = layouts.exclude(pk=template.pk)
         if template is not None and template.kind == EmailTemplate.Kind.LAYOUT:

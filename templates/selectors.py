@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -9,14 +10,16 @@ from django.db.models import Count, QuerySet
 
 from templates.checks import CheckResult, compiled_checks
 from templates.compiler import CompiledTemplate, RenderedEmail, TemplateError, compile_template
-from templates.context import sample_context
+from templates.context import SAMPLE_CONTACT, SAMPLE_URLS, recipient_context, sample_context
 from templates.liquid_env import plain_data
 from templates.models import EmailTemplate, TemplateVersion
 
 __all__ = [
     "CheckResult",
     "template_checks",
+    "template_history",
     "template_list",
+    "version_diff",
     "template_versions",
     "layout_choices",
     "home_figures",
@@ -36,6 +39,49 @@ def template_versions(template_id: int) -> QuerySet[TemplateVersion]:
         .select_related("created_by")
         .order_by("-number")
     )
+
+
+VERSION_FIELDS = ("name", "subject", "preheader", "html", "text", "layout_id", "transactional")
+
+
+def template_history(template_id: int) -> list[tuple[TemplateVersion, list[str]]]:
+    """Versions, newest first, each with the fields it changed from the one before."""
+    versions = list(template_versions(template_id))
+    history = []
+    for newer, older in zip(versions, [*versions[1:], None], strict=True):
+        if older is None:
+            changed: list[str] = []
+        else:
+            changed = [
+                f.removesuffix("_id") for f in VERSION_FIELDS if getattr(newer, f) != getattr(older, f)
+            ]
+        history.append((newer, changed))
+    return history
+
+
+def version_diff(version: TemplateVersion) -> str:
+    """A unified diff of a version against the one before it."""
+    previous = (
+        TemplateVersion.objects.filter(template_id=version.template_id, number__lt=version.number)
+        .order_by("-number")
+        .first()
+    )
+    chunks = []
+    for name in ("subject", "preheader", "html", "text"):
+        before = getattr(previous, name) if previous is not None else ""
+        after = getattr(version, name)
+        if before == after:
+            continue
+        chunks.extend(
+            difflib.unified_diff(
+                before.splitlines(),
+                after.splitlines(),
+                f"{name} v{previous.number if previous else 0}",
+                f"{name} v{version.number}",
+                lineterm="",
+            )
+        )
+    return "\n".join(chunks)
 
 
 def layout_choices() -> QuerySet[EmailTemplate]:
@@ -119,3 +165,24 @@ def template_preview(
     contact = data.pop("contact", None)
     context = sample_context(contact) if not data else {**sample_context(contact), **plain_data(data)}
     return compiled, compiled.render(context)
+
+
+def template_render(
+    template_id: int,
+    *,
+    contact: Mapping[str, Any] | None = None,
+    urls: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    version_id: int | None = None,
+) -> RenderedEmail:
+    """A saved template rendered for one contact's plain data (sample data when none is given).
+
+    For review pages in other apps ("preview as this contact"); sample links fill in missing URLs.
+    """
+    from templates.services import template_compile
+
+    compiled = template_compile(template_id, version_id)
+    context = recipient_context(
+        contact=contact or SAMPLE_CONTACT, urls={**SAMPLE_URLS, **(urls or {})}, extra=extra
+    )
+    return compiled.render(context)

@@ -13,6 +13,7 @@ urlpatterns = [
     path("<int:pk>/preview/meta/", views.preview_meta, name="preview-meta"),
     path("<int:pk>/versions/", views.versions, name="versions"),
     path("<int:pk>/versions/<int:version_id>/preview/", views.version_preview, name="version-preview"),
+    path("<int:pk>/versions/<int:version_id>/changes/", views.version_diff, name="version-diff"),
     path("<int:pk>/versions/<int:version_id>/restore/", views.restore, name="restore"),
     path("<int:pk>/duplicate/", views.duplicate, name="duplicate"),
     path("<int:pk>/archive/", views.archive, name="archive"),

@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import escape
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_http_methods, require_POST
@@ -150,6 +151,9 @@ def edit(request: HttpRequest, pk: int) -> HttpResponse:
                 _add_template_error(form, error)
             else:
                 messages.success(request, f"Saved “{data['name']}”.")
+                for check in selectors.template_checks(template.pk):
+                    if check.code in ("unknown_field", "no_unsubscribe"):
+                        messages.warning(request, check.message)
                 return redirect("templates:edit", pk=template.pk)
         status = 400
     else:
@@ -174,8 +178,21 @@ def edit(request: HttpRequest, pk: int) -> HttpResponse:
         # A failed save shows the page again: keep the marketer's own preview data.
         "sample_data": request.POST.get("preview_data") or json.dumps({"contact": SAMPLE_CONTACT}, indent=2),
         "is_layout": template.kind == EmailTemplate.Kind.LAYOUT,
+        "contact_lookup_url": _contact_lookup_url(),
     }
     return render(request, "email_templates/edit.html", context, status=status)
+
+
+def _contact_lookup_url() -> str | None:
+    """The contacts app's JSON endpoint for a contact's preview data, when it offers one.
+
+    Named by URL, not imported: templates depends on no other app. Contract: GET ?q=<email>
+    answers {"contact": {"email": ..., "first_name": ..., ...custom fields}} or 404.
+    """
+    try:
+        return reverse("contacts:preview-data")
+    except NoReverseMatch:
+        return None
 
 
 def _preview_page(body: str) -> HttpResponse:
@@ -281,7 +298,7 @@ def versions(request: HttpRequest, pk: int) -> HttpResponse:
         "email_templates/versions.html",
         {
             "template": template,
-            "versions": selectors.template_versions(template.pk),
+            "history": selectors.template_history(template.pk),
             "can_edit": can(request.user, "manage_templates"),
         },
     )
@@ -306,6 +323,17 @@ def version_preview(request: HttpRequest, pk: int, version_id: int) -> HttpRespo
     except TemplateError as error:
         return _message_page("This version does not compile", str(error))
     return _text_page(rendered.text) if request.GET.get("part") == "text" else _preview_page(rendered.html)
+
+
+@requires("view_dashboard")
+def version_diff(request: HttpRequest, pk: int, version_id: int) -> HttpResponse:
+    template = get_object_or_404(EmailTemplate, pk=pk)
+    version = get_object_or_404(TemplateVersion, pk=version_id, template=template)
+    return render(
+        request,
+        "email_templates/version_diff.html",
+        {"template": template, "version": version, "diff": selectors.version_diff(version)},
+    )
 
 
 @require_POST

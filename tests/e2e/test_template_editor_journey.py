@@ -55,8 +55,15 @@ def test_template_editor_journey(live_server, page: Page, make_user):
     page.get_by_role("button", name="Desktop").click()
 
     # An error is shown live and on save, with its line and column; nothing is stored.
+    html.fill(html.input_value().replace("<p>Dear", "<p>{% if %}Dear"))
+    expect(page.locator("#preview-meta")).to_contain_text("missing expression")
+    page.get_by_role("button", name="Show in editor").click()
+    expect(html).to_be_focused()
+    selected = html.evaluate("el => el.value.slice(el.selectionStart, el.selectionStart + 2)")
+    assert selected == "if"
+    html.fill(html.input_value().replace("<p>{% if %}Dear", "<p>Dear"))
     page.get_by_label("Subject").fill("Hello {{ contact.first_name ")
-    expect(page.locator("#preview-meta")).to_contain_text("line 1")
+    expect(page.locator("#preview-meta")).to_contain_text("subject, line 1")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("alert").first).to_contain_text("subject at line 1")
     template = EmailTemplate.objects.get(name="Spring letter")
@@ -77,3 +84,25 @@ def test_template_editor_journey(live_server, page: Page, make_user):
     expect(page.get_by_text("this is now version 3")).to_be_visible()
     template.refresh_from_db()
     assert template.subject == "A quick note" and "<p>Hi {{" in template.html
+
+
+def test_preview_for_a_contact_from_the_contacts_app(live_server, page: Page, make_user, settings):
+    from templates import services
+
+    settings.ROOT_URLCONF = "tests.templates.urls_contact_lookup"
+    template = services.template_create(
+        name="Cities",
+        subject="s",
+        html='<p>Hi {{ contact.first_name }} in {{ contact.city }}</p><a href="{{ unsubscribe_url }}">u</a>',
+    )
+    _log_in(page, live_server, make_user)
+    page.goto(f"{live_server.url}/templates/{template.pk}/")
+    preview = page.frame_locator("#preview-frame")
+    expect(preview.get_by_text("Hi Ada in London")).to_be_visible()
+    page.get_by_text("Preview data (JSON)").click()
+    page.get_by_label("Preview for contact").fill("nobody@example.com")
+    page.get_by_role("button", name="Use this contact").click()
+    expect(page.get_by_text("No contact with that email.")).to_be_visible()
+    page.get_by_label("Preview for contact").fill("grace@example.com")
+    page.get_by_role("button", name="Use this contact").click()
+    expect(preview.get_by_text("Hi Grace in Arlington")).to_be_visible()

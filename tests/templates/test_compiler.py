@@ -196,3 +196,11 @@ def test_fast_path_equals_liquid_for_many_kinds_of_values():
         contact = {k: rng.choice(values) for k in ("a", "b", "c") if rng.random() < 0.8}
         context = {"contact": contact}
         assert compiled.render(context) == compiled.render_liquid(context), contact
+
+
+def test_preheader_is_text_not_html():
+    compiled = compile_template(
+        subject="s", html="<p>x</p>", preheader="50% off <today> & {{ contact.first_name }}"
+    )
+    html = compiled.render(_context(first_name="<Ann>")).html
+    assert "50% off &lt;today&gt; &amp; &lt;Ann&gt;" in html

@@ -76,3 +76,43 @@ def test_layouts_wrap_templates_and_must_have_a_content_placeholder():
     not_a_layout = services.template_create(name="X", subject="s", html=HTML)
     with pytest.raises(TemplateError):
         services.template_update(template.pk, layout=not_a_layout)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_saves_get_distinct_version_numbers():
+    import threading
+
+    from django.db import connection
+
+    template = services.template_create(name="T", subject="v1", html=HTML)
+    barrier = threading.Barrier(4)
+    errors = []
+
+    def save(n):
+        try:
+            barrier.wait()
+            services.template_update(template.pk, subject=f"from thread {n}")
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=save, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    numbers = sorted(template.versions.values_list("number", flat=True))
+    assert numbers == [1, 2, 3, 4, 5]
+    template.refresh_from_db()
+    assert template.current_version.number == 5 and template.subject == template.current_version.subject
+
+
+def test_render_a_saved_template_for_a_contact():
+    from templates.selectors import template_render
+
+    template = services.template_create(name="T", subject="Hi {{ contact.first_name }}", html=HTML)
+    mail = template_render(template.pk, contact={"email": "g@example.com", "first_name": "Grace"})
+    assert mail.subject == "Hi Grace" and "https://example.com/u/sample-unsubscribe" in mail.html
+    assert template_render(template.pk).subject == "Hi Ada"

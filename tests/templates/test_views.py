@@ -166,3 +166,31 @@ def test_duplicate_and_archive(template, marketer_client):
 def test_home_fragment(template, developer_client):
     page = developer_client.get(reverse("templates:home-fragment")).content.decode()
     assert "templates" in page and "<strong>1</strong>" in page
+
+
+def test_history_lists_changed_fields_and_shows_a_diff(template, marketer_client):
+    services.template_update(template.pk, subject="Brand new subject")
+    template.refresh_from_db()
+    page = marketer_client.get(reverse("templates:versions", args=[template.pk])).content.decode()
+    assert ">subject</a>" in page and "first version" in page
+    diff = marketer_client.get(
+        reverse("templates:version-diff", args=[template.pk, template.current_version.pk])
+    ).content.decode()
+    assert "-Hi {{ contact.first_name }}" in diff and "+Brand new subject" in diff
+
+
+def test_archived_layout_in_use_stays_selected(marketer_client):
+    layout = services.template_create(name="Frame", html="<div>{{ content }}</div>", kind="layout")
+    template = services.template_create(name="T", subject="s", html=HTML, layout=layout)
+    services.template_set_archived(layout.pk, True)
+    page = marketer_client.get(reverse("templates:edit", args=[template.pk])).content.decode()
+    assert f'<option value="{layout.pk}" selected>Frame</option>' in page
+
+
+def test_saving_with_an_unknown_field_flags_it(template, marketer_client):
+    edit = reverse("templates:edit", args=[template.pk])
+    response = marketer_client.post(
+        edit, _post_data(template, subject="Hi {{ contakt.first_name }}"), follow=True
+    )
+    page = response.content.decode()
+    assert "Saved" in page and "Unknown field(s): contakt.first_name" in page
