@@ -661,14 +661,9 @@ def _send_batch(
         services.relay_record_failure(relay.pk, relay_failure)
         services.mailing_set_error(mailing.pk, f"relay {relay.name}: {relay_failure}")
         return ""
-    if control["stop"] == "rate limited":
-        result.reason = "rate limited"
-        return "stopped"
     if control["stop"]:
         result.reason = control["stop"]
         return "stopped"
-    if not smtp.is_open:
-        return ""
     return ""
 
 
