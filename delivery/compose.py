@@ -23,7 +23,7 @@ from typing import Any
 from django.conf import settings
 from markupsafe import escape
 
-from delivery import verp
+from delivery import tracking, verp
 from delivery.dkim import DkimSigner
 from delivery.headers import LINE_BREAKS, encode_unstructured, format_address
 
@@ -120,6 +120,9 @@ class MessageBuilder:
     extra_headers: dict[str, str]
     compiled: dict[str, Any]
     signer: DkimSigner | None = None
+    # Open pixel and click redirects (delivery.tracking), per the Mailing's switches.
+    track_opens: bool = False
+    track_clicks: bool = False
     boundary: str = field(default_factory=lambda: "=_posthorn_" + secrets.token_hex(12))
 
     def __post_init__(self) -> None:
@@ -127,6 +130,9 @@ class MessageBuilder:
         self.unsubscribe_prefix = f"{settings.SITE_URL}/delivery/u/"
         self._fast = not self.compiled.get("uses_logic", True) and bool(self.compiled.get("segments"))
         self._template = None
+        self._tracked = self.track_opens or self.track_clicks
+        self._links: list[str] = []
+        self._pixel = False
         if self._fast:
             segments = self.compiled["segments"]
             self._slots = [(tuple(path), default) for path, default in self.compiled["slots"]]
@@ -134,13 +140,25 @@ class MessageBuilder:
             self._subject_literals = subject_literals
             self._subject_indexes = subject_indexes
             self._constant_subject = not subject_indexes
-            self._html = _Part(*segments["html"])
+            html_literals, html_indexes = segments["html"]
+            if self._tracked:
+                # Tracked links and the pixel become extra slots after the template's own.
+                html_literals, html_indexes, self._links, self._pixel = tracking.instrument_literals(
+                    list(html_literals),
+                    list(html_indexes),
+                    first_slot=len(self._slots),
+                    opens=self.track_opens,
+                    clicks=self.track_clicks,
+                )
+            self._html = _Part(html_literals, html_indexes)
             self._text = _Part(*segments["text"])
         else:
             from templates.compiler import CompiledTemplate
 
             self._template = CompiledTemplate.from_dict(self.compiled)
             self._constant_subject = False
+            if self._tracked:
+                self._links = tracking.mailing_links(self.compiled, clicks=self.track_clicks)
         self._head = self._constant_head()
         self._body_open = (
             f"--{self.boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -188,6 +206,10 @@ class MessageBuilder:
     def build(self, recipient: Recipient) -> bytes:
         if self._fast:
             values, escaped = slot_values(recipient.context, self._slots)
+            if self._tracked:
+                escaped += tracking.recipient_values(
+                    self.mailing_id, recipient.message_id, len(self._links), self._pixel
+                )
             text = self._text.fill(values)
             html = self._html.fill(escaped)
             if self._constant_subject:
@@ -201,7 +223,16 @@ class MessageBuilder:
         else:
             assert self._template is not None
             rendered = self._template.render(recipient.context)
-            subject, html, text = rendered.subject, qp(rendered.html), qp(rendered.text)
+            body = rendered.html
+            if self._tracked:
+                body = tracking.rewrite_html(
+                    body,
+                    mailing_id=self.mailing_id,
+                    message_id=recipient.message_id,
+                    links=self._links,
+                    opens=self.track_opens,
+                )
+            subject, html, text = rendered.subject, qp(body), qp(rendered.text)
         message_id = recipient.message_id
         head = [
             b"Message-ID: ",

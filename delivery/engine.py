@@ -20,6 +20,7 @@ and how many connections a relay gets by the relay's own semaphore, across all h
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import random
 import time
@@ -67,14 +68,24 @@ def dispatch(mailing_id: int) -> int:
     started = 0
     for _ in range(wanted):
         token = services.new_runner_token()
-        # A queued task holds its slot for a while so the watchdog does not pile up duplicates.
-        slot = _runner_slot(mailing_id, token, lease=max(300, settings.DELIVERY_LEASE_SECONDS))
+        # A queued task holds its slot for a while so the watchdog does not pile up duplicates;
+        # one that never starts (its worker died holding it) frees the slot when this runs out.
+        slot = _runner_slot(mailing_id, token, lease=max(120, settings.DELIVERY_LEASE_SECONDS))
         slot.limit = wanted
         if slot.acquire() != 0.0:
             break
         send_mailing.delay(mailing_id, token)
         started += 1
     return started
+
+
+def runner_handover(mailing_id: int, token: str) -> None:
+    """A runner out of time queues its successor, which keeps its slot while it waits in the queue."""
+    from delivery.tasks import send_mailing
+
+    slot = _runner_slot(mailing_id, token, lease=max(120, settings.DELIVERY_LEASE_SECONDS))
+    if slot.refresh():
+        send_mailing.delay(mailing_id, token)
 
 
 def _pool(mailing_id: int) -> list[Relay]:
@@ -112,6 +123,8 @@ def builder_for(mailing: Mailing) -> MessageBuilder:
         extra_headers=dict(mailing.headers),
         compiled=mailing.compiled,
         signer=signer,
+        track_opens=mailing.track_opens,
+        track_clicks=mailing.track_clicks,
     )
     if len(_builders) > 50:
         _builders.clear()
@@ -137,7 +150,7 @@ def claim(mailing_id: int, relay_id: int, limit: int) -> list[Claimed]:
         cursor.execute(
             """
             UPDATE delivery_message m
-            SET state = 'sending', lease_expires_at = now() + %s, relay_id = %s
+            SET state = 'sending', lease_expires_at = clock_timestamp() + %s, relay_id = %s
             WHERE m.id IN (
                 SELECT id FROM delivery_message
                 WHERE mailing_id = %s AND state = 'queued'
@@ -151,7 +164,8 @@ def claim(mailing_id: int, relay_id: int, limit: int) -> list[Claimed]:
         )
         rows = cursor.fetchall()
     rows.sort()
-    return [Claimed(*row) for row in rows]
+    # Django leaves JSONB undecoded on a raw cursor (the field decodes it in the ORM).
+    return [Claimed(i, e, c, json.loads(d) if isinstance(d, str) else d) for i, e, c, d in rows]
 
 
 def _update_many(sql_set: str, rows: list[tuple], width: int, extra: list[Any]) -> None:
@@ -336,7 +350,7 @@ def _extend_lease(ids: list[int]) -> None:
         return
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE delivery_message SET lease_expires_at = now() + %s WHERE id = ANY(%s) AND state = 'sending'",
+            "UPDATE delivery_message SET lease_expires_at = clock_timestamp() + %s WHERE id = ANY(%s) AND state = 'sending'",
             [dt.timedelta(seconds=settings.DELIVERY_LEASE_SECONDS), ids],
         )
 
@@ -434,16 +448,22 @@ class RunResult:
     reason: str = ""
 
 
-def run(mailing_id: int, token: str, *, seconds: float | None = None) -> RunResult:
-    """One runner's turn on a Mailing; returns why it stopped. Re-enqueueing is the task's job."""
+def run(mailing_id: int, token: str | None, *, seconds: float | None = None) -> RunResult:
+    """One runner's turn on a Mailing; returns why it stopped. Re-enqueueing is the task's job.
+
+    `token` names the runner's slot (tasks); None runs outside the DELIVERY_PARALLEL bound (drain).
+    """
     budget = settings.DELIVERY_TASK_SECONDS if seconds is None else seconds
     deadline = time.monotonic() + budget
     result = RunResult()
-    runner = _runner_slot(mailing_id, token, lease=max(30, settings.DELIVERY_LEASE_SECONDS))
-    if not runner.refresh():
-        result.reason = "enough runners already"
-        return result
-    runner.held = True
+    # The slot only bounds parallelism (the Message leases guard correctness), so it lives as long
+    # as a Message lease: a killed runner's place is free as soon as its Messages are.
+    runner = _runner_slot(mailing_id, token or "", lease=settings.DELIVERY_LEASE_SECONDS)
+    if token is not None:
+        if not runner.refresh():
+            result.reason = "enough runners already"
+            return result
+        runner.held = True
     tried: set[int] = set()
     try:
         while time.monotonic() < deadline:
@@ -595,7 +615,8 @@ def _send_batch(
             ctl["lease_at"] = time.monotonic()
             _extend_lease(list(untried) + [o.key for o in recorder.buffer])
             slot.refresh()
-            runner.refresh()
+            if runner.held:
+                runner.refresh()
 
     relay_failure = ""
     for outcome in smtp.send(envelopes()):
@@ -658,7 +679,7 @@ def drain(mailing_id: int, *, progress: Any = None, seconds: float | None = None
     deadline = None if seconds is None else time.monotonic() + seconds
     while deadline is None or time.monotonic() < deadline:
         turn = settings.DELIVERY_TASK_SECONDS if deadline is None else max(0.1, deadline - time.monotonic())
-        result = run(mailing_id, services.new_runner_token(), seconds=turn)
+        result = run(mailing_id, None, seconds=turn)
         total.sent += result.sent
         total.claimed += result.claimed
         total.finished = total.finished or result.finished

@@ -196,8 +196,15 @@ class Message(models.Model):
     id = models.BigAutoField(primary_key=True)
     mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="messages")
     send_group = models.CharField(max_length=100)
+    # No database constraint (as contacts' own subscriptions): PostgreSQL would check it row by row
+    # when a plan inserts a million Messages. Erasing a contact nulls it through the ORM.
     contact = models.ForeignKey(
-        "contacts.Contact", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "contacts.Contact",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
     )
     email = models.CharField(max_length=320)
     state = models.CharField(max_length=10, choices=MessageState.choices, default=MessageState.QUEUED)

@@ -330,8 +330,8 @@ def mailing_plan(mailing_id: int, *, audience: tuple[str, list]) -> int:
         cursor.execute(
             f"""
             INSERT INTO delivery_message
-                (mailing_id, send_group, contact_id, email, state, attempts, created_at)
-            SELECT %s, %s, t.id, t.email, 'queued', 0, %s
+                (mailing_id, send_group, contact_id, email, state, attempts, smtp_reply, created_at)
+            SELECT %s, %s, t.id, t.email, 'queued', 0, '', %s
             FROM contacts_contact t
             WHERE t.id IN ({sql})
             ORDER BY t.id
@@ -647,13 +647,17 @@ def _values(rows: Iterable[tuple], width: int) -> tuple[str, list]:
     return ", ".join(placeholders), params
 
 
+# Lease and retry times use clock_timestamp(), not now(): now() is the start of the transaction,
+# which in a long transaction (or a test) would freeze the clock the leases are measured by.
+
+
 def leases_recover() -> int:
     """Messages whose lease expired (their worker was lost) go back to the queue, marked as maybe sent."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            UPDATE delivery_message SET state = 'queued', lease_expires_at = NULL, recovered_at = now()
-            WHERE state = 'sending' AND lease_expires_at < now()
+            UPDATE delivery_message SET state = 'queued', lease_expires_at = NULL, recovered_at = clock_timestamp()
+            WHERE state = 'sending' AND lease_expires_at < clock_timestamp()
             """
         )
         return cursor.rowcount
@@ -667,14 +671,14 @@ def deferred_requeue() -> int:
             """
             UPDATE delivery_message SET state = 'failed', next_attempt_at = NULL,
                 smtp_reply = 'gave up: still deferred after the maximum age. Last reply: ' || smtp_reply
-            WHERE state = 'deferred' AND created_at < now() - %s
+            WHERE state = 'deferred' AND created_at < clock_timestamp() - %s
             """,
             [max_age],
         )
         cursor.execute(
             """
             UPDATE delivery_message SET state = 'queued'
-            WHERE state = 'deferred' AND next_attempt_at <= now()
+            WHERE state = 'deferred' AND next_attempt_at <= clock_timestamp()
             """
         )
         return cursor.rowcount

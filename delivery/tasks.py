@@ -17,7 +17,7 @@ def send_mailing(mailing_id: int, token: str) -> str:
     result = engine.run(mailing_id, token)
     if result.reason == "time":
         # Hand over to a fresh task so other mailings queued behind this one get a turn.
-        send_mailing.delay(mailing_id, token)
+        engine.runner_handover(mailing_id, token)
     log.info("mailing %s: runner stopped (%s) after %d sent", mailing_id, result.reason, result.sent)
     return result.reason
 
@@ -34,3 +34,10 @@ def ledger_prune() -> int:
     from delivery.services import ledger_prune as prune
 
     return prune()
+
+
+@shared_task(name="delivery.tasks.tracking_flush", ignore_result=True)
+def tracking_flush() -> int:
+    from delivery.tracking import tracking_flush as flush
+
+    return flush()

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "contacts",
     "templates",
     "delivery",
+    "delivery.bounces",
     "campaigns",
 ]
 
@@ -175,7 +176,8 @@ CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
     "contacts.tasks.*": {"queue": "imports"},
-    "delivery.tasks.send_*": {"queue": "sending"},
+    # A benchmark or a second installation on one Redis can give sending a queue of its own.
+    "delivery.tasks.send_*": {"queue": env_str("DELIVERY_SEND_QUEUE", "sending") or "sending"},
     "delivery.tasks.bounce_*": {"queue": "bounces"},
 }
 CELERY_TASK_SERIALIZER = "json"
@@ -198,6 +200,7 @@ HOME_FRAGMENTS = [
     "contacts:home-fragment",
     "templates:home-fragment",
     "delivery:home-fragment",
+    "bounces:home-fragment",
 ]
 
 # --- The capture relay: a local SMTP server that keeps what it receives (the embedded default) ---
@@ -325,3 +328,48 @@ CELERY_BEAT_SCHEDULE.update(
 # The sender of platform mail (double opt-in confirmations, transactional sends without their own).
 DELIVERY_DEFAULT_FROM_EMAIL = env_str("DELIVERY_DEFAULT_FROM_EMAIL") or f"posthorn@{BOUNCE_DOMAIN}"
 DELIVERY_DEFAULT_FROM_NAME = env_str("DELIVERY_DEFAULT_FROM_NAME", "Posthorn") or ""
+
+# --- Bounces: the return path's listener and mailbox poller (delivery/bounces) ---
+
+BOUNCE_SMTP_HOST = env_str("BOUNCE_SMTP_HOST", "127.0.0.1")
+BOUNCE_SMTP_PORT = env_int("BOUNCE_SMTP_PORT", 2526, minimum=1)
+BOUNCE_MAX_MESSAGE_BYTES = env_int("BOUNCE_MAX_MESSAGE_BYTES", 10 * 1024 * 1024, minimum=1024)
+BOUNCE_MAX_PER_MINUTE_PER_CLIENT = env_int("BOUNCE_MAX_PER_MINUTE_PER_CLIENT", 600, minimum=1)
+BOUNCE_POLL_SECONDS = env_int("BOUNCE_POLL_SECONDS", 120, minimum=10)
+CELERY_BEAT_SCHEDULE["bounce-mailboxes-poll"] = {
+    "task": "delivery.bounces.tasks.bounce_mailboxes_poll",
+    "schedule": float(BOUNCE_POLL_SECONDS),
+}
+CELERY_TASK_ROUTES["delivery.bounces.tasks.*"] = {"queue": "bounces"}
+# ESP tracking webhooks (/bounces/webhooks/<esp>/tracking/): basic auth "user:password" in the URL
+# you give the ESP, and Mailgun's signing key.
+ANYMAIL = {
+    "WEBHOOK_SECRET": env_str("ANYMAIL_WEBHOOK_SECRET", "") or None,
+    "MAILGUN_WEBHOOK_SIGNING_KEY": env_str("MAILGUN_WEBHOOK_SIGNING_KEY", "") or None,
+    "AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS": env_bool("AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS", True),
+}
+
+# --- Tracking (delivery.tracking): opens and clicks, buffered in Redis, inserted in batches ---
+
+# An open or click this soon after the message was sent is a machine's (prefetch, link scanner).
+TRACKING_MACHINE_SECONDS = env_int("TRACKING_MACHINE_SECONDS", 10, minimum=0)
+# A web process hands hits to Redis in batches at least this often (a hard kill loses this window).
+TRACKING_PUSH_MS = env_int("TRACKING_PUSH_MS", 100, minimum=5)
+TRACKING_FLUSH_SECONDS = env_int("TRACKING_FLUSH_SECONDS", 2, minimum=1)
+TRACKING_FLUSH_BATCH = env_int("TRACKING_FLUSH_BATCH", 2000, minimum=1)
+CELERY_BEAT_SCHEDULE["delivery-tracking-flush"] = {
+    "task": "delivery.tasks.tracking_flush",
+    "schedule": float(TRACKING_FLUSH_SECONDS),
+}
+
+# --- Campaigns ---
+
+# A scheduled campaign the platform missed (it was stopped) by more than this is not sent late
+# on its own: it waits for a person to send or reschedule it.
+CAMPAIGNS_MAX_LATENESS_MINUTES = env_int("CAMPAIGNS_MAX_LATENESS_MINUTES", 30, minimum=1)
+# How often the beat task starts due campaigns, decides A/B tests and runs the deliverability guard.
+CAMPAIGNS_TICK_SECONDS = env_int("CAMPAIGNS_TICK_SECONDS", 15, minimum=1)
+CELERY_BEAT_SCHEDULE["campaigns-tick"] = {
+    "task": "campaigns.tasks.tick",
+    "schedule": float(CAMPAIGNS_TICK_SECONDS),
+}

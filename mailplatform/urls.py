@@ -43,6 +43,9 @@ for prefix, module in [
     ("templates/", "templates.urls"),
     ("campaigns/", "campaigns.urls"),
     ("delivery/", "delivery.urls"),
+    ("bounces/", "delivery.bounces.urls"),
+    # Public open/click tracking (delivery.tracking): short URLs, they are in every message.
+    ("t/", "delivery.tracking_urls"),
     ("api/v1/", "mailplatform.api_urls"),
 ]:
     try:

@@ -1,0 +1,443 @@
+"""Send benchmark: python bench/send.py --messages N (default 100,000).
+
+Starts Postfix's smtp-sink on loopback (dumping every transaction to a file), creates N
+contacts on a list and a mailing from a 10 KB template with 5 merge fields (no DKIM), and
+runs it through real Celery worker processes until every Message is sent. Then it counts the
+recipients in the sink's dump (duplicates and missing), and runs the reference: Postfix's
+smtp-source with 16 sessions sending N messages of 10 KB to the same sink. DKIM signing is
+measured separately (a 2048-bit key over the same message).
+
+Runs on a database of its own (posthorn_bench_send_<pid>) on the server DATABASE_URL names,
+or on the embedded server, with a Celery queue and Redis key prefix of its own; the database
+is dropped afterwards. Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+FIELDS = ("first_name", "last_name", "email", "city", "company")
+
+
+def base_database_url() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    from mailplatform.embedded import postgres_database_url
+
+    return postgres_database_url()
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+
+
+def admin_connect(url: str):
+    import psycopg
+
+    parts = urlsplit(url)
+    query = dict(item.split("=", 1) for item in parts.query.split("&") if "=" in item)
+    return psycopg.connect(
+        dbname="postgres",
+        user=parts.username or "postgres",
+        password=parts.password or None,
+        host=query.get("host") or parts.hostname,
+        port=parts.port or 5432,
+        autocommit=True,
+    )
+
+
+def postfix_tool(name: str) -> str:
+    """/usr/sbin/<name>, or one unpacked from Debian's postfix package into var/ (no daemon installed)."""
+    for candidate in (
+        f"/usr/sbin/{name}",
+        shutil.which(name),
+        str(REPO / "var" / "postfix" / "usr" / "sbin" / name),
+    ):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    target = REPO / "var" / "postfix"
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["apt-get", "download", "postfix"], cwd=tmp, check=True, capture_output=True)
+        deb = next(Path(tmp).glob("postfix_*.deb"))
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(target)], check=True)
+    return str(target / "usr" / "sbin" / name)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"smtp-sink did not listen on {port}")
+
+
+def start_sink(port: int, dump: Path) -> subprocess.Popen:
+    argv = [postfix_tool("smtp-sink")]
+    if os.geteuid() == 0:
+        argv += ["-u", "nobody"]  # it refuses to run as root
+    argv += ["-D", str(dump), f"127.0.0.1:{port}", "1024"]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port)
+    return process
+
+
+def template_source() -> tuple[str, str]:
+    """A newsletter with 5 merge fields whose messages come to about 10 KB (HTML and text parts)."""
+    paragraph = (
+        '<tr><td style="padding:12px 24px;font-family:Helvetica,Arial,sans-serif;font-size:15px;'
+        'line-height:22px;color:#333333">This week in the garden: the tomatoes are late, the beans are '
+        "early, and the courgettes are, as ever, everywhere. Here is what to sow now and what to "
+        "harvest before the first frost.</td></tr>\n"
+    )
+    html = (
+        "<html><head><style>.footer{color:#888888;font-size:12px}</style></head><body>"
+        '<table width="100%" cellpadding="0" cellspacing="0">'
+        "<tr><td><h1>Hello {{ contact.first_name }} {{ contact.last_name }}</h1></td></tr>\n"
+        + paragraph
+        * 18
+        + '<tr><td class="footer">Sent to {{ contact.email }} in {{ contact.city }} for {{ contact.company }}. '
+        '<a href="{{ unsubscribe_url }}">Unsubscribe</a></td></tr></table></body></html>'
+    )
+    return "News for {{ contact.first_name }}", html
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="Celery worker processes (one connection each)"
+    )
+    parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds")
+    args = parser.parse_args()
+    if args.messages < 1:
+        parser.error("--messages must be at least 1")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+
+    base = base_database_url()
+    name = f"posthorn_bench_send_{os.getpid()}"
+    with admin_connect(base) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    os.environ["DATABASE_URL"] = with_database(base, name)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailplatform.settings")
+    os.environ["CACHE_KEY_PREFIX"] = f"posthorn-bench-{os.getpid()}"
+    os.environ["DELIVERY_SEND_QUEUE"] = f"bench-send-{os.getpid()}"
+    os.environ["DELIVERY_PARALLEL"] = str(args.workers)
+    work = Path(tempfile.mkdtemp(prefix="posthorn-bench-send-"))
+    work.chmod(0o777)  # smtp-sink drops to `nobody` and writes its dump here
+    sink = None
+    try:
+        import django
+
+        django.setup()
+        port = free_port()
+        sink = start_sink(port, work / "dump")
+        return run(args, port, work / "dump")
+    finally:
+        if sink is not None:
+            sink.terminate()
+            sink.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+        from django.db import connections
+
+        connections.close_all()
+        with admin_connect(base) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def create_audience(n: int) -> int:
+    from django.db import connection
+
+    from contacts.models import CustomField, MailingList
+
+    CustomField.objects.create(name="city", label="City", type="text")
+    CustomField.objects.create(name="company", label="Company", type="text")
+    mailing_list = MailingList.objects.create(name="Bench")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO contacts_contact (email, first_name, last_name, attributes, status, consent_source,
+                consent_detail, bounce_count, soft_bounce_count, created_at, updated_at)
+            SELECT 'user' || i || '@example.com', 'First' || i, 'Last' || i,
+                jsonb_build_object('city', 'City ' || (i %% 97), 'company', 'Company ' || (i %% 13)),
+                'active', 'import', '', 0, 0, now(), now()
+            FROM generate_series(1, %s) AS i
+            """,
+            [n],
+        )
+        cursor.execute(
+            """
+            INSERT INTO contacts_subscription (contact_id, mailing_list_id, status, source, created_at, updated_at)
+            SELECT id, %s, 'confirmed', 'import', now(), now() FROM contacts_contact
+            """,
+            [mailing_list.pk],
+        )
+        cursor.execute("ANALYZE contacts_contact; ANALYZE contacts_subscription")
+    return mailing_list.pk
+
+
+def start_workers(count: int, env: dict[str, str]) -> list[subprocess.Popen]:
+    workers = []
+    for index in range(count):
+        workers.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "mailplatform",
+                    "worker",
+                    "-l",
+                    "WARNING",
+                    "-P",
+                    "solo",
+                    "-Q",
+                    env["DELIVERY_SEND_QUEUE"],
+                    "-n",
+                    f"bench{index}-{os.getpid()}@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.DEVNULL,
+            )
+        )
+    return workers
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def count_sink(dump: Path, expected: set[str]) -> tuple[int, int, int]:
+    """(received, duplicates, missing) from the sink's dump: one X-Rcpt-Args line per recipient."""
+    counts: collections.Counter[str] = collections.Counter()
+    if dump.exists():
+        output = subprocess.run(
+            ["grep", "-a", "^X-Rcpt-Args: ", str(dump)], capture_output=True, check=False
+        ).stdout
+        for line in output.splitlines():
+            address = line.split(b":", 1)[1].strip().split()[0].decode(errors="replace")
+            counts[address.strip("<>").lower()] += 1
+    ours = {a: c for a, c in counts.items() if a in expected}
+    duplicates = sum(c - 1 for c in ours.values())
+    return sum(ours.values()), duplicates, len(expected - set(ours))
+
+
+def dkim_rate(builder_fields: dict, seconds: float = 2.0) -> tuple[float, float]:
+    """(signed messages/s, unsigned messages/s) building the bench message in this process."""
+    from delivery.compose import MessageBuilder, Recipient
+    from delivery.dkim import DkimSigner, generate_private_key
+
+    pem, _ = generate_private_key()
+    context = {
+        "contact": {
+            "first_name": "Ada",
+            "last_name": "Lovelace",
+            "email": "ada@example.com",
+            "city": "London",
+            "company": "Engines",
+        },
+        "unsubscribe_url": "https://example.com/delivery/u/x/",
+    }
+    rates = []
+    for signer in (DkimSigner("example.com", "bench", pem), None):
+        builder = MessageBuilder(**builder_fields, signer=signer)
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            builder.build(Recipient(count + 1, "ada@example.com", context))
+            count += 1
+        rates.append(count / (time.perf_counter() - start))
+    return rates[0], rates[1]
+
+
+def _build_one(mailing, message) -> bytes:
+    from delivery import engine
+
+    builder = engine.builder_for(mailing)
+    claimed = engine.Claimed(message.pk, message.email, message.contact_id, None)
+    context = engine._contexts(mailing, builder, [claimed])[message.pk]
+    return builder.build(engine.Recipient(message.pk, message.email, context))
+
+
+def run(args: argparse.Namespace, port: int, dump: Path) -> int:
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from contacts.selectors import audience_sql
+    from delivery import services
+    from delivery.models import Message, Relay
+    from templates.compiler import compile_template
+
+    call_command("migrate", verbosity=0)
+    n = args.messages
+    start = time.perf_counter()
+    list_id = create_audience(n)
+    print(f"created {n:,} contacts in {time.perf_counter() - start:.1f}s")
+
+    subject, html = template_source()
+    compiled = compile_template(subject=subject, html=html)
+    assert not compiled.uses_logic
+    relay = Relay.objects.create(
+        name="smtp-sink", host="127.0.0.1", port=port, security="none", max_connections=args.workers
+    )
+    mailing = services.mailing_create(
+        name="Bench",
+        compiled=compiled,
+        from_email="news@example.com",
+        from_name="Bench",
+        list_ids=[list_id],
+        relay_ids=[relay.pk],
+    )
+    start = time.perf_counter()
+    planned = services.mailing_plan(mailing.pk, audience=audience_sql(list_ids=[list_id]))
+    plan_s = time.perf_counter() - start
+    print(f"planned {planned:,} messages in {plan_s:.2f}s ({planned / plan_s:,.0f}/s)")
+
+    env = {
+        **os.environ,
+        "DEBUG": "false",
+        "SECRET_KEY": settings.SECRET_KEY,
+        "REDIS_URL": settings.REDIS_URL,
+        "DATABASE_URL": os.environ["DATABASE_URL"],
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "PYTHONUNBUFFERED": "1",
+    }
+    workers = start_workers(args.workers, env)
+    try:
+        from mailplatform.celery import app
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            replies = app.control.ping(
+                timeout=0.5,
+                destination=[f"bench{i}-{os.getpid()}@{socket.gethostname()}" for i in range(args.workers)],
+            )
+            if len(replies or []) >= args.workers:
+                break
+        start = time.perf_counter()
+        services.mailing_start(mailing.pk)
+        last_print, sent = 0.0, 0
+        timeout_at = time.monotonic() + args.timeout
+        while time.monotonic() < timeout_at:
+            sent = Message.objects.filter(mailing=mailing, state__in=["sent", "failed", "skipped"]).count()
+            if sent >= planned:
+                break
+            if any(w.poll() is not None for w in workers):
+                raise RuntimeError("a worker exited during the benchmark")
+            if time.monotonic() - last_print > 5:
+                last_print = time.monotonic()
+                print(f"  {sent:,} / {planned:,} after {time.perf_counter() - start:.1f}s", flush=True)
+            time.sleep(0.2)
+        seconds = time.perf_counter() - start
+    finally:
+        stop(workers)
+    states = dict(
+        Message.objects.filter(mailing=mailing)
+        .values_list("state")
+        .annotate(n=__import__("django").db.models.Count("id"))
+    )
+    mailing.refresh_from_db()
+    rate = states.get("sent", 0) / seconds
+    print(
+        f"sent {states.get('sent', 0):,} in {seconds:.2f}s: {rate:,.0f} msg/s with {args.workers} workers; states {states}"
+    )
+    sample = Message.objects.filter(mailing=mailing).first()
+    size = len(_build_one(mailing, sample)) if sample else 0
+    print(f"message size: {size:,} bytes")
+    time.sleep(0.5)  # the sink appends to its dump asynchronously
+    expected = {f"user{i}@example.com" for i in range(1, n + 1)}
+    received, duplicates, missing = count_sink(dump, expected)
+    print(f"sink: {received:,} received, {duplicates} duplicates, {missing} missing")
+
+    # Reference: smtp-source, 16 sessions, N messages of 10 KB, same sink.
+    source = postfix_tool("smtp-source")
+    start = time.perf_counter()
+    subprocess.run(
+        [source, "-s", "16", "-m", str(n), "-l", "10240", f"127.0.0.1:{port}"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    source_s = time.perf_counter() - start
+    source_rate = n / source_s
+    print(f"smtp-source: {n:,} in {source_s:.2f}s: {source_rate:,.0f} msg/s; ratio {rate / source_rate:.2f}")
+
+    signed, unsigned = dkim_rate(
+        dict(
+            mailing_id=mailing.pk,
+            from_email="news@example.com",
+            from_name="Bench",
+            reply_to="",
+            list_ids=[list_id],
+            kind="marketing",
+            send_group="bench",
+            extra_headers={},
+            compiled=compiled.to_dict(),
+        )
+    )
+    print(f"message build: {unsigned:,.0f}/s unsigned, {signed:,.0f}/s with DKIM (rsa-sha256, 2048 bit)")
+    print(
+        json.dumps(
+            {
+                "messages": n,
+                "workers": args.workers,
+                "sent": states.get("sent", 0),
+                "seconds": round(seconds, 3),
+                "msgs_per_s": round(rate, 1),
+                "plan_per_s": round(planned / plan_s, 1),
+                "smtp_source_per_s": round(source_rate, 1),
+                "ratio": round(rate / source_rate, 3),
+                "received": received,
+                "duplicates": duplicates,
+                "missing": missing,
+                "dkim_sign_per_s": round(signed, 1),
+                "build_per_s": round(unsigned, 1),
+                "message_bytes": size,
+                "mailing_state": mailing.state,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,442 @@
+"""Writes of campaigns: edit, schedule, start (the delivery Mailing snapshot), pause/resume/cancel,
+A/B decisions, the deliverability guard, and the beat task's tick."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import zoneinfo
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from campaigns import selectors
+from campaigns.models import EDITABLE_STATES, Campaign, CampaignState, GuardLimits, Variant, WinnerMetric
+from mailplatform.services import audit_record
+
+log = logging.getLogger(__name__)
+
+FIELDS = (
+    "name", "subject", "preheader", "template", "from_email", "from_name", "reply_to", "segment",
+    "track_opens", "track_clicks", "frequency_cap_hours", "ab_test", "ab_test_percent", "ab_metric",
+    "ab_wait_minutes",
+)  # fmt: skip
+LABELS = "ABCD"
+
+
+def _user(by: Any) -> Any:
+    return by if getattr(by, "is_authenticated", False) else None
+
+
+def campaign_create(*, name: str, by: Any = None, **fields: Any) -> Campaign:
+    if not name.strip():
+        raise ValidationError("a name is required", code="name")
+    campaign = Campaign(
+        name=name.strip()[:200],
+        from_email=settings.DELIVERY_DEFAULT_FROM_EMAIL,
+        from_name=settings.DELIVERY_DEFAULT_FROM_NAME,
+        created_by=_user(by),
+    )
+    with transaction.atomic():
+        campaign.save()
+        if fields:
+            campaign_update(campaign.pk, by=None, **fields)
+            campaign.refresh_from_db()
+        audit_record(by, "campaign.created", campaign)
+    return campaign
+
+
+def _locked_editable(campaign_id: int) -> Campaign:
+    campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+    if campaign.state not in EDITABLE_STATES:
+        raise ValidationError(
+            f"this campaign is {campaign.get_state_display().lower()}: it can no longer be edited "
+            "(clone it to send a changed copy)",
+            code="state",
+        )
+    return campaign
+
+
+def campaign_update(
+    campaign_id: int,
+    *,
+    by: Any = None,
+    lists: Iterable[Any] | None = None,
+    exclude_lists: Iterable[Any] | None = None,
+    relays: Iterable[Any] | None = None,
+    variants: list[dict[str, Any]] | None = None,
+    **fields: Any,
+) -> Campaign:
+    """Change a draft or scheduled campaign; refused (ValidationError, nothing changed) once it started.
+
+    variants: [{"subject": ..., "template": EmailTemplate | None}, ...] replaces the A/B arms (2-4).
+    """
+    unknown = set(fields) - set(FIELDS)
+    if unknown:
+        raise TypeError(f"cannot change {', '.join(sorted(unknown))}")
+    with transaction.atomic():
+        campaign = _locked_editable(campaign_id)
+        for name, value in fields.items():
+            setattr(campaign, name, value.strip() if isinstance(value, str) else value)
+        if not 1 <= campaign.ab_test_percent <= 100:
+            raise ValidationError("the A/B test share must be 1 to 100 percent", code="ab_test_percent")
+        if campaign.ab_metric not in WinnerMetric.values:
+            raise ValidationError("the A/B winner is chosen by opens or clicks", code="ab_metric")
+        campaign.full_clean(exclude=["template", "segment", "winner", "mailing", "cloned_from", "created_by"])
+        campaign.save()
+        if lists is not None:
+            campaign.lists.set(list(lists))
+        if exclude_lists is not None:
+            campaign.exclude_lists.set(list(exclude_lists))
+        if relays is not None:
+            campaign.relays.set(list(relays))
+        if variants is not None:
+            if variants and not 2 <= len(variants) <= 4:
+                raise ValidationError("an A/B test has two to four variants", code="variants")
+            campaign.variants.all().delete()
+            for label, spec in zip(LABELS, variants, strict=False):
+                Variant.objects.create(
+                    campaign=campaign,
+                    label=label,
+                    subject=(spec.get("subject") or "").strip(),
+                    template=spec.get("template"),
+                )
+        if by is not None:
+            audit_record(by, "campaign.updated", campaign, details={"fields": sorted(fields)})
+    return campaign
+
+
+def campaign_clone(campaign_id: int, *, by: Any = None) -> Campaign:
+    source = Campaign.objects.get(pk=campaign_id)
+    with transaction.atomic():
+        copy = Campaign.objects.create(
+            **{name: getattr(source, name) for name in FIELDS if name != "name"},
+            name=f"{source.name} (copy)"[:200],
+            cloned_from=source,
+            created_by=_user(by),
+        )
+        copy.lists.set(source.lists.all())
+        copy.exclude_lists.set(source.exclude_lists.all())
+        copy.relays.set(source.relays.all())
+        for variant in source.variants.all():
+            Variant.objects.create(
+                campaign=copy, label=variant.label, subject=variant.subject, template=variant.template
+            )
+        audit_record(by, "campaign.cloned", copy, details={"from": source.pk})
+    return copy
+
+
+def campaign_schedule(campaign_id: int, *, local_time: dt.datetime, tz_name: str, by: Any = None) -> Campaign:
+    """Schedule for a wall-clock time in a time zone; checks the campaign could be sent now."""
+    try:
+        zone = zoneinfo.ZoneInfo(tz_name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"unknown time zone {tz_name!r}", code="timezone") from None
+    at = local_time.replace(tzinfo=zone) if timezone.is_naive(local_time) else local_time
+    if at <= timezone.now():
+        raise ValidationError("the scheduled time is in the past", code="scheduled_at")
+    with transaction.atomic():
+        campaign = _locked_editable(campaign_id)
+        problems = selectors.campaign_problems(campaign)
+        if problems:
+            raise ValidationError(problems, code="problems")
+        campaign.scheduled_at = at
+        campaign.schedule_timezone = tz_name
+        campaign.state = CampaignState.SCHEDULED
+        campaign.hold_reason = ""
+        campaign.state_reason = ""
+        campaign.save()
+        audit_record(by, "campaign.scheduled", campaign, details={"at": at.isoformat(), "tz": tz_name})
+    return campaign
+
+
+def campaign_unschedule(campaign_id: int, *, by: Any = None) -> Campaign:
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.state != CampaignState.SCHEDULED:
+            raise ValidationError("only a scheduled campaign can be unscheduled", code="state")
+        campaign.state = CampaignState.DRAFT
+        campaign.hold_reason = ""
+        campaign.save()
+        audit_record(by, "campaign.unscheduled", campaign)
+    return campaign
+
+
+def _make_mailing(campaign: Campaign, variant: Variant | None, *, label: str = "") -> Any:
+    from delivery.services import mailing_create
+
+    compiled, _ = selectors.compiled_for(campaign, variant)
+    template = variant.template if variant is not None and variant.template_id else campaign.template
+    suffix = f" ({label})" if label else ""
+    return mailing_create(
+        name=f"{campaign.name}{suffix}",
+        compiled=compiled,
+        from_email=campaign.from_email,
+        from_name=campaign.from_name,
+        reply_to=campaign.reply_to,
+        list_ids=[m.pk for m in campaign.lists.all()],
+        relay_ids=[r.pk for r in campaign.relays.all()],
+        send_group=campaign.send_group,
+        track_opens=campaign.track_opens,
+        track_clicks=campaign.track_clicks,
+        template_id=template.pk,
+        template_version_id=template.current_version_id,
+        meta={"campaign_id": campaign.pk, "variant": variant.label if variant is not None else label},
+    )
+
+
+def campaign_start(campaign_id: int, *, by: Any = None) -> Campaign:
+    """Send now: snapshot the Mailing(s), plan the audience and start delivery. Happens once.
+
+    The row lock and the state check make two people pressing "send" at once send once: the
+    second waits for the first, then finds the campaign already sending and is refused.
+    """
+    from delivery.services import mailing_start
+
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.state not in EDITABLE_STATES:
+            raise ValidationError(
+                f"this campaign is already {campaign.get_state_display().lower()}", code="state"
+            )
+        problems = selectors.campaign_problems(campaign)
+        if problems:
+            raise ValidationError(problems, code="problems")
+        now = timezone.now()
+        if campaign.ab_test:
+            variants = list(campaign.variants.all())
+            for variant, share in zip(
+                variants, selectors.variant_shares(campaign, len(variants)), strict=True
+            ):
+                variant.mailing = _make_mailing(campaign, variant, label=f"variant {variant.label}")
+                variant.save(update_fields=["mailing"])
+                mailing_start(variant.mailing.pk, audience=selectors.campaign_audience(campaign, share=share))
+        else:
+            campaign.mailing = _make_mailing(campaign, None)
+            mailing_start(campaign.mailing.pk, audience=selectors.campaign_audience(campaign))
+        campaign.state = CampaignState.SENDING
+        campaign.started_at = now
+        campaign.hold_reason = ""
+        campaign.state_reason = ""
+        campaign.save()
+        audit_record(by, "campaign.started", campaign)
+    return campaign
+
+
+def _mailings(campaign: Campaign) -> list[int]:
+    return selectors.campaign_mailing_ids(campaign)
+
+
+def campaign_pause(campaign_id: int, *, by: Any = None, reason: str = "") -> Campaign:
+    from delivery.models import Mailing
+    from delivery.services import mailing_pause
+
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.state != CampaignState.SENDING:
+            raise ValidationError(
+                f"only a sending campaign can be paused (this one is {campaign.get_state_display().lower()})",
+                code="state",
+            )
+        for mailing_id in _mailings(campaign):
+            if Mailing.objects.filter(pk=mailing_id, state=Mailing.State.SENDING).exists():
+                mailing_pause(mailing_id, by=by)
+        campaign.state = CampaignState.PAUSED
+        campaign.state_reason = reason or "Paused by a person."
+        campaign.save()
+        audit_record(by, "campaign.paused", campaign, details={"reason": campaign.state_reason})
+    return campaign
+
+
+def campaign_resume(campaign_id: int, *, by: Any = None) -> Campaign:
+    from delivery.models import Mailing
+    from delivery.services import mailing_resume
+
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.state != CampaignState.PAUSED:
+            raise ValidationError("only a paused campaign can be resumed", code="state")
+        if campaign.state_reason.startswith("Deliverability guard"):
+            campaign.guard_overridden = True
+        for mailing_id in _mailings(campaign):
+            if Mailing.objects.filter(pk=mailing_id, state=Mailing.State.PAUSED).exists():
+                mailing_resume(mailing_id, by=by)
+        campaign.state = CampaignState.SENDING
+        campaign.state_reason = ""
+        campaign.save()
+        audit_record(by, "campaign.resumed", campaign)
+    return campaign
+
+
+def campaign_cancel(campaign_id: int, *, by: Any = None) -> Campaign:
+    from delivery.models import Mailing
+    from delivery.services import mailing_cancel
+
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.state in (CampaignState.SENT, CampaignState.CANCELLED, CampaignState.FAILED):
+            raise ValidationError(f"a {campaign.get_state_display().lower()} campaign cannot be cancelled")
+        open_states = [Mailing.State.SENDING, Mailing.State.PAUSED, Mailing.State.DRAFT]
+        for mailing_id in _mailings(campaign):
+            if Mailing.objects.filter(pk=mailing_id, state__in=open_states).exists():
+                mailing_cancel(mailing_id, by=by)
+        campaign.state = CampaignState.CANCELLED
+        campaign.finished_at = timezone.now()
+        campaign.save()
+        audit_record(by, "campaign.cancelled", campaign)
+    return campaign
+
+
+def campaign_test_send(campaign_id: int, to_address: str, *, by: Any = None, variant_label: str = "") -> Any:
+    from delivery.services import test_send
+
+    campaign = Campaign.objects.get(pk=campaign_id)
+    variant = campaign.variants.filter(label=variant_label).first() if variant_label else None
+    compiled, _ = selectors.compiled_for(campaign, variant)
+    return test_send(
+        compiled,
+        to_address.strip(),
+        from_email=campaign.from_email or None,
+        from_name=campaign.from_name,
+        reply_to=campaign.reply_to,
+        name=f"Test: {campaign.name}",
+        by=by,
+    )
+
+
+# --- the beat task's work ---
+
+
+def guard_check(campaign_id: int) -> str | None:
+    """Pause a sending campaign whose hard-bounce or complaint rate crossed the admin's limits."""
+    campaign = Campaign.objects.get(pk=campaign_id)
+    if campaign.state != CampaignState.SENDING or campaign.guard_overridden:
+        return None
+    limits = GuardLimits.current()
+    stats = selectors.guard_stats(_mailings(campaign), window=limits.window)
+    attempted = stats["attempted"]
+    if attempted < limits.min_messages:
+        return None
+    hard = stats["hard"] * 100 / attempted
+    complaints = stats["complaints"] * 100 / attempted
+    reason = None
+    if hard > float(limits.hard_bounce_percent):
+        reason = (
+            f"Deliverability guard: {hard:.1f}% hard bounces over the first {attempted} messages "
+            f"is above the {limits.hard_bounce_percent}% limit. Check the list's quality before resuming."
+        )
+    elif complaints > float(limits.complaint_percent):
+        reason = (
+            f"Deliverability guard: {complaints:.2f}% spam complaints over the first {attempted} messages "
+            f"is above the {limits.complaint_percent}% limit."
+        )
+    if reason is None:
+        return None
+    try:
+        campaign_pause(campaign_id, reason=reason)
+    except ValidationError:
+        return None
+    log.warning("campaign %s paused: %s", campaign_id, reason)
+    return reason
+
+
+def ab_decide(campaign_id: int, *, force: bool = False) -> Variant | None:
+    """After the wait, pick the variant with the best unique human open (or click) rate; send it to the rest."""
+    from delivery.services import mailing_start
+
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if not campaign.ab_test or campaign.ab_decided_at or campaign.state != CampaignState.SENDING:
+            return None
+        due = campaign.started_at + dt.timedelta(minutes=campaign.ab_wait_minutes)
+        if not force and timezone.now() < due:
+            return None
+        key = "human_opens" if campaign.ab_metric == WinnerMetric.OPENS else "human_clicks"
+        best: tuple[float, Variant] | None = None
+        for variant in campaign.variants.all():
+            figures = selectors.mailing_figures([variant.mailing_id] if variant.mailing_id else [])
+            rate = figures[key] / figures["sent"] if figures["sent"] else 0.0
+            if best is None or rate > best[0]:
+                best = (rate, variant)
+        if best is None:
+            return None
+        winner = best[1]
+        campaign.winner = winner
+        campaign.ab_decided_at = timezone.now()
+        campaign.mailing = _make_mailing(campaign, winner, label=f"winner {winner.label}")
+        mailing_start(campaign.mailing.pk, audience=selectors.campaign_audience(campaign))
+        campaign.save()
+        audit_record(None, "campaign.ab_decided", campaign, details={"winner": winner.label, "metric": key})
+    return winner
+
+
+def campaign_sync(campaign_id: int) -> str:
+    """Bring a sending campaign forward: guard, A/B decision, and `sent` when every Mailing is done."""
+    from delivery.models import Mailing
+    from delivery.services import mailing_finish_if_done
+
+    campaign = Campaign.objects.get(pk=campaign_id)
+    if campaign.state != CampaignState.SENDING:
+        return campaign.state
+    if guard_check(campaign_id):
+        return CampaignState.PAUSED
+    if campaign.ab_test and not campaign.ab_decided_at:
+        ab_decide(campaign_id)
+        campaign.refresh_from_db()
+        if not campaign.ab_decided_at:
+            for mailing_id in _mailings(campaign):
+                mailing_finish_if_done(mailing_id)
+            return campaign.state
+    ids = _mailings(campaign)
+    for mailing_id in ids:
+        mailing_finish_if_done(mailing_id)
+    finished = [Mailing.State.DONE, Mailing.State.CANCELLED]
+    if ids and not Mailing.objects.filter(pk__in=ids).exclude(state__in=finished).exists():
+        Campaign.objects.filter(pk=campaign_id, state=CampaignState.SENDING).update(
+            state=CampaignState.SENT, finished_at=timezone.now()
+        )
+        return CampaignState.SENT
+    return campaign.state
+
+
+def campaigns_start_due(now: dt.datetime | None = None) -> dict[str, int]:
+    """Start scheduled campaigns whose time has come; hold those missed by more than the lateness."""
+    now = now or timezone.now()
+    lateness = dt.timedelta(minutes=settings.CAMPAIGNS_MAX_LATENESS_MINUTES)
+    started = held = failed = 0
+    due = Campaign.objects.filter(state=CampaignState.SCHEDULED, scheduled_at__lte=now, hold_reason="")
+    for campaign_id, scheduled_at in due.values_list("pk", "scheduled_at"):
+        if now - scheduled_at > lateness:
+            late = int((now - scheduled_at).total_seconds() // 60)
+            Campaign.objects.filter(pk=campaign_id, state=CampaignState.SCHEDULED).update(
+                hold_reason=(
+                    f"Not sent: the platform was not running at the scheduled time and it is now {late} "
+                    f"minutes late (more than the {settings.CAMPAIGNS_MAX_LATENESS_MINUTES} allowed). "
+                    "Send it now or reschedule it."
+                )
+            )
+            held += 1
+            continue
+        try:
+            campaign_start(campaign_id)
+            started += 1
+        except ValidationError as exc:
+            Campaign.objects.filter(pk=campaign_id, state=CampaignState.SCHEDULED).update(
+                state=CampaignState.FAILED, state_reason=" ".join(exc.messages)[:2000], finished_at=now
+            )
+            failed += 1
+    return {"started": started, "held": held, "failed": failed}
+
+
+def campaigns_tick() -> dict[str, int]:
+    result = campaigns_start_due()
+    synced = 0
+    for campaign_id in Campaign.objects.filter(state=CampaignState.SENDING).values_list("pk", flat=True):
+        campaign_sync(campaign_id)
+        synced += 1
+    result["synced"] = synced
+    return result

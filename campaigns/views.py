@@ -1,0 +1,334 @@
+"""The campaign dashboard: list, wizard (content, audience, settings, review), progress, reports."""
+
+from __future__ import annotations
+
+import csv
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from campaigns import charts, selectors, services
+from campaigns.forms import AudienceForm, ContentForm, ScheduleForm, SettingsForm, TestSendForm
+from campaigns.models import Campaign, CampaignState
+from mailplatform.permissions import requires
+
+STEPS = [
+    ("content", "Content", ContentForm),
+    ("audience", "Audience", AudienceForm),
+    ("settings", "Settings", SettingsForm),
+]
+STEP_NAMES = [s[0] for s in STEPS] + ["review"]
+
+
+def _errors(exc: ValidationError) -> str:
+    return " ".join(exc.messages)
+
+
+@requires("view_dashboard")
+def index(request: HttpRequest) -> HttpResponse:
+    state = request.GET.get("state", "")
+    if state not in CampaignState.values:
+        state = ""
+    return render(
+        request,
+        "campaigns/index.html",
+        {"campaigns": selectors.campaign_list(state=state), "state": state, "states": CampaignState.choices},
+    )
+
+
+@requires("manage_campaigns")
+@require_POST
+def create(request: HttpRequest) -> HttpResponse:
+    try:
+        campaign = services.campaign_create(name=request.POST.get("name", ""), by=request.user)
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+        return redirect("campaigns:index")
+    return redirect("campaigns:step", pk=campaign.pk, step="content")
+
+
+@requires("manage_campaigns")
+def step(request: HttpRequest, pk: int, step: str) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, pk=pk)
+    if step == "review":
+        return review(request, campaign)
+    found = next((s for s in STEPS if s[0] == step), None)
+    if found is None:
+        raise Http404("no such step")
+    if not campaign.editable:
+        messages.error(
+            request, f"This campaign is {campaign.get_state_display().lower()}: it can no longer be edited."
+        )
+        return redirect("campaigns:detail", pk=pk)
+    form_class = found[2]
+    if request.method == "POST":
+        form = form_class(request.POST)
+        if form.is_valid():
+            try:
+                changes = form.changes()
+                services.campaign_update(pk, by=request.user, **changes)
+            except ValidationError as exc:
+                form.add_error(None, _errors(exc))
+            else:
+                following = STEP_NAMES[STEP_NAMES.index(step) + 1]
+                return redirect(
+                    "campaigns:step",
+                    pk=pk,
+                    step=request.POST.get("go", following)
+                    if request.POST.get("go") in STEP_NAMES
+                    else following,
+                )
+    else:
+        form = form_class(initial=form_class.initial_for(campaign))
+    context: dict[str, Any] = {"campaign": campaign, "form": form, "step": step, "steps": _steps(step)}
+    if step == "audience":
+        context["count"] = selectors.audience_count(campaign) if campaign.lists.exists() else 0
+    return render(request, f"campaigns/step_{step}.html", context)
+
+
+def _steps(current: str) -> list[dict[str, Any]]:
+    labels = [(s[0], s[1]) for s in STEPS] + [("review", "Review")]
+    return [{"name": name, "label": label, "current": name == current} for name, label in labels]
+
+
+def _int_list(values: list[str]) -> list[int]:
+    return [int(v) for v in values if v.isdigit()]
+
+
+@requires("manage_campaigns")
+def audience_count(request: HttpRequest, pk: int) -> HttpResponse:
+    """Live count for the audience step: the form's current choices, after suppressions and the cap."""
+    get_object_or_404(Campaign, pk=pk)
+    list_ids = _int_list(request.GET.getlist("lists"))
+    segment = request.GET.get("segment", "")
+    cap = request.GET.get("frequency_cap_hours", "0")
+    count = None
+    if list_ids:
+        count = selectors.count(
+            selectors.audience(
+                list_ids=list_ids,
+                segment_id=int(segment) if segment.isdigit() else None,
+                exclude_list_ids=_int_list(request.GET.getlist("exclude_lists")),
+                frequency_cap_hours=min(int(cap), 24 * 90) if cap.isdigit() else 0,
+            )
+        )
+    return render(request, "campaigns/count_fragment.html", {"count": count})
+
+
+def review(request: HttpRequest, campaign: Campaign) -> HttpResponse:
+    from templates.compiler import TemplateError
+    from templates.selectors import template_checks
+
+    arms = list(campaign.variants.all()) if campaign.ab_test else [None]
+    previews = []
+    for arm in arms:
+        try:
+            compiled, rendered = selectors.compiled_for(campaign, arm)
+            previews.append(
+                {
+                    "variant": arm,
+                    "rendered": rendered,
+                    "checks": template_checks(compiled, transactional=False),
+                }
+            )
+        except TemplateError as exc:
+            previews.append({"variant": arm, "error": str(exc)})
+    count = selectors.audience_count(campaign) if campaign.lists.exists() else 0
+    return render(
+        request,
+        "campaigns/step_review.html",
+        {
+            "campaign": campaign,
+            "step": "review",
+            "steps": _steps("review"),
+            "previews": previews,
+            "count": count,
+            "problems": selectors.campaign_problems(campaign, count=count),
+            "schedule_form": ScheduleForm(initial={"timezone": campaign.schedule_timezone or "UTC"}),
+            "test_form": TestSendForm(),
+        },
+    )
+
+
+@requires("send_mail")
+@require_POST
+def test_send(request: HttpRequest, pk: int) -> HttpResponse:
+    from templates.compiler import TemplateError
+
+    get_object_or_404(Campaign, pk=pk)
+    form = TestSendForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Test send: enter a valid email address.")
+    else:
+        try:
+            services.campaign_test_send(
+                pk, form.cleaned_data["email"], by=request.user, variant_label=form.cleaned_data["variant"]
+            )
+            messages.success(request, f"Test sent to {form.cleaned_data['email']}.")
+        except (ValidationError, TemplateError) as exc:
+            messages.error(
+                request, f"Test send failed: {_errors(exc) if isinstance(exc, ValidationError) else exc}"
+            )
+    return redirect("campaigns:step", pk=pk, step="review")
+
+
+@requires("send_mail")
+@require_POST
+def send(request: HttpRequest, pk: int) -> HttpResponse:
+    get_object_or_404(Campaign, pk=pk)
+    try:
+        services.campaign_start(pk, by=request.user)
+        messages.success(request, "Sending started.")
+    except ValidationError as exc:
+        messages.error(request, f"Not sent: {_errors(exc)}")
+        return redirect("campaigns:step", pk=pk, step="review")
+    return redirect("campaigns:detail", pk=pk)
+
+
+@requires("send_mail")
+@require_POST
+def schedule(request: HttpRequest, pk: int) -> HttpResponse:
+    get_object_or_404(Campaign, pk=pk)
+    form = ScheduleForm(request.POST)
+    if not form.is_valid():
+        messages.error(
+            request, "Schedule: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
+        )
+        return redirect("campaigns:step", pk=pk, step="review")
+    try:
+        services.campaign_schedule(
+            pk,
+            local_time=form.cleaned_data["local_time"].replace(tzinfo=None),
+            tz_name=form.cleaned_data["timezone"],
+            by=request.user,
+        )
+        messages.success(request, "Scheduled.")
+    except ValidationError as exc:
+        messages.error(request, f"Not scheduled: {_errors(exc)}")
+        return redirect("campaigns:step", pk=pk, step="review")
+    return redirect("campaigns:detail", pk=pk)
+
+
+@requires("view_dashboard")
+def detail(request: HttpRequest, pk: int) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, pk=pk)
+    return render(
+        request,
+        "campaigns/detail.html",
+        {
+            "campaign": campaign,
+            "progress": selectors.campaign_progress(campaign),
+            "report": selectors.mailing_figures(selectors.campaign_mailing_ids(campaign)),
+        },
+    )
+
+
+@requires("view_dashboard")
+def progress_fragment(request: HttpRequest, pk: int) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, pk=pk)
+    if campaign.state == CampaignState.SENDING:
+        # Move it forward now rather than at the next beat, so the page shows "sent" promptly.
+        services.campaign_sync(pk)
+        campaign.refresh_from_db()
+    return render(
+        request,
+        "campaigns/progress_fragment.html",
+        {"campaign": campaign, "progress": selectors.campaign_progress(campaign)},
+    )
+
+
+_ACTIONS = {
+    "pause": (services.campaign_pause, "Paused."),
+    "resume": (services.campaign_resume, "Resumed."),
+    "cancel": (services.campaign_cancel, "Cancelled."),
+    "unschedule": (
+        services.campaign_unschedule,
+        "Back to draft: it will not be sent until you schedule or send it.",
+    ),
+}
+
+
+@requires("send_mail")
+@require_POST
+def action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    get_object_or_404(Campaign, pk=pk)
+    if action == "clone":
+        copy = services.campaign_clone(pk, by=request.user)
+        messages.success(request, "Cloned: this is the copy, a draft.")
+        return redirect("campaigns:step", pk=copy.pk, step="content")
+    if action not in _ACTIONS:
+        raise Http404("unknown action")
+    service, done = _ACTIONS[action]
+    try:
+        service(pk, by=request.user)
+        messages.success(request, done)
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+    return redirect("campaigns:detail", pk=pk)
+
+
+@requires("view_dashboard")
+def report(request: HttpRequest, pk: int) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, pk=pk)
+    data = selectors.campaign_report(campaign)
+    return render(
+        request,
+        "campaigns/report.html",
+        {
+            "campaign": campaign,
+            "report": data,
+            "timeline_chart": charts.line_chart(
+                data["timeline"], ["opens", "clicks", "machine"], title="Opens and clicks over time"
+            ),
+            "domain_chart": charts.bar_chart(
+                data["domains"],
+                label="domain",
+                bars=["sent", "opened", "clicked", "bounced"],
+                title="Results by recipient domain",
+            ),
+            "not_received": selectors.not_received(campaign),
+        },
+    )
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+@requires("view_dashboard")
+def report_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    campaign = get_object_or_404(Campaign, pk=pk)
+    writer = csv.writer(_Echo())
+    header = [
+        "email",
+        "variant",
+        "state",
+        "sent_at",
+        "opened",
+        "clicked",
+        "machine_activity",
+        "bounce",
+        "unsubscribed",
+        "complained",
+        "reason",
+    ]
+
+    def rows():
+        yield writer.writerow(header)
+        for row in selectors.recipients_csv_rows(campaign):
+            # A leading = + - @ would be a formula in a spreadsheet.
+            yield writer.writerow([f"'{v}" if isinstance(v, str) and v[:1] in "=+-@" else v for v in row])
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-report.csv"'
+    return response
+
+
+@requires("view_dashboard")
+def home_fragment(request: HttpRequest) -> HttpResponse:
+    return render(request, "campaigns/home_fragment.html", {"figures": selectors.home_figures()})

@@ -1,0 +1,116 @@
+"""The dashboard: wizard steps, live count, review, send, progress, report, CSV, roles, home fragment."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from campaigns import services
+from campaigns.models import Campaign, CampaignState
+from delivery.engine import drain
+
+pytestmark = pytest.mark.django_db
+
+
+def test_wizard_from_name_to_send(marketer_client, template, make_audience, relay_server):
+    mailing_list = make_audience(3)
+    response = marketer_client.post(reverse("campaigns:create"), {"name": "Spring"})
+    campaign = Campaign.objects.get()
+    assert response.url == reverse("campaigns:step", args=[campaign.pk, "content"])
+    response = marketer_client.post(
+        response.url, {"name": "Spring", "subject": "", "preheader": "Fresh", "template": template.pk}
+    )
+    assert response.status_code == 302 and response.url.endswith("/audience/")
+    count = marketer_client.get(reverse("campaigns:count", args=[campaign.pk]), {"lists": [mailing_list.pk]})
+    assert count.content.decode().strip() == "3"
+    response = marketer_client.post(response.url, {"lists": [mailing_list.pk], "frequency_cap_hours": "0"})
+    assert response.url.endswith("/settings/")
+    response = marketer_client.post(
+        response.url,
+        {"from_email": "news@example.com", "from_name": "Shop", "track_opens": "on", "track_clicks": "on",
+         "ab_test_percent": "20", "ab_metric": "opens", "ab_wait_minutes": "60"},
+    )  # fmt: skip
+    assert response.url.endswith("/review/")
+    review = marketer_client.get(response.url).content.decode()
+    assert "Spring is here, Ada" in review  # rendered preview with sample data
+    assert 'sandbox=""' in review and 'id="review-count">3<' in review
+    assert "Before it can be sent" not in review
+    response = marketer_client.post(reverse("campaigns:send", args=[campaign.pk]))
+    assert response.url == reverse("campaigns:detail", args=[campaign.pk])
+    campaign.refresh_from_db()
+    assert campaign.state == CampaignState.SENDING and campaign.from_email == "news@example.com"
+    drain(campaign.mailing_id, seconds=20)
+    fragment = marketer_client.get(reverse("campaigns:progress", args=[campaign.pk])).content.decode()
+    assert "100%" in fragment and "Sent" in fragment and "every 2s" not in fragment
+    report = marketer_client.get(reverse("campaigns:report", args=[campaign.pk])).content.decode()
+    assert 'data-figure="sent">3<' in report and "<svg" in report
+    csv_body = b"".join(
+        marketer_client.get(reverse("campaigns:report-csv", args=[campaign.pk])).streaming_content
+    )
+    lines = csv_body.decode().strip().splitlines()
+    assert lines[0].startswith("email,variant,state") and len(lines) == 4
+
+
+def test_second_send_and_edit_after_start_are_refused_with_the_reason(marketer_client, campaign_factory):
+    campaign = campaign_factory(2)
+    marketer_client.post(reverse("campaigns:send", args=[campaign.pk]))
+    response = marketer_client.post(reverse("campaigns:send", args=[campaign.pk]), follow=True)
+    assert "Not sent: this campaign is already sending" in response.content.decode()
+    response = marketer_client.get(reverse("campaigns:step", args=[campaign.pk, "content"]), follow=True)
+    assert "can no longer be edited" in response.content.decode()
+
+
+def test_review_lists_what_blocks_the_send(marketer_client, db):
+    campaign = services.campaign_create(name="Empty")
+    page = marketer_client.get(reverse("campaigns:step", args=[campaign.pk, "review"])).content.decode()
+    assert "Content: choose a template." in page and "Audience: choose at least one list." in page
+    assert "disabled" in page
+
+
+def test_developers_read_but_cannot_create_or_send(developer_client, campaign_factory):
+    campaign = campaign_factory(1)
+    assert developer_client.get(reverse("campaigns:index")).status_code == 200
+    assert developer_client.get(reverse("campaigns:detail", args=[campaign.pk])).status_code == 200
+    assert developer_client.post(reverse("campaigns:create"), {"name": "x"}).status_code == 403
+    assert developer_client.post(reverse("campaigns:send", args=[campaign.pk])).status_code == 403
+    assert developer_client.get(reverse("campaigns:step", args=[campaign.pk, "content"])).status_code == 403
+
+
+def test_report_escapes_hostile_names(marketer_client, make_audience, template):
+    campaign = services.campaign_create(
+        name="<script>alert(1)</script>", template=template, lists=[make_audience(1)]
+    )
+    services.campaign_start(campaign.pk)
+    page = marketer_client.get(reverse("campaigns:report", args=[campaign.pk])).content.decode()
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+
+
+def test_home_fragment_shows_sending_and_the_limits(marketer_client, campaign_factory):
+    campaign = campaign_factory(2, name="Now sending")
+    services.campaign_start(campaign.pk)
+    page = marketer_client.get(reverse("campaigns:home-fragment")).content.decode()
+    assert "Now sending" in page and "limit 5.00%" in page and "limit 0.10%" in page
+
+
+def test_schedule_from_the_review_page(marketer_client, campaign_factory):
+    campaign = campaign_factory(1)
+    response = marketer_client.post(
+        reverse("campaigns:schedule", args=[campaign.pk]),
+        {"local_time": "2099-06-01T09:30", "timezone": "Europe/Paris"},
+    )
+    assert response.url == reverse("campaigns:detail", args=[campaign.pk])
+    campaign.refresh_from_db()
+    assert campaign.state == CampaignState.SCHEDULED
+    assert campaign.scheduled_at.isoformat() == "2099-06-01T07:30:00+00:00"
+
+
+def test_test_send_goes_through_the_engine(marketer_client, campaign_factory):
+    from delivery.models import Message
+
+    campaign = campaign_factory(1)
+    response = marketer_client.post(
+        reverse("campaigns:test-send", args=[campaign.pk]), {"email": "me@example.com"}, follow=True
+    )
+    assert "Test sent to me@example.com" in response.content.decode()
+    message = Message.objects.get(email="me@example.com")
+    assert message.mailing.meta.get("test") is True
