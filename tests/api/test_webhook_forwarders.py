@@ -114,3 +114,20 @@ def test_every_unsubscribe_once_whoever_caused_it(subscribed):
     assert WebhookDelivery.objects.filter(event_type="unsubscribed").count() == 1
     payload = WebhookDelivery.objects.get(event_type="unsubscribed").payload
     assert payload["list_name"] == "Offers" and payload["email"] == "leaver@example.com"
+
+
+def test_every_scheduled_webhook_task_is_registered():
+    from django.conf import settings
+
+    from mailplatform.celery import app
+
+    app.loader.import_default_modules()
+    scheduled = {
+        entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values() if "webhook" in entry["task"]
+    }
+    assert scheduled == {
+        "mailplatform.tasks.webhook_sweep",
+        "delivery.webhook_tasks.forward_message_events",
+        "contacts.webhook_tasks.forward_subscriptions",
+    }
+    assert scheduled <= set(app.tasks)
