@@ -20,6 +20,7 @@ import argparse
 import csv
 import json
 import os
+import secrets
 import statistics
 import sys
 import tempfile
@@ -88,6 +89,9 @@ def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailplatform.settings")
     os.environ["ALLOWED_HOSTS"] = "testserver,127.0.0.1,localhost"
     os.environ["CACHE_KEY_PREFIX"] = f"posthorn-bench-api-{os.getpid()}"
+    # Measured as deployed: DEBUG off (no SQL capture, no debug pages).
+    os.environ["DEBUG"] = "false"
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(48))
     try:
         return run(args)
     finally:
