@@ -21,6 +21,7 @@ from delivery import services
 from delivery.bounces import rules as bounce_rules
 from delivery.bounces.models import BounceEvent
 from delivery.models import Message, MessageEvent, Relay, Security
+from mailplatform.api.errors import Conflict
 from mailplatform.api.pagination import IdCursorPagination
 from mailplatform.api.serializers import StrictSerializer
 
@@ -103,8 +104,14 @@ class SendView(generics.GenericAPIView):
         ).first()
         if template is None or template.archived:
             raise ValidationError({"template": [f"No active template with id {values['template']}."]})
-        existing = Message.objects.filter(idempotency_key=key).first() if key else None
+        existing = (
+            Message.objects.select_related("mailing").filter(idempotency_key=key).first() if key else None
+        )
         if existing is not None:
+            if not _same_request(existing, template.pk, values):
+                raise Conflict(
+                    "This Idempotency-Key was used for a different request (template, recipient or data)."
+                )
             response = Response(MessageSerializer(existing).data, status=status.HTTP_200_OK)
             response["Idempotent-Replayed"] = "true"
             return response
@@ -117,6 +124,12 @@ class SendView(generics.GenericAPIView):
         except ValueError as exc:  # a template that no longer compiles
             raise ValidationError({"template": [str(exc)]}) from exc
         return Response(MessageSerializer(message).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _same_request(message: Message, template_id: int, values: dict[str, Any]) -> bool:
+    to = values["to"].strip()
+    same_to = message.contact_id == int(to) if to.isdigit() else message.email.lower() == to.lower()
+    return message.mailing.template_id == template_id and same_to and (message.data or {}) == values["data"]
 
 
 class MessageDetailView(generics.GenericAPIView):

@@ -39,6 +39,14 @@ def test_send_once_per_idempotency_key(sender, template):
     assert again["Idempotent-Replayed"] == "true"
     assert Message.objects.count() == 1
     assert Message.objects.get().data == {"order": "A-17"}
+    reused = sender.post(
+        "/api/v1/send",
+        {**body, "to": "someone-else@example.com"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="order-A-17",
+    )
+    assert reused.status_code == 409 and "different request" in reused.json()["detail"]
+    assert Message.objects.count() == 1
     # Without a key every call is a new message.
     assert sender.post("/api/v1/send", body, format="json").status_code == 202
     assert Message.objects.count() == 2
