@@ -63,3 +63,29 @@ def test_public_subscribe_then_leave_a_list(live_server, page: Page):
     expect(page.get_by_text("Your preferences were saved.")).to_be_visible()
     states = dict(Subscription.objects.filter(contact=contact).values_list("mailing_list__name", "status"))
     assert states == {"Weekly": "unsubscribed", "Offers": "confirmed"}
+
+
+@pytest.mark.slow
+def test_import_csv_with_mapping_and_live_progress(
+    live_server, page: Page, make_user, celery_worker_process, tmp_path
+):
+    rows = "".join(f"person{i}@example.com;P{i};{i % 90}\n" for i in range(2000))
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text("Mail;Vorname;Punkte\n" + rows + "broken;x;1\n", encoding="cp1252")
+    CustomField.objects.create(name="punkte", label="Punkte", type="number")
+    _log_in(page, live_server, make_user)
+    page.goto(live_server.url + "/contacts/imports/")
+    page.get_by_label("CSV file").set_input_files(str(csv_file))
+    page.get_by_role("button", name="Upload").click()
+    expect(page.get_by_text("separator “;”")).to_be_visible()
+    expect(page.get_by_text("person0@example.com")).to_be_visible()
+    expect(page.get_by_label("Column Mail")).to_have_value("email")
+    page.get_by_label("Column Vorname").select_option("first_name")
+    expect(page.get_by_label("Column Punkte")).to_have_value("attr:punkte")
+    page.get_by_label("…or a new list named").fill("Imported")
+    page.get_by_role("button", name="Start import").click()
+    expect(page.get_by_role("progressbar")).to_be_visible()
+    expect(page.get_by_text("Download bad rows (CSV)")).to_be_visible(timeout=60_000)
+    expect(page.locator("table")).to_contain_text("2,000")
+    assert Contact.objects.get(email="person7@example.com").attributes == {"punkte": 7}
+    assert Subscription.objects.filter(mailing_list__name="Imported", status="confirmed").count() == 2000
