@@ -89,6 +89,12 @@ def test_unknown_api_path_is_a_404_problem(api):
     assert body["instance"] == "/api/v1/no-such-thing/"
 
 
+def test_a_missing_slash_is_pointed_out(api):
+    body = _problem(api.get("/api/v1/webhooks"), 404)
+    assert "Did you mean /api/v1/webhooks/ ?" in body["detail"]
+    assert "Did you mean" not in _problem(api.get("/api/v1/nothing"), 404)["detail"]
+
+
 def test_missing_object_is_404_problem(api):
     _problem(api.get("/api/v1/webhooks/999999/"), 404)
 
