@@ -394,12 +394,14 @@ def campaign_sync(campaign_id: int) -> str:
     ids = _mailings(campaign)
     for mailing_id in ids:
         mailing_finish_if_done(mailing_id)
-    finished = [Mailing.State.DONE, Mailing.State.CANCELLED]
-    if ids and not Mailing.objects.filter(pk__in=ids).exclude(state__in=finished).exists():
+    states = set(Mailing.objects.filter(pk__in=ids).values_list("state", flat=True))
+    if ids and states <= {Mailing.State.DONE, Mailing.State.CANCELLED}:
+        # Every Mailing cancelled (from the delivery pages): the campaign was cancelled, not sent.
+        final = CampaignState.CANCELLED if states == {Mailing.State.CANCELLED} else CampaignState.SENT
         Campaign.objects.filter(pk=campaign_id, state=CampaignState.SENDING).update(
-            state=CampaignState.SENT, finished_at=timezone.now()
+            state=final, finished_at=timezone.now()
         )
-        return CampaignState.SENT
+        return final
     return campaign.state
 
 
