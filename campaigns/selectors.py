@@ -514,7 +514,14 @@ def home_figures() -> dict[str, Any]:
         [since, since, since],
     )[0]
     attempted, hard, complaints = row
+    from contacts.models import Subscription
+
+    joined = Subscription.objects.filter(confirmed_at__gte=since).count()
+    left = Subscription.objects.filter(unsubscribed_at__gte=since).count()
     return {
+        "joined": joined,
+        "left": left,
+        "growth": joined - left,
         "sending": [{"campaign": c, "progress": campaign_progress(c)} for c in sending],
         "recent": [{"campaign": c, "figures": mailing_figures(campaign_mailing_ids(c))} for c in recent],
         "attempted": attempted,

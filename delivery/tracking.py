@@ -261,6 +261,7 @@ class _Pusher:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.draining = threading.Lock()
         self.wake = threading.Event()
         self.pending: list[str] = []
         self.pid = 0
@@ -277,9 +278,12 @@ class _Pusher:
             self.wake.set()
 
     def drain(self) -> int:
-        with self.lock:
-            batch, self.pending = self.pending, []
-        if batch:
+        # One drain at a time, so "pushed" means in Redis, not in another thread's hands.
+        with self.draining:
+            with self.lock:
+                batch, self.pending = self.pending, []
+            if not batch:
+                return 0
             try:
                 _redis().rpush(buffer_key(), *batch)
             except Exception:
@@ -287,7 +291,7 @@ class _Pusher:
                 with self.lock:
                     self.pending[:0] = batch[-50_000:]
                 return 0
-        return len(batch)
+            return len(batch)
 
     def _run(self) -> None:
         while True:

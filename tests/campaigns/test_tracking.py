@@ -155,3 +155,16 @@ def test_templates_with_logic_are_tracked_too(make_audience, relay_server, setti
     link = next(link for link in _links(html) if "/t/c/" in link)
     assert Client().get(link.removeprefix(settings.SITE_URL))["Location"] == "https://shop.example.com/x"
     assert "/t/o/" in html
+
+
+def test_an_expired_link_records_nothing_and_redirects_nowhere(campaign_factory, relay_server, settings):
+    from delivery.models import Mailing
+
+    campaign, bodies = _sent(campaign_factory, relay_server)
+    settings.DELIVERY_RETENTION_DAYS = 30
+    Mailing.objects.filter(pk=campaign.mailing_id).update(created_at=timezone.now() - dt.timedelta(days=31))
+    tracking._link_cache.clear()
+    response = Client().get(_links(bodies[0])[0].removeprefix(settings.SITE_URL))
+    assert response.status_code == 404 and "Location" not in response
+    assert "not valid or has expired" in response.content.decode()
+    assert tracking.buffered_count() == 0

@@ -90,6 +90,7 @@ def test_home_fragment_shows_sending_and_the_limits(marketer_client, campaign_fa
     services.campaign_start(campaign.pk)
     page = marketer_client.get(reverse("campaigns:home-fragment")).content.decode()
     assert "Now sending" in page and "limit 5.00%" in page and "limit 0.10%" in page
+    assert "list growth, 30 days (0 joined, 0 left)" in page  # the fixture's subscriptions have no dates
 
 
 def test_schedule_from_the_review_page(marketer_client, campaign_factory):
