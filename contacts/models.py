@@ -69,7 +69,13 @@ class Contact(models.Model):
             # to maintain on import. (Django renders OpClass here inside extra parentheses.)
             models.UniqueConstraint(Lower("email"), name="contacts_contact_email_lower_uniq")
         ]
-        # No index on status: the dashboard filters by status while walking the primary key.
+        indexes = [
+            # Partial: only contacts that are not active, so imports of active contacts skip it,
+            # and "show me the bounced" stays fast at a million rows.
+            models.Index(
+                fields=["status", "id"], name="contacts_inactive_idx", condition=~models.Q(status="active")
+            )
+        ]
 
     def __str__(self) -> str:
         return self.email

@@ -458,9 +458,29 @@ def contact_import_run(
     import_id: int, *, progress: Callable[[str, int, int], None] | None = None
 ) -> ContactImport:
     """Run a recorded import to the end; its row records the counts or the one-line error."""
+    # A session lock per import: a redelivered task waits for nobody and runs nothing twice. An
+    # import left "running" by a worker that died stored nothing (one transaction), so whoever
+    # holds the lock next may run it again.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [IMPORT_LOCK_NAMESPACE, import_id])
+        if not cursor.fetchone()[0]:
+            return ContactImport.objects.get(pk=import_id)
+    try:
+        return _contact_import_run_locked(import_id, progress)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [IMPORT_LOCK_NAMESPACE, import_id])
+
+
+IMPORT_LOCK_NAMESPACE = 0x636F6E74  # "cont": keeps these advisory locks apart from other apps'
+
+
+def _contact_import_run_locked(
+    import_id: int, progress: Callable[[str, int, int], None] | None
+) -> ContactImport:
     contact_import = ContactImport.objects.get(pk=import_id)
-    if contact_import.status not in (ImportStatus.PENDING,):
-        return contact_import  # already run: a redelivered task does nothing twice
+    if contact_import.status not in (ImportStatus.PENDING, ImportStatus.RUNNING):
+        return contact_import  # done, failed or still a draft
     ContactImport.objects.filter(pk=import_id).update(status=ImportStatus.RUNNING, started_at=timezone.now())
     key = IMPORT_PROGRESS_KEY.format(import_id)
 
@@ -487,6 +507,7 @@ def contact_import_run(
             status=ImportStatus.FAILED, error=str(exc), finished_at=timezone.now()
         )
         cache.delete(key)
+        _discard_upload(contact_import.path)
         raise
     except Exception:
         ContactImport.objects.filter(pk=import_id).update(
@@ -504,7 +525,16 @@ def contact_import_run(
         **result.counts(),
     )
     cache.delete(key)
+    _discard_upload(contact_import.path)
     return ContactImport.objects.get(pk=import_id)
+
+
+def _discard_upload(path: str) -> None:
+    """Uploaded files hold personal data: gone once imported. A command's own file is left alone."""
+    uploads = (Path(settings.MEDIA_ROOT) / "imports" / "uploads").resolve()
+    target = Path(path).resolve()
+    if uploads in target.parents:
+        target.unlink(missing_ok=True)
 
 
 def media_path(relative: str) -> Path:

@@ -31,6 +31,7 @@ urlpatterns = [
     path("imports/<int:pk>/progress", views.import_progress, name="import-progress"),
     path("imports/<int:pk>/bad-rows.csv", views.import_report, name="import-report"),
     path("home-fragment", views.home_fragment, name="home-fragment"),
+    path("preview-data", views.preview_data, name="preview-data"),
     # Public pages (no login): signed tokens and unguessable list ids.
     path("p/subscribe/<uuid:public_id>/", views.subscribe, name="subscribe"),
     path("p/confirm/<str:token>/", views.confirm, name="confirm"),

@@ -602,6 +602,21 @@ def import_report(request: HttpRequest, pk: int) -> HttpResponse:
     return FileResponse(path.open("rb"), as_attachment=True, filename=f"import-{pk}-bad-rows.csv")
 
 
+# --- Preview data for the template editor (templates names this URL; it imports nothing) ---
+
+
+@requires("view_dashboard")
+def preview_data(request: HttpRequest) -> HttpResponse:
+    """GET ?q=<email>: {"contact": merge data} for one contact, or 404."""
+    from django.http import JsonResponse
+
+    contact = selectors.contact_by_email(request.GET.get("q", "")[:320])
+    if contact is None:
+        raise Http404("No contact with that address.")
+    data = selectors.contact_merge_data([contact.pk])[contact.pk]
+    return JsonResponse({"contact": data}, json_dumps_params={"default": str})
+
+
 # --- Home fragment ---
 
 

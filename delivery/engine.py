@@ -20,6 +20,7 @@ and how many connections a relay gets by the relay's own semaphore, across all h
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import random
 import time
@@ -163,7 +164,8 @@ def claim(mailing_id: int, relay_id: int, limit: int) -> list[Claimed]:
         )
         rows = cursor.fetchall()
     rows.sort()
-    return [Claimed(*row) for row in rows]
+    # Django leaves JSONB undecoded on a raw cursor (the field decodes it in the ORM).
+    return [Claimed(i, e, c, json.loads(d) if isinstance(d, str) else d) for i, e, c, d in rows]
 
 
 def _update_many(sql_set: str, rows: list[tuple], width: int, extra: list[Any]) -> None:
@@ -446,18 +448,22 @@ class RunResult:
     reason: str = ""
 
 
-def run(mailing_id: int, token: str, *, seconds: float | None = None) -> RunResult:
-    """One runner's turn on a Mailing; returns why it stopped. Re-enqueueing is the task's job."""
+def run(mailing_id: int, token: str | None, *, seconds: float | None = None) -> RunResult:
+    """One runner's turn on a Mailing; returns why it stopped. Re-enqueueing is the task's job.
+
+    `token` names the runner's slot (tasks); None runs outside the DELIVERY_PARALLEL bound (drain).
+    """
     budget = settings.DELIVERY_TASK_SECONDS if seconds is None else seconds
     deadline = time.monotonic() + budget
     result = RunResult()
     # The slot only bounds parallelism (the Message leases guard correctness), so it lives as long
     # as a Message lease: a killed runner's place is free as soon as its Messages are.
-    runner = _runner_slot(mailing_id, token, lease=settings.DELIVERY_LEASE_SECONDS)
-    if not runner.refresh():
-        result.reason = "enough runners already"
-        return result
-    runner.held = True
+    runner = _runner_slot(mailing_id, token or "", lease=settings.DELIVERY_LEASE_SECONDS)
+    if token is not None:
+        if not runner.refresh():
+            result.reason = "enough runners already"
+            return result
+        runner.held = True
     tried: set[int] = set()
     try:
         while time.monotonic() < deadline:
@@ -609,7 +615,8 @@ def _send_batch(
             ctl["lease_at"] = time.monotonic()
             _extend_lease(list(untried) + [o.key for o in recorder.buffer])
             slot.refresh()
-            runner.refresh()
+            if runner.held:
+                runner.refresh()
 
     relay_failure = ""
     for outcome in smtp.send(envelopes()):
@@ -672,7 +679,7 @@ def drain(mailing_id: int, *, progress: Any = None, seconds: float | None = None
     deadline = None if seconds is None else time.monotonic() + seconds
     while deadline is None or time.monotonic() < deadline:
         turn = settings.DELIVERY_TASK_SECONDS if deadline is None else max(0.1, deadline - time.monotonic())
-        result = run(mailing_id, services.new_runner_token(), seconds=turn)
+        result = run(mailing_id, None, seconds=turn)
         total.sent += result.sent
         total.claimed += result.claimed
         total.finished = total.finished or result.finished

@@ -11,3 +11,5 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 QUEUES = ("default", "imports", "sending", "bounces")
 app.conf.task_queues = [Queue(name) for name in QUEUES]
 app.autodiscover_tasks()
+# Apps turn their event rows into outbound webhooks in `<app>.webhook_tasks` (mailplatform imports no app).
+app.autodiscover_tasks(related_name="webhook_tasks")

@@ -71,6 +71,7 @@ def default_children(addr: str) -> list[ChildSpec]:
             ],
         ),
         ChildSpec("capture", [python, manage, "capture_relay"]),
+        ChildSpec("bounces", [python, manage, "bounce_server"]),
     ]
 
 

@@ -35,3 +35,35 @@ class UserCreateForm(forms.Form):
 
 class UserRoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
+
+
+class ApiKeyCreateForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What uses this key, e.g. 'signup form on example.com'.")
+    scopes = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple)
+    expires_in_days = forms.IntegerField(
+        min_value=1, max_value=3650, required=False, help_text="Leave empty for a key that does not expire."
+    )
+    rate_limit_per_minute = forms.IntegerField(
+        min_value=1, max_value=100_000, required=False, help_text="Empty: the platform default."
+    )
+
+    def __init__(self, *args, role: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        from mailplatform.scopes import SCOPES, grantable_scopes
+
+        # Only the scopes this role may grant are offered; the service checks again.
+        self.fields["scopes"].choices = [
+            (name, f"{name} — {SCOPES[name].description}") for name in grantable_scopes(role)
+        ]
+
+
+class WebhookCreateForm(forms.Form):
+    url = forms.URLField(max_length=2000, assume_scheme="https")
+    description = forms.CharField(max_length=200, required=False)
+    event_types = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from mailplatform.webhooks import EVENT_TYPES
+
+        self.fields["event_types"].choices = [(e, e) for e in EVENT_TYPES]

@@ -22,6 +22,7 @@ NAV_ITEMS = [
     NavItem("Templates", "templates:index"),
     NavItem("Campaigns", "campaigns:index"),
     NavItem("Delivery", "delivery:index"),
+    NavItem("Bounces", "bounces:index"),
     NavItem("Captured mail", "captured-messages"),
     NavItem("Settings", "settings"),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -9,9 +10,11 @@ from django.core.cache import cache
 from django.db import connection
 from django.db.models import QuerySet
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 
-from mailplatform.models import AuditEntry, CapturedMessage
+from mailplatform.models import ApiKey, AuditEntry, CapturedMessage, User, WebhookDelivery, WebhookEndpoint
 from mailplatform.redis_cache import redis_client
+from mailplatform.roles import Role
 
 
 @dataclass(frozen=True)
@@ -89,3 +92,53 @@ def audit_entries(*, action: str = "", actor: str = "") -> QuerySet[AuditEntry]:
 
 def captured_messages() -> QuerySet[CapturedMessage]:
     return CapturedMessage.objects.defer("raw")
+
+
+# --- API keys and webhooks ---
+
+
+def api_key_by_full_key(full_key: str) -> ApiKey | None:
+    """The key named by `phk_<prefix>_<secret>` if the secret matches, else None."""
+    from mailplatform.services import API_KEY_PREFIX, api_key_hash
+
+    if not full_key.startswith(API_KEY_PREFIX):
+        return None
+    prefix, _, secret = full_key[len(API_KEY_PREFIX) :].partition("_")
+    if not prefix or not secret or len(prefix) > 16:
+        return None
+    key = ApiKey.objects.select_related("created_by").filter(prefix=prefix).first()
+    if key is None or not hmac.compare_digest(key.secret_hash, api_key_hash(full_key)):
+        return None
+    return key
+
+
+def api_key_problem(key: ApiKey) -> str:
+    """Why `key` may not be used now; empty when it may."""
+    if key.revoked_at is not None:
+        return "This API key was revoked."
+    if key.expires_at is not None and key.expires_at <= timezone.now():
+        return "This API key has expired."
+    if not key.created_by.is_active:
+        return "The owner of this API key is deactivated."
+    return ""
+
+
+def api_keys_visible_to(user: User) -> QuerySet[ApiKey]:
+    """Admins see every key (to revoke a leaked one); others see their own."""
+    keys = ApiKey.objects.select_related("created_by")
+    return keys if user.role == Role.ADMIN else keys.filter(created_by=user)
+
+
+def webhook_endpoints() -> QuerySet[WebhookEndpoint]:
+    return WebhookEndpoint.objects.all()
+
+
+def webhook_deliveries(
+    *, endpoint: WebhookEndpoint | None = None, status: str = ""
+) -> QuerySet[WebhookDelivery]:
+    deliveries = WebhookDelivery.objects.select_related("endpoint")
+    if endpoint is not None:
+        deliveries = deliveries.filter(endpoint=endpoint)
+    if status:
+        deliveries = deliveries.filter(status=status)
+    return deliveries

@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.policy
+import hashlib
+import json
 import secrets
+import uuid
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
+from django.utils import timezone
 
-from mailplatform.models import AuditEntry, CapturedMessage, User
-from mailplatform.roles import Role
+from mailplatform import crypto, webhooks
+from mailplatform.models import (
+    ApiKey,
+    AuditEntry,
+    CapturedMessage,
+    User,
+    WebhookCursor,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from mailplatform.roles import Role, can
+from mailplatform.scopes import SCOPES, role_may_grant
 
 
 def audit_record(
@@ -124,3 +141,326 @@ def login_failed(username: str, ip_address: str | None) -> None:
 
 def login_succeeded(username: str) -> None:
     cache.delete(_throttle_keys(username, None)[0])
+
+
+# --- API keys ---
+
+API_KEY_PREFIX = "phk_"
+
+
+class ApiKeyError(ValueError):
+    """A key request the creator's role does not allow, or that makes no sense."""
+
+
+def api_key_hash(full_key: str) -> str:
+    # Keys carry 256 bits of randomness, so a fast hash is safe and keeps every request cheap.
+    return hashlib.sha256(full_key.encode()).hexdigest()
+
+
+def api_key_create(
+    *,
+    user: User,
+    name: str,
+    scopes: Iterable[str],
+    expires_at: dt.datetime | None = None,
+    rate_limit_per_minute: int | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key for `user`; returns it with the full key, which is never stored and shown once."""
+    if not can(user, "manage_api_keys"):
+        raise ApiKeyError("Your role may not create API keys.")
+    scopes = sorted(set(scopes))
+    if not scopes:
+        raise ApiKeyError("Choose at least one scope.")
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown:
+        raise ApiKeyError(f"Unknown scope {unknown[0]!r}.")
+    refused = [s for s in scopes if not role_may_grant(user.role, s)]
+    if refused:
+        raise ApiKeyError(f"Your role may not grant the scope {refused[0]!r}.")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ApiKeyError("The expiry must be in the future.")
+    name = name.strip()
+    if not name:
+        raise ApiKeyError("Give the key a name.")
+    with transaction.atomic():
+        prefix = secrets.token_hex(4)
+        while ApiKey.objects.filter(prefix=prefix).exists():
+            prefix = secrets.token_hex(4)
+        full_key = f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+        key = ApiKey.objects.create(
+            name=name[:100],
+            prefix=prefix,
+            secret_hash=api_key_hash(full_key),
+            scopes=scopes,
+            created_by=user,
+            expires_at=expires_at,
+            rate_limit_per_minute=rate_limit_per_minute,
+        )
+        audit_record(user, "api_key.created", key, details={"scopes": scopes})
+    return key, full_key
+
+
+def api_key_revoke(key: ApiKey, *, by: Any) -> ApiKey:
+    with transaction.atomic():
+        if key.revoked_at is None:
+            key.revoked_at = timezone.now()
+            key.save(update_fields=["revoked_at"])
+            audit_record(by, "api_key.revoked", key)
+    return key
+
+
+def api_key_touch(key: ApiKey) -> None:
+    """Record use, at most once a minute per key: a busy key must not write on every request."""
+    now = timezone.now()
+    resolution = dt.timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION)
+    if key.last_used_at is None or now - key.last_used_at >= resolution:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+
+
+# --- Outbound webhooks ---
+
+
+class WebhookError(ValueError):
+    pass
+
+
+def _check_event_types(event_types: Iterable[str]) -> list[str]:
+    chosen = sorted(set(event_types))
+    if not chosen:
+        raise WebhookError("Choose at least one event type.")
+    unknown = [e for e in chosen if e not in webhooks.EVENT_TYPES]
+    if unknown:
+        raise WebhookError(f"Unknown event type {unknown[0]!r}; known: {', '.join(webhooks.EVENT_TYPES)}.")
+    return chosen
+
+
+def webhook_endpoint_create(
+    *, url: str, event_types: Iterable[str], description: str = "", by: Any
+) -> tuple[WebhookEndpoint, str]:
+    """Subscribe `url`; returns the endpoint and its signing secret (shown once)."""
+    try:
+        webhooks.check_url(url)
+    except webhooks.UnresolvableHost:
+        pass  # checked again at every delivery
+    except webhooks.UnsafeURL as exc:
+        raise WebhookError(f"Cannot deliver to this URL: {exc}.") from exc
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        endpoint = WebhookEndpoint.objects.create(
+            url=url,
+            description=description[:200],
+            event_types=_check_event_types(event_types),
+            secret_encrypted=crypto.encrypt(secret),
+            created_by=by if isinstance(by, User) else None,
+        )
+        audit_record(by, "webhook.created", endpoint, details={"event_types": endpoint.event_types})
+    return endpoint, secret
+
+
+def webhook_endpoint_update(
+    endpoint: WebhookEndpoint,
+    *,
+    by: Any,
+    event_types: Iterable[str] | None = None,
+    active: bool | None = None,
+    description: str | None = None,
+) -> WebhookEndpoint:
+    if event_types is not None:
+        endpoint.event_types = _check_event_types(event_types)
+    if active is not None:
+        endpoint.active = active
+    if description is not None:
+        endpoint.description = description[:200]
+    with transaction.atomic():
+        endpoint.save()
+        audit_record(by, "webhook.updated", endpoint, details={"active": endpoint.active})
+    return endpoint
+
+
+def webhook_endpoint_delete(endpoint: WebhookEndpoint, *, by: Any) -> None:
+    with transaction.atomic():
+        audit_record(by, "webhook.deleted", endpoint)
+        endpoint.delete()
+
+
+def webhook_emit(event_type: str, payload: dict[str, Any]) -> int:
+    """Queue `event_type` for every active endpoint subscribed to it; returns how many deliveries.
+
+    Apps call this inside their own transaction: the deliveries commit with the change that caused
+    them and are posted after the commit, never for a change that rolled back.
+    """
+    return webhook_emit_many(event_type, [payload])
+
+
+def webhook_emit_many(event_type: str, payloads: list[dict[str, Any]]) -> int:
+    if event_type not in webhooks.EVENT_TYPES:
+        raise WebhookError(f"Unknown event type {event_type!r}.")
+    endpoints = [
+        e.pk
+        for e in WebhookEndpoint.objects.filter(active=True).only("pk", "event_types")
+        if event_type in e.event_types
+    ]
+    if not endpoints or not payloads:
+        return 0
+    # Round-trip through JSON now: a payload that cannot be serialised fails in the caller, not the task.
+    payloads = [json.loads(json.dumps(p, cls=DjangoJSONEncoder)) for p in payloads]
+    deliveries = WebhookDelivery.objects.bulk_create(
+        [
+            WebhookDelivery(endpoint_id=endpoint_id, event_id=uuid.uuid4(), event_type=event_type, payload=p)
+            for p in payloads
+            for endpoint_id in endpoints
+        ]
+    )
+    ids = [d.pk for d in deliveries]
+
+    def enqueue() -> None:
+        from mailplatform.tasks import webhook_deliver
+
+        for delivery_id in ids:
+            webhook_deliver.delay(delivery_id)
+
+    transaction.on_commit(enqueue)
+    return len(ids)
+
+
+def webhook_body(delivery: WebhookDelivery) -> bytes:
+    envelope = {
+        "id": str(delivery.event_id),
+        "type": delivery.event_type,
+        "created_at": delivery.created_at.isoformat(),
+        "data": delivery.payload,
+    }
+    return json.dumps(envelope, separators=(",", ":")).encode()
+
+
+def webhook_retry_delay(attempts: int) -> int:
+    """Seconds before the next try after `attempts` failures: exponential, capped at six hours."""
+    return min(settings.WEBHOOK_RETRY_BASE_SECONDS * 4 ** (attempts - 1), 6 * 3600)
+
+
+def webhook_attempt(delivery_id: int) -> int | None:
+    """Post one delivery once. Returns seconds until it should be tried again, or None when done."""
+    with transaction.atomic():
+        delivery = (
+            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            .select_related("endpoint")
+            .filter(
+                pk=delivery_id, status__in=[WebhookDelivery.Status.PENDING, WebhookDelivery.Status.RETRYING]
+            )
+            .first()
+        )
+        if delivery is None:
+            return None  # done already, or another worker holds it
+        endpoint = delivery.endpoint
+        if not endpoint.active:
+            delivery.status = WebhookDelivery.Status.FAILED
+            delivery.last_error = "The endpoint was disabled before delivery."
+            delivery.save(update_fields=["status", "last_error"])
+            return None
+        body = webhook_body(delivery)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "Posthorn-Webhooks/1",
+            "Posthorn-Event": delivery.event_type,
+            "Posthorn-Delivery": str(delivery.event_id),
+            webhooks.SIGNATURE_HEADER: webhooks.sign(
+                crypto.decrypt(endpoint.secret_encrypted), body, int(timezone.now().timestamp())
+            ),
+        }
+        result = webhooks.post(endpoint.url, body, headers, timeout=settings.WEBHOOK_TIMEOUT_SECONDS)
+        delivery.attempts += 1
+        delivery.last_status_code = result.status_code
+        delivery.last_error = (
+            result.error[:500] if result.error else ("" if result.ok else f"HTTP {result.status_code}")
+        )
+        delivery.last_response = result.body[:1000]
+        delay = None
+        if result.ok:
+            delivery.status = WebhookDelivery.Status.SUCCEEDED
+            delivery.delivered_at = timezone.now()
+            delivery.next_attempt_at = None
+        elif delivery.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
+            delivery.status = WebhookDelivery.Status.FAILED
+            delivery.next_attempt_at = None
+        else:
+            delay = webhook_retry_delay(delivery.attempts)
+            delivery.status = WebhookDelivery.Status.RETRYING
+            delivery.next_attempt_at = timezone.now() + dt.timedelta(seconds=delay)
+        delivery.save()
+    return delay
+
+
+def webhook_redeliver(delivery: WebhookDelivery, *, by: Any) -> WebhookDelivery:
+    """Send a delivery again from the log (after the receiver was fixed)."""
+    with transaction.atomic():
+        delivery.status = WebhookDelivery.Status.PENDING
+        delivery.next_attempt_at = None
+        delivery.save(update_fields=["status", "next_attempt_at"])
+        audit_record(by, "webhook.redelivered", delivery.endpoint, details={"delivery": delivery.pk})
+
+        def enqueue() -> None:
+            from mailplatform.tasks import webhook_deliver
+
+            webhook_deliver.delay(delivery.pk)
+
+        transaction.on_commit(enqueue)
+    return delivery
+
+
+def webhook_send_test(endpoint: WebhookEndpoint, *, by: Any) -> WebhookDelivery:
+    """Queue a sample event to one endpoint, whatever it subscribes to, so a developer can check it."""
+    with transaction.atomic():
+        delivery = WebhookDelivery.objects.create(
+            endpoint=endpoint,
+            event_id=uuid.uuid4(),
+            event_type=endpoint.event_types[0] if endpoint.event_types else "delivered",
+            payload={"test": True, "email": "someone@example.com"},
+        )
+        audit_record(by, "webhook.tested", endpoint)
+
+        def enqueue() -> None:
+            from mailplatform.tasks import webhook_deliver
+
+            webhook_deliver.delay(delivery.pk)
+
+        transaction.on_commit(enqueue)
+    return delivery
+
+
+def webhook_requeue_due(grace_seconds: int = 300) -> int:
+    """Enqueue deliveries overdue by more than `grace_seconds`: their Celery wake-up was lost."""
+    cutoff = timezone.now() - dt.timedelta(seconds=grace_seconds)
+    due = list(
+        WebhookDelivery.objects.filter(
+            models.Q(status=WebhookDelivery.Status.RETRYING, next_attempt_at__lt=cutoff)
+            | models.Q(status=WebhookDelivery.Status.PENDING, created_at__lt=cutoff)
+        ).values_list("pk", flat=True)[:1000]
+    )
+    from mailplatform.tasks import webhook_deliver
+
+    for delivery_id in due:
+        webhook_deliver.delay(delivery_id)
+    return len(due)
+
+
+def webhook_subscribed_event_types() -> set[str]:
+    """Event types at least one active endpoint wants: forwarders skip the rest cheaply."""
+    wanted: set[str] = set()
+    for types in WebhookEndpoint.objects.filter(active=True).values_list("event_types", flat=True):
+        wanted.update(types)
+    return wanted
+
+
+def webhook_cursor_step(name: str, step: Callable[[dict[str, Any]], tuple[dict[str, Any], int]]) -> int:
+    """Run one forwarder step under its cursor's row lock: two workers never forward the same rows.
+
+    `step` gets the saved state and returns the new state and how many deliveries it queued; both
+    commit together with those deliveries, so a crash replays nothing and loses nothing.
+    """
+    with transaction.atomic():
+        cursor, _ = WebhookCursor.objects.select_for_update().get_or_create(name=name)
+        state, queued = step(dict(cursor.state))
+        cursor.state = state
+        cursor.save(update_fields=["state", "updated_at"])
+    return queued

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "contacts",
     "templates",
     "delivery",
+    "delivery.bounces",
     "campaigns",
 ]
 
@@ -73,6 +74,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "mailplatform.api.middleware.ApiBodyLimitMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -186,7 +188,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "webhook-sweep": {"task": "mailplatform.tasks.webhook_sweep", "schedule": 300.0},
+    "webhook-forward-delivery": {"task": "delivery.webhook_tasks.forward_message_events", "schedule": 5.0},
+    "webhook-forward-contacts": {"task": "contacts.webhook_tasks.forward_subscriptions", "schedule": 5.0},
+}
 
 # Home page panels, by URL name; each app serves its own fragment.
 HOME_FRAGMENTS = [
@@ -194,6 +200,7 @@ HOME_FRAGMENTS = [
     "contacts:home-fragment",
     "templates:home-fragment",
     "delivery:home-fragment",
+    "bounces:home-fragment",
 ]
 
 # --- The capture relay: a local SMTP server that keeps what it receives (the embedded default) ---
@@ -202,8 +209,51 @@ CAPTURE_SMTP_HOST = env_str("CAPTURE_SMTP_HOST", "127.0.0.1")
 CAPTURE_SMTP_PORT = env_int("CAPTURE_SMTP_PORT", 2525, minimum=1)
 CAPTURE_MAX_MESSAGE_BYTES = env_int("CAPTURE_MAX_MESSAGE_BYTES", 25 * 1024 * 1024, minimum=1024)
 
+# --- REST API and outbound webhooks ---
+
+API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 600, minimum=1)
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", DATA_UPLOAD_MAX_MEMORY_SIZE, minimum=1024)
+# Contact imports are uploaded as files through the API; JSON bodies stay under API_MAX_BODY_BYTES.
+API_MAX_UPLOAD_BYTES = env_int("API_MAX_UPLOAD_BYTES", 200 * 1024 * 1024, minimum=1024)
+API_KEY_LAST_USED_RESOLUTION = env_int("API_KEY_LAST_USED_RESOLUTION", 60, minimum=0)
+# Off in production: a webhook URL must not reach the platform's own network (SSRF).
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False)
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
+WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 30, minimum=1)
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "mailplatform.api.schema.ScopedAutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": ["mailplatform.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["mailplatform.api.auth.HasScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["mailplatform.api.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["mailplatform.api.parsers.BoundedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "mailplatform.api.pagination.IdCursorPagination",
+    "PAGE_SIZE": 100,
+    "EXCEPTION_HANDLER": "mailplatform.api.errors.problem_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    # OPTIONS answers with the Allow header only; serializer introspection is what the schema is for.
+    "DEFAULT_METADATA_CLASS": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Posthorn API",
+    "DESCRIPTION": (
+        "Contacts, lists, templates, campaigns, transactional send and events. Authenticate with an "
+        "API key from Settings > API keys: `Authorization: Bearer phk_...`. Errors are RFC 9457 "
+        "problem details; lists are cursor-paginated (follow `next`)."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PUBLIC": True,
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Interactive docs from the vendored copy in mailplatform/static: no CDN.
+    "SWAGGER_UI_DIST": STATIC_URL + "mailplatform/swagger-ui",
+    "SWAGGER_UI_FAVICON_HREF": STATIC_URL + "mailplatform/swagger-ui/favicon-32x32.png",
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": False, "displayOperationId": False},
 }
 
 LOGGING = {
@@ -271,6 +321,26 @@ CELERY_BEAT_SCHEDULE.update(
 # The sender of platform mail (double opt-in confirmations, transactional sends without their own).
 DELIVERY_DEFAULT_FROM_EMAIL = env_str("DELIVERY_DEFAULT_FROM_EMAIL") or f"posthorn@{BOUNCE_DOMAIN}"
 DELIVERY_DEFAULT_FROM_NAME = env_str("DELIVERY_DEFAULT_FROM_NAME", "Posthorn") or ""
+
+# --- Bounces: the return path's listener and mailbox poller (delivery/bounces) ---
+
+BOUNCE_SMTP_HOST = env_str("BOUNCE_SMTP_HOST", "127.0.0.1")
+BOUNCE_SMTP_PORT = env_int("BOUNCE_SMTP_PORT", 2526, minimum=1)
+BOUNCE_MAX_MESSAGE_BYTES = env_int("BOUNCE_MAX_MESSAGE_BYTES", 10 * 1024 * 1024, minimum=1024)
+BOUNCE_MAX_PER_MINUTE_PER_CLIENT = env_int("BOUNCE_MAX_PER_MINUTE_PER_CLIENT", 600, minimum=1)
+BOUNCE_POLL_SECONDS = env_int("BOUNCE_POLL_SECONDS", 120, minimum=10)
+CELERY_BEAT_SCHEDULE["bounce-mailboxes-poll"] = {
+    "task": "delivery.bounces.tasks.bounce_mailboxes_poll",
+    "schedule": float(BOUNCE_POLL_SECONDS),
+}
+CELERY_TASK_ROUTES["delivery.bounces.tasks.*"] = {"queue": "bounces"}
+# ESP tracking webhooks (/bounces/webhooks/<esp>/tracking/): basic auth "user:password" in the URL
+# you give the ESP, and Mailgun's signing key.
+ANYMAIL = {
+    "WEBHOOK_SECRET": env_str("ANYMAIL_WEBHOOK_SECRET", "") or None,
+    "MAILGUN_WEBHOOK_SIGNING_KEY": env_str("MAILGUN_WEBHOOK_SIGNING_KEY", "") or None,
+    "AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS": env_bool("AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS", True),
+}
 
 # --- Tracking (delivery.tracking): opens and clicks, buffered in Redis, inserted in batches ---
 

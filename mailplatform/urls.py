@@ -28,6 +28,10 @@ urlpatterns = [
     path("settings/users/", views.users, name="users"),
     path("settings/users/<int:pk>/", views.user_update, name="user-update"),
     path("settings/audit/", views.audit_log, name="audit-log"),
+    path("settings/api-keys/", views.api_keys, name="api-keys"),
+    path("settings/api-keys/<int:pk>/revoke", views.api_key_revoke, name="api-key-revoke"),
+    path("settings/webhooks/", views.webhooks, name="webhooks"),
+    path("settings/webhooks/<int:pk>/", views.webhook_detail, name="webhook-detail"),
     path("captured/", views.captured_messages, name="captured-messages"),
     path("captured/<int:pk>/raw", views.captured_message_raw, name="captured-message-raw"),
     path("admin/", admin.site.urls),
@@ -39,6 +43,7 @@ for prefix, module in [
     ("templates/", "templates.urls"),
     ("campaigns/", "campaigns.urls"),
     ("delivery/", "delivery.urls"),
+    ("bounces/", "delivery.bounces.urls"),
     # Public open/click tracking (delivery.tracking): short URLs, they are in every message.
     ("t/", "delivery.tracking_urls"),
     ("api/v1/", "mailplatform.api_urls"),

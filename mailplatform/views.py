@@ -1,16 +1,25 @@
 from __future__ import annotations
 
+import datetime as dt
+
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.core.paginator import Paginator
 from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from mailplatform import selectors, services
-from mailplatform.forms import ThrottledAuthenticationForm, UserCreateForm, UserRoleForm
-from mailplatform.models import CapturedMessage, User
+from mailplatform.forms import (
+    ApiKeyCreateForm,
+    ThrottledAuthenticationForm,
+    UserCreateForm,
+    UserRoleForm,
+    WebhookCreateForm,
+)
+from mailplatform.models import CapturedMessage, User, WebhookDelivery
 from mailplatform.permissions import requires
 
 
@@ -97,3 +106,92 @@ def captured_message_raw(request: HttpRequest, pk: int) -> HttpResponse:
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'"
     return response
+
+
+# --- API keys and webhooks ---
+
+
+@requires("manage_api_keys")
+def api_keys(request: HttpRequest) -> HttpResponse:
+    form = ApiKeyCreateForm(request.POST or None, role=request.user.role)
+    new_key = None
+    if request.method == "POST" and form.is_valid():
+        days = form.cleaned_data["expires_in_days"]
+        try:
+            key, new_key = services.api_key_create(
+                user=request.user,
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
+                expires_at=timezone.now() + dt.timedelta(days=days) if days else None,
+                rate_limit_per_minute=form.cleaned_data["rate_limit_per_minute"],
+            )
+            messages.success(request, f"Created {key}. Copy the key now: it is shown only once.")
+            form = ApiKeyCreateForm(role=request.user.role)
+        except services.ApiKeyError as exc:
+            form.add_error(None, str(exc))
+    context = {
+        "keys": selectors.api_keys_visible_to(request.user),
+        "form": form,
+        "new_key": new_key,
+        "now": timezone.now(),
+    }
+    return render(request, "mailplatform/api_keys.html", context)
+
+
+@require_POST
+@requires("manage_api_keys")
+def api_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    key = get_object_or_404(selectors.api_keys_visible_to(request.user), pk=pk)
+    services.api_key_revoke(key, by=request.user)
+    messages.success(request, f"Revoked {key}.")
+    return redirect("api-keys")
+
+
+@requires("manage_webhooks")
+def webhooks(request: HttpRequest) -> HttpResponse:
+    form = WebhookCreateForm(request.POST or None)
+    new_secret = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            endpoint, new_secret = services.webhook_endpoint_create(**form.cleaned_data, by=request.user)
+            messages.success(
+                request, f"Subscribed {endpoint.url}. Copy the signing secret now: it is shown once."
+            )
+            form = WebhookCreateForm()
+        except services.WebhookError as exc:
+            form.add_error("url", str(exc))
+    context = {"endpoints": selectors.webhook_endpoints(), "form": form, "new_secret": new_secret}
+    return render(request, "mailplatform/webhooks.html", context)
+
+
+@requires("manage_webhooks")
+def webhook_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    endpoint = get_object_or_404(selectors.webhook_endpoints(), pk=pk)
+    if request.method == "POST":
+        action = request.POST.get("action")
+        if action == "toggle":
+            services.webhook_endpoint_update(endpoint, active=not endpoint.active, by=request.user)
+        elif action == "test":
+            services.webhook_send_test(endpoint, by=request.user)
+            messages.success(request, "A test event is on its way; it appears in the log below.")
+        elif action == "redeliver":
+            delivery = get_object_or_404(
+                selectors.webhook_deliveries(endpoint=endpoint), pk=request.POST.get("delivery")
+            )
+            services.webhook_redeliver(delivery, by=request.user)
+            messages.success(request, "Queued for delivery again.")
+        elif action == "delete":
+            services.webhook_endpoint_delete(endpoint, by=request.user)
+            messages.success(request, f"Deleted the subscription for {endpoint.url}.")
+            return redirect("webhooks")
+        return redirect("webhook-detail", pk=endpoint.pk)
+    status = request.GET.get("status", "")
+    page = Paginator(selectors.webhook_deliveries(endpoint=endpoint, status=status), 50).get_page(
+        request.GET.get("page")
+    )
+    statuses = WebhookDelivery.Status.choices
+    return render(
+        request,
+        "mailplatform/webhook_detail.html",
+        {"endpoint": endpoint, "page": page, "status": status, "statuses": statuses},
+    )

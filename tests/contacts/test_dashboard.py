@@ -219,3 +219,25 @@ def test_home_fragment(admin_client):
     page = admin_client.get(reverse("contacts:home-fragment")).content.decode()
     assert "<svg" in page and "+1 confirmed" in page and "−1 unsubscribed" in page
     assert "<strong>2</strong>" in page
+
+
+def test_preview_data_for_the_template_editor(admin_client):
+    from django.test import Client
+
+    CustomField.objects.create(name="born", label="Born", type="date")
+    Contact.objects.create(
+        email="Grace@Example.com", first_name="Grace", attributes={"born": "1906-12-09", "city": "Arlington"}
+    )
+    url = reverse("contacts:preview-data")
+    data = admin_client.get(url, {"q": "grace@example.com"}).json()
+    assert data == {
+        "contact": {
+            "email": "Grace@Example.com",
+            "first_name": "Grace",
+            "last_name": "",
+            "born": "1906-12-09",
+            "city": "Arlington",
+        }
+    }
+    assert admin_client.get(url, {"q": "nobody@example.com"}).status_code == 404
+    assert Client().get(url, {"q": "grace@example.com"}).status_code == 302  # anonymous: log in first

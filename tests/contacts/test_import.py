@@ -211,3 +211,22 @@ def test_command_from_a_shell_exits_1_with_one_line(tmp_path):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("CommandError:") and "no email column" in lines[-1]
     assert "Traceback" not in done.stderr
+
+
+def test_an_import_runs_once_and_a_dead_workers_import_runs_again(tmp_path):
+    import psycopg
+
+    from contacts.models import ImportStatus
+    from tests.conftest import database_url_for_tests
+
+    path = write(tmp_path, "email\none@example.com\n")
+    record = services.contact_import_create(path=str(path), filename="in.csv", mode="upsert")
+    # Another worker holds the import: this one leaves it alone.
+    with psycopg.connect(database_url_for_tests(), autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s, %s)", [services.IMPORT_LOCK_NAMESPACE, record.pk])
+        assert services.contact_import_run(record.pk).status == ImportStatus.PENDING
+    # A worker died mid-run: the row says running, nothing was stored, the next run completes it.
+    ContactImport.objects.filter(pk=record.pk).update(status=ImportStatus.RUNNING)
+    assert services.contact_import_run(record.pk).status == ImportStatus.DONE
+    assert services.contact_import_run(record.pk).created == 1  # done: not run again
+    assert Contact.objects.count() == 1

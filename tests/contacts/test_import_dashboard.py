@@ -86,3 +86,6 @@ def test_import_runs_on_a_worker_with_live_progress(celery_worker_process, clien
         client.get(reverse("contacts:import-report", args=[contact_import.pk])).streaming_content
     ).decode()
     assert "duplicate of row 3" in report and "broken@" in report
+    from pathlib import Path
+
+    assert not Path(contact_import.path).exists()  # the upload held personal data

@@ -26,12 +26,13 @@ def _free_port() -> int:
 def test_dev_stack_starts_everything_and_stops_everything(transactional_db, tmp_path):
     from mailplatform.paths import RUN_DIR
 
-    web_port, capture_port = _free_port(), _free_port()
+    web_port, capture_port, bounce_port = _free_port(), _free_port(), _free_port()
     env = {
         **os.environ,
         "DATABASE_URL": database_url_for_tests(),
         "REDIS_URL": settings.REDIS_URL,
         "CAPTURE_SMTP_PORT": str(capture_port),
+        "BOUNCE_SMTP_PORT": str(bounce_port),
         "DJANGO_SETTINGS_MODULE": "mailplatform.settings_test",
         "PYTHONUNBUFFERED": "1",
     }
@@ -61,6 +62,16 @@ def test_dev_stack_starts_everything_and_stops_everything(transactional_db, tmp_
         assert len(children) >= 4
         with socket.create_connection(("127.0.0.1", capture_port), timeout=5) as sock:
             assert sock.recv(100).startswith(b"220")
+        deadline = time.monotonic() + 30
+        while True:  # the bounce listener is a child too
+            try:
+                with socket.create_connection(("127.0.0.1", bounce_port), timeout=5) as sock:
+                    assert b"bounce listener" in sock.recv(200)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
         second = subprocess.run(
             [sys.executable, "manage.py", "dev"],

@@ -1,0 +1,238 @@
+"""Classifier accuracy against sisimai's answers on the shared corpus, and its speed.
+
+    python bench/bounce_corpus.py [--corpus DIR] [--seconds 5] [--confusion] [--apply 2000]
+
+Prints per-kind agreement and (with --confusion) the confusion matrix; the LAST line is one
+JSON object. Parsing needs no database. With --apply N (default 2000, 0 to skip) it also
+times parse + attribution + policy (bounce_process) over N token-attributed bounces on a
+database of its own (posthorn_bench_bounces_<pid>, dropped afterwards): bounces_per_s.
+The reference run is the standard library's email parser alone over the same files (ratio).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import email
+import email.policy
+import json
+import os
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from delivery.bounces import rules  # noqa: E402
+from delivery.bounces.classifier import classify  # noqa: E402
+
+DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "bounces"
+
+
+def expected_kind(row: dict[str, str]) -> str:
+    """sisimai's answer mapped onto our kinds, with its own hard/soft rule for notaccept."""
+    verdict = row["hard_or_soft"]
+    if verdict == "feedback":
+        return rules.COMPLAINT
+    if verdict == "vacation":
+        return rules.AUTO_REPLY
+    if verdict == "delivered":
+        return "none"
+    if verdict == "hard":
+        return rules.HARD
+    kind = rules.REASON_KIND.get(row["reason"], rules.UNKNOWN)
+    return rules.SOFT if kind == rules.HARD else kind
+
+
+def run(corpus: Path, seconds: float, confusion: bool) -> dict[str, object]:
+    rows = list(csv.DictReader((corpus / "expected.tsv").open(encoding="utf-8"), delimiter="\t"))
+    files = sorted(p for p in (corpus / "maildir").rglob("*") if p.is_file())
+    results: dict[str, list] = {}
+    crashes = 0
+    for path in files:
+        try:
+            results[str(path.relative_to(corpus))] = classify(path.read_bytes()).recipients
+        except Exception as exc:  # a crash is a finding, not the end of the run
+            crashes += 1
+            results[str(path.relative_to(corpus))] = []
+            print(f"CRASH {path}: {exc!r}", file=sys.stderr)
+
+    def ours(row: dict[str, str]):
+        found = results.get(row["file"], [])
+        hint = row["recipient_hint"].lower()
+        for recipient in found:
+            if hint and recipient.address == hint:
+                return recipient
+        index = int(row["index"]) - 1
+        return found[index] if index < len(found) else (found[0] if found else None)
+
+    matrix: dict[str, Counter] = defaultdict(Counter)
+    hard_total = hard_hit = soft_total = soft_as_hard = 0
+    recipient_total = recipient_hit = 0
+    complaint_total = complaint_hit = vacation_total = vacation_hit = 0
+    for row in rows:
+        mine = ours(row)
+        got = mine.kind if mine else "none"
+        want = expected_kind(row)
+        matrix[want][got] += 1
+        if row["hard_or_soft"] == "hard":
+            hard_total += 1
+            hard_hit += got == rules.HARD
+        elif row["hard_or_soft"] == "soft":
+            soft_total += 1
+            soft_as_hard += got == rules.HARD
+        elif row["hard_or_soft"] == "feedback":
+            complaint_total += 1
+            complaint_hit += got == rules.COMPLAINT
+        elif row["hard_or_soft"] == "vacation":
+            vacation_total += 1
+            vacation_hit += got == rules.AUTO_REPLY
+        hint = row["recipient_hint"]
+        if hint and "weak" not in row["recipient_hint_src"] and not hint.startswith("AMBIGUOUS"):
+            recipient_total += 1
+            addresses = {r.address for r in results.get(row["file"], [])}
+            recipient_hit += hint.lower() in addresses
+    false_positives = sum(1 for name, found in results.items() if name.startswith("maildir/not/") and found)
+
+    # Speed: parse every file over and over for at least `seconds`.
+    blobs = [p.read_bytes() for p in files]
+    parsed = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for blob in blobs:
+            try:
+                classify(blob)
+            except Exception:  # counted above
+                pass
+            parsed += 1
+    elapsed = time.perf_counter() - started
+    reference = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < max(seconds / 2, 0.01):
+        for blob in blobs:
+            email.message_from_bytes(blob, policy=email.policy.compat32)
+            reference += 1
+    reference_elapsed = time.perf_counter() - started
+
+    kinds = sorted(matrix)
+    print("per-kind agreement with sisimai (rows):")
+    for want in kinds:
+        total = sum(matrix[want].values())
+        print(f"  {want:<11} {matrix[want][want]:>4}/{total:<4} {matrix[want][want] / total:.3f}")
+    if confusion:
+        columns = sorted({got for counts in matrix.values() for got in counts})
+        print("confusion (rows: sisimai mapped to our kinds; columns: ours)")
+        print(" " * 12 + "".join(f"{c:>11}" for c in columns))
+        for want in kinds:
+            print(f"{want:<12}" + "".join(f"{matrix[want][c]:>11}" for c in columns))
+    agreement = {want: round(matrix[want][want] / sum(matrix[want].values()), 4) for want in kinds}
+    return {
+        "files": len(files),
+        "rows": len(rows),
+        "crashes": crashes,
+        "hard_recall": round(hard_hit / hard_total, 4) if hard_total else 0.0,
+        "false_hard": round(soft_as_hard / soft_total, 4) if soft_total else 0.0,
+        "recipient_match": round(recipient_hit / recipient_total, 4) if recipient_total else 0.0,
+        "complaint_recall": round(complaint_hit / complaint_total, 4) if complaint_total else 0.0,
+        "auto_reply_recall": round(vacation_hit / vacation_total, 4) if vacation_total else 0.0,
+        "false_positives": false_positives,
+        "agreement": agreement,
+        "parsed": parsed,
+        "parse_per_s": round(parsed / elapsed, 1),
+        "reference_parse_per_s": round(reference / reference_elapsed, 1),
+        "ratio": round((parsed / elapsed) / (reference / reference_elapsed), 3),
+    }
+
+
+def apply_rate(count: int, seconds: float) -> dict[str, object]:
+    """bounce_process over `count` token-attributed DSNs (repeated for at least `seconds`)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from import_contacts import admin_connect, base_database_url, with_database
+
+    base = base_database_url()
+    name = f"posthorn_bench_bounces_{os.getpid()}"
+    with admin_connect(base) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    os.environ["DATABASE_URL"] = with_database(base, name)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailplatform.settings")
+    try:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        from contacts.models import Contact
+        from delivery.bounces.services import bounce_process
+        from delivery.models import Mailing, Message
+        from delivery.verp import verp_address
+
+        contacts = Contact.objects.bulk_create(Contact(email=f"user{i}@example.com") for i in range(count))
+        mailing = Mailing.objects.create(
+            name="bench", send_group="bench", from_email="news@example.net", subject="s", compiled={}
+        )
+        messages = Message.objects.bulk_create(
+            Message(mailing=mailing, send_group="bench", contact=c, email=c.email, state="sent")
+            for c in contacts
+        )
+        template = (
+            "From: MAILER-DAEMON@mx.example.org\nSubject: Undelivered Mail Returned to Sender\n"
+            'MIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary="B"\n\n'
+            "--B\nContent-Type: text/plain\n\nSorry.\n\n--B\nContent-Type: message/delivery-status\n\n"
+            "Reporting-MTA: dns; mx.example.org\n\nFinal-Recipient: rfc822; {email}\nAction: failed\n"
+            "Status: {status}\nDiagnostic-Code: smtp; {diag}\n\n--B--\n"
+        )
+        kinds = [
+            ("4.2.2", "452 4.2.2 Mailbox full"),
+            ("5.7.1", "554 5.7.1 blocked using zen.spamhaus.org"),
+            ("5.1.1", "550 5.1.1 User unknown"),
+        ]
+        jobs = []
+        for index, message in enumerate(messages):
+            status, diag = kinds[index % len(kinds)]
+            raw = template.format(email=message.email, status=status, diag=diag).encode()
+            jobs.append((raw, verp_address(message.pk)))
+        done = 0
+        started = time.perf_counter()
+        while True:
+            for raw, envelope in jobs:
+                bounce_process(raw, source="smtp", envelope_to=[envelope])
+                done += 1
+            if time.perf_counter() - started >= seconds:
+                break
+        elapsed = time.perf_counter() - started
+        return {
+            "applied": done,
+            "bounces_per_s": round(done / elapsed, 1),
+            "apply_ms": round(1000 * elapsed / done, 3),
+        }
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        with admin_connect(base) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--seconds", type=float, default=5.0, help="time spent measuring speed")
+    parser.add_argument("--confusion", action="store_true", help="print the confusion matrix")
+    parser.add_argument("--apply", type=int, default=2000, help="bounces to apply on a database (0: skip)")
+    args = parser.parse_args()
+    if not (args.corpus / "expected.tsv").is_file():
+        parser.error(f"--corpus: no expected.tsv in {args.corpus}")
+    if args.apply < 0 or args.seconds < 0:
+        parser.error("--apply and --seconds must not be negative")
+    figures = run(args.corpus, args.seconds, args.confusion)
+    if args.apply:
+        figures.update(apply_rate(args.apply, args.seconds))
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+from django.apps import AppConfig
+
+
+class BouncesConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "delivery.bounces"
+    label = "bounces"
+    verbose_name = "Bounces and complaints"
+
+    def ready(self) -> None:
+        from anymail.signals import tracking
+
+        from delivery.bounces.webhooks import handle_tracking
+
+        tracking.connect(handle_tracking, dispatch_uid="bounces.anymail_tracking")
+
+        from delivery.bounces.ledger import on_smtp_rejected
+        from delivery.signals import smtp_rejected
+
+        smtp_rejected.connect(on_smtp_rejected, dispatch_uid="bounces.smtp_rejected")

@@ -1,0 +1,39 @@
+"""Run the SMTP listener for the bounce domain (started by `make run` too)."""
+
+import signal
+import threading
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from delivery.bounces.server import bounce_controller
+from delivery.bounces.services import bounce_domain
+
+
+class Command(BaseCommand):
+    help = "Receive bounces and complaints by SMTP for the bounce domain (not an open relay)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=settings.BOUNCE_SMTP_HOST)
+        parser.add_argument("--port", type=int, default=settings.BOUNCE_SMTP_PORT)
+
+    def handle(self, *args, host: str, port: int, **options):
+        controller = bounce_controller(
+            host,
+            port,
+            max_bytes=settings.BOUNCE_MAX_MESSAGE_BYTES,
+            per_minute=settings.BOUNCE_MAX_PER_MINUTE_PER_CLIENT,
+        )
+        try:
+            controller.start()
+        except OSError as exc:
+            raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        self.stdout.write(f"bounce listener for @{bounce_domain()} on {host}:{port}")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            controller.stop()

@@ -1,0 +1,93 @@
+"""Reads for the Bounces pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from delivery.bounces import rules
+from delivery.bounces.models import BounceEvent, BouncePolicy
+
+
+def bounce_events(
+    *, kind: str = "", source: str = "", q: str = "", days: int | None = None
+) -> QuerySet[BounceEvent]:
+    events = BounceEvent.objects.all()
+    if kind in rules.KINDS:
+        events = events.filter(kind=kind)
+    if source:
+        events = events.filter(source=source)
+    if q:
+        events = events.filter(Q(recipient__icontains=q) | Q(diagnostic__icontains=q) | Q(reason=q.lower()))
+    if days:
+        events = events.filter(at__gte=timezone.now() - dt.timedelta(days=days))
+    return events.order_by("-at", "-id")
+
+
+def kind_totals(days: int = 30) -> dict[str, int]:
+    since = timezone.now() - dt.timedelta(days=days)
+    totals = dict(
+        BounceEvent.objects.filter(at__gte=since).values_list("kind").annotate(n=Count("id")).order_by()
+    )
+    return {kind: totals.get(kind, 0) for kind in rules.KINDS}
+
+
+@dataclass
+class DayBar:
+    day: dt.date
+    bounces: int
+    complaints: int
+
+
+def daily_series(days: int = 30) -> list[DayBar]:
+    """Bounces (hard, soft, block, unknown) and complaints per day, gaps filled with zero."""
+    today = timezone.localdate()
+    since = today - dt.timedelta(days=days - 1)
+    rows = (
+        BounceEvent.objects.filter(at__date__gte=since)
+        .annotate(day=TruncDate("at"))
+        .values("day")
+        .annotate(
+            bounces=Count("id", filter=Q(kind__in=[rules.HARD, rules.SOFT, rules.BLOCK, rules.UNKNOWN])),
+            complaints=Count("id", filter=Q(kind=rules.COMPLAINT)),
+        )
+        .order_by()
+    )
+    by_day = {row["day"]: row for row in rows}
+    series = []
+    for offset in range(days):
+        day = since + dt.timedelta(days=offset)
+        row = by_day.get(day, {})
+        series.append(DayBar(day, row.get("bounces", 0), row.get("complaints", 0)))
+    return series
+
+
+@dataclass
+class BlockAlert:
+    what: str
+    name: str
+    count: int
+
+
+def block_alerts(hours: int = 24) -> list[BlockAlert]:
+    """Relays and sending domains that collected blocks at or over the policy's threshold."""
+    threshold = BouncePolicy.current().block_alert_threshold
+    since = timezone.now() - dt.timedelta(hours=hours)
+    blocks = BounceEvent.objects.filter(kind=rules.BLOCK, at__gte=since)
+    alerts = []
+    for row in (
+        blocks.exclude(sending_domain="").values("sending_domain").annotate(n=Count("id")).order_by("-n")
+    ):
+        if row["n"] >= threshold:
+            alerts.append(BlockAlert("sending domain", row["sending_domain"], row["n"]))
+    for row in blocks.exclude(relay_id=None).values("relay_id").annotate(n=Count("id")).order_by("-n"):
+        if row["n"] >= threshold:
+            alerts.append(BlockAlert("relay", f"#{row['relay_id']}", row["n"]))
+    unattributed = blocks.filter(sending_domain="", relay_id=None).count()
+    if unattributed >= threshold:
+        alerts.append(BlockAlert("unattributed", "blocks without a token", unattributed))
+    return alerts

@@ -1,0 +1,164 @@
+"""django-anymail's tracking webhooks for relays that are ESPs, mapped onto our kinds.
+
+Anymail normalises each ESP's payload into an AnymailTrackingEvent; its event type and reject
+reason are coarse (SES reports a full mailbox and an unknown user both as "bounced"), so each
+ESP's own fields are read first, from a declarative table, then anymail's generic answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+from anymail.signals import AnymailTrackingEvent
+from anymail.webhooks.amazon_ses import AmazonSESTrackingWebhookView
+from anymail.webhooks.mailgun import MailgunTrackingWebhookView
+from anymail.webhooks.postmark import PostmarkTrackingWebhookView
+from anymail.webhooks.sendgrid import SendGridTrackingWebhookView
+
+from delivery.bounces import rules
+from delivery.bounces.classifier import find_status, reason_for
+
+log = logging.getLogger(__name__)
+
+# esp_name -> [(path into esp_event, {value: kind})]; the first path with a known value decides.
+ESP_FIELD_RULES: dict[str, list[tuple[tuple[str, ...], dict[str, str]]]] = {
+    "Amazon SES": [
+        (
+            ("bounce", "bounceSubType"),
+            {
+                "MailboxFull": rules.SOFT,
+                "MessageTooLarge": rules.SOFT,
+                "ContentRejected": rules.BLOCK,
+                "AttachmentRejected": rules.BLOCK,
+            },
+        ),
+        (
+            ("bounce", "bounceType"),
+            {"Permanent": rules.HARD, "Transient": rules.SOFT, "Undetermined": rules.UNKNOWN},
+        ),
+        (
+            ("eventType",),
+            {"Complaint": rules.COMPLAINT, "Reject": rules.BLOCK, "DeliveryDelay": rules.DELAYED},
+        ),
+        (("notificationType",), {"Complaint": rules.COMPLAINT}),
+    ],
+    "SendGrid": [
+        (("type",), {"blocked": rules.BLOCK, "bounce": rules.HARD}),
+        (("event",), {"spamreport": rules.COMPLAINT, "deferred": rules.DELAYED, "bounce": rules.HARD}),
+    ],
+    "Mailgun": [
+        (("event-data", "reason"), {"suppress-complaint": rules.COMPLAINT}),
+        (("event-data", "severity"), {"permanent": rules.HARD, "temporary": rules.SOFT}),
+        (("event-data", "event"), {"complained": rules.COMPLAINT}),
+    ],
+    "Postmark": [
+        (
+            ("Type",),
+            {
+                "HardBounce": rules.HARD,
+                "BadEmailAddress": rules.HARD,
+                "SoftBounce": rules.SOFT,
+                "Transient": rules.SOFT,
+                "DnsError": rules.SOFT,
+                "SpamComplaint": rules.COMPLAINT,
+                "Blocked": rules.BLOCK,
+                "SpamNotification": rules.BLOCK,
+                "ContentRelated": rules.BLOCK,
+                "AutoResponder": rules.AUTO_REPLY,
+                "Unknown": rules.UNKNOWN,
+            },
+        ),
+        (("RecordType",), {"SpamComplaint": rules.COMPLAINT}),
+    ],
+}
+
+# Anymail's generic answer, when the ESP's own fields said nothing we know.
+GENERIC: dict[tuple[str, str | None], str] = {
+    ("bounced", "bounced"): rules.HARD,
+    ("bounced", "invalid"): rules.HARD,
+    ("bounced", "timed_out"): rules.SOFT,
+    ("bounced", "blocked"): rules.BLOCK,
+    ("bounced", "spam"): rules.BLOCK,
+    ("bounced", "other"): rules.UNKNOWN,
+    ("bounced", None): rules.UNKNOWN,
+    ("rejected", "blocked"): rules.BLOCK,
+    ("rejected", "spam"): rules.BLOCK,
+    ("complained", "spam"): rules.COMPLAINT,
+    ("complained", None): rules.COMPLAINT,
+    ("deferred", None): rules.DELAYED,
+    ("deferred", "other"): rules.DELAYED,
+    ("autoresponded", None): rules.AUTO_REPLY,
+}
+
+
+def _lookup(data: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def esp_kind(esp_name: str, event: AnymailTrackingEvent) -> str | None:
+    esp_event = event.esp_event if isinstance(event.esp_event, dict) else {}
+    for path, values in ESP_FIELD_RULES.get(esp_name, []):
+        value = _lookup(esp_event, path)
+        if isinstance(value, str) and value in values:
+            return values[value]
+    return GENERIC.get((event.event_type, event.reject_reason)) or GENERIC.get((event.event_type, None))
+
+
+def _event_id(esp_name: str, event: AnymailTrackingEvent) -> str:
+    if event.event_id:
+        return str(event.event_id)
+    # Without an id from the ESP, the payload itself identifies a retry.
+    payload = json.dumps(event.esp_event, sort_keys=True, default=str)
+    return "sha256:" + hashlib.sha256(f"{esp_name}:{payload}".encode()).hexdigest()
+
+
+def handle_tracking(sender: Any, event: AnymailTrackingEvent, esp_name: str, **kwargs: Any) -> None:
+    from delivery.bounces.services import esp_event_process
+
+    kind = esp_kind(esp_name, event)
+    if kind is None or not event.recipient:
+        return  # opens, clicks, deliveries: the delivery app's business
+    diagnostic = " ".join(filter(None, [event.mta_response, event.description]))[:2000]
+    status = find_status(diagnostic)
+    reason = {rules.COMPLAINT: "feedback", rules.AUTO_REPLY: "vacation", rules.DELAYED: "delayed"}.get(kind)
+    if reason is None:
+        reason = reason_for(status, diagnostic)
+        # A permanent refusal that the words show to be about the sender is a block, not a dead address.
+        if kind in (rules.HARD, rules.UNKNOWN) and rules.REASON_KIND.get(reason) == rules.BLOCK:
+            kind = rules.BLOCK
+        if reason == "undefined":
+            reason = {rules.HARD: "userunknown", rules.SOFT: "undefined", rules.BLOCK: "blocked"}.get(
+                kind, reason
+            )
+    stored = esp_event_process(
+        esp=esp_name,
+        event_id=_event_id(esp_name, event),
+        recipient=event.recipient,
+        kind=kind,
+        reason=reason,
+        status=status,
+        diagnostic=diagnostic,
+        at=event.timestamp,
+    )
+    if stored is None:
+        log.info("%s event %s for %s already stored", esp_name, event.event_id, event.recipient)
+
+
+def _public(view):
+    view.public_endpoint = True  # ESPs authenticate with ANYMAIL WEBHOOK_SECRET (basic auth) or signatures
+    return view
+
+
+WEBHOOK_VIEWS = {
+    "amazon_ses": _public(AmazonSESTrackingWebhookView.as_view()),
+    "sendgrid": _public(SendGridTrackingWebhookView.as_view()),
+    "mailgun": _public(MailgunTrackingWebhookView.as_view()),
+    "postmark": _public(PostmarkTrackingWebhookView.as_view()),
+}

@@ -1,0 +1,197 @@
+"""REST API for email templates: CRUD over templates.services, versions, archive.
+
+Rendering a preview for a real contact needs contacts, which this app may not import: that
+endpoint lives in delivery.api (POST /api/v1/templates/{id}/preview).
+"""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from mailplatform.api.serializers import StrictSerializer
+from templates import selectors, services
+from templates.compiler import TemplateError
+from templates.models import EmailTemplate, TemplateVersion
+
+
+class TemplatesScoped:
+    read_scope = "templates:read"
+    write_scope = "templates:write"
+
+
+def template_error(exc: TemplateError) -> ValidationError:
+    """A compile error as a 400 naming the part (`html`, `subject`...) and where in it."""
+    field = (
+        exc.part if exc.part in ("name", "subject", "preheader", "html", "text", "layout", "kind") else "html"
+    )
+    return ValidationError({field: [str(exc)]})
+
+
+class TemplateSerializer(serializers.ModelSerializer):
+    version = serializers.IntegerField(source="current_version.number", allow_null=True, default=None)
+
+    class Meta:
+        model = EmailTemplate
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "subject",
+            "preheader",
+            "html",
+            "text",
+            "layout",
+            "transactional",
+            "archived",
+            "version",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class TemplateVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TemplateVersion
+        fields = ["id", "number", "name", "subject", "note", "uses_logic", "created_at"]
+        read_only_fields = fields
+
+
+class TemplateWriteSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=200)
+    kind = serializers.ChoiceField(choices=EmailTemplate.Kind.choices, default=EmailTemplate.Kind.TEMPLATE)
+    subject = serializers.CharField(max_length=998, required=False, allow_blank=True, default="")
+    preheader = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+    html = serializers.CharField()
+    text = serializers.CharField(required=False, allow_blank=True, default="")
+    layout = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
+    transactional = serializers.BooleanField(required=False, default=False)
+
+
+class TemplateUpdateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=200, required=False)
+    subject = serializers.CharField(max_length=998, required=False, allow_blank=True)
+    preheader = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    html = serializers.CharField(required=False)
+    text = serializers.CharField(required=False, allow_blank=True)
+    layout = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    transactional = serializers.BooleanField(required=False)
+    archived = serializers.BooleanField(required=False)
+    note = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+
+
+def _layout(layout_id: int | None) -> EmailTemplate | None:
+    if layout_id is None:
+        return None
+    layout = EmailTemplate.objects.filter(pk=layout_id, kind=EmailTemplate.Kind.LAYOUT).first()
+    if layout is None:
+        raise ValidationError({"layout": [f"No base layout with id {layout_id}."]})
+    return layout
+
+
+def _all_templates() -> QuerySet[EmailTemplate]:
+    return EmailTemplate.objects.select_related("current_version")
+
+
+class TemplateListCreateView(TemplatesScoped, generics.GenericAPIView):
+    serializer_class = TemplateSerializer
+
+    def get_queryset(self):
+        archived = self.request.query_params.get("archived", "false")
+        if archived not in ("true", "false"):
+            raise ValidationError({"archived": ["Must be true or false."]})
+        kind = self.request.query_params.get("kind") or None
+        if kind is not None and kind not in EmailTemplate.Kind.values:
+            raise ValidationError({"kind": [f"Must be one of {', '.join(EmailTemplate.Kind.values)}."]})
+        return selectors.template_list(archived=archived == "true", kind=kind).select_related(
+            "current_version"
+        )
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "archived", bool, description="List archived templates instead (default false)."
+            ),
+            OpenApiParameter("kind", str, enum=EmailTemplate.Kind.values),
+        ],
+        responses=TemplateSerializer(many=True),
+        operation_id="templates_list",
+    )
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset().order_by("-id"))
+        return self.get_paginated_response(TemplateSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=TemplateWriteSerializer, responses={201: TemplateSerializer}, operation_id="templates_create"
+    )
+    def post(self, request: Request) -> Response:
+        data = TemplateWriteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        values["layout"] = _layout(values["layout"])
+        try:
+            template = services.template_create(**values, by=request.user)
+        except TemplateError as exc:
+            raise template_error(exc) from exc
+        return Response(
+            TemplateSerializer(_all_templates().get(pk=template.pk)).data, status=status.HTTP_201_CREATED
+        )
+
+
+class TemplateDetailView(TemplatesScoped, generics.GenericAPIView):
+    serializer_class = TemplateSerializer
+
+    def get_queryset(self):
+        return _all_templates()
+
+    @extend_schema(operation_id="templates_retrieve")
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(TemplateSerializer(self.get_object()).data)
+
+    @extend_schema(
+        request=TemplateUpdateSerializer,
+        operation_id="templates_update",
+        description="Saves the changes as a new version; campaigns already sending keep their snapshot.",
+    )
+    def patch(self, request: Request, pk: int) -> Response:
+        template = self.get_object()
+        data = TemplateUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        changes = dict(data.validated_data)
+        note = changes.pop("note")
+        archived = changes.pop("archived", None)
+        if "layout" in changes:
+            changes["layout"] = _layout(changes["layout"])
+        try:
+            if changes:
+                services.template_update(template.pk, by=request.user, note=note, **changes)
+        except TemplateError as exc:
+            raise template_error(exc) from exc
+        if archived is not None and archived != template.archived:
+            services.template_set_archived(template.pk, archived, by=request.user)
+        return Response(TemplateSerializer(self.get_object()).data)
+
+    @extend_schema(
+        responses={204: None},
+        operation_id="templates_archive",
+        description="Archives the template (campaigns that used it keep their snapshot); PATCH archived=false restores it.",
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        services.template_set_archived(self.get_object().pk, True, by=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TemplateVersionListView(TemplatesScoped, generics.GenericAPIView):
+    serializer_class = TemplateVersionSerializer
+    queryset = EmailTemplate.objects.all()
+
+    @extend_schema(responses=TemplateVersionSerializer(many=True), operation_id="templates_versions")
+    def get(self, request: Request, pk: int) -> Response:
+        template = self.get_object()
+        page = self.paginate_queryset(selectors.template_versions(template.pk).order_by("-id"))
+        return self.get_paginated_response(TemplateVersionSerializer(page, many=True).data)

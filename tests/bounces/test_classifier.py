@@ -1,0 +1,151 @@
+"""The classifier on hand-written samples (always) and on the shared corpus (where present)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from delivery.bounces.classifier import classify
+from tests.conftest import REPO_ROOT, shared_corpus
+
+SAMPLES = Path(__file__).parent / "samples"
+
+# file -> [(address, kind, status, reason)]
+EXPECTED = {
+    "dsn-postfix-userunknown.eml": [("ghost@example.com", "hard", "5.1.1", "userunknown")],
+    "dsn-two-recipients-mixed.eml": [
+        ("full@example.com", "soft", "5.2.2", "mailboxfull"),
+        ("blocked@example.com", "block", "5.7.1", "blocked"),
+        ("later@example.com", "delayed", "4.4.1", "networkerror"),
+    ],
+    "dsn-global.eml": [("用户@例子.example", "hard", "5.1.2", "hostunknown")],
+    "exim-text.eml": [("gone@example.com", "hard", "5.1.1", "userunknown")],
+    "qmail-text.eml": [("nobody-here@example.com", "hard", "5.1.1", "userunknown")],
+    "gmail-block-text.eml": [("reader@example.com", "block", "5.7.26", "authfailure")],
+    "arf-abuse.eml": [("angry@example.com", "complaint", "", "feedback")],
+    "auto-reply-rfc3834.eml": [("holiday@example.com", "auto_reply", "", "vacation")],
+    "not-a-bounce.eml": [],
+    "ses-sns-bounce.eml": [("full@example.com", "soft", "5.2.2", "mailboxfull")],
+}
+
+
+def _summary(raw: bytes) -> list[tuple[str, str, str, str]]:
+    return [(r.address, r.kind, r.status, r.reason) for r in classify(raw).recipients]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("line_end", [b"\n", b"\r\n", b"\r"], ids=["LF", "CRLF", "CR"])
+def test_samples_classify_alike_whatever_the_line_ends(name: str, line_end: bytes) -> None:
+    raw = (SAMPLES / name).read_bytes().replace(b"\n", line_end)
+    assert _summary(raw) == EXPECTED[name]
+
+
+def test_every_sample_has_an_expectation() -> None:
+    assert sorted(p.name for p in SAMPLES.glob("*.eml")) == sorted(EXPECTED)
+
+
+def test_report_keeps_the_envelope_and_the_returned_headers_for_attribution() -> None:
+    report = classify((SAMPLES / "dsn-postfix-userunknown.eml").read_bytes())
+    assert report.format == "dsn"
+    assert "bounces+abc123@bounce.example.net" in report.envelope_to
+    assert report.original_headers["message-id"] == "<42.m7@sender.example.net>"
+    assert classify((SAMPLES / "arf-abuse.eml").read_bytes()).feedback_type == "abuse"
+
+
+# --- Hostile input: bounded, never a crash ---
+
+
+def test_mime_nested_a_thousand_deep_is_bounded() -> None:
+    head = b"From: MAILER-DAEMON@example.org\nSubject: Undelivered Mail\n"
+    parts = []
+    for depth in range(1000):
+        parts.append(f'Content-Type: multipart/mixed; boundary="b{depth}"\n\n--b{depth}\n'.encode())
+    raw = head + b"".join(parts) + b"Content-Type: text/plain\n\n550 5.1.1 <x@example.com>: User unknown\n"
+    report = classify(raw)  # must return, not raise RecursionError
+    assert all(r.address for r in report.recipients)
+
+
+def test_a_huge_message_is_read_only_as_far_as_the_report() -> None:
+    raw = (SAMPLES / "exim-text.eml").read_bytes() + b"x" * (8 * 1024 * 1024)
+    assert _summary(raw) == EXPECTED["exim-text.eml"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\x00\xff\xfe garbage",
+        b"Subject: =?x-unknown-charset?B?////?=\nFrom: MAILER-DAEMON@x\n\n550 5.1.1 <a@b.example> unknown",
+        b'Content-Type: multipart/report; boundary="never"\n\nno parts here',
+        b'Content-Type: text/plain; charset="bogus-charset"\nContent-Transfer-Encoding: base64\n\n!!!notbase64',
+        b"Content-Type: message/delivery-status\n\nFinal-Recipient: rfc822;\nAction: failed\nStatus: 9.9.9.9",
+    ],
+)
+def test_broken_input_yields_a_report_not_an_exception(raw: bytes) -> None:
+    report = classify(raw)
+    assert report.format in ("none", "dsn", "text", "arf", "auto_reply")
+
+
+def test_recipient_count_is_bounded() -> None:
+    blocks = "".join(
+        f"Final-Recipient: rfc822; u{i}@example.com\nAction: failed\nStatus: 5.1.1\n\n" for i in range(5000)
+    )
+    raw = (
+        "From: MAILER-DAEMON@example.org\nContent-Type: multipart/report; boundary=Z\n\n--Z\n"
+        f"Content-Type: message/delivery-status\n\nReporting-MTA: dns; x\n\n{blocks}--Z--\n"
+    ).encode()
+    assert 0 < len(classify(raw).recipients) <= 100
+
+
+# --- Accuracy against sisimai's answers on the shared corpus ---
+
+# Floors set from measurement (see bench/bounce_corpus.py), a little under what we reach, so a
+# regression fails here while small wording changes in the rules do not.
+FLOORS = {
+    "hard_recall": 0.87,
+    "recipient_match": 0.98,
+    "complaint_recall": 1.0,
+    "auto_reply_recall": 1.0,
+}
+CEILINGS = {"false_hard": 0.13, "crashes": 0, "false_positives": 0}
+KIND_FLOORS = {"hard": 0.87, "block": 0.79, "soft": 0.55, "complaint": 1.0, "auto_reply": 1.0}
+
+
+def test_corpus_agreement_with_sisimai() -> None:
+    corpus = shared_corpus("corpus/bounces")
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    try:
+        import bounce_corpus
+    finally:
+        sys.path.pop(0)
+    figures = bounce_corpus.run(corpus, seconds=0.0, confusion=False)
+    for key, floor in FLOORS.items():
+        assert figures[key] >= floor, (key, figures[key])
+    for key, ceiling in CEILINGS.items():
+        assert figures[key] <= ceiling, (key, figures[key])
+    for kind, floor in KIND_FLOORS.items():
+        assert figures["agreement"][kind] >= floor, (kind, figures["agreement"])
+
+
+def test_every_corpus_file_parses_including_damaged_ones() -> None:
+    corpus = shared_corpus("corpus/bounces")
+    for path in sorted((corpus / "maildir").rglob("*.eml")):
+        classify(path.read_bytes())
+
+
+def test_parse_bounce_command_over_corpus_files_prints_json_lines() -> None:
+    corpus = shared_corpus("corpus/bounces")
+    files = [str(p) for p in sorted((corpus / "maildir" / "err").glob("*.eml"))[:5]]
+    out = subprocess.run(
+        [sys.executable, "manage.py", "parse_bounce", *files],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert {line["file"] for line in lines} == set(files)

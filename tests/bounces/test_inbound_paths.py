@@ -1,0 +1,178 @@
+"""Every inbound path feeds the classifier and the bounce log: stdin, SMTP, IMAP, POP3."""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from delivery.bounces.mailboxes import mailbox_password, mailbox_poll, mailbox_set_password
+from delivery.bounces.models import BounceEvent, BounceMailbox, InboundMessage
+from delivery.bounces.server import bounce_controller
+from tests.bounces.dovecot import dovecot  # noqa: F401  (fixture)
+from tests.conftest import REPO_ROOT, database_url_for_tests
+
+SAMPLES = Path(__file__).parent / "samples"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- process_bounce (an MTA's pipe) ---
+
+
+def _process_bounce(raw: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_for_tests(),
+        "REDIS_URL": settings.REDIS_URL,
+        "DJANGO_SETTINGS_MODULE": "mailplatform.settings_test",
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", "process_bounce", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        input=raw,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_process_bounce_reads_stdin_and_logs_the_evidence() -> None:
+    raw = (SAMPLES / "exim-text.eml").read_bytes()
+    result = _process_bounce(raw, "--sender", "", "--recipient", "bounces@elsewhere.example")
+    assert result.returncode == 0, result.stderr
+    inbound = InboundMessage.objects.get()
+    assert inbound.source == "pipe" and bytes(inbound.raw) == raw and inbound.format == "text"
+    event = BounceEvent.objects.get()
+    assert (event.recipient, event.kind, event.reason) == ("gone@example.com", "hard", "userunknown")
+    # No token and no contact with that address: recorded, nobody's status touched.
+    assert event.contact_id is None and inbound.outcome == "unattributed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_process_bounce_drops_a_forged_token(settings) -> None:
+    domain = getattr(settings, "BOUNCE_DOMAIN", "localhost")
+    raw = (SAMPLES / "dsn-postfix-userunknown.eml").read_bytes()
+    result = _process_bounce(raw, "--recipient", f"bounces+1-aaaaaaaa@{domain}")
+    assert result.returncode == 0, result.stderr
+    assert InboundMessage.objects.get().outcome in ("forged", "unattributed")
+    assert not BounceEvent.objects.filter(contact_id__isnull=False).exists()
+
+
+def test_process_bounce_with_nothing_on_stdin_says_so() -> None:
+    result = _process_bounce(b"")
+    assert result.returncode == 1
+    assert b"no message on stdin" in result.stderr and b"Traceback" not in result.stderr
+
+
+# --- The SMTP listener ---
+
+
+@pytest.fixture
+def listener(transactional_db):
+    port = _free_port()
+    controller = bounce_controller(
+        "127.0.0.1", port, max_bytes=64 * 1024, per_minute=5, domain="bounce.example.net"
+    )
+    controller.start()
+    yield port
+    controller.stop()
+
+
+def test_listener_accepts_mail_for_the_bounce_domain_only(listener) -> None:
+    with smtplib.SMTP("127.0.0.1", listener, timeout=10) as client:
+        client.ehlo("mx.example.org")
+        client.mail("")
+        code, reply = client.rcpt("victim@gmail.example")
+        assert code == 550 and b"Relaying denied" in reply
+        assert client.rcpt("bounces+abc@bounce.example.net")[0] == 250
+        code, _ = client.data((SAMPLES / "qmail-text.eml").read_bytes())
+        assert code == 250
+    event = BounceEvent.objects.get()
+    assert event.source == "smtp" and event.recipient == "nobody-here@example.com"
+    assert InboundMessage.objects.get().envelope_to == "bounces+abc@bounce.example.net"
+
+
+def test_listener_refuses_oversized_mail_and_a_flood(listener) -> None:
+    with smtplib.SMTP("127.0.0.1", listener, timeout=10) as client:
+        client.ehlo("mx.example.org")
+        client.mail("")
+        client.rcpt("bounces@bounce.example.net")
+        code, _ = client.data(b"Subject: big\r\n\r\n" + (b"x" * 76 + b"\r\n") * 1100)
+        assert code == 552
+    codes = []
+    for _ in range(7):
+        with smtplib.SMTP("127.0.0.1", listener, timeout=10) as client:
+            client.ehlo("mx.example.org")
+            codes.append(client.mail("")[0])
+    assert codes[:4] == [250] * 4 and 421 in codes[4:]
+    assert InboundMessage.objects.count() == 0
+
+
+def test_listener_survives_garbage(listener) -> None:
+    with smtplib.SMTP("127.0.0.1", listener, timeout=10) as client:
+        client.ehlo("mx.example.org")
+        client.mail("")
+        client.rcpt("bounces@bounce.example.net")
+        assert client.data(b"\x00\xff" * 100 + b"\r\nContent-Type: multipart/report\r\n\r\n--")[0] == 250
+        client.rset()
+        client.mail("")
+        client.rcpt("bounces@bounce.example.net")
+        assert client.data((SAMPLES / "exim-text.eml").read_bytes())[0] == 250
+    assert InboundMessage.objects.count() == 2
+
+
+# --- The mailbox poller, against a real Dovecot ---
+
+
+def _mailbox(server, protocol: str) -> BounceMailbox:
+    mailbox = BounceMailbox(
+        name=f"test-{protocol}",
+        protocol=protocol,
+        host="127.0.0.1",
+        port=server.imap_port if protocol == "imap" else server.pop3_port,
+        security="none",
+        username=server.username,
+    )
+    mailbox_set_password(mailbox, server.password)
+    mailbox.save()
+    return mailbox
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["imap", "pop3"])
+def test_poller_processes_and_removes_what_the_mailbox_holds(transactional_db, dovecot, protocol) -> None:  # noqa: F811
+    for name in ("exim-text.eml", "arf-abuse.eml", "not-a-bounce.eml"):
+        dovecot.append((SAMPLES / name).read_bytes())
+    mailbox = _mailbox(dovecot, protocol)
+    assert (
+        mailbox_password(mailbox) == dovecot.password and dovecot.password not in mailbox.password_encrypted
+    )
+    assert mailbox_poll(mailbox) == 3
+    mailbox.refresh_from_db()
+    assert mailbox.last_error == "" and mailbox.processed_total == 3
+    assert dovecot.count() == 0
+    assert set(BounceEvent.objects.values_list("kind", flat=True)) == {"hard", "complaint"}
+    assert InboundMessage.objects.filter(source="mailbox").count() == 3
+    assert mailbox_poll(mailbox) == 0
+
+
+@pytest.mark.slow
+def test_poller_records_a_wrong_password_without_raising(transactional_db, dovecot) -> None:  # noqa: F811
+    mailbox = _mailbox(dovecot, "imap")
+    mailbox_set_password(mailbox, "wrong")
+    mailbox.save()
+    assert mailbox_poll(mailbox) == 0
+    mailbox.refresh_from_db()
+    assert "AUTHENTICATIONFAILED" in mailbox.last_error or "failed" in mailbox.last_error.lower()

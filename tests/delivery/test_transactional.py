@@ -1,0 +1,140 @@
+"""Transactional sends, "send a test", the double opt-in confirmation: same engine, same ledger."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from delivery import engine, services
+from delivery.models import Mailing, Message
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def receipt_template(db):
+    from templates.services import template_create
+
+    return template_create(
+        name="Receipt",
+        subject="Your order {{ order.number }}",
+        html="<p>Thanks {{ contact.first_name | default: 'friend' }}, order {{ order.number }} is on its way.</p>",
+    )
+
+
+def _parsed(received):
+    return email.message_from_bytes(received.content, policy=email.policy.default)
+
+
+def test_to_a_contact_and_to_a_bare_address_with_idempotency(receipt_template, make_relay, sink):
+    from contacts.services import contact_create
+
+    make_relay(sink)
+    contact = contact_create(email="ada@example.org", first_name="Ada")
+    first = services.transactional_send(
+        template_id=receipt_template.pk,
+        to=contact.pk,
+        data={"order": {"number": "A-17"}},
+        idempotency_key="order-17",
+    )
+    again = services.transactional_send(
+        template_id=receipt_template.pk,
+        to=contact.pk,
+        data={"order": {"number": "A-17"}},
+        idempotency_key="order-17",
+    )
+    assert again.pk == first.pk
+    bare = services.transactional_send(
+        template_id=receipt_template.pk, to="someone@example.net", data={"order": {"number": "B-2"}}
+    )
+    assert bare.contact_id is None and bare.idempotency_key.startswith("auto:")
+    assert first.mailing_id == bare.mailing_id and first.mailing.state == Mailing.State.STANDING
+    engine.drain(first.mailing_id)
+    subjects = {r.rcpt_tos[0]: _parsed(r)["Subject"] for r in sink.handler.received}
+    assert subjects == {"ada@example.org": "Your order A-17", "someone@example.net": "Your order B-2"}
+    body = _parsed(next(r for r in sink.handler.received if r.rcpt_tos[0] == "ada@example.org"))
+    assert "Thanks Ada, order A-17" in body.get_body(("html",)).get_content()
+    assert set(Message.objects.values_list("state", flat=True)) == {"sent"}
+
+
+def test_editing_the_template_starts_a_new_standing_mailing(receipt_template):
+    from templates.services import template_update
+
+    first = services.transactional_send(
+        template_id=receipt_template.pk, to="a@example.net", data={"order": {"number": 1}}
+    )
+    template_update(receipt_template.pk, subject="Order {{ order.number }} shipped")
+    second = services.transactional_send(
+        template_id=receipt_template.pk, to="a@example.net", data={"order": {"number": 2}}
+    )
+    assert first.mailing_id != second.mailing_id
+    assert Mailing.objects.get(pk=first.mailing_id).subject.startswith("Your order")
+
+
+def test_suppressed_and_bounced_are_skipped_but_marketing_unsubscribes_are_not(receipt_template):
+    from contacts.services import contact_create, contact_mark_bounced, contact_unsubscribe, suppression_add
+
+    unsubscribed = contact_create(email="left@example.org")
+    contact_unsubscribe(unsubscribed.pk, list_ids=None, source="test")
+    bounced = contact_create(email="gone@example.org")
+    contact_mark_bounced(bounced.pk, reason="550 no such user", source="test")
+    suppression_add("blocked@example.net", reason="legal", source="test")
+    assert services.transactional_send(template_id=receipt_template.pk, to=unsubscribed.pk).state == "queued"
+    assert services.transactional_send(template_id=receipt_template.pk, to=bounced.pk).state == "skipped"
+    assert (
+        services.transactional_send(template_id=receipt_template.pk, to="blocked@example.net").state
+        == "skipped"
+    )
+
+
+def test_bad_recipients_are_refused_clearly(receipt_template):
+    with pytest.raises(ValidationError, match="line break"):
+        services.transactional_send(template_id=receipt_template.pk, to="x@example.com\r\nBcc: y@example.com")
+    with pytest.raises(ValidationError, match="not a valid email address"):
+        services.transactional_send(template_id=receipt_template.pk, to="not-an-address")
+    with pytest.raises(ValidationError, match="contact 999999 does not exist"):
+        services.transactional_send(template_id=receipt_template.pk, to=999999)
+    with pytest.raises(ValidationError, match="template 999999 does not exist"):
+        services.transactional_send(template_id=999999, to="a@example.com")
+    with pytest.raises(ValidationError, match="data must be an object"):
+        services.transactional_send(template_id=receipt_template.pk, to="a@example.com", data=["x"])
+
+
+def test_send_a_test(make_relay, sink):
+    from templates.compiler import compile_template
+
+    make_relay(sink)
+    compiled = compile_template(
+        subject="Preview for {{ contact.first_name | default: 'you' }}", html="<p>Hi</p>"
+    )
+    message = services.test_send(compiled, "me@example.com")
+    engine.drain(message.mailing_id)
+    [received] = sink.handler.received
+    assert received.rcpt_tos == ["me@example.com"] and _parsed(received)["Subject"] == "Preview for you"
+    # A test send does not show among the mailings on the delivery page.
+    from delivery import selectors
+
+    assert message.mailing_id not in [m.pk for m in selectors.mailings_page()]
+
+
+def test_double_opt_in_sends_the_confirmation(make_relay, sink, django_capture_on_commit_callbacks):
+    from contacts.models import MailingList
+    from contacts.services import contact_create, contact_subscribe
+    from contacts.signals import confirmation_requested
+    from contacts.tokens import confirm_url
+
+    make_relay(sink)
+    weekly = MailingList.objects.create(name="Weekly digest")
+    contact = contact_create(email="reader@example.org", first_name="Rea")
+    subscription = contact_subscribe(contact, weekly, confirmed=False, source="form")
+    url = confirm_url(subscription.pk)
+    confirmation_requested.send(sender=None, subscription_id=subscription.pk, confirm_url=url)
+    message = Message.objects.get(contact=contact)
+    engine.drain(message.mailing_id)
+    [received] = sink.handler.received
+    parsed = _parsed(received)
+    assert parsed["Subject"] == "Please confirm your subscription to Weekly digest"
+    assert url in parsed.get_body(("html",)).get_content()
