@@ -151,7 +151,12 @@ class MessageBuilder:
                     clicks=self.track_clicks,
                 )
             self._html = _Part(html_literals, html_indexes)
-            self._text = _Part(*segments["text"])
+            text_literals, text_indexes = segments["text"]
+            if self._links:
+                text_literals, text_indexes = tracking.instrument_text(
+                    list(text_literals), list(text_indexes), links=self._links, first_slot=len(self._slots)
+                )
+            self._text = _Part(text_literals, text_indexes)
         else:
             from templates.compiler import CompiledTemplate
 
@@ -207,9 +212,11 @@ class MessageBuilder:
         if self._fast:
             values, escaped = slot_values(recipient.context, self._slots)
             if self._tracked:
-                escaped += tracking.recipient_values(
+                tracked = tracking.recipient_values(
                     self.mailing_id, recipient.message_id, len(self._links), self._pixel
                 )
+                values += tracked
+                escaped += tracked
             text = self._text.fill(values)
             html = self._html.fill(escaped)
             if self._constant_subject:
@@ -232,7 +239,12 @@ class MessageBuilder:
                     links=self._links,
                     opens=self.track_opens,
                 )
-            subject, html, text = rendered.subject, qp(body), qp(rendered.text)
+            plain = rendered.text
+            if self._links:
+                plain = tracking.rewrite_text(
+                    plain, mailing_id=self.mailing_id, message_id=recipient.message_id, links=self._links
+                )
+            subject, html, text = rendered.subject, qp(body), qp(plain)
         message_id = recipient.message_id
         head = [
             b"Message-ID: ",
