@@ -62,9 +62,8 @@ def _base36(number: int) -> str:
 
 
 def _mac(mailing_id: int, message_id: int) -> str:
-    digest = hmac.new(
-        _key(settings.SECRET_KEY), f"{mailing_id}.{message_id}".encode(), hashlib.sha256
-    ).digest()
+    # hmac.digest: the one-shot C path, a few microseconds less per recipient than hmac.new.
+    digest = hmac.digest(_key(settings.SECRET_KEY), f"{mailing_id}.{message_id}".encode(), "sha256")
     return base64.urlsafe_b64encode(digest[:8]).decode().rstrip("=")
 
 
