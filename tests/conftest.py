@@ -18,7 +18,8 @@ from django.db import connection
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DIR = REPO_ROOT.parent / "shared"
+# The team's shared test data sits beside the clone; POSTHORN_SHARED_DIR points elsewhere (worktrees).
+SHARED_DIR = Path(os.environ.get("POSTHORN_SHARED_DIR") or REPO_ROOT.parent / "shared")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REQUIRE_BROWSER = os.environ.get("POSTHORN_REQUIRE_BROWSER") == "1"
 
