@@ -46,7 +46,8 @@ def insert_rows(model: type[models.Model], fields: Sequence[str], rows: Sequence
         names = ", ".join(connection.ops.quote_name(c.column) for c in [pk, *columns])
         unnest = ", ".join(f"%s::{cast}" for cast in casts)
         cursor.execute(
-            f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({names}) SELECT * FROM unnest({unnest})",
+            # Names and types come from the model, never from input.
+            f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({names}) SELECT * FROM unnest({unnest})",  # noqa: S608
             arrays,
             binary=True,
         )

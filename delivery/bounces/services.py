@@ -278,15 +278,17 @@ def bounces_process(items: Sequence[Inbound], *, fall_back: bool = True) -> list
         with transaction.atomic():
             return _process_batch(items, reports)
     except Exception:
-        if not fall_back or len(items) == 1:
+        if not fall_back:
             raise
         log.exception("bounce batch of %d failed: processing one by one", len(items))
-        return [
-            bounce_process(
-                i.raw, source=i.source, envelope_from=i.envelope_from, envelope_to=list(i.envelope_to)
-            )
-            for i in items
-        ]
+    results: list[ProcessResult] = []
+    for item in items:
+        try:
+            results.append(bounces_process([item], fall_back=False)[0])
+        except Exception:  # this one message is the poison: the caller keeps it for a later try
+            log.exception("bounce from %s could not be processed", item.envelope_from or "?")
+            results.append(ProcessResult(inbound_id=None, outcome="error"))
+    return results
 
 
 def _process_batch(items: Sequence[Inbound], reports: list[BounceReport]) -> list[ProcessResult]:
