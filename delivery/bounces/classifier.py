@@ -259,15 +259,16 @@ def reason_for(status: str, diagnostic: str, reply_code: str = "", phase: str = 
 
 
 def _refine(reason: str, status: str, text: str, phase: str = "") -> str:
-    """An "unknown user" is proof that the mailbox does not exist only when the status code says
-    so (X.1.1, X.1.3...) or when it answered RCPT TO. Said after DATA, or with a code that speaks of
-    something else, it is a recipient's filter speaking (Japanese carriers, content filters)."""
+    """An "unknown user" is proof that the mailbox does not exist when the status code says so
+    (X.1.1, X.1.3...) or when it answered RCPT TO. Said after DATA without such a code, or with a
+    code that speaks of something else, it is a recipient's filter speaking (Japanese carriers,
+    content filters)."""
     if reason != "userunknown":
+        return reason
+    if status and rules.STATUS_RULES.get(status.split(".", 1)[1]) == "userunknown":
         return reason
     if phase == "data" or AFTER_DATA_RE.search(text):
         return "filtered"
-    if status and rules.STATUS_RULES.get(status.split(".", 1)[1]) == "userunknown":
-        return reason
     if phase == "rcpt":
         return reason
     if status[2:4] in ("2.", "7."):
@@ -283,6 +284,19 @@ def kind_for(reason: str, status: str, action: str, reply_code: str = "") -> str
     if kind == rules.HARD and (status.startswith("4") or (not status and reply_code.startswith("4"))):
         return rules.SOFT
     return kind
+
+
+DELAY_WORDS_RE = re.compile(
+    r"will (?:continue to |keep )?(?:retry|try)|still (?:trying|being retried)|has been delayed|"
+    r"delivery (?:is |has been )?delayed|not yet been delivered|no action is required|"
+    r"warning: message|will be retried|retrying",
+    re.I,
+)
+GIVE_UP_RE = re.compile(
+    r"not going to try again|giving up|gave up|too long in the queue|will not (?:be )?retr|"
+    r"no (?:more|further) (?:retries|attempts)|permanent(?:ly)? fail|has been returned|returned to sender",
+    re.I,
+)
 
 
 def _phase_for(address: str, diagnostic: str, context: str) -> str:
@@ -307,7 +321,13 @@ def _recipient(address: str, action: str, status: str, diagnostic: str, context:
         if not status:
             status = find_status(context)
     if not action:
-        action = "delayed" if status.startswith("4") and reason != "expired" else "failed"
+        # A plain-text report with a temporary code is a delay warning only when it says it will
+        # go on trying; one that returns the message ("I'm not going to try again") is final.
+        temporary = status.startswith("4") or (not status and reply_code.startswith("4"))
+        warning = DELAY_WORDS_RE.search(f"{diagnostic}\n{context}") and not GIVE_UP_RE.search(
+            f"{diagnostic}\n{context}"
+        )
+        action = "delayed" if temporary and reason != "expired" and warning else "failed"
     return BounceRecipient(
         address=address,
         action=action,

@@ -588,8 +588,9 @@ BOUNCE_OPENERS = re.compile(
 # Where a returned copy of the original message starts in a plain-text bounce.
 ORIGINAL_MARKERS = re.compile(
     r"^(?:[-=_*#\s]*)(?:"
-    r"original message|below this line is a copy of the message|this is a copy of the message|"
-    r"the original message|original message follows|copy of the original|unsent message below|"
+    # (not Sendmail's and Courier's "The original message was received at ...", a preamble line)
+    r"original message(?! was received)|below this line is a copy of the message|"
+    r"this is a copy of the message|the original message(?! was received)|original message follows|copy of the original|unsent message below|"
     r"returned message|message header follows|included is a copy|headers of the original|"
     r"content-type: message/rfc822|undelivered message|the message follows|"
     r"here is a copy of the first part|your message reads|--- the header of the original"
