@@ -218,7 +218,14 @@ AFTER_DATA_RE = re.compile(
 # Exim "after RCPT TO:<...>", Sendmail/Courier transcripts ">>> DATA" then "<<< 550 ...".
 PHASE_RES: list[tuple[str, re.Pattern[str]]] = [
     ("data", re.compile(r"(?:after|end of|reply to|response to) (?:the )?data\b|\bdata command", re.I)),
-    ("rcpt", re.compile(r"(?:after|reply to|response to) rcpt\b|\brcpt to command", re.I)),
+    # Postfix's "Recipient address rejected" comes from its RCPT TO restrictions.
+    (
+        "rcpt",
+        re.compile(
+            r"(?:after|reply to|response to) rcpt\b|\brcpt to command|\[rcpt_to\]|recipient address rejected",
+            re.I,
+        ),
+    ),
     ("mail", re.compile(r"(?:after|reply to|response to) mail\b|\bmail from command", re.I)),
 ]
 TRANSCRIPT_COMMAND_RE = re.compile(r"^\s*>>>\s*(data|rcpt|mail)\b", re.I)

@@ -582,7 +582,7 @@ BOUNCE_OPENERS = re.compile(
     r"message was not delivered|could not deliver|undeliverable|failed to deliver|"
     r"delivery to .* (?:failed|has been delayed)|mail delivery (?:failed|subsystem)|"
     r"your message wasn'?t delivered|returned to sender|did not reach the following recipient|"
-    r"an error has occurred while attempting to deliver",
+    r"an error has occurred while attempting to deliver|was not delivered to:?[ \t]*(?:\n|$)",
     re.I,
 )
 # Where a returned copy of the original message starts in a plain-text bounce.
