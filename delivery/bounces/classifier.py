@@ -217,7 +217,13 @@ AFTER_DATA_RE = re.compile(
 # The SMTP command a refusal answered, as MTAs report it: Postfix "(in reply to RCPT TO command)",
 # Exim "after RCPT TO:<...>", Sendmail/Courier transcripts ">>> DATA" then "<<< 550 ...".
 PHASE_RES: list[tuple[str, re.Pattern[str]]] = [
-    ("data", re.compile(r"(?:after|end of|reply to|response to) (?:the )?data\b|\bdata command", re.I)),
+    (
+        "data",
+        re.compile(
+            r"(?:after|end of|reply to|response to) (?:the )?data\b|\bdata command|smtp command[-:\s]*data\b",
+            re.I,
+        ),
+    ),
     # Postfix's "Recipient address rejected" comes from its RCPT TO restrictions.
     (
         "rcpt",

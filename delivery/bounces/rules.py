@@ -387,6 +387,7 @@ TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
             r"no such (?:user|mailbox|recipient|address|account|local user|person)",
             r"(?:user|recipient|mailbox|address|account|addressee|person)(?: name)? (?:is )?(?:not found|not known|does not exist|doesn't exist|not exist|unknown|invalid|not listed|unavailable|non-?existent)",
             r"(?:invalid|bad|non-?existent|unknown) (?:recipient|mailbox|user|address|destination|account)",
+            r"invalid (?:final )?(?:delivery )?user ?(?:id|name)\b",
             r"(?:does not|doesn't|did not) exist",
             r"not (?:a )?(?:valid|known) (?:user|recipient|mailbox|address)",
             r"no (?:mailbox|account|user)(?: here)?",
@@ -582,7 +583,7 @@ BOUNCE_OPENERS = re.compile(
     r"message was not delivered|could not deliver|undeliverable|failed to deliver|"
     r"delivery to .* (?:failed|has been delayed)|mail delivery (?:failed|subsystem)|"
     r"your message wasn'?t delivered|returned to sender|did not reach the following recipient|"
-    r"an error has occurred while attempting to deliver|was not delivered to:?[ \t]*(?:\n|$)",
+    r"an error has occurred while attempting to deliver|-+ failure reasons -+|was not delivered to:?[ \t]*(?:\n|$)",
     re.I,
 )
 # Where a returned copy of the original message starts in a plain-text bounce.
