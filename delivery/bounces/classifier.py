@@ -276,6 +276,8 @@ def _refine(reason: str, status: str, text: str, phase: str = "") -> str:
     (X.1.1, X.1.3...) or when it answered RCPT TO. Said after DATA without such a code, or with a
     code that speaks of something else, it is a recipient's filter speaking (Japanese carriers,
     content filters)."""
+    if reason in ("userunknown", "hostunknown") and (phase == "mail" or status[2:] in ("1.7", "1.8")):
+        return "rejected"  # refused at MAIL FROM, or X.1.7/X.1.8: the sender's address, not ours
     if reason != "userunknown":
         return reason
     if status and rules.STATUS_RULES.get(status.split(".", 1)[1]) == "userunknown":

@@ -376,6 +376,7 @@ TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
             r"null mx",
             r"indicated no smtp service",
             r"not accept(?:ing)? (?:any )?mail",
+            r"system not accepting network messages",
             r"no mail (?:service|accepted)",
         ),
     ),
@@ -499,7 +500,7 @@ STATUS_RULES: dict[str, str] = {
     "2.4": "systemerror",
     "3.0": "systemerror",
     "3.1": "systemfull",
-    "3.2": "systemerror",
+    "3.2": "notaccept",  # RFC 3463: system not accepting network messages
     "3.3": "systemerror",
     "3.4": "mesgtoobig",
     "3.5": "systemerror",
