@@ -308,6 +308,8 @@ TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
             r"(?:user|recipient|account) (?:is )?(?:full|over)",
             r"inbox is (?:out of storage|full)",
             r"mailfolder is full",
+            r"mailbox exceeds",
+            r"メールボックスが(?:一杯|いっぱい|満杯)",
             r"too many messages in",
         ),
     ),
@@ -584,7 +586,7 @@ BOUNCE_OPENERS = re.compile(
     r"message was not delivered|could not deliver|undeliverable|failed to deliver|"
     r"delivery to .* (?:failed|has been delayed)|mail delivery (?:failed|subsystem)|"
     r"your message wasn'?t delivered|returned to sender|did not reach the following recipient|"
-    r"an error has occurred while attempting to deliver|-+ failure reasons -+|was not delivered to:?[ \t]*(?:\n|$)",
+    r"an error has occurred while attempting to deliver|could not be delivered to:|-+ failure reasons -+|was not delivered to:?[ \t]*(?:\n|$)",
     re.I,
 )
 # Where a returned copy of the original message starts in a plain-text bounce.
