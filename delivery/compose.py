@@ -50,6 +50,13 @@ def qp(text: str) -> bytes:
     return encoded
 
 
+def _qp_url(url: str) -> bytes:
+    """qp(url) for a tracking URL: printable ASCII without "=", so short ones need no encoding."""
+    if len(url) < 76 and "=" not in url and url.isascii():
+        return url.encode() + b"=\r\n"
+    return qp(url)
+
+
 def dot_stuff(data: bytes) -> bytes:
     data = data.replace(b"\r\n.", b"\r\n..")
     return b"." + data if data.startswith(b".") else data
@@ -100,10 +107,12 @@ class _Part:
         self.chunks = [qp(literal) for literal in literals]
         self.indexes = indexes
 
-    def fill(self, values: list[str]) -> bytes:
+    def fill(self, values: list[str], encoded: list[bytes] = ()) -> bytes:  # type: ignore[assignment]
+        # Slots past the template's own are tracking URLs, encoded once per message (`encoded`).
+        count = len(values)
         out = [self.chunks[0]]
         for index, chunk in zip(self.indexes, self.chunks[1:], strict=True):
-            out.append(qp(values[index]))
+            out.append(qp(values[index]) if index < count else encoded[index - count])
             out.append(chunk)
         return b"".join(out)
 
@@ -156,7 +165,12 @@ class MessageBuilder:
                     clicks=self.track_clicks,
                 )
             self._html = _Part(html_literals, html_indexes)
-            self._text = _Part(*segments["text"])
+            text_literals, text_indexes = segments["text"]
+            if self._links:
+                text_literals, text_indexes = tracking.instrument_text(
+                    list(text_literals), list(text_indexes), links=self._links, first_slot=len(self._slots)
+                )
+            self._text = _Part(text_literals, text_indexes)
         else:
             from templates.compiler import CompiledTemplate
 
@@ -211,12 +225,16 @@ class MessageBuilder:
     def build(self, recipient: Recipient) -> bytes:
         if self._fast:
             values, escaped = slot_values(recipient.context, self._slots)
+            tracked: list[bytes] = []
             if self._tracked:
-                escaped += tracking.recipient_values(
-                    self.mailing_id, recipient.message_id, len(self._links), self._pixel
-                )
-            text = self._text.fill(values)
-            html = self._html.fill(escaped)
+                tracked = [
+                    _qp_url(url)
+                    for url in tracking.recipient_values(
+                        self.mailing_id, recipient.message_id, len(self._links), self._pixel
+                    )
+                ]
+            text = self._text.fill(values, tracked)
+            html = self._html.fill(escaped, tracked)
             if self._constant_subject:
                 subject = None
             else:
@@ -237,7 +255,12 @@ class MessageBuilder:
                     links=self._links,
                     opens=self.track_opens,
                 )
-            subject, html, text = rendered.subject, qp(body), qp(rendered.text)
+            plain = rendered.text
+            if self._links:
+                plain = tracking.rewrite_text(
+                    plain, mailing_id=self.mailing_id, message_id=recipient.message_id, links=self._links
+                )
+            subject, html, text = rendered.subject, qp(body), qp(plain)
         message_id = recipient.message_id
         unsubscribe = recipient.unsubscribe_token or verp.message_token(message_id, "unsubscribe")
         head = [

@@ -97,8 +97,15 @@ def ledger(request: HttpRequest) -> HttpResponse:
 
 @requires("view_dashboard")
 def contact_timeline(request: HttpRequest, contact_id: int) -> HttpResponse:
+    from delivery.bounces.selectors import contact_unlinked_bounces
+
     return render(
-        request, "delivery/contact_timeline.html", {"entries": selectors.contact_timeline(contact_id)}
+        request,
+        "delivery/contact_timeline.html",
+        {
+            "entries": selectors.contact_timeline(contact_id),
+            "unlinked_bounces": list(contact_unlinked_bounces(contact_id)),
+        },
     )
 
 
