@@ -4,8 +4,10 @@
 
 Prints per-kind agreement and (with --confusion) the confusion matrix; the LAST line is one
 JSON object. Parsing needs no database. With --apply N (default 2000, 0 to skip) it also
-times parse + attribution + policy (bounce_process) over N token-attributed bounces on a
-database of its own (posthorn_bench_bounces_<pid>, dropped afterwards): bounces_per_s.
+times parse + attribution + policy over N token-attributed bounces on a database of its own
+(posthorn_bench_bounces_<pid>, dropped afterwards): bounces_per_s through the batch path the
+mailbox poller and webhooks use (bounces_process, --batch per transaction), and
+single_bounces_per_s through bounce_process, one message per transaction (the MTA pipe).
 The reference run is the standard library's email parser alone over the same files (ratio).
 """
 
@@ -146,8 +148,9 @@ def run(corpus: Path, seconds: float, confusion: bool) -> dict[str, object]:
     }
 
 
-def apply_rate(count: int, seconds: float) -> dict[str, object]:
-    """bounce_process over `count` token-attributed DSNs (repeated for at least `seconds`)."""
+def apply_rate(count: int, seconds: float, batch: int) -> dict[str, object]:
+    """`count` token-attributed DSNs through the batch path (repeated for at least `seconds`),
+    then through the one-message path for a fifth of that time."""
     sys.path.insert(0, str(REPO / "bench"))
     from import_contacts import admin_connect, base_database_url, with_database
 
@@ -166,7 +169,7 @@ def apply_rate(count: int, seconds: float) -> dict[str, object]:
 
         call_command("migrate", verbosity=0)
         from contacts.models import Contact
-        from delivery.bounces.services import bounce_process
+        from delivery.bounces.services import Inbound, bounce_process, bounces_process
         from delivery.models import Mailing, Message
         from delivery.verp import verp_address
 
@@ -195,19 +198,31 @@ def apply_rate(count: int, seconds: float) -> dict[str, object]:
             status, diag = kinds[index % len(kinds)]
             raw = template.format(email=message.email, status=status, diag=diag).encode()
             jobs.append((raw, verp_address(message.pk)))
+        items = [Inbound(raw=raw, source="mailbox", envelope_to=(envelope,)) for raw, envelope in jobs]
         done = 0
         started = time.perf_counter()
         while True:
-            for raw, envelope in jobs:
-                bounce_process(raw, source="smtp", envelope_to=[envelope])
-                done += 1
+            for start in range(0, len(items), batch):
+                done += len(bounces_process(items[start : start + batch]))
             if time.perf_counter() - started >= seconds:
                 break
         elapsed = time.perf_counter() - started
+        single = 0
+        single_started = time.perf_counter()
+        for raw, envelope in jobs:
+            bounce_process(raw, source="smtp", envelope_to=[envelope])
+            single += 1
+            if time.perf_counter() - single_started >= seconds / 5:
+                break
+        single_elapsed = time.perf_counter() - single_started
         return {
             "applied": done,
+            "batch": batch,
             "bounces_per_s": round(done / elapsed, 1),
             "apply_ms": round(1000 * elapsed / done, 3),
+            "single_applied": single,
+            "single_bounces_per_s": round(single / single_elapsed, 1),
+            "batch_ratio": round((done / elapsed) / (single / single_elapsed), 2),
         }
     finally:
         from django.db import connections
@@ -223,14 +238,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="time spent measuring speed")
     parser.add_argument("--confusion", action="store_true", help="print the confusion matrix")
     parser.add_argument("--apply", type=int, default=2000, help="bounces to apply on a database (0: skip)")
+    parser.add_argument("--batch", type=int, default=500, help="bounces per transaction on the batch path")
     args = parser.parse_args()
     if not (args.corpus / "expected.tsv").is_file():
         parser.error(f"--corpus: no expected.tsv in {args.corpus}")
     if args.apply < 0 or args.seconds < 0:
         parser.error("--apply and --seconds must not be negative")
+    if args.batch < 1:
+        parser.error("--batch must be at least 1")
     figures = run(args.corpus, args.seconds, args.confusion)
     if args.apply:
-        figures.update(apply_rate(args.apply, args.seconds))
+        figures.update(apply_rate(args.apply, args.seconds, args.batch))
     print(json.dumps(figures))
 
 

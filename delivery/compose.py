@@ -35,6 +35,8 @@ class Recipient:
     message_id: int
     email: str
     context: Mapping[str, Any]  # the template context (templates.context.recipient_context)
+    # verp.message_token(message_id, "unsubscribe"), when the caller already computed it.
+    unsubscribe_token: str = ""
 
 
 def qp(text: str) -> bytes:
@@ -137,6 +139,9 @@ class MessageBuilder:
     def __post_init__(self) -> None:
         self.domain = self.from_email.rsplit("@", 1)[-1].lower()
         self.unsubscribe_prefix = f"{settings.SITE_URL}/delivery/u/"
+        self._bounce_domain = settings.BOUNCE_DOMAIN.encode()
+        # Root names the template reads: per-recipient values nobody reads are not computed.
+        self.uses = frozenset(self.compiled.get("fields", ())) if self.compiled.get("fields") else None
         self._fast = not self.compiled.get("uses_logic", True) and bool(self.compiled.get("segments"))
         self._template = None
         self._tracked = self.track_opens or self.track_clicks
@@ -214,8 +219,8 @@ class MessageBuilder:
     def message_id_header(self, message_id: int) -> str:
         return f"<{verp.message_token(message_id, 'message-id')}.{message_id}@{self.domain}>"
 
-    def unsubscribe_url(self, message_id: int) -> str:
-        return f"{self.unsubscribe_prefix}{verp.message_token(message_id, 'unsubscribe')}/"
+    def unsubscribe_url(self, message_id: int, token: str = "") -> str:
+        return f"{self.unsubscribe_prefix}{token or verp.message_token(message_id, 'unsubscribe')}/"
 
     def build(self, recipient: Recipient) -> bytes:
         if self._fast:
@@ -257,6 +262,7 @@ class MessageBuilder:
                 )
             subject, html, text = rendered.subject, qp(body), qp(plain)
         message_id = recipient.message_id
+        unsubscribe = recipient.unsubscribe_token or verp.message_token(message_id, "unsubscribe")
         head = [
             b"Message-ID: ",
             self.message_id_header(message_id).encode(),
@@ -265,9 +271,12 @@ class MessageBuilder:
             b"\r\nTo: <",
             recipient.email.encode(),
             b">\r\nList-Unsubscribe: <",
-            self.unsubscribe_url(message_id).encode(),
-            b">, <mailto:",
-            verp.unsubscribe_address(message_id).encode(),
+            self.unsubscribe_prefix.encode(),
+            unsubscribe.encode(),
+            b"/>, <mailto:unsubscribe+",
+            unsubscribe.encode(),
+            b"@",
+            self._bounce_domain,
             b"?subject=unsubscribe>\r\n",
         ]
         if subject is not None:

@@ -214,13 +214,53 @@ def find_reply_code(text: str) -> str:
 AFTER_DATA_RE = re.compile(
     r"(?:after|end of|reply to|response to) (?:the )?data\b|>>> data|\bdata command", re.I
 )
+# The SMTP command a refusal answered, as MTAs report it: Postfix "(in reply to RCPT TO command)",
+# Exim "after RCPT TO:<...>", Sendmail/Courier transcripts ">>> DATA" then "<<< 550 ...".
+PHASE_RES: list[tuple[str, re.Pattern[str]]] = [
+    (
+        "data",
+        re.compile(
+            r"(?:after|end of|reply to|response to) (?:the )?data\b|\bdata command|smtp command[-:\s]*data\b",
+            re.I,
+        ),
+    ),
+    # Postfix's "Recipient address rejected" comes from its RCPT TO restrictions.
+    (
+        "rcpt",
+        re.compile(
+            r"(?:after|reply to|response to) rcpt\b|\brcpt to command|\[rcpt_to\]|recipient address rejected",
+            re.I,
+        ),
+    ),
+    ("mail", re.compile(r"(?:after|reply to|response to) mail\b|\bmail from command", re.I)),
+]
+TRANSCRIPT_COMMAND_RE = re.compile(r"^\s*>>>\s*(data|rcpt|mail)\b", re.I)
 
 
-def reason_for(status: str, diagnostic: str, reply_code: str = "") -> str:
+def smtp_phase(address: str, text: str) -> str:
+    """ "data", "rcpt", "mail" or "" (unknown): which command the remote refusal answered."""
+    if not text:
+        return ""
+    for phase, pattern in PHASE_RES:
+        if pattern.search(text):
+            return phase
+    # A session transcript: the last command sent before the reply that names the address.
+    command = ""
+    lowered = address.lower()
+    for line in text.split("\n")[:400]:
+        match = TRANSCRIPT_COMMAND_RE.match(line)
+        if match:
+            command = match.group(1).lower()
+        elif command and line.lstrip().startswith("<<<") and (not lowered or lowered in line.lower()):
+            return command
+    return ""
+
+
+def reason_for(status: str, diagnostic: str, reply_code: str = "", phase: str = "") -> str:
     text = diagnostic.lower()
     for reason, pattern in rules.TEXT_RULES:
         if pattern.search(text):
-            return _refine(reason, status, text)
+            return _refine(reason, status, text, phase)
     if status and not status[2:].startswith("0.0"):
         subject_detail = status.split(".", 1)[1]
         if subject_detail in rules.STATUS_RULES:
@@ -231,15 +271,23 @@ def reason_for(status: str, diagnostic: str, reply_code: str = "") -> str:
     return "undefined"
 
 
-def _refine(reason: str, status: str, text: str) -> str:
-    """An "unknown user" said after DATA, or with a status outside X.1.x, is a recipient's filter
-    speaking (Japanese carriers, content filters), not proof that the mailbox does not exist."""
+def _refine(reason: str, status: str, text: str, phase: str = "") -> str:
+    """An "unknown user" is proof that the mailbox does not exist when the status code says so
+    (X.1.1, X.1.3...) or when it answered RCPT TO. Said after DATA without such a code, or with a
+    code that speaks of something else, it is a recipient's filter speaking (Japanese carriers,
+    content filters)."""
+    if reason in ("userunknown", "hostunknown") and (phase == "mail" or status[2:] in ("1.7", "1.8")):
+        return "rejected"  # refused at MAIL FROM, or X.1.7/X.1.8: the sender's address, not ours
     if reason != "userunknown":
         return reason
-    if AFTER_DATA_RE.search(text):
+    if status and rules.STATUS_RULES.get(status.split(".", 1)[1]) == "userunknown":
+        return reason
+    if phase == "data" or AFTER_DATA_RE.search(text):
         return "filtered"
-    if status[2:] == "2.0":
-        return "filtered"
+    if phase == "rcpt":
+        return reason
+    if status[2:4] in ("2.", "7."):
+        return "filtered"  # the code speaks of the mailbox's state (X.2.x) or of policy (X.7.x)
     return reason
 
 
@@ -253,6 +301,25 @@ def kind_for(reason: str, status: str, action: str, reply_code: str = "") -> str
     return kind
 
 
+DELAY_WORDS_RE = re.compile(
+    r"will (?:continue to |keep )?(?:retry|try)|still (?:trying|being retried)|has been delayed|"
+    r"delivery (?:is |has been )?delayed|not yet been delivered|no action is required|"
+    r"warning: message|will be retried|retrying",
+    re.I,
+)
+GIVE_UP_RE = re.compile(
+    r"not going to try again|giving up|gave up|too long in the queue|will not (?:be )?retr|"
+    r"no (?:more|further) (?:retries|attempts)|permanent(?:ly)? fail|has been returned|returned to sender",
+    re.I,
+)
+
+
+def _phase_for(address: str, diagnostic: str, context: str) -> str:
+    """The phase from the words beside this address, else from a session transcript."""
+    near = _context_for(address, context) if address and context else ""
+    return smtp_phase(address, f"{diagnostic}\n{near}") or smtp_phase(address, context[:20000])
+
+
 def _recipient(address: str, action: str, status: str, diagnostic: str, context: str = "") -> BounceRecipient:
     diagnostic = _collapse(diagnostic)[:MAX_DIAGNOSTIC]
     status = status.strip()
@@ -262,13 +329,20 @@ def _recipient(address: str, action: str, status: str, diagnostic: str, context:
     if found and (not status or (status.endswith(".0.0") and found[0] == status[0])):
         status = found
     reply_code = find_reply_code(diagnostic) or find_reply_code(context)
-    reason = reason_for(status, diagnostic, reply_code)
+    phase = _phase_for(address, diagnostic, context)
+    reason = reason_for(status, diagnostic, reply_code, phase)
     if reason == "undefined" and context:
-        reason = reason_for(status or find_status(context), _collapse(context)[:4000], reply_code)
+        reason = reason_for(status or find_status(context), _collapse(context)[:4000], reply_code, phase)
         if not status:
             status = find_status(context)
     if not action:
-        action = "delayed" if status.startswith("4") and reason != "expired" else "failed"
+        # A plain-text report with a temporary code is a delay warning only when it says it will
+        # go on trying; one that returns the message ("I'm not going to try again") is final.
+        temporary = status.startswith("4") or (not status and reply_code.startswith("4"))
+        warning = DELAY_WORDS_RE.search(f"{diagnostic}\n{context}") and not GIVE_UP_RE.search(
+            f"{diagnostic}\n{context}"
+        )
+        action = "delayed" if temporary and reason != "expired" and warning else "failed"
     return BounceRecipient(
         address=address,
         action=action,

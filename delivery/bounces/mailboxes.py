@@ -1,6 +1,6 @@
 """The IMAP/POP3 poller: fetch what a bounce mailbox holds, process it, then delete or mark it.
 
-A message is deleted (or flagged seen) only after `bounce_process` committed it, so a crash
+A message is deleted (or flagged seen) only after `bounces_process` committed its batch, so a crash
 between the two re-reads the message next time; the evidence hash makes that visible.
 """
 
@@ -12,17 +12,18 @@ import imaplib
 import logging
 import poplib
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.utils import timezone
 
 from delivery.bounces.models import BounceMailbox
-from delivery.bounces.services import bounce_process
+from delivery.bounces.services import Inbound, bounces_process
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 30
+POLL_BATCH = 100  # messages per transaction (bounces_process): set-based work, bounded memory
 
 
 def _fernet() -> Fernet:
@@ -51,7 +52,10 @@ def _tls_context(mailbox: BounceMailbox) -> ssl.SSLContext:
     return context
 
 
-def _imap_messages(mailbox: BounceMailbox) -> Iterator[tuple[bytes, callable]]:
+Batch = list[tuple[bytes, Callable[[], None]]]
+
+
+def _imap_messages(mailbox: BounceMailbox) -> Iterator[Batch]:
     if mailbox.security == BounceMailbox.Security.TLS:
         client = imaplib.IMAP4_SSL(
             mailbox.host, mailbox.port, ssl_context=_tls_context(mailbox), timeout=TIMEOUT_S
@@ -67,6 +71,7 @@ def _imap_messages(mailbox: BounceMailbox) -> Iterator[tuple[bytes, callable]]:
             raise ValueError(f"folder {mailbox.folder!r} cannot be opened")
         status, data = client.uid("search", None, "UNSEEN" if not mailbox.delete_processed else "ALL")
         uids = (data[0] or b"").split()[: mailbox.max_per_poll]
+        batch: Batch = []
         for uid in uids:
             status, fetched = client.uid("fetch", uid, "(BODY.PEEK[])")
             raw = next((item[1] for item in fetched if isinstance(item, tuple)), None)
@@ -79,7 +84,12 @@ def _imap_messages(mailbox: BounceMailbox) -> Iterator[tuple[bytes, callable]]:
                 else:
                     client.uid("store", uid, "+FLAGS", "(\\Seen)")
 
-            yield raw, done
+            batch.append((raw, done))
+            if len(batch) >= POLL_BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
         if mailbox.delete_processed:
             client.expunge()
     finally:
@@ -89,7 +99,7 @@ def _imap_messages(mailbox: BounceMailbox) -> Iterator[tuple[bytes, callable]]:
             pass
 
 
-def _pop3_messages(mailbox: BounceMailbox) -> Iterator[tuple[bytes, callable]]:
+def _pop3_messages(mailbox: BounceMailbox) -> Iterator[Batch]:
     if mailbox.security == BounceMailbox.Security.TLS:
         client = poplib.POP3_SSL(mailbox.host, mailbox.port, context=_tls_context(mailbox), timeout=TIMEOUT_S)
     else:
@@ -100,6 +110,7 @@ def _pop3_messages(mailbox: BounceMailbox) -> Iterator[tuple[bytes, callable]]:
         client.user(mailbox.username)
         client.pass_(mailbox_password(mailbox))
         count, _size = client.stat()
+        batch: Batch = []
         for number in range(1, min(count, mailbox.max_per_poll) + 1):
             _resp, lines, _octets = client.retr(number)
             raw = b"\r\n".join(lines)
@@ -107,7 +118,12 @@ def _pop3_messages(mailbox: BounceMailbox) -> Iterator[tuple[bytes, callable]]:
             def done(number: int = number) -> None:
                 client.dele(number)  # POP3 has no "seen": processed mail is always removed
 
-            yield raw, done
+            batch.append((raw, done))
+            if len(batch) >= POLL_BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
     finally:
         try:
             client.quit()  # commits the deletions
@@ -120,10 +136,13 @@ def mailbox_poll(mailbox: BounceMailbox) -> int:
     fetch = _imap_messages if mailbox.protocol == BounceMailbox.Protocol.IMAP else _pop3_messages
     processed = 0
     try:
-        for raw, done in fetch(mailbox):
-            bounce_process(raw, source="mailbox")
-            done()
-            processed += 1
+        for batch in fetch(mailbox):
+            # Deleted (or flagged seen) only once the batch is committed: a crash re-reads it.
+            results = bounces_process([Inbound(raw=raw, source="mailbox") for raw, _done in batch])
+            for (_raw, done), result in zip(batch, results, strict=True):
+                if result.outcome != "error":  # a message that failed stays for the next poll
+                    done()
+                    processed += 1
         mailbox.last_error = ""
     except (OSError, imaplib.IMAP4.error, poplib.error_proto, ValueError, ssl.SSLError) as exc:
         mailbox.last_error = f"{type(exc).__name__}: {exc}"[:1000]

@@ -308,6 +308,8 @@ TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
             r"(?:user|recipient|account) (?:is )?(?:full|over)",
             r"inbox is (?:out of storage|full)",
             r"mailfolder is full",
+            r"mailbox exceeds",
+            r"メールボックスが(?:一杯|いっぱい|満杯)",
             r"too many messages in",
         ),
     ),
@@ -376,6 +378,7 @@ TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
             r"null mx",
             r"indicated no smtp service",
             r"not accept(?:ing)? (?:any )?mail",
+            r"system not accepting network messages",
             r"no mail (?:service|accepted)",
         ),
     ),
@@ -387,6 +390,7 @@ TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
             r"no such (?:user|mailbox|recipient|address|account|local user|person)",
             r"(?:user|recipient|mailbox|address|account|addressee|person)(?: name)? (?:is )?(?:not found|not known|does not exist|doesn't exist|not exist|unknown|invalid|not listed|unavailable|non-?existent)",
             r"(?:invalid|bad|non-?existent|unknown) (?:recipient|mailbox|user|address|destination|account)",
+            r"invalid (?:final )?(?:delivery )?user ?(?:id|name)\b",
             r"(?:does not|doesn't|did not) exist",
             r"not (?:a )?(?:valid|known) (?:user|recipient|mailbox|address)",
             r"no (?:mailbox|account|user)(?: here)?",
@@ -498,7 +502,7 @@ STATUS_RULES: dict[str, str] = {
     "2.4": "systemerror",
     "3.0": "systemerror",
     "3.1": "systemfull",
-    "3.2": "systemerror",
+    "3.2": "notaccept",  # RFC 3463: system not accepting network messages
     "3.3": "systemerror",
     "3.4": "mesgtoobig",
     "3.5": "systemerror",
@@ -582,14 +586,15 @@ BOUNCE_OPENERS = re.compile(
     r"message was not delivered|could not deliver|undeliverable|failed to deliver|"
     r"delivery to .* (?:failed|has been delayed)|mail delivery (?:failed|subsystem)|"
     r"your message wasn'?t delivered|returned to sender|did not reach the following recipient|"
-    r"an error has occurred while attempting to deliver",
+    r"an error has occurred while attempting to deliver|could not be delivered to:|-+ failure reasons -+|was not delivered to:?[ \t]*(?:\n|$)",
     re.I,
 )
 # Where a returned copy of the original message starts in a plain-text bounce.
 ORIGINAL_MARKERS = re.compile(
     r"^(?:[-=_*#\s]*)(?:"
-    r"original message|below this line is a copy of the message|this is a copy of the message|"
-    r"the original message|original message follows|copy of the original|unsent message below|"
+    # (not Sendmail's and Courier's "The original message was received at ...", a preamble line)
+    r"original message(?! was received)|below this line is a copy of the message|"
+    r"this is a copy of the message|the original message(?! was received)|original message follows|copy of the original|unsent message below|"
     r"returned message|message header follows|included is a copy|headers of the original|"
     r"content-type: message/rfc822|undelivered message|the message follows|"
     r"here is a copy of the first part|your message reads|--- the header of the original"

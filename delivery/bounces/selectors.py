@@ -28,6 +28,12 @@ def bounce_events(
     return events.order_by("-at", "-id")
 
 
+def contact_unlinked_bounces(contact_id: int, *, limit: int = 20) -> QuerySet[BounceEvent]:
+    """A contact's bounce events that name no Message (matched by recipient, ESP events): the
+    contact's timeline lists its Messages' events, these would be missing from it."""
+    return BounceEvent.objects.filter(contact_id=contact_id, message_id=None).order_by("-at", "-id")[:limit]
+
+
 def kind_totals(days: int = 30) -> dict[str, int]:
     since = timezone.now() - dt.timedelta(days=days)
     totals = dict(

@@ -1,7 +1,8 @@
 """The bounce listener: an SMTP server for the bounce domain only (never an open relay).
 
 It accepts RCPT only for addresses at BOUNCE_DOMAIN, limits message size, recipients per
-message and messages per client address per minute (a flood from one host is refused with
+message and messages per client address per minute, counted in Redis across every listener
+process (a flood from one host is refused with
 a temporary code, so a real MTA retries later), and never dies of a message it cannot read.
 """
 
@@ -9,18 +10,48 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections import defaultdict, deque
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from django.conf import settings
 from django.db import close_old_connections, connections
+from redis.exceptions import RedisError
 
 from delivery.bounces.services import bounce_domain, bounce_process
+from mailplatform.redis_cache import redis_client
 
 log = logging.getLogger(__name__)
 
 MAX_RECIPIENTS = 20
+
+
+# A sliding one-minute window per client address in a Redis sorted set: the limit holds across
+# every listener process (several behind one MX, restarts), like the relay limits in
+# delivery/ratelimit.py. Redis's clock, one atomic script.
+_FLOOD_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  return 1
+end
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('EXPIRE', KEYS[1], 61)
+return 0
+"""
+_flood_script = None
+
+
+def _flood_key(domain: str, peer: str) -> str:
+    prefix = settings.CACHES["default"].get("KEY_PREFIX", "posthorn")
+    return f"{prefix}:bounces:flood:{domain}:{peer}"
+
+
+def flood_reset(domain: str, peer: str) -> None:
+    redis_client().delete(_flood_key(domain, peer))
 
 
 class BounceHandler:
@@ -30,6 +61,18 @@ class BounceHandler:
         self._seen: dict[str, deque[float]] = defaultdict(deque)
 
     def _flooding(self, peer: str) -> bool:
+        global _flood_script
+        try:
+            if _flood_script is None:
+                _flood_script = redis_client().register_script(_FLOOD_SCRIPT)
+            member = f"{time.time_ns()}:{secrets.token_hex(4)}"
+            return bool(_flood_script(keys=[_flood_key(self.domain, peer)], args=[self.per_minute, member]))
+        except RedisError:
+            # Redis away: this process's own count still bounds the flood.
+            log.warning("bounce listener: Redis unavailable, flood limit is per process", exc_info=True)
+            return self._flooding_here(peer)
+
+    def _flooding_here(self, peer: str) -> bool:
         now = time.monotonic()
         window = self._seen[peer]
         while window and now - window[0] > 60:
@@ -43,7 +86,7 @@ class BounceHandler:
         self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
     ) -> str:
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
-        if self._flooding(peer):
+        if await asyncio.to_thread(self._flooding, peer):
             log.warning("bounce listener: %s sends too fast, deferred", peer)
             return "421 4.7.0 Too many messages from your address, try again later"
         envelope.mail_from = address

@@ -10,16 +10,17 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
-from django.db.models.functions import Coalesce
+from django.db.models import Q
 from django.utils import timezone
 
-from delivery.bounces import ledger, rules
+from delivery.bounces import bulk, ledger, rules
 from delivery.bounces.classifier import (
     BounceRecipient,
     BounceReport,
@@ -47,8 +48,40 @@ def bounce_domain() -> str:
     return str(getattr(settings, "BOUNCE_DOMAIN", "localhost")).lower()
 
 
-def _attribute(report: BounceReport, envelope_to: list[str]) -> tuple[ledger.MessageInfo | None, str]:
-    """(message, outcome): outcome is "" when a valid token named a message."""
+@dataclass(frozen=True)
+class Inbound:
+    """One message that arrived on the return path, before anything is known about it."""
+
+    raw: bytes
+    source: str
+    envelope_from: str = ""
+    envelope_to: tuple[str, ...] = ()
+
+
+@dataclass
+class PolicyLine:
+    """One classified recipient, attributed (or not), waiting for the policy."""
+
+    kind: str
+    reason: str
+    status: str
+    diagnostic: str
+    recipient: str
+    source: str
+    at: dt.datetime
+    message: ledger.MessageInfo | None = None
+    contact_id: int | None = None
+    attributed_by: str = ""
+    email: str = ""
+    inbound_id: int | None = None
+    esp: str = ""
+    esp_event_id: str = ""
+    message_event_data: dict | None = None
+
+
+def _token_message_id(report: BounceReport, envelope_to: Sequence[str]) -> tuple[int | None, str]:
+    """(message id, outcome) from the VERP token alone, no database: outcome "" when a valid token
+    named a message, "forged" when only damaged tokens were seen, "unattributed" when none."""
     domain = bounce_domain()
     candidates = [a.lower() for a in envelope_to if a] + report.envelope_to
     saw_token = False
@@ -57,13 +90,8 @@ def _attribute(report: BounceReport, envelope_to: list[str]) -> tuple[ledger.Mes
             continue
         saw_token = True
         message_id = ledger.verp_message_id(address)
-        if message_id is None:
-            continue
-        info = ledger.message_info(message_id)
-        if info is None:
-            log.warning("bounce for message %s, which does not exist: dropped", message_id)
-            return None, "unknown_message"
-        return info, ""
+        if message_id is not None:
+            return message_id, ""
     if saw_token:
         log.warning("bounce with a forged or damaged VERP token to %s: dropped", candidates[:3])
         return None, "forged"
@@ -79,43 +107,66 @@ def _pick_recipient(report: BounceReport, info: ledger.MessageInfo) -> BounceRec
     return report.recipients[0] if len(report.recipients) == 1 else None
 
 
-def _soft_mailings(contact_id: int, since: dt.datetime) -> int:
-    """Different mailings that soft-bounced for this contact since `since` (unknown mailings each count)."""
-    return (
-        BounceEvent.objects.filter(contact_id=contact_id, kind__in=[rules.SOFT, rules.UNKNOWN], at__gte=since)
-        .annotate(mailing_key=Coalesce(F("mailing_id"), -F("id")))
-        .values("mailing_key")
-        .distinct()
-        .count()
-    )
+# --- The policy: one implementation, for one bounce or ten thousand ---
 
 
-def _apply(event: BounceEvent, policy: BouncePolicy, email: str) -> str:
-    """The policy. Returns what it did (kept on the event, shown on the Bounces page)."""
-    source = f"bounce:{event.source}"
-    if event.contact_id is None:
+@dataclass
+class _Effects:
+    """What the policy decided to do to contacts, applied set-wise once the batch is decided."""
+
+    soft: Counter = field(default_factory=Counter)
+    bounced: Counter = field(default_factory=Counter)
+    complained: dict[int, str] = field(default_factory=dict)
+
+
+def _soft_history(contact_ids: set[int], since: dt.datetime) -> dict[int, list[tuple[object, dt.datetime]]]:
+    """Earlier soft bounces of these contacts: (mailing key, at); an event without a mailing is a
+    key of its own."""
+    history: dict[int, list[tuple[object, dt.datetime]]] = defaultdict(list)
+    if not contact_ids:
+        return history
+    rows = BounceEvent.objects.filter(
+        contact_id__in=contact_ids, kind__in=[rules.SOFT, rules.UNKNOWN], at__gte=since
+    ).values_list("contact_id", "mailing_id", "id", "at")
+    for contact_id, mailing_id, event_id, at in rows:
+        history[contact_id].append((mailing_id if mailing_id is not None else ("event", event_id), at))
+    return history
+
+
+def _decide(
+    line: PolicyLine,
+    policy: BouncePolicy,
+    history: dict[int, list[tuple[object, dt.datetime]]],
+    effects: _Effects,
+) -> str:
+    """The policy for one line (in batch order). Returns what it did (kept on the event)."""
+    contact_id = line.contact_id
+    if contact_id is None:
         return "recorded"
-    kind = event.kind
+    kind = line.kind
     if kind == rules.HARD:
-        ledger.mark_bounced(event.contact_id, reason=f"{event.reason} {event.status}".strip(), source=source)
+        effects.bounced[contact_id] += 1
         return "contact bounced"
     if kind in (rules.SOFT, rules.UNKNOWN):
-        ledger.record_soft_bounce(event.contact_id)
-        since = event.at - dt.timedelta(days=policy.soft_bounce_window_days)
-        mailings = _soft_mailings(event.contact_id, since)
+        effects.soft[contact_id] += 1
+        key = line.message.mailing_id if line.message and line.message.mailing_id is not None else object()
+        history[contact_id].append((key, line.at))
+        since = line.at - dt.timedelta(days=policy.soft_bounce_window_days)
+        mailings = len({key for key, at in history[contact_id] if at >= since})
         if mailings >= policy.soft_bounce_threshold:
-            reason = f"{mailings} soft bounces in {policy.soft_bounce_window_days} days"
-            ledger.mark_bounced(event.contact_id, reason=reason, source=source)
+            effects.bounced[contact_id] += 1
             return "contact bounced (soft threshold)"
         return f"soft bounce {mailings}/{policy.soft_bounce_threshold}"
     if kind == rules.COMPLAINT:
-        ledger.mark_complained(event.contact_id, source=source)
-        ledger.suppress(email, reason="complaint", source=source)
+        effects.complained[contact_id] = line.email
         return "contact complained, unsubscribed, suppressed"
     if kind == rules.BLOCK:
         return "admin alerted (block)"
     return "recorded"
 
+
+EVENT_FIELDS = [f.name for f in BounceEvent._meta.concrete_fields if not f.primary_key]
+INBOUND_FIELDS = [f.name for f in InboundMessage._meta.concrete_fields if not f.primary_key]
 
 _MESSAGE_EVENT_KIND = {
     rules.HARD: "bounced",
@@ -127,18 +178,81 @@ _MESSAGE_EVENT_KIND = {
 }
 
 
-def _store_inbound(
-    raw: bytes, *, source: str, envelope_from: str, envelope_to: str, subject: str
-) -> InboundMessage:
-    return InboundMessage.objects.create(
-        source=source,
-        envelope_from=envelope_from[:254],
-        envelope_to=envelope_to[:254],
-        subject=subject[:255],
-        size=len(raw),
-        raw=raw[:MAX_RAW_KEPT],
-        sha256=hashlib.sha256(raw).hexdigest(),
+def _policy_apply(lines: list[PolicyLine], policy: BouncePolicy | None = None) -> list[BounceEvent]:
+    """Store the lines as events and apply the policy to their contacts, in a handful of
+    statements whatever the number of lines. Runs inside the caller's transaction."""
+    if not lines:
+        return []
+    policy = policy or BouncePolicy.current()
+    soft_contacts = {
+        line.contact_id
+        for line in lines
+        if line.contact_id is not None and line.kind in (rules.SOFT, rules.UNKNOWN)
+    }
+    earliest = min(line.at for line in lines) - dt.timedelta(days=policy.soft_bounce_window_days)
+    history = _soft_history(soft_contacts, earliest)
+    effects = _Effects()
+    events = [
+        BounceEvent(
+            inbound_id=line.inbound_id,
+            at=line.at,
+            source=line.source,
+            kind=line.kind,
+            reason=line.reason[:32],
+            status=line.status[:16],
+            diagnostic=line.diagnostic[:2000],
+            recipient=line.recipient[:254],
+            message_id=line.message.id if line.message else None,
+            mailing_id=line.message.mailing_id if line.message else None,
+            contact_id=line.contact_id,
+            relay_id=line.message.relay_id if line.message else None,
+            sending_domain=line.message.sending_domain if line.message else "",
+            attributed_by=line.attributed_by,
+            action=_decide(line, policy, history, effects)[:80],
+            esp=line.esp,
+            esp_event_id=line.esp_event_id[:200],
+        )
+        for line in lines
+    ]
+    bulk.insert_objects(events, EVENT_FIELDS)
+    source = f"bounce:{lines[0].source}"
+    ledger.contacts_record_soft_bounces(effects.soft)
+    ledger.contacts_mark_bounced(effects.bounced, source=source)
+    ledger.contacts_mark_complained(effects.complained, source=source)
+    ledger.record_message_events(
+        [
+            (
+                line.message.id,
+                line.message.mailing_id,
+                _MESSAGE_EVENT_KIND[line.kind],
+                {"bounce_event": event.pk, **(line.message_event_data or {})},
+                line.at,
+            )
+            for line, event in zip(lines, events, strict=True)
+            if line.message and line.message_event_data is not None and line.kind in _MESSAGE_EVENT_KIND
+        ]
     )
+    return events
+
+
+# --- Inbound messages (SMTP listener, MTA pipe, mailbox poller, bench) ---
+
+
+def _classify(raw: bytes) -> BounceReport:
+    try:
+        return classify(raw)
+    except Exception as exc:  # the classifier is bounded, but the listener must never die of it
+        log.exception("bounce classifier failed")
+        return BounceReport(format="none", errors=[repr(exc)])
+
+
+def _mailto_unsubscribe(envelope_to: Sequence[str]) -> bool | None:
+    """List-Unsubscribe's mailto: target lives on the bounce domain too. None: not one."""
+    for address in envelope_to:
+        message_id = ledger.unsubscribe_message_id(address)
+        if message_id is not None:
+            return ledger.unsubscribe_by_message(message_id)
+    return None
 
 
 def bounce_process(
@@ -149,93 +263,137 @@ def bounce_process(
     envelope_to: list[str] | None = None,
 ) -> ProcessResult:
     """Classify one inbound message, attribute it, apply the policy; all or nothing."""
-    envelope_to = envelope_to or []
+    item = Inbound(raw=raw, source=source, envelope_from=envelope_from, envelope_to=tuple(envelope_to or ()))
+    return bounces_process([item], fall_back=False)[0]
+
+
+def bounces_process(items: Sequence[Inbound], *, fall_back: bool = True) -> list[ProcessResult]:
+    """Many inbound messages in one transaction: classified in Python, then stored, attributed and
+    put through the policy in a few set-based statements. If the batch fails (one poisonous
+    message), each message is retried in a transaction of its own so the others still land."""
+    if not items:
+        return []
+    reports = [_classify(item.raw) for item in items]
     try:
-        report = classify(raw)
-    except Exception as exc:  # the classifier is bounded, but the listener must never die of it
-        log.exception("bounce classifier failed")
-        report = BounceReport(format="none", errors=[repr(exc)])
-    with transaction.atomic():
-        inbound = _store_inbound(
-            raw,
-            source=source,
-            envelope_from=envelope_from,
-            envelope_to=", ".join(envelope_to),
-            subject=report.subject,
-        )
-        result = _process_report(report, inbound, envelope_to)
-        InboundMessage.objects.filter(pk=inbound.pk).update(format=report.format, outcome=result.outcome)
-    return result
+        with transaction.atomic():
+            return _process_batch(items, reports)
+    except Exception:
+        if not fall_back:
+            raise
+        log.exception("bounce batch of %d failed: processing one by one", len(items))
+    results: list[ProcessResult] = []
+    for item in items:
+        try:
+            results.append(bounces_process([item], fall_back=False)[0])
+        except Exception:  # this one message is the poison: the caller keeps it for a later try
+            log.exception("bounce from %s could not be processed", item.envelope_from or "?")
+            results.append(ProcessResult(inbound_id=None, outcome="error"))
+    return results
 
 
-def _mailto_unsubscribe(envelope_to: list[str]) -> bool | None:
-    """List-Unsubscribe's mailto: target lives on the bounce domain too. None: not one."""
-    for address in envelope_to:
-        message_id = ledger.unsubscribe_message_id(address)
-        if message_id is not None:
-            return ledger.unsubscribe_by_message(message_id)
-    return None
-
-
-def _process_report(report: BounceReport, inbound: InboundMessage, envelope_to: list[str]) -> ProcessResult:
-    result = ProcessResult(inbound_id=inbound.pk, outcome="none")
-    unsubscribed = _mailto_unsubscribe(envelope_to)
-    if unsubscribed is not None:
-        result.outcome = "unsubscribed"
-        result.actions.append("unsubscribed (mailto)" if unsubscribed else "already unsubscribed")
-        return result
-    if not report.recipients:
-        return result
-    info, outcome = _attribute(report, envelope_to)
-    if outcome in ("forged", "unknown_message"):
-        result.outcome = outcome
-        return result
+def _process_batch(items: Sequence[Inbound], reports: list[BounceReport]) -> list[ProcessResult]:
     now = timezone.now()
-    policy = BouncePolicy.current()
-    lines: list[tuple[BounceRecipient, ledger.MessageInfo | None, int | None, str]] = []
-    if info is not None:
-        recipient = _pick_recipient(report, info)
-        if recipient is None:
-            result.outcome = "unmatched"
-            return result
-        lines.append((recipient, info, info.contact_id, "token"))
-    else:
-        for recipient in report.recipients:
-            contact_id = (
-                ledger.contact_id_for_address(recipient.address) if "@" in recipient.address else None
-            )
-            lines.append((recipient, None, contact_id, "recipient" if contact_id else ""))
-    for recipient, message, contact_id, attributed_by in lines:
-        event = BounceEvent.objects.create(
-            inbound=inbound,
-            at=now,
-            source=inbound.source,
-            kind=recipient.kind,
-            reason=recipient.reason,
-            status=recipient.status,
-            diagnostic=recipient.diagnostic,
-            recipient=recipient.address[:254],
-            message_id=message.id if message else None,
-            mailing_id=message.mailing_id if message else None,
-            contact_id=contact_id,
-            relay_id=message.relay_id if message else None,
-            sending_domain=message.sending_domain if message else "",
-            attributed_by=attributed_by,
+    results = [ProcessResult(inbound_id=None, outcome="none") for _ in items]
+    tokens: list[int | None] = [None] * len(items)
+    for index, (item, report) in enumerate(zip(items, reports, strict=True)):
+        unsubscribed = _mailto_unsubscribe(item.envelope_to)
+        if unsubscribed is not None:
+            results[index].outcome = "unsubscribed"
+            results[index].actions.append("unsubscribed (mailto)" if unsubscribed else "already unsubscribed")
+            continue
+        if not report.recipients:
+            continue
+        tokens[index], outcome = _token_message_id(report, item.envelope_to)
+        results[index].outcome = outcome
+    infos = ledger.messages_info({t for t in tokens if t is not None})
+    addresses = {
+        recipient.address
+        for index, report in enumerate(reports)
+        if results[index].outcome == "unattributed"
+        for recipient in report.recipients
+        if "@" in recipient.address
+    }
+    contacts = ledger.contact_ids_for_addresses(addresses)
+    pending: list[tuple[int, PolicyLine]] = []
+    for index, report in enumerate(reports):
+        result = results[index]
+        if tokens[index] is not None:
+            info = infos.get(tokens[index])
+            if info is None:
+                log.warning("bounce for message %s, which does not exist: dropped", tokens[index])
+                result.outcome = "unknown_message"
+                continue
+            recipient = _pick_recipient(report, info)
+            if recipient is None:
+                result.outcome = "unmatched"
+                continue
+            pending.append((index, _line(recipient, items[index], now, info, info.contact_id, "token")))
+            result.outcome = "applied" if info.contact_id else "unattributed"
+        elif result.outcome == "unattributed":
+            for recipient in report.recipients:
+                contact_id = contacts.get(recipient.address)
+                pending.append(
+                    (
+                        index,
+                        _line(
+                            recipient, items[index], now, None, contact_id, "recipient" if contact_id else ""
+                        ),
+                    )
+                )
+                if contact_id:
+                    result.outcome = "applied"
+    inbound = [
+        InboundMessage(
+            received_at=now,
+            source=item.source,
+            envelope_from=item.envelope_from[:254],
+            envelope_to=", ".join(item.envelope_to)[:254],
+            subject=report.subject[:255],
+            format=report.format[:12],
+            outcome=result.outcome,
+            size=len(item.raw),
+            raw=item.raw[:MAX_RAW_KEPT],
+            sha256=hashlib.sha256(item.raw).hexdigest(),
         )
-        email = message.email if message else recipient.address
-        event.action = _apply(event, policy, email)
-        event.save(update_fields=["action"])
-        if message and recipient.kind in _MESSAGE_EVENT_KIND:
-            ledger.record_message_event(
-                message.id,
-                _MESSAGE_EVENT_KIND[recipient.kind],
-                {"bounce_event": event.pk, **recipient.as_dict()},
-                now,
-            )
-        result.events.append(event.pk)
-        result.actions.append(event.action)
-    result.outcome = "applied" if any(c for _, _, c, _ in lines) else "unattributed"
-    return result
+        for item, report, result in zip(items, reports, results, strict=True)
+    ]
+    bulk.insert_objects(inbound, INBOUND_FIELDS)
+    for row, result in zip(inbound, results, strict=True):
+        result.inbound_id = row.pk
+    for index, line in pending:
+        line.inbound_id = inbound[index].pk
+    events = _policy_apply([line for _, line in pending])
+    for (index, _pending_line), event in zip(pending, events, strict=True):
+        results[index].events.append(event.pk)
+        results[index].actions.append(event.action)
+    return results
+
+
+def _line(
+    recipient: BounceRecipient,
+    item: Inbound,
+    now: dt.datetime,
+    message: ledger.MessageInfo | None,
+    contact_id: int | None,
+    attributed_by: str,
+) -> PolicyLine:
+    return PolicyLine(
+        kind=recipient.kind,
+        reason=recipient.reason,
+        status=recipient.status,
+        diagnostic=recipient.diagnostic,
+        recipient=recipient.address,
+        source=item.source,
+        at=now,
+        message=message,
+        contact_id=contact_id,
+        attributed_by=attributed_by,
+        email=message.email if message else recipient.address,
+        message_event_data=recipient.as_dict(),
+    )
+
+
+# --- First-hand refusals and ESP events ---
 
 
 def smtp_rejection_process(message_id: int, *, code: int, reply: str, stage: str) -> BounceEvent | None:
@@ -247,29 +405,40 @@ def smtp_rejection_process(message_id: int, *, code: int, reply: str, stage: str
         return None
     diagnostic = f"{code} {reply}".strip()[:2000]
     status = find_status(diagnostic)
-    reason = reason_for(status, diagnostic, str(code))
+    reason = reason_for(status, diagnostic, str(code), stage)
     if stage == "data" and rules.REASON_KIND.get(reason) == rules.HARD:
         reason = "filtered"  # refused after the content was seen: the content, not the address
     kind = kind_for(reason, status, "failed", str(code))
+    line = PolicyLine(
+        kind=kind,
+        reason=reason,
+        status=status,
+        diagnostic=diagnostic,
+        recipient=info.email,
+        source=InboundMessage.Source.SEND,
+        at=timezone.now(),
+        message=info,
+        contact_id=info.contact_id,
+        attributed_by="token",
+        email=info.email,
+    )
     with transaction.atomic():
-        event = BounceEvent.objects.create(
-            at=timezone.now(),
-            source=InboundMessage.Source.SEND,
-            kind=kind,
-            reason=reason,
-            status=status,
-            diagnostic=diagnostic,
-            recipient=info.email,
-            message_id=info.id,
-            mailing_id=info.mailing_id,
-            contact_id=info.contact_id,
-            relay_id=info.relay_id,
-            sending_domain=info.sending_domain,
-            attributed_by="token",
-        )
-        event.action = _apply(event, BouncePolicy.current(), info.email)
-        event.save(update_fields=["action"])
+        (event,) = _policy_apply([line])
     return event
+
+
+@dataclass(frozen=True)
+class EspEvent:
+    """An ESP's tracking event, normalised by the webhook tables."""
+
+    esp: str
+    event_id: str
+    recipient: str
+    kind: str
+    reason: str
+    status: str
+    diagnostic: str
+    at: dt.datetime | None = None
 
 
 def esp_event_process(
@@ -283,30 +452,65 @@ def esp_event_process(
     diagnostic: str,
     at: dt.datetime | None = None,
 ) -> BounceEvent | None:
-    """An ESP's tracking event (normalised by the webhook tables). Stored once per event id;
-    a retry of the same event returns None and changes nothing."""
-    address = parseaddr(recipient)[1].lower()
-    contact_id = ledger.contact_id_for_address(address) if address else None
+    """An ESP's tracking event. Stored once per event id; a retry of the same event returns None
+    and changes nothing."""
+    event = EspEvent(esp, event_id, recipient, kind, reason, status, diagnostic, at)
+    return esp_events_process([event], fall_back=False)[0]
+
+
+def esp_events_process(events: Sequence[EspEvent], *, fall_back: bool = True) -> list[BounceEvent | None]:
+    """A webhook request's events in one transaction; each (esp, event id, recipient) once."""
+    if not events:
+        return []
     try:
         with transaction.atomic():
-            event = BounceEvent.objects.create(
-                at=at or timezone.now(),
+            return _esp_batch(events)
+    except IntegrityError:
+        # A retry raced us to the unique constraint: one by one, the duplicate returns None.
+        if not fall_back or len(events) == 1:
+            return [None] if len(events) == 1 else [None] * len(events)
+        out: list[BounceEvent | None] = []
+        for event in events:
+            out.extend(esp_events_process([event], fall_back=False))
+        return out
+
+
+def _esp_batch(events: Sequence[EspEvent]) -> list[BounceEvent | None]:
+    now = timezone.now()
+    addresses = [parseaddr(e.recipient)[1].lower() for e in events]
+    contacts = ledger.contact_ids_for_addresses({a for a in addresses if a})
+    ids = [e.event_id[:200] for e in events]
+    stored = set(
+        BounceEvent.objects.filter(esp__in={e.esp for e in events}, esp_event_id__in=set(ids)).values_list(
+            "esp", "esp_event_id", "recipient"
+        )
+    )
+    lines: list[PolicyLine | None] = []
+    for event, address, event_id in zip(events, addresses, ids, strict=True):
+        key = (event.esp, event_id, address[:254])
+        if key in stored:
+            lines.append(None)
+            continue
+        stored.add(key)
+        contact_id = contacts.get(address) if address else None
+        lines.append(
+            PolicyLine(
+                kind=event.kind,
+                reason=event.reason,
+                status=event.status,
+                diagnostic=event.diagnostic,
+                recipient=address,
                 source=InboundMessage.Source.WEBHOOK,
-                kind=kind,
-                reason=reason,
-                status=status[:16],
-                diagnostic=diagnostic[:2000],
-                recipient=address[:254],
+                at=event.at or now,
                 contact_id=contact_id,
                 attributed_by="esp" if contact_id else "",
-                esp=esp,
-                esp_event_id=event_id[:200],
+                email=address,
+                esp=event.esp,
+                esp_event_id=event_id,
             )
-            event.action = _apply(event, BouncePolicy.current(), address)
-            event.save(update_fields=["action"])
-    except IntegrityError:
-        return None
-    return event
+        )
+    created = iter(_policy_apply([line for line in lines if line is not None]))
+    return [next(created) if line is not None else None for line in lines]
 
 
 def policy_update(*, by, **values: int) -> BouncePolicy:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from contextvars import ContextVar
+from functools import wraps
 from typing import Any
 
 from anymail.signals import AnymailTrackingEvent
@@ -119,8 +121,13 @@ def _event_id(esp_name: str, event: AnymailTrackingEvent) -> str:
     return "sha256:" + hashlib.sha256(f"{esp_name}:{payload}".encode()).hexdigest()
 
 
+# One webhook request may carry hundreds of events (SendGrid, Mailgun batch them): while a request
+# is being handled its events are collected here and stored in one transaction at the end.
+_pending: ContextVar[list | None] = ContextVar("bounce_webhook_pending", default=None)
+
+
 def handle_tracking(sender: Any, event: AnymailTrackingEvent, esp_name: str, **kwargs: Any) -> None:
-    from delivery.bounces.services import esp_event_process
+    from delivery.bounces.services import EspEvent
 
     kind = esp_kind(esp_name, event)
     if kind is None or not event.recipient:
@@ -137,7 +144,7 @@ def handle_tracking(sender: Any, event: AnymailTrackingEvent, esp_name: str, **k
             reason = {rules.HARD: "userunknown", rules.SOFT: "undefined", rules.BLOCK: "blocked"}.get(
                 kind, reason
             )
-    stored = esp_event_process(
+    normalised = EspEvent(
         esp=esp_name,
         event_id=_event_id(esp_name, event),
         recipient=event.recipient,
@@ -147,11 +154,42 @@ def handle_tracking(sender: Any, event: AnymailTrackingEvent, esp_name: str, **k
         diagnostic=diagnostic,
         at=event.timestamp,
     )
-    if stored is None:
-        log.info("%s event %s for %s already stored", esp_name, event.event_id, event.recipient)
+    pending = _pending.get()
+    if pending is not None:
+        pending.append(normalised)
+    else:
+        _store([normalised])
+
+
+def _store(events: list) -> None:
+    from delivery.bounces.services import esp_events_process
+
+    for event, stored in zip(events, esp_events_process(events), strict=True):
+        if stored is None:
+            log.info("%s event %s for %s already stored", event.esp, event.event_id, event.recipient)
+
+
+def _batched(view):
+    """Collect the request's events, store them together once anymail has parsed them all. If
+    storing fails the ESP gets a 500 and retries; events are stored once per id, so nothing doubles."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        token = _pending.set([])
+        try:
+            response = view(request, *args, **kwargs)
+            pending = _pending.get()
+            if pending and response.status_code < 300:
+                _store(pending)
+            return response
+        finally:
+            _pending.reset(token)
+
+    return wrapper
 
 
 def _public(view):
+    view = _batched(view)
     view.public_endpoint = True  # ESPs authenticate with ANYMAIL WEBHOOK_SECRET (basic auth) or signatures
     return view
 

@@ -19,6 +19,8 @@ def test_bounce_corpus_bench_small() -> None:
             "0.2",
             "--apply",
             "20",
+            "--batch",
+            "7",
         ],
         cwd=REPO_ROOT,
         capture_output=True,
@@ -29,6 +31,7 @@ def test_bounce_corpus_bench_small() -> None:
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["crashes"] == 0 and figures["files"] > 800
     assert figures["parse_per_s"] > 0 and figures["bounces_per_s"] > 0 and figures["applied"] >= 20
+    assert figures["batch"] == 7 and figures["single_applied"] >= 1 and figures["single_bounces_per_s"] > 0
 
 
 def test_bounce_corpus_bench_refuses_a_missing_corpus(tmp_path) -> None:

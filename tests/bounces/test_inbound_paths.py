@@ -14,7 +14,7 @@ from django.conf import settings
 
 from delivery.bounces.mailboxes import mailbox_password, mailbox_poll, mailbox_set_password
 from delivery.bounces.models import BounceEvent, BounceMailbox, InboundMessage
-from delivery.bounces.server import bounce_controller
+from delivery.bounces.server import bounce_controller, flood_reset
 from tests.bounces.dovecot import dovecot  # noqa: F401  (fixture)
 from tests.conftest import REPO_ROOT, database_url_for_tests
 
@@ -81,6 +81,7 @@ def test_process_bounce_with_nothing_on_stdin_says_so() -> None:
 
 @pytest.fixture
 def listener(transactional_db):
+    flood_reset("bounce.example.net", "127.0.0.1")
     port = _free_port()
     controller = bounce_controller(
         "127.0.0.1", port, max_bytes=64 * 1024, per_minute=5, domain="bounce.example.net"
@@ -88,6 +89,7 @@ def listener(transactional_db):
     controller.start()
     yield port
     controller.stop()
+    flood_reset("bounce.example.net", "127.0.0.1")
 
 
 def test_listener_accepts_mail_for_the_bounce_domain_only(listener) -> None:
@@ -118,6 +120,24 @@ def test_listener_refuses_oversized_mail_and_a_flood(listener) -> None:
             codes.append(client.mail("")[0])
     assert codes[:4] == [250] * 4 and 421 in codes[4:]
     assert InboundMessage.objects.count() == 0
+
+
+def test_the_flood_limit_holds_across_listener_processes(listener) -> None:
+    # A second listener (another process behind the same MX) shares the count through Redis.
+    port = _free_port()
+    second = bounce_controller(
+        "127.0.0.1", port, max_bytes=64 * 1024, per_minute=5, domain="bounce.example.net"
+    )
+    second.start()
+    try:
+        codes = []
+        for target in [listener, port] * 3:
+            with smtplib.SMTP("127.0.0.1", target, timeout=10) as client:
+                client.ehlo("mx.example.org")
+                codes.append(client.mail("")[0])
+    finally:
+        second.stop()
+    assert codes == [250] * 5 + [421]
 
 
 def test_listener_survives_garbage(listener) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from django.urls import reverse
 
 from delivery.bounces.mailboxes import mailbox_password
 from delivery.bounces.models import BounceEvent, BounceMailbox, BouncePolicy
@@ -126,3 +127,17 @@ def test_poll_now_reports_a_connection_error(admin_client) -> None:
 def test_home_fragment_shows_the_week(marketer_client, some_bounces) -> None:
     fragment = marketer_client.get("/bounces/home-fragment/").content.decode()
     assert "1 hard" in fragment and "1 complaint" in fragment
+
+
+def test_a_bounce_matched_by_address_shows_in_the_contact_timeline(marketer_client) -> None:
+    from contacts.services import contact_create
+
+    contact = contact_create(email="gone@example.com")
+    bystander = contact_create(email="someone@example.com")
+    bounce_process((Path(__file__).parent / "samples" / "exim-text.eml").read_bytes(), source="pipe")
+    html = marketer_client.get(reverse("delivery:contact-timeline", args=[contact.pk])).content.decode()
+    assert "matched by address" in html and "contact bounced" in html
+    event = BounceEvent.objects.get(contact_id=contact.pk)
+    assert reverse("bounces:event", args=[event.pk]) in html
+    other = marketer_client.get(reverse("delivery:contact-timeline", args=[bystander.pk])).content.decode()
+    assert "matched by address" not in other

@@ -1,0 +1,135 @@
+"""The batch path (mailbox poller, webhooks, bench): the same policy as one message at a time, in a
+number of statements that does not grow with the batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from contacts.models import Contact, ContactStatus, Subscription, Suppression
+from contacts.services import contact_create, mailing_list_get_or_create
+from delivery.bounces import services
+from delivery.bounces.models import BounceEvent, BouncePolicy, InboundMessage
+from delivery.bounces.services import EspEvent, Inbound, bounces_process, esp_events_process
+from delivery.models import MessageEvent
+from delivery.verp import verp_address
+from tests.bounces.test_policy import _dsn, _mailing, _message, _status
+
+SAMPLES = Path(__file__).parent / "samples"
+pytestmark = pytest.mark.django_db
+
+FULL = ("4.2.2", "452 4.2.2 Mailbox full")
+UNKNOWN = ("5.1.1", "550 5.1.1 User unknown")
+BLOCKED = ("5.7.1", "554 5.7.1 Client host [192.0.2.1] blocked using zen.spamhaus.org")
+
+
+def _bounce(contact: Contact, code: tuple[str, str], mailing_number: int = 1) -> Inbound:
+    message = _message(contact, _mailing(mailing_number))
+    return Inbound(raw=_dsn(contact.email, *code), source="mailbox", envelope_to=(verp_address(message.pk),))
+
+
+def test_a_mixed_batch_gets_the_policy_message_by_message() -> None:
+    news = mailing_list_get_or_create("News")
+    ghost = contact_create(email="ghost@example.com")
+    full = contact_create(email="full@example.com")
+    reader = contact_create(email="reader@example.com")
+    angry = contact_create(email="angry@example.com", list_ids=[news.pk])
+    gone = contact_create(email="gone@example.com")  # named by an Exim report, no token
+    items = [
+        _bounce(ghost, UNKNOWN),
+        # Three soft bounces from three mailings in the same batch: the third crosses the threshold.
+        _bounce(full, FULL, 1),
+        _bounce(full, FULL, 2),
+        _bounce(full, FULL, 3),
+        _bounce(reader, BLOCKED),
+        Inbound(
+            raw=(SAMPLES / "arf-abuse.eml").read_bytes(),
+            source="mailbox",
+            envelope_to=(verp_address(_message(angry).pk),),
+        ),
+        Inbound(raw=(SAMPLES / "exim-text.eml").read_bytes(), source="mailbox"),
+        Inbound(raw=_dsn("x@example.com", *UNKNOWN), source="mailbox", envelope_to=(verp_address(999999),)),
+        Inbound(raw=(SAMPLES / "not-a-bounce.eml").read_bytes(), source="mailbox"),
+    ]
+    results = bounces_process(items)
+    assert [r.outcome for r in results] == [
+        "applied",
+        "applied",
+        "applied",
+        "applied",
+        "applied",
+        "applied",
+        "applied",
+        "unknown_message",
+        "none",
+    ]
+    assert [r.actions for r in results[:5]] == [
+        ["contact bounced"],
+        ["soft bounce 1/3"],
+        ["soft bounce 2/3"],
+        ["contact bounced (soft threshold)"],
+        ["admin alerted (block)"],
+    ]
+    assert _status(ghost) == ContactStatus.BOUNCED and _status(full) == ContactStatus.BOUNCED
+    assert _status(reader) == ContactStatus.ACTIVE and _status(gone) == ContactStatus.BOUNCED
+    assert _status(angry) == ContactStatus.COMPLAINED
+    assert Subscription.objects.get(contact=angry).status == "unsubscribed"
+    assert Suppression.objects.filter(value="angry@example.com").exists()
+    full.refresh_from_db()
+    assert (full.soft_bounce_count, full.bounce_count) == (3, 1)
+    assert InboundMessage.objects.count() == len(items)
+    assert BounceEvent.objects.filter(attributed_by="recipient").get().contact_id == gone.pk
+    kinds = sorted(MessageEvent.objects.values_list("kind", flat=True))
+    assert kinds == ["bounced"] * 5 + ["complained"]
+    assert all(event.data["bounce_event"] for event in MessageEvent.objects.all())
+
+
+def _statements(count: int) -> int:
+    contacts = [contact_create(email=f"batch{count}-{i}@example.com") for i in range(count)]
+    codes = [FULL, UNKNOWN, BLOCKED]
+    items = [_bounce(c, codes[i % 3], i) for i, c in enumerate(contacts)]
+    with CaptureQueriesContext(connection) as captured:
+        results = bounces_process(items)
+    assert all(r.outcome == "applied" for r in results)
+    return len(captured)
+
+
+def test_the_number_of_statements_does_not_grow_with_the_batch() -> None:
+    # (Django counts its own statements; the unnest inserts of bulk.py are fixed per table anyway.)
+    BouncePolicy.current()  # created once, on first use
+    assert _statements(30) == _statements(3) <= 12
+
+
+def test_a_poisonous_message_does_not_hold_back_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    ghost = contact_create(email="ghost@example.com")
+    other = contact_create(email="other@example.com")
+    real = services._mailto_unsubscribe
+
+    def explode(envelope_to):
+        if "poison@example.org" in envelope_to:
+            raise RuntimeError("boom")
+        return real(envelope_to)
+
+    monkeypatch.setattr(services, "_mailto_unsubscribe", explode)
+    items = [
+        _bounce(ghost, UNKNOWN),
+        Inbound(raw=b"Subject: x\n\ny", source="mailbox", envelope_to=("poison@example.org",)),
+        _bounce(other, UNKNOWN),
+    ]
+    results = bounces_process(items)
+    assert [r.outcome for r in results] == ["applied", "error", "applied"]
+    assert _status(ghost) == ContactStatus.BOUNCED and _status(other) == ContactStatus.BOUNCED
+    assert InboundMessage.objects.count() == 2  # the poison left no half-written trace
+
+
+def test_esp_events_in_one_request_are_stored_once_each() -> None:
+    contact = contact_create(email="ghost@example.com")
+    event = EspEvent("Postmark", "ev-1", "Ghost <ghost@example.com>", "hard", "userunknown", "5.1.1", "550")
+    first = esp_events_process([event, event])
+    assert first[0] is not None and first[1] is None  # a retry inside the same payload
+    assert esp_events_process([event]) == [None]  # and one in a later request
+    assert _status(contact) == ContactStatus.BOUNCED
+    assert BounceEvent.objects.get().attributed_by == "esp"
