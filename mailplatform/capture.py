@@ -11,7 +11,7 @@ import logging
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from django.db import close_old_connections
+from django.db import connection
 
 from mailplatform.services import captured_message_store
 
@@ -26,8 +26,12 @@ class CaptureHandler:
 
     @staticmethod
     def _store(mail_from: str, recipients: list[str], raw: bytes) -> None:
-        close_old_connections()
-        captured_message_store(mail_from, recipients, raw)
+        try:
+            captured_message_store(mail_from, recipients, raw)
+        finally:
+            # The executor's threads outlive the message; an idle connection per thread would
+            # linger (and keep a test database from being dropped).
+            connection.close()
         log.info("captured %d bytes from %s for %s", len(raw), mail_from, ", ".join(recipients))
 
 

@@ -126,6 +126,21 @@ def celery_worker_process(transactional_db) -> Iterator[subprocess.Popen]:
 
 # --- Browser harness: Debian's chromium through playwright's executable_path ---
 
+# The machines are shared and noisy: assertions wait up to 15 s (not 5 s) before failing.
+BROWSER_TIMEOUT_MS = 15_000
+try:
+    from playwright.sync_api import expect as _expect
+
+    _expect.set_options(timeout=BROWSER_TIMEOUT_MS)
+except ImportError:  # playwright is a test extra
+    pass
+
+
+@pytest.fixture
+def context(context):
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
+    return context
+
 
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args, browser_name):
