@@ -26,39 +26,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
-
-def base_database_url() -> str:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        return url
-    from mailplatform.embedded import postgres_database_url
-
-    return postgres_database_url()
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
-
-
-def admin_connect(url: str):
-    import psycopg
-
-    parts = urlsplit(url)
-    query = dict(item.split("=", 1) for item in parts.query.split("&") if "=" in item)
-    return psycopg.connect(
-        dbname="postgres",
-        user=parts.username or "postgres",
-        password=parts.password or None,
-        host=query.get("host") or parts.hostname,
-        port=parts.port or 5432,
-        autocommit=True,
-    )
+from benchdb import own_database  # noqa: E402
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -80,26 +53,13 @@ def main() -> int:
     if not 2 <= args.batch <= 10_000:
         parser.error("--batch must be from 2 to 10,000 (the API's limit per call)")
 
-    base = base_database_url()
-    name = f"posthorn_bench_api_{os.getpid()}"
-    with admin_connect(base) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    os.environ["DATABASE_URL"] = with_database(base, name)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailplatform.settings")
-    os.environ["ALLOWED_HOSTS"] = "testserver,127.0.0.1,localhost"
-    os.environ["CACHE_KEY_PREFIX"] = f"posthorn-bench-api-{os.getpid()}"
-    # Measured as deployed: DEBUG off (no SQL capture, no debug pages).
-    os.environ["DEBUG"] = "false"
-    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(48))
-    try:
+    with own_database("api"):
+        os.environ["ALLOWED_HOSTS"] = "testserver,127.0.0.1,localhost"
+        os.environ["CACHE_KEY_PREFIX"] = f"posthorn-bench-api-{os.getpid()}"
+        # Measured as deployed: DEBUG off (no SQL capture, no debug pages).
+        os.environ["DEBUG"] = "false"
+        os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(48))
         return run(args)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        with admin_connect(base) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def fill(count: int) -> float:

@@ -152,7 +152,7 @@ def apply_rate(count: int, seconds: float, batch: int) -> dict[str, object]:
     """`count` token-attributed DSNs through the batch path (repeated for at least `seconds`),
     then through the one-message path for a fifth of that time."""
     sys.path.insert(0, str(REPO / "bench"))
-    from import_contacts import admin_connect, base_database_url, with_database
+    from benchdb import admin_connect, base_database_url, with_database
 
     base = base_database_url()
     name = f"posthorn_bench_bounces_{os.getpid()}"

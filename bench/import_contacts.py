@@ -24,10 +24,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from benchdb import own_database  # noqa: E402
 
 CITIES = ["Berlin", "Lyon", "Porto", "Oslo", "Turin", "Ghent", "Cork", "Brno", "Graz", "Malmö"]
 PLANS = ["free", "pro", "team", "enterprise"]
@@ -64,35 +66,6 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
             )
 
 
-def base_database_url() -> str:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        return url
-    from mailplatform.embedded import postgres_database_url
-
-    return postgres_database_url()
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
-
-
-def admin_connect(url: str):
-    import psycopg
-
-    parts = urlsplit(url)
-    query = dict(item.split("=", 1) for item in parts.query.split("&") if "=" in item)
-    return psycopg.connect(
-        dbname="postgres",
-        user=parts.username or "postgres",
-        password=parts.password or None,
-        host=query.get("host") or parts.hostname,
-        port=parts.port or 5432,
-        autocommit=True,
-    )
-
-
 def timed_ms(fn, repeat: int = 5) -> float:
     times = []
     for _ in range(repeat):
@@ -109,22 +82,9 @@ def main() -> int:
     if args.rows < 10:
         parser.error("--rows must be at least 10")
 
-    base = base_database_url()
-    name = f"posthorn_bench_import_{os.getpid()}"
-    with admin_connect(base) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    os.environ["DATABASE_URL"] = with_database(base, name)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailplatform.settings")
-    os.environ["ALLOWED_HOSTS"] = "testserver,127.0.0.1,localhost"
-    try:
+    with own_database("import"):
+        os.environ["ALLOWED_HOSTS"] = "testserver,127.0.0.1,localhost"
         return run(args.rows)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        with admin_connect(base) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run(rows: int) -> int:

@@ -26,41 +26,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from benchdb import own_database  # noqa: E402
 
 FIELDS = ("first_name", "last_name", "email", "city", "company")
-
-
-def base_database_url() -> str:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        return url
-    from mailplatform.embedded import postgres_database_url
-
-    return postgres_database_url()
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
-
-
-def admin_connect(url: str):
-    import psycopg
-
-    parts = urlsplit(url)
-    query = dict(item.split("=", 1) for item in parts.query.split("&") if "=" in item)
-    return psycopg.connect(
-        dbname="postgres",
-        user=parts.username or "postgres",
-        password=parts.password or None,
-        host=query.get("host") or parts.hostname,
-        port=parts.port or 5432,
-        autocommit=True,
-    )
 
 
 def postfix_tool(name: str) -> str:
@@ -149,36 +122,25 @@ def main() -> int:
     if args.workers < 1:
         parser.error("--workers must be at least 1")
 
-    base = base_database_url()
-    name = f"posthorn_bench_send_{os.getpid()}"
-    with admin_connect(base) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    os.environ["DATABASE_URL"] = with_database(base, name)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailplatform.settings")
-    os.environ["CACHE_KEY_PREFIX"] = f"posthorn-bench-{os.getpid()}"
-    os.environ["DELIVERY_SEND_QUEUE"] = f"bench-send-{os.getpid()}"
-    os.environ["DELIVERY_PARALLEL"] = str(args.workers)
-    work = Path(tempfile.mkdtemp(prefix="posthorn-bench-send-"))
-    work.chmod(0o777)  # smtp-sink drops to `nobody` and writes its dump here
-    sink = None
-    try:
-        import django
+    with own_database("send"):
+        os.environ["CACHE_KEY_PREFIX"] = f"posthorn-bench-{os.getpid()}"
+        os.environ["DELIVERY_SEND_QUEUE"] = f"bench-send-{os.getpid()}"
+        os.environ["DELIVERY_PARALLEL"] = str(args.workers)
+        work = Path(tempfile.mkdtemp(prefix="posthorn-bench-send-"))
+        work.chmod(0o777)  # smtp-sink drops to `nobody` and writes its dump here
+        sink = None
+        try:
+            import django
 
-        django.setup()
-        port = free_port()
-        sink = start_sink(port, None if args.no_dump else work / "dump")
-        return run(args, port, work / "dump")
-    finally:
-        if sink is not None:
-            sink.terminate()
-            sink.wait(10)
-        shutil.rmtree(work, ignore_errors=True)
-        from django.db import connections
-
-        connections.close_all()
-        with admin_connect(base) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            django.setup()
+            port = free_port()
+            sink = start_sink(port, None if args.no_dump else work / "dump")
+            return run(args, port, work / "dump")
+        finally:
+            if sink is not None:
+                sink.terminate()
+                sink.wait(10)
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def create_audience(n: int) -> int:

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from import_contacts import admin_connect, base_database_url, with_database  # noqa: E402
+from benchdb import own_database  # noqa: E402
 
 
 def free_port() -> int:
@@ -219,26 +219,13 @@ def main() -> int:
     args = parser.parse_args()
     if args.requests < 10:
         parser.error("--requests must be at least 10")
-    base = base_database_url()
-    name = f"posthorn_bench_tracking_{os.getpid()}"
-    with admin_connect(base) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    os.environ["DATABASE_URL"] = with_database(base, name)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailplatform.settings")
-    os.environ["DEBUG"] = "0"
-    os.environ["SECRET_KEY"] = secrets.token_urlsafe(40)
-    os.environ["ALLOWED_HOSTS"] = "127.0.0.1,localhost"
-    os.environ["CACHE_KEY_PREFIX"] = f"bench-tracking-{os.getpid()}"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    try:
+    with own_database("tracking"):
+        os.environ["DEBUG"] = "0"
+        os.environ["SECRET_KEY"] = secrets.token_urlsafe(40)
+        os.environ["ALLOWED_HOSTS"] = "127.0.0.1,localhost"
+        os.environ["CACHE_KEY_PREFIX"] = f"bench-tracking-{os.getpid()}"
+        os.environ["LOG_LEVEL"] = "WARNING"
         return run(args.requests, args.workers, args.threads)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        with admin_connect(base) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":
