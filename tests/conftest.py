@@ -75,53 +75,55 @@ def database_url_for_tests() -> str:
     return f"postgresql://{auth}@{host}/{params['NAME']}{query}"
 
 
-@pytest.fixture
-def celery_worker_process(transactional_db) -> Iterator[subprocess.Popen]:
-    """A real Celery worker process on the test database and Redis; for tests about workers."""
-    env = {
+def start_celery_worker(
+    *, queues: str = "default,imports,sending,bounces", env: dict[str, str] | None = None, label: str = "test"
+) -> subprocess.Popen:
+    """A real Celery worker process on the test database and Redis; returns once it answers a ping."""
+    full_env = {
         **os.environ,
+        **(env or {}),
         "DATABASE_URL": database_url_for_tests(),
         "REDIS_URL": settings.REDIS_URL,
         "DJANGO_SETTINGS_MODULE": "mailplatform.settings_test",
         "PYTHONUNBUFFERED": "1",
     }
-    hostname = f"test-{os.getpid()}-{time.monotonic_ns()}@%h"
+    name = f"{label}-{os.getpid()}-{time.monotonic_ns()}"
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "mailplatform",
-            "worker",
-            "-l",
-            "WARNING",
-            "-P",
-            "solo",
-            "-Q",
-            "default,imports,sending,bounces",
-            "-n",
-            hostname,
-            "--without-gossip",
-            "--without-mingle",
-        ],
+        [sys.executable, "-m", "celery", "-A", "mailplatform", "worker", "-l", "WARNING", "-P", "solo",
+         "-Q", queues, "-n", f"{name}@%h", "--without-gossip", "--without-mingle"],
         cwd=REPO_ROOT,
-        env=env,
-    )
+        env=full_env,
+    )  # fmt: skip
     from mailplatform.celery import app
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if any(reply for reply in (app.control.ping(timeout=0.5) or [])):
-            break
+        replies = app.control.ping(timeout=0.5) or []
+        if any(name in key for reply in replies for key in reply):
+            return process
         if process.poll() is not None:
             raise RuntimeError("the Celery worker exited at start-up")
+    stop_processes([process])
+    raise RuntimeError("the Celery worker did not answer within 30 s")
+
+
+def stop_processes(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db) -> Iterator[subprocess.Popen]:
+    """A real Celery worker process on the test database and Redis; for tests about workers."""
+    process = start_celery_worker()
     yield process
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    stop_processes([process])
 
 
 # --- Browser harness: Debian's chromium through playwright's executable_path ---

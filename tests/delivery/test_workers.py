@@ -6,22 +6,19 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 
 from delivery import engine, services
 from delivery.models import Mailing, Message
-from tests.conftest import database_url_for_tests
+from tests.conftest import start_celery_worker, stop_processes
 from tests.delivery.smtp_servers import RecordingHandler, SmtpServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-REPO = Path(__file__).resolve().parents[2]
 ENGINE_ENV = {
     "DELIVERY_LEASE_SECONDS": "3",
     "DELIVERY_BATCH_SIZE": "20",
@@ -47,59 +44,13 @@ class Workers:
         self.processes: list[subprocess.Popen] = []
 
     def start(self) -> subprocess.Popen:
-        env = {
-            **os.environ,
-            **ENGINE_ENV,
-            "DELIVERY_PARALLEL": str(self.parallel),
-            "DATABASE_URL": database_url_for_tests(),
-            "REDIS_URL": settings.REDIS_URL,
-            "DJANGO_SETTINGS_MODULE": "mailplatform.settings_test",
-            "PYTHONUNBUFFERED": "1",
-        }
-        name = f"delivery-test-{os.getpid()}-{len(self.processes)}-{time.monotonic_ns()}"
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "mailplatform",
-                "worker",
-                "-l",
-                "WARNING",
-                "-P",
-                "solo",
-                "-Q",
-                "sending",
-                "-n",
-                f"{name}@%h",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            cwd=REPO,
-            env=env,
-        )
-        from mailplatform.celery import app
-
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            replies = app.control.ping(timeout=0.5) or []
-            if any(name in key for reply in replies for key in reply):
-                break
-            if process.poll() is not None:
-                raise RuntimeError("a Celery worker exited at start-up")
+        env = {**ENGINE_ENV, "DELIVERY_PARALLEL": str(self.parallel)}
+        process = start_celery_worker(queues="sending", env=env, label=f"delivery-test-{len(self.processes)}")
         self.processes.append(process)
         return process
 
     def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(self.processes)
 
 
 @pytest.fixture
