@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from delivery import services
 from delivery.bounces import rules as bounce_rules
 from delivery.bounces.models import BounceEvent
-from delivery.models import Message, MessageEvent, Relay, Security
+from delivery.models import RELAY_EDITABLE_FIELDS, Message, MessageEvent, Relay, Security
 from mailplatform.api.errors import Conflict
 from mailplatform.api.pagination import IdCursorPagination
 from mailplatform.api.serializers import StrictSerializer
@@ -278,23 +278,6 @@ class BounceListView(generics.ListAPIView):
 
 # --- relays (admin only; the password is write-only) ---
 
-RELAY_FIELDS = [
-    "name",
-    "host",
-    "port",
-    "security",
-    "verify_certificate",
-    "username",
-    "helo_name",
-    "max_connections",
-    "per_second",
-    "burst",
-    "per_hour",
-    "per_day",
-    "weight",
-    "enabled",
-]
-
 
 class RelaySerializer(serializers.ModelSerializer):
     has_password = serializers.BooleanField()
@@ -303,7 +286,7 @@ class RelaySerializer(serializers.ModelSerializer):
         model = Relay
         fields = [
             "id",
-            *RELAY_FIELDS,
+            *RELAY_EDITABLE_FIELDS,
             "has_password",
             "last_error",
             "last_error_at",

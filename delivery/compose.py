@@ -21,11 +21,11 @@ from email.utils import formatdate
 from typing import Any
 
 from django.conf import settings
-from markupsafe import escape
 
 from delivery import tracking, verp
 from delivery.dkim import DkimSigner
 from delivery.headers import LINE_BREAKS, encode_unstructured, format_address
+from templates.compiler import slot_values
 
 _NO_BREAKS = {ord(ch): " " for ch in LINE_BREAKS}
 
@@ -60,42 +60,6 @@ def _qp_url(url: str) -> bytes:
 def dot_stuff(data: bytes) -> bytes:
     data = data.replace(b"\r\n.", b"\r\n..")
     return b"." + data if data.startswith(b".") else data
-
-
-def slot_values(
-    context: Mapping[str, Any], slots: list[tuple[tuple, str | None]]
-) -> tuple[list[str], list[str]]:
-    """Each slot's value as text, raw and HTML-escaped, with the template renderer's semantics.
-
-    Liquid's `default` applies to nil, false and empty strings, lists and hashes (not 0), and the
-    default is the author's literal, output unescaped; CR LF and CR become LF as in Liquid's output.
-    tests/delivery/test_compose.py checks this against templates' own renderer.
-    """
-    raw: list[str] = []
-    escaped: list[str] = []
-    for path, default in slots:
-        value: Any = context
-        for key in path:
-            try:
-                value = value[key]
-            except (KeyError, IndexError, TypeError):
-                value = None
-                break
-        if default is not None and (
-            value is None or value is False or (not value and isinstance(value, str | list | dict))
-        ):
-            raw.append(default)
-            escaped.append(default)
-            continue
-        if type(value) is not str:
-            from liquid.stringify import to_liquid_string
-
-            value = to_liquid_string(value, False)
-        if "\r" in value:
-            value = value.replace("\r\n", "\n").replace("\r", "\n")
-        raw.append(value)
-        escaped.append(str(escape(value)))
-    return raw, escaped
 
 
 class _Part:

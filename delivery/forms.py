@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 
 from delivery.headers import check_header_value
-from delivery.models import PORT_SECURITY, Relay, Security
+from delivery.models import PORT_SECURITY, RELAY_EDITABLE_FIELDS, Relay, Security
 
 
 class RelayForm(forms.ModelForm):
@@ -23,22 +23,7 @@ class RelayForm(forms.ModelForm):
 
     class Meta:
         model = Relay
-        fields = [
-            "name",
-            "host",
-            "port",
-            "security",
-            "verify_certificate",
-            "username",
-            "helo_name",
-            "max_connections",
-            "per_second",
-            "burst",
-            "per_hour",
-            "per_day",
-            "weight",
-            "enabled",
-        ]
+        fields = RELAY_EDITABLE_FIELDS
 
     def clean_host(self) -> str:
         host = self.cleaned_data["host"].strip()

@@ -69,6 +69,25 @@ class Relay(models.Model):
         return bool(self.password_encrypted)
 
 
+# What an admin sets on a relay (the password is separate: write-only, encrypted).
+RELAY_EDITABLE_FIELDS = [
+    "name",
+    "host",
+    "port",
+    "security",
+    "verify_certificate",
+    "username",
+    "helo_name",
+    "max_connections",
+    "per_second",
+    "burst",
+    "per_hour",
+    "per_day",
+    "weight",
+    "enabled",
+]
+
+
 class SendingIdentity(models.Model):
     """A from address (alice@example.com) or a whole domain (example.com) an admin allows, with DKIM."""
 

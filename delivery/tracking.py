@@ -30,9 +30,10 @@ from typing import Any
 
 from django.conf import settings
 
+from delivery.verp import base36
+
 log = logging.getLogger(__name__)
 
-_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _TOKEN = re.compile(r"^([0-9a-z]{1,13})\.([0-9a-z]{1,13})\.([A-Za-z0-9_-]{11})$")
 # An absolute http(s) href entirely inside one literal piece of the template (no merge field in it).
 _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(https?://[^"'<>\s]+)\2""", re.IGNORECASE)
@@ -51,16 +52,6 @@ def _key(secret: str) -> bytes:
     return hashlib.sha256(b"posthorn-tracking:" + secret.encode()).digest()
 
 
-def _base36(number: int) -> str:
-    if number == 0:
-        return "0"
-    out = []
-    while number:
-        number, rest = divmod(number, 36)
-        out.append(_DIGITS[rest])
-    return "".join(reversed(out))
-
-
 def _mac(mailing_id: int, message_id: int) -> str:
     # Keyed BLAKE2b is a MAC in one call (~1 us); HMAC-SHA256 costs several times that per
     # recipient at send time, where every microsecond is paid once per message.
@@ -71,7 +62,7 @@ def _mac(mailing_id: int, message_id: int) -> str:
 
 
 def token(mailing_id: int, message_id: int) -> str:
-    return f"{_base36(mailing_id)}.{_base36(message_id)}.{_mac(mailing_id, message_id)}"
+    return f"{base36(mailing_id)}.{base36(message_id)}.{_mac(mailing_id, message_id)}"
 
 
 def parse_token(value: str) -> tuple[int, int] | None:

@@ -31,7 +31,7 @@ def _mac(purpose: str, message_id: int) -> str:
     return base64.b32encode(digest[:_MAC_BYTES]).decode().lower()
 
 
-def _base36(number: int) -> str:
+def base36(number: int) -> str:
     if number == 0:
         return "0"
     out = []
@@ -44,7 +44,7 @@ def _base36(number: int) -> str:
 def message_token(message_id: int, purpose: str = "bounce") -> str:
     if message_id < 0:
         raise ValueError("message ids are positive")
-    return f"{_base36(message_id)}-{_mac(purpose, message_id)}"
+    return f"{base36(message_id)}-{_mac(purpose, message_id)}"
 
 
 def message_id_from_token(token: str, purpose: str = "bounce") -> int | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from html import escape as html_escape
 from html.parser import HTMLParser
@@ -187,30 +187,7 @@ class CompiledTemplate:
         For callers that keep their own pre-encoded segments: slot i of `slots` goes where
         `segments[part][1]` names index i.
         """
-        raw: list[str] = []
-        escaped: list[str] = []
-        for path, default in self.slots:
-            value: Any = context
-            for key in path:
-                try:
-                    value = value[key]
-                except (KeyError, IndexError, TypeError):
-                    value = None
-                    break
-            # Liquid's `default`: nil, false and empty strings, lists and hashes take the default; 0 does not.
-            if default is not None and (
-                value is None or value is False or (not value and isinstance(value, str | list | dict))
-            ):
-                # The default is the author's own literal: Liquid outputs it unescaped, and so do we.
-                raw.append(default)
-                escaped.append(default)
-                continue
-            value = value if type(value) is str else to_liquid_string(value, False)
-            if "\r" in value:  # Liquid's output stream turns CR LF and CR into LF; match it
-                value = value.replace("\r\n", "\n").replace("\r", "\n")
-            raw.append(value)
-            escaped.append(_escape(value))
-        return raw, escaped
+        return slot_values(context, self.slots)
 
     def _render_liquid(self, context: Mapping[str, Any]) -> RenderedEmail:
         parsed = self._cache.get("liquid")
@@ -574,3 +551,34 @@ def _trial_render(compiled: CompiledTemplate) -> None:
     except TemplateError as exc:
         if exc.limit:
             raise
+
+
+def slot_values(
+    context: Mapping[str, Any], slots: Iterable[tuple[tuple, str | None]]
+) -> tuple[list[str], list[str]]:
+    """Each slot's value as text, raw and HTML-escaped, with Liquid's semantics (the fast path's core;
+    delivery's byte-segment builder calls it too)."""
+    raw: list[str] = []
+    escaped: list[str] = []
+    for path, default in slots:
+        value: Any = context
+        for key in path:
+            try:
+                value = value[key]
+            except (KeyError, IndexError, TypeError):
+                value = None
+                break
+        # Liquid's `default`: nil, false and empty strings, lists and hashes take the default; 0 does not.
+        if default is not None and (
+            value is None or value is False or (not value and isinstance(value, str | list | dict))
+        ):
+            # The default is the author's own literal: Liquid outputs it unescaped, and so do we.
+            raw.append(default)
+            escaped.append(default)
+            continue
+        value = value if type(value) is str else to_liquid_string(value, False)
+        if "\r" in value:  # Liquid's output stream turns CR LF and CR into LF; match it
+            value = value.replace("\r\n", "\n").replace("\r", "\n")
+        raw.append(value)
+        escaped.append(_escape(value))
+    return raw, escaped
