@@ -171,9 +171,11 @@ def run(requests: int, workers: int, threads: int) -> int:
                 f"{name:8s} {figures[name]['per_s']:8.0f}/s  median {figures[name]['median_ms']:.1f} ms  "
                 f"p95 {figures[name]['p95_ms']:.1f} ms  errors {figures[name]['errors']}"
             )
+        # Let each worker's pusher hand its last hits to Redis before the workers stop.
+        time.sleep(3 * settings.TRACKING_PUSH_MS / 1000 + 0.2)
     finally:
         server.terminate()
-        server.wait(30)
+        server.wait(60)
     buffered = tracking.buffered_count()
     start = time.perf_counter()
     written = tracking.tracking_flush()

@@ -22,7 +22,7 @@ def line_chart(
     """Lines of points[i][name] for each series name, x labelled by points[i]["label"]."""
     if not points:
         return mark_safe('<p class="muted">No opens or clicks yet.</p>')  # noqa: S308 - constant
-    left, bottom, top, right = 40, 28, 12, 12
+    left, bottom, top, right = 40, 28, 12, 28
     plot_w, plot_h = width - left - right, height - top - bottom
     peak = max(1, *(int(p.get(name, 0)) for p in points for name in series))
     step = plot_w / max(1, len(points) - 1)

@@ -14,13 +14,27 @@ from campaigns.models import Campaign, CampaignState, GuardLimits, Variant
 
 # Bounce classes: a source's own answer first, then the SMTP reply (policy refusals are blocks).
 BOUNCE_CLASS_SQL = r"""CASE
+    WHEN e.data->>'kind' IN ('hard', 'soft', 'block') THEN e.data->>'kind'
     WHEN e.data->>'class' IN ('hard', 'soft', 'block') THEN e.data->>'class'
     WHEN e.data->>'bounce_type' IN ('hard', 'soft', 'block') THEN e.data->>'bounce_type'
-    WHEN coalesce(e.data->>'reply', '') ~* '(5\.7\.[0-9]|spam|policy|blocked|blocklist|block list|reputation|rbl)'
+    WHEN coalesce(e.data->>'reply', e.data->>'diagnostic', '') ~* '(5\.7\.[0-9]|spam|policy|blocked|blocklist|block list|reputation|rbl)'
         THEN 'block'
     WHEN coalesce(e.data->>'code', '') LIKE '4%%' THEN 'soft'
     ELSE 'hard' END"""
 HUMAN_SQL = "coalesce(e.data->>'machine', '') = ''"
+
+
+def bounces_cte(where: str) -> str:
+    """`bounces(message_id, class)`: one row per bounced message, the classifier's word first.
+
+    A refusal during sending can be recorded twice (by the engine from the SMTP reply, then by
+    the bounce classifier): the classified event wins, so each message counts in one class.
+    """
+    return f"""bounces AS (
+        SELECT DISTINCT ON (e.message_id) e.message_id, ({BOUNCE_CLASS_SQL}) AS class
+        FROM delivery_messageevent e WHERE e.kind = 'bounced' AND {where}
+        ORDER BY e.message_id, (e.data ? 'kind') DESC, e.at DESC
+    )"""  # noqa: S608 - `where` is a fixed fragment from this module
 
 
 def _rows(sql: str, params: Sequence[Any]) -> list[tuple]:
@@ -204,11 +218,9 @@ def guard_stats(mailing_ids: list[int], *, window: int) -> dict[str, int]:
         WITH first AS (
             SELECT id FROM delivery_message
             WHERE mailing_id = ANY(%s) AND state IN ('sent', 'failed') ORDER BY id LIMIT %s
-        )
+        ), {bounces_cte("e.message_id IN (SELECT id FROM first)")}
         SELECT (SELECT count(*) FROM first),
-            (SELECT count(DISTINCT e.message_id) FROM delivery_messageevent e
-             WHERE e.message_id IN (SELECT id FROM first) AND e.kind = 'bounced'
-             AND ({BOUNCE_CLASS_SQL}) = 'hard'),
+            (SELECT count(*) FROM bounces WHERE class = 'hard'),
             (SELECT count(DISTINCT e.message_id) FROM delivery_messageevent e
              WHERE e.message_id IN (SELECT id FROM first) AND e.kind = 'complained')
         """,  # noqa: S608 - fixed SQL fragments
@@ -247,11 +259,12 @@ def mailing_figures(mailing_ids: list[int]) -> dict[str, Any]:
         figures.update(zip(("total", "sent", "failed", "skipped", "queued"), row, strict=True))
         row = _rows(
             f"""
+            WITH {bounces_cte("e.mailing_id = ANY(%s)")}
             SELECT
-                count(DISTINCT e.message_id) FILTER (WHERE e.kind = 'bounced'),
-                count(DISTINCT e.message_id) FILTER (WHERE e.kind = 'bounced' AND ({BOUNCE_CLASS_SQL}) = 'hard'),
-                count(DISTINCT e.message_id) FILTER (WHERE e.kind = 'bounced' AND ({BOUNCE_CLASS_SQL}) = 'soft'),
-                count(DISTINCT e.message_id) FILTER (WHERE e.kind = 'bounced' AND ({BOUNCE_CLASS_SQL}) = 'block'),
+                (SELECT count(*) FROM bounces),
+                (SELECT count(*) FROM bounces WHERE class = 'hard'),
+                (SELECT count(*) FROM bounces WHERE class = 'soft'),
+                (SELECT count(*) FROM bounces WHERE class = 'block'),
                 count(*) FILTER (WHERE e.kind = 'opened'),
                 count(DISTINCT e.message_id) FILTER (WHERE e.kind = 'opened'),
                 count(DISTINCT e.message_id) FILTER (WHERE e.kind = 'opened' AND {HUMAN_SQL}),
@@ -264,7 +277,7 @@ def mailing_figures(mailing_ids: list[int]) -> dict[str, Any]:
                 count(DISTINCT e.message_id) FILTER (WHERE e.kind = 'complained')
             FROM delivery_messageevent e WHERE e.mailing_id = ANY(%s)
             """,  # noqa: S608 - fixed SQL fragments
-            [mailing_ids],
+            [mailing_ids, mailing_ids],
         )[0]
         keys = (
             "bounced", "hard", "soft", "block", "opens", "unique_opens", "human_opens", "machine_opens",
@@ -395,10 +408,10 @@ def not_received(campaign: Campaign, *, limit: int | None = 200) -> list[dict[st
         return []
     sql = f"""
         SELECT m.email, m.state, m.smtp_code, m.smtp_reply,
-            (SELECT {BOUNCE_CLASS_SQL} FROM delivery_messageevent e
-             WHERE e.message_id = m.id AND e.kind = 'bounced' ORDER BY e.at DESC LIMIT 1),
-            (SELECT e.data->>'reply' FROM delivery_messageevent e
-             WHERE e.message_id = m.id AND e.kind = 'bounced' ORDER BY e.at DESC LIMIT 1)
+            (SELECT {BOUNCE_CLASS_SQL} FROM delivery_messageevent e WHERE e.message_id = m.id
+             AND e.kind = 'bounced' ORDER BY (e.data ? 'kind') DESC, e.at DESC LIMIT 1),
+            (SELECT coalesce(e.data->>'diagnostic', e.data->>'reply') FROM delivery_messageevent e
+             WHERE e.message_id = m.id AND e.kind = 'bounced' ORDER BY (e.data ? 'kind') DESC, e.at DESC LIMIT 1)
         FROM delivery_message m
         WHERE m.mailing_id = ANY(%s) AND (m.state IN ('failed', 'skipped', 'deferred')
             OR EXISTS (SELECT 1 FROM delivery_messageevent e WHERE e.message_id = m.id AND e.kind = 'bounced'))
@@ -491,18 +504,24 @@ def home_figures() -> dict[str, Any]:
     row = _rows(
         f"""
         WITH recent AS (SELECT id FROM delivery_message
-            WHERE created_at >= %s AND state IN ('sent', 'failed') AND idempotency_key IS NULL)
+            WHERE created_at >= %s AND state IN ('sent', 'failed') AND idempotency_key IS NULL),
+        {bounces_cte("e.at >= %s AND e.message_id IN (SELECT id FROM recent)")}
         SELECT (SELECT count(*) FROM recent),
-            (SELECT count(DISTINCT e.message_id) FROM delivery_messageevent e
-             WHERE e.at >= %s AND e.kind = 'bounced' AND ({BOUNCE_CLASS_SQL}) = 'hard'
-             AND e.message_id IN (SELECT id FROM recent)),
+            (SELECT count(*) FROM bounces WHERE class = 'hard'),
             (SELECT count(DISTINCT e.message_id) FROM delivery_messageevent e
              WHERE e.at >= %s AND e.kind = 'complained' AND e.message_id IN (SELECT id FROM recent))
         """,  # noqa: S608
         [since, since, since],
     )[0]
     attempted, hard, complaints = row
+    from contacts.models import Subscription
+
+    joined = Subscription.objects.filter(confirmed_at__gte=since).count()
+    left = Subscription.objects.filter(unsubscribed_at__gte=since).count()
     return {
+        "joined": joined,
+        "left": left,
+        "growth": joined - left,
         "sending": [{"campaign": c, "progress": campaign_progress(c)} for c in sending],
         "recent": [{"campaign": c, "figures": mailing_figures(campaign_mailing_ids(c))} for c in recent],
         "attempted": attempted,

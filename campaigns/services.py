@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from campaigns import selectors
 from campaigns.models import EDITABLE_STATES, Campaign, CampaignState, GuardLimits, Variant, WinnerMetric
+from delivery.headers import check_header_value
 from mailplatform.services import audit_record
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,8 @@ FIELDS = (
     "ab_wait_minutes",
 )  # fmt: skip
 LABELS = "ABCD"
+# Values that end up in mail headers: refused at once when they carry line breaks.
+HEADER_FIELDS = frozenset({"subject", "preheader", "from_email", "from_name", "reply_to"})
 
 
 def _user(by: Any) -> Any:
@@ -81,6 +84,8 @@ def campaign_update(
     with transaction.atomic():
         campaign = _locked_editable(campaign_id)
         for name, value in fields.items():
+            if name in HEADER_FIELDS:
+                check_header_value(value, field=name.replace("_", " "))
             setattr(campaign, name, value.strip() if isinstance(value, str) else value)
         if not 1 <= campaign.ab_test_percent <= 100:
             raise ValidationError("the A/B test share must be 1 to 100 percent", code="ab_test_percent")
@@ -98,6 +103,8 @@ def campaign_update(
             if variants and not 2 <= len(variants) <= 4:
                 raise ValidationError("an A/B test has two to four variants", code="variants")
             campaign.variants.all().delete()
+            for spec in variants:
+                check_header_value(spec.get("subject") or "", field="variant subject")
             for label, spec in zip(LABELS, variants, strict=False):
                 Variant.objects.create(
                     campaign=campaign,
@@ -394,12 +401,14 @@ def campaign_sync(campaign_id: int) -> str:
     ids = _mailings(campaign)
     for mailing_id in ids:
         mailing_finish_if_done(mailing_id)
-    finished = [Mailing.State.DONE, Mailing.State.CANCELLED]
-    if ids and not Mailing.objects.filter(pk__in=ids).exclude(state__in=finished).exists():
+    states = set(Mailing.objects.filter(pk__in=ids).values_list("state", flat=True))
+    if ids and states <= {Mailing.State.DONE, Mailing.State.CANCELLED}:
+        # Every Mailing cancelled (from the delivery pages): the campaign was cancelled, not sent.
+        final = CampaignState.CANCELLED if states == {Mailing.State.CANCELLED} else CampaignState.SENT
         Campaign.objects.filter(pk=campaign_id, state=CampaignState.SENDING).update(
-            state=CampaignState.SENT, finished_at=timezone.now()
+            state=final, finished_at=timezone.now()
         )
-        return CampaignState.SENT
+        return final
     return campaign.state
 
 

@@ -74,14 +74,7 @@ def step(request: HttpRequest, pk: int, step: str) -> HttpResponse:
             except ValidationError as exc:
                 form.add_error(None, _errors(exc))
             else:
-                following = STEP_NAMES[STEP_NAMES.index(step) + 1]
-                return redirect(
-                    "campaigns:step",
-                    pk=pk,
-                    step=request.POST.get("go", following)
-                    if request.POST.get("go") in STEP_NAMES
-                    else following,
-                )
+                return redirect("campaigns:step", pk=pk, step=STEP_NAMES[STEP_NAMES.index(step) + 1])
     else:
         form = form_class(initial=form_class.initial_for(campaign))
     context: dict[str, Any] = {"campaign": campaign, "form": form, "step": step, "steps": _steps(step)}

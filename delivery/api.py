@@ -18,7 +18,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from delivery import services
+from delivery.bounces import rules as bounce_rules
+from delivery.bounces.models import BounceEvent
 from delivery.models import Message, MessageEvent, Relay, Security
+from mailplatform.api.errors import Conflict
 from mailplatform.api.pagination import IdCursorPagination
 from mailplatform.api.serializers import StrictSerializer
 
@@ -101,8 +104,14 @@ class SendView(generics.GenericAPIView):
         ).first()
         if template is None or template.archived:
             raise ValidationError({"template": [f"No active template with id {values['template']}."]})
-        existing = Message.objects.filter(idempotency_key=key).first() if key else None
+        existing = (
+            Message.objects.select_related("mailing").filter(idempotency_key=key).first() if key else None
+        )
         if existing is not None:
+            if not _same_request(existing, template.pk, values):
+                raise Conflict(
+                    "This Idempotency-Key was used for a different request (template, recipient or data)."
+                )
             response = Response(MessageSerializer(existing).data, status=status.HTTP_200_OK)
             response["Idempotent-Replayed"] = "true"
             return response
@@ -115,6 +124,12 @@ class SendView(generics.GenericAPIView):
         except ValueError as exc:  # a template that no longer compiles
             raise ValidationError({"template": [str(exc)]}) from exc
         return Response(MessageSerializer(message).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _same_request(message: Message, template_id: int, values: dict[str, Any]) -> bool:
+    to = values["to"].strip()
+    same_to = message.contact_id == int(to) if to.isdigit() else message.email.lower() == to.lower()
+    return message.mailing.template_id == template_id and same_to and (message.data or {}) == values["data"]
 
 
 class MessageDetailView(generics.GenericAPIView):
@@ -203,14 +218,62 @@ class EventListView(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
 
-class BounceListView(EventListView):
-    """Bounce events only (hard and soft; `data` carries the classification)."""
+class BounceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BounceEvent
+        fields = [
+            "id",
+            "at",
+            "kind",
+            "reason",
+            "status",
+            "diagnostic",
+            "recipient",
+            "contact_id",
+            "message_id",
+            "mailing_id",
+            "source",
+            "attributed_by",
+            "action",
+        ]
+        read_only_fields = fields
 
-    fixed_kind = MessageEvent.Kind.BOUNCED
 
-    @extend_schema(parameters=EVENT_FILTERS[1:], operation_id="bounces_list")
+BOUNCE_FILTERS = [
+    OpenApiParameter("kind", str, enum=list(bounce_rules.KINDS)),
+    OpenApiParameter("contact", int),
+    OpenApiParameter("since", str, description="ISO 8601; bounces at or after."),
+    OpenApiParameter("until", str, description="ISO 8601; bounces before."),
+]
+
+
+class BounceListView(generics.ListAPIView):
+    """Classified bounces and complaints (hard, soft, block...) and what the policy did, newest first."""
+
+    read_scope = "events:read"
+    serializer_class = BounceSerializer
+    pagination_class = IdCursorPagination
+
+    def get_queryset(self):
+        bounces = BounceEvent.objects.all()
+        kind = self.request.query_params.get("kind")
+        if kind:
+            if kind not in bounce_rules.KINDS:
+                raise ValidationError({"kind": [f"Must be one of {', '.join(bounce_rules.KINDS)}."]})
+            bounces = bounces.filter(kind=kind)
+        contact = _id_param(self.request, "contact")
+        if contact:
+            bounces = bounces.filter(contact_id=contact)
+        since, until = _time_param(self.request, "since"), _time_param(self.request, "until")
+        if since:
+            bounces = bounces.filter(at__gte=since)
+        if until:
+            bounces = bounces.filter(at__lt=until)
+        return bounces
+
+    @extend_schema(parameters=BOUNCE_FILTERS, operation_id="bounces_list")
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return generics.ListAPIView.get(self, request, *args, **kwargs)
+        return super().get(request, *args, **kwargs)
 
 
 # --- relays (admin only; the password is write-only) ---

@@ -35,6 +35,8 @@ class Recipient:
     message_id: int
     email: str
     context: Mapping[str, Any]  # the template context (templates.context.recipient_context)
+    # verp.message_token(message_id, "unsubscribe"), when the caller already computed it.
+    unsubscribe_token: str = ""
 
 
 def qp(text: str) -> bytes:
@@ -46,6 +48,13 @@ def qp(text: str) -> bytes:
     if not encoded.endswith(b"\r\n"):
         encoded += b"=\r\n"
     return encoded
+
+
+def _qp_url(url: str) -> bytes:
+    """qp(url) for a tracking URL: printable ASCII without "=", so short ones need no encoding."""
+    if len(url) < 76 and "=" not in url and url.isascii():
+        return url.encode() + b"=\r\n"
+    return qp(url)
 
 
 def dot_stuff(data: bytes) -> bytes:
@@ -98,10 +107,12 @@ class _Part:
         self.chunks = [qp(literal) for literal in literals]
         self.indexes = indexes
 
-    def fill(self, values: list[str]) -> bytes:
+    def fill(self, values: list[str], encoded: list[bytes] = ()) -> bytes:  # type: ignore[assignment]
+        # Slots past the template's own are tracking URLs, encoded once per message (`encoded`).
+        count = len(values)
         out = [self.chunks[0]]
         for index, chunk in zip(self.indexes, self.chunks[1:], strict=True):
-            out.append(qp(values[index]))
+            out.append(qp(values[index]) if index < count else encoded[index - count])
             out.append(chunk)
         return b"".join(out)
 
@@ -128,6 +139,9 @@ class MessageBuilder:
     def __post_init__(self) -> None:
         self.domain = self.from_email.rsplit("@", 1)[-1].lower()
         self.unsubscribe_prefix = f"{settings.SITE_URL}/delivery/u/"
+        self._bounce_domain = settings.BOUNCE_DOMAIN.encode()
+        # Root names the template reads: per-recipient values nobody reads are not computed.
+        self.uses = frozenset(self.compiled.get("fields", ())) if self.compiled.get("fields") else None
         self._fast = not self.compiled.get("uses_logic", True) and bool(self.compiled.get("segments"))
         self._template = None
         self._tracked = self.track_opens or self.track_clicks
@@ -151,7 +165,12 @@ class MessageBuilder:
                     clicks=self.track_clicks,
                 )
             self._html = _Part(html_literals, html_indexes)
-            self._text = _Part(*segments["text"])
+            text_literals, text_indexes = segments["text"]
+            if self._links:
+                text_literals, text_indexes = tracking.instrument_text(
+                    list(text_literals), list(text_indexes), links=self._links, first_slot=len(self._slots)
+                )
+            self._text = _Part(text_literals, text_indexes)
         else:
             from templates.compiler import CompiledTemplate
 
@@ -200,18 +219,22 @@ class MessageBuilder:
     def message_id_header(self, message_id: int) -> str:
         return f"<{verp.message_token(message_id, 'message-id')}.{message_id}@{self.domain}>"
 
-    def unsubscribe_url(self, message_id: int) -> str:
-        return f"{self.unsubscribe_prefix}{verp.message_token(message_id, 'unsubscribe')}/"
+    def unsubscribe_url(self, message_id: int, token: str = "") -> str:
+        return f"{self.unsubscribe_prefix}{token or verp.message_token(message_id, 'unsubscribe')}/"
 
     def build(self, recipient: Recipient) -> bytes:
         if self._fast:
             values, escaped = slot_values(recipient.context, self._slots)
+            tracked: list[bytes] = []
             if self._tracked:
-                escaped += tracking.recipient_values(
-                    self.mailing_id, recipient.message_id, len(self._links), self._pixel
-                )
-            text = self._text.fill(values)
-            html = self._html.fill(escaped)
+                tracked = [
+                    _qp_url(url)
+                    for url in tracking.recipient_values(
+                        self.mailing_id, recipient.message_id, len(self._links), self._pixel
+                    )
+                ]
+            text = self._text.fill(values, tracked)
+            html = self._html.fill(escaped, tracked)
             if self._constant_subject:
                 subject = None
             else:
@@ -232,8 +255,14 @@ class MessageBuilder:
                     links=self._links,
                     opens=self.track_opens,
                 )
-            subject, html, text = rendered.subject, qp(body), qp(rendered.text)
+            plain = rendered.text
+            if self._links:
+                plain = tracking.rewrite_text(
+                    plain, mailing_id=self.mailing_id, message_id=recipient.message_id, links=self._links
+                )
+            subject, html, text = rendered.subject, qp(body), qp(plain)
         message_id = recipient.message_id
+        unsubscribe = recipient.unsubscribe_token or verp.message_token(message_id, "unsubscribe")
         head = [
             b"Message-ID: ",
             self.message_id_header(message_id).encode(),
@@ -242,9 +271,12 @@ class MessageBuilder:
             b"\r\nTo: <",
             recipient.email.encode(),
             b">\r\nList-Unsubscribe: <",
-            self.unsubscribe_url(message_id).encode(),
-            b">, <mailto:",
-            verp.unsubscribe_address(message_id).encode(),
+            self.unsubscribe_prefix.encode(),
+            unsubscribe.encode(),
+            b"/>, <mailto:unsubscribe+",
+            unsubscribe.encode(),
+            b"@",
+            self._bounce_domain,
             b"?subject=unsubscribe>\r\n",
         ]
         if subject is not None:

@@ -184,6 +184,15 @@ class Recorder:
     contact_of: dict[int, int | None] = field(default_factory=dict)
     last_flush: float = field(default_factory=time.monotonic)
     sent_total: int = 0
+    # Engagement (contacts.last_sent_at) is written once per batch, not at every outcome write.
+    sent_contacts: list[int] = field(default_factory=list)
+
+    def record_engagement(self) -> None:
+        if self.sent_contacts:
+            from contacts.services import contacts_record_sent
+
+            contacts_record_sent(self.sent_contacts, timezone.now())
+            self.sent_contacts = []
 
     def add(self, outcome: Outcome) -> None:
         self.buffer.append(outcome)
@@ -209,7 +218,7 @@ class Recorder:
                 _update_many(
                     """
                     UPDATE delivery_message AS m SET state = 'sent', sent_at = %s, relay_id = %s,
-                        smtp_code = v.code, smtp_reply = v.reply, attempts = m.attempts + 1,
+                        smtp_code = v.code::smallint, smtp_reply = v.reply::text, attempts = m.attempts + 1,
                         lease_expires_at = NULL, next_attempt_at = NULL
                     FROM (VALUES {values}) AS v(id, code, reply)
                     WHERE m.id = v.id
@@ -222,7 +231,7 @@ class Recorder:
                 _update_many(
                     """
                     UPDATE delivery_message AS m SET state = 'failed', relay_id = %s,
-                        smtp_code = v.code, smtp_reply = v.reply, attempts = m.attempts + 1,
+                        smtp_code = v.code::smallint, smtp_reply = v.reply::text, attempts = m.attempts + 1,
                         lease_expires_at = NULL, next_attempt_at = NULL
                     FROM (VALUES {values}) AS v(id, code, reply)
                     WHERE m.id = v.id
@@ -239,7 +248,7 @@ class Recorder:
                     """
                     UPDATE delivery_message AS m SET state = 'queued', lease_expires_at = NULL,
                         smtp_reply = v.reply,
-                        recovered_at = CASE WHEN v.uncertain THEN %s ELSE m.recovered_at END
+                        recovered_at = CASE WHEN v.uncertain::boolean THEN %s ELSE m.recovered_at END
                     FROM (VALUES {values}) AS v(id, reply, uncertain)
                     WHERE m.id = v.id
                     """,
@@ -247,13 +256,8 @@ class Recorder:
                     3,
                     [now],
                 )
-            if sent:
-                contact_ids = [c for c in (self.contact_of.get(o.key) for o in sent) if c is not None]
-                if contact_ids:
-                    from contacts.services import contacts_record_sent
-
-                    contacts_record_sent(contact_ids, now)
         if sent:
+            self.sent_contacts.extend(c for c in (self.contact_of.get(o.key) for o in sent) if c is not None)
             self.sent_total += len(sent)
             _count_sent(self.mailing.pk, len(sent))
         if failed:
@@ -289,7 +293,7 @@ class Recorder:
             """
             UPDATE delivery_message AS m SET
                 state = CASE WHEN m.created_at < %s THEN 'failed' ELSE 'deferred' END,
-                relay_id = %s, smtp_code = v.code, smtp_reply = v.reply, attempts = m.attempts + 1,
+                relay_id = %s, smtp_code = v.code::smallint, smtp_reply = v.reply::text, attempts = m.attempts + 1,
                 lease_expires_at = NULL,
                 next_attempt_at = %s + make_interval(secs => LEAST(%s * power(2, LEAST(m.attempts, 20)), %s))
             FROM (VALUES {values}) AS v(id, code, reply)
@@ -376,20 +380,24 @@ def _skip_unsendable(mailing: Mailing, batch: list[Claimed]) -> list[Claimed]:
     return keep
 
 
-def _contexts(mailing: Mailing, builder: MessageBuilder, batch: list[Claimed]) -> dict[int, dict[str, Any]]:
+def _contexts(
+    mailing: Mailing, builder: MessageBuilder, batch: list[Claimed], tokens: dict[int, str]
+) -> dict[int, dict[str, Any]]:
     from contacts.selectors import contact_merge_data
     from contacts.tokens import preferences_url
     from templates.context import recipient_context
 
     merge = contact_merge_data([c.contact_id for c in batch if c.contact_id is not None])
+    # Signing a preferences link costs ~40 µs; only templates that show one pay for it.
+    wants_preferences = builder.uses is None or "preferences_url" in builder.uses
     contexts = {}
     for item in batch:
         contact = merge.get(item.contact_id) if item.contact_id is not None else None
-        unsubscribe = builder.unsubscribe_url(item.id)
+        unsubscribe = builder.unsubscribe_url(item.id, tokens[item.id])
         urls = {
             "unsubscribe_url": unsubscribe,
             "preferences_url": preferences_url(item.contact_id)
-            if item.contact_id is not None
+            if item.contact_id is not None and wants_preferences
             else unsubscribe,
         }
         extra = {k: v for k, v in (item.data or {}).items() if not k.startswith("__")}
@@ -523,6 +531,12 @@ def _work_relay(
 ) -> str:
     """Send batches of one Mailing over one connection to `relay` until done, stopped or out of time."""
     try:
+        builder = builder_for(mailing)
+    except Exception as exc:  # a snapshot that cannot be built does not get better by retrying
+        services.mailing_set_error(mailing.pk, f"this mailing's messages cannot be built: {exc}")
+        result.reason = "build error"
+        return "stopped"
+    try:
         smtp = open_connection(relay)
     except RelayError as exc:
         message = f"relay {relay.name}: {exc}"
@@ -534,7 +548,6 @@ def _work_relay(
         services.relay_record_success(relay.pk, smtp.info.esmtp)
     if mailing.last_error:
         services.mailing_set_error(mailing.pk, "")
-    builder = builder_for(mailing)
     limits = _limits(relay)
     try:
         while True:
@@ -575,11 +588,12 @@ def _send_batch(
     result: RunResult,
 ) -> str:
     """Stream one claimed batch; returns "" to go on, or why to stop."""
-    contexts = _contexts(mailing, builder, batch)
+    tokens = {c.id: verp.message_token(c.id, "unsubscribe") for c in batch}
+    contexts = _contexts(mailing, builder, batch, tokens)
     recorder = Recorder(mailing=mailing, relay_id=relay.pk, contact_of={c.id: c.contact_id for c in batch})
     mail_from = {c.id: verp.verp_address(c.id).encode() for c in batch}
     untried = {c.id for c in batch}
-    control = {"stop": "", "tokens": 0, "lease_at": time.monotonic()}
+    control = {"stop": "", "tokens": 0, "lease_at": time.monotonic(), "state_at": time.monotonic()}
     lease_refresh = settings.DELIVERY_LEASE_SECONDS / 3
 
     def envelopes() -> Iterator[Envelope]:
@@ -598,19 +612,25 @@ def _send_batch(
                 _check(control)
                 if control["stop"]:
                     return
-            control["tokens"] -= 1
             untried.discard(item.id)
-            yield Envelope(
-                item.id,
-                mail_from[item.id],
-                item.email.encode(),
-                builder.build(Recipient(item.id, item.email, contexts[item.id])),
-            )
+            try:
+                data = builder.build(Recipient(item.id, item.email, contexts[item.id], tokens[item.id]))
+            except Exception as exc:  # one recipient's data (a Liquid limit, say) must not stop the rest
+                log.warning("message %s could not be built: %s", item.id, exc)
+                recorder.add(
+                    Outcome(item.id, FAILED, 0, f"could not build the message: {exc}"[:1000], "build")
+                )
+                continue
+            control["tokens"] -= 1
+            yield Envelope(item.id, mail_from[item.id], item.email.encode(), data)
 
     def _check(ctl: dict[str, Any]) -> None:
-        state = _mailing_state(mailing.pk)
-        if state not in ACTIVE_STATES:
-            ctl["stop"] = f"mailing {state}"
+        # Pause and cancel are read a few times a second, not at every write.
+        if time.monotonic() - ctl["state_at"] >= 0.3:
+            ctl["state_at"] = time.monotonic()
+            state = _mailing_state(mailing.pk)
+            if state not in ACTIVE_STATES:
+                ctl["stop"] = f"mailing {state}"
         if time.monotonic() - ctl["lease_at"] > lease_refresh:
             ctl["lease_at"] = time.monotonic()
             _extend_lease(list(untried) + [o.key for o in recorder.buffer])
@@ -629,6 +649,7 @@ def _send_batch(
             recorder.flush()
             _check(control)
     recorder.flush()
+    recorder.record_engagement()
     result.sent += recorder.sent_total
     # Whatever was claimed and never handed to the relay goes back (or is skipped on cancel).
     state = _mailing_state(mailing.pk)
@@ -640,14 +661,9 @@ def _send_batch(
         services.relay_record_failure(relay.pk, relay_failure)
         services.mailing_set_error(mailing.pk, f"relay {relay.name}: {relay_failure}")
         return ""
-    if control["stop"] == "rate limited":
-        result.reason = "rate limited"
-        return "stopped"
     if control["stop"]:
         result.reason = control["stop"]
         return "stopped"
-    if not smtp.is_open:
-        return ""
     return ""
 
 

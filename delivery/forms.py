@@ -99,3 +99,11 @@ class LedgerSearchForm(forms.Form):
         choices=[("", "Any state")]
         + [(s, s) for s in ("queued", "sending", "sent", "deferred", "failed", "skipped")],
     )
+
+
+class TestSendForm(forms.Form):
+    to = forms.EmailField(max_length=254, label="Send a test to")
+    version_id = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+    def clean_to(self) -> str:
+        return check_header_value(self.cleaned_data["to"].strip(), field="address")

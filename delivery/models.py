@@ -248,7 +248,8 @@ class Message(models.Model):
             # Progress counts per state, the contact's timeline, the ledger search by address.
             models.Index(fields=["mailing", "state"], name="delivery_msg_progress"),
             models.Index(fields=["contact", "id"], name="delivery_msg_contact"),
-            models.Index(fields=["email", "id"], name="delivery_msg_email"),
+            # The ledger search by address (exact or prefix, any case) uses delivery_msg_email_lower,
+            # lower(email) text_pattern_ops, made by migration 0003 in SQL.
             models.Index(fields=["created_at"], name="delivery_msg_created"),
         ]
 

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from delivery import ratelimit
@@ -79,12 +80,13 @@ def identities() -> QuerySet[SendingIdentity]:
 
 def ledger_search(*, address: str = "", mailing_id: int | None = None, state: str = "", limit: int = 100):
     """Ledger rows by address (exact, case-insensitive; or a prefix ending in *), newest first."""
-    query = Message.objects.select_related("mailing", "relay").order_by("-id")
-    address = address.strip()
+    # lower(email) matches the delivery_msg_email_lower index, where iexact's upper() would not.
+    query = Message.objects.select_related("mailing", "relay").alias(address=Lower("email")).order_by("-id")
+    address = address.strip().lower()
     if address.endswith("*"):
-        query = query.filter(email__istartswith=address[:-1])
+        query = query.filter(address__startswith=address[:-1])
     elif address:
-        query = query.filter(email__iexact=address)
+        query = query.filter(address=address)
     if mailing_id:
         query = query.filter(mailing_id=mailing_id)
     if state in STATES:
@@ -104,6 +106,13 @@ def contact_timeline(contact_id: int, *, limit: int = 50) -> list[dict[str, Any]
 
 
 def home_figures() -> dict[str, Any]:
+    """Headline figures, cached briefly: the home page and delivery index poll them."""
+    from django.core.cache import cache
+
+    return cache.get_or_set("delivery:home-figures", _home_figures, timeout=10)
+
+
+def _home_figures() -> dict[str, Any]:
     since = timezone.now() - dt.timedelta(days=1)
     recent = Message.objects.filter(created_at__gte=since).aggregate(
         sent=Count("id", filter=Q(state=MessageState.SENT)),

@@ -347,7 +347,11 @@ def mailing_plan(mailing_id: int, *, audience: tuple[str, list]) -> int:
 
 
 def mailing_start(mailing_id: int, *, audience: tuple[str, list] | None = None) -> Mailing:
-    """Plan (when an audience is given and nothing is planned yet) and start sending."""
+    """Start sending; plans first when nothing is planned yet.
+
+    The plan uses `audience` (contacts.selectors.audience_sql output) when given, else everyone
+    sendable on the Mailing's lists. Dispatch to the workers happens when the transaction commits.
+    """
     relay_ensure_default()
     with transaction.atomic():
         mailing = Mailing.objects.select_for_update().get(pk=mailing_id)
@@ -355,8 +359,13 @@ def mailing_start(mailing_id: int, *, audience: tuple[str, list] | None = None) 
             raise ValidationError(
                 f"mailing {mailing_id} is {mailing.state} and cannot be started", code="state"
             )
-        if audience is not None and mailing.planned_at is None:
-            mailing_plan(mailing_id, audience=audience)
+        if mailing.planned_at is None and mailing.kind == Mailing.Kind.MARKETING:
+            if audience is None and mailing.list_ids:
+                from contacts.selectors import audience_sql
+
+                audience = audience_sql(list_ids=list(mailing.list_ids))
+            if audience is not None:
+                mailing_plan(mailing_id, audience=audience)
         if mailing.state != Mailing.State.STANDING:
             mailing.state = Mailing.State.SENDING
         mailing.started_at = mailing.started_at or timezone.now()

@@ -36,6 +36,9 @@ _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _TOKEN = re.compile(r"^([0-9a-z]{1,13})\.([0-9a-z]{1,13})\.([A-Za-z0-9_-]{11})$")
 # An absolute http(s) href entirely inside one literal piece of the template (no merge field in it).
 _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(https?://[^"'<>\s]+)\2""", re.IGNORECASE)
+# A URL in the plain-text part ("[label](url)" or bare); trailing punctuation is not part of it.
+_TEXT_URL = re.compile(r"https?://[^\s<>\"'()\[\]]+")
+_TRAILING = ".,;:!?"
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
@@ -59,9 +62,8 @@ def _base36(number: int) -> str:
 
 
 def _mac(mailing_id: int, message_id: int) -> str:
-    digest = hmac.new(
-        _key(settings.SECRET_KEY), f"{mailing_id}.{message_id}".encode(), hashlib.sha256
-    ).digest()
+    # hmac.digest: the one-shot C path, a few microseconds less per recipient than hmac.new.
+    digest = hmac.digest(_key(settings.SECRET_KEY), f"{mailing_id}.{message_id}".encode(), "sha256")
     return base64.urlsafe_b64encode(digest[:8]).decode().rstrip("=")
 
 
@@ -159,6 +161,49 @@ def instrument_literals(
         if following is not None:
             out_indexes.append(following)
     return out_literals, out_indexes, links, pixel
+
+
+def instrument_text(
+    literals: list[str], indexes: list[int], *, links: list[str], first_slot: int
+) -> tuple[list[str], list[int]]:
+    """The plain-text part's URLs that are links of the HTML part become the same click slots."""
+    if not links:
+        return literals, indexes
+    position_of = {url: index for index, url in enumerate(links)}
+    out_literals: list[str] = []
+    out_indexes: list[int] = []
+    for position, literal in enumerate(literals):
+        last = 0
+        for match in _TEXT_URL.finditer(literal):
+            url = match.group(0).rstrip(_TRAILING)
+            index = position_of.get(url)
+            if index is None:
+                continue
+            out_literals.append(literal[last : match.start()])
+            out_indexes.append(first_slot + index)
+            last = match.start() + len(url)
+        out_literals.append(literal[last:])
+        if position < len(indexes):
+            out_indexes.append(indexes[position])
+    return out_literals, out_indexes
+
+
+def rewrite_text(source: str, *, mailing_id: int, message_id: int, links: list[str]) -> str:
+    """The slow path's plain-text part: URLs of the mailing's links become click URLs."""
+    if not links:
+        return source
+    value = token(mailing_id, message_id)
+    prefix = _prefix()
+    position_of = {url: index for index, url in enumerate(links)}
+
+    def replace(match: re.Match[str]) -> str:
+        url = match.group(0).rstrip(_TRAILING)
+        index = position_of.get(url)
+        if index is None:
+            return match.group(0)
+        return f"{prefix}c/{value}/{index}" + match.group(0)[len(url) :]
+
+    return _TEXT_URL.sub(replace, source)
 
 
 def recipient_values(mailing_id: int, message_id: int, link_count: int, pixel: bool) -> list[str]:
@@ -261,6 +306,7 @@ class _Pusher:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.draining = threading.Lock()
         self.wake = threading.Event()
         self.pending: list[str] = []
         self.pid = 0
@@ -277,9 +323,12 @@ class _Pusher:
             self.wake.set()
 
     def drain(self) -> int:
-        with self.lock:
-            batch, self.pending = self.pending, []
-        if batch:
+        # One drain at a time, so "pushed" means in Redis, not in another thread's hands.
+        with self.draining:
+            with self.lock:
+                batch, self.pending = self.pending, []
+            if not batch:
+                return 0
             try:
                 _redis().rpush(buffer_key(), *batch)
             except Exception:
@@ -287,7 +336,7 @@ class _Pusher:
                 with self.lock:
                     self.pending[:0] = batch[-50_000:]
                 return 0
-        return len(batch)
+            return len(batch)
 
     def _run(self) -> None:
         while True:

@@ -11,6 +11,8 @@ urlpatterns = [
     path("mailings/<int:pk>/progress/", views.mailing_progress_fragment, name="mailing-progress"),
     path("mailings/<int:pk>/<str:action>/", views.mailing_action, name="mailing-action"),
     path("ledger/", views.ledger, name="ledger"),
+    # "Send a test" of a template: the templates page posts here (templates imports no other app).
+    path("templates/<int:template_id>/test-send/", views.template_test_send, name="template-test-send"),
     path("contacts/<int:contact_id>/timeline/", views.contact_timeline, name="contact-timeline"),
     path("relays/", views.relays, name="relays"),
     path("relays/usage/", views.relays_usage_fragment, name="relays-usage"),

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from delivery import selectors, services, verp
-from delivery.forms import IdentityForm, LedgerSearchForm, RelayForm
+from delivery.forms import IdentityForm, LedgerSearchForm, RelayForm, TestSendForm
 from delivery.models import Mailing, Message, Relay, SendingIdentity
 from delivery.smtp import RelayError
 from mailplatform.permissions import requires
@@ -107,6 +107,34 @@ def contact_timeline(request: HttpRequest, contact_id: int) -> HttpResponse:
             "unlinked_bounces": list(contact_unlinked_bounces(contact_id)),
         },
     )
+
+
+@requires("manage_templates")
+@require_POST
+def template_test_send(request: HttpRequest, template_id: int) -> HttpResponse:
+    """Send the template as it is saved now to one address; answers with a small HTML fragment."""
+    from templates.services import template_compile
+
+    form = TestSendForm(request.POST)
+    if not form.is_valid():
+        return render(
+            request, "delivery/test_send_result.html", {"error": "; ".join(form.errors["to"])}, status=400
+        )
+    try:
+        compiled = template_compile(template_id, form.cleaned_data.get("version_id"))
+    except ObjectDoesNotExist:
+        raise Http404("no such template") from None
+    except ValueError as exc:  # a template that does not compile
+        return render(request, "delivery/test_send_result.html", {"error": str(exc)}, status=400)
+    try:
+        message = services.test_send(
+            compiled, form.cleaned_data["to"], name=f"Test of template {template_id}", by=request.user
+        )
+    except ValidationError as exc:
+        return render(
+            request, "delivery/test_send_result.html", {"error": " ".join(exc.messages)}, status=400
+        )
+    return render(request, "delivery/test_send_result.html", {"message": message})
 
 
 # --- relays and identities (admins) ---

@@ -1,4 +1,4 @@
-"""Message events (sent, bounced, complained, opened, clicked, unsubscribed) as outbound webhooks.
+"""Message events (sent, bounced, complained, opened, clicked) as outbound webhooks.
 
 A beat task reads the event table after a cursor, so every way an event is written (the engine's
 batches, the bounce classifier, tracking endpoints) is forwarded without each caller knowing about
@@ -24,7 +24,7 @@ KIND_TO_EVENT = {
     MessageEvent.Kind.COMPLAINED: "complained",
     MessageEvent.Kind.OPENED: "opened",
     MessageEvent.Kind.CLICKED: "clicked",
-    MessageEvent.Kind.UNSUBSCRIBED: "unsubscribed",
+    # Not UNSUBSCRIBED: contacts.webhook_tasks reports every unsubscribe, one-click ones included.
 }
 
 

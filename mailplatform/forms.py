@@ -58,7 +58,7 @@ class ApiKeyCreateForm(forms.Form):
 
 
 class WebhookCreateForm(forms.Form):
-    url = forms.URLField(max_length=2000, assume_scheme="https")
+    url = forms.URLField(label="URL", max_length=2000, assume_scheme="https")
     description = forms.CharField(max_length=200, required=False)
     event_types = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple)
 

@@ -254,6 +254,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": STATIC_URL + "mailplatform/swagger-ui",
     "SWAGGER_UI_FAVICON_HREF": STATIC_URL + "mailplatform/swagger-ui/favicon-32x32.png",
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": False, "displayOperationId": False},
+    "ENUM_NAME_OVERRIDES": {
+        "ImportModeEnum": "contacts.models.ImportMode",
+        "ContactStatusEnum": "contacts.models.ContactStatus",
+        "MessageEventKindEnum": "delivery.models.MessageEvent.Kind",
+        "TemplateKindEnum": "templates.models.EmailTemplate.Kind",
+        "SuppressionKindEnum": "contacts.models.SuppressionKind",
+    },
 }
 
 LOGGING = {

@@ -114,7 +114,8 @@ def captured_message_raw(request: HttpRequest, pk: int) -> HttpResponse:
 @requires("manage_api_keys")
 def api_keys(request: HttpRequest) -> HttpResponse:
     form = ApiKeyCreateForm(request.POST or None, role=request.user.role)
-    new_key = None
+    # Shown on the page after the redirect, once: a reload neither shows it again nor makes another.
+    new_key = request.session.pop("new_api_key", None) if request.method == "GET" else None
     if request.method == "POST" and form.is_valid():
         days = form.cleaned_data["expires_in_days"]
         try:
@@ -126,7 +127,8 @@ def api_keys(request: HttpRequest) -> HttpResponse:
                 rate_limit_per_minute=form.cleaned_data["rate_limit_per_minute"],
             )
             messages.success(request, f"Created {key}. Copy the key now: it is shown only once.")
-            form = ApiKeyCreateForm(role=request.user.role)
+            request.session["new_api_key"] = new_key
+            return redirect("api-keys")
         except services.ApiKeyError as exc:
             form.add_error(None, str(exc))
     context = {
@@ -150,14 +152,15 @@ def api_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 @requires("manage_webhooks")
 def webhooks(request: HttpRequest) -> HttpResponse:
     form = WebhookCreateForm(request.POST or None)
-    new_secret = None
+    new_secret = request.session.pop("new_webhook_secret", None) if request.method == "GET" else None
     if request.method == "POST" and form.is_valid():
         try:
-            endpoint, new_secret = services.webhook_endpoint_create(**form.cleaned_data, by=request.user)
+            endpoint, secret = services.webhook_endpoint_create(**form.cleaned_data, by=request.user)
             messages.success(
                 request, f"Subscribed {endpoint.url}. Copy the signing secret now: it is shown once."
             )
-            form = WebhookCreateForm()
+            request.session["new_webhook_secret"] = secret
+            return redirect("webhooks")
         except services.WebhookError as exc:
             form.add_error("url", str(exc))
     context = {"endpoints": selectors.webhook_endpoints(), "form": form, "new_secret": new_secret}

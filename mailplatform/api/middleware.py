@@ -1,4 +1,5 @@
-"""Refuse oversized API bodies by their Content-Length, before anything reads them."""
+"""Refuse oversized API bodies by their Content-Length before anything reads them, and tell each
+key where it stands against its rate limit (RateLimit-Limit / RateLimit-Remaining headers)."""
 
 from __future__ import annotations
 
@@ -31,4 +32,9 @@ class ApiBodyLimitMiddleware:
                     code="payload_too_large",
                     instance=request.path,
                 )
-        return self.get_response(request)
+        response = self.get_response(request)
+        rate = getattr(request, "api_rate_limit", None)
+        if rate is not None:
+            response["RateLimit-Limit"] = str(rate[0])
+            response["RateLimit-Remaining"] = str(rate[1])
+        return response

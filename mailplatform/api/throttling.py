@@ -57,7 +57,8 @@ class ApiKeyRateThrottle(BaseThrottle):
         limit = key.rate_limit_per_minute or settings.API_RATE_LIMIT_PER_MINUTE
         prefix = settings.CACHES["default"].get("KEY_PREFIX", "posthorn")
         allowed, wait, left = take_token(f"{prefix}:api-rate:{key.prefix}", limit)
-        request.rate_limit = (limit, left)  # type: ignore[attr-defined]
+        # On the Django request, where the middleware finds it to set RateLimit-* headers.
+        request._request.api_rate_limit = (limit, left)  # type: ignore[attr-defined]
         self._wait = wait
         return allowed
 

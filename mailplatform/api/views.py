@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from django.urls import Resolver404, resolve
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ValidationError
@@ -174,8 +175,16 @@ class NotFoundView(APIView):
         self.args, self.kwargs = args, kwargs
         self.request = self.initialize_request(request, *args, **kwargs)
         self.headers = self.default_response_headers
+        detail = "No API endpoint at this path."
+        if not request.path.endswith("/"):
+            try:
+                match = resolve(request.path + "/")
+            except Resolver404:
+                match = None
+            if match is not None and getattr(match.func, "view_class", None) is not NotFoundView:
+                detail += f" Did you mean {request.path}/ ?"
         response = Response(
-            problem(404, "No API endpoint at this path.", code="not_found", instance=request.path),
+            problem(404, detail, code="not_found", instance=request.path),
             status=404,
             content_type="application/problem+json",
         )

@@ -118,8 +118,9 @@ def test_dashboard_creates_key_shown_once(developer_client):
     response = developer_client.post(
         reverse("api-keys"),
         {"name": "crm sync", "scopes": ["contacts:read", "send"], "expires_in_days": "30"},
+        follow=True,
     )
-    assert response.status_code == 200
+    assert response.redirect_chain == [(reverse("api-keys"), 302)]  # a reload cannot post again
     full_key = response.context["new_key"]
     key = ApiKey.objects.get(name="crm sync")
     assert full_key.startswith(key.display_prefix) and key.scopes == ["contacts:read", "send"]

@@ -39,6 +39,14 @@ def test_send_once_per_idempotency_key(sender, template):
     assert again["Idempotent-Replayed"] == "true"
     assert Message.objects.count() == 1
     assert Message.objects.get().data == {"order": "A-17"}
+    reused = sender.post(
+        "/api/v1/send",
+        {**body, "to": "someone-else@example.com"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="order-A-17",
+    )
+    assert reused.status_code == 409 and "different request" in reused.json()["detail"]
+    assert Message.objects.count() == 1
     # Without a key every call is a new message.
     assert sender.post("/api/v1/send", body, format="json").status_code == 202
     assert Message.objects.count() == 2
@@ -125,14 +133,30 @@ def test_events_and_bounces_filter_by_kind_contact_and_time(sender, template):
     since = (timezone.now() - dt.timedelta(days=1)).isoformat().replace("+00:00", "Z")
     recent = sender.get("/api/v1/events/", {"since": since}).json()["results"]
     assert {e["kind"] for e in recent} == {"opened", "bounced"}
-    bounces = sender.get("/api/v1/bounces/").json()["results"]
-    assert (
-        len(bounces) == 1
-        and bounces[0]["data"] == {"kind": "hard"}
-        and bounces[0]["email"] == "ev@example.com"
-    )
     assert sender.get("/api/v1/events/?kind=exploded").status_code == 400
     assert sender.get("/api/v1/events/?since=yesterday").json()["errors"][0]["field"] == "since"
+
+
+def test_bounces_are_the_classified_ones(sender, template):
+    from contacts.services import contact_create
+    from delivery.bounces.services import smtp_rejection_process
+    from delivery.models import Message
+
+    contact = contact_create(email="gone@example.com")
+    other = contact_create(email="full@example.com")
+    for who in (contact, other):
+        sender.post("/api/v1/send", {"template": template.pk, "to": str(who.pk)}, format="json")
+    gone, full = Message.objects.order_by("id")
+    smtp_rejection_process(gone.pk, code=550, reply="5.1.1 <gone@example.com>: user unknown", stage="rcpt")
+    smtp_rejection_process(full.pk, code=552, reply="5.2.2 mailbox full", stage="rcpt")
+    bounces = sender.get("/api/v1/bounces/").json()["results"]
+    assert {b["recipient"] for b in bounces} == {"gone@example.com", "full@example.com"}
+    hard = sender.get("/api/v1/bounces/", {"kind": "hard"}).json()["results"]
+    assert [b["recipient"] for b in hard] == ["gone@example.com"] and hard[0]["contact_id"] == contact.pk
+    assert "5.1.1" in hard[0]["diagnostic"] and hard[0]["action"]
+    mine = sender.get("/api/v1/bounces/", {"contact": other.pk}).json()["results"]
+    assert [b["recipient"] for b in mine] == ["full@example.com"]
+    assert sender.get("/api/v1/bounces/?kind=nope").json()["errors"][0]["field"] == "kind"
 
 
 def test_relays_are_admin_only_with_a_write_only_password(api_client_for):

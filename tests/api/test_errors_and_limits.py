@@ -89,6 +89,12 @@ def test_unknown_api_path_is_a_404_problem(api):
     assert body["instance"] == "/api/v1/no-such-thing/"
 
 
+def test_a_missing_slash_is_pointed_out(api):
+    body = _problem(api.get("/api/v1/webhooks"), 404)
+    assert "Did you mean /api/v1/webhooks/ ?" in body["detail"]
+    assert "Did you mean" not in _problem(api.get("/api/v1/nothing"), 404)["detail"]
+
+
 def test_missing_object_is_404_problem(api):
     _problem(api.get("/api/v1/webhooks/999999/"), 404)
 
@@ -112,8 +118,10 @@ def test_403_without_scope_says_nothing_about_objects(api_client_for, api):
 
 def test_rate_limit_answers_429_with_retry_after(api_client_for):
     client = api_client_for("developer", ["webhooks:manage"], rate_limit_per_minute=3)
-    statuses = [client.get("/api/v1/key").status_code for _ in range(4)]
-    assert statuses == [200, 200, 200, 429]
+    responses = [client.get("/api/v1/key") for _ in range(4)]
+    assert [r.status_code for r in responses] == [200, 200, 200, 429]
+    assert [r["RateLimit-Remaining"] for r in responses[:3]] == ["2", "1", "0"]
+    assert responses[0]["RateLimit-Limit"] == "3"
     response = client.get("/api/v1/key")
     body = _problem(response, 429)
     assert int(response["Retry-After"]) >= 1 and "Retry after" in body["detail"]

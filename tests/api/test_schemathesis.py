@@ -27,7 +27,7 @@ CHECKS = [
     checks.response_headers_conformance,
     checks.response_schema_conformance,
 ]
-EXAMPLES = int(os.environ.get("POSTHORN_SCHEMATHESIS_EXAMPLES", "8"))
+EXAMPLES = int(os.environ.get("POSTHORN_SCHEMATHESIS_EXAMPLES", "6"))
 
 
 # Loaded at collection, in-process: the schema view needs no database.

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.django_db
 def subscribed(settings):
     settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True
     endpoint, _ = services.webhook_endpoint_create(
-        url="http://127.0.0.1:9/hook", event_types=["bounced", "delivered", "subscribed"], by=None
+        url="http://127.0.0.1:9/hook",
+        event_types=["bounced", "delivered", "subscribed", "unsubscribed"],
+        by=None,
     )
     return endpoint
 
@@ -89,3 +91,43 @@ def test_nothing_is_kept_when_nobody_listens(settings):
     forward_message_events()
     forward_message_events()
     assert not WebhookDelivery.objects.exists()
+
+
+def test_every_unsubscribe_once_whoever_caused_it(subscribed):
+    from contacts.models import MailingList
+    from contacts.services import contact_create, contact_unsubscribe
+    from contacts.webhook_tasks import forward_unsubscriptions
+    from delivery.services import message_event_record
+    from delivery.webhook_tasks import forward_message_events
+
+    forward_message_events()
+    news, offers = MailingList.objects.create(name="News"), MailingList.objects.create(name="Offers")
+    contact = contact_create(email="leaver@example.com", list_ids=[news.pk, offers.pk])
+    forward_unsubscriptions()
+    contact_unsubscribe(contact.pk, list_ids=[offers.pk], source="preferences")
+    message = _message()
+    message_event_record(message.pk, "unsubscribed")  # one-click: reported by contacts, not twice
+    forward_unsubscriptions()
+    assert forward_unsubscriptions() == 1
+    forward_message_events()
+    forward_message_events()
+    assert WebhookDelivery.objects.filter(event_type="unsubscribed").count() == 1
+    payload = WebhookDelivery.objects.get(event_type="unsubscribed").payload
+    assert payload["list_name"] == "Offers" and payload["email"] == "leaver@example.com"
+
+
+def test_every_scheduled_webhook_task_is_registered():
+    from django.conf import settings
+
+    from mailplatform.celery import app
+
+    app.loader.import_default_modules()
+    scheduled = {
+        entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values() if "webhook" in entry["task"]
+    }
+    assert scheduled == {
+        "mailplatform.tasks.webhook_sweep",
+        "delivery.webhook_tasks.forward_message_events",
+        "contacts.webhook_tasks.forward_subscriptions",
+    }
+    assert scheduled <= set(app.tasks)

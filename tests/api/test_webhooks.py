@@ -206,7 +206,9 @@ def test_dashboard_subscribe_test_and_redeliver(
     developer_client, receiver, loopback_allowed, django_capture_on_commit_callbacks
 ):
     response = developer_client.post(
-        reverse("webhooks"), {"url": receiver.url, "event_types": ["unsubscribed"], "description": "CRM"}
+        reverse("webhooks"),
+        {"url": receiver.url, "event_types": ["unsubscribed"], "description": "CRM"},
+        follow=True,
     )
     assert response.status_code == 200 and response.context["new_secret"].startswith("whsec_")
     endpoint = WebhookEndpoint.objects.get()

@@ -64,8 +64,10 @@ def campaign_factory(template, make_audience):
 def clean_tracking_buffer(settings):
     from delivery import tracking
 
+    tracking.push_pending()
     tracking._redis().delete(tracking.buffer_key())
     yield
+    tracking.push_pending()
     tracking._redis().delete(tracking.buffer_key())
 
 

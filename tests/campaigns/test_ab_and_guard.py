@@ -122,3 +122,23 @@ def test_guard_counts_complaints_against_their_own_limit(campaign_factory, relay
     )
     reason = services.guard_check(campaign.pk)
     assert reason and "10.00% spam complaints" in reason and "0.10% limit" in reason
+
+
+def test_a_classified_bounce_counts_once_in_its_class(campaign_factory, relay_server):
+    """The engine records a RCPT 5xx as it heard it; the classifier's later event decides the class."""
+    relay_server.rcpt_reply = lambda address: (
+        "550 5.7.1 rejected by policy" if address.startswith("person1@") else None
+    )
+    campaign = campaign_factory(3)
+    services.campaign_start(campaign.pk)
+    campaign.refresh_from_db()
+    drain(campaign.mailing_id, seconds=20)
+    message = Message.objects.get(email="person1@example.org")
+    assert selectors.mailing_figures([campaign.mailing_id])["block"] == 1  # from the SMTP reply alone
+    MessageEvent.objects.create(
+        message=message, mailing_id=campaign.mailing_id, kind="bounced", at=timezone.now(),
+        data={"kind": "hard", "diagnostic": "550 5.1.1 user unknown"},
+    )  # fmt: skip
+    figures = selectors.mailing_figures([campaign.mailing_id])
+    assert (figures["bounced"], figures["hard"], figures["block"]) == (1, 1, 0)
+    assert selectors.not_received(campaign)[0]["why"] == "hard bounce: 550 5.1.1 user unknown"

@@ -172,3 +172,17 @@ def test_pause_resume_cancel(campaign_factory):
     campaign.refresh_from_db()
     assert campaign.state == CampaignState.CANCELLED
     assert set(Message.objects.values_list("state", flat=True)) == {"skipped"}
+
+
+def test_a_scheduled_campaign_that_cannot_start_fails_with_the_reason(campaign_factory):
+    from contacts.services import suppression_add
+
+    campaign = campaign_factory(1)
+    services.campaign_schedule(campaign.pk, local_time=dt.datetime(2099, 1, 1), tz_name="UTC")
+    suppression_add("person0@example.org", reason="asked", source="test")  # the only recipient
+    Campaign.objects.filter(pk=campaign.pk).update(scheduled_at=timezone.now() - dt.timedelta(minutes=1))
+    assert services.campaigns_tick()["failed"] == 1
+    campaign.refresh_from_db()
+    assert campaign.state == CampaignState.FAILED
+    assert campaign.state_reason == "Audience: nobody would receive it (after suppressions and exclusions)."
+    assert not Mailing.objects.exists()

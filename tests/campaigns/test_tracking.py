@@ -35,6 +35,11 @@ def _sent(campaign_factory, relay_server, **fields):
     return campaign, [_html_of(m.content) for m in relay_server.received]
 
 
+def _text_of(raw: bytes) -> str:
+    message = email.message_from_bytes(raw, policy=policy.default)
+    return message.get_body(preferencelist=("plain",)).get_content()
+
+
 def _links(html: str) -> list[str]:
     return re.findall(r'href="([^"]+)"', html)
 
@@ -50,6 +55,10 @@ def test_sent_mail_has_signed_click_links_and_a_pixel(campaign_factory, relay_se
         assert re.search(r'<img src="http://[^"]+/t/o/[^"]+\.gif" width="1"', html)
     # Each recipient has their own token.
     assert _links(bodies[0])[0] != _links(bodies[1])[0]
+    # The plain-text part's copies of those links go through the same click URLs.
+    text = _text_of(relay_server.received[0].content)
+    html_links = _links(_html_of(relay_server.received[0].content))
+    assert f"[See the spring sale]({html_links[0]})" in text and "shop.example.com" not in text
 
 
 def test_click_redirects_only_to_the_mailing_url_and_records_after_flush(
@@ -155,3 +164,18 @@ def test_templates_with_logic_are_tracked_too(make_audience, relay_server, setti
     link = next(link for link in _links(html) if "/t/c/" in link)
     assert Client().get(link.removeprefix(settings.SITE_URL))["Location"] == "https://shop.example.com/x"
     assert "/t/o/" in html
+    text = _text_of(relay_server.received[0].content)
+    assert f"[Shop]({link})" in text
+
+
+def test_an_expired_link_records_nothing_and_redirects_nowhere(campaign_factory, relay_server, settings):
+    from delivery.models import Mailing
+
+    campaign, bodies = _sent(campaign_factory, relay_server)
+    settings.DELIVERY_RETENTION_DAYS = 30
+    Mailing.objects.filter(pk=campaign.mailing_id).update(created_at=timezone.now() - dt.timedelta(days=31))
+    tracking._link_cache.clear()
+    response = Client().get(_links(bodies[0])[0].removeprefix(settings.SITE_URL))
+    assert response.status_code == 404 and "Location" not in response
+    assert "not valid or has expired" in response.content.decode()
+    assert tracking.buffered_count() == 0

@@ -90,6 +90,7 @@ def test_home_fragment_shows_sending_and_the_limits(marketer_client, campaign_fa
     services.campaign_start(campaign.pk)
     page = marketer_client.get(reverse("campaigns:home-fragment")).content.decode()
     assert "Now sending" in page and "limit 5.00%" in page and "limit 0.10%" in page
+    assert "list growth, 30 days (0 joined, 0 left)" in page  # the fixture's subscriptions have no dates
 
 
 def test_schedule_from_the_review_page(marketer_client, campaign_factory):
@@ -114,3 +115,49 @@ def test_test_send_goes_through_the_engine(marketer_client, campaign_factory):
     assert "Test sent to me@example.com" in response.content.decode()
     message = Message.objects.get(email="me@example.com")
     assert message.mailing.meta.get("test") is True
+
+
+def test_a_header_injection_in_the_subject_is_refused_and_nothing_changes(marketer_client, campaign_factory):
+    campaign = campaign_factory(1)
+    response = marketer_client.post(
+        reverse("campaigns:step", args=[campaign.pk, "content"]),
+        {"name": "Renamed", "subject": "Hi\r\nBcc: victim@example.net", "template": campaign.template_id},
+    )
+    assert response.status_code == 200
+    assert "subject contains a line break" in response.content.decode()
+    campaign.refresh_from_db()
+    assert campaign.name == "Spring sale" and "Bcc" not in campaign.subject
+
+
+def test_content_step_sets_up_ab_variants(marketer_client, campaign_factory):
+    campaign = campaign_factory(1)
+    response = marketer_client.post(
+        reverse("campaigns:step", args=[campaign.pk, "content"]),
+        {"name": "Spring", "subject": "A subject", "template": campaign.template_id, "ab_test": "on",
+         "variant_B_subject": "B subject"},
+    )  # fmt: skip
+    assert response.status_code == 302
+    assert [(v.label, v.subject) for v in campaign.variants.all()] == [("A", ""), ("B", "B subject")]
+    missing = marketer_client.post(
+        reverse("campaigns:step", args=[campaign.pk, "content"]),
+        {"name": "Spring", "template": campaign.template_id, "ab_test": "on"},
+    )
+    assert "An A/B test needs at least variant B" in missing.content.decode()
+
+
+def test_pause_resume_cancel_and_clone_from_the_detail_page(marketer_client, campaign_factory):
+    campaign = campaign_factory(2)
+    services.campaign_start(campaign.pk)
+    detail = marketer_client.get(reverse("campaigns:detail", args=[campaign.pk])).content.decode()
+    assert 'hx-trigger="every 2s"' in detail and ">Pause<" in detail
+    marketer_client.post(reverse("campaigns:action", args=[campaign.pk, "pause"]))
+    page = marketer_client.get(reverse("campaigns:progress", args=[campaign.pk])).content.decode()
+    assert "Paused by a person." in page and ">Resume<" in page
+    marketer_client.post(reverse("campaigns:action", args=[campaign.pk, "resume"]))
+    marketer_client.post(reverse("campaigns:action", args=[campaign.pk, "cancel"]))
+    campaign.refresh_from_db()
+    assert campaign.state == CampaignState.CANCELLED
+    response = marketer_client.post(reverse("campaigns:action", args=[campaign.pk, "clone"]))
+    copy = Campaign.objects.exclude(pk=campaign.pk).get()
+    assert response.url == reverse("campaigns:step", args=[copy.pk, "content"]) and copy.state == "draft"
+    assert marketer_client.post(reverse("campaigns:action", args=[campaign.pk, "explode"])).status_code == 404

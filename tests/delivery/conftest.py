@@ -21,6 +21,14 @@ def _forget_stale_redis_state():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_figures():
+    from django.core.cache import cache
+
+    cache.delete("delivery:home-figures")
+    yield
+
+
 @pytest.fixture
 def sink():
     """A well-behaved SMTP server that offers PIPELINING and keeps what it receives."""

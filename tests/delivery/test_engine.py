@@ -356,3 +356,37 @@ def test_templates_with_logic_render_per_recipient(make_relay, make_audience, st
     assert subjects["user1@example.org"][0] == "Special news"
     assert subjects["user0@example.org"][0] == "Regular news"
     assert "12 USER0" in subjects["user0@example.org"][1]
+
+
+def test_one_recipient_that_cannot_be_built_fails_alone(make_relay, make_audience, start_mailing, sink):
+    from contacts.models import Contact
+    from templates.compiler import compile_template
+
+    template = compile_template(
+        subject="Counting", html="<p>{% for i in (1..contact.n) %}{{ i }}{% endfor %}</p>"
+    )
+    make_relay(sink)
+    mailing_list, contacts = make_audience(2)
+    Contact.objects.filter(pk=contacts[0].pk).update(attributes={"n": 3})
+    Contact.objects.filter(pk=contacts[1].pk).update(attributes={"n": 50_000_000})
+    mailing = start_mailing(mailing_list, compiled=template)
+    engine.drain(mailing.pk)
+    states = _states(mailing)
+    assert states["user0@example.org"] == "sent"
+    assert states["user1@example.org"] == "failed"
+    failed = Message.objects.get(mailing=mailing, email="user1@example.org")
+    assert failed.smtp_reply.startswith("could not build the message")
+    assert sink.handler.recipients() == ["user0@example.org"]
+
+
+def test_start_without_an_audience_plans_the_mailings_lists(make_relay, make_audience, compiled, sink):
+    make_relay(sink)
+    mailing_list, contacts = make_audience(3)
+    make_audience(2, start=10)  # another list: not mailed
+    mailing = services.mailing_create(
+        name="Lists only", compiled=compiled, from_email="news@example.com", list_ids=[mailing_list.pk]
+    )
+    services.mailing_start(mailing.pk)
+    assert Message.objects.filter(mailing=mailing).count() == 3
+    engine.drain(mailing.pk)
+    assert sorted(sink.handler.recipients()) == sorted(c.email for c in contacts)

@@ -138,3 +138,30 @@ def test_double_opt_in_sends_the_confirmation(make_relay, sink, django_capture_o
     parsed = _parsed(received)
     assert parsed["Subject"] == "Please confirm your subscription to Weekly digest"
     assert url in parsed.get_body(("html",)).get_content()
+
+
+def test_send_a_test_from_the_template_page(marketer_client, receipt_template, make_relay, sink):
+    from django.urls import reverse
+
+    make_relay(sink)
+    url = reverse("delivery:template-test-send", args=[receipt_template.pk])
+    response = marketer_client.post(url, {"to": "me@example.com"})
+    assert response.status_code == 200 and "Test queued for me@example.com" in response.content.decode()
+    message = Message.objects.get(email="me@example.com")
+    engine.drain(message.mailing_id)
+    assert sink.handler.recipients() == ["me@example.com"]
+    bad = marketer_client.post(url, {"to": "me@example.com\r\nBcc: x@example.com"})
+    assert bad.status_code == 400 and "Not sent" in bad.content.decode()
+    assert (
+        marketer_client.post(
+            reverse("delivery:template-test-send", args=[999999]), {"to": "a@b.com"}
+        ).status_code
+        == 404
+    )
+
+
+def test_developers_cannot_send_tests(developer_client, receipt_template):
+    from django.urls import reverse
+
+    url = reverse("delivery:template-test-send", args=[receipt_template.pk])
+    assert developer_client.post(url, {"to": "me@example.com"}).status_code == 403
