@@ -15,7 +15,7 @@ from __future__ import annotations
 import binascii
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
@@ -107,7 +107,7 @@ class _Part:
         self.chunks = [qp(literal) for literal in literals]
         self.indexes = indexes
 
-    def fill(self, values: list[str], encoded: list[bytes] = ()) -> bytes:  # type: ignore[assignment]
+    def fill(self, values: list[str], encoded: Sequence[bytes] = ()) -> bytes:
         # Slots past the template's own are tracking URLs, encoded once per message (`encoded`).
         count = len(values)
         out = [self.chunks[0]]

@@ -154,13 +154,17 @@ def claim(mailing_id: int, relay_id: int, limit: int) -> list[Claimed]:
             WHERE m.id IN (
                 SELECT id FROM delivery_message
                 WHERE mailing_id = %s AND state = 'queued'
+                  -- Pause and cancel take effect between batches: a stopped Mailing yields nothing.
+                  AND EXISTS (
+                      SELECT 1 FROM delivery_mailing g WHERE g.id = mailing_id AND g.state = ANY(%s)
+                  )
                 ORDER BY id
                 LIMIT %s
                 FOR UPDATE SKIP LOCKED
             )
             RETURNING m.id, m.email, m.contact_id, m.data
             """,
-            [lease, relay_id, mailing_id, limit],
+            [lease, relay_id, mailing_id, [str(state) for state in ACTIVE_STATES], limit],
         )
         rows = cursor.fetchall()
     rows.sort()

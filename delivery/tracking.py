@@ -1,7 +1,7 @@
 """Open and click tracking: signed per-message links, a Redis buffer, and batched event inserts.
 
-Each outgoing message gets one token naming its Mailing and Message, signed with an HMAC
-(one HMAC per recipient, whatever the number of links). A click URL is that token plus the
+Each outgoing message gets one token naming its Mailing and Message, signed with a keyed
+BLAKE2b MAC (one per recipient, whatever the number of links). A click URL is that token plus the
 index of the link in the Mailing's own link table, so the redirect can only ever go to a URL
 that is in the mailing: there is no URL in the request to tamper with, hence no open redirect.
 
@@ -62,9 +62,12 @@ def _base36(number: int) -> str:
 
 
 def _mac(mailing_id: int, message_id: int) -> str:
-    # hmac.digest: the one-shot C path, a few microseconds less per recipient than hmac.new.
-    digest = hmac.digest(_key(settings.SECRET_KEY), f"{mailing_id}.{message_id}".encode(), "sha256")
-    return base64.urlsafe_b64encode(digest[:8]).decode().rstrip("=")
+    # Keyed BLAKE2b is a MAC in one call (~1 us); HMAC-SHA256 costs several times that per
+    # recipient at send time, where every microsecond is paid once per message.
+    digest = hashlib.blake2b(
+        f"{mailing_id}.{message_id}".encode(), key=_key(settings.SECRET_KEY), digest_size=8
+    ).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def token(mailing_id: int, message_id: int) -> str:
