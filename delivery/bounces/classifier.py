@@ -335,6 +335,10 @@ def _recipient(address: str, action: str, status: str, diagnostic: str, context:
         reason = reason_for(status or find_status(context), _collapse(context)[:4000], reply_code, phase)
         if not status:
             status = find_status(context)
+    if reason == "undefined" and not status:
+        # Some receiving services word their refusals so variously (and in so many languages)
+        # that only who they are tells what they mean: a mailing-list host refusing a poster.
+        reason = rules.RECIPIENT_DOMAIN_REASON.get(address.rpartition("@")[2], reason)
     if not action:
         # A plain-text report with a temporary code is a delay warning only when it says it will
         # go on trying; one that returns the message ("I'm not going to try again") is final.

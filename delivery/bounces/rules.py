@@ -78,6 +78,13 @@ TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
         _rx(r"8-?bit data", r"illegal (?:character|header)", r"message header", r"improper use of"),
     ),
     (
+        # The recipient's own account is blocked or the message timed out: not a refusal of us,
+        # whatever "blocked" or "connection refused" follows.
+        "suspend",
+        _rx(r"(?:recipient|destination)(?:'s)? (?:account|mailbox) (?:is |has been )?(?:blocked|locked)"),
+    ),
+    ("expired", _rx(r"\bmessage expired\b")),
+    (
         "blocked",
         _rx(
             r"service refused?\b",
@@ -182,6 +189,7 @@ TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
             r"(?:unusual|high) (?:rate|volume)",
             r"throttl",
             r"try (?:again )?later.*(?:rate|volume)",
+            r"receiving mail at a rate",
         ),
     ),
     (
@@ -278,6 +286,7 @@ TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
             r"mail size",
             r"message length exceeds",
             r"too big",
+            r"line (?:length )?limit exceeded",
         ),
     ),
     (
@@ -449,11 +458,18 @@ TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
             r"timed? ?out",
             r"dns error",
             r"temporary (?:dns|lookup)",
+            r"did not accept our requests to connect",
+            r"host (?:is )?not reachable",
         ),
     ),
     (
         "syntaxerror",
-        _rx(r"syntax error", r"command (?:not recogni[sz]ed|unrecognized)", r"bad sequence"),
+        _rx(
+            r"syntax error",
+            r"command (?:not recogni[sz]ed|unrecognized)",
+            r"bad sequence",
+            r"(?:command|parameter) (?:parameter )?not implemented",
+        ),
     ),
     (
         "filtered",
@@ -478,12 +494,16 @@ TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
             r"local error",
             r"temporary (?:local )?(?:failure|problem|error)",
             r"resources? (?:temporarily )?unavailable",
-            r"service (?:not available|unavailable)",
+            r"service (?:is )?(?:currently |temporarily )?(?:not available|unavailable)",
             r"try again later",
             r"i/o error",
         ),
     ),
 ]
+
+# When a report gives neither a code nor words we know: what a refusal from these receiving
+# services means (Google Groups: the group does not exist or the sender may not post to it).
+RECIPIENT_DOMAIN_REASON: dict[str, str] = {"googlegroups.com": "rejected"}
 
 # Enhanced status codes (RFC 3463) by "subject.detail", when the words said nothing we know.
 STATUS_RULES: dict[str, str] = {
