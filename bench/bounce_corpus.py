@@ -18,7 +18,6 @@ import csv
 import email
 import email.policy
 import json
-import os
 import sys
 import time
 from collections import Counter, defaultdict
@@ -152,16 +151,9 @@ def apply_rate(count: int, seconds: float, batch: int) -> dict[str, object]:
     """`count` token-attributed DSNs through the batch path (repeated for at least `seconds`),
     then through the one-message path for a fifth of that time."""
     sys.path.insert(0, str(REPO / "bench"))
-    from benchdb import admin_connect, base_database_url, with_database
+    from benchdb import own_database
 
-    base = base_database_url()
-    name = f"posthorn_bench_bounces_{os.getpid()}"
-    with admin_connect(base) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    os.environ["DATABASE_URL"] = with_database(base, name)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailplatform.settings")
-    try:
+    with own_database("bounces"):
         import django
 
         django.setup()
@@ -224,12 +216,6 @@ def apply_rate(count: int, seconds: float, batch: int) -> dict[str, object]:
             "single_bounces_per_s": round(single / single_elapsed, 1),
             "batch_ratio": round((done / elapsed) / (single / single_elapsed), 2),
         }
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        with admin_connect(base) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> None:
