@@ -1,10 +1,8 @@
-import signal
-import threading
-
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from mailplatform.capture import capture_controller
+from mailplatform.smtp_listener import serve_until_stopped
 
 
 class Command(BaseCommand):
@@ -18,16 +16,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, host: str, port: int, **options):
         controller = capture_controller(host, port, settings.CAPTURE_MAX_MESSAGE_BYTES)
-        try:
-            controller.start()
-        except OSError as exc:
-            raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        self.stdout.write(f"capture relay listening on {host}:{port}")
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            stop.wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            controller.stop()
+        serve_until_stopped(
+            controller, host, port, lambda: self.stdout.write(f"capture relay listening on {host}:{port}")
+        )

@@ -1,13 +1,11 @@
 """Run the SMTP listener for the bounce domain (started by `make run` too)."""
 
-import signal
-import threading
-
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from delivery.bounces.server import bounce_controller
 from delivery.bounces.services import bounce_domain
+from mailplatform.smtp_listener import serve_until_stopped
 
 
 class Command(BaseCommand):
@@ -24,16 +22,9 @@ class Command(BaseCommand):
             max_bytes=settings.BOUNCE_MAX_MESSAGE_BYTES,
             per_minute=settings.BOUNCE_MAX_PER_MINUTE_PER_CLIENT,
         )
-        try:
-            controller.start()
-        except OSError as exc:
-            raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        self.stdout.write(f"bounce listener for @{bounce_domain()} on {host}:{port}")
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            stop.wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            controller.stop()
+        serve_until_stopped(
+            controller,
+            host,
+            port,
+            lambda: self.stdout.write(f"bounce listener for @{bounce_domain()} on {host}:{port}"),
+        )
