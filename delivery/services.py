@@ -546,6 +546,9 @@ def transactional_queue(
     """Queue one Message on a standing (or one-off) Mailing; the same key returns the same Message."""
     from contacts.selectors import address_is_suppressed, unsendable_contact_ids
 
+    # Every transactional path (API, test sends, confirmations) comes through here.
+    relay_ensure_default()
+
     if idempotency_key is not None:
         idempotency_key = str(idempotency_key).strip()
         if not idempotency_key or len(idempotency_key) > 200:
@@ -630,7 +633,6 @@ def test_send(
         track_clicks=False,
         meta={"test": True},
     )
-    relay_ensure_default()
     with transaction.atomic():
         Mailing.objects.filter(pk=mailing.pk).update(started_at=timezone.now())
         message = transactional_queue(
@@ -775,7 +777,6 @@ def confirmation_send(subscription_id: int, confirm_url: str) -> Message | None:
     subscription = Subscription.objects.select_related("mailing_list").filter(pk=subscription_id).first()
     if subscription is None:
         return None
-    relay_ensure_default()
     key = f"confirm:{subscription_id}:{hashlib.sha256(confirm_url.encode()).hexdigest()[:24]}"
     return transactional_queue(
         _confirmation_mailing(),

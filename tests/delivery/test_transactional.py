@@ -165,3 +165,19 @@ def test_developers_cannot_send_tests(developer_client, receipt_template):
 
     url = reverse("delivery:template-test-send", args=[receipt_template.pk])
     assert developer_client.post(url, {"to": "me@example.com"}).status_code == 403
+
+
+def test_a_fresh_install_sends_transactional_mail_through_the_capture_relay(receipt_template, sink, settings):
+    from delivery.models import Relay
+
+    # No relay configured yet: the first transactional send points one at the capture relay.
+    settings.CAPTURE_SMTP_HOST, settings.CAPTURE_SMTP_PORT = "127.0.0.1", sink.port
+    assert not Relay.objects.exists()
+    message = services.transactional_send(
+        template_id=receipt_template.pk, to="first@example.org", data={"order": {"number": "F-1"}}
+    )
+    engine.drain(message.mailing_id)
+    assert Relay.objects.get().port == sink.port
+    assert [r.rcpt_tos for r in sink.handler.received] == [["first@example.org"]]
+    message.refresh_from_db()
+    assert message.state == "sent"
