@@ -108,6 +108,9 @@ def _number(value: Any, where: str) -> Decimal:
         raise SegmentError(f"{where}: {value!r} is not a number") from None
     if not number.is_finite():
         raise SegmentError(f"{where}: {value!r} is not a finite number")
+    # PostgreSQL's numeric (and jsonpath's) range ends long before Decimal's: refuse here, clearly.
+    if abs(number.adjusted()) > 100 or len(number.as_tuple().digits) > 100:
+        raise SegmentError(f"{where}: {str(value)[:20]!r}… has more than 100 digits")
     return number
 
 

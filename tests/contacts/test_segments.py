@@ -111,6 +111,8 @@ def test_and_or_groups(people):
         (one("email", "gt", "1"), "operator 'gt' does not apply"),
         (one("attr:score", "gt", "1; DROP TABLE contacts_contact"), "is not a number"),
         (one("attr:score", "gt", "NaN"), "not a finite number"),
+        (one("attr:score", "gt", "1" + "0" * 140_000), "more than 100 digits"),
+        (one("attr:score", "gt", "0." + "1" * 500), "more than 100 digits"),
         (one("attr:born", "before", "yesterday"), "is not a date"),
         (one("last_opened_at", "in_last_days", "-1"), "between 0 and 36500"),
         (one("status", "eq", "deleted"), "is not a contact status"),
