@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
@@ -167,6 +168,16 @@ def _time_param(request: Request, name: str) -> dt.datetime | None:
     return value
 
 
+def _within_time(queryset: QuerySet, request: Request) -> QuerySet:
+    """Rows `at` or after `?since=` and before `?until=` (both ISO 8601, both optional)."""
+    since, until = _time_param(request, "since"), _time_param(request, "until")
+    if since:
+        queryset = queryset.filter(at__gte=since)
+    if until:
+        queryset = queryset.filter(at__lt=until)
+    return queryset
+
+
 def _id_param(request: Request, name: str) -> int | None:
     raw = request.query_params.get(name)
     if raw in (None, ""):
@@ -206,12 +217,7 @@ class EventListView(generics.ListAPIView):
         mailing = _id_param(self.request, "mailing")
         if mailing:
             events = events.filter(mailing_id=mailing)
-        since, until = _time_param(self.request, "since"), _time_param(self.request, "until")
-        if since:
-            events = events.filter(at__gte=since)
-        if until:
-            events = events.filter(at__lt=until)
-        return events
+        return _within_time(events, self.request)
 
     @extend_schema(parameters=EVENT_FILTERS, operation_id="events_list")
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -264,12 +270,7 @@ class BounceListView(generics.ListAPIView):
         contact = _id_param(self.request, "contact")
         if contact:
             bounces = bounces.filter(contact_id=contact)
-        since, until = _time_param(self.request, "since"), _time_param(self.request, "until")
-        if since:
-            bounces = bounces.filter(at__gte=since)
-        if until:
-            bounces = bounces.filter(at__lt=until)
-        return bounces
+        return _within_time(bounces, self.request)
 
     @extend_schema(parameters=BOUNCE_FILTERS, operation_id="bounces_list")
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
