@@ -211,6 +211,8 @@ def find_reply_code(text: str) -> str:
     return match.group(1) if match else ""
 
 
+# The refusal names the sender's domain (the From: header or envelope sender), not the recipient's.
+SENDER_DOMAIN_RE = re.compile(r"\bfrom:? domain\b|\bsender(?:'s)? domain\b|valid from:", re.I)
 AFTER_DATA_RE = re.compile(
     r"(?:after|end of|reply to|response to) (?:the )?data\b|>>> data|\bdata command", re.I
 )
@@ -228,7 +230,10 @@ PHASE_RES: list[tuple[str, re.Pattern[str]]] = [
     (
         "rcpt",
         re.compile(
-            r"(?:after|reply to|response to) rcpt\b|\brcpt to command|\[rcpt_to\]|recipient address rejected",
+            r"(?:after|reply to|response to) rcpt\b|\brcpt to command|\[rcpt_to\]|recipient address rejected|"
+            r"smtp:rcpt\b|progress was rcpt to|"
+            # "550 <user@host>: reason" is how Postfix and its kin answer RCPT TO for one mailbox
+            r"\b[45]\d\d[: -]+(?:[45]\.\d{1,3}\.\d{1,3} )?<[^<>\s@]+@[^<>\s]+>:",
             re.I,
         ),
     ),
@@ -260,7 +265,7 @@ def reason_for(status: str, diagnostic: str, reply_code: str = "", phase: str = 
     text = diagnostic.lower()
     for reason, pattern in rules.TEXT_RULES:
         if pattern.search(text):
-            return _refine(reason, status, text, phase)
+            return _refine(reason, status, text, phase, reply_code)
     if status and not status[2:].startswith("0.0"):
         subject_detail = status.split(".", 1)[1]
         if subject_detail in rules.STATUS_RULES:
@@ -271,24 +276,26 @@ def reason_for(status: str, diagnostic: str, reply_code: str = "", phase: str = 
     return "undefined"
 
 
-def _refine(reason: str, status: str, text: str, phase: str = "") -> str:
+def _refine(reason: str, status: str, text: str, phase: str = "", reply_code: str = "") -> str:
     """An "unknown user" is proof that the mailbox does not exist when the status code says so
     (X.1.1, X.1.3...) or when it answered RCPT TO. Said after DATA without such a code, or with a
     code that speaks of something else, it is a recipient's filter speaking (Japanese carriers,
     content filters)."""
-    if reason in ("userunknown", "hostunknown") and (phase == "mail" or status[2:] in ("1.7", "1.8")):
+    if reason in ("userunknown", "hostunknown") and (
+        phase == "mail" or status[2:] in ("1.7", "1.8") or SENDER_DOMAIN_RE.search(text)
+    ):
         return "rejected"  # refused at MAIL FROM, or X.1.7/X.1.8: the sender's address, not ours
+    if reason in ("userunknown", "hostunknown") and reply_code == "501" and status[2:4] != "1.":
+        return "syntaxerror"  # 501 is a syntax error in a command's arguments, not a lookup
     if reason != "userunknown":
         return reason
-    if status and rules.STATUS_RULES.get(status.split(".", 1)[1]) == "userunknown":
-        return reason
+    if status[2:4] == "1." or rules.MAILBOX_LOOKUP_FAILED.search(text):
+        return reason  # X.1.x is the addressing status: the code itself speaks of the mailbox
     if phase == "data" or AFTER_DATA_RE.search(text):
         return "filtered"
     if phase == "rcpt":
         return reason
-    if status[2:4] in ("2.", "7."):
-        return "filtered"  # the code speaks of the mailbox's state (X.2.x) or of policy (X.7.x)
-    return reason
+    return "filtered"
 
 
 def kind_for(reason: str, status: str, action: str, reply_code: str = "") -> str:
@@ -322,9 +329,11 @@ def _phase_for(address: str, diagnostic: str, context: str) -> str:
 
 def _recipient(address: str, action: str, status: str, diagnostic: str, context: str = "") -> BounceRecipient:
     diagnostic = _collapse(diagnostic)[:MAX_DIAGNOSTIC]
-    status = status.strip()
-    if not ENHANCED_STATUS_RE.fullmatch(status):
-        status = ""
+    # "Status: 5.4.4 (Illegal host/domain name found)": the comment is the MTA's own diagnosis.
+    code, _, comment = status.strip().partition(" ")
+    status = code if ENHANCED_STATUS_RE.fullmatch(code) else ""
+    if not diagnostic and status:
+        diagnostic = _collapse(comment.strip("() "))[:MAX_DIAGNOSTIC]
     found = find_status(diagnostic)
     if found and (not status or (status.endswith(".0.0") and found[0] == status[0])):
         status = found
@@ -374,17 +383,27 @@ def _parse_dsn(texts: list[str], human: str) -> list[BounceRecipient]:
             if "final-recipient" in current or "original-recipient" in current:
                 records.append(current)
     out: list[BounceRecipient] = []
-    for record in records[:MAX_RECIPIENTS]:
-        address = clean_address(record.get("final-recipient") or record.get("original-recipient", ""))
-        if "@" not in address and record.get("original-recipient"):
-            address = clean_address(record["original-recipient"]) or address
+    records = records[:MAX_RECIPIENTS]
+    addresses = [_dsn_address(record) for record in records]
+    for record, address in zip(records, addresses, strict=True):
         action = record.get("action", "").strip().lower().split(" ")[0]
         if action in ("delivered", "relayed", "expanded"):
             continue
         diagnostic = clean_address_type(record.get("diagnostic-code", ""))
-        context = _context_for(address, human) if not diagnostic or not find_status(diagnostic) else ""
+        context = (
+            _context_for(address, human, tuple(addresses))
+            if not diagnostic or not find_status(diagnostic)
+            else ""
+        )
         out.append(_recipient(address, action, record.get("status", ""), diagnostic, context or human))
     return out
+
+
+def _dsn_address(record: dict[str, str]) -> str:
+    address = clean_address(record.get("final-recipient") or record.get("original-recipient", ""))
+    if "@" not in address and record.get("original-recipient"):
+        address = clean_address(record["original-recipient"]) or address
+    return address
 
 
 def clean_address_type(value: str) -> str:
@@ -523,7 +542,10 @@ def _parse_text(
         for _, addr in getaddresses([returned.get("to", "")]):
             if "@" in addr:
                 addresses.append(clean_address(addr))
-    addresses = [a for a in dict.fromkeys(addresses) if not re.match(r"(?:postmaster|mailer-daemon)@", a)]
+    addresses = list(dict.fromkeys(addresses))
+    # The bouncing system's own postmaster is named in many reports; it is the failed recipient
+    # only when nobody else is.
+    addresses = [a for a in addresses if not re.match(r"(?:postmaster|mailer-daemon)@", a)] or addresses
     addresses = addresses[:MAX_RECIPIENTS] or [""]
     has_code = bool(find_status(body) or find_reply_code(body) or rules.BOUNCE_OPENERS.search(body))
     out: list[BounceRecipient] = []
@@ -691,6 +713,11 @@ def _parse_ses_notification(text: str) -> tuple[str, list[BounceRecipient]] | No
             break
         except ValueError:
             continue
+    if isinstance(data, dict) and data.get("Type") == "Notification" and isinstance(data.get("Message"), str):
+        try:  # the SNS envelope: the SES notification is a JSON string inside it
+            data = json.loads(data["Message"])
+        except ValueError:
+            return None
     if not isinstance(data, dict):
         return None
     kind_of = data.get("notificationType") or data.get("eventType")

@@ -360,8 +360,10 @@ TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
             r"host (?:or domain name )?(?:unknown|not found)",
             r"unknown host",
             r"(?:domain|host) (?:name )?(?:not found|does not exist|doesn't exist|not exist|unknown|lookup failed)",
+            r"(?<![\w@.-])(?:[a-z0-9-]+\.)+[a-z]{2,} does not exist",  # a domain name, not an address
             r"no such (?:domain|host)",
             r"unrouteable (?:mail )?domain",
+            r"unrouteable address",  # Exim: no route to the domain
             r"unroutable (?:mail )?domain",
             r"name or service not known",
             r"name service error",
@@ -405,7 +407,6 @@ TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
             r"no (?:mailbox|account|user)(?: here)?",
             r"mailbox not found",
             r"address not present",
-            r"unrouteable address",
             r"could ?n[o']t be found",
             r"not found",
             r"not listed in",
@@ -562,6 +563,21 @@ STATUS_SUBJECT_DEFAULTS: dict[str, str] = {
     "7": "securityerror",
 }
 
+# The reporting MTA's own directory lookup, in its own words, with no remote SMTP reply to
+# second-guess: Lotus Notes/Domino, Exchange 2003, IMail, Gmail's notice, Verizon's MMS
+# gateway, RFC 5321's own 550 text. Unlike a bare "user unknown", which some receivers answer
+# after DATA to disguise a content filter, these are never a filter speaking.
+MAILBOX_LOOKUP_FAILED = _rx(
+    r"delivery error: dd this user doesn'?t have",  # Yahoo's own answer
+    r"5\d\d[ -]+requested action not taken: mailbox unavailable",
+    r"not listed in (?:the )?(?:domino directory|public name & address book)",
+    r"recipient name is not recognized",
+    r"invalid final delivery userid",
+    r"^unknown user: ",
+    r"address couldn'?t be found",
+    r"no valid recipients for this mm",
+)
+
 # Basic SMTP reply codes (RFC 5321), the last resort.
 REPLY_RULES: dict[str, str] = {
     "551": "hasmoved",
@@ -578,7 +594,7 @@ REPLY_RULES: dict[str, str] = {
 
 # Is this message a delivery report at all? Header patterns of MTAs' own bounces.
 BOUNCE_FROM = re.compile(
-    r"mailer-daemon|postmaster|mail delivery|maildelivery|mail-daemon|mail administrator|"
+    r"mailer-daemon|post_?master|mail delivery|maildelivery|mail-daemon|mail administrator|"
     r"delivery (?:status|subsystem|notification)|mmdf|bounce|nobody@|root@|"
     r"microsoftexchange|\bnotify|internet mail delivery|automated|returned",
     re.I,
@@ -606,7 +622,7 @@ BOUNCE_OPENERS = re.compile(
     r"message was not delivered|could not deliver|undeliverable|failed to deliver|"
     r"delivery to .* (?:failed|has been delayed)|mail delivery (?:failed|subsystem)|"
     r"your message wasn'?t delivered|returned to sender|did not reach the following recipient|"
-    r"an error has occurred while attempting to deliver|could not be delivered to:|-+ failure reasons -+|was not delivered to:?[ \t]*(?:\n|$)",
+    r"an error has occurred while attempting to deliver|could not be delivered to:|-+\s*failure reasons\s*-+|was not delivered to:?[ \t]*(?:\n|$)",
     re.I,
 )
 # Where a returned copy of the original message starts in a plain-text bounce.
