@@ -79,6 +79,17 @@ def normalise_line_ends(raw: bytes) -> bytes:
     return raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
 
 
+ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold(text: str) -> str:
+    """Lowercased with every index kept, so a match in it is a match in `text`. Searching this
+    without re.I is several times faster than re.I over the original, and these searches run over
+    every report."""
+    lowered = text.lower()
+    return lowered if len(lowered) == len(text) else text.translate(ASCII_LOWER)
+
+
 def _collapse(text: str) -> str:
     return SPACE_RE.sub(" ", text).strip()
 
@@ -218,12 +229,12 @@ AFTER_DATA_RE = re.compile(
 )
 # The SMTP command a refusal answered, as MTAs report it: Postfix "(in reply to RCPT TO command)",
 # Exim "after RCPT TO:<...>", Sendmail/Courier transcripts ">>> DATA" then "<<< 550 ...".
+# Searched in fold()ed text.
 PHASE_RES: list[tuple[str, re.Pattern[str]]] = [
     (
         "data",
         re.compile(
             r"(?:after|end of|reply to|response to) (?:the )?data\b|\bdata command|smtp command[-:\s]*data\b",
-            re.I,
         ),
     ),
     # Postfix's "Recipient address rejected" comes from its RCPT TO restrictions.
@@ -234,18 +245,18 @@ PHASE_RES: list[tuple[str, re.Pattern[str]]] = [
             r"smtp:rcpt\b|progress was rcpt to|"
             # "550 <user@host>: reason" is how Postfix and its kin answer RCPT TO for one mailbox
             r"\b[45]\d\d[: -]+(?:[45]\.\d{1,3}\.\d{1,3} )?<[^<>\s@]+@[^<>\s]+>:",
-            re.I,
         ),
     ),
-    ("mail", re.compile(r"(?:after|reply to|response to) mail\b|\bmail from command", re.I)),
+    ("mail", re.compile(r"(?:after|reply to|response to) mail\b|\bmail from command")),
 ]
-TRANSCRIPT_COMMAND_RE = re.compile(r"^\s*>>>\s*(data|rcpt|mail)\b", re.I)
+TRANSCRIPT_COMMAND_RE = re.compile(r"^\s*>>>\s*(data|rcpt|mail)\b")
 
 
 def smtp_phase(address: str, text: str) -> str:
     """ "data", "rcpt", "mail" or "" (unknown): which command the remote refusal answered."""
     if not text:
         return ""
+    text = fold(text)
     for phase, pattern in PHASE_RES:
         if pattern.search(text):
             return phase
@@ -277,10 +288,10 @@ def reason_for(status: str, diagnostic: str, reply_code: str = "", phase: str = 
 
 
 def _refine(reason: str, status: str, text: str, phase: str = "", reply_code: str = "") -> str:
-    """An "unknown user" is proof that the mailbox does not exist when the status code says so
-    (X.1.1, X.1.3...) or when it answered RCPT TO. Said after DATA without such a code, or with a
-    code that speaks of something else, it is a recipient's filter speaking (Japanese carriers,
-    content filters)."""
+    """An "unknown user" is proof that the mailbox does not exist only with an addressing code
+    (X.1.x), the MTA's own directory lookup, or a refusal that answered RCPT TO. Said after DATA,
+    or with no code and no phase, it may be a recipient's filter speaking (Japanese carriers,
+    content filters answer so to refuse content): "filtered", soft."""
     if reason in ("userunknown", "hostunknown") and (
         phase == "mail" or status[2:] in ("1.7", "1.8") or SENDER_DOMAIN_RE.search(text)
     ):
@@ -290,10 +301,8 @@ def _refine(reason: str, status: str, text: str, phase: str = "", reply_code: st
     if reason != "userunknown":
         return reason
     if status[2:4] == "1." or rules.MAILBOX_LOOKUP_FAILED.search(text):
-        return reason  # X.1.x is the addressing status: the code itself speaks of the mailbox
-    if phase == "data" or AFTER_DATA_RE.search(text):
-        return "filtered"
-    if phase == "rcpt":
+        return reason
+    if phase == "rcpt" and not AFTER_DATA_RE.search(text):
         return reason
     return "filtered"
 
@@ -491,17 +500,17 @@ def _looks_like_bounce(message: Message, human: str) -> bool:
     subject = _decode_header(message.get("subject"))
     if rules.BOUNCE_FROM.search(sender) or rules.BOUNCE_SUBJECT.search(subject):
         return True
-    return bool(rules.BOUNCE_OPENERS.search(human[:4000]))
+    return bool(rules.BOUNCE_OPENERS.search(fold(human[:4000])))
 
 
 def _cut_original(text: str) -> str:
-    match = rules.ORIGINAL_MARKERS.search(text)
+    match = rules.ORIGINAL_MARKERS.search(fold(text))
     return text[: match.start()] if match else text
 
 
 def _header_block_after(text: str) -> dict[str, str]:
     """Headers of a returned message pasted into the text after an 'original message' line."""
-    match = rules.ORIGINAL_MARKERS.search(text)
+    match = rules.ORIGINAL_MARKERS.search(fold(text))
     if not match:
         return {}
     tail = text[match.end() :]
@@ -547,7 +556,7 @@ def _parse_text(
     # only when nobody else is.
     addresses = [a for a in addresses if not re.match(r"(?:postmaster|mailer-daemon)@", a)] or addresses
     addresses = addresses[:MAX_RECIPIENTS] or [""]
-    has_code = bool(find_status(body) or find_reply_code(body) or rules.BOUNCE_OPENERS.search(body))
+    has_code = bool(find_status(body) or find_reply_code(body) or rules.BOUNCE_OPENERS.search(fold(body)))
     out: list[BounceRecipient] = []
     for address in addresses:
         chunk = _context_for(address, body, tuple(addresses)) if address else ""

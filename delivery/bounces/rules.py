@@ -623,7 +623,7 @@ BOUNCE_OPENERS = re.compile(
     r"delivery to .* (?:failed|has been delayed)|mail delivery (?:failed|subsystem)|"
     r"your message wasn'?t delivered|returned to sender|did not reach the following recipient|"
     r"an error has occurred while attempting to deliver|could not be delivered to:|-+\s*failure reasons\s*-+|was not delivered to:?[ \t]*(?:\n|$)",
-    re.I,
+    # matched against ASCII-lowercased text (classifier.fold): re.I is several times slower
 )
 # Where a returned copy of the original message starts in a plain-text bounce.
 ORIGINAL_MARKERS = re.compile(
@@ -635,7 +635,7 @@ ORIGINAL_MARKERS = re.compile(
     r"content-type: message/rfc822|undelivered message|the message follows|"
     r"here is a copy of the first part|your message reads|--- the header of the original"
     r")",
-    re.I | re.M,
+    re.M,  # over ASCII-lowercased text, as BOUNCE_OPENERS
 )
 
 # RFC 3834 and the widespread non-standard auto-reply marks.
