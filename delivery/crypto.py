@@ -1,4 +1,4 @@
-"""Secrets at rest (relay passwords, DKIM private keys): Fernet with rotatable keys.
+"""Secrets at rest (relay passwords, DKIM private keys, bounce mailbox passwords): Fernet with rotatable keys.
 
 Keys come from DELIVERY_ENCRYPTION_KEYS (newest first). Without any, one is derived from
 SECRET_KEY so a fresh install works; an admin who sets real keys later rotates with

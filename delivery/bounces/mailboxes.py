@@ -6,18 +6,16 @@ between the two re-reads the message next time; the evidence hash makes that vis
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import imaplib
 import logging
 import poplib
 import ssl
 from collections.abc import Callable, Iterator
 
-from cryptography.fernet import Fernet, InvalidToken
-from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
+from delivery import crypto
 from delivery.bounces.models import BounceMailbox
 from delivery.bounces.services import Inbound, bounces_process
 
@@ -26,22 +24,24 @@ TIMEOUT_S = 30
 POLL_BATCH = 100  # messages per transaction (bounces_process): set-based work, bounded memory
 
 
-def _fernet() -> Fernet:
-    key = hashlib.sha256(b"posthorn-bounce-mailbox:" + settings.SECRET_KEY.encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(key))
-
-
 def mailbox_set_password(mailbox: BounceMailbox, password: str) -> None:
-    mailbox.password_encrypted = _fernet().encrypt(password.encode()).decode() if password else ""
+    """Encrypted with DELIVERY_ENCRYPTION_KEYS, like relay passwords, so one rotation covers both."""
+    mailbox.password_encrypted = crypto.encrypt(password)
 
 
 def mailbox_password(mailbox: BounceMailbox) -> str:
-    if not mailbox.password_encrypted:
-        return ""
-    try:
-        return _fernet().decrypt(mailbox.password_encrypted.encode()).decode()
-    except InvalidToken:
-        raise ValueError("the stored password cannot be decrypted (was SECRET_KEY changed?)") from None
+    return crypto.decrypt(mailbox.password_encrypted)
+
+
+def mailbox_rotate_keys() -> int:
+    """Re-encrypt every stored mailbox password with the newest key."""
+    count = 0
+    with transaction.atomic():
+        for mailbox in BounceMailbox.objects.select_for_update().exclude(password_encrypted=""):
+            mailbox.password_encrypted = crypto.rotate(mailbox.password_encrypted)
+            mailbox.save(update_fields=["password_encrypted"])
+            count += 1
+    return count
 
 
 def _tls_context(mailbox: BounceMailbox) -> ssl.SSLContext:
@@ -144,7 +144,14 @@ def mailbox_poll(mailbox: BounceMailbox) -> int:
                     done()
                     processed += 1
         mailbox.last_error = ""
-    except (OSError, imaplib.IMAP4.error, poplib.error_proto, ValueError, ssl.SSLError) as exc:
+    except (
+        OSError,
+        imaplib.IMAP4.error,
+        poplib.error_proto,
+        ValueError,
+        ssl.SSLError,
+        crypto.SecretUnreadable,
+    ) as exc:
         mailbox.last_error = f"{type(exc).__name__}: {exc}"[:1000]
         log.warning("bounce mailbox %s: %s", mailbox.name, mailbox.last_error)
     mailbox.last_polled_at = timezone.now()

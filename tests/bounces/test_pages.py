@@ -141,3 +141,39 @@ def test_a_bounce_matched_by_address_shows_in_the_contact_timeline(marketer_clie
     assert reverse("bounces:event", args=[event.pk]) in html
     other = marketer_client.get(reverse("delivery:contact-timeline", args=[bystander.pk])).content.decode()
     assert "matched by address" not in other
+
+
+def test_mailbox_passwords_rotate_with_the_delivery_keys(settings, capsys) -> None:
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    from delivery import crypto
+    from delivery.bounces.mailboxes import mailbox_set_password
+
+    mailbox = BounceMailbox(name="b", host="imap.example.com", username="u")
+    mailbox_set_password(mailbox, "pw-1")
+    mailbox.save()
+    new_key = Fernet.generate_key().decode()
+    settings.DELIVERY_ENCRYPTION_KEYS = [new_key, *settings.DELIVERY_ENCRYPTION_KEYS]
+    call_command("relay_rotate_keys")
+    assert "re-encrypted 1 secrets" in capsys.readouterr().out
+    settings.DELIVERY_ENCRYPTION_KEYS = [new_key]  # the old key removed: still readable
+    assert mailbox_password(BounceMailbox.objects.get(pk=mailbox.pk)) == "pw-1"
+    settings.DELIVERY_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    with pytest.raises(crypto.SecretUnreadable):
+        mailbox_password(BounceMailbox.objects.get(pk=mailbox.pk))
+
+
+def test_the_migration_moves_stored_mailbox_passwords_to_the_delivery_keys() -> None:
+    from importlib import import_module
+
+    from django.apps import apps
+
+    migration = import_module("delivery.bounces.migrations.0002_mailbox_passwords_under_delivery_keys")
+    old = migration._old_fernet().encrypt(b"legacy-pw").decode()
+    mailbox = BounceMailbox.objects.create(
+        name="old", host="imap.example.com", username="u", password_encrypted=old
+    )
+    migration.reencrypt(apps, None)
+    mailbox.refresh_from_db()
+    assert mailbox.password_encrypted != old and mailbox_password(mailbox) == "legacy-pw"

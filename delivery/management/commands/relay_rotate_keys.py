@@ -1,8 +1,10 @@
-"""Re-encrypt relay passwords and DKIM keys with the newest DELIVERY_ENCRYPTION_KEYS key."""
+"""Re-encrypt relay passwords, DKIM keys and bounce mailbox passwords with the newest
+DELIVERY_ENCRYPTION_KEYS key."""
 
 from django.core.management.base import BaseCommand, CommandError
 
 from delivery import services
+from delivery.bounces.mailboxes import mailbox_rotate_keys
 from delivery.crypto import SecretUnreadable
 
 
@@ -14,7 +16,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         try:
-            count = services.relay_rotate_keys()
+            count = services.relay_rotate_keys() + mailbox_rotate_keys()
         except SecretUnreadable as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"re-encrypted {count} secrets with the newest key")
