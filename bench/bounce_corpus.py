@@ -7,7 +7,8 @@ JSON object. Parsing needs no database. With --apply N (default 2000, 0 to skip)
 times parse + attribution + policy over N token-attributed bounces on a database of its own
 (posthorn_bench_bounces_<pid>, dropped afterwards): bounces_per_s through the batch path the
 mailbox poller and webhooks use (bounces_process, --batch per transaction), and
-single_bounces_per_s through bounce_process, one message per transaction (the MTA pipe).
+single_bounces_per_s through bounce_process, one message per transaction (the MTA pipe), and
+listener_bounces_per_s through `manage.py bounce_server` fed by concurrent SMTP sessions.
 The reference run is the standard library's email parser alone over the same files (ratio).
 """
 
@@ -18,6 +19,7 @@ import csv
 import email
 import email.policy
 import json
+import os
 import sys
 import time
 from collections import Counter, defaultdict
@@ -207,6 +209,7 @@ def apply_rate(count: int, seconds: float, batch: int) -> dict[str, object]:
             if time.perf_counter() - single_started >= seconds / 5:
                 break
         single_elapsed = time.perf_counter() - single_started
+        listener = listener_rate(jobs, seconds)
         return {
             "applied": done,
             "batch": batch,
@@ -215,7 +218,82 @@ def apply_rate(count: int, seconds: float, batch: int) -> dict[str, object]:
             "single_applied": single,
             "single_bounces_per_s": round(single / single_elapsed, 1),
             "batch_ratio": round((done / elapsed) / (single / single_elapsed), 2),
+            **listener,
+            "listener_ratio": round(listener["listener_bounces_per_s"] / (single / single_elapsed), 2),
         }
+
+
+LISTENER_CLIENTS = 8
+
+
+def listener_rate(jobs: list[tuple[bytes, str]], seconds: float) -> dict[str, object]:
+    """`manage.py bounce_server` in a process of its own, fed by LISTENER_CLIENTS concurrent SMTP
+    sessions as several MTAs would: accepted messages per second, each committed before its 250."""
+    import smtplib
+    import socket
+    import subprocess
+    import threading
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "BOUNCE_DOMAIN": "bounce.example.net",
+        "BOUNCE_MAX_PER_MINUTE_PER_CLIENT": "1000000000",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "bounce_server", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_port(port, server)
+        accepted = [0] * LISTENER_CLIENTS
+        deadline = time.perf_counter() + max(seconds, 0.5)
+
+        def client(slot: int) -> None:
+            with smtplib.SMTP("127.0.0.1", port, timeout=60) as session:
+                session.ehlo("mx.example.org")
+                index = slot
+                while time.perf_counter() < deadline:
+                    raw, envelope = jobs[index % len(jobs)]
+                    session.mail("")
+                    session.rcpt(envelope.rpartition("@")[0] + "@bounce.example.net")
+                    accepted[slot] += session.data(raw)[0] == 250
+                    index += LISTENER_CLIENTS
+
+        threads = [threading.Thread(target=client, args=(slot,)) for slot in range(LISTENER_CLIENTS)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+    finally:
+        server.terminate()
+        server.wait(30)
+    return {
+        "listener_clients": LISTENER_CLIENTS,
+        "listener_accepted": sum(accepted),
+        "listener_bounces_per_s": round(sum(accepted) / elapsed, 1),
+    }
+
+
+def _wait_for_port(port: int, server) -> None:
+    import socket
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"bounce_server exited with {server.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("bounce_server did not start listening within 60 s")
 
 
 def main() -> None:

@@ -4,6 +4,10 @@ It accepts RCPT only for addresses at BOUNCE_DOMAIN, limits message size, recipi
 message and messages per client address per minute, counted in Redis across every listener
 process (a flood from one host is refused with
 a temporary code, so a real MTA retries later), and never dies of a message it cannot read.
+
+Messages from all sessions are committed in groups: one worker thread with one database
+connection takes whatever arrived while the previous group was being stored and processes it in
+one transaction (`bounces_process`); each session hears 250 only once its group is committed.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import logging
 import secrets
 import time
 from collections import defaultdict, deque
+from concurrent.futures import ThreadPoolExecutor
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -20,12 +25,13 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from redis.exceptions import RedisError
 
-from delivery.bounces.services import bounce_domain, bounce_process
+from delivery.bounces.services import Inbound, ProcessResult, bounce_domain, bounces_process
 from mailplatform.redis_cache import redis_client
 
 log = logging.getLogger(__name__)
 
 MAX_RECIPIENTS = 20
+MAX_GROUP = 200  # messages per transaction: bounded memory and lock time
 
 
 # A sliding one-minute window per client address in a Redis sorted set: the limit holds across
@@ -54,11 +60,58 @@ def flood_reset(domain: str, peer: str) -> None:
     redis_client().delete(_flood_key(domain, peer))
 
 
+def _store_group(items: list[Inbound]) -> list[ProcessResult]:
+    close_old_connections()  # the worker's connection is kept between groups (CONN_MAX_AGE, health checks)
+    return bounces_process(items)
+
+
+class GroupCommit:
+    """One worker thread stores what every session received; sessions wait for their group."""
+
+    def __init__(self) -> None:
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bounce-store")
+        self._queue: asyncio.Queue[tuple[Inbound, asyncio.Future[ProcessResult]]] | None = None
+
+    async def store(self, item: Inbound) -> ProcessResult:
+        loop = asyncio.get_running_loop()
+        if self._queue is None:  # made in the server's own loop, on first use
+            self._queue = asyncio.Queue()
+            loop.create_task(self._drain())
+        answer: asyncio.Future[ProcessResult] = loop.create_future()
+        self._queue.put_nowait((item, answer))
+        return await answer
+
+    async def _drain(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            group = [await self._queue.get()]
+            while len(group) < MAX_GROUP and not self._queue.empty():
+                group.append(self._queue.get_nowait())
+            try:
+                results = await loop.run_in_executor(self._worker, _store_group, [item for item, _ in group])
+            except Exception as exc:  # the database is away: every session of the group hears 451
+                results = [exc] * len(group)
+            for (_, answer), result in zip(group, results, strict=True):
+                if answer.done():
+                    continue
+                if isinstance(result, Exception):
+                    answer.set_exception(result)
+                else:
+                    answer.set_result(result)
+
+    def close(self) -> None:
+        # The worker's database connection must not outlive the listener.
+        self._worker.submit(connections.close_all).result(timeout=30)
+        self._worker.shutdown(wait=True)
+
+
 class BounceHandler:
     def __init__(self, domain: str, per_minute: int) -> None:
         self.domain = domain.lower()
         self.per_minute = per_minute
         self._seen: dict[str, deque[float]] = defaultdict(deque)
+        self.group_commit = GroupCommit()
 
     def _flooding(self, peer: str) -> bool:
         global _flood_script
@@ -105,38 +158,39 @@ class BounceHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        raw = envelope.original_content or b""
+        item = Inbound(
+            raw=envelope.original_content or b"",
+            source="smtp",
+            envelope_from=envelope.mail_from or "",
+            envelope_to=tuple(envelope.rcpt_tos),
+        )
         try:
-            result = await asyncio.to_thread(
-                self._process, envelope.mail_from or "", list(envelope.rcpt_tos), raw
-            )
+            result = await self.group_commit.store(item)
         except Exception:
             log.exception("bounce listener: processing failed")
             return "451 4.3.0 Temporary failure, try again later"
-        return f"250 2.0.0 Accepted ({result})"
-
-    @staticmethod
-    def _process(mail_from: str, recipients: list[str], raw: bytes) -> str:
-        close_old_connections()
-        try:
-            result = bounce_process(raw, source="smtp", envelope_from=mail_from, envelope_to=recipients)
-        finally:
-            # Worker threads come and go; a connection left in one would leak.
-            connections.close_all()
         log.info(
             "bounce from %s for %s: %s %s",
-            mail_from or "<>",
-            ",".join(recipients),
+            item.envelope_from or "<>",
+            ",".join(item.envelope_to),
             result.outcome,
             result.actions,
         )
-        return result.outcome
+        if result.outcome == "error":  # this message could not be stored: the sender keeps it and retries
+            return "451 4.3.0 Temporary failure, try again later"
+        return f"250 2.0.0 Accepted ({result.outcome})"
+
+
+class BounceController(Controller):
+    def stop(self, *args, **kwargs) -> None:
+        super().stop(*args, **kwargs)
+        self.handler.group_commit.close()
 
 
 def bounce_controller(
     host: str, port: int, *, max_bytes: int, per_minute: int, domain: str | None = None
-) -> Controller:
-    return Controller(
+) -> BounceController:
+    return BounceController(
         BounceHandler(domain or bounce_domain(), per_minute),
         hostname=host,
         port=port,

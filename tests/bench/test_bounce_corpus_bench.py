@@ -32,6 +32,7 @@ def test_bounce_corpus_bench_small() -> None:
     assert figures["crashes"] == 0 and figures["files"] > 800
     assert figures["parse_per_s"] > 0 and figures["bounces_per_s"] > 0 and figures["applied"] >= 20
     assert figures["batch"] == 7 and figures["single_applied"] >= 1 and figures["single_bounces_per_s"] > 0
+    assert figures["listener_accepted"] >= 1 and figures["listener_bounces_per_s"] > 0
 
 
 def test_bounce_corpus_bench_refuses_a_missing_corpus(tmp_path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import smtplib
 import socket
@@ -11,10 +12,12 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connection
 
 from delivery.bounces.mailboxes import mailbox_password, mailbox_poll, mailbox_set_password
 from delivery.bounces.models import BounceEvent, BounceMailbox, InboundMessage
-from delivery.bounces.server import bounce_controller, flood_reset
+from delivery.bounces.server import GroupCommit, bounce_controller, flood_reset
+from delivery.bounces.services import Inbound
 from tests.bounces.dovecot import dovecot  # noqa: F401  (fixture)
 from tests.conftest import REPO_ROOT, database_url_for_tests
 
@@ -151,6 +154,29 @@ def test_listener_survives_garbage(listener) -> None:
         client.rcpt("bounces@bounce.example.net")
         assert client.data((SAMPLES / "exim-text.eml").read_bytes())[0] == 250
     assert InboundMessage.objects.count() == 2
+
+
+def test_the_listener_stores_messages_that_arrive_together_in_one_transaction(transactional_db) -> None:
+    store = GroupCommit()
+    items = [
+        Inbound(
+            raw=(SAMPLES / "exim-text.eml").read_bytes(), source="smtp", envelope_to=(f"b+{n}@x.example",)
+        )
+        for n in range(5)
+    ]
+
+    async def sessions() -> list:
+        return await asyncio.gather(*(store.store(item) for item in items))
+
+    try:
+        results = asyncio.run(sessions())
+    finally:
+        store.close()
+    assert len({r.inbound_id for r in results}) == 5 and all(r.outcome == "unattributed" for r in results)
+    with connection.cursor() as cursor:  # rows written by one transaction share its xmin
+        cursor.execute(f"SELECT count(DISTINCT xmin::text) FROM {InboundMessage._meta.db_table}")  # noqa: S608
+        assert cursor.fetchone()[0] == 1
+    assert InboundMessage.objects.count() == 5
 
 
 # --- The mailbox poller, against a real Dovecot ---
