@@ -12,6 +12,7 @@ import hashlib
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
+from django.db.models import QuerySet
 
 
 class SecretUnreadable(Exception):
@@ -56,3 +57,13 @@ def rotate(token: str) -> str:
         return _fernet().rotate(token.encode()).decode()
     except InvalidToken:
         raise SecretUnreadable("a stored secret cannot be decrypted with any configured key") from None
+
+
+def rotate_column(rows: QuerySet, field: str) -> int:
+    """Re-encrypt `field` of every row with the newest key (inside the caller's transaction)."""
+    count = 0
+    for row in rows.select_for_update().exclude(**{field: ""}):
+        setattr(row, field, rotate(getattr(row, field)))
+        row.save(update_fields=[field])
+        count += 1
+    return count

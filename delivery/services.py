@@ -148,17 +148,10 @@ def relay_record_success(relay_id: int, capabilities: dict[str, str] | None = No
 
 def relay_rotate_keys() -> int:
     """Re-encrypt every stored secret with the newest DELIVERY_ENCRYPTION_KEYS key."""
-    count = 0
     with transaction.atomic():
-        for relay in Relay.objects.select_for_update().exclude(password_encrypted=""):
-            relay.password_encrypted = crypto.rotate(relay.password_encrypted)
-            relay.save(update_fields=["password_encrypted"])
-            count += 1
-        for identity in SendingIdentity.objects.select_for_update().exclude(dkim_private_key_encrypted=""):
-            identity.dkim_private_key_encrypted = crypto.rotate(identity.dkim_private_key_encrypted)
-            identity.save(update_fields=["dkim_private_key_encrypted"])
-            count += 1
-    return count
+        return crypto.rotate_column(Relay.objects.all(), "password_encrypted") + crypto.rotate_column(
+            SendingIdentity.objects.all(), "dkim_private_key_encrypted"
+        )
 
 
 # --- sending identities ---

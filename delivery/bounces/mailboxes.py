@@ -35,13 +35,8 @@ def mailbox_password(mailbox: BounceMailbox) -> str:
 
 def mailbox_rotate_keys() -> int:
     """Re-encrypt every stored mailbox password with the newest key."""
-    count = 0
     with transaction.atomic():
-        for mailbox in BounceMailbox.objects.select_for_update().exclude(password_encrypted=""):
-            mailbox.password_encrypted = crypto.rotate(mailbox.password_encrypted)
-            mailbox.save(update_fields=["password_encrypted"])
-            count += 1
-    return count
+        return crypto.rotate_column(BounceMailbox.objects.all(), "password_encrypted")
 
 
 def _tls_context(mailbox: BounceMailbox) -> ssl.SSLContext:
