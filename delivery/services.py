@@ -147,7 +147,7 @@ def relay_record_success(relay_id: int, capabilities: dict[str, str] | None = No
 
 
 def relay_rotate_keys() -> int:
-    """Re-encrypt every stored secret with the newest DELIVERY_ENCRYPTION_KEYS key."""
+    """Re-encrypt relay passwords and DKIM keys with the newest DELIVERY_ENCRYPTION_KEYS key."""
     with transaction.atomic():
         return crypto.rotate_column(Relay.objects.all(), "password_encrypted") + crypto.rotate_column(
             SendingIdentity.objects.all(), "dkim_private_key_encrypted"
