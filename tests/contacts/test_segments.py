@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from contacts import selectors
+from contacts import segments, selectors
 from contacts.models import Contact, CustomField, MailingList, Subscription
 from contacts.segments import SegmentError, compile_rules
 
@@ -149,6 +149,8 @@ POOL = [
     ("attr:city", "not_contains", "o"),
     ("attr:born", "after", "1995-01-01"),
     ("first_name", "starts_with", "a"),
+    ("first_name", "starts_with", "ä"),  # only the database's lower() knows Ä
+    ("first_name", "contains", "Ë"),
     ("first_name", "not_contains", "n"),
     ("first_name", "neq", "ann"),
     ("first_name", "is_empty", ""),
@@ -222,6 +224,25 @@ def test_reordering_never_changes_which_contacts_match(crowd):
             set(Contact.objects.filter(id__in=excluded).values_list("email", flat=True))
             == everyone - expected
         )
+
+
+@pytest.mark.parametrize("shortcut", [True, False])
+def test_names_compare_through_the_databases_lower(crowd, monkeypatch, shortcut):
+    if not shortcut:  # as in a database whose locale lowers ASCII its own way (Turkish: I -> ı)
+        monkeypatch.setattr(segments, "_ASCII_LOWER", "not what lower() gives")
+    assert emails(one("first_name", "starts_with", "ä")) == {"ada@example.org"}
+    assert emails(one("first_name", "eq", "äda")) == {"ada@example.org"}
+    assert emails(one("first_name", "contains", "Ë")) == {"zoe@example.com"}
+    assert emails(one("first_name", "starts_with", "A")) == {
+        "ann@example.com",
+        "al@example.com",
+        "ari@example.net",
+    }
+    assert "ada@example.org" not in emails(one("first_name", "neq", "ÄdA"))
+    assert "zoe@example.com" not in emails(one("first_name", "not_contains", "ë"))
+    assert emails(one("last_name", "ends_with", "SEN")) == {"ada@example.org", "zoe@example.com"}
+    assert emails(one("email", "ends_with", ".ORG")) == {"bob@example.org", "ada@example.org"}
+    assert emails(one("email", "contains", "I@")) == {"ari@example.net"}
 
 
 def test_a_name_is_tested_before_the_attributes_it_would_save_reading(crowd):
