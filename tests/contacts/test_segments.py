@@ -238,6 +238,13 @@ def test_names_compare_through_the_databases_lower(crowd, monkeypatch, shortcut)
         "al@example.com",
         "ari@example.net",
     }
+    assert emails(one("first_name", "starts_with", "aR")) == {"ari@example.net"}
+    assert emails(one("first_name", "starts_with", "äd")) == {"ada@example.org"}
+    assert emails(one("first_name", "starts_with", "_")) == set()  # a literal underscore
+    assert emails(one("first_name", "starts_with", "")) == set(
+        Contact.objects.values_list("email", flat=True)
+    )
+    assert emails(one("last_name", "starts_with", "e")) == {"zoe@example.com"}
     assert "ada@example.org" not in emails(one("first_name", "neq", "ÄdA"))
     assert "zoe@example.com" not in emails(one("first_name", "not_contains", "ë"))
     assert emails(one("last_name", "ends_with", "SEN")) == {"ada@example.org", "zoe@example.com"}
