@@ -365,7 +365,8 @@ def _all_of(parts: list[_Part]) -> tuple[list[str], list]:
 
     The planner reorders separate quals by its own estimate, which prices a jsonpath test below a
     lower() (one operator against two) although it costs twice as much per row: over a million
-    contacts a name test first, then the attributes of the few that pass, halves the scan's work.
+    contacts a name test first, then the attributes of the few that pass, saves a third of the
+    scan's work.
     It keeps the order inside one boolean expression; IS TRUE stops it from splitting the AND
     back into quals, keeps its selectivity estimate (the AND's), and is true exactly when the AND
     is, so the rows matched do not change. Index and join candidates stay quals of their own.
