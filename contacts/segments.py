@@ -131,7 +131,8 @@ def _date(value: Any, where: str) -> dt.date:
         raise SegmentError(f"{where}: {value!r} is not a date (YYYY-MM-DD)") from None
 
 
-def _text_condition(expr: str, op: str, value: Any, params: list) -> str:
+def _text_condition(expr: str, op: str, value: Any, params: list, collate: str = "") -> str:
+    """`collate` (' COLLATE "C"') lowers ASCII letters only: see _ascii_text_condition."""
     if op == "is_empty":
         return f"coalesce({expr}, '') = ''"
     if op == "is_not_empty":
@@ -139,10 +140,10 @@ def _text_condition(expr: str, op: str, value: Any, params: list) -> str:
     text = str(value if value is not None else "")
     if op == "eq":
         params.append(text)
-        return f"lower({expr}) = lower(%s)"
+        return f"lower({expr}{collate}) = lower(%s)"
     if op == "neq":
         params.append(text)
-        return f"lower(coalesce({expr}, '')) <> lower(%s)"
+        return f"lower(coalesce({expr}, ''){collate}) <> lower(%s)"
     pattern = {
         "contains": "%{}%",
         "not_contains": "%{}%",
@@ -151,8 +152,48 @@ def _text_condition(expr: str, op: str, value: Any, params: list) -> str:
     }[op].format(_like_escape(text.lower()))
     params.append(pattern)
     if op == "not_contains":
-        return f"lower(coalesce({expr}, '')) NOT LIKE %s"
-    return f"lower({expr}) LIKE %s"
+        return f"lower(coalesce({expr}, ''){collate}) NOT LIKE %s"
+    return f"lower({expr}{collate}) LIKE %s"
+
+
+# Printable ASCII: the database lowers it as the "C" collation does unless its locale is, say,
+# Turkish (I -> ı). Compared once per query: the planner folds lower() of a constant.
+_ASCII = "".join(map(chr, range(32, 127)))
+_ASCII_LOWER = _ASCII.lower()
+
+
+def _ascii_text_condition(column: str, op: str, value: Any, params: list) -> str:
+    """The text test on a column, behind a prefilter that rejects most rows without lower().
+
+    lower() in a UTF-8 database converts every value to wide characters and back (~0.2 µs a
+    row); the "C" collation's lower() is a byte loop. On a value that is all ASCII the two agree
+    whenever they agree on _ASCII, so there the cheap test decides; any other value, or a
+    database where they disagree, passes the prefilter and meets the exact test, which stays
+    as it was. The prefilter is true whenever the exact test is, so no match is lost.
+    """
+    params.extend([_ASCII, _ASCII_LOWER])
+    first = _first_character(column, op, value, params)
+    fast = _text_condition(column, op, value, params, collate=' COLLATE "C"')
+    exact = _text_condition(column, op, value, params)
+    return (
+        f"((lower(%s) <> %s OR ({first}{fast}) OR octet_length({column}) <> char_length({column}))"
+        f" AND {exact})"
+    )
+
+
+def _first_character(column: str, op: str, value: Any, params: list) -> str:
+    """For "starts with": a plain LIKE on the first character, either case, before any lower().
+
+    An ASCII value whose "C" lower() starts with the pattern starts with its first character
+    or that character's ASCII capital; a plain LIKE costs a third of even the cheap lower().
+    """
+    first = str(value if value is not None else "").lower()[:1]
+    if op != "starts_with" or not first:
+        return ""
+    params.extend(
+        [_like_escape(first) + "%", _like_escape(first.upper() if first.isascii() else first) + "%"]
+    )
+    return f"({column} LIKE %s OR {column} LIKE %s) AND "
 
 
 def _number_condition(expr: str, op: str, value: Any, params: list, where: str) -> str:
@@ -217,7 +258,30 @@ def _attr_expr(name: str, kind: str) -> str:
     return f"(c.attributes ->> {key})"
 
 
-def _condition(cond: Any, where: str, fields: dict[str, str], params: list) -> str:
+# What one test costs per contact row, cheapest first. Measured over a million contacts: a
+# column comparison is nearly free, a lower() of a name ~0.2 µs, a test that reads the jsonb
+# attributes ~0.4 µs, a list-membership probe ~2 µs.
+COLUMN, TEXT, ATTRIBUTE, LIST = range(4)
+
+
+@dataclass(frozen=True)
+class _Part:
+    sql: str
+    params: list
+    cost: int
+    # Left to the planner as a qual of its own: it may answer it from an index (the lower(email)
+    # and inactive-status indexes) or turn it into a join (list membership).
+    planner: bool = False
+
+
+def _condition(cond: Any, where: str, fields: dict[str, str]) -> _Part:
+    """One checked condition, compiled with its own parameters so that it can be reordered."""
+    params: list = []
+    sql, cost, planner = _condition_sql(cond, where, fields, params)
+    return _Part(sql, params, cost, planner)
+
+
+def _condition_sql(cond: Any, where: str, fields: dict[str, str], params: list) -> tuple[str, int, bool]:
     if not isinstance(cond, dict):
         raise SegmentError(f"{where}: a condition must be an object")
     field = cond.get("field")
@@ -247,20 +311,37 @@ def _condition(cond: Any, where: str, fields: dict[str, str], params: list) -> s
             "EXISTS (SELECT 1 FROM contacts_subscription s "
             "WHERE s.contact_id = c.id AND s.mailing_list_id = %s AND s.status = %s)"
         )
-        return exists if op == "in" else f"NOT {exists}"
+        return (exists if op == "in" else f"NOT {exists}"), LIST, True
     if kind == "status":
         if value not in ContactStatus.values:
             raise SegmentError(f"{where}: {value!r} is not a contact status")
         params.append(value)
-        return f"c.status {'=' if op == 'eq' else '<>'} %s"
+        return f"c.status {'=' if op == 'eq' else '<>'} %s", COLUMN, True
 
-    expr = _attr_expr(field[5:], kind) if field.startswith("attr:") else BUILTINS[field][0]
+    if field.startswith("attr:"):
+        return _attr_condition(field[5:], kind, op, value, params, where), ATTRIBUTE, False
+    expr = BUILTINS[field][0]
+    if kind == "text":
+        if op in ("is_empty", "is_not_empty"):
+            return _text_condition(expr, op, value, params), COLUMN, False
+        if field == "email" and op in ("eq", "starts_with"):
+            # The unique lower(email) index can answer these as they are.
+            return _text_condition(expr, op, value, params), TEXT, True
+        return _ascii_text_condition(expr, op, value, params), TEXT, False
+    if kind == "number":
+        return _number_condition(expr, op, value, params, where), COLUMN, False
+    if kind in ("date", "datetime"):
+        return _date_condition(expr, op, value, params, where, is_date=kind == "date"), COLUMN, False
+    raise SegmentError(f"{where}: unsupported field kind {kind}")  # pragma: no cover
 
+
+def _attr_condition(name: str, kind: str, op: str, value: Any, params: list, where: str) -> str:
+    if kind == "number" and op not in ("is_empty", "is_not_empty"):
+        return _attr_number_condition(name, op, value, params, where)
+    expr = _attr_expr(name, kind)
     if kind == "text":
         return _text_condition(expr, op, value, params)
     if kind == "number":
-        if field.startswith("attr:") and op not in ("is_empty", "is_not_empty"):
-            return _attr_number_condition(field[5:], op, value, params, where)
         return _number_condition(expr, op, value, params, where)
     if kind in ("date", "datetime"):
         return _date_condition(expr, op, value, params, where, is_date=kind == "date")
@@ -279,8 +360,47 @@ def _joiner(match: Any, where: str) -> str:
     raise SegmentError(f"{where}: match must be 'all' or 'any'")
 
 
+def _all_of(parts: list[_Part]) -> tuple[list[str], list]:
+    """AND: the row tests in our cost order, as one `(... AND ...) IS TRUE` qual.
+
+    The planner reorders separate quals by its own estimate, which prices a jsonpath test below a
+    lower() (one operator against two) although it costs twice as much per row: over a million
+    contacts a name test first, then the attributes of the few that pass, saves a third of the
+    scan's work.
+    It keeps the order inside one boolean expression; IS TRUE stops it from splitting the AND
+    back into quals, keeps its selectivity estimate (the AND's), and is true exactly when the AND
+    is, so the rows matched do not change. Index and join candidates stay quals of their own.
+    """
+    row_tests = [part for part in parts if not part.planner]
+    sql: list[str] = []
+    params: list = []
+    for part in parts:
+        if part.planner or len(row_tests) == 1:
+            sql.append(part.sql)
+            params.extend(part.params)
+        elif part is row_tests[0]:
+            sql.append("(" + " AND ".join(test.sql for test in row_tests) + ") IS TRUE")
+            params.extend(param for test in row_tests for param in test.params)
+    return sql, params
+
+
+def _group(parts: list[_Part], joiner: str) -> tuple[str, list]:
+    # Cheapest first: AND and OR stop at the first test that decides the row.
+    ordered = sorted(parts, key=lambda part: part.cost)
+    if joiner == " AND ":
+        sql, params = _all_of(ordered)
+    else:
+        sql = [part.sql for part in ordered]
+        params = [param for part in ordered for param in part.params]
+    return "(" + joiner.join(sql) + ")", params
+
+
 def compile_rules(rules: Any) -> tuple[str, list]:
-    """(SQL boolean expression over alias c, params). Empty rules match every contact."""
+    """(SQL boolean expression over alias c, params). Empty rules match every contact.
+
+    Conditions are evaluated cheapest first (see _group); which contacts match never depends
+    on that order.
+    """
     if rules in (None, {}):
         return "TRUE", []
     if not isinstance(rules, dict):
@@ -303,9 +423,11 @@ def compile_rules(rules: Any) -> tuple[str, list]:
             total += 1
             if total > MAX_CONDITIONS:
                 raise SegmentError(f"a segment may have at most {MAX_CONDITIONS} conditions")
-            parts.append(_condition(cond, f"group {g_index}, condition {c_index}", fields, params))
+            parts.append(_condition(cond, f"group {g_index}, condition {c_index}", fields))
         if parts:
-            group_sql.append("(" + _joiner(group.get("match"), f"group {g_index}").join(parts) + ")")
+            sql, group_params = _group(parts, _joiner(group.get("match"), f"group {g_index}"))
+            group_sql.append(sql)
+            params.extend(group_params)
     if not group_sql:
         return "TRUE", []
     return "(" + _joiner(rules.get("match"), "segment").join(group_sql) + ")", params
