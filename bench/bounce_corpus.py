@@ -1,6 +1,6 @@
 """Classifier accuracy against sisimai's answers on the shared corpus, and its speed.
 
-    python bench/bounce_corpus.py [--corpus DIR] [--seconds 5] [--confusion] [--apply 2000]
+    python bench/bounce_corpus.py [--corpus DIR] [--seconds 5] [--confusion] [--apply 2000] [--listener-clients 8]
 
 Prints per-kind agreement and (with --confusion) the confusion matrix; the LAST line is one
 JSON object. Parsing needs no database. With --apply N (default 2000, 0 to skip) it also
@@ -149,7 +149,7 @@ def run(corpus: Path, seconds: float, confusion: bool) -> dict[str, object]:
     }
 
 
-def apply_rate(count: int, seconds: float, batch: int) -> dict[str, object]:
+def apply_rate(count: int, seconds: float, batch: int, clients: int) -> dict[str, object]:
     """`count` token-attributed DSNs through the batch path (repeated for at least `seconds`),
     then through the one-message path for a fifth of that time."""
     sys.path.insert(0, str(REPO / "bench"))
@@ -209,7 +209,7 @@ def apply_rate(count: int, seconds: float, batch: int) -> dict[str, object]:
             if time.perf_counter() - single_started >= seconds / 5:
                 break
         single_elapsed = time.perf_counter() - single_started
-        listener = listener_rate(jobs, seconds)
+        listener = listener_rate(jobs, seconds, clients)
         return {
             "applied": done,
             "batch": batch,
@@ -223,11 +223,8 @@ def apply_rate(count: int, seconds: float, batch: int) -> dict[str, object]:
         }
 
 
-LISTENER_CLIENTS = 8
-
-
-def listener_rate(jobs: list[tuple[bytes, str]], seconds: float) -> dict[str, object]:
-    """`manage.py bounce_server` in a process of its own, fed by LISTENER_CLIENTS concurrent SMTP
+def listener_rate(jobs: list[tuple[bytes, str]], seconds: float, clients: int) -> dict[str, object]:
+    """`manage.py bounce_server` in a process of its own, fed by `clients` concurrent SMTP
     sessions as several MTAs would: accepted messages per second, each committed before its 250."""
     import smtplib
     import socket
@@ -250,7 +247,7 @@ def listener_rate(jobs: list[tuple[bytes, str]], seconds: float) -> dict[str, ob
     )
     try:
         _wait_for_port(port, server)
-        accepted = [0] * LISTENER_CLIENTS
+        accepted = [0] * clients
         deadline = time.perf_counter() + max(seconds, 0.5)
 
         def client(slot: int) -> None:
@@ -262,9 +259,9 @@ def listener_rate(jobs: list[tuple[bytes, str]], seconds: float) -> dict[str, ob
                     session.mail("")
                     session.rcpt(envelope.rpartition("@")[0] + "@bounce.example.net")
                     accepted[slot] += session.data(raw)[0] == 250
-                    index += LISTENER_CLIENTS
+                    index += clients
 
-        threads = [threading.Thread(target=client, args=(slot,)) for slot in range(LISTENER_CLIENTS)]
+        threads = [threading.Thread(target=client, args=(slot,)) for slot in range(clients)]
         started = time.perf_counter()
         for thread in threads:
             thread.start()
@@ -275,7 +272,7 @@ def listener_rate(jobs: list[tuple[bytes, str]], seconds: float) -> dict[str, ob
         server.terminate()
         server.wait(30)
     return {
-        "listener_clients": LISTENER_CLIENTS,
+        "listener_clients": clients,
         "listener_accepted": sum(accepted),
         "listener_bounces_per_s": round(sum(accepted) / elapsed, 1),
     }
@@ -303,16 +300,19 @@ def main() -> None:
     parser.add_argument("--confusion", action="store_true", help="print the confusion matrix")
     parser.add_argument("--apply", type=int, default=2000, help="bounces to apply on a database (0: skip)")
     parser.add_argument("--batch", type=int, default=500, help="bounces per transaction on the batch path")
+    parser.add_argument(
+        "--listener-clients", type=int, default=8, help="concurrent SMTP sessions feeding bounce_server"
+    )
     args = parser.parse_args()
     if not (args.corpus / "expected.tsv").is_file():
         parser.error(f"--corpus: no expected.tsv in {args.corpus}")
     if args.apply < 0 or args.seconds < 0:
         parser.error("--apply and --seconds must not be negative")
-    if args.batch < 1:
-        parser.error("--batch must be at least 1")
+    if args.batch < 1 or args.listener_clients < 1:
+        parser.error("--batch and --listener-clients must be at least 1")
     figures = run(args.corpus, args.seconds, args.confusion)
     if args.apply:
-        figures.update(apply_rate(args.apply, args.seconds, args.batch))
+        figures.update(apply_rate(args.apply, args.seconds, args.batch, args.listener_clients))
     print(json.dumps(figures))
 
 
