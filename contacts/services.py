@@ -14,8 +14,10 @@ person may still join another list later from a subscribe form.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
-from collections.abc import Callable, Iterable
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,8 @@ from contacts.models import (
 from contacts.segments import compile_rules
 from contacts.validation import EmailError, check_email, coerce_value
 from mailplatform.services import audit_record
+
+log = logging.getLogger(__name__)
 
 
 def _audit(by: Any, action: str, target: Any = None, **details: Any) -> None:
@@ -94,15 +98,53 @@ def contact_record_click(contact_id: int, at: dt.datetime) -> None:
     )
 
 
+def _by_count(counts: Mapping[int, int]) -> dict[int, list[int]]:
+    """Contact ids grouped by how much to add: one UPDATE per distinct count."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    for contact_id, count in counts.items():
+        groups[count].append(contact_id)
+    return groups
+
+
+def contacts_mark_bounced(counts: Mapping[int, int]) -> None:
+    """Hard bounces, set-wise: `counts` maps contact id -> bounces to count. Status bounced, except
+    for blocklisted and complained contacts, which stay as they are."""
+    if not counts:
+        return
+    now = timezone.now()
+    for count, ids in _by_count(counts).items():
+        Contact.objects.filter(id__in=ids).update(bounce_count=F("bounce_count") + count, updated_at=now)
+    Contact.objects.filter(
+        id__in=list(counts), status__in=[ContactStatus.ACTIVE, ContactStatus.UNSUBSCRIBED]
+    ).update(status=ContactStatus.BOUNCED)
+
+
+def contacts_record_soft_bounces(counts: Mapping[int, int]) -> None:
+    """Soft bounces, set-wise: only counted (the delivery policy decides what they mean)."""
+    for count, ids in _by_count(counts).items():
+        Contact.objects.filter(id__in=ids).update(soft_bounce_count=F("soft_bounce_count") + count)
+
+
+def contacts_mark_complained(emails: Mapping[int, str], *, source: str) -> None:
+    """Spam complaints, set-wise (contact id -> address): status complained (unless
+    blocklisted), every list left, the address suppressed."""
+    if not emails:
+        return
+    now = timezone.now()
+    ids = list(emails)
+    Contact.objects.filter(id__in=ids).exclude(status=ContactStatus.BLOCKLISTED).update(
+        status=ContactStatus.COMPLAINED, updated_at=now
+    )
+    Subscription.objects.filter(contact_id__in=ids).exclude(status=SubscriptionStatus.UNSUBSCRIBED).update(
+        status=SubscriptionStatus.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now
+    )
+    suppressions_add(emails.values(), reason="complaint", source=source)
+
+
 def contact_mark_bounced(contact_id: int, *, reason: str, source: str, by: Any = None) -> None:
-    """Hard bounce: status bounced (blocklisted and complained stay as they are), count it."""
+    """Hard bounce of one contact (see contacts_mark_bounced)."""
     with transaction.atomic():
-        Contact.objects.filter(id=contact_id).update(
-            bounce_count=F("bounce_count") + 1, updated_at=timezone.now()
-        )
-        Contact.objects.filter(
-            id=contact_id, status__in=[ContactStatus.ACTIVE, ContactStatus.UNSUBSCRIBED]
-        ).update(status=ContactStatus.BOUNCED)
+        contacts_mark_bounced({contact_id: 1})
         _audit(
             by, "contact.bounced", Contact.objects.filter(id=contact_id).first(), reason=reason, source=source
         )
@@ -133,14 +175,13 @@ def _unsubscribe_all(contact_id: int, now: dt.datetime) -> int:
 
 
 def contact_mark_complained(contact_id: int, *, source: str, by: Any = None) -> None:
-    """Spam complaint: status complained (unless blocklisted) and unsubscribed from every list."""
-    now = timezone.now()
+    """Spam complaint of one contact (see contacts_mark_complained)."""
     with transaction.atomic():
-        Contact.objects.filter(id=contact_id).exclude(status=ContactStatus.BLOCKLISTED).update(
-            status=ContactStatus.COMPLAINED, updated_at=now
-        )
-        _unsubscribe_all(contact_id, now)
-        _audit(by, "contact.complained", Contact.objects.filter(id=contact_id).first(), source=source)
+        contact = Contact.objects.filter(id=contact_id).first()
+        if contact is None:
+            return
+        contacts_mark_complained({contact_id: contact.email}, source=source)
+        _audit(by, "contact.complained", contact, source=source)
 
 
 def contact_unsubscribe(
@@ -204,6 +245,25 @@ def suppression_add(value: str, *, reason: str, source: str, by: Any = None) -> 
         if created:
             _audit(by, "suppression.added", suppression, reason=reason, source=source)
     return suppression
+
+
+def suppressions_add(values: Iterable[str], *, reason: str, source: str) -> int:
+    """Suppress many addresses or domains in one insert (existing suppressions kept). A value that
+    is neither is logged and skipped: one bad address in a batch must not lose the others."""
+    rows: dict[tuple[str, str], Suppression] = {}
+    for value in values:
+        if not value:
+            continue
+        try:
+            kind, normalised = suppression_value(value)
+        except ValueError as exc:
+            log.warning("not suppressed: %s", exc)
+            continue
+        rows[(kind, normalised)] = Suppression(
+            kind=kind, value=normalised, reason=reason[:300], source=source[:64]
+        )
+    Suppression.objects.bulk_create(rows.values(), ignore_conflicts=True)
+    return len(rows)
 
 
 def suppression_remove(suppression: Suppression, *, by: Any) -> None:

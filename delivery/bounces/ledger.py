@@ -10,15 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from django.apps import apps
-from django.db.models import F
 from django.db.models.functions import Lower
-from django.utils import timezone
 
 log = logging.getLogger(__name__)
 
@@ -121,89 +119,27 @@ def record_message_events(events: list[tuple[int, int, str, dict[str, Any], dt.d
     return len(events)
 
 
-# --- Contacts, set-wise ---
-# contacts.services changes one contact per call (3 statements each). The policy decides a whole
-# batch first, then these apply it in a few statements with the same meaning as
-# contact_record_soft_bounce, contact_mark_bounced and contact_mark_complained (no audit rows:
-# those services write one only for a person, `by`, and a bounce has none).
-
-
-def _by_count(counts: Counter) -> dict[int, list[int]]:
-    groups: dict[int, list[int]] = defaultdict(list)
-    for contact_id, count in counts.items():
-        groups[count].append(contact_id)
-    return groups
-
-
-def _contact_models() -> tuple[Any, Any] | None:
-    try:
-        return apps.get_model("contacts", "Contact"), apps.get_model("contacts", "Subscription")
-    except LookupError:
-        return None
+# --- Contacts, set-wise (contacts.services owns their meaning; no audit rows: those services
+# write one only for a person, `by`, and a bounce has none) ---
 
 
 def contacts_record_soft_bounces(counts: Counter) -> None:
-    models = _contact_models()
-    if models is None:
-        return
-    for count, ids in _by_count(counts).items():
-        models[0].objects.filter(id__in=ids).update(soft_bounce_count=F("soft_bounce_count") + count)
+    services = _contacts()
+    if services is not None:
+        services.contacts_record_soft_bounces(counts)
 
 
 def contacts_mark_bounced(counts: Counter, *, source: str) -> None:
-    """Count the bounces; status bounced unless blocklisted or complained (as contact_mark_bounced)."""
-    models = _contact_models()
-    if models is None or not counts:
-        return
-    contact_model = models[0]
-    now = timezone.now()
-    for count, ids in _by_count(counts).items():
-        contact_model.objects.filter(id__in=ids).update(
-            bounce_count=F("bounce_count") + count, updated_at=now
-        )
-    contact_model.objects.filter(id__in=list(counts), status__in=["active", "unsubscribed"]).update(
-        status="bounced"
-    )
-    log.debug("%d contacts bounced (%s)", len(counts), source)
+    services = _contacts()
+    if services is not None and counts:
+        services.contacts_mark_bounced(counts)
+        log.debug("%d contacts bounced (%s)", len(counts), source)
 
 
 def contacts_mark_complained(emails: dict[int, str], *, source: str) -> None:
-    """Status complained (unless blocklisted), every list left, the address suppressed."""
-    models = _contact_models()
-    if models is None or not emails:
-        return
-    contact_model, subscription_model = models
-    now = timezone.now()
-    ids = list(emails)
-    contact_model.objects.filter(id__in=ids).exclude(status="blocklisted").update(
-        status="complained", updated_at=now
-    )
-    subscription_model.objects.filter(contact_id__in=ids).exclude(status="unsubscribed").update(
-        status="unsubscribed", unsubscribed_at=now, updated_at=now
-    )
-    suppress_many(emails.values(), reason="complaint", source=source)
-
-
-def suppress_many(values: Iterable[str], *, reason: str, source: str) -> int:
-    """Suppress addresses (existing suppressions kept); a value that is not an address is logged."""
     services = _contacts()
-    if services is None:
-        return 0
-    suppression_model = apps.get_model("contacts", "Suppression")
-    rows = {}
-    for value in values:
-        if not value:
-            continue
-        try:
-            kind, normalised = services.suppression_value(value)
-        except ValueError as exc:
-            log.warning("not suppressed: %s", exc)
-            continue
-        rows[(kind, normalised)] = suppression_model(
-            kind=kind, value=normalised, reason=reason[:300], source=source[:64]
-        )
-    suppression_model.objects.bulk_create(rows.values(), ignore_conflicts=True)
-    return len(rows)
+    if services is not None:
+        services.contacts_mark_complained(emails, source=source)
 
 
 def _contacts() -> Any | None:

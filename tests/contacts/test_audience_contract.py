@@ -144,9 +144,37 @@ def test_bounce_complaint_unsubscribe(lists, admin_user):
     services.contact_mark_complained(contact.id, source="arf")
     contact.refresh_from_db()
     assert contact.status == ContactStatus.COMPLAINED
+    assert selectors.address_is_suppressed("x@example.com")
     from mailplatform.models import AuditEntry
 
     assert AuditEntry.objects.filter(action="contact.unsubscribed", actor_label="boss").count() == 1
+
+
+def test_set_wise_bounce_and_complaint_writes(lists):
+    news, _ = lists
+    active = _contact("a@example.com", lists=[news])
+    complained = _contact("c@example.com", status=ContactStatus.COMPLAINED)
+    blocked = _contact("b@example.com", status=ContactStatus.BLOCKLISTED, lists=[news])
+    services.contacts_mark_bounced({active.id: 2, complained.id: 1})
+    services.contacts_record_soft_bounces({blocked.id: 3})
+    services.contacts_mark_complained({blocked.id: blocked.email}, source="arf")
+    states = {c.email: (c.status, c.bounce_count, c.soft_bounce_count) for c in Contact.objects.all()}
+    assert states == {
+        "a@example.com": (ContactStatus.BOUNCED, 2, 0),
+        "c@example.com": (ContactStatus.COMPLAINED, 1, 0),
+        "b@example.com": (ContactStatus.BLOCKLISTED, 0, 3),
+    }
+    assert not Subscription.objects.filter(contact=blocked, status=SubscriptionStatus.CONFIRMED).exists()
+    assert selectors.address_is_suppressed("b@example.com")
+    # One bad value in a batch is skipped, the others are kept; repeats are no error.
+    assert (
+        services.suppressions_add(
+            ["not an address", "d@example.com", "D@example.com"], reason="r", source="t"
+        )
+        == 1
+    )
+    assert services.suppressions_add(["d@example.com"], reason="r", source="t") == 1
+    assert selectors.address_is_suppressed("d@example.com")
 
 
 def test_email_unique_ignoring_case():
