@@ -295,7 +295,7 @@ def _refine(reason: str, status: str, text: str, phase: str = "", reply_code: st
     if reason in ("userunknown", "hostunknown") and (
         phase == "mail" or status[2:] in ("1.7", "1.8") or SENDER_DOMAIN_RE.search(text)
     ):
-        return "rejected"  # refused at MAIL FROM, or X.1.7/X.1.8: the sender's address, not ours
+        return "rejected"  # MAIL FROM, X.1.7/X.1.8 or the sender's domain: about the sender, not ours
     if reason in ("userunknown", "hostunknown") and reply_code == "501" and status[2:4] != "1.":
         return "syntaxerror"  # 501 is a syntax error in a command's arguments, not a lookup
     if reason != "userunknown":
