@@ -71,12 +71,13 @@ class GroupCommit:
     def __init__(self) -> None:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bounce-store")
         self._queue: asyncio.Queue[tuple[Inbound, asyncio.Future[ProcessResult]]] | None = None
+        self._drainer: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference
 
     async def store(self, item: Inbound) -> ProcessResult:
         loop = asyncio.get_running_loop()
         if self._queue is None:  # made in the server's own loop, on first use
             self._queue = asyncio.Queue()
-            loop.create_task(self._drain())
+            self._drainer = loop.create_task(self._drain())
         answer: asyncio.Future[ProcessResult] = loop.create_future()
         self._queue.put_nowait((item, answer))
         return await answer
