@@ -301,14 +301,15 @@ class CampaignSendView(CampaignActionView):
 
     @_action(
         "campaigns_send",
-        "Send now: snapshots the content, plans the audience and starts delivery. Happens once.",
+        "Send now. Accepted at once (state `scheduled`, due now); a worker then snapshots the content, "
+        "plans the audience and starts delivery (state `sending`). Happens once.",
         responses={202: CampaignSerializer},
     )
     def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
     def act(self, campaign, values, request):
-        return services.campaign_start(campaign.pk, by=request.user)
+        return services.campaign_send_now(campaign.pk, by=request.user)
 
 
 class CampaignTestSendView(CampaignActionView):

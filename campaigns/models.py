@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class CampaignState(models.TextChoices):
@@ -95,8 +96,18 @@ class Campaign(models.Model):
         return f"campaign:{self.pk}"
 
     @property
+    def starting(self) -> bool:
+        """Due now and waiting for a worker to snapshot it and plan its audience."""
+        return (
+            self.state == CampaignState.SCHEDULED
+            and not self.hold_reason
+            and self.scheduled_at is not None
+            and self.scheduled_at <= timezone.now()
+        )
+
+    @property
     def editable(self) -> bool:
-        return self.state in EDITABLE_STATES
+        return self.state in EDITABLE_STATES and not self.starting
 
 
 class Variant(models.Model):

@@ -53,11 +53,15 @@ def campaign_create(*, name: str, by: Any = None, **fields: Any) -> Campaign:
     return campaign
 
 
+def _state_label(campaign: Campaign) -> str:
+    return "starting" if campaign.starting else campaign.get_state_display().lower()
+
+
 def _locked_editable(campaign_id: int) -> Campaign:
     campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
-    if campaign.state not in EDITABLE_STATES:
+    if not campaign.editable:
         raise ValidationError(
-            f"this campaign is {campaign.get_state_display().lower()}: it can no longer be edited "
+            f"this campaign is {_state_label(campaign)}: it can no longer be edited "
             "(clone it to send a changed copy)",
             code="state",
         )
@@ -196,20 +200,63 @@ def _make_mailing(campaign: Campaign, variant: Variant | None, *, label: str = "
     )
 
 
-def campaign_start(campaign_id: int, *, by: Any = None) -> Campaign:
+def campaign_send_now(campaign_id: int, *, by: Any = None) -> Campaign:
+    """Send now, asked from the dashboard or the API: checks what campaign_start checks, marks the
+    campaign due now and leaves the start to a worker. Planning a million recipients takes tens of
+    seconds, longer than a request should wait; the campaign page shows it starting meanwhile.
+    Should no worker take the task, the beat tick starts it as it starts any due campaign."""
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if not campaign.editable:  # a second "send" sends once
+            raise ValidationError(f"this campaign is already {_state_label(campaign)}", code="state")
+        problems = selectors.campaign_problems(campaign)
+        if problems:
+            raise ValidationError(problems, code="problems")
+        campaign.state = CampaignState.SCHEDULED
+        campaign.scheduled_at = timezone.now()
+        campaign.hold_reason = ""
+        campaign.state_reason = ""
+        campaign.save()
+        audit_record(by, "campaign.send_requested", campaign)
+        user_id = getattr(by, "pk", None)
+        transaction.on_commit(lambda: _enqueue_start(campaign_id, user_id))
+    return campaign
+
+
+def _enqueue_start(campaign_id: int, user_id: int | None) -> None:
+    from campaigns.tasks import start
+
+    start.delay(campaign_id, user_id)
+
+
+def campaign_start_or_fail(campaign_id: int, *, by: Any = None) -> bool:
+    """Start a due campaign; one that can no longer be sent is marked failed with the reason.
+    False when it was not started (failed, unscheduled meanwhile, or already started)."""
+    try:
+        campaign_start(campaign_id, by=by, scheduled_only=True)
+        return True
+    except ValidationError as exc:
+        Campaign.objects.filter(pk=campaign_id, state=CampaignState.SCHEDULED).update(
+            state=CampaignState.FAILED, state_reason=" ".join(exc.messages)[:2000], finished_at=timezone.now()
+        )
+        return False
+
+
+def campaign_start(campaign_id: int, *, by: Any = None, scheduled_only: bool = False) -> Campaign:
     """Send now: snapshot the Mailing(s), plan the audience and start delivery. Happens once.
 
     The row lock and the state check make two people pressing "send" at once send once: the
-    second waits for the first, then finds the campaign already sending and is refused.
+    second waits for the first, then finds the campaign already sending and is refused. A worker
+    starting a due campaign passes `scheduled_only`, so one unscheduled meanwhile stays a draft.
     """
     from delivery.services import mailing_start
 
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.state not in EDITABLE_STATES:
-            raise ValidationError(
-                f"this campaign is already {campaign.get_state_display().lower()}", code="state"
-            )
+            raise ValidationError(f"this campaign is already {_state_label(campaign)}", code="state")
+        if scheduled_only and campaign.state != CampaignState.SCHEDULED:
+            raise ValidationError("this campaign was unscheduled", code="state")
         problems = selectors.campaign_problems(campaign)
         if problems:
             raise ValidationError(problems, code="problems")
@@ -430,13 +477,9 @@ def campaigns_start_due(now: dt.datetime | None = None) -> dict[str, int]:
             )
             held += 1
             continue
-        try:
-            campaign_start(campaign_id)
+        if campaign_start_or_fail(campaign_id):
             started += 1
-        except ValidationError as exc:
-            Campaign.objects.filter(pk=campaign_id, state=CampaignState.SCHEDULED).update(
-                state=CampaignState.FAILED, state_reason=" ".join(exc.messages)[:2000], finished_at=now
-            )
+        else:
             failed += 1
     return {"started": started, "held": held, "failed": failed}
 

@@ -174,8 +174,8 @@ def test_send(request: HttpRequest, pk: int) -> HttpResponse:
 def send(request: HttpRequest, pk: int) -> HttpResponse:
     get_object_or_404(Campaign, pk=pk)
     try:
-        services.campaign_start(pk, by=request.user)
-        messages.success(request, "Sending started.")
+        services.campaign_send_now(pk, by=request.user)
+        messages.success(request, "Starting: the audience is being planned, then sending begins.")
     except ValidationError as exc:
         messages.error(request, f"Not sent: {_errors(exc)}")
         return redirect("campaigns:step", pk=pk, step="review")
@@ -223,6 +223,11 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
 @requires("view_dashboard")
 def progress_fragment(request: HttpRequest, pk: int) -> HttpResponse:
     campaign = get_object_or_404(Campaign, pk=pk)
+    if request.GET.get("starting") and not campaign.starting:
+        # Started (or stopped) since the page was drawn: its report and actions change too.
+        response = HttpResponse(status=204)
+        response["HX-Refresh"] = "true"
+        return response
     if campaign.state == CampaignState.SENDING:
         # Move it forward now rather than at the next beat, so the page shows "sent" promptly.
         services.campaign_sync(pk)

@@ -7,6 +7,8 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from campaigns import tasks
+
 pytestmark = pytest.mark.django_db
 
 
@@ -51,7 +53,9 @@ def test_create_edit_and_send_once(marketer_api, audience):
     assert patched.status_code == 200 and patched.json()["subject"] == "Our November news"
     sent = marketer_api.post(f"/api/v1/campaigns/{campaign['id']}/send", {}, format="json")
     assert sent.status_code == 202, sent.content
-    assert sent.json()["state"] == "sending"
+    assert sent.json()["state"] == "scheduled"  # due now; a worker starts it
+    tasks.start(campaign["id"], None)
+    assert marketer_api.get(f"/api/v1/campaigns/{campaign['id']}/").json()["state"] == "sending"
     assert Message.objects.count() == 3
     again = marketer_api.post(f"/api/v1/campaigns/{campaign['id']}/send", {}, format="json")
     assert again.status_code == 409 and "already" in again.json()["detail"]

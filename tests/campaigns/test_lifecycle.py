@@ -186,3 +186,40 @@ def test_a_scheduled_campaign_that_cannot_start_fails_with_the_reason(campaign_f
     assert campaign.state == CampaignState.FAILED
     assert campaign.state_reason == "Audience: nobody would receive it (after suppressions and exclusions)."
     assert not Mailing.objects.exists()
+
+
+def test_send_now_returns_at_once_and_a_worker_starts_it_for_the_person_who_asked(
+    campaign_factory, make_user, django_capture_on_commit_callbacks
+):
+    from campaigns import tasks
+    from mailplatform.models import AuditEntry
+
+    marketer = make_user("marketer", username="mia")
+    campaign = campaign_factory(3)
+    with django_capture_on_commit_callbacks() as queued:
+        services.campaign_send_now(campaign.pk, by=marketer)
+    assert len(queued) == 1  # the start is handed to a worker once the request commits
+    campaign.refresh_from_db()
+    assert campaign.starting and not campaign.editable and Message.objects.count() == 0
+    with pytest.raises(ValidationError, match="already starting"):
+        services.campaign_send_now(campaign.pk, by=marketer)
+    with pytest.raises(ValidationError, match="starting: it can no longer be edited"):
+        services.campaign_update(campaign.pk, name="Late change")
+    tasks.start(campaign.pk, marketer.pk)
+    campaign.refresh_from_db()
+    assert campaign.state == CampaignState.SENDING and campaign.mailing.planned_count == 3
+    started = AuditEntry.objects.get(action="campaign.started")
+    assert started.actor_label == "mia"
+    tasks.start(campaign.pk, marketer.pk)  # a second delivery of the task changes nothing
+    assert Mailing.objects.count() == 1
+
+
+def test_a_campaign_unscheduled_before_the_worker_takes_it_stays_a_draft(campaign_factory):
+    from campaigns import tasks
+
+    campaign = campaign_factory(2)
+    services.campaign_send_now(campaign.pk)
+    services.campaign_unschedule(campaign.pk)
+    tasks.start(campaign.pk, None)
+    campaign.refresh_from_db()
+    assert campaign.state == CampaignState.DRAFT and Message.objects.count() == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from campaigns import services
+from campaigns import services, tasks
 from campaigns.models import Campaign, CampaignState
 from delivery.engine import drain
 
@@ -37,8 +37,19 @@ def test_wizard_from_name_to_send(marketer_client, template, make_audience, rela
     assert "Before it can be sent" not in review
     response = marketer_client.post(reverse("campaigns:send", args=[campaign.pk]))
     assert response.url == reverse("campaigns:detail", args=[campaign.pk])
+    # The request only marks it due: a worker takes the snapshot and plans the audience.
+    campaign.refresh_from_db()
+    assert campaign.starting and campaign.mailing_id is None
+    detail = marketer_client.get(response.url).content.decode()
+    assert 'id="campaign-state">Starting<' in detail and 'hx-trigger="every 2s"' in detail
+    progress_url = reverse("campaigns:progress", args=[campaign.pk]) + "?starting=1"
+    assert "Starting" in marketer_client.get(progress_url).content.decode()
+    tasks.start(campaign.pk, None)
     campaign.refresh_from_db()
     assert campaign.state == CampaignState.SENDING and campaign.from_email == "news@example.com"
+    # The page drawn while it was starting reloads whole: the report and the actions appear.
+    started = marketer_client.get(progress_url)
+    assert started.status_code == 204 and started["HX-Refresh"] == "true"
     drain(campaign.mailing_id, seconds=20)
     fragment = marketer_client.get(reverse("campaigns:progress", args=[campaign.pk])).content.decode()
     assert "100%" in fragment and "Sent" in fragment and "every 2s" not in fragment
@@ -55,9 +66,12 @@ def test_second_send_and_edit_after_start_are_refused_with_the_reason(marketer_c
     campaign = campaign_factory(2)
     marketer_client.post(reverse("campaigns:send", args=[campaign.pk]))
     response = marketer_client.post(reverse("campaigns:send", args=[campaign.pk]), follow=True)
-    assert "Not sent: this campaign is already sending" in response.content.decode()
+    assert "Not sent: this campaign is already starting" in response.content.decode()
     response = marketer_client.get(reverse("campaigns:step", args=[campaign.pk, "content"]), follow=True)
     assert "can no longer be edited" in response.content.decode()
+    tasks.start(campaign.pk, None)
+    response = marketer_client.post(reverse("campaigns:send", args=[campaign.pk]), follow=True)
+    assert "Not sent: this campaign is already sending" in response.content.decode()
 
 
 def test_review_lists_what_blocks_the_send(marketer_client, db):
