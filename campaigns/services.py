@@ -236,9 +236,12 @@ def campaign_start_or_fail(campaign_id: int, *, by: Any = None) -> bool:
         campaign_start(campaign_id, by=by, scheduled_only=True)
         return True
     except ValidationError as exc:
-        Campaign.objects.filter(pk=campaign_id, state=CampaignState.SCHEDULED).update(
-            state=CampaignState.FAILED, state_reason=" ".join(exc.messages)[:2000], finished_at=timezone.now()
-        )
+        if getattr(exc, "code", None) != "not_due":  # unscheduled, rescheduled or held meanwhile: not ours to start
+            Campaign.objects.filter(pk=campaign_id, state=CampaignState.SCHEDULED).update(
+                state=CampaignState.FAILED,
+                state_reason=" ".join(exc.messages)[:2000],
+                finished_at=timezone.now(),
+            )
         return False
 
 
@@ -247,7 +250,8 @@ def campaign_start(campaign_id: int, *, by: Any = None, scheduled_only: bool = F
 
     The row lock and the state check make two people pressing "send" at once send once: the
     second waits for the first, then finds the campaign already sending and is refused. A worker
-    starting a due campaign passes `scheduled_only`, so one unscheduled meanwhile stays a draft.
+    starting a due campaign passes `scheduled_only`: one unscheduled, rescheduled or held since
+    is left as it is.
     """
     from delivery.services import mailing_start
 
@@ -255,8 +259,8 @@ def campaign_start(campaign_id: int, *, by: Any = None, scheduled_only: bool = F
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.state not in EDITABLE_STATES:
             raise ValidationError(f"this campaign is already {_state_label(campaign)}", code="state")
-        if scheduled_only and campaign.state != CampaignState.SCHEDULED:
-            raise ValidationError("this campaign was unscheduled", code="state")
+        if scheduled_only and not campaign.starting:
+            raise ValidationError("this campaign is not due to start", code="not_due")
         problems = selectors.campaign_problems(campaign)
         if problems:
             raise ValidationError(problems, code="problems")

@@ -214,7 +214,7 @@ def test_send_now_returns_at_once_and_a_worker_starts_it_for_the_person_who_aske
     assert Mailing.objects.count() == 1
 
 
-def test_a_campaign_unscheduled_before_the_worker_takes_it_stays_a_draft(campaign_factory):
+def test_a_campaign_unscheduled_or_rescheduled_before_the_worker_takes_it_is_left_alone(campaign_factory):
     from campaigns import tasks
 
     campaign = campaign_factory(2)
@@ -223,3 +223,9 @@ def test_a_campaign_unscheduled_before_the_worker_takes_it_stays_a_draft(campaig
     tasks.start(campaign.pk, None)
     campaign.refresh_from_db()
     assert campaign.state == CampaignState.DRAFT and Message.objects.count() == 0
+    later = timezone.now() + dt.timedelta(days=1)
+    services.campaign_schedule(campaign.pk, local_time=later, tz_name="UTC")
+    tasks.start(campaign.pk, None)  # the stale task of the earlier "send now"
+    campaign.refresh_from_db()
+    assert campaign.state == CampaignState.SCHEDULED and campaign.scheduled_at == later
+    assert Message.objects.count() == 0
