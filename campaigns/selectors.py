@@ -104,6 +104,24 @@ def audience_count(campaign: Campaign) -> int:
     return count(campaign_audience(campaign))
 
 
+def first_recipient_email(campaign: Campaign) -> str | None:
+    """The address of the audience's first contact (lowest id), for a preview as a recipient."""
+    sql, params = campaign_audience(campaign)
+    rows = _rows(
+        f"SELECT c.email FROM contacts_contact c WHERE c.id = (SELECT min(a.id) FROM ({sql}) AS a)",  # noqa: S608
+        params,
+    )
+    return rows[0][0] if rows else None
+
+
+def preview_contact(email: str) -> dict[str, Any] | None:
+    """The merge data of the contact with this address (any contact: a marketer may see them all)."""
+    from contacts.selectors import contact_by_email, contact_merge_data
+
+    contact = contact_by_email(email)
+    return contact_merge_data([contact.pk])[contact.pk] if contact is not None else None
+
+
 def variant_shares(campaign: Campaign, count: int) -> list[tuple[int, int]]:
     """Each arm's [low, high) basis points: the test share split evenly between the variants."""
     total = min(100, max(1, campaign.ab_test_percent)) * 100
@@ -113,8 +131,9 @@ def variant_shares(campaign: Campaign, count: int) -> list[tuple[int, int]]:
 # --- content ---
 
 
-def compiled_for(campaign: Campaign, variant: Variant | None = None):
-    """(CompiledTemplate, RenderedEmail with sample data) of the campaign or one of its variants.
+def compiled_for(campaign: Campaign, variant: Variant | None = None, contact: dict[str, Any] | None = None):
+    """(CompiledTemplate, RenderedEmail) of the campaign or one of its variants, rendered for
+    `contact` (merge data) or with sample data.
 
     The campaign's subject and preheader override the template's; raises TemplateError.
     """
@@ -132,6 +151,7 @@ def compiled_for(campaign: Campaign, variant: Variant | None = None):
         text=template.text,
         preheader=campaign.preheader or template.preheader,
         layout=template.layout,
+        data={"contact": contact} if contact is not None else None,
     )
 
 

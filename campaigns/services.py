@@ -236,7 +236,9 @@ def campaign_start_or_fail(campaign_id: int, *, by: Any = None) -> bool:
         campaign_start(campaign_id, by=by, scheduled_only=True)
         return True
     except ValidationError as exc:
-        if getattr(exc, "code", None) != "not_due":  # unscheduled, rescheduled or held meanwhile: not ours to start
+        if (
+            getattr(exc, "code", None) != "not_due"
+        ):  # unscheduled, rescheduled or held meanwhile: not ours to start
             Campaign.objects.filter(pk=campaign_id, state=CampaignState.SCHEDULED).update(
                 state=CampaignState.FAILED,
                 state_reason=" ".join(exc.messages)[:2000],

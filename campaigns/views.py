@@ -116,11 +116,15 @@ def review(request: HttpRequest, campaign: Campaign) -> HttpResponse:
     from templates.compiler import TemplateError
     from templates.selectors import template_checks
 
+    preview_as = request.GET.get("preview_as", "").strip()[:254]
+    if preview_as == "first":
+        preview_as = selectors.first_recipient_email(campaign) or ""
+    contact = selectors.preview_contact(preview_as) if preview_as else None
     arms = list(campaign.variants.all()) if campaign.ab_test else [None]
     previews = []
     for arm in arms:
         try:
-            compiled, rendered = selectors.compiled_for(campaign, arm)
+            compiled, rendered = selectors.compiled_for(campaign, arm, contact)
             previews.append(
                 {
                     "variant": arm,
@@ -139,6 +143,8 @@ def review(request: HttpRequest, campaign: Campaign) -> HttpResponse:
             "step": "review",
             "steps": _steps("review"),
             "previews": previews,
+            "preview_as": preview_as,
+            "preview_contact_found": contact is not None,
             "count": count,
             "problems": selectors.campaign_problems(campaign, count=count),
             "schedule_form": ScheduleForm(initial={"timezone": campaign.schedule_timezone or "UTC"}),

@@ -175,3 +175,19 @@ def test_pause_resume_cancel_and_clone_from_the_detail_page(marketer_client, cam
     copy = Campaign.objects.exclude(pk=campaign.pk).get()
     assert response.url == reverse("campaigns:step", args=[copy.pk, "content"]) and copy.state == "draft"
     assert marketer_client.post(reverse("campaigns:action", args=[campaign.pk, "explode"])).status_code == 404
+
+
+def test_review_previews_as_a_real_recipient(marketer_client, campaign_factory):
+    from contacts.models import Contact
+
+    campaign = campaign_factory(3)
+    url = reverse("campaigns:step", args=[campaign.pk, "review"])
+    sample = marketer_client.get(url).content.decode()
+    assert "Spring is here, Ada" in sample and "Rendered with sample data" in sample
+    first = marketer_client.get(url, {"preview_as": "first"}).content.decode()
+    assert "Spring is here, P0" in first and "Rendered for person0@example.org." in first
+    Contact.objects.create(email="outsider@example.net", first_name="<b>Olga</b>")
+    chosen = marketer_client.get(url, {"preview_as": "Outsider@Example.net"}).content.decode()
+    assert "Spring is here, &lt;b&gt;Olga&lt;/b&gt;" in chosen and "<b>Olga</b>" not in chosen
+    unknown = marketer_client.get(url, {"preview_as": "nobody@example.net"}).content.decode()
+    assert "No contact has the address nobody@example.net" in unknown and "Spring is here, Ada" in unknown
