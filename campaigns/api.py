@@ -237,6 +237,19 @@ class CampaignDetailView(CampaignsScoped, generics.GenericAPIView):
             raise _refusal(exc) from exc
         return Response(CampaignSerializer(self.get_object()).data)
 
+    @extend_schema(
+        operation_id="campaigns_destroy",
+        responses={204: None},
+        description="Only a campaign that never started (draft, scheduled or failed); 409 otherwise.",
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        campaign = self.get_object()
+        try:
+            services.campaign_delete(campaign.pk, by=request.user)
+        except DjangoValidationError as exc:
+            raise _refusal(exc) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
 
 class CampaignActionView(CampaignsScoped, generics.GenericAPIView):
     """One lifecycle step; subclasses name the service call."""

@@ -109,6 +109,16 @@ class Campaign(models.Model):
     def editable(self) -> bool:
         return self.state in EDITABLE_STATES and not self.starting
 
+    @property
+    def deletable(self) -> bool:
+        """Never started: nothing was sent, so no report or ledger rows would lose their campaign."""
+        return (
+            self.started_at is None
+            and self.mailing_id is None
+            and not self.starting
+            and (self.state in EDITABLE_STATES or self.state == CampaignState.FAILED)
+        )
+
 
 class Variant(models.Model):
     """One arm of an A/B test: its own subject and/or template; blank means the campaign's."""

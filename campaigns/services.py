@@ -121,6 +121,20 @@ def campaign_update(
     return campaign
 
 
+def campaign_delete(campaign_id: int, *, by: Any = None) -> None:
+    """Delete a campaign that never started (a draft, a scheduled or a failed one)."""
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if not campaign.deletable or campaign.variants.exclude(mailing=None).exists():
+            raise ValidationError(
+                f"this campaign is {_state_label(campaign)}: a campaign that started keeps its report "
+                "(cancel it to stop sending)",
+                code="state",
+            )
+        audit_record(by, "campaign.deleted", campaign, details={"name": campaign.name})
+        campaign.delete()
+
+
 def campaign_clone(campaign_id: int, *, by: Any = None) -> Campaign:
     source = Campaign.objects.get(pk=campaign_id)
     with transaction.atomic():

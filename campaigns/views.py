@@ -264,6 +264,14 @@ def action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         copy = services.campaign_clone(pk, by=request.user)
         messages.success(request, "Cloned: this is the copy, a draft.")
         return redirect("campaigns:step", pk=copy.pk, step="content")
+    if action == "delete":
+        try:
+            services.campaign_delete(pk, by=request.user)
+        except ValidationError as exc:
+            messages.error(request, _errors(exc))
+            return redirect("campaigns:detail", pk=pk)
+        messages.success(request, "Deleted.")
+        return redirect("campaigns:index")
     if action not in _ACTIONS:
         raise Http404("unknown action")
     service, done = _ACTIONS[action]

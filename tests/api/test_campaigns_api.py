@@ -128,3 +128,15 @@ def test_bad_campaign_input_names_the_field(marketer_api, body, field):
     response = marketer_api.post("/api/v1/campaigns/", body, format="json")
     assert response.status_code == 400, response.content
     assert field in [e["field"] for e in response.json()["errors"]]
+
+
+def test_delete_a_draft_but_not_a_started_campaign(marketer_api, audience):
+    newsletter, template = audience
+    draft = _create(marketer_api, newsletter, template, subject="Draft")
+    assert marketer_api.delete(f"/api/v1/campaigns/{draft['id']}/").status_code == 204
+    assert marketer_api.get(f"/api/v1/campaigns/{draft['id']}/").status_code == 404
+    started = _create(marketer_api, newsletter, template, subject="Started")
+    marketer_api.post(f"/api/v1/campaigns/{started['id']}/send", {}, format="json")
+    tasks.start(started["id"], None)
+    refused = marketer_api.delete(f"/api/v1/campaigns/{started['id']}/")
+    assert refused.status_code == 409 and "keeps its report" in refused.json()["detail"]

@@ -87,6 +87,7 @@ def test_developers_read_but_cannot_create_or_send(developer_client, campaign_fa
     assert developer_client.get(reverse("campaigns:detail", args=[campaign.pk])).status_code == 200
     assert developer_client.post(reverse("campaigns:create"), {"name": "x"}).status_code == 403
     assert developer_client.post(reverse("campaigns:send", args=[campaign.pk])).status_code == 403
+    assert developer_client.post(reverse("campaigns:action", args=[campaign.pk, "delete"])).status_code == 403
     assert developer_client.get(reverse("campaigns:step", args=[campaign.pk, "content"])).status_code == 403
 
 
@@ -191,3 +192,24 @@ def test_review_previews_as_a_real_recipient(marketer_client, campaign_factory):
     assert "Spring is here, &lt;b&gt;Olga&lt;/b&gt;" in chosen and "<b>Olga</b>" not in chosen
     unknown = marketer_client.get(url, {"preview_as": "nobody@example.net"}).content.decode()
     assert "No contact has the address nobody@example.net" in unknown and "Spring is here, Ada" in unknown
+
+
+def test_a_campaign_that_never_started_can_be_deleted_and_one_that_did_cannot(
+    marketer_client, campaign_factory
+):
+    from mailplatform.models import AuditEntry
+
+    draft = campaign_factory(1)
+    audience = draft.lists.get()
+    detail = marketer_client.get(reverse("campaigns:detail", args=[draft.pk])).content.decode()
+    assert "/do/delete/" in detail
+    delete_url = reverse("campaigns:action", args=[draft.pk, "delete"])
+    assert marketer_client.post(delete_url).url == reverse("campaigns:index")
+    assert not Campaign.objects.filter(pk=draft.pk).exists()
+    assert AuditEntry.objects.filter(action="campaign.deleted").count() == 1
+
+    sent = campaign_factory(1, name="Sent one", mailing_list=audience)
+    services.campaign_start(sent.pk)
+    response = marketer_client.post(reverse("campaigns:action", args=[sent.pk, "delete"]), follow=True)
+    assert "a campaign that started keeps its report" in response.content.decode()
+    assert Campaign.objects.filter(pk=sent.pk).exists()
