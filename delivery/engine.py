@@ -32,11 +32,12 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from delivery import crypto, ratelimit, services, verp
+from delivery import ratelimit, services, verp
 from delivery.compose import MessageBuilder, Recipient
 from delivery.dkim import DkimSigner
 from delivery.models import Mailing, Message, MessageEvent, MessageState, Relay
 from delivery.smtp import DEFERRED, FAILED, SENT, Envelope, Outcome, RelayConnection, RelayError
+from mailplatform import crypto
 from mailplatform.redis_cache import redis_client
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ class Relay(models.Model):
         default=True, help_text="Turn off only for a relay with a self-signed certificate you trust."
     )
     username = models.CharField(max_length=255, blank=True)
-    # Fernet token (see delivery.crypto); the clear text is never shown back.
+    # Fernet token (see mailplatform.crypto); the clear text is never shown back.
     password_encrypted = models.TextField(blank=True, editable=False)
     helo_name = models.CharField(
         max_length=255, blank=True, help_text="Name to say in EHLO; blank: this host's FQDN."

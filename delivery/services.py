@@ -20,7 +20,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from delivery import crypto, dkim
+from delivery import dkim
 from delivery.headers import check_extra_headers, check_header_value
 from delivery.models import (
     PORT_SECURITY,
@@ -32,6 +32,7 @@ from delivery.models import (
     SendingIdentity,
 )
 from delivery.smtp import RelayError, SessionInfo, test_connection
+from mailplatform import crypto
 from mailplatform.services import audit_record
 
 CAPTURE_RELAY_NAME = "Capture relay (local)"
@@ -144,14 +145,6 @@ def relay_record_success(relay_id: int, capabilities: dict[str, str] | None = No
     if capabilities is not None:
         fields["capabilities"] = capabilities
     Relay.objects.filter(pk=relay_id).update(**fields)
-
-
-def relay_rotate_keys() -> int:
-    """Re-encrypt relay passwords and DKIM keys with the newest DELIVERY_ENCRYPTION_KEYS key."""
-    with transaction.atomic():
-        return crypto.rotate_column(Relay.objects.all(), "password_encrypted") + crypto.rotate_column(
-            SendingIdentity.objects.all(), "dkim_private_key_encrypted"
-        )
 
 
 # --- sending identities ---

@@ -298,10 +298,11 @@ def _default_bounce_domain() -> str:
 
 
 BOUNCE_DOMAIN = (env_str("BOUNCE_DOMAIN") or _default_bounce_domain()).lower()
-# Fernet keys (comma separated, newest first) that encrypt relay passwords and DKIM keys; the
-# older ones still decrypt, so a key is rotated by prepending a new one and running
-# `manage.py relay_rotate_keys`. Without one a key is derived from SECRET_KEY.
-DELIVERY_ENCRYPTION_KEYS = env_list("DELIVERY_ENCRYPTION_KEYS", [])
+# Fernet keys (comma separated, newest first) that encrypt every secret the platform reads back
+# (mailplatform/crypto.py); the older ones still decrypt, so a key is rotated by prepending a new
+# one and running `manage.py rotate_keys`. Without one a key is derived from SECRET_KEY. The
+# earlier name DELIVERY_ENCRYPTION_KEYS is still read.
+ENCRYPTION_KEYS = env_list("ENCRYPTION_KEYS", []) or env_list("DELIVERY_ENCRYPTION_KEYS", [])
 # A claim is a lease: a row a lost worker held goes back to the queue after this long.
 DELIVERY_LEASE_SECONDS = env_int("DELIVERY_LEASE_SECONDS", 120, minimum=2)
 DELIVERY_BATCH_SIZE = env_int("DELIVERY_BATCH_SIZE", 500, minimum=1)

@@ -12,12 +12,11 @@ import poplib
 import ssl
 from collections.abc import Callable, Iterator
 
-from django.db import transaction
 from django.utils import timezone
 
-from delivery import crypto
 from delivery.bounces.models import BounceMailbox
 from delivery.bounces.services import Inbound, bounces_process
+from mailplatform import crypto
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 30
@@ -25,18 +24,12 @@ POLL_BATCH = 100  # messages per transaction (bounces_process): set-based work, 
 
 
 def mailbox_set_password(mailbox: BounceMailbox, password: str) -> None:
-    """Encrypted with DELIVERY_ENCRYPTION_KEYS, like relay passwords, so one rotation covers both."""
+    """Encrypted with ENCRYPTION_KEYS, like every secret (mailplatform.crypto)."""
     mailbox.password_encrypted = crypto.encrypt(password)
 
 
 def mailbox_password(mailbox: BounceMailbox) -> str:
     return crypto.decrypt(mailbox.password_encrypted)
-
-
-def mailbox_rotate_keys() -> int:
-    """Re-encrypt every stored mailbox password with the newest key."""
-    with transaction.atomic():
-        return crypto.rotate_column(BounceMailbox.objects.all(), "password_encrypted")
 
 
 def _tls_context(mailbox: BounceMailbox) -> ssl.SSLContext:

@@ -265,3 +265,36 @@ def test_a_real_worker_delivers_and_retries(worker_allowing_loopback, receiver):
         True,
         True,
     ]
+
+
+@pytest.mark.django_db
+def test_webhook_secrets_rotate_with_every_other_secret(settings, capsys):
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    endpoint, secret = _subscribe("https://hooks.example.com/in", ["bounced"])
+    new_key = Fernet.generate_key().decode()
+    settings.ENCRYPTION_KEYS = [new_key, *settings.ENCRYPTION_KEYS]
+    call_command("rotate_keys")
+    assert "re-encrypted 1 secrets" in capsys.readouterr().out
+    settings.ENCRYPTION_KEYS = [new_key]  # the old key (and the derived one) no longer needed
+    endpoint.refresh_from_db()
+    assert crypto.decrypt(endpoint.secret_encrypted) == secret
+    settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    with pytest.raises(crypto.SecretUnreadable):
+        crypto.decrypt(endpoint.secret_encrypted)
+
+
+@pytest.mark.django_db
+def test_the_migration_moves_stored_webhook_secrets_to_the_rotatable_keys() -> None:
+    from importlib import import_module
+
+    from django.apps import apps
+
+    migration = import_module("mailplatform.migrations.0004_webhook_secrets_under_rotatable_keys")
+    endpoint, secret = _subscribe("https://hooks.example.com/in", ["bounced"])
+    old = migration._old_fernet().encrypt(secret.encode()).decode()
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(secret_encrypted=old)
+    migration.reencrypt(apps, None)
+    endpoint.refresh_from_db()
+    assert endpoint.secret_encrypted != old and crypto.decrypt(endpoint.secret_encrypted) == secret

@@ -143,23 +143,23 @@ def test_a_bounce_matched_by_address_shows_in_the_contact_timeline(marketer_clie
     assert "matched by address" not in other
 
 
-def test_mailbox_passwords_rotate_with_the_delivery_keys(settings, capsys) -> None:
+def test_mailbox_passwords_rotate_with_the_platform_keys(settings, capsys) -> None:
     from cryptography.fernet import Fernet
     from django.core.management import call_command
 
-    from delivery import crypto
     from delivery.bounces.mailboxes import mailbox_set_password
+    from mailplatform import crypto
 
     mailbox = BounceMailbox(name="b", host="imap.example.com", username="u")
     mailbox_set_password(mailbox, "pw-1")
     mailbox.save()
     new_key = Fernet.generate_key().decode()
-    settings.DELIVERY_ENCRYPTION_KEYS = [new_key, *settings.DELIVERY_ENCRYPTION_KEYS]
-    call_command("relay_rotate_keys")
+    settings.ENCRYPTION_KEYS = [new_key, *settings.ENCRYPTION_KEYS]
+    call_command("rotate_keys")
     assert "re-encrypted 1 secrets" in capsys.readouterr().out
-    settings.DELIVERY_ENCRYPTION_KEYS = [new_key]  # the old key removed: still readable
+    settings.ENCRYPTION_KEYS = [new_key]  # the old key removed: still readable
     assert mailbox_password(BounceMailbox.objects.get(pk=mailbox.pk)) == "pw-1"
-    settings.DELIVERY_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
     with pytest.raises(crypto.SecretUnreadable):
         mailbox_password(BounceMailbox.objects.get(pk=mailbox.pk))
 

@@ -46,5 +46,5 @@ def test_rotate_keys_command(capsys):
     from delivery import services
 
     services.relay_save(name="r", host="smtp.example.com", port=587, password="x")
-    call_command("relay_rotate_keys")
+    call_command("rotate_keys")
     assert "re-encrypted 1 secrets" in capsys.readouterr().out

@@ -6,8 +6,9 @@ import pytest
 from cryptography.fernet import Fernet
 from django.urls import reverse
 
-from delivery import crypto, services
+from delivery import services
 from delivery.models import Relay, SendingIdentity
+from mailplatform import crypto
 from tests.delivery.smtp_servers import free_port
 
 pytestmark = pytest.mark.django_db
@@ -34,13 +35,13 @@ def test_passwords_are_encrypted_never_shown_and_rotatable(settings, admin_clien
     # Port 587 suggested STARTTLS.
     assert relay.security == "starttls"
     # Rotation: a new key first, the old one still readable, then re-encrypted with the new one.
-    old = settings.DELIVERY_ENCRYPTION_KEYS
+    old = settings.ENCRYPTION_KEYS
     new_key = Fernet.generate_key().decode()
-    settings.DELIVERY_ENCRYPTION_KEYS = [new_key, *old]
-    assert services.relay_rotate_keys() == 1
-    settings.DELIVERY_ENCRYPTION_KEYS = [new_key]
+    settings.ENCRYPTION_KEYS = [new_key, *old]
+    assert crypto.rotate_all() == 1
+    settings.ENCRYPTION_KEYS = [new_key]
     assert services.relay_password(Relay.objects.get(pk=relay.pk)) == "pa55word!"
-    settings.DELIVERY_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
     with pytest.raises(crypto.SecretUnreadable):
         services.relay_password(Relay.objects.get(pk=relay.pk))
 

@@ -1,5 +1,6 @@
 """Bounce mailbox passwords move from a key of their own (derived from SECRET_KEY) to the
-rotatable DELIVERY_ENCRYPTION_KEYS that relay passwords use, so one rotation covers every secret."""
+rotatable keys that relay passwords use (now mailplatform.crypto), so one rotation covers every
+secret."""
 
 import base64
 import hashlib
@@ -15,7 +16,7 @@ def _old_fernet() -> Fernet:
 
 
 def reencrypt(apps, schema_editor):
-    from delivery import crypto
+    from mailplatform import crypto
 
     BounceMailbox = apps.get_model("bounces", "BounceMailbox")
     old = _old_fernet()
