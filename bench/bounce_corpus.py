@@ -227,13 +227,12 @@ def listener_rate(jobs: list[tuple[bytes, str]], seconds: float, clients: int) -
     """`manage.py bounce_server` in a process of its own, fed by `clients` concurrent SMTP
     sessions as several MTAs would: accepted messages per second, each committed before its 250."""
     import smtplib
-    import socket
     import subprocess
     import threading
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    from loopback import free_port, wait_for_port
+
+    port = free_port()
     env = {
         **os.environ,
         "BOUNCE_DOMAIN": "bounce.example.net",
@@ -246,7 +245,7 @@ def listener_rate(jobs: list[tuple[bytes, str]], seconds: float, clients: int) -
         stdout=subprocess.DEVNULL,
     )
     try:
-        _wait_for_port(port, server)
+        wait_for_port(port, server, seconds=60)
         accepted = [0] * clients
         deadline = time.perf_counter() + max(seconds, 0.5)
 
@@ -276,21 +275,6 @@ def listener_rate(jobs: list[tuple[bytes, str]], seconds: float, clients: int) -
         "listener_accepted": sum(accepted),
         "listener_bounces_per_s": round(sum(accepted) / elapsed, 1),
     }
-
-
-def _wait_for_port(port: int, server) -> None:
-    import socket
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"bounce_server exited with {server.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("bounce_server did not start listening within 60 s")
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from benchdb import own_database  # noqa: E402
+from loopback import free_port, wait_for_port  # noqa: E402
 
 FIELDS = ("first_name", "last_name", "email", "city", "company")
 
@@ -54,23 +55,6 @@ def postfix_tool(name: str) -> str:
     return str(target / "usr" / "sbin" / name)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"smtp-sink did not listen on {port}")
-
-
 def start_sink(port: int, dump: Path | None) -> subprocess.Popen:
     argv = [postfix_tool("smtp-sink")]
     if os.geteuid() == 0:
@@ -79,7 +63,7 @@ def start_sink(port: int, dump: Path | None) -> subprocess.Popen:
         argv += ["-D", str(dump)]
     argv += [f"127.0.0.1:{port}", "1024"]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(port)
+    wait_for_port(port, process)
     return process
 
 
