@@ -63,7 +63,7 @@ def rotate(token: str) -> str:
         raise SecretUnreadable("a stored secret cannot be decrypted with any configured key") from None
 
 
-def rotate_column(rows: QuerySet, field: str) -> int:
+def _rotate_column(rows: QuerySet, field: str) -> int:
     """Re-encrypt `field` of every row with the newest key (inside the caller's transaction)."""
     count = 0
     for row in rows.select_for_update().exclude(**{field: ""}):
@@ -86,4 +86,4 @@ def secret_columns() -> list[tuple[type, str]]:
 def rotate_all() -> int:
     """Every stored secret re-encrypted with the newest key, in one transaction."""
     with transaction.atomic():
-        return sum(rotate_column(model.objects.all(), field) for model, field in secret_columns())
+        return sum(_rotate_column(model.objects.all(), field) for model, field in secret_columns())

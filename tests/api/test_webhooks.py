@@ -272,6 +272,12 @@ def test_webhook_secrets_rotate_with_every_other_secret(settings, capsys):
     from cryptography.fernet import Fernet
     from django.core.management import call_command
 
+    assert {(model._meta.label, field) for model, field in crypto.secret_columns()} == {
+        ("delivery.Relay", "password_encrypted"),
+        ("delivery.SendingIdentity", "dkim_private_key_encrypted"),
+        ("bounces.BounceMailbox", "password_encrypted"),
+        ("mailplatform.WebhookEndpoint", "secret_encrypted"),
+    }
     endpoint, secret = _subscribe("https://hooks.example.com/in", ["bounced"])
     new_key = Fernet.generate_key().decode()
     settings.ENCRYPTION_KEYS = [new_key, *settings.ENCRYPTION_KEYS]
