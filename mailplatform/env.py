@@ -14,16 +14,22 @@ class ConfigError(Exception):
     """A setting from the environment is missing or malformed."""
 
 
+# Every variable a reader was asked for: the deployment files are checked against it (a compose
+# file that passes a variable nothing reads, or misses a secret a setting reads, fails a test).
+NAMES_READ: set[str] = set()
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
 def env_str(name: str, default: str | None = None) -> str | None:
+    NAMES_READ.add(name)
     value = os.environ.get(name)
     return default if value is None else value
 
 
 def env_bool(name: str, default: bool = False) -> bool:
+    NAMES_READ.add(name)
     value = os.environ.get(name)
     if value is None:
         return default
@@ -36,6 +42,7 @@ def env_bool(name: str, default: bool = False) -> bool:
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    NAMES_READ.add(name)
     value = os.environ.get(name)
     if value is None or value.strip() == "":
         return default
@@ -49,6 +56,7 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
 
 
 def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    NAMES_READ.add(name)
     value = os.environ.get(name)
     if value is None or value.strip() == "":
         return default
@@ -62,6 +70,7 @@ def env_float(name: str, default: float, *, minimum: float | None = None) -> flo
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
+    NAMES_READ.add(name)
     value = os.environ.get(name)
     if value is None:
         return list(default)
@@ -69,6 +78,7 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 def env_url(name: str, default: str, *, schemes: tuple[str, ...] = ("http", "https")) -> str:
+    NAMES_READ.add(name)
     value = os.environ.get(name, default)
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.netloc:
