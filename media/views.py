@@ -82,3 +82,6 @@ def serve(request: HttpRequest, name: str) -> FileResponse:
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response["Cross-Origin-Resource-Policy"] = "cross-origin"
     return response
+
+
+serve.public_endpoint = True  # type: ignore[attr-defined]  # mail clients fetch images without a session
