@@ -189,6 +189,9 @@ elif MEDIA_STORAGE == "filesystem":
     }
 else:
     raise ConfigError("MEDIA_STORAGE must be filesystem or s3")
+# Files attached to a template go with every message: their total per message, and their count.
+TEMPLATE_ATTACHMENTS_MAX_BYTES = env_int("TEMPLATE_ATTACHMENTS_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
+TEMPLATE_ATTACHMENTS_MAX_FILES = env_int("TEMPLATE_ATTACHMENTS_MAX_FILES", 10, minimum=1)
 MEDIA_MAX_IMAGE_BYTES = env_int("MEDIA_MAX_IMAGE_BYTES", 5 * 1024 * 1024, minimum=1024)
 MEDIA_MAX_IMAGE_PIXELS = env_int("MEDIA_MAX_IMAGE_PIXELS", 40_000_000, minimum=10_000)
 
