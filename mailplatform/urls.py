@@ -41,6 +41,7 @@ urlpatterns = [
 urlpatterns += [
     path("contacts/", include("contacts.urls")),
     path("templates/", include("templates.urls")),
+    path("media/", include("media.urls")),
     path("campaigns/", include("campaigns.urls")),
     path("delivery/", include("delivery.urls")),
     path("bounces/", include("delivery.bounces.urls")),
