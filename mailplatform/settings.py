@@ -168,16 +168,20 @@ MEDIA_ROOT = VAR_DIR / "media"
 # The media library (images, template attachments): the filesystem under MEDIA_ROOT, or an
 # S3-compatible bucket (AWS, MinIO, Ceph, R2) through django-storages with MEDIA_STORAGE=s3.
 MEDIA_STORAGE = (env_str("MEDIA_STORAGE", "filesystem") or "filesystem").lower()
+# Read whatever the storage, so every variable the platform understands is known (the compose test).
+_MEDIA_S3_OPTIONS = {
+    "bucket_name": env_str("MEDIA_S3_BUCKET") or "",
+    "endpoint_url": env_str("MEDIA_S3_ENDPOINT_URL") or None,
+    "region_name": env_str("MEDIA_S3_REGION") or None,
+    "access_key": env_str("MEDIA_S3_ACCESS_KEY_ID") or None,
+    "secret_key": env_str("MEDIA_S3_SECRET_ACCESS_KEY") or None,
+    "location": env_str("MEDIA_S3_PREFIX", "") or "",
+}
 if MEDIA_STORAGE == "s3":
     STORAGES["media"] = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
-            "bucket_name": env_str("MEDIA_S3_BUCKET") or "",
-            "endpoint_url": env_str("MEDIA_S3_ENDPOINT_URL") or None,
-            "region_name": env_str("MEDIA_S3_REGION") or None,
-            "access_key": env_str("MEDIA_S3_ACCESS_KEY_ID") or None,
-            "secret_key": env_str("MEDIA_S3_SECRET_ACCESS_KEY") or None,
-            "location": env_str("MEDIA_S3_PREFIX", "") or "",
+            **_MEDIA_S3_OPTIONS,
             # The platform serves the files itself (media:file), so the bucket stays private.
             "default_acl": None,
             "querystring_auth": True,
