@@ -12,6 +12,7 @@ Message bytes handed to `send` are final: CRLF line ends, dot-stuffed, ending in
 
 from __future__ import annotations
 
+import re
 import smtplib
 import socket
 import ssl
@@ -50,6 +51,40 @@ class Outcome:
     # True when the server may have accepted the message although we have no reply (lost connection
     # after the data went out): retrying may duplicate.
     uncertain: bool = False
+    # True when this outcome says the relay itself is unwell (a 421, a dropped connection): the
+    # engine counts it against the relay's health. A recipient's refusal or a per-domain rate
+    # limit says nothing about the relay.
+    relay_fault: bool = False
+
+    @property
+    def domain_throttled(self) -> bool:
+        """A 4.7.x rate limit for this recipient's domain: defer the message, keep using the relay."""
+        return (
+            self.status == DEFERRED
+            and self.stage in ("rcpt", "data")
+            and domain_rate_limited(self.code, self.reply)
+        )
+
+
+# An enhanced status code (RFC 3463) at the start of a reply's text: "4.7.28 ...".
+_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+# Words receivers use when the 4.7.x refusal is about sending too fast (Gmail's 4.7.28, Microsoft's
+# 4.7.500-699 "temporarily rate limited", Yahoo's "TSS04 ... deferred due to user complaints" is not).
+_RATE_WORDS = re.compile(r"rate|limit|too many|too fast|throttl|slow down", re.IGNORECASE)
+
+
+def domain_rate_limited(code: int, reply: str) -> bool:
+    """Whether a reply to one recipient is a temporary rate limit of that recipient's domain.
+
+    A 4xx whose enhanced status is 4.7.x and whose text names a rate limit (RFC 3463's class 7 is
+    "security or policy"; receivers use it for "you are sending too fast"). Such a refusal defers
+    the one message and says nothing about the relay: the relay is not backed off. Per-domain
+    slowdown builds on this (see the deliverability issue).
+    """
+    if not 400 <= code < 500:
+        return False
+    match = _ENHANCED.match(reply)
+    return bool(match and match.group(1) == "4" and match.group(2) == "7" and _RATE_WORDS.search(reply))
 
 
 @dataclass
@@ -207,6 +242,11 @@ class RelayConnection:
     def _ehlo(self) -> None:
         assert self.smtp is not None
         code, reply = self.smtp.ehlo()
+        if code == 421:
+            # The server is closing the session: trying HELO would only report the closed socket.
+            raise RelayError(
+                f"{self.host}:{self.port} answered {code} {reply.decode(errors='replace')}", code=code
+            )
         if code != 250:
             code, reply = self.smtp.helo()
             if code != 250:
@@ -315,33 +355,36 @@ class RelayConnection:
                 if pending is not None:
                     code, reply = self._read()
                     unanswered.pop(0)
-                    yield self._data_outcome(pending, code, reply)
+                    outcome = self._data_outcome(pending, code, reply)
+                    yield outcome
                     if code == 421:
-                        raise _Closing(code, reply)
+                        raise _Closing(code, reply, throttled=outcome.domain_throttled)
                     pending = None
                 if envelope is None:
                     continue
                 if need_rset:
                     self._read()
                     need_rset = False
-                mail = self._read()
-                rcpt = self._read()
-                data = self._read()
+                mail, rcpt, data = replies = self._read_replies(3)
                 if mail[0] == 250 and rcpt[0] in (250, 251) and data[0] == 354:
                     pending = envelope
                     continue
                 unanswered = []
+                outcome = self._envelope_refusal(envelope, mail, rcpt, data)
+                hung_up = outcome.code == 421 or any(code == 0 for code, _ in replies)
+                if hung_up:
+                    # The server said why and hung up (a 421, or a 4xx then the end of the connection).
+                    outcome.relay_fault = not outcome.domain_throttled
+                yield outcome
+                if hung_up:
+                    raise _Closing(outcome.code, outcome.reply, throttled=outcome.domain_throttled)
                 if data[0] == 354:
                     # A server that took DATA without a recipient: end the empty message, then reset.
                     sock.sendall(b".\r\n")
                     self._read()
                 need_rset = True
-                outcome = self._envelope_refusal(envelope, mail, rcpt, data)
-                yield outcome
-                if 421 in (mail[0], rcpt[0], data[0]):
-                    raise _Closing(421, outcome.reply)
         except _Closing as closing:
-            yield from self._lost(unanswered, closing.code, closing.reply)
+            yield from self._lost(unanswered, closing.code, closing.reply, relay_fault=not closing.throttled)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             yield from self._lost(unanswered, 0, f"connection lost: {exc}")
 
@@ -372,51 +415,87 @@ class RelayConnection:
                     sock.sendall(envelope.data + b".\r\n")
                     code, reply = self._read()
                     current = []
-                    yield self._data_outcome(envelope, code, reply)
+                    outcome = self._data_outcome(envelope, code, reply)
+                    yield outcome
                     if code == 421:
-                        raise _Closing(code, reply)
+                        raise _Closing(code, reply, throttled=outcome.domain_throttled)
                     continue
                 current = []
                 outcome = self._envelope_refusal(envelope, mail, rcpt, data)
                 yield outcome
-                if 421 in (mail[0], rcpt[0], data[0]):
-                    raise _Closing(421, outcome.reply)
+                if outcome.code == 421:
+                    raise _Closing(421, outcome.reply, throttled=outcome.domain_throttled)
                 if mail[0] == 250:
                     sock.sendall(b"RSET\r\n")
                     self._read()
         except _Closing as closing:
-            yield from self._lost(current, closing.code, closing.reply)
+            yield from self._lost(current, closing.code, closing.reply, relay_fault=not closing.throttled)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             yield from self._lost(current, 0, f"connection lost: {exc}")
+
+    def _read_replies(self, count: int) -> list[tuple[int, str]]:
+        """Read the replies to `count` pipelined commands; (0, "") for those never answered.
+
+        A server that refuses with a 421 (or a 4xx) and hangs up answers nothing after it: its
+        reply is the reason, not the closed connection we would find by reading on.
+        """
+        replies: list[tuple[int, str]] = []
+        while len(replies) < count:
+            try:
+                reply = self._read()
+            except (smtplib.SMTPServerDisconnected, OSError):
+                if replies and 400 <= replies[-1][0] < 500:
+                    break
+                raise
+            replies.append(reply)
+            if reply[0] == 421:
+                break
+        return replies + [(0, "")] * (count - len(replies))
 
     def _data_outcome(self, envelope: Envelope, code: int, reply: str) -> Outcome:
         if 200 <= code < 300:
             self.messages_sent += 1
             return Outcome(envelope.key, SENT, code, reply, "data")
-        status = FAILED if 500 <= code < 600 else DEFERRED
-        return Outcome(envelope.key, status, code, reply, "data")
+        return self._refusal(envelope, code, reply, "data")
 
     @staticmethod
+    def _refusal(envelope: Envelope, code: int, reply: str, stage: str) -> Outcome:
+        status = FAILED if 500 <= code < 600 else DEFERRED
+        outcome = Outcome(envelope.key, status, code, reply, stage)
+        # A 421 closes the session: the relay is unwell, unless it is one domain's rate limit.
+        outcome.relay_fault = code == 421 and not outcome.domain_throttled
+        return outcome
+
+    @classmethod
     def _envelope_refusal(
-        envelope: Envelope, mail: tuple[int, str], rcpt: tuple[int, str], data: tuple[int, str]
+        cls, envelope: Envelope, mail: tuple[int, str], rcpt: tuple[int, str], data: tuple[int, str]
     ) -> Outcome:
         for stage, (code, reply) in (("mail", mail), ("rcpt", rcpt), ("data", data)):
             if code and not (200 <= code < 400):
-                status = FAILED if 500 <= code < 600 else DEFERRED
-                return Outcome(envelope.key, status, code, reply, stage)
-        return Outcome(envelope.key, DEFERRED, 0, "no reply from the relay", "data")
+                return cls._refusal(envelope, code, reply, stage)
+        return Outcome(envelope.key, DEFERRED, 0, "no reply from the relay", "data", relay_fault=True)
 
-    def _lost(self, unanswered: list[tuple[Envelope, bool]], code: int, reply: str) -> Iterator[Outcome]:
+    def _lost(
+        self, unanswered: list[tuple[Envelope, bool]], code: int, reply: str, *, relay_fault: bool = True
+    ) -> Iterator[Outcome]:
         self.abort()
         reason = f"{code} {reply}".strip() if code else reply
         for envelope, data_sent in unanswered:
             # Data that went out may have been accepted before the connection went: a retry may duplicate.
-            yield Outcome(envelope.key, DEFERRED, code, reason, "connection", uncertain=data_sent)
+            yield Outcome(
+                envelope.key,
+                DEFERRED,
+                code,
+                reason,
+                "connection",
+                uncertain=data_sent,
+                relay_fault=relay_fault,
+            )
 
 
 class _Closing(Exception):
-    def __init__(self, code: int, reply: str) -> None:
-        self.code, self.reply = code, reply
+    def __init__(self, code: int, reply: str, *, throttled: bool = False) -> None:
+        self.code, self.reply, self.throttled = code, reply, throttled
 
 
 def test_connection(

@@ -8,9 +8,19 @@ from django.db import transaction
 
 from mailplatform.services import audit_record
 from templates.compiler import CompiledTemplate, TemplateError, compile_template
-from templates.models import EmailTemplate, TemplateVersion
+from templates.models import EmailTemplate, SourceFormat, TemplateVersion
 
-EDITABLE_FIELDS = ("name", "subject", "preheader", "html", "text", "layout", "transactional")
+EDITABLE_FIELDS = (
+    "name",
+    "subject",
+    "preheader",
+    "html",
+    "source_format",
+    "text",
+    "layout",
+    "transactional",
+    "attachments",
+)
 
 
 def _layout_html(layout: EmailTemplate | None, template: EmailTemplate | None = None) -> str | None:
@@ -32,6 +42,8 @@ def _compile_fields(
         if fields.get("layout") is not None:
             raise TemplateError("a base layout cannot extend another layout", part="layout")
         # A layout is checked the way it will be used: with a body in its {{ content }}.
+        if fields.get("source_format", SourceFormat.HTML) != SourceFormat.HTML:
+            raise TemplateError("a base layout is written in HTML", part="html")
         return compile_template(
             subject=fields["subject"] or fields["name"],
             html="<p>content</p>",
@@ -44,6 +56,8 @@ def _compile_fields(
         text=fields["text"] or None,
         preheader=fields["preheader"],
         layout_html=_layout_html(fields.get("layout"), template),
+        source_format=fields.get("source_format") or SourceFormat.HTML,
+        attachments=fields.get("attachments") or (),
     )
 
 
@@ -58,7 +72,9 @@ def _record_version(
         subject=template.subject,
         preheader=template.preheader,
         html=template.html,
+        source_format=template.source_format,
         text=template.text,
+        attachments=template.attachments,
         layout=template.layout,
         transactional=template.transactional,
         note=note[:300],
@@ -80,6 +96,8 @@ def template_create(
     layout: EmailTemplate | None = None,
     kind: str = EmailTemplate.Kind.TEMPLATE,
     transactional: bool = False,
+    source_format: str = SourceFormat.HTML,
+    attachments: list[dict[str, Any]] | None = None,
     starter: str = "",
     by: Any = None,
     note: str = "Created",
@@ -94,7 +112,11 @@ def template_create(
         "text": text,
         "preheader": preheader,
         "layout": layout,
+        "source_format": source_format,
+        "attachments": attachments or [],
     }
+    if source_format not in SourceFormat.values:
+        raise TemplateError(f"source format must be one of {', '.join(SourceFormat.values)}", part="html")
     compiled = _compile_fields(kind, fields)
     with transaction.atomic():
         template = EmailTemplate.objects.create(
@@ -103,7 +125,9 @@ def template_create(
             subject=subject.strip(),
             preheader=preheader.strip(),
             html=html,
+            source_format=source_format,
             text=text,
+            attachments=attachments or [],
             layout=layout,
             transactional=transactional,
             starter=starter,
@@ -128,6 +152,8 @@ def template_update(template_id: int, *, by: Any = None, note: str = "", **chang
         fields.update(changes)
         for name in ("name", "subject", "preheader"):
             fields[name] = (fields[name] or "").strip()
+        if fields["source_format"] not in SourceFormat.values:
+            raise TemplateError(f"source format must be one of {', '.join(SourceFormat.values)}", part="html")
         compiled = _compile_fields(template.kind, fields, template=template)
         changed = [name for name in EDITABLE_FIELDS if getattr(template, name) != fields[name]]
         if not changed and template.current_version_id is not None:
@@ -153,7 +179,9 @@ def template_restore(template_id: int, version_id: int, *, by: Any = None) -> Em
         subject=version.subject,
         preheader=version.preheader,
         html=version.html,
+        source_format=version.source_format,
         text=version.text,
+        attachments=version.attachments,
         layout=version.layout,
         transactional=version.transactional,
     )
@@ -176,7 +204,9 @@ def template_duplicate(template_id: int, *, by: Any = None) -> EmailTemplate:
         name=f"{source.name} (copy)"[:200],
         subject=source.subject,
         html=source.html,
+        source_format=source.source_format,
         text=source.text,
+        attachments=source.attachments,
         preheader=source.preheader,
         layout=source.layout,
         kind=source.kind,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 from collections.abc import Callable
@@ -42,9 +41,7 @@ class RecordingHandler:
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str, options):
         reply = self.mail_reply()
         if reply:
-            if reply.startswith("421"):
-                asyncio.get_running_loop().call_soon(server.transport.close)
-            return reply
+            return await _refuse(server, reply)
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"
@@ -52,16 +49,14 @@ class RecordingHandler:
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options):
         reply = self.rcpt_reply(address)
         if reply:
-            return reply
+            return await _refuse(server, reply)
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope):
         reply = self.data_reply(envelope)
         if reply:
-            if reply.startswith("421"):
-                asyncio.get_running_loop().call_soon(server.transport.close)
-            return reply
+            return await _refuse(server, reply)
         with self.lock:
             self.received.append(
                 Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or b"")
@@ -71,6 +66,14 @@ class RecordingHandler:
     def recipients(self) -> list[str]:
         with self.lock:
             return [rcpt for message in self.received for rcpt in message.rcpt_tos]
+
+
+async def _refuse(server: SMTP, reply: str) -> str:
+    """Refuse with `reply`; a 421 hangs up at once, as Postfix does, answering nothing pipelined after it."""
+    if reply.startswith("421"):
+        await server.push(reply)
+        server.transport.close()
+    return reply
 
 
 def free_port() -> int:
@@ -101,3 +104,39 @@ class SmtpServer:
 
     def __exit__(self, *exc: object) -> None:
         self.controller.stop()
+
+
+class GreetingRefuser:
+    """A listener that answers every connection with one line (a 421 banner, say) and hangs up."""
+
+    def __init__(self, banner: bytes = b"421 4.3.2 Service not available, closing transmission channel\r\n"):
+        self.banner = banner
+        self.connections = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with client:
+                client.sendall(self.banner)
+
+    def __enter__(self) -> GreetingRefuser:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # shutdown wakes the thread blocked in accept(); close alone would not on Linux.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(5)

@@ -197,3 +197,109 @@ def test_starttls_required_but_not_offered():
     with SmtpServer(RecordingHandler()) as server:
         with pytest.raises(RelayError, match="does not offer STARTTLS"):
             test_connection("127.0.0.1", server.port, security="starttls", timeout=5)
+
+
+# --- 4xx replies read as such (issue #20, item 3) ---
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "lockstep"])
+@pytest.mark.parametrize("stage", ["mail", "rcpt", "data"])
+def test_a_421_that_hangs_up_is_recorded_with_its_text_at_its_stage(pipelining, stage):
+    """The server answers 421 and closes at once (as Postfix does): the 421, not "connection lost"."""
+    calls = {"n": 0}
+
+    def third(*_args):
+        calls["n"] += 1
+        return "421 4.3.2 shutting down for maintenance" if calls["n"] == 3 else None
+
+    handler = RecordingHandler(pipelining=pipelining, **{f"{stage}_reply": third})
+    with SmtpServer(handler) as server:
+        smtp = RelayConnection("127.0.0.1", server.port)
+        smtp.open()
+        outcomes = list(smtp.send(_envelopes(10)))
+    assert [o.status for o in outcomes[:2]] == [SENT, SENT]
+    refused = outcomes[2]
+    assert (refused.status, refused.code, refused.stage) == (DEFERRED, 421, stage)
+    assert refused.reply == "4.3.2 shutting down for maintenance"
+    assert refused.relay_fault and not refused.domain_throttled
+    # Nothing written after it went out: whatever else was in flight comes back untried, not uncertain.
+    assert all(o.stage == "connection" and not o.uncertain for o in outcomes[3:])
+    assert not smtp.is_open and len(handler.received) == 2
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "lockstep"])
+def test_a_4xx_to_one_recipient_is_read_and_the_session_goes_on(pipelining):
+    def busy(address):
+        return "450 4.2.1 mailbox busy, try later" if address == "user3@example.org" else None
+
+    handler = RecordingHandler(pipelining=pipelining, rcpt_reply=busy)
+    with SmtpServer(handler) as server:
+        smtp = RelayConnection("127.0.0.1", server.port)
+        smtp.open()
+        outcomes = list(smtp.send(_envelopes(6)))
+        smtp.close()
+    assert [o.status for o in outcomes] == [SENT, SENT, SENT, DEFERRED, SENT, SENT]
+    assert (outcomes[3].code, outcomes[3].stage, outcomes[3].reply) == (
+        450,
+        "rcpt",
+        "4.2.1 mailbox busy, try later",
+    )
+    assert not outcomes[3].relay_fault
+    assert handler.connections == 1
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "lockstep"])
+def test_a_domain_rate_limit_defers_one_message_without_faulting_the_relay(pipelining):
+    def limited(address):
+        if address == "user2@example.org":
+            return "421 4.7.28 Our system has detected an unusual rate of mail; rate limited, try again later"
+        return None
+
+    handler = RecordingHandler(pipelining=pipelining, rcpt_reply=limited)
+    with SmtpServer(handler) as server:
+        smtp = RelayConnection("127.0.0.1", server.port)
+        smtp.open()
+        outcomes = list(smtp.send(_envelopes(6)))
+    throttled = outcomes[2]
+    assert (throttled.status, throttled.code, throttled.stage) == (DEFERRED, 421, "rcpt")
+    assert throttled.domain_throttled and not throttled.relay_fault
+    # The hang-up that came with it is not held against the relay either.
+    assert not any(o.relay_fault for o in outcomes)
+
+
+@pytest.mark.parametrize(
+    ("code", "reply", "limited"),
+    [
+        (421, "4.7.28 unusual rate of unsolicited mail, temporarily rate limited", True),
+        (450, "4.7.1 Too many messages, slow down", True),
+        (451, "4.7.650 The mail server has been temporarily rate limited", True),
+        (451, "4.7.1 Greylisted, please come back in 5 minutes", False),  # greylisting is not a rate
+        (451, "4.3.0 rate of something", False),  # not class 7
+        (550, "5.7.1 rate limit exceeded", False),  # permanent
+        (452, "too many recipients", False),  # no enhanced status
+    ],
+)
+def test_which_replies_are_a_domain_rate_limit(code, reply, limited):
+    from delivery.smtp import domain_rate_limited
+
+    assert domain_rate_limited(code, reply) is limited
+
+
+def test_a_421_greeting_is_a_relay_error_with_its_text():
+    from tests.delivery.smtp_servers import GreetingRefuser
+
+    with GreetingRefuser() as server, pytest.raises(RelayError, match="421") as caught:
+        test_connection("127.0.0.1", server.port, security="none", timeout=3)
+    assert caught.value.code == 421 and "Service not available" in str(caught.value)
+
+
+def test_a_421_to_ehlo_is_a_relay_error_with_its_text():
+    class Closing(RecordingHandler):
+        async def handle_EHLO(self, server, session, envelope, hostname, responses):
+            await server.push("421 4.7.0 too many connections from your host")
+            server.transport.close()
+            return "421 4.7.0 too many connections from your host"
+
+    with SmtpServer(Closing()) as server, pytest.raises(RelayError, match="too many connections") as caught:
+        test_connection("127.0.0.1", server.port, security="none", timeout=3)
+    assert caught.value.code == 421
