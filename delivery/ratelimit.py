@@ -16,9 +16,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from django.conf import settings
-
-from mailplatform.redis_cache import redis_client
+from mailplatform.redis_cache import redis_client, redis_key
 
 _SCRIPT = """
 local op = ARGV[1]
@@ -117,12 +115,8 @@ def _run(keys: list[str], args: list) -> tuple[int, float]:
     return int(count), float(wait)
 
 
-def _key_prefix() -> str:
-    return settings.CACHES["default"].get("KEY_PREFIX", "posthorn")
-
-
 def _prefix(relay_id: int) -> str:
-    return f"{_key_prefix()}:delivery:relay:{relay_id}"
+    return redis_key("delivery", "relay", relay_id)
 
 
 @dataclass(frozen=True)
@@ -206,7 +200,7 @@ class ConnectionSlot(Semaphore):
 
 
 def _sent_key(mailing_id: int, second: int) -> str:
-    return f"{_key_prefix()}:delivery:mailing:{mailing_id}:sent:{second}"
+    return redis_key("delivery", "mailing", mailing_id, "sent", second)
 
 
 def count_sent(mailing_id: int, count: int) -> None:

@@ -15,12 +15,13 @@ from celery import current_app
 from django.conf import settings
 
 from delivery import ratelimit, relays
+from mailplatform.redis_cache import redis_key
 
 SEND_TASK = "delivery.tasks.send_mailing"
 
 
 def _key(mailing_id: int) -> str:
-    return f"{settings.CACHES['default'].get('KEY_PREFIX', 'posthorn')}:delivery:mailing:{mailing_id}:runners"
+    return redis_key("delivery", "mailing", mailing_id, "runners")
 
 
 def semaphore(mailing_id: int, token: str, *, lease: float, limit: int | None = None) -> ratelimit.Semaphore:

@@ -479,9 +479,11 @@ def _lf(source: str) -> str:
 
 
 def _attachments_checked(attachments: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
+    files = tuple(dict(a) for a in attachments)
+    if not files:
+        return files
     from django.conf import settings
 
-    files = tuple(dict(a) for a in attachments)
     if len(files) > settings.TEMPLATE_ATTACHMENTS_MAX_FILES:
         raise TemplateError(
             f"{len(files)} files attached; at most {settings.TEMPLATE_ATTACHMENTS_MAX_FILES} are allowed",

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import transaction
 
-from mailplatform.services import audit_record
+from mailplatform.services import acting_user, audit_record
 from templates.compiler import CompiledTemplate, TemplateError, compile_template
 from templates.models import EmailTemplate, SourceFormat, TemplateVersion
 
@@ -79,7 +79,7 @@ def _record_version(
         transactional=template.transactional,
         note=note[:300],
         uses_logic=compiled.uses_logic,
-        created_by=by if getattr(by, "is_authenticated", False) else None,
+        created_by=acting_user(by),
     )
     template.current_version = version
     template.save(update_fields=["current_version", "updated_at"])
@@ -131,7 +131,7 @@ def template_create(
             layout=layout,
             transactional=transactional,
             starter=starter,
-            created_by=by if getattr(by, "is_authenticated", False) else None,
+            created_by=acting_user(by),
         )
         version = _record_version(template, compiled, by=by, note=note)
         audit_record(by, "template.created", template, details={"version": version.number, "kind": kind})
@@ -228,3 +228,74 @@ def template_compile(template_id: int, version_id: int | None = None) -> Compile
         source = TemplateVersion.objects.select_related("layout").get(pk=version_id, template_id=template_id)
     fields = {name: getattr(source, name) for name in EDITABLE_FIELDS}
     return _compile_fields(template.kind, fields, template=template)
+
+
+# --- attachments ---
+
+# Executables and scripts: mail providers refuse messages that carry them, and so do we.
+REFUSED_EXTENSIONS = frozenset(
+    "exe com bat cmd scr pif msi msp jar js jse vbs vbe wsf wsh hta ps1 psm1 lnk reg cpl dll iso".split()
+)
+
+
+def _attachment_filename(name: str) -> str:
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = "".join(ch for ch in base if ch.isprintable() and ch not in '"<>:|?*').strip(" .")[:120]
+    if not cleaned:
+        raise TemplateError("the file needs a name", part="attachments")
+    extension = cleaned.rsplit(".", 1)[-1].lower() if "." in cleaned else ""
+    if extension in REFUSED_EXTENSIONS:
+        raise TemplateError(
+            f".{extension} files cannot be attached: mail providers refuse messages carrying programs or scripts",
+            part="attachments",
+        )
+    return cleaned
+
+
+def template_attach(template_id: int, *, data: bytes, filename: str, by: Any = None) -> EmailTemplate:
+    """Attach a file to a template (a new version); TemplateError, and nothing stored, when refused.
+
+    The bytes are stored once, content-addressed, in media storage; the template and its
+    versions keep only the metadata, so a mailing's snapshot names exactly these bytes.
+    """
+    import mimetypes
+
+    from django.conf import settings
+
+    from media.storage import store_bytes
+
+    name = _attachment_filename(filename)
+    if not data:
+        raise TemplateError(f"{name} is empty", part="attachments")
+    template = EmailTemplate.objects.get(pk=template_id)
+    if template.kind == EmailTemplate.Kind.LAYOUT:
+        raise TemplateError("base layouts carry no attachments", part="attachments")
+    current = list(template.attachments or [])
+    total = sum(int(a["size"]) for a in current) + len(data)
+    limit = settings.TEMPLATE_ATTACHMENTS_MAX_BYTES
+    if total > limit:  # checked before storing anything
+        raise TemplateError(
+            f"{name} would make the attachments {total / 1048576:.1f} MB; a message may carry at most "
+            f"{limit / 1048576:.1f} MB of attachments",
+            part="attachments",
+        )
+    storage_name, digest = store_bytes("attachments", data, name)
+    meta = {
+        "filename": name,
+        "content_type": mimetypes.guess_type(name)[0] or "application/octet-stream",
+        "size": len(data),
+        "sha256": digest,
+        "storage_name": storage_name,
+    }
+    kept = [a for a in current if not (a["sha256"] == digest and a["filename"] == name)]
+    return template_update(template_id, by=by, note=f"Attached {name}", attachments=[*kept, meta])
+
+
+def template_detach(template_id: int, *, index: int, by: Any = None) -> EmailTemplate:
+    """Remove the attachment at `index` (a new version; the stored file stays for older versions)."""
+    template = EmailTemplate.objects.get(pk=template_id)
+    current = list(template.attachments or [])
+    if not 0 <= index < len(current):
+        raise TemplateError("no such attachment", part="attachments")
+    removed = current.pop(index)
+    return template_update(template_id, by=by, note=f"Removed {removed['filename']}", attachments=current)
