@@ -10,12 +10,14 @@ from mailplatform.env import (
     ConfigError,
     check_redis_url,
     env_bool,
+    env_checked,
     env_int,
     env_list,
     env_str,
     env_url,
     parse_database_url,
 )
+from mailplatform.locales import check_language, check_timezone
 from mailplatform.paths import REPO_ROOT, VAR_DIR, ensure_var
 
 BASE_DIR: Path = REPO_ROOT
@@ -49,6 +51,9 @@ TIME_ZONE = env_str("TIME_ZONE", "UTC") or "UTC"
 USE_TZ = True
 LANGUAGE_CODE = "en-us"
 USE_I18N = False
+# A contact's language and time zone when it has none of its own (contacts.models.Contact).
+DEFAULT_LANGUAGE = env_checked("DEFAULT_LANGUAGE", "en", check_language)
+DEFAULT_TIMEZONE = env_checked("DEFAULT_TIMEZONE", TIME_ZONE, check_timezone)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
