@@ -1,7 +1,6 @@
 import os
 
 from celery import Celery
-from kombu import Queue
 
 from mailplatform import beat
 
@@ -9,9 +8,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailplatform.settings")
 
 app = Celery("mailplatform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-# Named queues so sending never waits behind an import, and bounces never wait behind sending.
-QUEUES = ("default", "imports", "sending", "bounces")
-app.conf.task_queues = [Queue(name) for name in QUEUES]
+# The named queues (settings.CELERY_TASK_QUEUES) come from mailplatform.broker.
 # The registry's own dict: the apps fill it from AppConfig.ready, before beat reads it.
 app.conf.beat_schedule = beat.SCHEDULE
 app.autodiscover_tasks()
