@@ -11,7 +11,7 @@ from tests.dnsauth.conftest import dns_zone  # noqa: F401  (the loopback DNS ser
 
 @pytest.fixture
 def checked_identity(db, dns_zone):  # noqa: F811
-    from delivery import services
+    from delivery import identities as services
     from delivery.dnsauth.services import dns_check_identity
 
     identity = services.identity_generate_dkim(services.identity_save(address="shop.test"), selector="ph1")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from delivery import services as delivery_services
+from delivery import identities as delivery_services
 from delivery.dnsauth import selectors, services
 from delivery.dnsauth.models import DomainCheck
 from delivery.models import Relay
