@@ -14,6 +14,7 @@ from mailplatform.env import (
     env_bool,
     env_checked,
     env_choice,
+    env_float,
     env_int,
     env_list,
     env_str,
@@ -75,6 +76,7 @@ INSTALLED_APPS = [
     "templates",
     "delivery",
     "delivery.bounces",
+    "delivery.dnsauth",
     "campaigns",
 ]
 
@@ -398,6 +400,21 @@ ANYMAIL = {
     "MAILGUN_WEBHOOK_SIGNING_KEY": env_str("MAILGUN_WEBHOOK_SIGNING_KEY", "") or None,
     "AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS": env_bool("AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS", True),
 }
+
+# --- DNS authentication checks (delivery/dnsauth): SPF, DKIM, DMARC, MX, MTA-STS, TLS-RPT, BIMI ---
+
+# The resolver the checks ask: empty means the system's (/etc/resolv.conf). Tests point it at a
+# DNS server on loopback, so nothing here ever needs the internet to be tested.
+DNS_NAMESERVERS = env_list("DNS_NAMESERVERS", [])
+DNS_PORT = env_int("DNS_PORT", 53, minimum=1)
+DNS_TIMEOUT_SECONDS = env_float("DNS_TIMEOUT_SECONDS", 3.0, minimum=0.1)
+# Beat re-checks every identity and the bounce and tracking domains this often.
+DNS_CHECK_SECONDS = env_int("DNS_CHECK_SECONDS", 6 * 3600, minimum=60)
+# The host name the bounce domain's MX must name: where `bounce_server` (or the MTA piping to it)
+# listens as the world sees it. Default: the dashboard's host.
+BOUNCE_MX_HOST = (env_str("BOUNCE_MX_HOST") or urlsplit(SITE_URL).hostname or "localhost").lower().rstrip(".")
+# A campaign whose From fails its DNS checks is refused (not only warned about) when this is on.
+CAMPAIGNS_REFUSE_UNAUTHENTICATED_FROM = env_bool("CAMPAIGNS_REFUSE_UNAUTHENTICATED_FROM", False)
 
 # --- Tracking (delivery.tracking): opens and clicks, buffered in Redis, inserted in batches ---
 
