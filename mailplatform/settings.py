@@ -6,10 +6,13 @@ import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from mailplatform.broker import celery_queues
 from mailplatform.env import (
     ConfigError,
+    check_broker_url,
     check_redis_url,
     env_bool,
+    env_choice,
     env_int,
     env_list,
     env_str,
@@ -71,6 +74,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "mailplatform.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -209,9 +213,17 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 # --- Celery ---
 
-CELERY_BROKER_URL = REDIS_URL
+# The broker may be RabbitMQ (amqp://) while Redis keeps what only Redis can (rate limits, locks,
+# counters, the cache, task results); by default both are the one Redis.
+CELERY_BROKER_URL = check_broker_url("CELERY_BROKER_URL", env_str("CELERY_BROKER_URL") or REDIS_URL)
+BROKER_IS_RABBITMQ = urlsplit(CELERY_BROKER_URL).scheme in ("amqp", "amqps", "pyamqp")
+# RabbitMQ only: "quorum" declares replicated quorum queues; their countdown/ETA tasks then wait in
+# the broker (Celery's native delayed delivery, tests/mailplatform/test_broker.py) instead of unacked
+# in a worker. Switching an existing installation needs the queues drained and deleted first.
+RABBITMQ_QUEUE_TYPE = env_choice("RABBITMQ_QUEUE_TYPE", "classic", ("classic", "quorum"))
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES = celery_queues(quorum=BROKER_IS_RABBITMQ and RABBITMQ_QUEUE_TYPE == "quorum")
 CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
     "contacts.tasks.*": {"queue": "imports"},
     # A benchmark or a second installation on one Redis can give sending a queue of its own.
@@ -220,11 +232,17 @@ CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# One message at a time per worker process: a send task holds a relay connection for up to
+# DELIVERY_TASK_SECONDS, and a prefetched one would wait behind it instead of going to an idle worker.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
-}
+if BROKER_IS_RABBITMQ:
+    # A publish returns once RabbitMQ has the message (quorum queues need it; classic ones gain it).
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"confirm_publish": True}
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
+    }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # The beat schedule is not a setting: each app registers its entries in mailplatform/beat.py.
 
