@@ -250,6 +250,10 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
     }
+# Only the beat holding a Redis lock sends (mailplatform/beat_lock.py): a second beat stands by and
+# takes over within BEAT_LOCK_SECONDS of the first one's death.
+CELERY_BEAT_SCHEDULER = "mailplatform.beat_lock:SingleBeatScheduler"
+BEAT_LOCK_SECONDS = env_int("BEAT_LOCK_SECONDS", 15, minimum=3)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # The beat schedule is not a setting: each app registers its entries in mailplatform/beat.py.
 
