@@ -12,6 +12,7 @@ from mailplatform.env import (
     check_broker_url,
     check_redis_url,
     env_bool,
+    env_checked,
     env_choice,
     env_float,
     env_int,
@@ -20,6 +21,7 @@ from mailplatform.env import (
     env_url,
     parse_database_url,
 )
+from mailplatform.locales import check_language, check_timezone
 from mailplatform.paths import REPO_ROOT, VAR_DIR, ensure_var
 
 BASE_DIR: Path = REPO_ROOT
@@ -53,6 +55,9 @@ TIME_ZONE = env_str("TIME_ZONE", "UTC") or "UTC"
 USE_TZ = True
 LANGUAGE_CODE = "en-us"
 USE_I18N = False
+# A contact's language and time zone when it has none of its own (contacts.models.Contact).
+DEFAULT_LANGUAGE = env_checked("DEFAULT_LANGUAGE", "en", check_language)
+DEFAULT_TIMEZONE = env_checked("DEFAULT_TIMEZONE", TIME_ZONE, check_timezone)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -242,6 +247,10 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
     }
+# Only the beat holding a Redis lock sends (mailplatform/beat_lock.py): a second beat stands by and
+# takes over within BEAT_LOCK_SECONDS of the first one's death.
+CELERY_BEAT_SCHEDULER = "mailplatform.beat_lock:SingleBeatScheduler"
+BEAT_LOCK_SECONDS = env_int("BEAT_LOCK_SECONDS", 15, minimum=3)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # The beat schedule is not a setting: each app registers its entries in mailplatform/beat.py.
 
