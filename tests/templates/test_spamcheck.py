@@ -17,7 +17,9 @@ def spamassassin():
     if spamcheck.spamassassin_path() is None:
         if REQUIRED:
             pytest.fail("spamassassin is not installed but CI requires it (.ci/run installs it)")
-        pytest.skip("spamassassin is not installed (apt-get install spamassassin): the pre-send check cannot run")
+        pytest.skip(
+            "spamassassin is not installed (apt-get install spamassassin): the pre-send check cannot run"
+        )
 
 
 SAMPLE = """Content analysis details:   (6.3 points, 5.0 required)
@@ -36,7 +38,12 @@ SAMPLE = """Content analysis details:   (6.3 points, 5.0 required)
 def test_the_report_is_read_into_rules_in_plain_words() -> None:
     score, required, rules = spamcheck.parse_report(SAMPLE)
     assert (score, required) == (6.3, 5.0)
-    assert [r.name for r in rules] == ["SOME_VERY_LONG_RULE_NAME_X", "SUBJ_ALL_CAPS", "MIME_HTML_ONLY", "NO_RELAYS"]
+    assert [r.name for r in rules] == [
+        "SOME_VERY_LONG_RULE_NAME_X",
+        "SUBJ_ALL_CAPS",
+        "MIME_HTML_ONLY",
+        "NO_RELAYS",
+    ]
     long_rule = rules[0]
     assert long_rule.plain == "A description that is long enough to be wrapped onto a second line"
     assert rules[1].plain == "The subject is written in capitals."
@@ -77,7 +84,9 @@ def test_spamassassin_scores_a_spammy_message_higher_and_says_why(spamassassin, 
     assert bad.score > good.score
     fired = {r.name for r in bad.rules}
     assert "MIME_HTML_ONLY" in fired
-    assert any(r.plain == "The message has only an HTML part: give it a plain-text version too." for r in bad.rules)
+    assert any(
+        r.plain == "The message has only an HTML part: give it a plain-text version too." for r in bad.rules
+    )
     assert "MIME_HTML_ONLY" not in {r.name for r in good.rules}
     # the same message again is read from the cache, not scored twice
     assert spamcheck.spam_check(spammy) == bad
