@@ -97,6 +97,9 @@ ROOT_URLCONF = "mailplatform.urls"
 WSGI_APPLICATION = "mailplatform.wsgi.application"
 ASGI_APPLICATION = "mailplatform.asgi.application"
 
+# Every dashboard form draws label, help and errors with its field (mailplatform/templates/mailplatform/forms).
+FORM_RENDERER = "mailplatform.formrender.DashboardFormRenderer"
+
 TEMPLATES = [
     {
         # Only app template folders: the repo's `templates/` is the email-templates app, never a DIR.
@@ -436,3 +439,6 @@ TRACKING_FLUSH_BATCH = env_int("TRACKING_FLUSH_BATCH", 2000, minimum=1)
 CAMPAIGNS_MAX_LATENESS_MINUTES = env_int("CAMPAIGNS_MAX_LATENESS_MINUTES", 30, minimum=1)
 # How often the beat task starts due campaigns, decides A/B tests and runs the deliverability guard.
 CAMPAIGNS_TICK_SECONDS = env_int("CAMPAIGNS_TICK_SECONDS", 15, minimum=1)
+# Sending to more recipients than this from the dashboard asks the person to type the count
+# (or the campaign's name) first; below it a confirmation naming subject, audience and count.
+CAMPAIGNS_CONFIRM_TYPED_ABOVE = env_int("CAMPAIGNS_CONFIRM_TYPED_ABOVE", 100, minimum=0)
