@@ -131,9 +131,12 @@ def variant_shares(campaign: Campaign, count: int) -> list[tuple[int, int]]:
 # --- content ---
 
 
-def compiled_for(campaign: Campaign, variant: Variant | None = None, contact: dict[str, Any] | None = None):
+def compiled_for(
+    campaign: Campaign, variant: Variant | None = None, contact: dict[str, Any] | None = None,
+    *, subject_prefix: str = "",
+):  # fmt: skip
     """(CompiledTemplate, RenderedEmail) of the campaign or one of its variants, rendered for
-    `contact` (merge data) or with sample data.
+    `contact` (merge data) or with sample data; `subject_prefix` (a test's "[Test] ") goes first.
 
     The campaign's subject and preheader override the template's; raises TemplateError.
     """
@@ -146,7 +149,7 @@ def compiled_for(campaign: Campaign, variant: Variant | None = None, contact: di
     subject = (variant.subject if variant is not None and variant.subject else "") or campaign.subject
     return template_preview(
         kind=template.kind,
-        subject=subject or template.subject,
+        subject=subject_prefix + (subject or template.subject),
         html=template.html,
         text=template.text,
         preheader=campaign.preheader or template.preheader,

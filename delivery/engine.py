@@ -175,8 +175,12 @@ def _contexts(
     # Signing a preferences link costs ~40 µs; only templates that show one pay for it.
     wants_preferences = builder.uses is None or "preferences_url" in builder.uses
     contexts = {}
+    # A test send renders as the contact the person chose; only a test Mailing may ask for that.
+    is_test = bool((mailing.meta or {}).get("test"))
     for item in batch:
         contact = merge.get(item.contact_id) if item.contact_id is not None else None
+        if is_test and isinstance((item.data or {}).get("__contact__"), dict):
+            contact = item.data["__contact__"]
         unsubscribe = builder.unsubscribe_url(item.id, tokens[item.id])
         urls = {
             "unsubscribe_url": unsubscribe,

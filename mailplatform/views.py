@@ -70,6 +70,9 @@ def metrics(request: HttpRequest) -> HttpResponse:
     return HttpResponse(platform_metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
 
 
+metrics.public_endpoint = True  # type: ignore[attr-defined]  # Prometheus authenticates by bearer token
+
+
 @requires("view_dashboard")
 def home(request: HttpRequest) -> HttpResponse:
     context = {"services": selectors.platform_state(), "home_fragments": selectors.home_fragment_urls()}

@@ -60,7 +60,7 @@ def test_metrics_need_the_bearer_token(client, settings, scrape):
 
 
 def test_enabling_metrics_without_a_token_stops_start_up():
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "mailplatform.settings", "METRICS_ENABLED": "true",
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "mailplatform.settings", "METRICS_ENABLED": "true", "DEBUG": "true",
            "METRICS_TOKEN": "short", "REDIS_URL": "redis://127.0.0.1:6399/0",
            "DATABASE_URL": "postgresql://x@127.0.0.1/x"}  # fmt: skip
     result = subprocess.run([sys.executable, "-c", "import django; django.setup()"], env=env, cwd=REPO_ROOT,
