@@ -9,8 +9,9 @@ class DeliveryConfig(AppConfig):
         from django.conf import settings
 
         from contacts.signals import confirmation_requested
+        from delivery import metrics as delivery_metrics
         from delivery.receivers import send_confirmation, send_password_reset
-        from mailplatform import beat
+        from mailplatform import beat, metrics
         from mailplatform.signals import password_reset_requested
 
         confirmation_requested.connect(send_confirmation, dispatch_uid="delivery.send_confirmation")
@@ -21,3 +22,4 @@ class DeliveryConfig(AppConfig):
             settings.TRACKING_FLUSH_SECONDS, "delivery.tasks.tracking_flush", name="delivery-tracking-flush"
         )
         beat.every(5, "delivery.webhook_tasks.forward_message_events", name="webhook-forward-delivery")
+        metrics.register("delivery", delivery_metrics.collect)
