@@ -198,6 +198,50 @@ def campaign_problems(campaign: Campaign, *, count: int | None = None) -> list[s
     return problems
 
 
+def spam_reports(campaign: Campaign) -> list[dict[str, Any]]:
+    """SpamAssassin's score of each arm's message, rendered with sample data and built with the
+    headers delivery sends (From, List-Unsubscribe one-click, text and HTML alternatives)."""
+    from templates.compiler import TemplateError
+    from templates.spamcheck import spam_check
+
+    arms: list[Variant | None] = list(campaign.variants.all()) if campaign.ab_test else [None]
+    reports: list[dict[str, Any]] = []
+    for arm in arms:
+        try:
+            _compiled, rendered = compiled_for(campaign, arm)
+        except TemplateError as exc:
+            reports.append({"variant": arm, "error": str(exc)})
+            continue
+        reports.append({"variant": arm, "report": spam_check(_preview_message(campaign, rendered))})
+    return reports
+
+
+def _preview_message(campaign: Campaign, rendered) -> bytes:
+    from email.message import EmailMessage
+    from email.utils import format_datetime, formataddr, make_msgid
+
+    message = EmailMessage()
+    message["From"] = formataddr(
+        (campaign.from_name, campaign.from_email or settings.DELIVERY_DEFAULT_FROM_EMAIL)
+    )
+    message["To"] = formataddr(("Ada Lovelace", "ada.lovelace@example.org"))
+    if campaign.reply_to:
+        message["Reply-To"] = campaign.reply_to
+    message["Subject"] = rendered.subject
+    message["Date"] = format_datetime(timezone.now())
+    message["Message-ID"] = make_msgid(
+        idstring=f"campaign-{campaign.pk}-preview", domain=settings.BOUNCE_DOMAIN
+    )
+    message["List-Unsubscribe"] = (
+        f"<mailto:unsubscribe@{settings.BOUNCE_DOMAIN}>, <{settings.SITE_URL}/u/preview/>"
+    )
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message.set_content(rendered.text or " ")
+    if rendered.html:
+        message.add_alternative(rendered.html, subtype="html")
+    return message.as_bytes()
+
+
 def from_standing(from_email: str):
     """What DNS says about the From address (delivery's last check): the review page warns, and
     campaign_problems refuses when CAMPAIGNS_REFUSE_UNAUTHENTICATED_FROM is on."""

@@ -112,6 +112,13 @@ def audience_count(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "campaigns/count_fragment.html", {"count": count})
 
 
+@requires("manage_campaigns")
+def spam_check(request: HttpRequest, pk: int) -> HttpResponse:
+    """The review page's SpamAssassin card, loaded after the page (one run takes seconds)."""
+    campaign = get_object_or_404(Campaign, pk=pk)
+    return render(request, "campaigns/spam_fragment.html", {"reports": selectors.spam_reports(campaign)})
+
+
 def review(
     request: HttpRequest, campaign: Campaign, *, test_form: TestSendForm | None = None, status: int = 200
 ) -> HttpResponse:

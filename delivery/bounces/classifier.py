@@ -843,12 +843,12 @@ def _parse_ses_notification(text: str) -> tuple[str, list[BounceRecipient]] | No
         try:
             data, _end = json.JSONDecoder().raw_decode(candidate)
             break
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: hostile nesting
             continue
     if isinstance(data, dict) and data.get("Type") == "Notification" and isinstance(data.get("Message"), str):
         try:  # the SNS envelope: the SES notification is a JSON string inside it
             data = json.loads(data["Message"])
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: hostile nesting
             return None
     if not isinstance(data, dict):
         return None

@@ -11,6 +11,8 @@ import socket
 import pytest
 from playwright.sync_api import Page, expect
 
+from templates.spamcheck import spamassassin_path
+
 pytestmark = pytest.mark.browser
 
 CSV = "email,first_name\n" + "".join(f"reader{i}@example.org,Reader{i}\n" for i in range(12))
@@ -89,6 +91,11 @@ def test_campaign_journey(
     preview = page.frame_locator("iframe.preview").first
     expect(preview.locator("body")).to_contain_text("Ada")  # sample data in the rendered preview
     expect(page.get_by_role("heading", name="Spring news for Ada")).to_be_visible()
+    # SpamAssassin's card arrives after the page (htmx); where it is installed, with a score
+    spam_card = page.locator("#spam-check")
+    expect(spam_card).not_to_contain_text("Scoring the message")
+    if spamassassin_path():
+        expect(spam_card.get_by_test_id("spam-score")).to_be_visible()
 
     # A test send to two addresses as the audience's first contact, then the real one, confirmed.
     page.get_by_label("Send a test to").fill("me@example.com, you@example.com")
