@@ -122,6 +122,8 @@ def captured_message_store(mail_from: str, recipients: list[str], raw: bytes) ->
         message_id=str(parsed.get("Message-ID", ""))[:998],
         size=len(raw),
         raw=raw,
+        # Spelled here, not imported: mailplatform imports no app (delivery.transactional.TEST_HEADER).
+        is_test=str(parsed.get("X-Posthorn-Test", "")).strip().lower() == "yes",
     )
 
 
