@@ -193,15 +193,16 @@ _check_networks("TRUSTED_PROXIES", TRUSTED_PROXIES)
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
+# Uploaded files on the filesystem (a volume in containers); `manage.py backup` copies them.
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT") or VAR_DIR / "media")
 STORAGES = {
     "default": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": VAR_DIR / "media"},
+        "OPTIONS": {"location": MEDIA_ROOT},
     },
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = DEBUG
-MEDIA_ROOT = VAR_DIR / "media"
 # The media library (images, template attachments): the filesystem under MEDIA_ROOT, or an
 # S3-compatible bucket (AWS, MinIO, Ceph, R2) through django-storages with MEDIA_STORAGE=s3.
 MEDIA_STORAGE = (env_str("MEDIA_STORAGE", "filesystem") or "filesystem").lower()
