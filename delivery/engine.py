@@ -135,19 +135,23 @@ class Recorder:
             self.sent_contacts.extend(c for c in (self.contact_of.get(o.key) for o in sent) if c is not None)
             self.sent_total += len(sent)
             ratelimit.count_sent(self.mailing.pk, len(sent))
-        if failed:
-            rejected = [o for o in failed if o.stage in ("rcpt", "data", "mail")]
-            if rejected:
-                from delivery.signals import smtp_rejected
+        refused = [o for o in failed if o.stage in ledger.REFUSAL_STAGES]
+        if refused:
+            _record_refusals(refused)
 
-                for outcome in rejected:
-                    smtp_rejected.send(
-                        sender=Mailing,
-                        message_id=outcome.key,
-                        code=outcome.code,
-                        reply=outcome.reply,
-                        stage=outcome.stage,
-                    )
+
+def _record_refusals(refused: list[Outcome]) -> None:
+    """Recipients the receiving side refused: recorded once, as bounces, by the bounces app.
+
+    After the outcomes are committed, in a transaction of its own: the bounce policy failing must
+    not undo (and so resend) what was sent. The Message keeps the refusal's code and reply either way.
+    """
+    from delivery.bounces.services import Refusal, smtp_refusals_process
+
+    try:
+        smtp_refusals_process([Refusal(o.key, o.code, o.reply, o.stage) for o in refused])
+    except Exception:
+        log.exception("bounce policy failed for %d refused messages", len(refused))
 
 
 def _mailing_state(mailing_id: int) -> str | None:
