@@ -112,11 +112,14 @@ def test_a_domain_answering_4_7_28_is_slowed_and_recovers_while_the_others_flow(
     recovered_at = seen[-1][0]
     assert recovered_at - slowed_from >= 1.0  # "slowly": grows back by 5/s per second
 
-    # The other domains flowed: none of theirs was held, and they were all in before slow.test was.
+    # The other domains flowed: none of theirs was held, and while slow.test was slowed they went
+    # on arriving faster than it was allowed to.
     fast = [a for a in arrivals.at if not a.endswith("@slow.test")]
     slow = [a for a in arrivals.at if a.endswith("@slow.test")]
     assert len(fast) == 300 and len(slow) == 90
-    assert max(arrivals.at[a] for a in fast) < max(arrivals.at[a] for a in slow)
+    fast_meanwhile = [arrivals.at[a] for a in fast if arrivals.at[a] >= slowed_from]
+    if fast_meanwhile:
+        assert len(fast_meanwhile) / (max(fast_meanwhile) - slowed_from + 0.05) > min(slowed)
     held_fast = Message.objects.filter(mailing=mailing, attempts__gt=1).exclude(email__endswith="@slow.test")
     assert not held_fast.exists()
     # Every message exactly once; the throttled ones were deferred with the receiver's words.
@@ -147,7 +150,7 @@ def test_a_limited_domain_keeps_its_pace_and_does_not_hold_up_the_rest(
     # 5 at once (the burst), then 40 at 20/s: about 2 s, never faster
     span = paced[-1] - paced[0]
     assert 40 / 20 * 0.85 <= span <= 40 / 20 * 2.0, span
-    # the free domain was not made to wait for it
-    assert free[-1] - free[0] < span
+    # the free domain was not made to wait for it: it went faster than the paced one was allowed
+    assert len(free) / (free[-1] - free[0] + 0.05) > 20
     held = Message.objects.filter(mailing=mailing, email__endswith="@free.test", attempts__gt=1)
     assert not held.exists()
