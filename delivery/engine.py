@@ -30,6 +30,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from delivery import domains, eligibility, ledger, ratelimit, relays, runners, verp
+from delivery import metrics as delivery_metrics
 from delivery.compose import MessageBuilder, Recipient
 from delivery.dkim import DkimSigner
 from delivery.ledger import ACTIVE_STATES, Claimed
@@ -130,6 +131,13 @@ class Recorder:
             returned=returned,
             now=now,
             throttled=throttled,
+        )
+        delivery_metrics.count_outcomes(
+            self.relay_id,
+            self.mailing.from_email,
+            sent=len(sent),
+            failed=len(failed),
+            deferred=len(deferred) + len(throttled),
         )
         if sent:
             self.sent_contacts.extend(c for c in (self.contact_of.get(o.key) for o in sent) if c is not None)
