@@ -362,6 +362,15 @@ LOGGING = {
     },
 }
 
+# --- Metrics (mailplatform/metrics.py): /metrics behind a bearer token, or manage.py metrics_server ---
+
+METRICS_ENABLED = env_bool("METRICS_ENABLED", False)
+METRICS_TOKEN = env_str("METRICS_TOKEN", "") or ""
+if METRICS_ENABLED and len(METRICS_TOKEN) < 24:
+    raise ConfigError(
+        "METRICS_ENABLED needs METRICS_TOKEN (24+ characters): /metrics is reached by bearer token"
+    )
+
 # --- Contacts ---
 
 # How long a double opt-in confirmation link stays valid.

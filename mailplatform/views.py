@@ -1,16 +1,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import logging
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.core.paginator import Paginator
 from django.db import IntegrityError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from mailplatform import selectors, services
 from mailplatform.forms import (
@@ -49,6 +51,26 @@ def readyz(request: HttpRequest) -> JsonResponse:
             # The reason goes to the log only: error texts name hosts and users, and this page is public.
             log.warning("readyz: %s is down: %s", state.name, state.detail)
     return JsonResponse({"status": "ok" if ready else "unavailable", **body}, status=200 if ready else 503)
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition, for a scraper holding METRICS_TOKEN; absent (404) unless METRICS_ENABLED."""
+    from django.conf import settings
+
+    from mailplatform import metrics as platform_metrics
+
+    if not settings.METRICS_ENABLED:
+        raise Http404
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), settings.METRICS_TOKEN.encode()):
+        response = HttpResponse("a bearer token is needed\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return HttpResponse(platform_metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+
+metrics.public_endpoint = True  # type: ignore[attr-defined]  # Prometheus authenticates by bearer token
 
 
 @requires("view_dashboard")
