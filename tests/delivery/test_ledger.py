@@ -149,7 +149,9 @@ def test_report_figures_read_the_stored_bounce_kind(make_relay, make_audience, s
     ]
     # Bounces recorded before the column existed: the migration classifies the engine's raw refusal.
     Message.objects.filter(pk=raw).update(state="failed")
-    ledger.record_bounces([(raw, mailing.pk, "bounced", {"code": 550, "reply": "5.7.1 blocked by policy"}, now)])
+    ledger.record_bounces(
+        [(raw, mailing.pk, "bounced", {"code": 550, "reply": "5.7.1 blocked by policy"}, now)]
+    )
     Message.objects.filter(pk__in=[hard, raw]).update(bounce_kind="")
     importlib.import_module("delivery.migrations.0005_message_bounce_kind").fill(apps, None)
     kinds = dict(Message.objects.filter(pk__in=[hard, raw]).values_list("pk", "bounce_kind"))
