@@ -18,7 +18,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from mailplatform import selectors, services
 from mailplatform.forms import (
     ApiKeyCreateForm,
+    PlatformPasswordResetForm,
     ThrottledAuthenticationForm,
+    ThrottledPasswordChangeForm,
     UserCreateForm,
     UserRoleForm,
     WebhookCreateForm,
@@ -33,6 +35,31 @@ class LoginView(auth_views.LoginView):
     form_class = ThrottledAuthenticationForm
     template_name = "mailplatform/login.html"
     redirect_authenticated_user = True
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    form_class = ThrottledPasswordChangeForm
+    template_name = "mailplatform/password_change.html"
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "request": self.request}
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    form_class = PlatformPasswordResetForm
+    template_name = "mailplatform/password_reset_form.html"
+
+
+class PasswordResetDoneView(auth_views.PasswordResetDoneView):
+    template_name = "mailplatform/password_reset_done.html"
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    template_name = "mailplatform/password_reset_confirm.html"
+
+
+class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
+    template_name = "mailplatform/password_reset_complete.html"
 
 
 @require_GET
