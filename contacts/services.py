@@ -669,7 +669,8 @@ def public_subscribe(
         # address that never said no: a contact (or subscription) that unsubscribed is asked by mail,
         # whatever the list's opt-in, and only their click (subscription_confirm) brings them back.
         said_no = (
-            contact.status == ContactStatus.UNSUBSCRIBED or subscription.status == SubscriptionStatus.UNSUBSCRIBED
+            contact.status == ContactStatus.UNSUBSCRIBED
+            or subscription.status == SubscriptionStatus.UNSUBSCRIBED
         )
         if mailing_list.opt_in == OptIn.SINGLE and not said_no:
             _confirm(subscription, ip_address=ip_address, now=now)
