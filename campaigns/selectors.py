@@ -343,3 +343,8 @@ def home_figures() -> dict[str, Any]:
         and delivery_selectors.rate(complaints, attempted) > float(limits.complaint_percent),
         "max_lateness": settings.CAMPAIGNS_MAX_LATENESS_MINUTES,
     }
+
+
+def a_campaign_was_sent() -> bool:
+    """The home checklist's last step: a campaign started sending (or finished)."""
+    return Campaign.objects.filter(state__in=[CampaignState.SENDING, CampaignState.SENT]).exists()

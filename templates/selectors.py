@@ -188,3 +188,8 @@ def template_render(
         contact=contact or SAMPLE_CONTACT, urls={**SAMPLE_URLS, **(urls or {})}, extra=extra
     )
     return compiled.render(context)
+
+
+def templates_exist() -> bool:
+    """The home checklist's "create an email template" step."""
+    return EmailTemplate.objects.filter(kind=EmailTemplate.Kind.TEMPLATE).exists()
