@@ -17,10 +17,14 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from contacts.models import ContactStatus, CustomField, FieldType, SubscriptionStatus
+from mailplatform.errors import Invalid
 
 
-class SegmentError(ValueError):
+class SegmentError(Invalid):
     """The rules are malformed; the message says which condition and why."""
+
+    default_code = "invalid_rules"
+    default_field = "rules"
 
 
 TEXT_OPS = {
