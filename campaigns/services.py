@@ -10,13 +10,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from campaigns import selectors
 from campaigns.models import EDITABLE_STATES, Campaign, CampaignState, GuardLimits, Variant, WinnerMetric
 from delivery.headers import check_header_value
+from mailplatform.errors import Conflict, Invalid, PlatformError
 from mailplatform.services import acting_user, audit_record
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ HEADER_FIELDS = frozenset({"subject", "preheader", "from_email", "from_name", "r
 
 def campaign_create(*, name: str, by: Any = None, **fields: Any) -> Campaign:
     if not name.strip():
-        raise ValidationError("a name is required", code="name")
+        raise Invalid("a name is required", field="name")
     campaign = Campaign(
         name=name.strip()[:200],
         from_email=settings.DELIVERY_DEFAULT_FROM_EMAIL,
@@ -56,7 +56,7 @@ def _state_label(campaign: Campaign) -> str:
 def _locked_editable(campaign_id: int) -> Campaign:
     campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
     if not campaign.editable:
-        raise ValidationError(
+        raise Conflict(
             f"this campaign is {_state_label(campaign)}: it can no longer be edited "
             "(clone it to send a changed copy)",
             code="state",
@@ -74,7 +74,7 @@ def campaign_update(
     variants: list[dict[str, Any]] | None = None,
     **fields: Any,
 ) -> Campaign:
-    """Change a draft or scheduled campaign; refused (ValidationError, nothing changed) once it started.
+    """Change a draft or scheduled campaign; refused (Conflict, nothing changed) once it started.
 
     variants: [{"subject": ..., "template": EmailTemplate | None}, ...] replaces the A/B arms (2-4).
     """
@@ -88,9 +88,9 @@ def campaign_update(
                 check_header_value(value, field=name.replace("_", " "))
             setattr(campaign, name, value.strip() if isinstance(value, str) else value)
         if not 1 <= campaign.ab_test_percent <= 100:
-            raise ValidationError("the A/B test share must be 1 to 100 percent", code="ab_test_percent")
+            raise Invalid("the A/B test share must be 1 to 100 percent", field="ab_test_percent")
         if campaign.ab_metric not in WinnerMetric.values:
-            raise ValidationError("the A/B winner is chosen by opens or clicks", code="ab_metric")
+            raise Invalid("the A/B winner is chosen by opens or clicks", field="ab_metric")
         campaign.full_clean(exclude=["template", "segment", "winner", "mailing", "cloned_from", "created_by"])
         campaign.save()
         if lists is not None:
@@ -101,7 +101,7 @@ def campaign_update(
             campaign.relays.set(list(relays))
         if variants is not None:
             if variants and not 2 <= len(variants) <= 4:
-                raise ValidationError("an A/B test has two to four variants", code="variants")
+                raise Invalid("an A/B test has two to four variants", field="variants")
             campaign.variants.all().delete()
             for spec in variants:
                 check_header_value(spec.get("subject") or "", field="variant subject")
@@ -122,7 +122,7 @@ def campaign_delete(campaign_id: int, *, by: Any = None) -> None:
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if not campaign.deletable or campaign.variants.exclude(mailing=None).exists():
-            raise ValidationError(
+            raise Conflict(
                 f"this campaign is {_state_label(campaign)}: a campaign that started keeps its report "
                 "(cancel it to stop sending)",
                 code="state",
@@ -156,15 +156,15 @@ def campaign_schedule(campaign_id: int, *, local_time: dt.datetime, tz_name: str
     try:
         zone = zoneinfo.ZoneInfo(tz_name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValidationError(f"unknown time zone {tz_name!r}", code="timezone") from None
+        raise Invalid(f"unknown time zone {tz_name!r}", field="timezone") from None
     at = local_time.replace(tzinfo=zone) if timezone.is_naive(local_time) else local_time
     if at <= timezone.now():
-        raise ValidationError("the scheduled time is in the past", code="scheduled_at")
+        raise Invalid("the scheduled time is in the past", field="scheduled_at")
     with transaction.atomic():
         campaign = _locked_editable(campaign_id)
         problems = selectors.campaign_problems(campaign)
         if problems:
-            raise ValidationError(problems, code="problems")
+            raise Conflict("; ".join(problems), code="problems", messages=problems)
         campaign.scheduled_at = at
         campaign.schedule_timezone = tz_name
         campaign.state = CampaignState.SCHEDULED
@@ -179,7 +179,7 @@ def campaign_unschedule(campaign_id: int, *, by: Any = None) -> Campaign:
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.state != CampaignState.SCHEDULED:
-            raise ValidationError("only a scheduled campaign can be unscheduled", code="state")
+            raise Conflict("only a scheduled campaign can be unscheduled", code="state")
         campaign.state = CampaignState.DRAFT
         campaign.hold_reason = ""
         campaign.save()
@@ -218,10 +218,10 @@ def campaign_send_now(campaign_id: int, *, by: Any = None) -> Campaign:
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if not campaign.editable:  # a second "send" sends once
-            raise ValidationError(f"this campaign is already {_state_label(campaign)}", code="state")
+            raise Conflict(f"this campaign is already {_state_label(campaign)}", code="state")
         problems = selectors.campaign_problems(campaign)
         if problems:
-            raise ValidationError(problems, code="problems")
+            raise Conflict("; ".join(problems), code="problems", messages=problems)
         campaign.state = CampaignState.SCHEDULED
         campaign.scheduled_at = timezone.now()
         campaign.hold_reason = ""
@@ -245,7 +245,7 @@ def campaign_start_or_fail(campaign_id: int, *, by: Any = None) -> bool:
     try:
         campaign_start(campaign_id, by=by, scheduled_only=True)
         return True
-    except ValidationError as exc:
+    except PlatformError as exc:
         if (
             getattr(exc, "code", None) != "not_due"
         ):  # unscheduled, rescheduled or held meanwhile: not ours to start
@@ -270,12 +270,12 @@ def campaign_start(campaign_id: int, *, by: Any = None, scheduled_only: bool = F
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.state not in EDITABLE_STATES:
-            raise ValidationError(f"this campaign is already {_state_label(campaign)}", code="state")
+            raise Conflict(f"this campaign is already {_state_label(campaign)}", code="state")
         if scheduled_only and not campaign.starting:
-            raise ValidationError("this campaign is not due to start", code="not_due")
+            raise Conflict("this campaign is not due to start", code="not_due")
         problems = selectors.campaign_problems(campaign)
         if problems:
-            raise ValidationError(problems, code="problems")
+            raise Conflict("; ".join(problems), code="problems", messages=problems)
         now = timezone.now()
         if campaign.ab_test:
             variants = list(campaign.variants.all())
@@ -308,7 +308,7 @@ def campaign_pause(campaign_id: int, *, by: Any = None, reason: str = "") -> Cam
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.state != CampaignState.SENDING:
-            raise ValidationError(
+            raise Conflict(
                 f"only a sending campaign can be paused (this one is {campaign.get_state_display().lower()})",
                 code="state",
             )
@@ -329,7 +329,7 @@ def campaign_resume(campaign_id: int, *, by: Any = None) -> Campaign:
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.state != CampaignState.PAUSED:
-            raise ValidationError("only a paused campaign can be resumed", code="state")
+            raise Conflict("only a paused campaign can be resumed", code="state")
         if campaign.state_reason.startswith("Deliverability guard"):
             campaign.guard_overridden = True
         for mailing_id in _mailings(campaign):
@@ -349,7 +349,9 @@ def campaign_cancel(campaign_id: int, *, by: Any = None) -> Campaign:
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.state in (CampaignState.SENT, CampaignState.CANCELLED, CampaignState.FAILED):
-            raise ValidationError(f"a {campaign.get_state_display().lower()} campaign cannot be cancelled")
+            raise Conflict(
+                f"a {campaign.get_state_display().lower()} campaign cannot be cancelled", code="state"
+            )
         open_states = [Mailing.State.SENDING, Mailing.State.PAUSED, Mailing.State.DRAFT]
         for mailing_id in _mailings(campaign):
             if Mailing.objects.filter(pk=mailing_id, state__in=open_states).exists():
@@ -408,7 +410,7 @@ def guard_check(campaign_id: int) -> str | None:
         return None
     try:
         campaign_pause(campaign_id, reason=reason)
-    except ValidationError:
+    except PlatformError:
         return None
     log.warning("campaign %s paused: %s", campaign_id, reason)
     return reason

@@ -6,7 +6,6 @@ import csv
 from typing import Any
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -14,6 +13,7 @@ from django.views.decorators.http import require_POST
 from campaigns import charts, selectors, services
 from campaigns.forms import AudienceForm, ContentForm, ScheduleForm, SettingsForm, TestSendForm
 from campaigns.models import Campaign, CampaignState
+from mailplatform.errors import PlatformError, form_error, message_error
 from mailplatform.permissions import requires
 
 STEPS = [
@@ -22,10 +22,6 @@ STEPS = [
     ("settings", "Settings", SettingsForm),
 ]
 STEP_NAMES = [s[0] for s in STEPS] + ["review"]
-
-
-def _errors(exc: ValidationError) -> str:
-    return " ".join(exc.messages)
 
 
 @requires("view_dashboard")
@@ -45,8 +41,8 @@ def index(request: HttpRequest) -> HttpResponse:
 def create(request: HttpRequest) -> HttpResponse:
     try:
         campaign = services.campaign_create(name=request.POST.get("name", ""), by=request.user)
-    except ValidationError as exc:
-        messages.error(request, _errors(exc))
+    except PlatformError as exc:
+        message_error(request, exc)
         return redirect("campaigns:index")
     return redirect("campaigns:step", pk=campaign.pk, step="content")
 
@@ -71,8 +67,8 @@ def step(request: HttpRequest, pk: int, step: str) -> HttpResponse:
             try:
                 changes = form.changes()
                 services.campaign_update(pk, by=request.user, **changes)
-            except ValidationError as exc:
-                form.add_error(None, _errors(exc))
+            except PlatformError as exc:
+                form_error(form, exc)
             else:
                 return redirect("campaigns:step", pk=pk, step=STEP_NAMES[STEP_NAMES.index(step) + 1])
     else:
@@ -157,7 +153,6 @@ def review(request: HttpRequest, campaign: Campaign) -> HttpResponse:
 @requires("send_mail")
 @require_POST
 def test_send(request: HttpRequest, pk: int) -> HttpResponse:
-    from templates.compiler import TemplateError
 
     get_object_or_404(Campaign, pk=pk)
     form = TestSendForm(request.POST)
@@ -169,10 +164,8 @@ def test_send(request: HttpRequest, pk: int) -> HttpResponse:
                 pk, form.cleaned_data["email"], by=request.user, variant_label=form.cleaned_data["variant"]
             )
             messages.success(request, f"Test sent to {form.cleaned_data['email']}.")
-        except (ValidationError, TemplateError) as exc:
-            messages.error(
-                request, f"Test send failed: {_errors(exc) if isinstance(exc, ValidationError) else exc}"
-            )
+        except PlatformError as exc:
+            message_error(request, exc, "Test send failed: ")
     return redirect("campaigns:step", pk=pk, step="review")
 
 
@@ -183,8 +176,8 @@ def send(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         services.campaign_send_now(pk, by=request.user)
         messages.success(request, "Starting: the audience is being planned, then sending begins.")
-    except ValidationError as exc:
-        messages.error(request, f"Not sent: {_errors(exc)}")
+    except PlatformError as exc:
+        message_error(request, exc, "Not sent: ")
         return redirect("campaigns:step", pk=pk, step="review")
     return redirect("campaigns:detail", pk=pk)
 
@@ -207,8 +200,8 @@ def schedule(request: HttpRequest, pk: int) -> HttpResponse:
             by=request.user,
         )
         messages.success(request, "Scheduled.")
-    except ValidationError as exc:
-        messages.error(request, f"Not scheduled: {_errors(exc)}")
+    except PlatformError as exc:
+        message_error(request, exc, "Not scheduled: ")
         return redirect("campaigns:step", pk=pk, step="review")
     return redirect("campaigns:detail", pk=pk)
 
@@ -268,8 +261,8 @@ def action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     if action == "delete":
         try:
             services.campaign_delete(pk, by=request.user)
-        except ValidationError as exc:
-            messages.error(request, _errors(exc))
+        except PlatformError as exc:
+            message_error(request, exc)
             return redirect("campaigns:detail", pk=pk)
         messages.success(request, "Deleted.")
         return redirect("campaigns:index")
@@ -279,8 +272,8 @@ def action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     try:
         service(pk, by=request.user)
         messages.success(request, done)
-    except ValidationError as exc:
-        messages.error(request, _errors(exc))
+    except PlatformError as exc:
+        message_error(request, exc)
     return redirect("campaigns:detail", pk=pk)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -24,17 +23,10 @@ from delivery.models import RELAY_EDITABLE_FIELDS, Message, MessageEvent, Relay,
 from mailplatform.api.errors import Conflict
 from mailplatform.api.pagination import IdCursorPagination
 from mailplatform.api.serializers import StrictSerializer
+from mailplatform.errors import Invalid, PlatformError
+from templates.compiler import TemplateError
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-
-
-def _django_error(exc: DjangoValidationError, default_field: str) -> ValidationError:
-    code = getattr(exc, "code", None)
-    if hasattr(exc, "message_dict"):
-        return ValidationError(exc.message_dict)
-    return ValidationError(
-        {code if code in ("to", "data", "idempotency_key") else default_field: exc.messages}
-    )
 
 
 # --- transactional send ---
@@ -119,10 +111,13 @@ class SendView(generics.GenericAPIView):
             message = transactional.transactional_send(
                 template_id=template.pk, to=values["to"], data=values["data"], idempotency_key=key
             )
-        except DjangoValidationError as exc:
-            raise _django_error(exc, "to") from exc
-        except ValueError as exc:  # a template that no longer compiles
-            raise ValidationError({"template": [str(exc)]}) from exc
+        except TemplateError as exc:  # the template no longer compiles: the request names it
+            exc.field, exc.errors = "template", [("template", str(exc))]
+            raise
+        except PlatformError:
+            raise
+        except ValueError as exc:  # a stored template that cannot be read back
+            raise Invalid(str(exc), field="template") from exc
         return Response(MessageSerializer(message).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -331,12 +326,7 @@ class RelayUpdateSerializer(RelayWriteSerializer):
 
 def _save_relay(relay: Relay | None, values: dict[str, Any], by: Any) -> Relay:
     password = values.pop("password", None)
-    try:
-        return relays.relay_save(relay, by=by, password=password, **values)
-    except DjangoValidationError as exc:
-        raise ValidationError(
-            exc.message_dict if hasattr(exc, "message_dict") else {"relay": exc.messages}
-        ) from exc
+    return relays.relay_save(relay, by=by, password=password, **values)
 
 
 class RelayListCreateView(generics.GenericAPIView):

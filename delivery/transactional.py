@@ -23,6 +23,7 @@ from delivery.headers import check_header_value
 from delivery.mailings import compiled_dict, compiled_sha, mailing_create
 from delivery.models import Mailing, Message
 from delivery.relays import relay_ensure_default
+from mailplatform.errors import Invalid
 from mailplatform.services import audit_record
 
 
@@ -33,7 +34,7 @@ def _standing_mailing_for_template(template_id: int, version_id: int | None) -> 
 
     template = EmailTemplate.objects.filter(pk=template_id).values("name", "current_version_id").first()
     if template is None:
-        raise ValidationError(f"template {template_id} does not exist", code="template_id")
+        raise Invalid(f"template {template_id} does not exist", field="template_id")
     data = compiled_dict(template_compile(template_id, version_id))
     sha = compiled_sha(data)
     existing = Mailing.objects.filter(
@@ -67,14 +68,14 @@ def _recipient(to: int | str) -> tuple[int | None, str]:
     if isinstance(to, int) or (isinstance(to, str) and to.isdigit()):
         contact = Contact.objects.filter(pk=int(to)).values_list("id", "email").first()
         if contact is None:
-            raise ValidationError(f"contact {to} does not exist", code="to")
+            raise Invalid(f"contact {to} does not exist", field="to")
         return contact[0], contact[1]
     address = str(to).strip()
     check_header_value(address, field="to")
     try:
         validate_email(address)
     except ValidationError:
-        raise ValidationError(f"{address!r} is not a valid email address", code="to") from None
+        raise Invalid(f"{address!r} is not a valid email address", field="to") from None
     contact_id = Contact.objects.filter(email__iexact=address).values_list("id", flat=True).first()
     return contact_id, address
 
@@ -89,7 +90,7 @@ def transactional_queue(
     if idempotency_key is not None:
         idempotency_key = str(idempotency_key).strip()
         if not idempotency_key or len(idempotency_key) > 200:
-            raise ValidationError("idempotency_key must be 1 to 200 characters", code="idempotency_key")
+            raise Invalid("idempotency_key must be 1 to 200 characters", field="idempotency_key")
         existing = ledger.by_idempotency_key(idempotency_key)
         if existing is not None:
             return existing
@@ -122,7 +123,7 @@ def transactional_send(
     not marketing unsubscribes. A repeated idempotency_key returns the first Message unchanged.
     """
     if data is not None and not isinstance(data, dict):
-        raise ValidationError("data must be an object", code="data")
+        raise Invalid("data must be an object", field="data")
     if idempotency_key is not None:
         existing = ledger.by_idempotency_key(str(idempotency_key).strip())
         if existing is not None:

@@ -34,6 +34,7 @@ class PlatformError(ValueError):
         status: int | None = None,
         retryable: bool = False,
         messages: list[str] | None = None,
+        errors: list[tuple[str, str]] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -43,6 +44,8 @@ class PlatformError(ValueError):
         self.retryable = retryable
         # Several problems found at once (a campaign's review); `message` joins them.
         self.messages = list(messages) if messages else [message]
+        # Each problem with its field, when they are about different fields (a model's checks).
+        self.errors = list(errors) if errors else [(self.field, m) for m in self.messages]
 
     def __str__(self) -> str:
         return self.message
@@ -86,19 +89,33 @@ class Unavailable(PlatformError):
         super().__init__(message, **kwargs)
 
 
-def refused(messages: list[str], *, code: str, field: str = "") -> Invalid:
-    """Several problems found at once, as one error."""
-    return Invalid("; ".join(messages), code=code, field=field, messages=messages)
+def model_checked(instance: Any) -> None:
+    """Run the model's own checks (full_clean); a refusal is an Invalid naming each bad field."""
+    from django.core.exceptions import ValidationError
+
+    try:
+        instance.full_clean()
+    except ValidationError as exc:
+        errors = [
+            ("" if field == "__all__" else field, message)
+            for field, messages in exc.message_dict.items()
+            for message in messages
+        ]
+        raise Invalid(
+            "; ".join(m for _, m in errors),
+            field=errors[0][0],
+            messages=[m for _, m in errors],
+            errors=errors,
+        ) from None
 
 
 # --- the dashboard's mapping (the API's is in mailplatform/api/errors.py) ---
 
 
 def form_error(form: Any, error: PlatformError) -> None:
-    """Put the error on the form field it names, or on the form as a whole."""
-    field = error.field if error.field in form.fields else None
-    for message in error.messages:
-        form.add_error(field, message)
+    """Put each of the error's problems on the form field it names, or on the form as a whole."""
+    for field, message in error.errors:
+        form.add_error(field if field in form.fields else None, message)
 
 
 def message_error(request: Any, error: PlatformError, prefix: str = "") -> None:

@@ -19,6 +19,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from mailplatform import crypto, webhooks
+from mailplatform.errors import Invalid
 from mailplatform.models import (
     ApiKey,
     AuditEntry,
@@ -157,7 +158,7 @@ def login_succeeded(username: str) -> None:
 API_KEY_PREFIX = "phk_"
 
 
-class ApiKeyError(ValueError):
+class ApiKeyError(Invalid):
     """A key request the creator's role does not allow, or that makes no sense."""
 
 
@@ -230,8 +231,8 @@ def api_key_touch(key: ApiKey) -> None:
 # --- Outbound webhooks ---
 
 
-class WebhookError(ValueError):
-    pass
+class WebhookError(Invalid):
+    """A webhook endpoint that cannot be saved (its URL, its events)."""
 
 
 def _check_event_types(event_types: Iterable[str]) -> list[str]:

@@ -85,7 +85,7 @@ def platform_problem(exc: PlatformError, instance: str = "") -> tuple[dict[str, 
     """A service's refusal as a problem document: a 400 in the validation shape (`errors` naming the
     field), any other status with its detail; both carry the error's `code` and `retryable`."""
     if exc.status == 400:
-        errors = [{"field": exc.field, "message": message} for message in exc.messages]
+        errors = [{"field": field, "message": message} for field, message in exc.errors]
         shown = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors[:5])
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
         body = problem(

@@ -7,7 +7,6 @@ import datetime as dt
 import threading
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils import timezone
 
@@ -15,6 +14,7 @@ from campaigns import selectors, services
 from campaigns.models import Campaign, CampaignState
 from delivery.engine import drain
 from delivery.models import Mailing, Message
+from mailplatform.errors import PlatformError as ValidationError
 
 pytestmark = pytest.mark.django_db
 
