@@ -186,6 +186,19 @@ def contact_by_email(email: str) -> Contact | None:
     return _by_address(normalise_address(email)).first()
 
 
+def contact_ids_by_address(addresses: Iterable[str]) -> dict[str, int]:
+    """Lower-cased address -> contact id, in one query over the Lower(email) unique index."""
+    wanted = sorted({a.lower() for a in addresses if a})
+    if not wanted:
+        return {}
+    rows = (
+        Contact.objects.annotate(email_lower=Lower("email"))
+        .filter(email_lower__in=wanted)
+        .values_list("email_lower", "id")
+    )
+    return dict(rows)
+
+
 def _by_address(address: str) -> QuerySet[Contact]:
     # lower(email) = ... uses the unique index; Django's iexact (UPPER) would scan the table.
     return Contact.objects.alias(email_lower=Lower("email")).filter(email_lower=address.lower())

@@ -57,6 +57,7 @@ from templates.liquid_env import (
     OUTPUT_STREAM_LIMIT,
     SOURCE_LIMIT,
     TEXT_ENV,
+    check_static_limits,
     plain_data,
 )
 
@@ -257,6 +258,7 @@ def _parse(env: Environment, source: str, part: str) -> BoundTemplate:
     try:
         template = env.from_string(source)
         analysis = template.analyze()
+        check_static_limits(template)
     except LiquidError as exc:
         raise _error(exc, part, source) from None
     except RecursionError:
