@@ -20,7 +20,6 @@ from delivery import relays, transactional
 from delivery.bounces import rules as bounce_rules
 from delivery.bounces.models import BounceEvent
 from delivery.models import RELAY_EDITABLE_FIELDS, Message, MessageEvent, Relay, Security
-from mailplatform.api.errors import Conflict
 from mailplatform.api.pagination import IdCursorPagination
 from mailplatform.api.serializers import StrictSerializer
 from mailplatform.errors import Invalid, PlatformError
@@ -96,19 +95,8 @@ class SendView(generics.GenericAPIView):
         ).first()
         if template is None or template.archived:
             raise ValidationError({"template": [f"No active template with id {values['template']}."]})
-        existing = (
-            Message.objects.select_related("mailing").filter(idempotency_key=key).first() if key else None
-        )
-        if existing is not None:
-            if not _same_request(existing, template.pk, values):
-                raise Conflict(
-                    "This Idempotency-Key was used for a different request (template, recipient or data)."
-                )
-            response = Response(MessageSerializer(existing).data, status=status.HTTP_200_OK)
-            response["Idempotent-Replayed"] = "true"
-            return response
         try:
-            message = transactional.transactional_send(
+            message, replayed = transactional.transactional_request(
                 template_id=template.pk, to=values["to"], data=values["data"], idempotency_key=key
             )
         except TemplateError as exc:  # the template no longer compiles: the request names it
@@ -118,13 +106,11 @@ class SendView(generics.GenericAPIView):
             raise
         except ValueError as exc:  # a stored template that cannot be read back
             raise Invalid(str(exc), field="template") from exc
+        if replayed:
+            response = Response(MessageSerializer(message).data, status=status.HTTP_200_OK)
+            response["Idempotent-Replayed"] = "true"
+            return response
         return Response(MessageSerializer(message).data, status=status.HTTP_202_ACCEPTED)
-
-
-def _same_request(message: Message, template_id: int, values: dict[str, Any]) -> bool:
-    to = values["to"].strip()
-    same_to = message.contact_id == int(to) if to.isdigit() else message.email.lower() == to.lower()
-    return message.mailing.template_id == template_id and same_to and (message.data or {}) == values["data"]
 
 
 class MessageDetailView(generics.GenericAPIView):
