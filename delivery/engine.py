@@ -29,6 +29,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from delivery import eligibility, ledger, ratelimit, relays, runners, verp
+from delivery import metrics as delivery_metrics
 from delivery.compose import MessageBuilder, Recipient
 from delivery.dkim import DkimSigner
 from delivery.ledger import ACTIVE_STATES, Claimed
@@ -125,6 +126,9 @@ class Recorder:
             deferred=deferred,
             returned=returned,
             now=now,
+        )
+        delivery_metrics.count_outcomes(
+            self.relay_id, self.mailing.from_email, sent=len(sent), failed=len(failed), deferred=len(deferred)
         )
         if sent:
             self.sent_contacts.extend(c for c in (self.contact_of.get(o.key) for o in sent) if c is not None)

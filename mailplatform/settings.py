@@ -84,6 +84,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "mailplatform.middleware.ProbeMiddleware",
+    "mailplatform.middleware.ClientAddressMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -162,20 +163,46 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login throttle (every form that checks a password): after LOGIN_MAX_FAILURES failures for one
+# account from one address, each further try waits LOGIN_DELAY_SECONDS, doubling per failure up to
+# LOGIN_LOCKOUT_SECONDS. An address gets 4x as many failures over all accounts, an account 10x over
+# all addresses, before the same growing delay applies. A delay, never a permanent lock: an attacker
+# elsewhere cannot keep an admin out. Failures are forgotten LOGIN_FAILURE_WINDOW_SECONDS after the last.
 LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5, minimum=1)
+LOGIN_DELAY_SECONDS = env_int("LOGIN_DELAY_SECONDS", 15, minimum=1)
 LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 300, minimum=1)
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 86_400, minimum=60)
+# Password reset links: single use (the token covers the password hash) and valid this long.
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT_SECONDS", 3600, minimum=300)
+PASSWORD_RESET_REQUESTS_PER_HOUR = env_int("PASSWORD_RESET_REQUESTS_PER_HOUR", 5, minimum=1)
+# Reverse proxies (addresses or networks, comma separated) whose X-Forwarded-For names the client.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+
+
+def _check_networks(name: str, values: list[str]) -> None:
+    import ipaddress
+
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name}: {value!r} is not an IP address or network") from None
+
+
+_check_networks("TRUSTED_PROXIES", TRUSTED_PROXIES)
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
+# Uploaded files on the filesystem (a volume in containers); `manage.py backup` copies them.
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT") or VAR_DIR / "media")
 STORAGES = {
     "default": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": VAR_DIR / "media"},
+        "OPTIONS": {"location": MEDIA_ROOT},
     },
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = DEBUG
-MEDIA_ROOT = VAR_DIR / "media"
 # The media library (images, template attachments): the filesystem under MEDIA_ROOT, or an
 # S3-compatible bucket (AWS, MinIO, Ceph, R2) through django-storages with MEDIA_STORAGE=s3.
 MEDIA_STORAGE = (env_str("MEDIA_STORAGE", "filesystem") or "filesystem").lower()
@@ -361,6 +388,15 @@ LOGGING = {
         "mail.log": {"level": "WARNING"},
     },
 }
+
+# --- Metrics (mailplatform/metrics.py): /metrics behind a bearer token, or manage.py metrics_server ---
+
+METRICS_ENABLED = env_bool("METRICS_ENABLED", False)
+METRICS_TOKEN = env_str("METRICS_TOKEN", "") or ""
+if METRICS_ENABLED and len(METRICS_TOKEN) < 24:
+    raise ConfigError(
+        "METRICS_ENABLED needs METRICS_TOKEN (24+ characters): /metrics is reached by bearer token"
+    )
 
 # --- Contacts ---
 
