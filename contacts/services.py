@@ -781,13 +781,7 @@ def preferences_save(
 def contact_export_data(contact: Contact, *, by: Any) -> dict[str, Any]:
     """Everything contacts holds about one person (GDPR access request), recorded in the audit log."""
     data = {
-        "email": contact.email,
-        "first_name": contact.first_name,
-        "last_name": contact.last_name,
-        "attributes": contact.attributes,
-        "language": contact.language,
-        "timezone": contact.timezone,
-        "status": contact.status,
+        **contact.own_values(),
         "consent": {
             "at": contact.consent_at.isoformat() if contact.consent_at else None,
             "source": contact.consent_source,

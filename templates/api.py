@@ -229,13 +229,5 @@ class TemplatePreviewView(generics.GenericAPIView):
             if contact is None:
                 raise ValidationError({"contact": [f"No contact with id {contact_id}."]})
             merge["contact"] = contact
-        _, rendered = selectors.template_preview(
-            kind=template.kind,
-            subject=template.subject,
-            html=template.html,
-            text=template.text,
-            preheader=template.preheader,
-            layout=template.layout,
-            data=merge,
-        )
+        _, rendered = selectors.saved_template_preview(template, data=merge)
         return Response({"subject": rendered.subject, "html": rendered.html, "text": rendered.text})
