@@ -16,6 +16,7 @@ from mailplatform.env import (
     env_choice,
     env_float,
     env_int,
+    env_json,
     env_list,
     env_str,
     env_url,
@@ -83,6 +84,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "mailplatform.logs.RequestIdMiddleware",
     "mailplatform.middleware.ProbeMiddleware",
     "mailplatform.middleware.ClientAddressMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -92,6 +94,7 @@ MIDDLEWARE = [
     "mailplatform.api.middleware.ApiBodyLimitMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "mailplatform.logs.LogUserMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -375,11 +378,16 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# json: one object per line with request, user, task, mailing and relay ids (mailplatform/logs.py).
+LOG_FORMAT = env_choice("LOG_FORMAT", "plain", ("plain", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "mailplatform.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
@@ -464,6 +472,21 @@ DELIVERY_TASK_SECONDS = env_int("DELIVERY_TASK_SECONDS", 60, minimum=1)
 DELIVERY_SMTP_TIMEOUT = env_int("DELIVERY_SMTP_TIMEOUT", 30, minimum=1)
 # Ledger rows and their events older than this are pruned by a beat task; 0 keeps them forever.
 DELIVERY_RETENTION_DAYS = env_int("DELIVERY_RETENTION_DAYS", 400, minimum=0)
+
+# Per receiving domain limits (delivery/domains.py). Groups of domains one receiver runs, as JSON
+# {"group": ["domain", ...]} merged over the built-in gmail, microsoft and yahoo groups; limits as
+# JSON {"group or domain": {"per_second": n, "per_hour": n, "per_day": n}}, "*" for every other
+# domain. A 4.7.x rate-limit reply for a domain halves its rate (from AIMD_START_PER_SECOND when
+# it had no limit) and it grows back by AIMD_INCREASE msg/s per second until it reaches its
+# limit (or AIMD_CEILING_PER_SECOND for an unlimited domain), when the slowdown is forgotten.
+DELIVERY_DOMAIN_GROUPS = env_json("DELIVERY_DOMAIN_GROUPS", {})
+DELIVERY_DOMAIN_LIMITS = env_json("DELIVERY_DOMAIN_LIMITS", {})
+DELIVERY_DOMAIN_AIMD_START_PER_SECOND = env_float("DELIVERY_DOMAIN_AIMD_START_PER_SECOND", 20.0, minimum=0.01)
+DELIVERY_DOMAIN_AIMD_INCREASE = env_float("DELIVERY_DOMAIN_AIMD_INCREASE", 0.05, minimum=0.0001)
+DELIVERY_DOMAIN_AIMD_FLOOR_PER_SECOND = env_float("DELIVERY_DOMAIN_AIMD_FLOOR_PER_SECOND", 0.1, minimum=0.001)
+DELIVERY_DOMAIN_AIMD_CEILING_PER_SECOND = env_float(
+    "DELIVERY_DOMAIN_AIMD_CEILING_PER_SECOND", 200.0, minimum=0.01
+)
 
 # The sender of platform mail (double opt-in confirmations, transactional sends without their own).
 DELIVERY_DEFAULT_FROM_EMAIL = env_str("DELIVERY_DEFAULT_FROM_EMAIL") or f"posthorn@{BOUNCE_DOMAIN}"
