@@ -54,12 +54,18 @@ def relay_save(
     """Create or update a relay. `password=None` keeps the stored one; "" clears it."""
     relay = relay or Relay()
     creating = relay.pk is None
+    endpoint = (relay.host, relay.port)
     for name, value in fields.items():
         setattr(relay, name, value)
     if creating and "security" not in fields and relay.port in PORT_SECURITY:
         relay.security = PORT_SECURITY[relay.port]
     if password is not None:
         relay.password_encrypted = crypto.encrypt(password)
+    elif not creating and (relay.host, relay.port) != endpoint and relay.password_encrypted:
+        # The stored password was given for the old server: never send it to a new one (a hijacked
+        # session could otherwise point the relay at itself and read the password off the wire).
+        relay.password_encrypted = ""
+        password = ""
     model_checked(relay)
     with transaction.atomic():
         relay.save()

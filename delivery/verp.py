@@ -26,8 +26,9 @@ def _key(purpose: str, secret: str) -> bytes:
     return hashlib.sha256(f"posthorn-verp:{purpose}:".encode() + secret.encode()).digest()
 
 
-def _mac(purpose: str, message_id: int) -> str:
-    digest = hmac.new(_key(purpose, settings.SECRET_KEY), str(message_id).encode(), hashlib.sha256).digest()
+def _mac(purpose: str, message_id: int, secret: str | None = None) -> str:
+    key = _key(purpose, secret if secret is not None else settings.SECRET_KEY)
+    digest = hmac.new(key, str(message_id).encode(), hashlib.sha256).digest()
     return base64.b32encode(digest[:_MAC_BYTES]).decode().lower()
 
 
@@ -52,9 +53,12 @@ def message_id_from_token(token: str, purpose: str = "bounce") -> int | None:
     if not match:
         return None
     message_id = int(match.group(1), 36)
-    if not hmac.compare_digest(match.group(2), _mac(purpose, message_id)):
-        return None
-    return message_id
+    # Tokens minted before a key rotation stay valid while the old key is in SECRET_KEY_FALLBACKS:
+    # mail already out (bounces, unsubscribe links, tracking) keeps working.
+    for secret in (settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ())):
+        if hmac.compare_digest(match.group(2), _mac(purpose, message_id, secret)):
+            return message_id
+    return None
 
 
 def verp_address(message_id: int) -> str:

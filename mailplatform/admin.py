@@ -4,6 +4,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.urls import reverse
 
 from mailplatform.models import AuditEntry, CapturedMessage, User
+from mailplatform.services import audit_record
 
 
 @admin.register(User)
@@ -12,12 +13,26 @@ class PlatformUserAdmin(UserAdmin):
     list_filter = ("role", "is_active")
     fieldsets = (*UserAdmin.fieldsets, ("Role", {"fields": ("role",)}))
 
+    def save_model(self, request, obj, form, change) -> None:
+        # A role changed here is audited like one changed under Settings > Users.
+        old = User.objects.filter(pk=obj.pk).values_list("role", flat=True).first() if change else None
+        super().save_model(request, obj, form, change)
+        if change and old != obj.role:
+            audit_record(
+                request.user, "user.role_changed", obj, details={"from": old, "to": obj.role, "via": "admin"}
+            )
+        elif not change:
+            audit_record(request.user, "user.created", obj, details={"role": obj.role, "via": "admin"})
+
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(admin.ModelAdmin):
     list_display = ("at", "actor_label", "action", "target_label")
     list_filter = ("action",)
     search_fields = ("actor_label", "target_label")
+
+    def has_add_permission(self, request) -> bool:
+        return False  # entries are written by the platform only
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # the audit log is append-only

@@ -1,7 +1,7 @@
 """The REST API under /api/v1/: the platform's endpoints, then each app's `<app>/api_urls.py`."""
 
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from mailplatform.api import views
 
@@ -9,7 +9,7 @@ app_name = "api"
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(api_version="1.0.0"), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
     path("key", views.KeyInfoView.as_view(), name="key-info"),
     path("webhooks/", views.WebhookListCreateView.as_view(), name="webhooks"),
     path("webhooks/<int:pk>/", views.WebhookDetailView.as_view(), name="webhook-detail"),

@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from mailplatform import lookups
+from mailplatform.api.auth import require_scope
 from mailplatform.api.serializers import StrictSerializer
 from templates import selectors, services
 from templates.models import EmailTemplate, TemplateVersion
@@ -224,6 +225,9 @@ class TemplatePreviewView(generics.GenericAPIView):
         merge: dict[str, Any] = dict(data.validated_data["data"])
         contact_id = data.validated_data.get("contact")
         if contact_id is not None:
+            # Rendering a contact's fields reads the contact: templates:read alone may not (403 before
+            # any lookup, so the key learns nothing about the contact).
+            require_scope(request, "contacts:read")
             merge_data = lookups.ask(lookups.CONTACT_MERGE_DATA)
             contact = merge_data([contact_id]).get(contact_id) if merge_data is not None else None
             if contact is None:

@@ -102,6 +102,9 @@ def mailbox_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         mailbox = form.save(commit=False)
         if form.cleaned_data.get("password"):
             mailbox_set_password(mailbox, form.cleaned_data["password"])
+        elif pk and {"host", "port"} & set(form.changed_data):
+            # The stored password was given for the old server: never send it to a new one.
+            mailbox.password_encrypted = ""
         mailbox.save()
         audit_record(request.user, "bounces.mailbox_saved", mailbox, details={"host": mailbox.host})
         messages.success(request, f"Mailbox {mailbox.name} saved.")

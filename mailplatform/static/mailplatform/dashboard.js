@@ -23,4 +23,21 @@
     box.addEventListener("change", sync);
     sync();
   });
+
+  // A form that asks before it does something that cannot be undone (data-confirm="question").
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form && form.getAttribute && form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) event.preventDefault();
+  }, true);
+
+  // The relay form: suggest the security that usually goes with a port; the admin can still choose.
+  document.querySelectorAll("form[data-suggest-security]").forEach(function (form) {
+    var port = form.querySelector("#id_port"), security = form.querySelector("#id_security");
+    if (!port || !security) return;
+    port.addEventListener("change", function () {
+      var suggested = {"465": "tls", "25": "starttls", "587": "starttls", "2525": "starttls"}[port.value];
+      if (suggested) security.value = suggested;
+    });
+  });
 })();
