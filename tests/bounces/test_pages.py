@@ -108,9 +108,13 @@ def test_mailbox_form_encrypts_and_never_shows_the_password(admin_client) -> Non
     assert "s3cret-pass" not in mailbox.password_encrypted and mailbox_password(mailbox) == "s3cret-pass"
     edit = admin_client.get(f"/bounces/mailboxes/{mailbox.pk}/").content.decode()
     assert "s3cret-pass" not in edit and mailbox.password_encrypted not in edit
-    admin_client.post(f"/bounces/mailboxes/{mailbox.pk}/", {**data, "port": 1993})  # keeps the password
+    admin_client.post(f"/bounces/mailboxes/{mailbox.pk}/", {**data, "name": "renamed"})  # keeps the password
     mailbox.refresh_from_db()
-    assert mailbox.port == 1993 and mailbox_password(mailbox) == "s3cret-pass"
+    assert mailbox.name == "renamed" and mailbox_password(mailbox) == "s3cret-pass"
+    # A new port (or host) is another server: the stored password is not sent there (issue #12).
+    admin_client.post(f"/bounces/mailboxes/{mailbox.pk}/", {**data, "name": "renamed", "port": 1993})
+    mailbox.refresh_from_db()
+    assert mailbox.port == 1993 and mailbox.password_encrypted == ""
 
 
 def test_poll_now_reports_a_connection_error(admin_client) -> None:
