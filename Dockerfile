@@ -1,6 +1,10 @@
 FROM python:3.11-slim-bookworm
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
+# The locked runtime set first (its own layer, reused while the lock is unchanged), each file
+# checked against its hash; then the project itself without resolving anything.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY mailplatform mailplatform
 COPY contacts contacts
@@ -8,7 +12,7 @@ COPY templates templates
 COPY campaigns campaigns
 COPY delivery delivery
 COPY manage.py ./
-RUN pip install . && DEBUG=true SECRET_KEY=build-only-build-only-build-only-x DATABASE_URL=postgresql://x@localhost/x \
+RUN pip install --no-deps -e . && DEBUG=true SECRET_KEY=build-only-build-only-build-only-x DATABASE_URL=postgresql://x@localhost/x \
     REDIS_URL=redis://localhost:6379/0 python manage.py collectstatic --noinput
 RUN useradd --system posthorn && mkdir -p /app/var && chown posthorn /app/var
 USER posthorn

@@ -20,6 +20,7 @@ NAV_ITEMS = [
     NavItem("Home", "home"),
     NavItem("Contacts", "contacts:index"),
     NavItem("Templates", "templates:index"),
+    NavItem("Media", "media:library"),
     NavItem("Campaigns", "campaigns:index"),
     NavItem("Delivery", "delivery:index"),
     NavItem("Bounces", "bounces:index"),

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "anymail",
     "mailplatform",
     "contacts",
+    "media",
     "templates",
     "delivery",
     "delivery.bounces",
@@ -159,6 +160,37 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG
 MEDIA_ROOT = VAR_DIR / "media"
+# The media library (images, template attachments): the filesystem under MEDIA_ROOT, or an
+# S3-compatible bucket (AWS, MinIO, Ceph, R2) through django-storages with MEDIA_STORAGE=s3.
+MEDIA_STORAGE = (env_str("MEDIA_STORAGE", "filesystem") or "filesystem").lower()
+if MEDIA_STORAGE == "s3":
+    STORAGES["media"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env_str("MEDIA_S3_BUCKET") or "",
+            "endpoint_url": env_str("MEDIA_S3_ENDPOINT_URL"),
+            "region_name": env_str("MEDIA_S3_REGION"),
+            "access_key": env_str("MEDIA_S3_ACCESS_KEY_ID"),
+            "secret_key": env_str("MEDIA_S3_SECRET_ACCESS_KEY"),
+            "location": env_str("MEDIA_S3_PREFIX", "") or "",
+            # The platform serves the files itself (media:file), so the bucket stays private.
+            "default_acl": None,
+            "querystring_auth": True,
+            "file_overwrite": True,
+            "object_parameters": {"CacheControl": "public, max-age=31536000, immutable"},
+        },
+    }
+    if not STORAGES["media"]["OPTIONS"]["bucket_name"]:
+        raise ConfigError("MEDIA_STORAGE=s3 needs MEDIA_S3_BUCKET")
+elif MEDIA_STORAGE == "filesystem":
+    STORAGES["media"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": MEDIA_ROOT},
+    }
+else:
+    raise ConfigError("MEDIA_STORAGE must be filesystem or s3")
+MEDIA_MAX_IMAGE_BYTES = env_int("MEDIA_MAX_IMAGE_BYTES", 5 * 1024 * 1024, minimum=1024)
+MEDIA_MAX_IMAGE_PIXELS = env_int("MEDIA_MAX_IMAGE_PIXELS", 40_000_000, minimum=10_000)
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = SITE_URL.startswith("https://")

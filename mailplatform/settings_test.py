@@ -11,3 +11,6 @@ from mailplatform.settings import *  # noqa: E402,F403
 # A fast hasher: logins in browser journeys and fixtures would otherwise dominate the suite.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 WHITENOISE_AUTOREFRESH = True
+# Uploaded media of test runs stays apart from `make run`'s library.
+if MEDIA_STORAGE == "filesystem":  # noqa: F405
+    STORAGES["media"]["OPTIONS"]["location"] = VAR_DIR / "test-media"  # noqa: F405

@@ -41,6 +41,7 @@ urlpatterns = [
 for prefix, module in [
     ("contacts/", "contacts.urls"),
     ("templates/", "templates.urls"),
+    ("media/", "media.urls"),
     ("campaigns/", "campaigns.urls"),
     ("delivery/", "delivery.urls"),
     ("bounces/", "delivery.bounces.urls"),

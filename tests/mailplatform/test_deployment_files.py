@@ -42,3 +42,16 @@ def test_app_services_are_configured_by_environment():
         env = services[name].get("environment", {})
         keys = set(env) if isinstance(env, dict) else {item.split("=")[0] for item in env}
         assert {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"} <= keys, name
+
+
+def test_every_install_takes_the_locked_set_by_hash_then_the_project_without_deps():
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert "pip install --require-hashes -r requirements.lock" in dockerfile
+    assert "pip install --no-deps -e ." in dockerfile
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert "LOCK := requirements-dev.lock" in makefile
+    assert "pip install --quiet --require-hashes -r $(LOCK)" in makefile
+    assert "pip install --quiet --no-deps -e ." in makefile
+    # The install stamp names the lock, so a pull that changes it reinstalls.
+    assert "cat pyproject.toml $(LOCK) | sha1sum" in makefile
+    assert "make test" in (REPO_ROOT / ".ci" / "run").read_text()
