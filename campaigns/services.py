@@ -17,7 +17,7 @@ from django.utils import timezone
 from campaigns import selectors
 from campaigns.models import EDITABLE_STATES, Campaign, CampaignState, GuardLimits, Variant, WinnerMetric
 from delivery.headers import check_header_value
-from mailplatform.services import audit_record
+from mailplatform.services import acting_user, audit_record
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,6 @@ LABELS = "ABCD"
 HEADER_FIELDS = frozenset({"subject", "preheader", "from_email", "from_name", "reply_to"})
 
 
-def _user(by: Any) -> Any:
-    return by if getattr(by, "is_authenticated", False) else None
-
-
 def campaign_create(*, name: str, by: Any = None, **fields: Any) -> Campaign:
     if not name.strip():
         raise ValidationError("a name is required", code="name")
@@ -42,7 +38,7 @@ def campaign_create(*, name: str, by: Any = None, **fields: Any) -> Campaign:
         name=name.strip()[:200],
         from_email=settings.DELIVERY_DEFAULT_FROM_EMAIL,
         from_name=settings.DELIVERY_DEFAULT_FROM_NAME,
-        created_by=_user(by),
+        created_by=acting_user(by),
     )
     with transaction.atomic():
         campaign.save()
@@ -142,7 +138,7 @@ def campaign_clone(campaign_id: int, *, by: Any = None) -> Campaign:
             **{name: getattr(source, name) for name in FIELDS if name != "name"},
             name=f"{source.name} (copy)"[:200],
             cloned_from=source,
-            created_by=_user(by),
+            created_by=acting_user(by),
         )
         copy.lists.set(source.lists.all())
         copy.exclude_lists.set(source.exclude_lists.all())

@@ -6,10 +6,21 @@ class DeliveryConfig(AppConfig):
     name = "delivery"
 
     def ready(self) -> None:
+        from django.conf import settings
+
         from contacts.signals import confirmation_requested
         from delivery.receivers import send_confirmation
+        from mailplatform import beat
 
         confirmation_requested.connect(send_confirmation, dispatch_uid="delivery.send_confirmation")
+        beat.every(
+            settings.DELIVERY_WATCHDOG_SECONDS, "delivery.tasks.send_watchdog", name="delivery-watchdog"
+        )
+        beat.every(3600, "delivery.tasks.ledger_prune", name="delivery-prune")
+        beat.every(
+            settings.TRACKING_FLUSH_SECONDS, "delivery.tasks.tracking_flush", name="delivery-tracking-flush"
+        )
+        beat.every(5, "delivery.webhook_tasks.forward_message_events", name="webhook-forward-delivery")
 
         # A SIGTERM'd worker tells its runners to hand back their work (delivery.liveness).
         from celery.signals import worker_ready, worker_shutting_down

@@ -12,12 +12,13 @@ the Mailing's sending identity has a key.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from email.utils import formatdate
+from email.utils import encode_rfc2231, formatdate
 from typing import Any
 
 from django.conf import settings
@@ -60,6 +61,40 @@ def _qp_url(url: str) -> bytes:
 def dot_stuff(data: bytes) -> bytes:
     data = data.replace(b"\r\n.", b"\r\n..")
     return b"." + data if data.startswith(b".") else data
+
+
+def _filename_params(filename: str) -> str:
+    """`; filename="..."` for ASCII names, RFC 2231 `filename*=utf-8''...` otherwise."""
+    if filename.isascii() and not any(ch in filename for ch in '"\\\r\n'):
+        return f'; filename="{filename}"'
+    return f"; filename*={encode_rfc2231(filename, 'utf-8')}"
+
+
+def encode_attachments(attachments: Sequence[Mapping[str, Any]], boundary: str) -> bytes:
+    """The attachment parts of a multipart/mixed body, base64 in 76-character lines, and its close.
+
+    Done once per Mailing (MessageBuilder): every message of the mailing reuses the same bytes.
+    The content is the stored file itself, checked against its checksum; nothing in it is per
+    recipient, so an attachment can never carry a tracking token.
+    """
+    from templates.attachments import attachment_bytes
+
+    out = []
+    for attachment in attachments:
+        data = attachment_bytes(attachment)
+        encoded = base64.encodebytes(data).replace(b"\n", b"\r\n")
+        content_type = str(attachment.get("content_type") or "application/octet-stream")
+        params = _filename_params(str(attachment["filename"]))
+        out.append(
+            (
+                f"\r\n--{boundary}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Disposition: attachment{params}\r\n"
+                "Content-Transfer-Encoding: base64\r\n\r\n"
+            ).encode()
+            + encoded
+        )
+    out.append(f"\r\n--{boundary}--\r\n".encode())
+    return b"".join(out)
 
 
 class _Part:
@@ -111,6 +146,9 @@ class MessageBuilder:
         self._tracked = self.track_opens or self.track_clicks
         self._links: list[str] = []
         self._pixel = False
+        self._mixed_boundary = (
+            "=_posthorn_m_" + secrets.token_hex(12) if self.compiled.get("attachments") else ""
+        )
         if self._fast:
             segments = self.compiled["segments"]
             self._slots = [(tuple(path), default) for path, default in self.compiled["slots"]]
@@ -152,6 +190,16 @@ class MessageBuilder:
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
         ).encode()
         self._body_close = f"\r\n--{self.boundary}--\r\n".encode()
+        # Attachments: the alternative body goes inside a multipart/mixed one, the files after it,
+        # encoded here once for the whole mailing.
+        self._mixed_open = b""
+        self._mixed_close = b""
+        if self._mixed_boundary:
+            self._mixed_open = (
+                f"--{self._mixed_boundary}\r\n"
+                f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n\r\n'
+            ).encode()
+            self._mixed_close = encode_attachments(self.compiled["attachments"], self._mixed_boundary)
         self._date_second = -1
         self._date = b""
 
@@ -170,7 +218,10 @@ class MessageBuilder:
         lines.append(f"Feedback-ID: {self.mailing_id}:{group}:{self.kind}:posthorn")
         for name, value in self.extra_headers.items():
             lines.append(f"{name}: {encode_unstructured(value)}")
-        lines.append(f'Content-Type: multipart/alternative; boundary="{self.boundary}"')
+        if self._mixed_boundary:
+            lines.append(f'Content-Type: multipart/mixed; boundary="{self._mixed_boundary}"')
+        else:
+            lines.append(f'Content-Type: multipart/alternative; boundary="{self.boundary}"')
         return ("\r\n".join(lines) + "\r\n").encode()
 
     def _date_header(self) -> bytes:
@@ -247,7 +298,9 @@ class MessageBuilder:
             head += [b"Subject: ", encode_unstructured(subject.translate(_NO_BREAKS)).encode(), b"\r\n"]
         head.append(self._head)
         header_block = b"".join(head)
-        body = b"".join((self._body_open, text, self._body_middle, html, self._body_close))
+        body = b"".join((self._mixed_open, self._body_open, text, self._body_middle, html, self._body_close))
         if self.signer is not None:
-            header_block = self.signer.signature_header(header_block, body) + header_block
-        return dot_stuff(header_block + b"\r\n" + body)
+            header_block = self.signer.signature_header(header_block, body + self._mixed_close) + header_block
+        # The attachments need no dot-stuffing (base64 and our part headers never start a line with
+        # "."): only the per-recipient part is scanned, the mailing's encoded files are appended.
+        return dot_stuff(header_block + b"\r\n" + body) + self._mixed_close

@@ -12,9 +12,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from django.conf import settings
-
-from mailplatform.redis_cache import redis_client
+from mailplatform.redis_cache import redis_client, redis_key
 
 _SCRIPT = """
 local op = ARGV[1]
@@ -114,7 +112,7 @@ def _run(keys: list[str], args: list) -> tuple[int, float]:
 
 
 def _prefix(relay_id: int) -> str:
-    return f"{settings.CACHES['default'].get('KEY_PREFIX', 'posthorn')}:delivery:relay:{relay_id}"
+    return redis_key("delivery", "relay", relay_id)
 
 
 @dataclass(frozen=True)

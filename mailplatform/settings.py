@@ -189,6 +189,9 @@ elif MEDIA_STORAGE == "filesystem":
     }
 else:
     raise ConfigError("MEDIA_STORAGE must be filesystem or s3")
+# Files attached to a template go with every message: their total per message, and their count.
+TEMPLATE_ATTACHMENTS_MAX_BYTES = env_int("TEMPLATE_ATTACHMENTS_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
+TEMPLATE_ATTACHMENTS_MAX_FILES = env_int("TEMPLATE_ATTACHMENTS_MAX_FILES", 10, minimum=1)
 MEDIA_MAX_IMAGE_BYTES = env_int("MEDIA_MAX_IMAGE_BYTES", 5 * 1024 * 1024, minimum=1024)
 MEDIA_MAX_IMAGE_PIXELS = env_int("MEDIA_MAX_IMAGE_PIXELS", 40_000_000, minimum=10_000)
 
@@ -220,11 +223,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
-    "webhook-sweep": {"task": "mailplatform.tasks.webhook_sweep", "schedule": 300.0},
-    "webhook-forward-delivery": {"task": "delivery.webhook_tasks.forward_message_events", "schedule": 5.0},
-    "webhook-forward-contacts": {"task": "contacts.webhook_tasks.forward_subscriptions", "schedule": 5.0},
-}
+# The beat schedule is not a setting: each app registers its entries in mailplatform/beat.py.
 
 # Home page panels, by URL name; each app serves its own fragment.
 HOME_FRAGMENTS = [
@@ -363,15 +362,6 @@ DELIVERY_SMTP_TIMEOUT = env_int("DELIVERY_SMTP_TIMEOUT", 30, minimum=1)
 # Ledger rows and their events older than this are pruned by a beat task; 0 keeps them forever.
 DELIVERY_RETENTION_DAYS = env_int("DELIVERY_RETENTION_DAYS", 400, minimum=0)
 
-CELERY_BEAT_SCHEDULE.update(
-    {
-        "delivery-watchdog": {
-            "task": "delivery.tasks.send_watchdog",
-            "schedule": float(DELIVERY_WATCHDOG_SECONDS),
-        },
-        "delivery-prune": {"task": "delivery.tasks.ledger_prune", "schedule": 3600.0},
-    }
-)
 # The sender of platform mail (double opt-in confirmations, transactional sends without their own).
 DELIVERY_DEFAULT_FROM_EMAIL = env_str("DELIVERY_DEFAULT_FROM_EMAIL") or f"posthorn@{BOUNCE_DOMAIN}"
 DELIVERY_DEFAULT_FROM_NAME = env_str("DELIVERY_DEFAULT_FROM_NAME", "Posthorn") or ""
@@ -383,10 +373,6 @@ BOUNCE_SMTP_PORT = env_int("BOUNCE_SMTP_PORT", 2526, minimum=1)
 BOUNCE_MAX_MESSAGE_BYTES = env_int("BOUNCE_MAX_MESSAGE_BYTES", 10 * 1024 * 1024, minimum=1024)
 BOUNCE_MAX_PER_MINUTE_PER_CLIENT = env_int("BOUNCE_MAX_PER_MINUTE_PER_CLIENT", 600, minimum=1)
 BOUNCE_POLL_SECONDS = env_int("BOUNCE_POLL_SECONDS", 120, minimum=10)
-CELERY_BEAT_SCHEDULE["bounce-mailboxes-poll"] = {
-    "task": "delivery.bounces.tasks.bounce_mailboxes_poll",
-    "schedule": float(BOUNCE_POLL_SECONDS),
-}
 CELERY_TASK_ROUTES["delivery.bounces.tasks.*"] = {"queue": "bounces"}
 # ESP tracking webhooks (/bounces/webhooks/<esp>/tracking/): basic auth "user:password" in the URL
 # you give the ESP, and Mailgun's signing key.
@@ -404,10 +390,6 @@ TRACKING_MACHINE_SECONDS = env_int("TRACKING_MACHINE_SECONDS", 10, minimum=0)
 TRACKING_PUSH_MS = env_int("TRACKING_PUSH_MS", 100, minimum=5)
 TRACKING_FLUSH_SECONDS = env_int("TRACKING_FLUSH_SECONDS", 2, minimum=1)
 TRACKING_FLUSH_BATCH = env_int("TRACKING_FLUSH_BATCH", 2000, minimum=1)
-CELERY_BEAT_SCHEDULE["delivery-tracking-flush"] = {
-    "task": "delivery.tasks.tracking_flush",
-    "schedule": float(TRACKING_FLUSH_SECONDS),
-}
 
 # --- Campaigns ---
 
@@ -416,7 +398,3 @@ CELERY_BEAT_SCHEDULE["delivery-tracking-flush"] = {
 CAMPAIGNS_MAX_LATENESS_MINUTES = env_int("CAMPAIGNS_MAX_LATENESS_MINUTES", 30, minimum=1)
 # How often the beat task starts due campaigns, decides A/B tests and runs the deliverability guard.
 CAMPAIGNS_TICK_SECONDS = env_int("CAMPAIGNS_TICK_SECONDS", 15, minimum=1)
-CELERY_BEAT_SCHEDULE["campaigns-tick"] = {
-    "task": "campaigns.tasks.tick",
-    "schedule": float(CAMPAIGNS_TICK_SECONDS),
-}

@@ -126,12 +126,14 @@ class CompiledTemplate:
     # Fast path only (empty when uses_logic): per part, its literal pieces and the slot index between each pair.
     segments: Mapping[str, tuple[tuple[str, ...], tuple[int, ...]]] = field(default_factory=dict)
     slots: tuple[Slot, ...] = ()
+    # Files sent with every message: [{"filename", "content_type", "size", "sha256", "storage_name"}].
+    attachments: tuple[Mapping[str, Any], ...] = ()
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # --- serialisation (the delivery snapshot) ---
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "format": FORMAT_VERSION,
             "subject": self.subject,
             "html": self.html,
@@ -141,6 +143,9 @@ class CompiledTemplate:
             "segments": {part: [list(lits), list(idx)] for part, (lits, idx) in self.segments.items()},
             "slots": [[list(path), default] for path, default in self.slots],
         }
+        if self.attachments:  # absent otherwise: snapshots of templates without files keep their checksum
+            data["attachments"] = [dict(a) for a in self.attachments]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CompiledTemplate:
@@ -154,6 +159,7 @@ class CompiledTemplate:
             fields=frozenset(data["fields"]),
             segments={part: (tuple(lits), tuple(idx)) for part, (lits, idx) in data["segments"].items()},
             slots=tuple((tuple(path), default) for path, default in data["slots"]),
+            attachments=tuple(dict(a) for a in data.get("attachments", ())),
         )
 
     # --- rendering ---
@@ -472,6 +478,47 @@ def _lf(source: str) -> str:
     return source.replace("\r\n", "\n").replace("\r", "\n")
 
 
+def _attachments_checked(attachments: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
+    files = tuple(dict(a) for a in attachments)
+    if not files:
+        return files
+    from django.conf import settings
+
+    if len(files) > settings.TEMPLATE_ATTACHMENTS_MAX_FILES:
+        raise TemplateError(
+            f"{len(files)} files attached; at most {settings.TEMPLATE_ATTACHMENTS_MAX_FILES} are allowed",
+            part="attachments",
+        )
+    total = sum(int(a["size"]) for a in files)
+    limit = settings.TEMPLATE_ATTACHMENTS_MAX_BYTES
+    if total > limit:
+        raise TemplateError(
+            f"the attachments total {total / 1048576:.1f} MB; a message may carry at most "
+            f"{limit / 1048576:.1f} MB of attachments",
+            part="attachments",
+        )
+    return files
+
+
+def _body_html(source_format: str, html: str, layout_html: str | None) -> tuple[str, str | None]:
+    """The body as HTML (and the layout it goes into) for a body written in `source_format`."""
+    from templates.formats import HTML, MARKDOWN, MARKDOWN_FRAME, FormatError, body_to_html
+
+    if source_format == HTML:
+        return html, layout_html
+    if layout_html is not None and source_format != MARKDOWN:
+        raise TemplateError(
+            "MJML and block templates are whole documents: they cannot go into a base layout", part="layout"
+        )
+    try:
+        body = body_to_html(source_format, html)
+    except FormatError as exc:
+        raise TemplateError(str(exc), part="html") from None
+    if source_format == MARKDOWN and layout_html is None:
+        layout_html = MARKDOWN_FRAME
+    return body, layout_html
+
+
 def compile_template(
     *,
     subject: str,
@@ -479,11 +526,17 @@ def compile_template(
     text: str | None = None,
     preheader: str = "",
     layout_html: str | None = None,
+    source_format: str = "html",
+    attachments: Iterable[Mapping[str, Any]] = (),
 ) -> CompiledTemplate:
     """Validate, inline and split a template; raises TemplateError naming the part, line and column.
 
     `layout_html`, when given, is a base layout whose `{{ content }}` receives `html`.
+    `source_format` says what `html` holds: HTML, or MJML, Markdown or a block document, which
+    become HTML first (templates.formats). `attachments` are files sent with every message
+    (their metadata; the bytes stay in media storage), bounded in number and total size.
     """
+    files = _attachments_checked(attachments)
     # Browsers post CR LF; Liquid writes LF. One convention from here on.
     html, preheader = _lf(html), _lf(preheader)
     text = _lf(text) if text is not None else None
@@ -499,6 +552,7 @@ def compile_template(
         )
     if any(ch in subject for ch in _LINE_BREAKS):
         raise TemplateError("the subject must be one line", part="subject", line=1, column=1)
+    html, layout_html = _body_html(source_format, html, layout_html)
     # Each part is checked on its own source so line and column point into what the author wrote.
     _parse(TEXT_ENV, subject, "subject")
     _parse(TEXT_ENV, preheader, "preheader")
@@ -535,6 +589,7 @@ def compile_template(
         fields=frozenset(fields),
         segments={} if uses_logic else segments,  # type: ignore[arg-type]
         slots=() if uses_logic else tuple(sorted(slots, key=slots.__getitem__)),
+        attachments=files,
     )
     if uses_logic:
         _trial_render(compiled)

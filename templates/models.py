@@ -6,6 +6,19 @@ from django.conf import settings
 from django.db import models
 
 
+class SourceFormat(models.TextChoices):
+    """What the `html` field holds (templates.formats turns each into HTML)."""
+
+    HTML = "html", "HTML"
+    MJML = "mjml", "MJML"
+    MARKDOWN = "markdown", "Markdown"
+    BLOCKS = "blocks", "Blocks"
+
+
+def _no_attachments() -> list:
+    return []
+
+
 class EmailTemplate(models.Model):
     class Kind(models.TextChoices):
         TEMPLATE = "template", "Template"
@@ -15,9 +28,13 @@ class EmailTemplate(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.TEMPLATE)
     subject = models.CharField(max_length=998, blank=True)
     preheader = models.CharField(max_length=300, blank=True)
+    # The body in `source_format`: HTML, MJML, Markdown, or a block document (JSON).
     html = models.TextField()
+    source_format = models.CharField(max_length=20, choices=SourceFormat.choices, default=SourceFormat.HTML)
     # Empty: the text part is derived from the HTML when the template compiles.
     text = models.TextField(blank=True)
+    # Files sent with every message: metadata only, the bytes are in media storage (content-addressed).
+    attachments = models.JSONField(default=_no_attachments, blank=True)
     layout = models.ForeignKey(
         "self",
         null=True,
@@ -56,7 +73,9 @@ class TemplateVersion(models.Model):
     subject = models.CharField(max_length=998, blank=True)
     preheader = models.CharField(max_length=300, blank=True)
     html = models.TextField()
+    source_format = models.CharField(max_length=20, choices=SourceFormat.choices, default=SourceFormat.HTML)
     text = models.TextField(blank=True)
+    attachments = models.JSONField(default=_no_attachments, blank=True)
     layout = models.ForeignKey(
         EmailTemplate, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )

@@ -138,6 +138,7 @@ def template_preview(
     preheader: str = "",
     layout: EmailTemplate | None = None,
     data: Mapping[str, Any] | None = None,
+    source_format: str = "html",
 ) -> tuple[CompiledTemplate, RenderedEmail]:
     """Compile unsaved content and render it with sample data, or with the plain data given.
 
@@ -160,6 +161,7 @@ def template_preview(
             text=text or None,
             preheader=preheader,
             layout_html=layout.html if layout is not None else None,
+            source_format=source_format,
         )
     data = dict(data or {})
     contact = data.pop("contact", None)

@@ -117,14 +117,10 @@ def test_every_unsubscribe_once_whoever_caused_it(subscribed):
 
 
 def test_every_scheduled_webhook_task_is_registered():
-    from django.conf import settings
-
     from mailplatform.celery import app
 
     app.loader.import_default_modules()
-    scheduled = {
-        entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values() if "webhook" in entry["task"]
-    }
+    scheduled = {entry["task"] for entry in app.conf.beat_schedule.values() if "webhook" in entry["task"]}
     assert scheduled == {
         "mailplatform.tasks.webhook_sweep",
         "delivery.webhook_tasks.forward_message_events",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.conf import settings
 
 from tests.delivery.smtp_servers import RecordingHandler, SmtpServer
 
@@ -11,11 +10,10 @@ from tests.delivery.smtp_servers import RecordingHandler, SmtpServer
 @pytest.fixture(scope="session", autouse=True)
 def _forget_stale_redis_state():
     """Relay and mailing ids restart with every test database: drop limits and slots of earlier runs."""
-    from mailplatform.redis_cache import redis_client
+    from mailplatform.redis_cache import redis_client, redis_key
 
     client = redis_client()
-    prefix = settings.CACHES["default"].get("KEY_PREFIX", "posthorn")
-    keys = list(client.scan_iter(f"{prefix}:delivery:*"))
+    keys = list(client.scan_iter(redis_key("delivery", "*")))
     if keys:
         client.delete(*keys)
     yield
