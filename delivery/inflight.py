@@ -16,9 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.conf import settings
-
-from mailplatform.redis_cache import redis_client
+from mailplatform.redis_cache import redis_client, redis_key
 
 # A member that is never a Message id: the set exists (and this module's answers hold) while it is there.
 _PRESENT = "-"
@@ -29,9 +27,7 @@ CHUNK = 64
 
 
 def _key(mailing_id: int) -> str:
-    return (
-        f"{settings.CACHES['default'].get('KEY_PREFIX', 'posthorn')}:delivery:mailing:{mailing_id}:inflight"
-    )
+    return redis_key("delivery", "mailing", mailing_id, "inflight")
 
 
 def announce(mailing_id: int, ids: Iterable[int]) -> None:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 
-from mailplatform.redis_cache import redis_client
+from mailplatform.redis_cache import redis_client, redis_key
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ _stopping = threading.Event()
 
 
 def _stop_key(hostname: str) -> str:
-    return f"{settings.CACHES['default'].get('KEY_PREFIX', 'posthorn')}:delivery:worker-stopping:{hostname}"
+    return redis_key("delivery", "worker-stopping", hostname)
 
 
 def worker_shutting_down(sender: object = None, **kwargs: object) -> None:

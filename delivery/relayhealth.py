@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from mailplatform.redis_cache import redis_client
+from mailplatform.redis_cache import redis_client, redis_key
 
 _SCRIPT = """
 local key = KEYS[1]
@@ -74,8 +74,7 @@ def _run(relay_id: int, *args: object) -> list:
     global _script
     if _script is None:
         _script = redis_client().register_script(_SCRIPT)
-    prefix = settings.CACHES["default"].get("KEY_PREFIX", "posthorn")
-    return _script(keys=[f"{prefix}:delivery:relay:{relay_id}:health"], args=list(args))
+    return _script(keys=[redis_key("delivery", "relay", relay_id, "health")], args=list(args))
 
 
 def check(relay_id: int) -> tuple[int, float]:
