@@ -188,7 +188,7 @@ def campaign_unschedule(campaign_id: int, *, by: Any = None) -> Campaign:
 
 
 def _make_mailing(campaign: Campaign, variant: Variant | None, *, label: str = "") -> Any:
-    from delivery.services import mailing_create
+    from delivery.mailings import mailing_create
 
     compiled, _ = selectors.compiled_for(campaign, variant)
     template = variant.template if variant is not None and variant.template_id else campaign.template
@@ -265,7 +265,7 @@ def campaign_start(campaign_id: int, *, by: Any = None, scheduled_only: bool = F
     starting a due campaign passes `scheduled_only`: one unscheduled, rescheduled or held since
     is left as it is.
     """
-    from delivery.services import mailing_start
+    from delivery.mailings import mailing_start
 
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
@@ -302,8 +302,8 @@ def _mailings(campaign: Campaign) -> list[int]:
 
 
 def campaign_pause(campaign_id: int, *, by: Any = None, reason: str = "") -> Campaign:
+    from delivery.mailings import mailing_pause
     from delivery.models import Mailing
-    from delivery.services import mailing_pause
 
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
@@ -323,8 +323,8 @@ def campaign_pause(campaign_id: int, *, by: Any = None, reason: str = "") -> Cam
 
 
 def campaign_resume(campaign_id: int, *, by: Any = None) -> Campaign:
+    from delivery.mailings import mailing_resume
     from delivery.models import Mailing
-    from delivery.services import mailing_resume
 
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
@@ -343,8 +343,8 @@ def campaign_resume(campaign_id: int, *, by: Any = None) -> Campaign:
 
 
 def campaign_cancel(campaign_id: int, *, by: Any = None) -> Campaign:
+    from delivery.mailings import mailing_cancel
     from delivery.models import Mailing
-    from delivery.services import mailing_cancel
 
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
@@ -362,7 +362,7 @@ def campaign_cancel(campaign_id: int, *, by: Any = None) -> Campaign:
 
 
 def campaign_test_send(campaign_id: int, to_address: str, *, by: Any = None, variant_label: str = "") -> Any:
-    from delivery.services import test_send
+    from delivery.transactional import test_send
 
     campaign = Campaign.objects.get(pk=campaign_id)
     variant = campaign.variants.filter(label=variant_label).first() if variant_label else None
@@ -416,7 +416,7 @@ def guard_check(campaign_id: int) -> str | None:
 
 def ab_decide(campaign_id: int, *, force: bool = False) -> Variant | None:
     """After the wait, pick the variant with the best unique human open (or click) rate; send it to the rest."""
-    from delivery.services import mailing_start
+    from delivery.mailings import mailing_start
 
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
@@ -446,8 +446,8 @@ def ab_decide(campaign_id: int, *, force: bool = False) -> Variant | None:
 
 def campaign_sync(campaign_id: int) -> str:
     """Bring a sending campaign forward: guard, A/B decision, and `sent` when every Mailing is done."""
+    from delivery.mailings import mailing_finish_if_done
     from delivery.models import Mailing
-    from delivery.services import mailing_finish_if_done
 
     campaign = Campaign.objects.get(pk=campaign_id)
     if campaign.state != CampaignState.SENDING:

@@ -1,6 +1,6 @@
 """REST API for delivery: transactional send, messages, events, bounces, relays (admin).
 
-Thin views over delivery.services and selectors.
+Thin views over the delivery services (relays, transactional) and selectors.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from delivery import services
+from delivery import relays, transactional
 from delivery.bounces import rules as bounce_rules
 from delivery.bounces.models import BounceEvent
 from delivery.models import RELAY_EDITABLE_FIELDS, Message, MessageEvent, Relay, Security
@@ -116,7 +116,7 @@ class SendView(generics.GenericAPIView):
             response["Idempotent-Replayed"] = "true"
             return response
         try:
-            message = services.transactional_send(
+            message = transactional.transactional_send(
                 template_id=template.pk, to=values["to"], data=values["data"], idempotency_key=key
             )
         except DjangoValidationError as exc:
@@ -332,7 +332,7 @@ class RelayUpdateSerializer(RelayWriteSerializer):
 def _save_relay(relay: Relay | None, values: dict[str, Any], by: Any) -> Relay:
     password = values.pop("password", None)
     try:
-        return services.relay_save(relay, by=by, password=password, **values)
+        return relays.relay_save(relay, by=by, password=password, **values)
     except DjangoValidationError as exc:
         raise ValidationError(
             exc.message_dict if hasattr(exc, "message_dict") else {"relay": exc.messages}
@@ -380,5 +380,5 @@ class RelayDetailView(generics.GenericAPIView):
 
     @extend_schema(responses={204: None}, operation_id="relays_destroy")
     def delete(self, request: Request, pk: int) -> Response:
-        services.relay_delete(self.get_object(), by=request.user)
+        relays.relay_delete(self.get_object(), by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -113,8 +113,8 @@ def test_too_long_idempotency_key_is_400(sender, template):
 
 def test_events_and_bounces_filter_by_kind_contact_and_time(sender, template):
     from contacts.services import contact_create
+    from delivery.ledger import message_event_record
     from delivery.models import Message
-    from delivery.services import message_event_record
 
     contact = contact_create(email="ev@example.com")
     sender.post("/api/v1/send", {"template": template.pk, "to": str(contact.pk)}, format="json")
@@ -181,7 +181,7 @@ def test_relays_are_admin_only_with_a_write_only_password(api_client_for):
     assert "s3cret-pw" not in Relay.objects.get(pk=relay["id"]).password_encrypted
     patched = admin.patch(f"/api/v1/relays/{relay['id']}/", {"per_second": 14}, format="json")
     assert patched.status_code == 200 and patched.json()["per_second"] == 14
-    from delivery.services import relay_password
+    from delivery.relays import relay_password
 
     assert relay_password(Relay.objects.get(pk=relay["id"])) == "s3cret-pw"  # kept when not sent
     bad = admin.post("/api/v1/relays/", {"name": "x", "host": "h", "port": 70000}, format="json")

@@ -86,10 +86,10 @@ def compiled():
 def start_mailing(compiled):
     """Create a Mailing to a list's audience and plan it; returns the Mailing (not yet sending)."""
     from contacts.selectors import audience_sql
-    from delivery import services
+    from delivery import mailings
 
     def start(mailing_list, *, relays=(), **fields):
-        mailing = services.mailing_create(
+        mailing = mailings.mailing_create(
             name=fields.pop("name", "Weekly news"),
             compiled=fields.pop("compiled", compiled),
             from_email=fields.pop("from_email", "news@example.com"),
@@ -98,7 +98,7 @@ def start_mailing(compiled):
             relay_ids=[r.pk for r in relays],
             **fields,
         )
-        services.mailing_start(mailing.pk, audience=audience_sql(list_ids=[mailing_list.pk]))
+        mailings.mailing_start(mailing.pk, audience=audience_sql(list_ids=[mailing_list.pk]))
         mailing.refresh_from_db()
         return mailing
 

@@ -24,7 +24,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def capture_relay(transactional_db):
-    from delivery.services import relay_save
+    from delivery.relays import relay_save
     from mailplatform.capture import capture_controller
 
     port = _free_port()
