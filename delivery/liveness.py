@@ -54,6 +54,11 @@ def worker_ready(sender: object = None, **kwargs: object) -> None:
         redis_client().delete(_stop_key(str(hostname)))
 
 
+def stopping_here() -> bool:
+    """This process's worker was asked to stop (the solo pool's runner hears it at once; no Redis call)."""
+    return _stopping.is_set()
+
+
 def stop_requested(hostname: str | None) -> bool:
     """Whether the worker running this runner was asked to stop."""
     if _stopping.is_set():

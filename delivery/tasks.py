@@ -10,13 +10,14 @@ from celery import shared_task
 log = logging.getLogger(__name__)
 
 
-@shared_task(name="delivery.tasks.send_mailing", ignore_result=True)
-def send_mailing(mailing_id: int, token: str) -> str:
+@shared_task(name="delivery.tasks.send_mailing", ignore_result=True, bind=True)
+def send_mailing(self, mailing_id: int, token: str) -> str:
     from delivery import engine, runners
 
-    result = engine.run(mailing_id, token)
-    if result.reason == "time":
-        # Hand over to a fresh task so other mailings queued behind this one get a turn.
+    result = engine.run(mailing_id, token, hostname=self.request.hostname)
+    if result.reason in ("time", engine.STOPPING):
+        # Hand over to a fresh task: other mailings queued behind this one get a turn, and a worker
+        # that is stopping (SIGTERM) leaves the rest of the mailing to another worker.
         runners.handover(mailing_id, token)
     log.info("mailing %s: runner stopped (%s) after %d sent", mailing_id, result.reason, result.sent)
     return result.reason
