@@ -31,3 +31,6 @@ class DeliveryConfig(AppConfig):
             liveness.worker_shutting_down, dispatch_uid="delivery.worker_shutting_down"
         )
         worker_ready.connect(liveness.worker_ready, dispatch_uid="delivery.worker_ready")
+        import atexit
+
+        atexit.register(liveness.exit_without_teardown)

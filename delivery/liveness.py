@@ -36,9 +36,14 @@ def _stop_key(hostname: str) -> str:
     return redis_key("delivery", "worker-stopping", hostname)
 
 
+_exit_code: list[int] = []
+
+
 def worker_shutting_down(sender: object = None, **kwargs: object) -> None:
     """Celery's worker_shutting_down receiver (the worker's main process, inside the signal handler)."""
     _stopping.set()
+    _exit_code[:] = [int(kwargs.get("exitcode") or 0)]
+    log.warning("worker %s is stopping: its send runners hand back their batches", sender)
     if sender:
         try:
             redis_client().set(_stop_key(str(sender)), "1", ex=3600)
@@ -124,3 +129,25 @@ class Heartbeat(threading.Thread):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def exit_without_teardown() -> None:
+    """An atexit hook (registered at start-up, so it runs after the hooks registered later): once a
+    worker asked to stop has run every exit hook, leave without the interpreter's teardown.
+
+    Measured here: a worker that has sent mail spends 4-8 s in that teardown (freeing the heap, no
+    Python frame left to run) after Celery finished, which with a loaded host pushed a SIGTERM'd
+    worker past Docker's grace period. Nothing of ours is left to do by then; logs are flushed first.
+    """
+    if not _stopping.is_set() or not _exit_code:
+        return
+    import os
+    import sys
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: S110 - a closed stream at exit: nothing to flush
+            pass
+    os._exit(_exit_code[0])

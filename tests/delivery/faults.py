@@ -144,7 +144,7 @@ class Fleet:
         self._count += 1
         name = f"fault{self._count}-{os.getpid()}-{time.monotonic_ns()}"
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "mailplatform", "worker", "-l", "WARNING", "-P", "solo",
+            [sys.executable, "-m", "celery", "-A", "mailplatform", "worker", "-l", os.environ.get("FAULT_WORKER_LOG", "WARNING"), "-P", "solo",
              "-Q", self.queues, "-n", f"{name}@%h", "--without-gossip", "--without-mingle"],
             cwd=REPO,
             env=self.env,
@@ -234,19 +234,19 @@ class Striker(threading.Thread):
         super().__init__(daemon=True)
         self.action, self.every, self.times = action, every, times
         self.results: list[object] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
         from django.db import connections
 
         try:
             for _ in range(self.times):
-                if self._stop.wait(self.every):
+                if self._halt.wait(self.every):
                     return
                 self.results.append(self.action())
         finally:
             connections.close_all()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(10)

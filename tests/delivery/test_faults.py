@@ -171,7 +171,8 @@ def test_c_sigterm_the_worker_exits_within_10_s_and_nothing_goes_twice(
 def test_d_a_one_click_unsubscribe_stops_a_queued_mailing_to_the_same_list(
     fleet, counting_sink, make_relay, make_audience, compiled
 ):
-    from delivery import services, verp
+    from delivery import mailings as services
+    from delivery import verp
 
     relay = make_relay(counting_sink)
     mailing_list, contacts = make_audience(40)
