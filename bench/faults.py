@@ -34,8 +34,12 @@ from benchdb import own_database  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=50_000)
-    parser.add_argument("--rate", type=int, default=1000, help="the relay's messages per second (0: unlimited)")
-    parser.add_argument("--lease", type=int, default=0, help="DELIVERY_LEASE_SECONDS (default: the setting's)")
+    parser.add_argument(
+        "--rate", type=int, default=1000, help="the relay's messages per second (0: unlimited)"
+    )
+    parser.add_argument(
+        "--lease", type=int, default=0, help="DELIVERY_LEASE_SECONDS (default: the setting's)"
+    )
     parser.add_argument("--heartbeat", type=int, default=0, help="DELIVERY_HEARTBEAT_SECONDS")
     parser.add_argument("--watchdog", type=int, default=0, help="DELIVERY_WATCHDOG_SECONDS")
     parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds")
@@ -65,10 +69,10 @@ def main() -> int:
 def run(args: argparse.Namespace) -> int:
     from django.conf import settings
     from django.core.management import call_command
-
-    from delivery import services
-    from delivery.models import Message, Relay
     from send import create_audience, template_source
+
+    from delivery import mailings as services
+    from delivery.models import Message, Relay
     from templates.compiler import compile_template
     from tests.delivery.faults import CountingSink, Fleet, wait_for
 
@@ -164,9 +168,11 @@ def run(args: argparse.Namespace) -> int:
             fleet.start_worker()
 
             done = wait_for(
-                lambda: not Message.objects.filter(
-                    mailing=mailing, state__in=["queued", "sending", "deferred"]
-                ).exists(),
+                lambda: (
+                    not Message.objects.filter(
+                        mailing=mailing, state__in=["queued", "sending", "deferred"]
+                    ).exists()
+                ),
                 timeout,
                 every=0.5,
             )
@@ -175,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
             fleet.stop_all()
         counts = sink.counts()
     ids = set(Message.objects.filter(mailing=mailing).values_list("pk", flat=True))
-    named = set(Message.objects.filter(mailing=mailing, recovered_at__isnull=False).values_list("pk", flat=True))
+    named = set(
+        Message.objects.filter(mailing=mailing, recovered_at__isnull=False).values_list("pk", flat=True)
+    )
     duplicates = {k for k, c in counts.items() if c > 1}
     figures.update(
         {

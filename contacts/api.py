@@ -54,6 +54,7 @@ from contacts.serializers import (
     contact_json,
 )
 from contacts.validation import EmailError
+from mailplatform import jsonlimits
 from mailplatform.api.errors import Conflict
 from mailplatform.api.pagination import decode_keyset_cursor, keyset_page_size, keyset_response
 
@@ -162,6 +163,8 @@ class ContactListCreateView(ContactsScoped, generics.GenericAPIView):
                 first_name=values["first_name"],
                 last_name=values["last_name"],
                 attributes=values["attributes"],
+                language=values["language"],
+                timezone_name=values["timezone"],
                 list_ids=list_ids,
                 consent_source=ConsentSource.API,
                 consent_ip=_client_ip(request),
@@ -196,6 +199,8 @@ class ContactDetailView(ContactsScoped, generics.GenericAPIView):
                 first_name=values.get("first_name", contact.first_name),
                 last_name=values.get("last_name", contact.last_name),
                 attributes=values.get("attributes", contact.attributes),
+                language=values.get("language"),
+                timezone_name=values.get("timezone"),
                 by=request.user,
             )
         except ValueError as exc:
@@ -553,7 +558,9 @@ def _parse_mapping(raw: str) -> dict[str, str] | None:
     if not raw:
         return None
     try:
-        mapping = json.loads(raw)
+        mapping = jsonlimits.loads(raw)
+    except jsonlimits.JSONTooDeep as exc:
+        raise ValidationError({"mapping": [f"Not accepted: {exc}."]}) from exc
     except json.JSONDecodeError as exc:
         raise ValidationError({"mapping": [f"Not valid JSON: {exc.msg}."]}) from exc
     if not isinstance(mapping, dict) or not all(

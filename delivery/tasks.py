@@ -10,7 +10,9 @@ from celery import shared_task
 log = logging.getLogger(__name__)
 
 
-@shared_task(name="delivery.tasks.send_mailing", ignore_result=True, bind=True)
+# Acknowledged when done, not when received: a worker lost mid-run leaves the task to the broker for
+# another worker (the ledger's leases make a second run send nothing twice).
+@shared_task(name="delivery.tasks.send_mailing", ignore_result=True, acks_late=True, bind=True)
 def send_mailing(self, mailing_id: int, token: str) -> str:
     from delivery import engine, runners
 

@@ -7,6 +7,7 @@ bad deployment stops at start-up with one clear line instead of a traceback late
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 
@@ -14,16 +15,22 @@ class ConfigError(Exception):
     """A setting from the environment is missing or malformed."""
 
 
+# Every variable a reader was asked for: the deployment files are checked against it (a compose
+# file that passes a variable nothing reads, or misses a secret a setting reads, fails a test).
+NAMES_READ: set[str] = set()
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
 def env_str(name: str, default: str | None = None) -> str | None:
+    NAMES_READ.add(name)
     value = os.environ.get(name)
     return default if value is None else value
 
 
 def env_bool(name: str, default: bool = False) -> bool:
+    NAMES_READ.add(name)
     value = os.environ.get(name)
     if value is None:
         return default
@@ -35,7 +42,19 @@ def env_bool(name: str, default: bool = False) -> bool:
     raise ConfigError(f"{name}={value!r} is not a boolean: use one of 1/0, true/false, yes/no, on/off")
 
 
+def env_checked(name: str, default: str, check: Callable[[str], str]) -> str:
+    """The variable (or the default) as `check` returns it; `check` raises ValueError saying why not."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        value = default
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={value!r}: {exc}") from None
+
+
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    NAMES_READ.add(name)
     value = os.environ.get(name)
     if value is None or value.strip() == "":
         return default
@@ -49,6 +68,7 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
 
 
 def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    NAMES_READ.add(name)
     value = os.environ.get(name)
     if value is None or value.strip() == "":
         return default
@@ -62,6 +82,7 @@ def env_float(name: str, default: float, *, minimum: float | None = None) -> flo
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
+    NAMES_READ.add(name)
     value = os.environ.get(name)
     if value is None:
         return list(default)
@@ -69,6 +90,7 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 def env_url(name: str, default: str, *, schemes: tuple[str, ...] = ("http", "https")) -> str:
+    NAMES_READ.add(name)
     value = os.environ.get(name, default)
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.netloc:
@@ -99,6 +121,26 @@ def parse_database_url(name: str, value: str) -> dict[str, object]:
         "PORT": str(port or ""),
         "OPTIONS": {key: values[0] for key, values in query.items()},
     }
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    NAMES_READ.add(name)
+    value = (os.environ.get(name) or default).strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return value
+
+
+BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "unix", "amqp", "amqps", "pyamqp")
+
+
+def check_broker_url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in BROKER_SCHEMES:
+        raise ConfigError(
+            f"{name} must start with redis://, rediss://, amqp:// or amqps:// (got {parts.scheme!r})"
+        )
+    return value
 
 
 def check_redis_url(name: str, value: str) -> str:

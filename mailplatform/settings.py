@@ -6,21 +6,29 @@ import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from mailplatform.broker import celery_queues
 from mailplatform.env import (
     ConfigError,
+    check_broker_url,
     check_redis_url,
     env_bool,
+    env_checked,
+    env_choice,
+    env_float,
     env_int,
     env_list,
     env_str,
     env_url,
     parse_database_url,
 )
+from mailplatform.locales import check_language, check_timezone
 from mailplatform.paths import REPO_ROOT, VAR_DIR, ensure_var
 
 BASE_DIR: Path = REPO_ROOT
 
-DEBUG = env_bool("DEBUG", True)
+# Off unless asked for: an image or checkout run on its own must not serve debug pages
+# (`make run` sets DEBUG=true for development).
+DEBUG = env_bool("DEBUG", False)
 
 
 def _secret_key() -> str:
@@ -49,6 +57,9 @@ TIME_ZONE = env_str("TIME_ZONE", "UTC") or "UTC"
 USE_TZ = True
 LANGUAGE_CODE = "en-us"
 USE_I18N = False
+# A contact's language and time zone when it has none of its own (contacts.models.Contact).
+DEFAULT_LANGUAGE = env_checked("DEFAULT_LANGUAGE", "en", check_language)
+DEFAULT_TIMEZONE = env_checked("DEFAULT_TIMEZONE", TIME_ZONE, check_timezone)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -67,10 +78,12 @@ INSTALLED_APPS = [
     "templates",
     "delivery",
     "delivery.bounces",
+    "delivery.dnsauth",
     "campaigns",
 ]
 
 MIDDLEWARE = [
+    "mailplatform.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -85,6 +98,9 @@ MIDDLEWARE = [
 ROOT_URLCONF = "mailplatform.urls"
 WSGI_APPLICATION = "mailplatform.wsgi.application"
 ASGI_APPLICATION = "mailplatform.asgi.application"
+
+# Every dashboard form draws label, help and errors with its field (mailplatform/templates/mailplatform/forms).
+FORM_RENDERER = "mailplatform.formrender.DashboardFormRenderer"
 
 TEMPLATES = [
     {
@@ -163,16 +179,20 @@ MEDIA_ROOT = VAR_DIR / "media"
 # The media library (images, template attachments): the filesystem under MEDIA_ROOT, or an
 # S3-compatible bucket (AWS, MinIO, Ceph, R2) through django-storages with MEDIA_STORAGE=s3.
 MEDIA_STORAGE = (env_str("MEDIA_STORAGE", "filesystem") or "filesystem").lower()
+# Read whatever the storage, so every variable the platform understands is known (the compose test).
+_MEDIA_S3_OPTIONS = {
+    "bucket_name": env_str("MEDIA_S3_BUCKET") or "",
+    "endpoint_url": env_str("MEDIA_S3_ENDPOINT_URL") or None,
+    "region_name": env_str("MEDIA_S3_REGION") or None,
+    "access_key": env_str("MEDIA_S3_ACCESS_KEY_ID") or None,
+    "secret_key": env_str("MEDIA_S3_SECRET_ACCESS_KEY") or None,
+    "location": env_str("MEDIA_S3_PREFIX", "") or "",
+}
 if MEDIA_STORAGE == "s3":
     STORAGES["media"] = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
-            "bucket_name": env_str("MEDIA_S3_BUCKET") or "",
-            "endpoint_url": env_str("MEDIA_S3_ENDPOINT_URL"),
-            "region_name": env_str("MEDIA_S3_REGION"),
-            "access_key": env_str("MEDIA_S3_ACCESS_KEY_ID"),
-            "secret_key": env_str("MEDIA_S3_SECRET_ACCESS_KEY"),
-            "location": env_str("MEDIA_S3_PREFIX", "") or "",
+            **_MEDIA_S3_OPTIONS,
             # The platform serves the files itself (media:file), so the bucket stays private.
             "default_acl": None,
             "querystring_auth": True,
@@ -196,8 +216,24 @@ MEDIA_MAX_IMAGE_BYTES = env_int("MEDIA_MAX_IMAGE_BYTES", 5 * 1024 * 1024, minimu
 MEDIA_MAX_IMAGE_PIXELS = env_int("MEDIA_MAX_IMAGE_PIXELS", 40_000_000, minimum=10_000)
 
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = SITE_URL.startswith("https://")
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Served over https (SITE_URL says so): cookies only over TLS, HSTS, http redirected to https, and
+# the scheme taken from the reverse proxy that terminates TLS. The proxy must set (not pass on)
+# X-Forwarded-Proto; see SECURITY.md.
+HTTPS = SITE_URL.startswith("https://")
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+SILENCED_SYSTEM_CHECKS = [
+    # HSTS preload lists are a commitment for the whole domain that only its owner can make:
+    # SECURE_HSTS_PRELOAD=true opts in.
+    "security.W021",
+]
+# Error reports (debug pages, mail to admins) hide every setting that holds a credential.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "mailplatform.debug.RedactingExceptionReporterFilter"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
@@ -206,9 +242,17 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 # --- Celery ---
 
-CELERY_BROKER_URL = REDIS_URL
+# The broker may be RabbitMQ (amqp://) while Redis keeps what only Redis can (rate limits, locks,
+# counters, the cache, task results); by default both are the one Redis.
+CELERY_BROKER_URL = check_broker_url("CELERY_BROKER_URL", env_str("CELERY_BROKER_URL") or REDIS_URL)
+BROKER_IS_RABBITMQ = urlsplit(CELERY_BROKER_URL).scheme in ("amqp", "amqps", "pyamqp")
+# RabbitMQ only: "quorum" declares replicated quorum queues; their countdown/ETA tasks then wait in
+# the broker (Celery's native delayed delivery, tests/mailplatform/test_broker.py) instead of unacked
+# in a worker. Switching an existing installation needs the queues drained and deleted first.
+RABBITMQ_QUEUE_TYPE = env_choice("RABBITMQ_QUEUE_TYPE", "classic", ("classic", "quorum"))
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES = celery_queues(quorum=BROKER_IS_RABBITMQ and RABBITMQ_QUEUE_TYPE == "quorum")
 CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
     "contacts.tasks.*": {"queue": "imports"},
     # A benchmark or a second installation on one Redis can give sending a queue of its own.
@@ -217,11 +261,21 @@ CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# One message at a time per worker process: a send task holds a relay connection for up to
+# DELIVERY_TASK_SECONDS, and a prefetched one would wait behind it instead of going to an idle worker.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
-}
+if BROKER_IS_RABBITMQ:
+    # A publish returns once RabbitMQ has the message (quorum queues need it; classic ones gain it).
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"confirm_publish": True}
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
+    }
+# Only the beat holding a Redis lock sends (mailplatform/beat_lock.py): a second beat stands by and
+# takes over within BEAT_LOCK_SECONDS of the first one's death.
+CELERY_BEAT_SCHEDULER = "mailplatform.beat_lock:SingleBeatScheduler"
+BEAT_LOCK_SECONDS = env_int("BEAT_LOCK_SECONDS", 15, minimum=3)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # The beat schedule is not a setting: each app registers its entries in mailplatform/beat.py.
 
@@ -334,6 +388,25 @@ BOUNCE_DOMAIN = (env_str("BOUNCE_DOMAIN") or _default_bounce_domain()).lower()
 # one and running `manage.py rotate_keys`. Without one a key is derived from SECRET_KEY. The
 # earlier name DELIVERY_ENCRYPTION_KEYS is still read.
 ENCRYPTION_KEYS = env_list("ENCRYPTION_KEYS", []) or env_list("DELIVERY_ENCRYPTION_KEYS", [])
+
+
+def _check_fernet_keys(keys: list[str]) -> None:
+    import base64
+    import binascii
+
+    for key in keys:
+        try:
+            valid = len(base64.urlsafe_b64decode(key.encode())) == 32
+        except (binascii.Error, ValueError):
+            valid = False
+        if not valid:
+            raise ConfigError(
+                "ENCRYPTION_KEYS holds a value that is not a Fernet key (32 url-safe base64 bytes): "
+                "generate one with cryptography.fernet.Fernet.generate_key()"
+            )
+
+
+_check_fernet_keys(ENCRYPTION_KEYS)
 # A claim is a lease, and so is a runner's slot: a live runner renews both every
 # DELIVERY_HEARTBEAT_SECONDS (at most a third of the lease); a lost worker's rows go back to the
 # queue, and its slots free, this long after its last renewal.
@@ -382,6 +455,21 @@ ANYMAIL = {
     "AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS": env_bool("AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS", True),
 }
 
+# --- DNS authentication checks (delivery/dnsauth): SPF, DKIM, DMARC, MX, MTA-STS, TLS-RPT, BIMI ---
+
+# The resolver the checks ask: empty means the system's (/etc/resolv.conf). Tests point it at a
+# DNS server on loopback, so nothing here ever needs the internet to be tested.
+DNS_NAMESERVERS = env_list("DNS_NAMESERVERS", [])
+DNS_PORT = env_int("DNS_PORT", 53, minimum=1)
+DNS_TIMEOUT_SECONDS = env_float("DNS_TIMEOUT_SECONDS", 3.0, minimum=0.1)
+# Beat re-checks every identity and the bounce and tracking domains this often.
+DNS_CHECK_SECONDS = env_int("DNS_CHECK_SECONDS", 6 * 3600, minimum=60)
+# The host name the bounce domain's MX must name: where `bounce_server` (or the MTA piping to it)
+# listens as the world sees it. Default: the dashboard's host.
+BOUNCE_MX_HOST = (env_str("BOUNCE_MX_HOST") or urlsplit(SITE_URL).hostname or "localhost").lower().rstrip(".")
+# A campaign whose From fails its DNS checks is refused (not only warned about) when this is on.
+CAMPAIGNS_REFUSE_UNAUTHENTICATED_FROM = env_bool("CAMPAIGNS_REFUSE_UNAUTHENTICATED_FROM", False)
+
 # --- Tracking (delivery.tracking): opens and clicks, buffered in Redis, inserted in batches ---
 
 # An open or click this soon after the message was sent is a machine's (prefetch, link scanner).
@@ -398,3 +486,6 @@ TRACKING_FLUSH_BATCH = env_int("TRACKING_FLUSH_BATCH", 2000, minimum=1)
 CAMPAIGNS_MAX_LATENESS_MINUTES = env_int("CAMPAIGNS_MAX_LATENESS_MINUTES", 30, minimum=1)
 # How often the beat task starts due campaigns, decides A/B tests and runs the deliverability guard.
 CAMPAIGNS_TICK_SECONDS = env_int("CAMPAIGNS_TICK_SECONDS", 15, minimum=1)
+# Sending to more recipients than this from the dashboard asks the person to type the count
+# (or the campaign's name) first; below it a confirmation naming subject, audience and count.
+CAMPAIGNS_CONFIRM_TYPED_ABOVE = env_int("CAMPAIGNS_CONFIRM_TYPED_ABOVE", 100, minimum=0)

@@ -8,6 +8,7 @@ from mailplatform.permissions import requires
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
@@ -45,6 +46,7 @@ urlpatterns += [
     path("campaigns/", include("campaigns.urls")),
     path("delivery/", include("delivery.urls")),
     path("bounces/", include("delivery.bounces.urls")),
+    path("dns/", include("delivery.dnsauth.urls")),
     # Public open/click tracking (delivery.tracking): short URLs, they are in every message.
     path("t/", include("delivery.tracking_urls")),
     path("api/v1/", include("mailplatform.api_urls")),

@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 from django.db.models import Q
 
+from mailplatform import jsonlimits
 from templates.models import EmailTemplate
 from templates.starters import STARTERS
 
@@ -66,7 +67,9 @@ class PreviewForm(TemplateForm):
         if not raw.strip():
             return None
         try:
-            data = json.loads(raw)
+            data = jsonlimits.loads(raw)
+        except jsonlimits.JSONTooDeep as exc:
+            raise forms.ValidationError(f"Preview data is not accepted: {exc}") from None
         except json.JSONDecodeError as exc:
             raise forms.ValidationError(
                 f"Preview data is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
