@@ -19,6 +19,7 @@ from contacts.models import (
     ContactStatus,
     CustomField,
     FieldType,
+    ImportStatus,
     MailingList,
     Segment,
     Subscription,
@@ -380,3 +381,11 @@ def contacts_export_rows(id_sql: str, params: list) -> Iterator[tuple]:
             # Django loads jsonb from raw SQL as text.
             for *row, attributes in batch:
                 yield (*row, json.loads(attributes) if isinstance(attributes, str) else attributes)
+
+
+def import_backlog_metrics():
+    """Prometheus: imports waiting or running (the imports table holds one row per upload: small)."""
+    from mailplatform.metrics import gauge, single
+
+    backlog = ContactImport.objects.filter(status__in=[ImportStatus.PENDING, ImportStatus.RUNNING]).count()
+    return [single(gauge("import_backlog", "Contact imports waiting or running"), backlog)]

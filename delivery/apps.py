@@ -9,10 +9,13 @@ class DeliveryConfig(AppConfig):
         from django.conf import settings
 
         from contacts.signals import confirmation_requested
-        from delivery.receivers import send_confirmation
-        from mailplatform import beat
+        from delivery import metrics as delivery_metrics
+        from delivery.receivers import send_confirmation, send_password_reset
+        from mailplatform import beat, metrics
+        from mailplatform.signals import password_reset_requested
 
         confirmation_requested.connect(send_confirmation, dispatch_uid="delivery.send_confirmation")
+        password_reset_requested.connect(send_password_reset, dispatch_uid="delivery.send_password_reset")
         beat.every(
             settings.DELIVERY_WATCHDOG_SECONDS, "delivery.tasks.send_watchdog", name="delivery-watchdog"
         )
@@ -21,6 +24,7 @@ class DeliveryConfig(AppConfig):
             settings.TRACKING_FLUSH_SECONDS, "delivery.tasks.tracking_flush", name="delivery-tracking-flush"
         )
         beat.every(5, "delivery.webhook_tasks.forward_message_events", name="webhook-forward-delivery")
+        metrics.register("delivery", delivery_metrics.collect)
 
         # A SIGTERM'd worker tells its runners to hand back their work (delivery.liveness).
         from celery.signals import worker_ready, worker_shutting_down

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from delivery import metrics as delivery_metrics
 from delivery import ratelimit, relayhealth
 from delivery.models import PORT_SECURITY, Relay
 from delivery.smtp import RelayConnection, RelayError, SessionInfo, test_connection
@@ -124,6 +125,7 @@ def relay_record_failure(relay_id: int, error: str, *, back_off: bool = True, pr
             # Another runner already counted this outage and set the wait: keep its figures.
             fields = {"last_error": error[:2000], "last_error_at": now}
     Relay.objects.filter(pk=relay_id).update(**fields)
+    delivery_metrics.count_connection_error(relay_id)
 
 
 def relay_note_error(relay_id: int, error: str) -> None:

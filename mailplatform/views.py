@@ -1,21 +1,26 @@
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import logging
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.core.paginator import Paginator
 from django.db import IntegrityError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from mailplatform import selectors, services
 from mailplatform.forms import (
     ApiKeyCreateForm,
+    PlatformPasswordResetForm,
     ThrottledAuthenticationForm,
+    ThrottledPasswordChangeForm,
     UserCreateForm,
     UserRoleForm,
     WebhookCreateForm,
@@ -30,6 +35,31 @@ class LoginView(auth_views.LoginView):
     form_class = ThrottledAuthenticationForm
     template_name = "mailplatform/login.html"
     redirect_authenticated_user = True
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    form_class = ThrottledPasswordChangeForm
+    template_name = "mailplatform/password_change.html"
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "request": self.request}
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    form_class = PlatformPasswordResetForm
+    template_name = "mailplatform/password_reset_form.html"
+
+
+class PasswordResetDoneView(auth_views.PasswordResetDoneView):
+    template_name = "mailplatform/password_reset_done.html"
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    template_name = "mailplatform/password_reset_confirm.html"
+
+
+class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
+    template_name = "mailplatform/password_reset_complete.html"
 
 
 @require_GET
@@ -49,6 +79,26 @@ def readyz(request: HttpRequest) -> JsonResponse:
             # The reason goes to the log only: error texts name hosts and users, and this page is public.
             log.warning("readyz: %s is down: %s", state.name, state.detail)
     return JsonResponse({"status": "ok" if ready else "unavailable", **body}, status=200 if ready else 503)
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition, for a scraper holding METRICS_TOKEN; absent (404) unless METRICS_ENABLED."""
+    from django.conf import settings
+
+    from mailplatform import metrics as platform_metrics
+
+    if not settings.METRICS_ENABLED:
+        raise Http404
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), settings.METRICS_TOKEN.encode()):
+        response = HttpResponse("a bearer token is needed\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return HttpResponse(platform_metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+
+metrics.public_endpoint = True  # type: ignore[attr-defined]  # Prometheus authenticates by bearer token
 
 
 @requires("view_dashboard")
@@ -108,8 +158,43 @@ def user_update(request: HttpRequest, pk: int) -> HttpResponse:
 
 @requires("view_dashboard")
 def captured_messages(request: HttpRequest) -> HttpResponse:
-    page = Paginator(selectors.captured_messages(), 50).get_page(request.GET.get("page"))
-    return render(request, "mailplatform/captured_messages.html", {"page": page})
+    search = request.GET.get("q", "").strip()[:200]
+    tests_only = request.GET.get("tests") == "1"
+    rows = selectors.captured_messages(search=search, tests_only=tests_only)
+    page = Paginator(rows, 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "mailplatform/captured_messages.html",
+        {"page": page, "search": search, "tests_only": tests_only},
+    )
+
+
+@requires("view_dashboard")
+def captured_message(request: HttpRequest, pk: int) -> HttpResponse:
+    message = get_object_or_404(CapturedMessage, pk=pk)
+    return render(
+        request,
+        "mailplatform/captured_message.html",
+        {"message": message, **selectors.captured_message_parts(message)},
+    )
+
+
+# The captured HTML is hostile as far as we know: it renders in a sandboxed frame (no scripts, an
+# origin of its own) and under a policy that allows nothing but its own styles and images.
+_CAPTURED_HTML_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data: https: http:; font-src https:"
+)
+
+
+@requires("view_dashboard")
+@xframe_options_sameorigin
+def captured_message_html(request: HttpRequest, pk: int) -> HttpResponse:
+    message = get_object_or_404(CapturedMessage, pk=pk)
+    html = selectors.captured_message_parts(message)["html"] or "<p>This message has no HTML part.</p>"
+    response = HttpResponse(html, content_type="text/html; charset=utf-8")
+    response["Content-Security-Policy"] = _CAPTURED_HTML_POLICY + "; frame-ancestors 'self'"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 @requires("view_dashboard")

@@ -33,6 +33,7 @@ from delivery.bounces.classifier import BounceRecipient, BounceReport, classify,
 from delivery.bounces.models import BounceEvent, BouncePolicy, InboundMessage
 from delivery.bounces.selectors import MessageInfo, messages_info
 from delivery.mailings import unsubscribe_by_message
+from mailplatform import metrics
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +224,7 @@ def _policy_apply(lines: list[PolicyLine], policy: BouncePolicy | None = None) -
         for line in lines
     ]
     bulk.insert_objects(events, EVENT_FIELDS)
+    _count_for_metrics(events)
     # No audit rows: contacts' services write one only for a person (`by`), and a bounce has none.
     contacts.contacts_record_soft_bounces(effects.soft)
     contacts.contacts_mark_bounced(effects.bounced)
@@ -241,6 +243,23 @@ def _policy_apply(lines: list[PolicyLine], policy: BouncePolicy | None = None) -
         ]
     )
     return events
+
+
+def _count_for_metrics(events: list[BounceEvent]) -> None:
+    """Hard bounces and complaints per sending domain, counted for Prometheus once committed
+    (delivery/metrics.py reads them: posthorn_domain_bounces_total, posthorn_domain_complaints_total)."""
+    counts = Counter(
+        (event.sending_domain, "complaints" if event.kind == rules.COMPLAINT else "bounces")
+        for event in events
+        if event.sending_domain and event.kind in (rules.HARD, rules.COMPLAINT)
+    )
+
+    def add() -> None:
+        for (domain, name), n in counts.items():
+            metrics.count("domain", domain, {name: n})
+
+    if counts:
+        transaction.on_commit(add)
 
 
 # --- Inbound messages (SMTP listener, MTA pipe, mailbox poller, bench) ---

@@ -72,21 +72,6 @@ def test_an_uncertain_submission_counts_an_attempt(make_relay, make_audience, st
     assert (two.attempts, two.recovered_at is None) == (0, True)
 
 
-def test_a_domain_rate_limit_is_held_as_throttled(make_relay, make_audience, start_mailing, sink):
-    relay = make_relay(sink)
-    mailing_list, _ = make_audience(1)
-    mailing = start_mailing(mailing_list)
-    [claimed] = ledger.claim(mailing.pk, relay.pk, 1)
-    from django.utils import timezone
-
-    throttled = Outcome(claimed.id, DEFERRED, 450, "4.7.1 too many messages, slow down", "rcpt")
-    ledger.record_outcomes(
-        mailing.pk, relay.pk, sent=[], failed=[], deferred=[throttled], returned=[], now=timezone.now()
-    )
-    message = Message.objects.get(pk=claimed.id)
-    assert (message.state, message.hold_reason, message.attempts) == ("deferred", "throttled", 1)
-
-
 def test_a_finished_mailing_keeps_no_error_and_a_late_one_is_not_written(
     make_relay, make_audience, start_mailing, sink
 ):
