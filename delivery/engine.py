@@ -60,7 +60,7 @@ from delivery.ledger import ACTIVE_STATES, Claimed
 from delivery.mailings import mailing_clear_error, mailing_finish_if_done, mailing_set_error
 from delivery.models import HoldReason, Mailing, MessageState, Relay
 from delivery.smtp import DEFERRED, FAILED, SENT, Envelope, Outcome, RelayConnection, RelayError
-from mailplatform import crypto
+from mailplatform import crypto, logs
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +370,8 @@ def run(
                 continue
             holdings.hold(slot)
             try:
-                outcome = _work_relay(mailing, relay, holdings, heartbeat, hostname, deadline, result)
+                with logs.bind(mailing=mailing_id, relay=relay.pk):
+                    outcome = _work_relay(mailing, relay, holdings, heartbeat, hostname, deadline, result)
             finally:
                 holdings.release(slot)
             if outcome == "relay failed":

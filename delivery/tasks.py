@@ -15,13 +15,15 @@ log = logging.getLogger(__name__)
 @shared_task(name="delivery.tasks.send_mailing", ignore_result=True, acks_late=True, bind=True)
 def send_mailing(self, mailing_id: int, token: str) -> str:
     from delivery import engine, runners
+    from mailplatform import logs
 
-    result = engine.run(mailing_id, token, hostname=self.request.hostname)
-    if result.reason in ("time", engine.STOPPING):
-        # Hand over to a fresh task: other mailings queued behind this one get a turn, and a worker
-        # that is stopping (SIGTERM) leaves the rest of the mailing to another worker.
-        runners.handover(mailing_id, token)
-    log.info("mailing %s: runner stopped (%s) after %d sent", mailing_id, result.reason, result.sent)
+    with logs.bind(mailing=mailing_id):
+        result = engine.run(mailing_id, token, hostname=self.request.hostname)
+        if result.reason in ("time", engine.STOPPING):
+            # Hand over to a fresh task: other mailings queued behind this one get a turn, and a worker
+            # that is stopping (SIGTERM) leaves the rest of the mailing to another worker.
+            runners.handover(mailing_id, token)
+        log.info("mailing %s: runner stopped (%s) after %d sent", mailing_id, result.reason, result.sent)
     return result.reason
 
 
