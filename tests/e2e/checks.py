@@ -1,0 +1,41 @@
+"""What every browser journey checks on the pages it visits: axe-core's serious and critical
+violations (axe vendored under vendor/, tests only) and sideways scrolling at phone width."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.sync_api import Page
+
+AXE = Path(__file__).parent / "vendor" / "axe.min.js"
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+
+
+def axe_serious(page: Page) -> list[dict]:
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(content=AXE.read_text())
+    return page.evaluate(
+        "async () => { const r = await axe.run(document, {resultTypes: ['violations']});"
+        " return r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')"
+        ".map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))})); }"
+    )
+
+
+def overflow(page: Page) -> int:
+    """How far the page itself scrolls sideways (0: it fits)."""
+    return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+
+
+def page_problems(page: Page, *, restore: dict | None = None) -> list[str]:
+    """axe at the current size, then the overflow at 390 px (the size is restored after)."""
+    url = page.url
+    problems = [f"{url}: axe {v['impact']} {v['id']} at {v['nodes']}" for v in axe_serious(page)]
+    before = restore or page.viewport_size
+    page.set_viewport_size(PHONE)
+    wider = overflow(page)
+    if wider > 0:
+        problems.append(f"{url}: at 390 px the page scrolls sideways by {wider} px")
+    if before:
+        page.set_viewport_size(before)
+    return problems
