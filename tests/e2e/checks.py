@@ -6,10 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from playwright.sync_api import Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
+
+
+def settle(page: Page) -> None:
+    """Let fragments loaded after the page (htmx, hx-trigger="load") arrive. A page that polls
+    (progress every 2 s) may never be idle on a loaded machine: after 5 s it is checked as it is."""
+    try:
+        page.wait_for_load_state("networkidle", timeout=5_000)
+    except PlaywrightTimeout:
+        pass
 
 
 def axe_serious(page: Page) -> list[dict]:

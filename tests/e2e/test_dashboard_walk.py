@@ -14,7 +14,7 @@ import pytest
 from django.urls import NoReverseMatch, URLPattern, URLResolver, get_resolver, reverse
 from playwright.sync_api import Page, expect
 
-from tests.e2e.checks import DESKTOP, PHONE, axe_serious, overflow
+from tests.e2e.checks import DESKTOP, PHONE, axe_serious, overflow, settle
 
 pytestmark = pytest.mark.browser
 
@@ -163,7 +163,7 @@ def test_every_dashboard_page_is_accessible_and_fits_a_phone(live_server, page: 
             if response is None or response.status >= 400:
                 problems.append(f"{path} ({name}): HTTP {response.status if response else '?'}")
                 continue
-            page.wait_for_load_state("networkidle")
+            settle(page)
             for violation in axe_serious(page):
                 problems.append(
                     f"{path}: axe {violation['impact']} {violation['id']} at {violation['nodes']}"
