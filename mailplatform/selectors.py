@@ -142,3 +142,37 @@ def webhook_deliveries(
     if status:
         deliveries = deliveries.filter(status=status)
     return deliveries
+
+
+def captured_message_parts(message: CapturedMessage) -> dict:
+    """A captured message taken apart for its page: headers, the HTML and text bodies, the attachments.
+
+    Parsed with the standard library's modern policy; a message it cannot take apart shows its raw source only.
+    """
+    import email
+    import email.policy
+
+    parsed = email.message_from_bytes(bytes(message.raw), policy=email.policy.default)
+    html = parsed.get_body(("html",))
+    text = parsed.get_body(("plain",))
+    attachments = []
+    for part in parsed.iter_attachments():
+        payload = part.get_payload(decode=True) or b""
+        attachments.append(
+            {
+                "filename": part.get_filename() or "attachment",
+                "content_type": part.get_content_type(),
+                "size": len(payload),
+                "payload": payload,
+            }
+        )
+    return {
+        "headers": [
+            (name, str(parsed[name]))
+            for name in ("From", "To", "Subject", "Date", "Message-ID")
+            if parsed[name]
+        ],
+        "html": html.get_content() if html is not None else "",
+        "text": text.get_content() if text is not None else "",
+        "attachments": attachments,
+    }

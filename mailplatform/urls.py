@@ -34,6 +34,13 @@ urlpatterns = [
     path("settings/webhooks/<int:pk>/", views.webhook_detail, name="webhook-detail"),
     path("captured/", views.captured_messages, name="captured-messages"),
     path("captured/<int:pk>/raw", views.captured_message_raw, name="captured-message-raw"),
+    path("captured/<int:pk>/", views.captured_message, name="captured-message"),
+    path("captured/<int:pk>/html", views.captured_message_html, name="captured-message-html"),
+    path(
+        "captured/<int:pk>/attachments/<int:index>",
+        views.captured_message_attachment,
+        name="captured-message-attachment",
+    ),
     path("admin/", admin.site.urls),
 ]
 

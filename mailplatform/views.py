@@ -6,9 +6,11 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.core.paginator import Paginator
 from django.db import IntegrityError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.http import content_disposition_header
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
 
 from mailplatform import selectors, services
@@ -105,6 +107,46 @@ def captured_message_raw(request: HttpRequest, pk: int) -> HttpResponse:
     response = HttpResponse(bytes(message.raw), content_type="text/plain; charset=utf-8")
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'"
+    return response
+
+
+# The captured HTML is the platform's own mail, but still shown like untrusted content: sandboxed, no scripts.
+CAPTURED_HTML_CSP = (
+    "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline' https:; font-src https: data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'self'; sandbox"
+)
+
+
+@requires("view_dashboard")
+def captured_message(request: HttpRequest, pk: int) -> HttpResponse:
+    message = get_object_or_404(CapturedMessage, pk=pk)
+    parts = selectors.captured_message_parts(message)
+    return render(request, "mailplatform/captured_message.html", {"message": message, "parts": parts})
+
+
+@xframe_options_sameorigin
+@requires("view_dashboard")
+def captured_message_html(request: HttpRequest, pk: int) -> HttpResponse:
+    message = get_object_or_404(CapturedMessage, pk=pk)
+    response = HttpResponse(
+        selectors.captured_message_parts(message)["html"], content_type="text/html; charset=utf-8"
+    )
+    response["Content-Security-Policy"] = CAPTURED_HTML_CSP
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@requires("view_dashboard")
+def captured_message_attachment(request: HttpRequest, pk: int, index: int) -> HttpResponse:
+    message = get_object_or_404(CapturedMessage, pk=pk)
+    attachments = selectors.captured_message_parts(message)["attachments"]
+    if not 0 <= index < len(attachments):
+        raise Http404("no such attachment")
+    attachment = attachments[index]
+    # Always a download, never rendered in our origin.
+    response = HttpResponse(attachment["payload"], content_type="application/octet-stream")
+    response["Content-Disposition"] = content_disposition_header(True, attachment["filename"])
+    response["X-Content-Type-Options"] = "nosniff"
     return response
 
 
