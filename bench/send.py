@@ -244,10 +244,10 @@ def dkim_rate(builder_fields: dict, seconds: float = 2.0) -> tuple[float, float]
 
 
 def _build_one(mailing, message) -> bytes:
-    from delivery import engine
+    from delivery import engine, ledger
 
     builder = engine.builder_for(mailing)
-    claimed = engine.Claimed(message.pk, message.email, message.contact_id, None)
+    claimed = ledger.Claimed(message.pk, message.email, message.contact_id, None)
     tokens = {message.pk: engine.verp.message_token(message.pk, "unsubscribe")}
     context = engine._contexts(mailing, builder, [claimed], tokens)[message.pk]
     return builder.build(engine.Recipient(message.pk, message.email, context, tokens[message.pk]))
@@ -258,7 +258,7 @@ def run(args: argparse.Namespace, port: int, dump: Path) -> int:
     from django.core.management import call_command
 
     from contacts.selectors import audience_sql
-    from delivery import services
+    from delivery import mailings
     from delivery.models import Message, Relay
     from templates.compiler import compile_template
 
@@ -274,7 +274,7 @@ def run(args: argparse.Namespace, port: int, dump: Path) -> int:
     relay = Relay.objects.create(
         name="smtp-sink", host="127.0.0.1", port=port, security="none", max_connections=args.workers
     )
-    mailing = services.mailing_create(
+    mailing = mailings.mailing_create(
         name="Bench",
         compiled=compiled,
         from_email="news@example.com",
@@ -283,7 +283,7 @@ def run(args: argparse.Namespace, port: int, dump: Path) -> int:
         relay_ids=[relay.pk],
     )
     start = time.perf_counter()
-    planned = services.mailing_plan(mailing.pk, audience=audience_sql(list_ids=[list_id]))
+    planned = mailings.mailing_plan(mailing.pk, audience=audience_sql(list_ids=[list_id]))
     plan_s = time.perf_counter() - start
     print(f"planned {planned:,} messages in {plan_s:.2f}s ({planned / plan_s:,.0f}/s)")
 
@@ -309,7 +309,7 @@ def run(args: argparse.Namespace, port: int, dump: Path) -> int:
             if len(replies or []) >= args.workers:
                 break
         start = time.perf_counter()
-        services.mailing_start(mailing.pk)
+        mailings.mailing_start(mailing.pk)
         last_print, sent = 0.0, 0
         timeout_at = time.monotonic() + args.timeout
         while time.monotonic() < timeout_at:

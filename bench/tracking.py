@@ -104,8 +104,8 @@ def run(requests: int, workers: int, threads: int) -> int:
 
     call_command("migrate", verbosity=0)
     from delivery import tracking
+    from delivery.mailings import mailing_create
     from delivery.models import Mailing, Message, MessageEvent
-    from delivery.services import mailing_create
     from templates.compiler import compile_template
 
     links = "".join(

@@ -56,7 +56,7 @@ def audience(
     salt: str = "",
     now: dt.datetime | None = None,
 ) -> tuple[str, list]:
-    """(sql, params) selecting the contact ids to send to, for delivery.services.mailing_plan.
+    """(sql, params) selecting the contact ids to send to, for delivery.mailings.mailing_plan.
 
     contacts' audience (lists, segment, exclusions, suppressions), minus contacts mailed within
     the frequency cap, and, for an A/B arm, only the contacts whose stable hash falls in `share`

@@ -17,7 +17,7 @@ from django.utils import timezone
 from campaigns import selectors
 from campaigns.models import EDITABLE_STATES, Campaign, CampaignState, GuardLimits, Variant, WinnerMetric
 from delivery.headers import check_header_value
-from mailplatform.services import audit_record
+from mailplatform.services import acting_user, audit_record
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,6 @@ LABELS = "ABCD"
 HEADER_FIELDS = frozenset({"subject", "preheader", "from_email", "from_name", "reply_to"})
 
 
-def _user(by: Any) -> Any:
-    return by if getattr(by, "is_authenticated", False) else None
-
-
 def campaign_create(*, name: str, by: Any = None, **fields: Any) -> Campaign:
     if not name.strip():
         raise ValidationError("a name is required", code="name")
@@ -42,7 +38,7 @@ def campaign_create(*, name: str, by: Any = None, **fields: Any) -> Campaign:
         name=name.strip()[:200],
         from_email=settings.DELIVERY_DEFAULT_FROM_EMAIL,
         from_name=settings.DELIVERY_DEFAULT_FROM_NAME,
-        created_by=_user(by),
+        created_by=acting_user(by),
     )
     with transaction.atomic():
         campaign.save()
@@ -142,7 +138,7 @@ def campaign_clone(campaign_id: int, *, by: Any = None) -> Campaign:
             **{name: getattr(source, name) for name in FIELDS if name != "name"},
             name=f"{source.name} (copy)"[:200],
             cloned_from=source,
-            created_by=_user(by),
+            created_by=acting_user(by),
         )
         copy.lists.set(source.lists.all())
         copy.exclude_lists.set(source.exclude_lists.all())
@@ -192,7 +188,7 @@ def campaign_unschedule(campaign_id: int, *, by: Any = None) -> Campaign:
 
 
 def _make_mailing(campaign: Campaign, variant: Variant | None, *, label: str = "") -> Any:
-    from delivery.services import mailing_create
+    from delivery.mailings import mailing_create
 
     compiled, _ = selectors.compiled_for(campaign, variant)
     template = variant.template if variant is not None and variant.template_id else campaign.template
@@ -269,7 +265,7 @@ def campaign_start(campaign_id: int, *, by: Any = None, scheduled_only: bool = F
     starting a due campaign passes `scheduled_only`: one unscheduled, rescheduled or held since
     is left as it is.
     """
-    from delivery.services import mailing_start
+    from delivery.mailings import mailing_start
 
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
@@ -306,8 +302,8 @@ def _mailings(campaign: Campaign) -> list[int]:
 
 
 def campaign_pause(campaign_id: int, *, by: Any = None, reason: str = "") -> Campaign:
+    from delivery.mailings import mailing_pause
     from delivery.models import Mailing
-    from delivery.services import mailing_pause
 
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
@@ -327,8 +323,8 @@ def campaign_pause(campaign_id: int, *, by: Any = None, reason: str = "") -> Cam
 
 
 def campaign_resume(campaign_id: int, *, by: Any = None) -> Campaign:
+    from delivery.mailings import mailing_resume
     from delivery.models import Mailing
-    from delivery.services import mailing_resume
 
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
@@ -347,8 +343,8 @@ def campaign_resume(campaign_id: int, *, by: Any = None) -> Campaign:
 
 
 def campaign_cancel(campaign_id: int, *, by: Any = None) -> Campaign:
+    from delivery.mailings import mailing_cancel
     from delivery.models import Mailing
-    from delivery.services import mailing_cancel
 
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
@@ -366,7 +362,7 @@ def campaign_cancel(campaign_id: int, *, by: Any = None) -> Campaign:
 
 
 def campaign_test_send(campaign_id: int, to_address: str, *, by: Any = None, variant_label: str = "") -> Any:
-    from delivery.services import test_send
+    from delivery.transactional import test_send
 
     campaign = Campaign.objects.get(pk=campaign_id)
     variant = campaign.variants.filter(label=variant_label).first() if variant_label else None
@@ -420,7 +416,7 @@ def guard_check(campaign_id: int) -> str | None:
 
 def ab_decide(campaign_id: int, *, force: bool = False) -> Variant | None:
     """After the wait, pick the variant with the best unique human open (or click) rate; send it to the rest."""
-    from delivery.services import mailing_start
+    from delivery.mailings import mailing_start
 
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
@@ -450,8 +446,8 @@ def ab_decide(campaign_id: int, *, force: bool = False) -> Variant | None:
 
 def campaign_sync(campaign_id: int) -> str:
     """Bring a sending campaign forward: guard, A/B decision, and `sent` when every Mailing is done."""
+    from delivery.mailings import mailing_finish_if_done
     from delivery.models import Mailing
-    from delivery.services import mailing_finish_if_done
 
     campaign = Campaign.objects.get(pk=campaign_id)
     if campaign.state != CampaignState.SENDING:

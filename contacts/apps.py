@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class ContactsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "contacts"
+
+    def ready(self) -> None:
+        from contacts.selectors import contact_merge_data
+        from mailplatform import beat, lookups
+
+        # Templates renders previews for a real contact without importing contacts.
+        lookups.offer(lookups.CONTACT_MERGE_DATA, contact_merge_data)
+        beat.every(5, "contacts.webhook_tasks.forward_subscriptions", name="webhook-forward-contacts")

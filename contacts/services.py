@@ -23,6 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Greatest
@@ -51,7 +52,8 @@ from contacts.models import (
 )
 from contacts.segments import compile_rules
 from contacts.validation import EmailError, check_email, coerce_value
-from mailplatform.services import audit_record
+from mailplatform.services import acting_user, audit_record
+from mailplatform.uploads import media_path, upload_save
 
 log = logging.getLogger(__name__)
 
@@ -453,6 +455,8 @@ def contact_protected(contact: Contact) -> bool:
 # --- Imports: a ContactImport row records each run; the file work is contacts.imports ---
 
 IMPORT_PROGRESS_KEY = "contacts:import-progress:{}"
+# Uploaded CSVs wait here for their import and are deleted once it ran.
+IMPORT_UPLOADS = "imports/uploads"
 
 
 def import_progress(import_id: int) -> dict[str, Any] | None:
@@ -480,7 +484,7 @@ def contact_import_create(
             mode=mode,
             mapping=mapping or {},
             total_bytes=Path(path).stat().st_size,
-            created_by=by if getattr(by, "is_authenticated", False) else None,
+            created_by=acting_user(by),
             status=ImportStatus.DRAFT if draft else ImportStatus.PENDING,
         )
         contact_import.mailing_lists.set(list(list_ids))
@@ -589,18 +593,17 @@ def _contact_import_run_locked(
     return ContactImport.objects.get(pk=import_id)
 
 
+def import_upload_save(upload: UploadedFile) -> Path:
+    """Keep an uploaded CSV for its import (dashboard and API alike); it is deleted once imported."""
+    return upload_save(upload, IMPORT_UPLOADS, suffix=".csv")
+
+
 def _discard_upload(path: str) -> None:
     """Uploaded files hold personal data: gone once imported. A command's own file is left alone."""
-    uploads = (Path(settings.MEDIA_ROOT) / "imports" / "uploads").resolve()
+    uploads = (Path(settings.MEDIA_ROOT) / IMPORT_UPLOADS).resolve()
     target = Path(path).resolve()
     if uploads in target.parents:
         target.unlink(missing_ok=True)
-
-
-def media_path(relative: str) -> Path:
-    path = Path(settings.MEDIA_ROOT) / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 # --- Public pages: subscribe, confirm, preferences (the person acts on their own behalf) ---

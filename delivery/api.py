@@ -1,7 +1,6 @@
-"""REST API for delivery: transactional send, messages, events, relays (admin), template previews.
+"""REST API for delivery: transactional send, messages, events, bounces, relays (admin).
 
-Thin views over delivery.services and selectors; the template preview for a contact lives here
-because delivery may read both templates and contacts.
+Thin views over the delivery services (relays, transactional) and selectors.
 """
 
 from __future__ import annotations
@@ -12,13 +11,13 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from delivery import services
+from delivery import relays, transactional
 from delivery.bounces import rules as bounce_rules
 from delivery.bounces.models import BounceEvent
 from delivery.models import RELAY_EDITABLE_FIELDS, Message, MessageEvent, Relay, Security
@@ -117,7 +116,7 @@ class SendView(generics.GenericAPIView):
             response["Idempotent-Replayed"] = "true"
             return response
         try:
-            message = services.transactional_send(
+            message = transactional.transactional_send(
                 template_id=template.pk, to=values["to"], data=values["data"], idempotency_key=key
             )
         except DjangoValidationError as exc:
@@ -333,7 +332,7 @@ class RelayUpdateSerializer(RelayWriteSerializer):
 def _save_relay(relay: Relay | None, values: dict[str, Any], by: Any) -> Relay:
     password = values.pop("password", None)
     try:
-        return services.relay_save(relay, by=by, password=password, **values)
+        return relays.relay_save(relay, by=by, password=password, **values)
     except DjangoValidationError as exc:
         raise ValidationError(
             exc.message_dict if hasattr(exc, "message_dict") else {"relay": exc.messages}
@@ -381,67 +380,5 @@ class RelayDetailView(generics.GenericAPIView):
 
     @extend_schema(responses={204: None}, operation_id="relays_destroy")
     def delete(self, request: Request, pk: int) -> Response:
-        services.relay_delete(self.get_object(), by=request.user)
+        relays.relay_delete(self.get_object(), by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-# --- template preview, for a real contact or for given data ---
-
-
-class PreviewSerializer(StrictSerializer):
-    contact = serializers.IntegerField(
-        min_value=1, required=False, help_text="Render with this contact's fields."
-    )
-    data = serializers.DictField(
-        required=False, default=dict, help_text="Extra merge data (as transactional send)."
-    )
-
-
-class TemplatePreviewView(generics.GenericAPIView):
-    """Render the template's saved content as a recipient would see it (nothing is sent)."""
-
-    read_scope = write_scope = "templates:read"
-
-    @extend_schema(
-        request=PreviewSerializer,
-        responses=inline_serializer(
-            "RenderedPreview",
-            {
-                "subject": serializers.CharField(),
-                "html": serializers.CharField(),
-                "text": serializers.CharField(),
-            },
-        ),
-        operation_id="templates_preview",
-    )
-    def post(self, request: Request, pk: int) -> Response:
-        from contacts.selectors import contact_merge_data
-        from templates.compiler import TemplateError
-        from templates.models import EmailTemplate
-        from templates.selectors import template_preview
-
-        data = PreviewSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        template = EmailTemplate.objects.select_related("layout").filter(pk=pk).first()
-        if template is None:
-            raise NotFound("No such template.")
-        merge: dict[str, Any] = dict(data.validated_data["data"])
-        contact_id = data.validated_data.get("contact")
-        if contact_id is not None:
-            contact = contact_merge_data([contact_id]).get(contact_id)
-            if contact is None:
-                raise ValidationError({"contact": [f"No contact with id {contact_id}."]})
-            merge["contact"] = contact
-        try:
-            _, rendered = template_preview(
-                kind=template.kind,
-                subject=template.subject,
-                html=template.html,
-                text=template.text,
-                preheader=template.preheader,
-                layout=template.layout,
-                data=merge,
-            )
-        except TemplateError as exc:
-            raise ValidationError({exc.part or "html": [str(exc)]}) from exc
-        return Response({"subject": rendered.subject, "html": rendered.html, "text": rendered.text})

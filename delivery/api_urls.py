@@ -11,5 +11,4 @@ urlpatterns = [
     path("bounces/", api.BounceListView.as_view(), name="bounces"),
     path("relays/", api.RelayListCreateView.as_view(), name="relays"),
     path("relays/<int:pk>/", api.RelayDetailView.as_view(), name="relay-detail"),
-    path("templates/<int:pk>/preview", api.TemplatePreviewView.as_view(), name="template-preview"),
 ]

@@ -6,7 +6,16 @@ class DeliveryConfig(AppConfig):
     name = "delivery"
 
     def ready(self) -> None:
+        from django.conf import settings
+
         from contacts.signals import confirmation_requested
         from delivery.receivers import send_confirmation
+        from mailplatform import beat
 
         confirmation_requested.connect(send_confirmation, dispatch_uid="delivery.send_confirmation")
+        beat.every(10, "delivery.tasks.send_watchdog", name="delivery-watchdog")
+        beat.every(3600, "delivery.tasks.ledger_prune", name="delivery-prune")
+        beat.every(
+            settings.TRACKING_FLUSH_SECONDS, "delivery.tasks.tracking_flush", name="delivery-tracking-flush"
+        )
+        beat.every(5, "delivery.webhook_tasks.forward_message_events", name="webhook-forward-delivery")

@@ -19,83 +19,25 @@ and how many connections a relay gets by the relay's own semaphore, across all h
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
-import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
 from django.utils import timezone
 
-from delivery import ratelimit, services, verp
+from delivery import eligibility, ledger, ratelimit, relays, runners, verp
 from delivery.compose import MessageBuilder, Recipient
 from delivery.dkim import DkimSigner
-from delivery.models import Mailing, Message, MessageEvent, MessageState, Relay
+from delivery.ledger import ACTIVE_STATES, Claimed
+from delivery.mailings import mailing_finish_if_done, mailing_set_error
+from delivery.models import Mailing, MessageState, Relay
 from delivery.smtp import DEFERRED, FAILED, SENT, Envelope, Outcome, RelayConnection, RelayError
 from mailplatform import crypto
-from mailplatform.redis_cache import redis_client
 
 log = logging.getLogger(__name__)
-
-ACTIVE_STATES = (Mailing.State.SENDING, Mailing.State.STANDING)
-
-
-# --- runners: how many tasks work one Mailing ---
-
-
-def _runner_key(mailing_id: int) -> str:
-    return f"{settings.CACHES['default'].get('KEY_PREFIX', 'posthorn')}:delivery:mailing:{mailing_id}:runners"
-
-
-def _runner_slot(mailing_id: int, token: str, lease: float) -> ratelimit.ConnectionSlot:
-    slot = ratelimit.ConnectionSlot(0, settings.DELIVERY_PARALLEL, lease)
-    slot.key = _runner_key(mailing_id)
-    slot.token = token
-    return slot
-
-
-def dispatch(mailing_id: int) -> int:
-    """Enqueue runners for a Mailing up to DELIVERY_PARALLEL (fewer when its relays allow fewer)."""
-    from delivery.tasks import send_mailing
-
-    relays = _pool(mailing_id)
-    connections = sum(r.max_connections for r in relays) or 1
-    wanted = min(settings.DELIVERY_PARALLEL, connections)
-    started = 0
-    for _ in range(wanted):
-        token = services.new_runner_token()
-        # A queued task holds its slot for a while so the watchdog does not pile up duplicates;
-        # one that never starts (its worker died holding it) frees the slot when this runs out.
-        slot = _runner_slot(mailing_id, token, lease=max(120, settings.DELIVERY_LEASE_SECONDS))
-        slot.limit = wanted
-        if slot.acquire() != 0.0:
-            break
-        send_mailing.delay(mailing_id, token)
-        started += 1
-    return started
-
-
-def runner_handover(mailing_id: int, token: str) -> None:
-    """A runner out of time queues its successor, which keeps its slot while it waits in the queue."""
-    from delivery.tasks import send_mailing
-
-    slot = _runner_slot(mailing_id, token, lease=max(120, settings.DELIVERY_LEASE_SECONDS))
-    if slot.refresh():
-        send_mailing.delay(mailing_id, token)
-
-
-def _pool(mailing_id: int) -> list[Relay]:
-    mailing_relays = list(Relay.objects.filter(mailings__id=mailing_id, enabled=True))
-    if mailing_relays:
-        return mailing_relays
-    if Relay.objects.filter(mailings__id=mailing_id).exists():
-        return []  # a pool was chosen and every relay in it is disabled
-    return list(Relay.objects.filter(enabled=True))
 
 
 # --- per-process caches ---
@@ -133,50 +75,7 @@ def builder_for(mailing: Mailing) -> MessageBuilder:
     return builder
 
 
-# --- claiming and recording ---
-
-
-@dataclass(slots=True)
-class Claimed:
-    id: int
-    email: str
-    contact_id: int | None
-    data: dict[str, Any] | None
-
-
-def claim(mailing_id: int, relay_id: int, limit: int) -> list[Claimed]:
-    """Take up to `limit` queued Messages of the Mailing under a lease; none another worker holds."""
-    lease = dt.timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            """
-            UPDATE delivery_message m
-            SET state = 'sending', lease_expires_at = clock_timestamp() + %s, relay_id = %s
-            WHERE m.id IN (
-                SELECT id FROM delivery_message
-                WHERE mailing_id = %s AND state = 'queued'
-                  -- Pause and cancel take effect between batches: a stopped Mailing yields nothing.
-                  AND EXISTS (
-                      SELECT 1 FROM delivery_mailing g WHERE g.id = mailing_id AND g.state = ANY(%s)
-                  )
-                ORDER BY id
-                LIMIT %s
-                FOR UPDATE SKIP LOCKED
-            )
-            RETURNING m.id, m.email, m.contact_id, m.data
-            """,
-            [lease, relay_id, mailing_id, [str(state) for state in ACTIVE_STATES], limit],
-        )
-        rows = cursor.fetchall()
-    rows.sort()
-    # Django leaves JSONB undecoded on a raw cursor (the field decodes it in the ORM).
-    return [Claimed(i, e, c, json.loads(d) if isinstance(d, str) else d) for i, e, c, d in rows]
-
-
-def _update_many(sql_set: str, rows: list[tuple], width: int, extra: list[Any]) -> None:
-    values, params = services._values(rows, width)
-    with connection.cursor() as cursor:
-        cursor.execute(sql_set.format(values=values), [*extra, *params])
+# --- recording outcomes ---
 
 
 @dataclass
@@ -218,53 +117,19 @@ class Recorder:
         deferred = [o for o in outcomes if o.status == DEFERRED and o.stage != "connection"]
         # Not tried at all, or cut off by a lost connection: back to the queue, no attempt counted.
         returned = [o for o in outcomes if o.status == DEFERRED and o.stage == "connection"]
-        with transaction.atomic():
-            if sent:
-                _update_many(
-                    """
-                    UPDATE delivery_message AS m SET state = 'sent', sent_at = %s, relay_id = %s,
-                        smtp_code = v.code::smallint, smtp_reply = v.reply::text, attempts = m.attempts + 1,
-                        lease_expires_at = NULL, next_attempt_at = NULL
-                    FROM (VALUES {values}) AS v(id, code, reply)
-                    WHERE m.id = v.id
-                    """,
-                    [(o.key, o.code, o.reply[:1000]) for o in sent],
-                    3,
-                    [now, self.relay_id],
-                )
-            if failed:
-                _update_many(
-                    """
-                    UPDATE delivery_message AS m SET state = 'failed', relay_id = %s,
-                        smtp_code = v.code::smallint, smtp_reply = v.reply::text, attempts = m.attempts + 1,
-                        lease_expires_at = NULL, next_attempt_at = NULL
-                    FROM (VALUES {values}) AS v(id, code, reply)
-                    WHERE m.id = v.id
-                    """,
-                    [(o.key, o.code or None, o.reply[:1000]) for o in failed],
-                    3,
-                    [self.relay_id],
-                )
-                self._events(failed, now)
-            if deferred:
-                self._defer(deferred, now)
-            if returned:
-                _update_many(
-                    """
-                    UPDATE delivery_message AS m SET state = 'queued', lease_expires_at = NULL,
-                        smtp_reply = v.reply,
-                        recovered_at = CASE WHEN v.uncertain::boolean THEN %s ELSE m.recovered_at END
-                    FROM (VALUES {values}) AS v(id, reply, uncertain)
-                    WHERE m.id = v.id
-                    """,
-                    [(o.key, o.reply[:1000], o.uncertain) for o in returned],
-                    3,
-                    [now],
-                )
+        ledger.record_outcomes(
+            self.mailing.pk,
+            self.relay_id,
+            sent=sent,
+            failed=failed,
+            deferred=deferred,
+            returned=returned,
+            now=now,
+        )
         if sent:
             self.sent_contacts.extend(c for c in (self.contact_of.get(o.key) for o in sent) if c is not None)
             self.sent_total += len(sent)
-            _count_sent(self.mailing.pk, len(sent))
+            ratelimit.count_sent(self.mailing.pk, len(sent))
         if failed:
             rejected = [o for o in failed if o.stage in ("rcpt", "data", "mail")]
             if rejected:
@@ -279,110 +144,20 @@ class Recorder:
                         stage=outcome.stage,
                     )
 
-    def _events(self, failed: list[Outcome], now: dt.datetime) -> None:
-        events = []
-        for outcome in failed:
-            data = {"code": outcome.code, "reply": outcome.reply[:1000], "stage": outcome.stage}
-            # A 5xx to RCPT (or to the data) is the receiving side refusing this recipient: a bounce.
-            kind = (
-                MessageEvent.Kind.BOUNCED if outcome.stage in ("rcpt", "data") else MessageEvent.Kind.FAILED
-            )
-            events.append(
-                MessageEvent(message_id=outcome.key, mailing_id=self.mailing.pk, kind=kind, at=now, data=data)
-            )
-        MessageEvent.objects.bulk_create(events)
-
-    def _defer(self, deferred: list[Outcome], now: dt.datetime) -> None:
-        base, cap = settings.DELIVERY_RETRY_BASE_SECONDS, settings.DELIVERY_RETRY_MAX_SECONDS
-        _update_many(
-            """
-            UPDATE delivery_message AS m SET
-                state = CASE WHEN m.created_at < %s THEN 'failed' ELSE 'deferred' END,
-                relay_id = %s, smtp_code = v.code::smallint, smtp_reply = v.reply::text, attempts = m.attempts + 1,
-                lease_expires_at = NULL,
-                next_attempt_at = %s + make_interval(secs => LEAST(%s * power(2, LEAST(m.attempts, 20)), %s))
-            FROM (VALUES {values}) AS v(id, code, reply)
-            WHERE m.id = v.id
-            """,
-            [(o.key, o.code or None, o.reply[:1000]) for o in deferred],
-            3,
-            [now - dt.timedelta(seconds=settings.DELIVERY_MAX_AGE_SECONDS), self.relay_id, now, base, cap],
-        )
-        MessageEvent.objects.bulk_create(
-            MessageEvent(
-                message_id=o.key,
-                mailing_id=self.mailing.pk,
-                kind=MessageEvent.Kind.DEFERRED,
-                at=now,
-                data={"code": o.code, "reply": o.reply[:1000], "stage": o.stage},
-            )
-            for o in deferred
-        )
-
-
-def _rate_key(mailing_id: int, second: int) -> str:
-    return f"{settings.CACHES['default'].get('KEY_PREFIX', 'posthorn')}:delivery:mailing:{mailing_id}:sent:{second}"
-
-
-def _count_sent(mailing_id: int, count: int) -> None:
-    key = _rate_key(mailing_id, int(time.time()))
-    pipe = redis_client().pipeline()
-    pipe.incrby(key, count)
-    pipe.expire(key, 120)
-    pipe.execute()
-
-
-def recent_rate(mailing_id: int, window: int = 10) -> float:
-    now = int(time.time())
-    values = redis_client().mget([_rate_key(mailing_id, now - i) for i in range(1, window + 1)])
-    return sum(int(v or 0) for v in values) / window
-
 
 def _mailing_state(mailing_id: int) -> str | None:
     return Mailing.objects.filter(pk=mailing_id).values_list("state", flat=True).first()
 
 
-def _release(ids: list[int], state: str, reply: str = "") -> None:
-    """Hand back claimed Messages that were never tried (pause: to the queue; cancel: skipped)."""
-    if not ids:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE delivery_message SET state = %s, lease_expires_at = NULL, smtp_reply = %s "
-            "WHERE id = ANY(%s) AND state = 'sending'",
-            [state, reply, ids],
-        )
-
-
-def _extend_lease(ids: list[int]) -> None:
-    if not ids:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE delivery_message SET lease_expires_at = clock_timestamp() + %s WHERE id = ANY(%s) AND state = 'sending'",
-            [dt.timedelta(seconds=settings.DELIVERY_LEASE_SECONDS), ids],
-        )
-
-
 def _skip_unsendable(mailing: Mailing, batch: list[Claimed]) -> list[Claimed]:
     """Claim-time re-check: an unsubscribe or bounce since planning stops mail already queued."""
-    from contacts.selectors import address_is_suppressed, unsendable_contact_ids
-
-    transactional = mailing.kind == Mailing.Kind.TRANSACTIONAL
-    contact_ids = [c.contact_id for c in batch if c.contact_id is not None]
-    blocked_contacts = (
-        unsendable_contact_ids(contact_ids, transactional=transactional) if contact_ids else set()
+    blocked = eligibility.unsendable(mailing, [(c.id, c.contact_id, c.email) for c in batch])
+    if not blocked:
+        return batch
+    ledger.release(
+        sorted(blocked), MessageState.SKIPPED, "not sent: the contact became unsendable before sending"
     )
-    keep, skipped = [], []
-    for item in batch:
-        if item.contact_id is not None and item.contact_id in blocked_contacts:
-            skipped.append(item.id)
-        elif item.contact_id is None and address_is_suppressed(item.email):
-            skipped.append(item.id)
-        else:
-            keep.append(item)
-    _release(skipped, MessageState.SKIPPED, "not sent: the contact became unsendable before sending")
-    return keep
+    return [c for c in batch if c.id not in blocked]
 
 
 def _contexts(
@@ -419,40 +194,6 @@ def _contexts(
     return contexts
 
 
-# --- relay choice and connections ---
-
-
-def choose_relay(relays: list[Relay], exclude: set[int]) -> Relay | None:
-    now = timezone.now()
-    usable = [
-        r for r in relays if r.pk not in exclude and (r.backed_off_until is None or r.backed_off_until <= now)
-    ]
-    if not usable:
-        return None
-    return random.choices(usable, weights=[max(r.weight, 1) for r in usable])[0]
-
-
-def _limits(relay: Relay) -> ratelimit.Limits:
-    return ratelimit.Limits(
-        per_second=relay.per_second, burst=relay.burst, per_hour=relay.per_hour, per_day=relay.per_day
-    )
-
-
-def open_connection(relay: Relay) -> RelayConnection:
-    connection_ = RelayConnection(
-        relay.host,
-        relay.port,
-        security=relay.security,
-        verify_certificate=relay.verify_certificate,
-        username=relay.username,
-        password=services.relay_password(relay),
-        helo_name=relay.helo_name,
-        timeout=settings.DELIVERY_SMTP_TIMEOUT,
-    )
-    connection_.open()
-    return connection_
-
-
 @dataclass
 class RunResult:
     sent: int = 0
@@ -471,7 +212,7 @@ def run(mailing_id: int, token: str | None, *, seconds: float | None = None) -> 
     result = RunResult()
     # The slot only bounds parallelism (the Message leases guard correctness), so it lives as long
     # as a Message lease: a killed runner's place is free as soon as its Messages are.
-    runner = _runner_slot(mailing_id, token or "", lease=settings.DELIVERY_LEASE_SECONDS)
+    runner = runners.semaphore(mailing_id, token or "", lease=settings.DELIVERY_LEASE_SECONDS)
     if token is not None:
         if not runner.refresh():
             result.reason = "enough runners already"
@@ -484,11 +225,11 @@ def run(mailing_id: int, token: str | None, *, seconds: float | None = None) -> 
             if mailing is None or mailing.state not in ACTIVE_STATES:
                 result.reason = f"mailing is {mailing.state if mailing else 'gone'}"
                 return result
-            relays = _pool(mailing_id)
-            relay = choose_relay(relays, tried)
+            pool = relays.pool(mailing_id)
+            relay = relays.choose_relay(pool, tried)
             if relay is None:
-                if not relays:
-                    services.mailing_set_error(
+                if not pool:
+                    mailing_set_error(
                         mailing_id, "no enabled relay: add or enable one under Delivery > Relays"
                     )
                     result.reason = "no relay"
@@ -497,15 +238,15 @@ def run(mailing_id: int, token: str | None, *, seconds: float | None = None) -> 
                     tried.clear()
                     continue
                 # Every relay is backed off: say so on the Mailing, and let the watchdog come back later.
-                errors = "; ".join(f"{r.name}: {r.last_error}" for r in relays if r.last_error)
-                services.mailing_set_error(mailing_id, f"every relay is failing, retrying later. {errors}")
+                errors = "; ".join(f"{r.name}: {r.last_error}" for r in pool if r.last_error)
+                mailing_set_error(mailing_id, f"every relay is failing, retrying later. {errors}")
                 result.reason = "all relays backed off"
                 return result
             slot = ratelimit.ConnectionSlot(relay.pk, relay.max_connections, settings.DELIVERY_LEASE_SECONDS)
             wait = slot.acquire()
             if wait:
                 tried.add(relay.pk)
-                if len(tried) >= len(relays):
+                if len(tried) >= len(pool):
                     tried.clear()
                     time.sleep(min(wait, 1.0, max(0.0, deadline - time.monotonic())))
                 continue
@@ -519,7 +260,7 @@ def run(mailing_id: int, token: str | None, *, seconds: float | None = None) -> 
             if outcome in ("empty", "stopped"):
                 break
         if result.reason == "empty" and mailing_id:
-            result.finished = services.mailing_finish_if_done(mailing_id)
+            result.finished = mailing_finish_if_done(mailing_id)
         return result
     finally:
         if result.reason != "time":
@@ -530,7 +271,7 @@ def _work_relay(
     mailing: Mailing,
     relay: Relay,
     slot: ratelimit.ConnectionSlot,
-    runner: ratelimit.ConnectionSlot,
+    runner: ratelimit.Semaphore,
     deadline: float,
     result: RunResult,
 ) -> str:
@@ -538,22 +279,22 @@ def _work_relay(
     try:
         builder = builder_for(mailing)
     except Exception as exc:  # a snapshot that cannot be built does not get better by retrying
-        services.mailing_set_error(mailing.pk, f"this mailing's messages cannot be built: {exc}")
+        mailing_set_error(mailing.pk, f"this mailing's messages cannot be built: {exc}")
         result.reason = "build error"
         return "stopped"
     try:
-        smtp = open_connection(relay)
+        smtp = relays.open_connection(relay)
     except RelayError as exc:
         message = f"relay {relay.name}: {exc}"
-        services.relay_record_failure(relay.pk, str(exc))
-        services.mailing_set_error(mailing.pk, message)
+        relays.relay_record_failure(relay.pk, str(exc))
+        mailing_set_error(mailing.pk, message)
         log.warning("mailing %s: %s", mailing.pk, message)
         return "relay failed"
     if relay.consecutive_failures or relay.capabilities != smtp.info.esmtp:
-        services.relay_record_success(relay.pk, smtp.info.esmtp)
+        relays.relay_record_success(relay.pk, smtp.info.esmtp)
     if mailing.last_error:
-        services.mailing_set_error(mailing.pk, "")
-    limits = _limits(relay)
+        mailing_set_error(mailing.pk, "")
+    limits = relays.limits(relay)
     try:
         while True:
             if time.monotonic() >= deadline:
@@ -563,7 +304,7 @@ def _work_relay(
             if limits.per_second > 0:
                 # Never claim more than can go out well within the lease.
                 size = max(1, min(size, int(limits.per_second * settings.DELIVERY_LEASE_SECONDS / 4)))
-            batch = claim(mailing.pk, relay.pk, size)
+            batch = ledger.claim(mailing.pk, relay.pk, size)
             if not batch:
                 result.reason = "empty"
                 return "empty"
@@ -588,7 +329,7 @@ def _send_batch(
     limits: ratelimit.Limits,
     batch: list[Claimed],
     slot: ratelimit.ConnectionSlot,
-    runner: ratelimit.ConnectionSlot,
+    runner: ratelimit.Semaphore,
     deadline: float,
     result: RunResult,
 ) -> str:
@@ -638,7 +379,7 @@ def _send_batch(
                 ctl["stop"] = f"mailing {state}"
         if time.monotonic() - ctl["lease_at"] > lease_refresh:
             ctl["lease_at"] = time.monotonic()
-            _extend_lease(list(untried) + [o.key for o in recorder.buffer])
+            ledger.extend_lease(list(untried) + [o.key for o in recorder.buffer])
             slot.refresh()
             if runner.held:
                 runner.refresh()
@@ -659,12 +400,12 @@ def _send_batch(
     # Whatever was claimed and never handed to the relay goes back (or is skipped on cancel).
     state = _mailing_state(mailing.pk)
     if state == Mailing.State.CANCELLED:
-        _release(list(untried), MessageState.SKIPPED, "mailing cancelled")
+        ledger.release(list(untried), MessageState.SKIPPED, "mailing cancelled")
     else:
-        _release(list(untried), MessageState.QUEUED)
+        ledger.release(list(untried), MessageState.QUEUED)
     if relay_failure:
-        services.relay_record_failure(relay.pk, relay_failure)
-        services.mailing_set_error(mailing.pk, f"relay {relay.name}: {relay_failure}")
+        relays.relay_record_failure(relay.pk, relay_failure)
+        mailing_set_error(mailing.pk, f"relay {relay.name}: {relay_failure}")
         return ""
     if control["stop"]:
         result.reason = control["stop"]
@@ -674,20 +415,18 @@ def _send_batch(
 
 def watchdog() -> dict[str, int]:
     """The beat task's work: recover expired leases, requeue due deferrals, restart stalled mailings."""
-    recovered = services.leases_recover()
-    requeued = services.deferred_requeue()
+    recovered = ledger.recover_leases()
+    requeued = ledger.requeue_due()
     dispatched = 0
     # A handful of open Mailings, each checked through the claim index: cheap at any ledger size.
     open_mailings = Mailing.objects.filter(state__in=ACTIVE_STATES).values_list("pk", flat=True)
-    waiting = [
-        m for m in open_mailings if Message.objects.filter(mailing_id=m, state=MessageState.QUEUED).exists()
-    ]
+    waiting = [m for m in open_mailings if ledger.has_queued(m)]
     for mailing_id in waiting:
-        dispatched += dispatch(mailing_id)
+        dispatched += runners.dispatch(mailing_id)
     # Mailings whose last Messages were deferred and then failed finish here.
     for mailing_id in Mailing.objects.filter(state=Mailing.State.SENDING).values_list("pk", flat=True):
         if mailing_id not in waiting:
-            services.mailing_finish_if_done(mailing_id)
+            mailing_finish_if_done(mailing_id)
     return {"recovered": recovered, "requeued": requeued, "dispatched": dispatched}
 
 

@@ -2,7 +2,7 @@
 
 One Message row per recipient of a send; its events (sent, bounced, opened...) hang off it.
 The ledger is expected to reach 100M rows: every index here matches a query the engine or the
-dashboard runs, and old rows are pruned by `delivery.services.ledger_prune`.
+dashboard runs, and old rows are pruned by `delivery.ledger.prune`.
 """
 
 from __future__ import annotations
@@ -207,10 +207,21 @@ class MessageState(models.TextChoices):
     SKIPPED = "skipped", "Skipped"
 
 
+class HoldReason(models.TextChoices):
+    """Why a Message waits (state `deferred`) until its `next_attempt_at`: the ledger's one way to hold."""
+
+    NONE = "", "Not held"
+    RELAY = "relay", "Deferred by the relay"
+    WINDOW = "window", "Outside the sending window"
+    THROTTLED = "throttled", "Receiving domain throttled"
+    WARMUP = "warmup", "Warm-up cap reached"
+
+
 class Message(models.Model):
-    """One recipient of one Mailing: the ledger row."""
+    """One recipient of one Mailing: the ledger row. Every write to it is in delivery.ledger."""
 
     State = MessageState
+    Hold = HoldReason
 
     id = models.BigAutoField(primary_key=True)
     mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="messages")
@@ -228,7 +239,9 @@ class Message(models.Model):
     email = models.CharField(max_length=320)
     state = models.CharField(max_length=10, choices=MessageState.choices, default=MessageState.QUEUED)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # A held (deferred) Message goes back to the queue at next_attempt_at; hold_reason says why it waits.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    hold_reason = models.CharField(max_length=10, choices=HoldReason.choices, default="", blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     # Set when an expired lease was taken back from a lost worker: this Message may have gone out twice.
     recovered_at = models.DateTimeField(null=True, blank=True)

@@ -5,16 +5,18 @@ and per UTC day, and a connection semaphore whose slots are leases (a worker kil
 SIGKILL loses its slot when the lease runs out, not never). Redis runs a script atomically,
 so there is no read-modify-write race between workers; time is Redis's own clock, so hosts
 with skewed clocks still share one bucket.
+
+`Semaphore` is the generic lease-based semaphore (a relay's connections are one, the runners
+of a Mailing another: delivery.runners).
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 
-from django.conf import settings
-
-from mailplatform.redis_cache import redis_client
+from mailplatform.redis_cache import redis_client, redis_key
 
 _SCRIPT = """
 local op = ARGV[1]
@@ -114,7 +116,7 @@ def _run(keys: list[str], args: list) -> tuple[int, float]:
 
 
 def _prefix(relay_id: int) -> str:
-    return f"{settings.CACHES['default'].get('KEY_PREFIX', 'posthorn')}:delivery:relay:{relay_id}"
+    return redis_key("delivery", "relay", relay_id)
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,6 @@ def take(relay_id: int, want: int, limits: Limits) -> tuple[int, float]:
 
 def usage(relay_id: int) -> dict[str, int]:
     """Messages counted this clock hour and this UTC day, and connections held now (for the dashboard)."""
-    import time
-
     base = _prefix(relay_id)
     now = time.time()
     client = redis_client()
@@ -156,14 +156,18 @@ def usage(relay_id: int) -> dict[str, int]:
     return {"hour": int(hour or 0), "day": int(day or 0), "connections": connections}
 
 
-class ConnectionSlot:
-    """A lease on one of a relay's connections; refresh it while the connection is in use."""
+class Semaphore:
+    """A lease on one of `limit` places named by `key`, held across every worker on every host.
 
-    def __init__(self, relay_id: int, limit: int, lease_seconds: float) -> None:
-        self.key = f"{_prefix(relay_id)}:conns"
+    A holder refreshes its lease while it works; one that dies frees its place when the lease runs
+    out. `token` names the holder: passing the same token again re-takes (or refreshes) its place.
+    """
+
+    def __init__(self, key: str, limit: int, lease_seconds: float, *, token: str | None = None) -> None:
+        self.key = key
         self.limit = limit
         self.lease_seconds = lease_seconds
-        self.token = secrets.token_hex(8)
+        self.token = token or secrets.token_hex(8)
         self.held = False
 
     def acquire(self) -> float:
@@ -183,6 +187,35 @@ class ConnectionSlot:
         if self.held:
             _run([self.key], ["release", self.token, self.limit, self.lease_seconds])
             self.held = False
+
+
+class ConnectionSlot(Semaphore):
+    """A lease on one of a relay's connections; refresh it while the connection is in use."""
+
+    def __init__(self, relay_id: int, limit: int, lease_seconds: float) -> None:
+        super().__init__(f"{_prefix(relay_id)}:conns", limit, lease_seconds)
+
+
+# --- messages sent per second, per Mailing (the progress page's rate) ---
+
+
+def _sent_key(mailing_id: int, second: int) -> str:
+    return redis_key("delivery", "mailing", mailing_id, "sent", second)
+
+
+def count_sent(mailing_id: int, count: int) -> None:
+    key = _sent_key(mailing_id, int(time.time()))
+    pipe = redis_client().pipeline()
+    pipe.incrby(key, count)
+    pipe.expire(key, 120)
+    pipe.execute()
+
+
+def recent_rate(mailing_id: int, window: int = 10) -> float:
+    """Messages per second sent over the last `window` whole seconds."""
+    now = int(time.time())
+    values = redis_client().mget([_sent_key(mailing_id, now - i) for i in range(1, window + 1)])
+    return sum(int(v or 0) for v in values) / window
 
 
 def reset(relay_id: int) -> None:

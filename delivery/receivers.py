@@ -10,6 +10,6 @@ log = logging.getLogger(__name__)
 
 def send_confirmation(sender: Any, subscription_id: int, confirm_url: str, **kwargs: Any) -> None:
     """Double opt-in: mail the confirmation link, transactionally, through the engine."""
-    from delivery.services import confirmation_send
+    from delivery.transactional import confirmation_send
 
     confirmation_send(subscription_id, confirm_url)

@@ -5,34 +5,52 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from delivery import ratelimit
-from delivery.models import Mailing, Message, MessageEvent, MessageState, Relay, SendingIdentity
+from delivery.models import HoldReason, Mailing, Message, MessageEvent, MessageState, Relay, SendingIdentity
 
 STATES = [s.value for s in MessageState]
 
 
 def mailing_progress(mailing_id: int) -> dict[str, Any]:
-    """Counts per state, the recent rate and the time left; total counts every Message."""
-    from delivery.engine import recent_rate
+    """Counts per state, the recent rate and the time left; total counts every Message.
 
+    Held Messages (`deferred`: by the relay, a sending window, a throttle, warm-up) count by
+    reason in `held`; the estimate is never earlier than the last hold's not-before time.
+    """
     counts = dict.fromkeys(STATES, 0)
     for row in Message.objects.filter(mailing_id=mailing_id).values("state").annotate(n=Count("id")):
         counts[row["state"]] = row["n"]
     total = sum(counts.values())
-    rate = recent_rate(mailing_id)
+    rate = ratelimit.recent_rate(mailing_id)
     remaining = counts["queued"] + counts["sending"] + counts["deferred"]
     done = total - remaining
+    held: dict[str, int] = {}
+    held_until = None
+    if counts["deferred"]:
+        rows = (
+            Message.objects.filter(mailing_id=mailing_id, state=MessageState.DEFERRED)
+            .values("hold_reason")
+            .annotate(n=Count("id"), until=Max("next_attempt_at"))
+        )
+        for row in rows:
+            held[row["hold_reason"] or HoldReason.RELAY] = row["n"]
+            held_until = max(filter(None, [held_until, row["until"]]), default=None)
+    eta = int(remaining / rate) if rate > 0 and remaining else None
+    if held_until is not None:
+        eta = max(eta or 0, int((held_until - timezone.now()).total_seconds())) or eta
     return {
         "total": total,
         **counts,
         "done": done,
         "percent": int(done * 100 / total) if total else 0,
         "rate_per_s": round(rate, 1),
-        "eta_s": int(remaining / rate) if rate > 0 and remaining else None,
+        "eta_s": eta,
+        "held": held,
+        "held_until": held_until,
     }
 
 

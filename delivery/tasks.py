@@ -1,5 +1,5 @@
-"""Celery tasks: thin, take ids, call the engine or a service. Routed by name (settings.CELERY_TASK_ROUTES):
-send_* go to the `sending` queue."""
+"""Celery tasks: thin, take ids, call the engine, the runners or the ledger. Routed by name
+(settings.CELERY_TASK_ROUTES): send_* go to the `sending` queue."""
 
 from __future__ import annotations
 
@@ -10,14 +10,16 @@ from celery import shared_task
 log = logging.getLogger(__name__)
 
 
-@shared_task(name="delivery.tasks.send_mailing", ignore_result=True)
+# Acknowledged when done, not when received: a worker lost mid-run leaves the task to the broker for
+# another worker (the ledger's leases make a second run send nothing twice).
+@shared_task(name="delivery.tasks.send_mailing", ignore_result=True, acks_late=True)
 def send_mailing(mailing_id: int, token: str) -> str:
-    from delivery import engine
+    from delivery import engine, runners
 
     result = engine.run(mailing_id, token)
     if result.reason == "time":
         # Hand over to a fresh task so other mailings queued behind this one get a turn.
-        engine.runner_handover(mailing_id, token)
+        runners.handover(mailing_id, token)
     log.info("mailing %s: runner stopped (%s) after %d sent", mailing_id, result.reason, result.sent)
     return result.reason
 
@@ -31,9 +33,9 @@ def send_watchdog() -> dict[str, int]:
 
 @shared_task(name="delivery.tasks.ledger_prune", ignore_result=True)
 def ledger_prune() -> int:
-    from delivery.services import ledger_prune as prune
+    from delivery import ledger
 
-    return prune()
+    return ledger.prune()
 
 
 @shared_task(name="delivery.tasks.tracking_flush", ignore_result=True)

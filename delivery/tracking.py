@@ -287,8 +287,10 @@ def _redis():
 
 
 def buffer_key() -> str:
+    from mailplatform.redis_cache import redis_key
+
     # Under the cache prefix, so installs (and benchmarks) sharing one Redis keep their own buffer.
-    return f"{settings.CACHES['default'].get('KEY_PREFIX', 'posthorn')}:tracking:events"
+    return redis_key("tracking", "events")
 
 
 class _Pusher:

@@ -9,7 +9,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from delivery import selectors, services, verp
+from delivery import identities as identity_service
+from delivery import mailings, selectors, transactional, verp
+from delivery import relays as relay_service
 from delivery.forms import IdentityForm, LedgerSearchForm, RelayForm, TestSendForm
 from delivery.models import Mailing, Message, Relay, SendingIdentity
 from delivery.smtp import RelayError
@@ -59,9 +61,9 @@ def mailing_progress_fragment(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 _ACTIONS = {
-    "pause": services.mailing_pause,
-    "resume": services.mailing_resume,
-    "cancel": services.mailing_cancel,
+    "pause": mailings.mailing_pause,
+    "resume": mailings.mailing_resume,
+    "cancel": mailings.mailing_cancel,
 }
 
 
@@ -127,7 +129,7 @@ def template_test_send(request: HttpRequest, template_id: int) -> HttpResponse:
     except ValueError as exc:  # a template that does not compile
         return render(request, "delivery/test_send_result.html", {"error": str(exc)}, status=400)
     try:
-        message = services.test_send(
+        message = transactional.test_send(
             compiled, form.cleaned_data["to"], name=f"Test of template {template_id}", by=request.user
         )
     except ValidationError as exc:
@@ -142,7 +144,7 @@ def template_test_send(request: HttpRequest, template_id: int) -> HttpResponse:
 
 @requires("manage_relays")
 def relays(request: HttpRequest) -> HttpResponse:
-    services.relay_ensure_default()
+    relay_service.relay_ensure_default()
     return render(
         request,
         "delivery/relays.html",
@@ -166,7 +168,7 @@ def relay_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             password = ""
         instance = relay or Relay()
         try:
-            saved = services.relay_save(instance, by=request.user, password=password, **data)
+            saved = relay_service.relay_save(instance, by=request.user, password=password, **data)
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
@@ -180,7 +182,7 @@ def relay_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 def relay_test(request: HttpRequest, pk: int) -> HttpResponse:
     relay = get_object_or_404(Relay, pk=pk)
     try:
-        info = services.relay_test(relay)
+        info = relay_service.relay_test(relay)
     except RelayError as exc:
         result = {"ok": False, "error": str(exc)}
     else:
@@ -199,7 +201,7 @@ def relay_test(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def relay_delete(request: HttpRequest, pk: int) -> HttpResponse:
     relay = get_object_or_404(Relay, pk=pk)
-    services.relay_delete(relay, by=request.user)
+    relay_service.relay_delete(relay, by=request.user)
     messages.success(request, f"Relay {relay.name} deleted.")
     return redirect("delivery:relays")
 
@@ -211,9 +213,9 @@ def identities(request: HttpRequest) -> HttpResponse:
     form = IdentityForm(request.POST)
     if form.is_valid():
         try:
-            identity = services.identity_save(address=form.cleaned_data["address"], by=request.user)
+            identity = identity_service.identity_save(address=form.cleaned_data["address"], by=request.user)
             if form.cleaned_data["generate_dkim"]:
-                services.identity_generate_dkim(
+                identity_service.identity_generate_dkim(
                     identity, selector=form.cleaned_data["dkim_selector"] or None, by=request.user
                 )
             messages.success(request, f"{identity.address} may now send.")
@@ -228,7 +230,7 @@ def identities(request: HttpRequest) -> HttpResponse:
 @require_POST
 def identity_dkim(request: HttpRequest, pk: int) -> HttpResponse:
     identity = get_object_or_404(SendingIdentity, pk=pk)
-    services.identity_generate_dkim(identity, by=request.user)
+    identity_service.identity_generate_dkim(identity, by=request.user)
     messages.success(request, f"New DKIM key for {identity.address}: publish the DNS record below.")
     return redirect("delivery:relays")
 
@@ -254,7 +256,7 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     if message is None:
         return render(request, "delivery/unsubscribe.html", {"invalid": True}, status=404)
     if request.method == "POST":
-        services.unsubscribe_by_message(message.pk, source="one-click")
+        mailings.unsubscribe_by_message(message.pk, source="one-click")
         return render(request, "delivery/unsubscribe.html", {"done": True, "message": message})
     if request.method in ("GET", "HEAD"):
         return render(request, "delivery/unsubscribe.html", {"message": message})

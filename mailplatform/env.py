@@ -101,6 +101,25 @@ def parse_database_url(name: str, value: str) -> dict[str, object]:
     }
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (os.environ.get(name) or default).strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return value
+
+
+BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "unix", "amqp", "amqps", "pyamqp")
+
+
+def check_broker_url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in BROKER_SCHEMES:
+        raise ConfigError(
+            f"{name} must start with redis://, rediss://, amqp:// or amqps:// (got {parts.scheme!r})"
+        )
+    return value
+
+
 def check_redis_url(name: str, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("redis", "rediss", "redis+socket", "unix"):

@@ -29,6 +29,16 @@ def redis_client() -> redis.Redis:
     return _client_for(settings.REDIS_URL)
 
 
+def redis_key(*parts: object) -> str:
+    """A key under the install's cache prefix: `<prefix>:part:part`.
+
+    Installs (and benchmarks, and tests) that share one Redis keep their keys apart by prefix;
+    every key the platform sets directly on Redis is built here, never by hand.
+    """
+    prefix = settings.CACHES["default"].get("KEY_PREFIX", "posthorn")
+    return ":".join([prefix, *(str(part) for part in parts)])
+
+
 class SocketAwareRedisCache(RedisCache):
     def __init__(self, server: str, params: dict) -> None:
         super().__init__(redis_py_url(server), params)

@@ -6,7 +6,6 @@ import hmac
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection
 from django.db.models import QuerySet
 from django.urls import NoReverseMatch, reverse
@@ -43,27 +42,55 @@ def redis_state() -> ServiceState:
 
 
 def worker_state() -> ServiceState:
-    """Ask the workers to answer a ping; cached briefly so a page view never waits twice."""
-    cached = cache.get("health:workers") if _cache_usable() else None
-    if cached is not None:
-        return ServiceState("worker", cached > 0, f"{cached} worker(s) answering")
+    """Workers whose heartbeat (mailplatform.workers) is recent: one Redis read, no broker round trip."""
+    from mailplatform.workers import HEARTBEAT_SECONDS, last_heartbeats
+
+    try:
+        beats = last_heartbeats()
+    except Exception as exc:
+        return ServiceState("worker", False, str(exc).splitlines()[0])
+    now = timezone.now().timestamp()
+    alive = sum(1 for at in beats.values() if now - at <= HEARTBEAT_SECONDS * 3)
+    return ServiceState("worker", alive > 0, f"{alive} worker(s) beating")
+
+
+def broker_state() -> ServiceState:
+    """Connect to Celery's broker (Redis or RabbitMQ): a web process that cannot enqueue is not ready."""
     from mailplatform.celery import app
 
     try:
-        replies = app.control.ping(timeout=1.0) or []
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=2)
+            return ServiceState("broker", True, conn.transport.driver_name)
     except Exception as exc:
-        return ServiceState("worker", False, str(exc).splitlines()[0])
-    if _cache_usable():
-        cache.set("health:workers", len(replies), timeout=10)
-    return ServiceState("worker", bool(replies), f"{len(replies)} worker(s) answering")
+        return ServiceState("broker", False, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
-def _cache_usable() -> bool:
+_migrations_applied = False
+
+
+def migrations_state() -> ServiceState:
+    """Every migration this code knows is applied. Once true it stays true for the process (new
+    migrations come with new code, so a new process), so the graph is loaded only until then."""
+    global _migrations_applied
+    if _migrations_applied:
+        return ServiceState("migrations", True, "applied")
+    from django.db.migrations.executor import MigrationExecutor
+
     try:
-        cache.get("health:probe")
-        return True
-    except Exception:
-        return False
+        executor = MigrationExecutor(connection)
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except Exception as exc:
+        return ServiceState("migrations", False, str(exc).splitlines()[0])
+    if plan:
+        return ServiceState("migrations", False, f"{len(plan)} unapplied (run manage.py migrate)")
+    _migrations_applied = True
+    return ServiceState("migrations", True, "applied")
+
+
+def readiness() -> list[ServiceState]:
+    """What /readyz checks: the web process can serve and enqueue (workers are not its business)."""
+    return [database_state(), redis_state(), broker_state(), migrations_state()]
 
 
 def platform_state() -> list[ServiceState]:

@@ -32,6 +32,15 @@ from mailplatform.roles import Role, can
 from mailplatform.scopes import SCOPES, role_may_grant
 
 
+def acting_user(by: Any) -> User | None:
+    """The user who acts, for `created_by` and the audit log; None for the system.
+
+    Services take `by` from wherever the call came from: a dashboard request's user, an API key's
+    owner, a command's or worker's label (a string), or nothing.
+    """
+    return by if isinstance(by, User) else None
+
+
 def audit_record(
     actor: Any,
     action: str,
@@ -41,10 +50,10 @@ def audit_record(
     ip_address: str | None = None,
 ) -> AuditEntry:
     """Record that `actor` (a user, or None for the system) did `action` to `target`."""
-    is_user = isinstance(actor, User)
+    user = acting_user(actor)
     return AuditEntry.objects.create(
-        actor=actor if is_user else None,
-        actor_label=actor.get_username() if is_user else str(actor or "system"),
+        actor=user,
+        actor_label=user.get_username() if user is not None else str(actor or "system"),
         action=action,
         target_type=target._meta.label if target is not None else "",
         target_id=str(target.pk) if target is not None else "",

@@ -6,10 +6,13 @@ import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from mailplatform.broker import celery_queues
 from mailplatform.env import (
     ConfigError,
+    check_broker_url,
     check_redis_url,
     env_bool,
+    env_choice,
     env_int,
     env_list,
     env_str,
@@ -71,6 +74,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "mailplatform.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -206,9 +210,17 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 # --- Celery ---
 
-CELERY_BROKER_URL = REDIS_URL
+# The broker may be RabbitMQ (amqp://) while Redis keeps what only Redis can (rate limits, locks,
+# counters, the cache, task results); by default both are the one Redis.
+CELERY_BROKER_URL = check_broker_url("CELERY_BROKER_URL", env_str("CELERY_BROKER_URL") or REDIS_URL)
+BROKER_IS_RABBITMQ = urlsplit(CELERY_BROKER_URL).scheme in ("amqp", "amqps", "pyamqp")
+# RabbitMQ only: "quorum" declares replicated quorum queues; their countdown/ETA tasks then wait in
+# the broker (Celery's native delayed delivery, tests/mailplatform/test_broker.py) instead of unacked
+# in a worker. Switching an existing installation needs the queues drained and deleted first.
+RABBITMQ_QUEUE_TYPE = env_choice("RABBITMQ_QUEUE_TYPE", "classic", ("classic", "quorum"))
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES = celery_queues(quorum=BROKER_IS_RABBITMQ and RABBITMQ_QUEUE_TYPE == "quorum")
 CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
     "contacts.tasks.*": {"queue": "imports"},
     # A benchmark or a second installation on one Redis can give sending a queue of its own.
@@ -217,17 +229,19 @@ CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# One message at a time per worker process: a send task holds a relay connection for up to
+# DELIVERY_TASK_SECONDS, and a prefetched one would wait behind it instead of going to an idle worker.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
-}
+if BROKER_IS_RABBITMQ:
+    # A publish returns once RabbitMQ has the message (quorum queues need it; classic ones gain it).
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"confirm_publish": True}
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
+    }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
-    "webhook-sweep": {"task": "mailplatform.tasks.webhook_sweep", "schedule": 300.0},
-    "webhook-forward-delivery": {"task": "delivery.webhook_tasks.forward_message_events", "schedule": 5.0},
-    "webhook-forward-contacts": {"task": "contacts.webhook_tasks.forward_subscriptions", "schedule": 5.0},
-}
+# The beat schedule is not a setting: each app registers its entries in mailplatform/beat.py.
 
 # Home page panels, by URL name; each app serves its own fragment.
 HOME_FRAGMENTS = [
@@ -360,12 +374,6 @@ DELIVERY_SMTP_TIMEOUT = env_int("DELIVERY_SMTP_TIMEOUT", 30, minimum=1)
 # Ledger rows and their events older than this are pruned by a beat task; 0 keeps them forever.
 DELIVERY_RETENTION_DAYS = env_int("DELIVERY_RETENTION_DAYS", 400, minimum=0)
 
-CELERY_BEAT_SCHEDULE.update(
-    {
-        "delivery-watchdog": {"task": "delivery.tasks.send_watchdog", "schedule": 10.0},
-        "delivery-prune": {"task": "delivery.tasks.ledger_prune", "schedule": 3600.0},
-    }
-)
 # The sender of platform mail (double opt-in confirmations, transactional sends without their own).
 DELIVERY_DEFAULT_FROM_EMAIL = env_str("DELIVERY_DEFAULT_FROM_EMAIL") or f"posthorn@{BOUNCE_DOMAIN}"
 DELIVERY_DEFAULT_FROM_NAME = env_str("DELIVERY_DEFAULT_FROM_NAME", "Posthorn") or ""
@@ -377,10 +385,6 @@ BOUNCE_SMTP_PORT = env_int("BOUNCE_SMTP_PORT", 2526, minimum=1)
 BOUNCE_MAX_MESSAGE_BYTES = env_int("BOUNCE_MAX_MESSAGE_BYTES", 10 * 1024 * 1024, minimum=1024)
 BOUNCE_MAX_PER_MINUTE_PER_CLIENT = env_int("BOUNCE_MAX_PER_MINUTE_PER_CLIENT", 600, minimum=1)
 BOUNCE_POLL_SECONDS = env_int("BOUNCE_POLL_SECONDS", 120, minimum=10)
-CELERY_BEAT_SCHEDULE["bounce-mailboxes-poll"] = {
-    "task": "delivery.bounces.tasks.bounce_mailboxes_poll",
-    "schedule": float(BOUNCE_POLL_SECONDS),
-}
 CELERY_TASK_ROUTES["delivery.bounces.tasks.*"] = {"queue": "bounces"}
 # ESP tracking webhooks (/bounces/webhooks/<esp>/tracking/): basic auth "user:password" in the URL
 # you give the ESP, and Mailgun's signing key.
@@ -398,10 +402,6 @@ TRACKING_MACHINE_SECONDS = env_int("TRACKING_MACHINE_SECONDS", 10, minimum=0)
 TRACKING_PUSH_MS = env_int("TRACKING_PUSH_MS", 100, minimum=5)
 TRACKING_FLUSH_SECONDS = env_int("TRACKING_FLUSH_SECONDS", 2, minimum=1)
 TRACKING_FLUSH_BATCH = env_int("TRACKING_FLUSH_BATCH", 2000, minimum=1)
-CELERY_BEAT_SCHEDULE["delivery-tracking-flush"] = {
-    "task": "delivery.tasks.tracking_flush",
-    "schedule": float(TRACKING_FLUSH_SECONDS),
-}
 
 # --- Campaigns ---
 
@@ -410,7 +410,3 @@ CELERY_BEAT_SCHEDULE["delivery-tracking-flush"] = {
 CAMPAIGNS_MAX_LATENESS_MINUTES = env_int("CAMPAIGNS_MAX_LATENESS_MINUTES", 30, minimum=1)
 # How often the beat task starts due campaigns, decides A/B tests and runs the deliverability guard.
 CAMPAIGNS_TICK_SECONDS = env_int("CAMPAIGNS_TICK_SECONDS", 15, minimum=1)
-CELERY_BEAT_SCHEDULE["campaigns-tick"] = {
-    "task": "campaigns.tasks.tick",
-    "schedule": float(CAMPAIGNS_TICK_SECONDS),
-}

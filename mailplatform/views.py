@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
@@ -24,6 +25,8 @@ from mailplatform.forms import (
 from mailplatform.models import CapturedMessage, User, WebhookDelivery
 from mailplatform.permissions import requires
 
+log = logging.getLogger(__name__)
+
 
 class LoginView(auth_views.LoginView):
     form_class = ThrottledAuthenticationForm
@@ -33,10 +36,21 @@ class LoginView(auth_views.LoginView):
 
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    states = selectors.platform_state()
+    """Liveness: the process answers. It checks nothing else, so a database outage restarts no web process."""
+    return JsonResponse({"status": "ok"})
+
+
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness: database, Redis, broker reachable and every migration applied; 503 names what is not."""
+    states = selectors.readiness()
     body = {state.name: "up" if state.up else "down" for state in states}
-    healthy = all(state.up for state in states)
-    return JsonResponse({"status": "ok" if healthy else "degraded", **body}, status=200 if healthy else 503)
+    ready = all(state.up for state in states)
+    for state in states:
+        if not state.up:
+            # The reason goes to the log only: error texts name hosts and users, and this page is public.
+            log.warning("readyz: %s is down: %s", state.name, state.detail)
+    return JsonResponse({"status": "ok" if ready else "unavailable", **body}, status=200 if ready else 503)
 
 
 @requires("view_dashboard")

@@ -1,18 +1,21 @@
-"""REST API for email templates: CRUD over templates.services, versions, archive.
+"""REST API for email templates: CRUD over templates.services, versions, archive, previews.
 
-Rendering a preview for a real contact needs contacts, which this app may not import: that
-endpoint lives in delivery.api (POST /api/v1/templates/{id}/preview).
+A preview for a real contact reads the contact's merge data through mailplatform.lookups (contacts
+offers it): this app imports no other app.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from mailplatform import lookups
 from mailplatform.api.serializers import StrictSerializer
 from templates import selectors, services
 from templates.compiler import TemplateError
@@ -195,3 +198,62 @@ class TemplateVersionListView(TemplatesScoped, generics.GenericAPIView):
         template = self.get_object()
         page = self.paginate_queryset(selectors.template_versions(template.pk).order_by("-id"))
         return self.get_paginated_response(TemplateVersionSerializer(page, many=True).data)
+
+
+# --- template preview, for a real contact or for given data ---
+
+
+class PreviewSerializer(StrictSerializer):
+    contact = serializers.IntegerField(
+        min_value=1, required=False, help_text="Render with this contact's fields."
+    )
+    data = serializers.DictField(
+        required=False, default=dict, help_text="Extra merge data (as transactional send)."
+    )
+
+
+class TemplatePreviewView(generics.GenericAPIView):
+    """Render the template's saved content as a recipient would see it (nothing is sent)."""
+
+    # A preview writes nothing: reading templates is enough, for POST as well.
+    read_scope = write_scope = "templates:read"
+
+    @extend_schema(
+        request=PreviewSerializer,
+        responses=inline_serializer(
+            "RenderedPreview",
+            {
+                "subject": serializers.CharField(),
+                "html": serializers.CharField(),
+                "text": serializers.CharField(),
+            },
+        ),
+        operation_id="templates_preview",
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        data = PreviewSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        template = EmailTemplate.objects.select_related("layout").filter(pk=pk).first()
+        if template is None:
+            raise NotFound("No such template.")
+        merge: dict[str, Any] = dict(data.validated_data["data"])
+        contact_id = data.validated_data.get("contact")
+        if contact_id is not None:
+            merge_data = lookups.ask(lookups.CONTACT_MERGE_DATA)
+            contact = merge_data([contact_id]).get(contact_id) if merge_data is not None else None
+            if contact is None:
+                raise ValidationError({"contact": [f"No contact with id {contact_id}."]})
+            merge["contact"] = contact
+        try:
+            _, rendered = selectors.template_preview(
+                kind=template.kind,
+                subject=template.subject,
+                html=template.html,
+                text=template.text,
+                preheader=template.preheader,
+                layout=template.layout,
+                data=merge,
+            )
+        except TemplateError as exc:
+            raise template_error(exc) from exc
+        return Response({"subject": rendered.subject, "html": rendered.html, "text": rendered.text})

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import transaction
 
-from mailplatform.services import audit_record
+from mailplatform.services import acting_user, audit_record
 from templates.compiler import CompiledTemplate, TemplateError, compile_template
 from templates.models import EmailTemplate, SourceFormat, TemplateVersion
 
@@ -79,7 +79,7 @@ def _record_version(
         transactional=template.transactional,
         note=note[:300],
         uses_logic=compiled.uses_logic,
-        created_by=by if getattr(by, "is_authenticated", False) else None,
+        created_by=acting_user(by),
     )
     template.current_version = version
     template.save(update_fields=["current_version", "updated_at"])
@@ -131,7 +131,7 @@ def template_create(
             layout=layout,
             transactional=transactional,
             starter=starter,
-            created_by=by if getattr(by, "is_authenticated", False) else None,
+            created_by=acting_user(by),
         )
         version = _record_version(template, compiled, by=by, note=note)
         audit_record(by, "template.created", template, details={"version": version.number, "kind": kind})

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -124,6 +126,75 @@ def celery_worker_process(transactional_db) -> Iterator[subprocess.Popen]:
     process = start_celery_worker()
     yield process
     stop_processes([process])
+
+
+# --- RabbitMQ: the worker tests run on Redis; tests/*/test_*rabbitmq* run once on RabbitMQ where it runs ---
+
+RABBITMQ_ADDRESS = ("127.0.0.1", 5672)
+
+
+def _rabbitmq_problem() -> str:
+    if shutil.which("rabbitmqctl") is None:
+        return "rabbitmqctl is not installed"
+    try:
+        socket.create_connection(RABBITMQ_ADDRESS, timeout=1).close()
+    except OSError:
+        return f"nothing listens on {RABBITMQ_ADDRESS[0]}:{RABBITMQ_ADDRESS[1]}"
+    return ""
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def rabbitmq_url() -> Iterator[str]:
+    """A virtual host of this test's own on the machine's RabbitMQ (guest/guest), removed after.
+
+    Its own, because a queue declared classic by one test cannot be redeclared quorum by the next.
+
+    Skips where RabbitMQ does not run: the machine's own service, which .ci/run does not install.
+    """
+    problem = _rabbitmq_problem()
+    if problem:
+        pytest.skip(f"RabbitMQ broker tests skipped: {problem} (every other worker test runs on Redis)")
+    vhost = f"posthorn-test-{os.getpid()}-{time.monotonic_ns()}"
+    _rabbitmqctl("add_vhost", vhost)
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield f"amqp://guest:guest@{RABBITMQ_ADDRESS[0]}:{RABBITMQ_ADDRESS[1]}/{vhost}"
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+@contextmanager
+def celery_on_broker(url: str, *, quorum: bool = False) -> Iterator[dict[str, str]]:
+    """Point this process's Celery app at another broker; yields the env a worker needs for the same."""
+    from mailplatform.broker import celery_queues
+    from mailplatform.celery import app
+
+    saved = {key: app.conf[key] for key in ("broker_url", "task_queues", "broker_transport_options")}
+
+    def forget_connections() -> None:
+        from kombu import pools
+
+        if app._pool is not None:
+            app._pool.force_close_all()
+            app._pool = None
+        pools.reset()  # kombu's process-wide producer pools hold the closed connections
+        app.__dict__.pop("amqp", None)  # its queues, router and producer pool were built for the old one
+
+    forget_connections()
+    app.conf.update(
+        broker_url=url,
+        task_queues=celery_queues(quorum=quorum),
+        broker_transport_options={"confirm_publish": True},
+    )
+    try:
+        yield {"CELERY_BROKER_URL": url, "RABBITMQ_QUEUE_TYPE": "quorum" if quorum else "classic"}
+    finally:
+        forget_connections()
+        app.conf.update(saved)
 
 
 # --- Browser harness: Debian's chromium through playwright's executable_path ---

@@ -9,6 +9,15 @@ class BouncesConfig(AppConfig):
 
     def ready(self) -> None:
         from anymail.signals import tracking
+        from django.conf import settings
+
+        from mailplatform import beat
+
+        beat.every(
+            settings.BOUNCE_POLL_SECONDS,
+            "delivery.bounces.tasks.bounce_mailboxes_poll",
+            name="bounce-mailboxes-poll",
+        )
 
         from delivery.bounces.webhooks import handle_tracking
 

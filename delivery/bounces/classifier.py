@@ -41,6 +41,14 @@ ADDRESS_LINE_RE = re.compile(
 )
 ENHANCED_STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
 REPLY_CODE_RE = re.compile(r"(?<![\d.#-])([245][0-5]\d)(?:[ -]|$)")
+# Sendmail's per-recipient summary line, "554 <user@host>... reason" (one per failed recipient).
+SENDMAIL_SUMMARY_RE = re.compile(
+    r"^[ \t]*[45]\d\d[ -](?:[45]\.\d{1,3}\.\d{1,3} )?<(" + ADDRESS_RE.pattern + r")>\.\.\.[ \t]+\S.*$", re.M
+)
+SUMMARY_STOP_RE = re.compile(r"\s*(?:[245]\d\d\b|<<<|>>>|while talking|\.\.\. while talking)", re.I)
+LEADING_REPLY_CODE_RE = re.compile(
+    r"(?:^|said:?|reason:?|<<<|reply:?|response:?|error:?|smtp;|\()\s*[-:]?\s*[245][0-5]\d(?:[ -]|$)", re.I
+)
 SENDER_CONTEXT_RE = re.compile(r"(?:mail from|envelope-from|sender|from)\s*[:=]?\s*<?$", re.I)
 SPACE_RE = re.compile(r"\s+")
 
@@ -249,27 +257,68 @@ PHASE_RES: list[tuple[str, re.Pattern[str]]] = [
     ),
     ("mail", re.compile(r"(?:after|reply to|response to) mail\b|\bmail from command")),
 ]
-TRANSCRIPT_COMMAND_RE = re.compile(r"^\s*>>>\s*(data|rcpt|mail)\b")
+TRANSCRIPT_COMMAND_RE = re.compile(r"^\s*>>>\s*(data|rcpt|mail|quit|rset|helo|ehlo|\.)(?![a-z])")
+TRANSCRIPT_REPLY_RE = re.compile(r"^\s*<<<\s*([45])\d\d")
 
 
-def smtp_phase(address: str, text: str) -> str:
-    """ "data", "rcpt", "mail" or "" (unknown): which command the remote refusal answered."""
+def _transcript_phase(address: str, text: str, diagnostic: str = "") -> str:
+    """The command a session transcript (">>> CMD" / "<<< reply") shows this address's refusal
+    answering, "" when no refusal in it is this address's. A reply is ours when it names the
+    address, when its command named it (">>> RCPT To:<address>"), or when it is the diagnostic.
+
+    With PIPELINING, Sendmail sends RCPT TO and DATA in one write and labels every reply with the
+    last command written: when one command gets several replies, all but the last one answered the
+    RCPT TOs before it (">>> DATA", "<<< 550 unknown user", "<<< 554 no valid recipients")."""
+    lines = text.split("\n")[:400]
+    if not any(TRANSCRIPT_COMMAND_RE.match(line) for line in lines):
+        return ""
+    lowered = address.lower()
+    said = fold(_collapse(diagnostic))[:40].strip()
+    # (command, command line, [reply lines]) per command written
+    sent: list[tuple[str, str, list[str]]] = []
+    for line in lines:
+        command = TRANSCRIPT_COMMAND_RE.match(line)
+        if command:
+            sent.append((command.group(1), line, []))
+        elif sent and TRANSCRIPT_REPLY_RE.match(line):
+            sent[-1][2].append(line)
+    for command, command_line, replies in sent:
+        for index, reply in enumerate(replies):
+            if not TRANSCRIPT_REPLY_RE.match(reply):
+                continue
+            ours = (lowered and (lowered in reply or lowered in command_line)) or (
+                len(said) >= 12 and said in _collapse(reply)
+            )
+            if not ours:
+                continue
+            if command == "data" and index < len(replies) - 1:
+                return "rcpt"  # pipelined: an earlier reply to one write answered a RCPT TO
+            if command == ".":
+                return "data"  # the reply to the message itself
+            return command if command in ("data", "rcpt", "mail") else ""
+    return ""
+
+
+def smtp_phase(address: str, text: str, diagnostic: str = "") -> str:
+    """ "data", "rcpt", "mail" or "" (unknown): which command the remote refusal answered. A
+    transcript shows it best; else the words MTAs use to say it."""
     if not text:
         return ""
     text = fold(text)
+    phase = _transcript_phase(address, text, diagnostic)
+    if phase:
+        return phase
     for phase, pattern in PHASE_RES:
         if pattern.search(text):
             return phase
-    # A session transcript: the last command sent before the reply that names the address.
-    command = ""
-    lowered = address.lower()
-    for line in text.split("\n")[:400]:
-        match = TRANSCRIPT_COMMAND_RE.match(line)
-        if match:
-            command = match.group(1).lower()
-        elif command and line.lstrip().startswith("<<<") and (not lowered or lowered in line.lower()):
-            return command
     return ""
+
+
+# What a bare refusal of a recipient says, beyond which the words would have a reason of their own.
+WORDS_BEYOND_REJECTED_RE = re.compile(
+    r"\b[245]\d\d\b|[245]\.\d{1,3}\.\d{1,3}|<[^<>]*>|\S+@\S+|recipient address rejected|"
+    r"\(?in reply to rcpt to command\)?|[\s.,:;()-]+"
+)
 
 
 def reason_for(status: str, diagnostic: str, reply_code: str = "", phase: str = "") -> str:
@@ -284,6 +333,14 @@ def reason_for(status: str, diagnostic: str, reply_code: str = "", phase: str = 
         return rules.STATUS_SUBJECT_DEFAULTS.get(subject_detail.split(".")[0], "undefined")
     if reply_code in rules.REPLY_RULES:
         return rules.REPLY_RULES[reply_code]
+    if (
+        reply_code == "550"
+        and phase == "rcpt"
+        and not WORDS_BEYOND_REJECTED_RE.sub("", text).strip(" .,:;()")
+    ):
+        # RFC 5321 4.2.3: 550 to RCPT TO is "mailbox unavailable" when the words add nothing
+        # ("550 <user@host>: Recipient address rejected. (in reply to RCPT TO command)")
+        return "userunknown"
     return "undefined"
 
 
@@ -300,6 +357,8 @@ def _refine(reason: str, status: str, text: str, phase: str = "", reply_code: st
         return "syntaxerror"  # 501 is a syntax error in a command's arguments, not a lookup
     if reason != "userunknown":
         return reason
+    if rules.FILTER_DISGUISED_AS_UNKNOWN.search(text):
+        return "filtered"  # even when a relaying MTA has dressed it in an X.1.x code of its own
     if status[2:4] == "1." or rules.MAILBOX_LOOKUP_FAILED.search(text):
         return reason
     if phase == "rcpt" and not AFTER_DATA_RE.search(text):
@@ -307,12 +366,16 @@ def _refine(reason: str, status: str, text: str, phase: str = "", reply_code: st
     return "filtered"
 
 
-def kind_for(reason: str, status: str, action: str, reply_code: str = "") -> str:
+def kind_for(reason: str, status: str, action: str, reply_code: str = "", final: bool = False) -> str:
+    """`final`: a DSN said "Action: failed" itself (not inferred from prose)."""
     if action == "delayed":
         return rules.DELAYED
     kind = rules.REASON_KIND.get(reason, rules.UNKNOWN)
-    # A "hard" reason given with a temporary code is not final (RFC 3463 class 4).
-    if kind == rules.HARD and (status.startswith("4") or (not status and reply_code.startswith("4"))):
+    # A "hard" reason given with a temporary code is not final (RFC 3463 class 4) -- unless the
+    # MTA has given up on it and the code itself says the address does not exist (4.1.1 until
+    # the queue lifetime ran out: a receiver configured to soft-reject unknown users).
+    temporary = status.startswith("4") or (not status and reply_code.startswith("4"))
+    if kind == rules.HARD and temporary and not (final and reason == "userunknown" and status[2:4] == "1."):
         return rules.SOFT
     return kind
 
@@ -331,12 +394,16 @@ GIVE_UP_RE = re.compile(
 
 
 def _phase_for(address: str, diagnostic: str, context: str) -> str:
-    """The phase from the words beside this address, else from a session transcript."""
+    """The phase from a transcript of this address's session, else the words beside it."""
+    phase = _transcript_phase(address, fold(context[:20000]), diagnostic)
+    if phase:
+        return phase
     near = _context_for(address, context) if address and context else ""
-    return smtp_phase(address, f"{diagnostic}\n{near}") or smtp_phase(address, context[:20000])
+    return smtp_phase(address, f"{diagnostic}\n{near}") or smtp_phase(address, context[:20000], diagnostic)
 
 
 def _recipient(address: str, action: str, status: str, diagnostic: str, context: str = "") -> BounceRecipient:
+    final = action == "failed"
     diagnostic = _collapse(diagnostic)[:MAX_DIAGNOSTIC]
     # "Status: 5.4.4 (Illegal host/domain name found)": the comment is the MTA's own diagnosis.
     code, _, comment = status.strip().partition(" ")
@@ -371,7 +438,7 @@ def _recipient(address: str, action: str, status: str, diagnostic: str, context:
         status=status,
         diagnostic=diagnostic,
         reason=reason,
-        kind=kind_for(reason, status, action, reply_code),
+        kind=kind_for(reason, status, action, reply_code, final),
         reply_code=reply_code,
     )
 
@@ -404,15 +471,42 @@ def _parse_dsn(texts: list[str], human: str) -> list[BounceRecipient]:
             if not diagnostic or not find_status(diagnostic)
             else ""
         )
-        out.append(_recipient(address, action, record.get("status", ""), diagnostic, context or human))
+        if not diagnostic and not record.get("status", "").strip().partition(" ")[2] and context:
+            # No Diagnostic-Code and no status comment: the report's own lines about this address
+            # (an MTA often says there what its local delivery agent answered) are the diagnosis.
+            diagnostic = context
+        found = _recipient(address, action, record.get("status", ""), diagnostic, context or human)
+        if len(records) == 1 and found.kind == rules.HARD:
+            found = _unless_contradicted(found, human, context)
+        out.append(found)
     return out
 
 
+def _unless_contradicted(found: BounceRecipient, human: str, context: str) -> BounceRecipient:
+    """A report about one recipient whose own words say the mailbox exists ("account is
+    disabled", "not enough disk space") while its codes say it does not contradicts itself: that
+    is no proof, so the words' soft reason stands."""
+    rest = human.replace(context, " ") if context else human
+    said = reason_for("", _collapse(rest)[:4000])
+    if said in ("mailboxfull", "suspend"):
+        return BounceRecipient(
+            found.address, found.action, found.status, found.diagnostic, said, rules.SOFT, found.reply_code
+        )
+    return found
+
+
 def _dsn_address(record: dict[str, str]) -> str:
-    address = clean_address(record.get("final-recipient") or record.get("original-recipient", ""))
-    if "@" not in address and record.get("original-recipient"):
-        address = clean_address(record["original-recipient"]) or address
-    return address
+    """Original-Recipient when the DSN gives one (RFC 3464 2.3.1: the address as the sender gave
+    it, i.e. the one we sent to, before any alias or forward rewrote it into Final-Recipient)."""
+    for name in ("original-recipient", "final-recipient"):
+        value = record.get(name, "")
+        kind, sep, _rest = value.partition(";")
+        if sep and kind.strip().lower() not in ("rfc822", "utf-8"):
+            continue  # an X.400 or local address type is not a mail address we could have sent to
+        address = clean_address(value)
+        if "@" in address and not address.startswith("@"):
+            return address
+    return clean_address(record.get("final-recipient") or record.get("original-recipient", ""))
 
 
 def clean_address_type(value: str) -> str:
@@ -533,6 +627,24 @@ def _parse_text(
         for _, addr in getaddresses([str(value)]):
             if "@" in addr:
                 addresses.append(clean_address(addr))
+    # Sendmail (v5 to v8) and its kin end each recipient's transcript with one summary line,
+    # "550 <user@host>... User unknown": in order, one per failed recipient, with its own reason.
+    summaries: dict[str, str] = {}
+    if not addresses:
+        start = 0
+        for match in SENDMAIL_SUMMARY_RE.finditer(body):
+            address = clean_address(match.group(1))
+            if address not in excluded and address not in summaries:
+                # its transcript: the lines since the previous summary line, and the line's own
+                # continuation ("[RCPT_TO]", a wrapped reason) up to a blank or the next reply
+                tail = []
+                for line in body[match.end() :].split("\n")[1:3]:
+                    if not line.strip() or SUMMARY_STOP_RE.match(line):
+                        break
+                    tail.append(line)
+                summaries[address] = "\n".join([body[start : match.end()], *tail])
+                addresses.append(address)
+            start = match.end()
     if not addresses:
         for match in ADDRESS_LINE_RE.finditer(body):
             address = clean_address(match.group(1))
@@ -559,6 +671,15 @@ def _parse_text(
     has_code = bool(find_status(body) or find_reply_code(body) or rules.BOUNCE_OPENERS.search(fold(body)))
     out: list[BounceRecipient] = []
     for address in addresses:
+        if address in summaries:
+            block = summaries[address]
+            own = block[block.rfind("\n", 0, block.lower().rfind(address)) + 1 :]
+            # Sendmail words the summary for itself ("Service unavailable" for any refusal after
+            # DATA); the remote's own reply in the transcript says why.
+            replies = [line for line in block.split("\n") if TRANSCRIPT_REPLY_RE.match(line)]
+            recipient = _recipient(address, "", "", f"{own}\n{replies[-1]}" if replies else own, block)
+            out.append(recipient)
+            continue
         chunk = _context_for(address, body, tuple(addresses)) if address else ""
         diagnostic = _diagnostic_line(chunk) or _diagnostic_line(body)
         recipient = _recipient(address, "", "", diagnostic or chunk, "" if not has_code else body)
@@ -570,10 +691,12 @@ def _parse_text(
 
 
 def _diagnostic_line(text: str) -> str:
-    """The most telling sentence: the one carrying an SMTP reply or an enhanced status code."""
+    """The most telling sentence: the one carrying an SMTP reply or an enhanced status code.
+    (A reply code opens its line or follows "said:", "<<<", "reason:"...; a bare number
+    elsewhere is a size, a count or a time.)"""
     lines = [line.strip() for line in text.split("\n") if line.strip()]
     for index, line in enumerate(lines):
-        if find_status(line) or REPLY_CODE_RE.search(line):
+        if find_status(line) or LEADING_REPLY_CODE_RE.search(line):
             return " ".join(lines[index : index + 3])
     return ""
 

@@ -153,7 +153,7 @@ def unsubscribe_message_id(address: str) -> int | None:
 
 
 def unsubscribe_by_message(message_id: int) -> bool:
-    services = _module("delivery.services")
+    services = _module("delivery.mailings")
     return bool(services and services.unsubscribe_by_message(message_id, source="mailto"))
 
 

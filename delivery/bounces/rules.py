@@ -312,13 +312,21 @@ TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
             r"quota (?:exceed|full|limit)",
             r"exceed(?:ed|s)? (?:the )?(?:storage|quota)",
             r"(?:is|are) over (?:its|their|the|his|her)? ?(?:quota|storage)",
-            r"not enough (?:space|storage)",
+            r"not enough (?:disk )?(?:space|storage)",
             r"storage (?:limit|quota|space)",
             r"(?:user|recipient|account) (?:is )?(?:full|over)",
             r"inbox is (?:out of storage|full)",
             r"mailfolder is full",
             r"mailbox exceeds",
             r"メールボックスが(?:一杯|いっぱい|満杯)",
+            r"postfach (?:ist )?(?:voll|[üu]berf[üu]llt)|speicherplatz (?:ist )?(?:voll|ersch[öo]pft)|quota [üu]berschritten",
+            r"bo[îi]te (?:aux lettres |mail |de r[ée]ception )?(?:est )?pleine|quota (?:d[ée]pass[ée]|atteint)",
+            r"buz[oó]n (?:de correo )?(?:est[aá] )?(?:lleno|completo)|cuota (?:excedida|superada)",
+            r"casella (?:di posta )?(?:è )?piena|spazio (?:esaurito|insufficiente)",
+            r"caixa (?:postal |de correio |de entrada )?(?:est[aá] )?(?:cheia|lotada)",
+            r"mailbox (?:is )?vol\b|postvak (?:is )?vol",
+            r"(?:почтовый )?ящик (?:переполнен|заполнен)|превышен(?:а)? квот",
+            r"(?:邮箱|信箱)(?:已满|空间不足)|容量(?:超過|オーバー|不足)",
             r"too many messages in",
         ),
     ),
@@ -379,6 +387,12 @@ TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
             r"invalid domain",
             r"nxdomain",
             r"dns (?:lookup )?fail",
+            r"domain\w* (?:ist )?(?:unbekannt|existiert nicht)|unbekannte domain",
+            r"domaine (?:est )?(?:inconnu|inexistant|introuvable)|le domaine .{0,40}n'existe pas",
+            r"dominio (?:es )?(?:desconocido|inexistente|no existe)|il dominio .{0,40}non esiste",
+            r"dom[ií]nio (?:[eé] )?(?:desconhecido|inexistente|n[aã]o existe)",
+            r"домен (?:не найден|не существует)",
+            r"ドメインが(?:存在しません|見つかりません)|域名不存在",
         ),
     ),
     (
@@ -419,6 +433,18 @@ TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
             r"relay recipient table",
             r"local recipient table",
             r"\bdisabled\b",
+            # German, French, Spanish, Italian, Portuguese, Dutch, Russian, Japanese, Chinese
+            r"(?:benutzer|empf[äa]nger|adresse|postfach|mailbox)\w* (?:ist )?(?:unbekannt|existiert nicht|ung[üu]ltig|nicht gefunden)",
+            r"unbekannte[rn]? (?:benutzer|empf[äa]nger|adresse)|kein(?:en)? (?:solchen )?benutzer",
+            r"(?:utilisateur|destinataire|adresse|bo[îi]te)(?: aux lettres)?(?: destinataire)? (?:est )?(?:inconnue?|inexistante?|invalide|introuvable)",
+            r"n'existe pas|aucun utilisateur|destinataire inconnu",
+            r"(?:usuario|destinatario|direcci[oó]n|buz[oó]n|cuenta)(?: de correo)? (?:es )?(?:desconocid[oa]|inexistente|no existe|no v[aá]lid[oa])",
+            r"(?:utente|destinatario|indirizzo|casella)(?: di posta)? (?:è )?(?:sconosciut[oa]|inesistente|non esiste|non valid[oa])",
+            r"(?:usu[aá]rio|destinat[aá]rio|endere[cç]o|conta)(?: de e-?mail)? (?:[eé] )?(?:desconhecid[oa]|inexistente|n[aã]o existe)",
+            r"(?:gebruiker|ontvanger|adres|mailbox) (?:is )?(?:onbekend|bestaat niet)|onbekende (?:gebruiker|ontvanger)",
+            r"(?:пользовател|получател|адрес|почтов)\w* (?:не найден|не существует|неизвест)|нет такого (?:пользователя|адреса|ящика)",
+            r"宛先(?:不明|が見つかりません)|存在しない(?:ユーザ|アドレス|宛先)|ユーザ(?:ー)?(?:が)?(?:存在しません|不明)",
+            r"(?:用户|收件人|邮箱|帳號|账号|地址)(?:名)?(?:不存在|无效|未找到)",
         ),
     ),
     (
@@ -569,14 +595,29 @@ STATUS_SUBJECT_DEFAULTS: dict[str, str] = {
 # after DATA to disguise a content filter, these are never a filter speaking.
 MAILBOX_LOOKUP_FAILED = _rx(
     r"delivery error: dd this user doesn'?t have",  # Yahoo's own answer
+    # RFC 5321's own text for a RCPT TO naming no mailbox
     r"5\d\d[ -]+requested action not taken: mailbox unavailable",
+    r"(?:^|mail\.local: )unknown user: ",  # the local delivery agent's own lookup
     r"not listed in (?:the )?(?:domino directory|public name & address book)",
     r"recipient name is not recognized",
     r"invalid final delivery userid",
     r"^unknown user: ",
     r"address couldn'?t be found",
     r"no valid recipients for this mm",
+    # webmail services' own notices, in the languages they send them in
+    r"adresse (?:est )?introuvable",
+    r"adresse wurde nicht gefunden|adresse nicht gefunden",
+    r"no se (?:ha )?(?:encontrado|pudo encontrar) la direcci[oó]n",
+    r"indirizzo non (?:è stato )?trovato",
+    r"endere[cç]o n[aã]o (?:foi )?encontrado",
+    r"adres (?:is )?niet gevonden",
+    r"адрес не найден",
+    r"アドレスが見つかりません|宛先のアドレスが見つかりませんでした",
 )
+
+# "550 : User unknown": the form Japanese carriers and content filters answer after DATA to refuse
+# content (no address between the code and the colon). Never proof, whatever code wraps it.
+FILTER_DISGUISED_AS_UNKNOWN = re.compile(r"\b[45]\d\d :\s*user unknown")
 
 # Basic SMTP reply codes (RFC 5321), the last resort.
 REPLY_RULES: dict[str, str] = {
@@ -606,7 +647,10 @@ BOUNCE_SUBJECT = re.compile(
     r"mail system error|rejected|warning: (?:could not|message)|delayed mail|delivery delayed|"
     r"message (?:not delivered|delayed|blocked|could not)|permanent error|failed delivery|"
     r"mail could not be delivered|error sending|mail failure|unable to deliver|"
-    r"benachrichtung|unzustellbar|non remis|no entregado|"
+    r"benachrichtung|unzustellbar|nicht zugestellt|non remis|non distribu|échec de (?:la )?(?:remise|distribution)|"
+    r"no entregado|no se (?:pudo|puede) entregar|error de entrega|non recapitat|mancato recapito|"
+    r"n[aã]o (?:foi )?entregue|falha na entrega|onbestelbaar|niet bezorgd|не доставлен|недоставлен|"
+    r"配信(?:エラー|失敗|不能)|エラーメール|退信|未能送达|邮件投递失败|"
     r"(?:^|\s)(?:failed|failure)(?:\s|:|$)",
     re.I,
 )
@@ -622,7 +666,16 @@ BOUNCE_OPENERS = re.compile(
     r"message was not delivered|could not deliver|undeliverable|failed to deliver|"
     r"delivery to .* (?:failed|has been delayed)|mail delivery (?:failed|subsystem)|"
     r"your message wasn'?t delivered|returned to sender|did not reach the following recipient|"
-    r"an error has occurred while attempting to deliver|could not be delivered to:|-+\s*failure reasons\s*-+|was not delivered to:?[ \t]*(?:\n|$)",
+    r"an error has occurred while attempting to deliver|could not be delivered to:|-+\s*failure reasons\s*-+|was not delivered to:?[ \t]*(?:\n|$)|"
+    # the same openers in the languages webmail services and older MTAs write them in
+    r"konnte nicht (?:an .{1,80} )?zugestellt werden|nicht zugestellt werden|unzustellbar|"
+    r"n'a (?:pas )?pu (?:être|etre) (?:remis|distribu|livr)|n'a pas été (?:remis|distribu|livr)|"
+    r"no (?:se )?(?:ha )?(?:podido|pudo) (?:ser )?entregar|no se ha entregado|"
+    r"non (?:è stato possibile|e' stato possibile) (?:recapitare|consegnare)|non (?:è stato|e' stato) (?:recapitato|consegnato)|"
+    r"n[aã]o (?:foi poss[ií]vel|p[oô]de ser) entreg|"
+    r"kon niet (?:worden )?(?:bezorgd|afgeleverd)|"
+    r"не (?:может быть|удалось|было) доставлен|"
+    r"配信(?:できません|できませんでした|に失敗)|送信できませんでした|无法(?:投递|送达)|未能(?:投递|送达)",
     # matched against ASCII-lowercased text (classifier.fold): re.I is several times slower
 )
 # Where a returned copy of the original message starts in a plain-text bounce.
@@ -630,10 +683,12 @@ ORIGINAL_MARKERS = re.compile(
     r"^(?:[-=_*#\s]*)(?:"
     # (not Sendmail's and Courier's "The original message was received at ...", a preamble line)
     r"original message(?! was received)|below this line is a copy of the message|"
-    r"this is a copy of the message|the original message(?! was received)|original message follows|copy of the original|unsent message below|"
+    r"this is a copy of the message|the original message(?! was received)|original message follows|copy of the original|unsent message (?:below|follows)|"
     r"returned message|message header follows|included is a copy|headers of the original|"
     r"content-type: message/rfc822|undelivered message|the message follows|"
-    r"here is a copy of the first part|your message reads|--- the header of the original"
+    r"here is a copy of the first part|your message reads|--- the header of the original|"
+    r"originalnachricht|urspr[üu]ngliche nachricht|message d'origine|message original|mensaje original|"
+    r"messaggio originale|mensagem original|oorspronkelijk bericht|исходное сообщение|元のメッセージ|原始邮件"
     r")",
     re.M,  # over ASCII-lowercased text, as BOUNCE_OPENERS
 )

@@ -21,12 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from django.conf import settings
 from django.db import close_old_connections, connections
 from redis.exceptions import RedisError
 
 from delivery.bounces.services import Inbound, ProcessResult, bounce_domain, bounces_process
-from mailplatform.redis_cache import redis_client
+from mailplatform.redis_cache import redis_client, redis_key
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +51,7 @@ _flood_script = None
 
 
 def _flood_key(domain: str, peer: str) -> str:
-    prefix = settings.CACHES["default"].get("KEY_PREFIX", "posthorn")
-    return f"{prefix}:bounces:flood:{domain}:{peer}"
+    return redis_key("bounces", "flood", domain, peer)
 
 
 def flood_reset(domain: str, peer: str) -> None:

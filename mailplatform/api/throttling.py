@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from mailplatform.models import ApiKey
-from mailplatform.redis_cache import redis_client
+from mailplatform.redis_cache import redis_client, redis_key
 
 # One script so that read, refill and take are atomic: no read-modify-write race between processes.
 _TOKEN_BUCKET = """
@@ -55,8 +55,7 @@ class ApiKeyRateThrottle(BaseThrottle):
         if not isinstance(key, ApiKey):
             return True  # unauthenticated requests are refused before they cost anything
         limit = key.rate_limit_per_minute or settings.API_RATE_LIMIT_PER_MINUTE
-        prefix = settings.CACHES["default"].get("KEY_PREFIX", "posthorn")
-        allowed, wait, left = take_token(f"{prefix}:api-rate:{key.prefix}", limit)
+        allowed, wait, left = take_token(redis_key("api-rate", key.prefix), limit)
         # On the Django request, where the middleware finds it to set RateLimit-* headers.
         request._request.api_rate_limit = (limit, left)  # type: ignore[attr-defined]
         self._wait = wait

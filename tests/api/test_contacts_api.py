@@ -232,8 +232,8 @@ def test_read_scope_cannot_write(api_client_for):
 def test_fast_contact_json_matches_the_documented_serializer(writer):
     from django.utils import timezone
 
-    from contacts.api import ContactSerializer, contact_json
     from contacts.models import Contact
+    from contacts.serializers import ContactSerializer, contact_json
     from contacts.services import contact_record_open
 
     created = writer.post(

@@ -1,4 +1,4 @@
-"""Transactional send with Idempotency-Key, messages, events and bounces, relays, previews."""
+"""Transactional send with Idempotency-Key, messages, events and bounces, relays."""
 
 from __future__ import annotations
 
@@ -113,8 +113,8 @@ def test_too_long_idempotency_key_is_400(sender, template):
 
 def test_events_and_bounces_filter_by_kind_contact_and_time(sender, template):
     from contacts.services import contact_create
+    from delivery.ledger import message_event_record
     from delivery.models import Message
-    from delivery.services import message_event_record
 
     contact = contact_create(email="ev@example.com")
     sender.post("/api/v1/send", {"template": template.pk, "to": str(contact.pk)}, format="json")
@@ -181,7 +181,7 @@ def test_relays_are_admin_only_with_a_write_only_password(api_client_for):
     assert "s3cret-pw" not in Relay.objects.get(pk=relay["id"]).password_encrypted
     patched = admin.patch(f"/api/v1/relays/{relay['id']}/", {"per_second": 14}, format="json")
     assert patched.status_code == 200 and patched.json()["per_second"] == 14
-    from delivery.services import relay_password
+    from delivery.relays import relay_password
 
     assert relay_password(Relay.objects.get(pk=relay["id"])) == "s3cret-pw"  # kept when not sent
     bad = admin.post("/api/v1/relays/", {"name": "x", "host": "h", "port": 70000}, format="json")
@@ -189,24 +189,3 @@ def test_relays_are_admin_only_with_a_write_only_password(api_client_for):
     # A developer's key cannot carry the scope, and a key whose owner lost admin loses it.
     developer = api_client_for("developer", ["send"])
     assert developer.get("/api/v1/relays/").status_code == 403
-
-
-def test_preview_for_a_contact(sender, template):
-    from contacts.services import contact_create
-
-    contact = contact_create(email="pre@example.com", first_name="Priya")
-    response = sender.post(
-        f"/api/v1/templates/{template.pk}/preview",
-        {"contact": contact.pk, "data": {"order": "B-2"}},
-        format="json",
-    )
-    assert response.status_code == 200, response.content
-    body = response.json()
-    assert body["subject"] == "Your order B-2" and "Hi Priya, order B-2" in body["html"]
-    assert (
-        sender.post(
-            f"/api/v1/templates/{template.pk}/preview", {"contact": 987654}, format="json"
-        ).status_code
-        == 400
-    )
-    assert sender.post("/api/v1/templates/987654/preview", {}, format="json").status_code == 404

@@ -56,3 +56,33 @@ def test_unknown_layout_and_fields(editor):
         "/api/v1/templates/", {"name": "x", "html": "<p/>", "engine": "jinja"}, format="json"
     )
     assert response.status_code == 400 and response.json()["errors"][0]["field"] == "engine"
+
+
+def test_preview_for_a_contact(api_client_for):
+    """The contact's merge data comes from contacts through mailplatform.lookups (no import)."""
+    from templates.services import template_create
+
+    template = template_create(
+        name="Receipt",
+        subject="Your order {{ order }}",
+        html="<p>Hi {{ contact.first_name }}, order {{ order }}</p>",
+    )
+    sender = api_client_for("developer", ["templates:read"])
+    from contacts.services import contact_create
+
+    contact = contact_create(email="pre@example.com", first_name="Priya")
+    response = sender.post(
+        f"/api/v1/templates/{template.pk}/preview",
+        {"contact": contact.pk, "data": {"order": "B-2"}},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["subject"] == "Your order B-2" and "Hi Priya, order B-2" in body["html"]
+    assert (
+        sender.post(
+            f"/api/v1/templates/{template.pk}/preview", {"contact": 987654}, format="json"
+        ).status_code
+        == 400
+    )
+    assert sender.post("/api/v1/templates/987654/preview", {}, format="json").status_code == 404

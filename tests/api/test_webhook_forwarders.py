@@ -22,7 +22,7 @@ def subscribed(settings):
 
 
 def _message():
-    from delivery.services import transactional_send
+    from delivery.transactional import transactional_send
     from templates.services import template_create
 
     template = template_create(name="T", subject="s", html="<p>x</p>")
@@ -30,7 +30,7 @@ def _message():
 
 
 def test_message_events_forwarded_once_one_step_behind(subscribed, django_capture_on_commit_callbacks):
-    from delivery.services import message_event_record
+    from delivery.ledger import message_event_record
     from delivery.webhook_tasks import forward_message_events
 
     message = _message()
@@ -49,7 +49,7 @@ def test_message_events_forwarded_once_one_step_behind(subscribed, django_captur
 
 
 def test_batches_continue_where_they_stopped(subscribed):
-    from delivery.services import message_event_record
+    from delivery.ledger import message_event_record
     from delivery.webhook_tasks import forward_message_events
 
     message = _message()
@@ -82,7 +82,7 @@ def test_confirmed_subscriptions_but_not_imports(subscribed):
 
 
 def test_nothing_is_kept_when_nobody_listens(settings):
-    from delivery.services import message_event_record
+    from delivery.ledger import message_event_record
     from delivery.webhook_tasks import forward_message_events
 
     message = _message()
@@ -97,7 +97,7 @@ def test_every_unsubscribe_once_whoever_caused_it(subscribed):
     from contacts.models import MailingList
     from contacts.services import contact_create, contact_unsubscribe
     from contacts.webhook_tasks import forward_unsubscriptions
-    from delivery.services import message_event_record
+    from delivery.ledger import message_event_record
     from delivery.webhook_tasks import forward_message_events
 
     forward_message_events()
@@ -117,14 +117,10 @@ def test_every_unsubscribe_once_whoever_caused_it(subscribed):
 
 
 def test_every_scheduled_webhook_task_is_registered():
-    from django.conf import settings
-
     from mailplatform.celery import app
 
     app.loader.import_default_modules()
-    scheduled = {
-        entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values() if "webhook" in entry["task"]
-    }
+    scheduled = {entry["task"] for entry in app.conf.beat_schedule.values() if "webhook" in entry["task"]}
     assert scheduled == {
         "mailplatform.tasks.webhook_sweep",
         "delivery.webhook_tasks.forward_message_events",

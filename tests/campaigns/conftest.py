@@ -18,7 +18,7 @@ HTML = """<html><body>
 def relay_server():
     handler = RecordingHandler()
     with SmtpServer(handler) as server:
-        from delivery.services import relay_save
+        from delivery.relays import relay_save
 
         relay_save(name="test relay", host="127.0.0.1", port=server.port, security="none", max_connections=2)
         yield handler

@@ -7,7 +7,6 @@ import datetime as dt
 import time
 
 import pytest
-from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
@@ -24,7 +23,8 @@ def _wait(predicate, seconds: float = 60) -> bool:
 
 
 def test_beat_schedule_polls_the_database():
-    schedule = settings.CELERY_BEAT_SCHEDULE
+    from mailplatform.beat import SCHEDULE as schedule
+
     assert schedule["campaigns-tick"]["task"] == "campaigns.tasks.tick"
     assert schedule["delivery-tracking-flush"]["task"] == "delivery.tasks.tracking_flush"
 

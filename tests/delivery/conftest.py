@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.conf import settings
 
 from tests.delivery.smtp_servers import RecordingHandler, SmtpServer
 
@@ -11,11 +10,10 @@ from tests.delivery.smtp_servers import RecordingHandler, SmtpServer
 @pytest.fixture(scope="session", autouse=True)
 def _forget_stale_redis_state():
     """Relay and mailing ids restart with every test database: drop limits and slots of earlier runs."""
-    from mailplatform.redis_cache import redis_client
+    from mailplatform.redis_cache import redis_client, redis_key
 
     client = redis_client()
-    prefix = settings.CACHES["default"].get("KEY_PREFIX", "posthorn")
-    keys = list(client.scan_iter(f"{prefix}:delivery:*"))
+    keys = list(client.scan_iter(redis_key("delivery", "*")))
     if keys:
         client.delete(*keys)
     yield
@@ -88,10 +86,10 @@ def compiled():
 def start_mailing(compiled):
     """Create a Mailing to a list's audience and plan it; returns the Mailing (not yet sending)."""
     from contacts.selectors import audience_sql
-    from delivery import services
+    from delivery import mailings
 
     def start(mailing_list, *, relays=(), **fields):
-        mailing = services.mailing_create(
+        mailing = mailings.mailing_create(
             name=fields.pop("name", "Weekly news"),
             compiled=fields.pop("compiled", compiled),
             from_email=fields.pop("from_email", "news@example.com"),
@@ -100,7 +98,7 @@ def start_mailing(compiled):
             relay_ids=[r.pk for r in relays],
             **fields,
         )
-        services.mailing_start(mailing.pk, audience=audience_sql(list_ids=[mailing_list.pk]))
+        mailings.mailing_start(mailing.pk, audience=audience_sql(list_ids=[mailing_list.pk]))
         mailing.refresh_from_db()
         return mailing
 

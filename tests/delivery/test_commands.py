@@ -43,8 +43,8 @@ def test_relay_test_command(make_relay, sink, capsys):
 
 
 def test_rotate_keys_command(capsys):
-    from delivery import services
+    from delivery import relays
 
-    services.relay_save(name="r", host="smtp.example.com", port=587, password="x")
+    relays.relay_save(name="r", host="smtp.example.com", port=587, password="x")
     call_command("rotate_keys")
     assert "re-encrypted 1 secrets" in capsys.readouterr().out

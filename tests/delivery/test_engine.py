@@ -9,7 +9,7 @@ import time
 import pytest
 from django.core.exceptions import ValidationError
 
-from delivery import engine, services, verp
+from delivery import engine, identities, ledger, mailings, verp
 from delivery.models import Mailing, Message, MessageEvent
 from tests.delivery.smtp_servers import RecordingHandler, SmtpServer, free_port
 
@@ -74,16 +74,16 @@ def test_planning_is_idempotent_and_variants_share_the_group(make_audience, comp
 
     mailing_list, _ = make_audience(10)
     audience = audience_sql(list_ids=[mailing_list.pk])
-    variant_a = services.mailing_create(
+    variant_a = mailings.mailing_create(
         name="A", compiled=compiled, from_email="news@example.com", send_group="campaign:1"
     )
-    variant_b = services.mailing_create(
+    variant_b = mailings.mailing_create(
         name="B", compiled=compiled, from_email="news@example.com", send_group="campaign:1"
     )
-    assert services.mailing_plan(variant_a.pk, audience=audience) == 10
-    assert services.mailing_plan(variant_a.pk, audience=audience) == 0
+    assert mailings.mailing_plan(variant_a.pk, audience=audience) == 10
+    assert mailings.mailing_plan(variant_a.pk, audience=audience) == 0
     # Nobody gets two variants of one campaign.
-    assert services.mailing_plan(variant_b.pk, audience=audience) == 0
+    assert mailings.mailing_plan(variant_b.pk, audience=audience) == 0
     assert Message.objects.filter(send_group="campaign:1").count() == 10
 
 
@@ -171,7 +171,7 @@ def test_421_defers_then_delivers(make_relay, make_audience, start_mailing, sett
             if not Message.objects.filter(mailing=mailing).exclude(state="sent").exists():
                 break
             time.sleep(0.5)
-            services.deferred_requeue()
+            ledger.requeue_due()
     assert sorted(handler.recipients()) == sorted(c.email for c in contacts)
     deferred = MessageEvent.objects.filter(mailing=mailing, kind="deferred")
     assert deferred.exists() and all(e.data["code"] == 421 for e in deferred)
@@ -208,34 +208,34 @@ def test_pause_resume_cancel(make_relay, make_audience, start_mailing, sink):
     make_relay(sink)
     mailing_list, _ = make_audience(6)
     mailing = start_mailing(mailing_list)
-    services.mailing_pause(mailing.pk)
+    mailings.mailing_pause(mailing.pk)
     assert engine.drain(mailing.pk).sent == 0
     with pytest.raises(ValidationError, match="only a sending mailing can be paused"):
-        services.mailing_pause(mailing.pk)
-    services.mailing_resume(mailing.pk)
+        mailings.mailing_pause(mailing.pk)
+    mailings.mailing_resume(mailing.pk)
     assert engine.drain(mailing.pk).sent == 6
 
     other_list, _ = make_audience(4, start=100)
     cancelled = start_mailing(other_list)
-    services.mailing_cancel(cancelled.pk)
+    mailings.mailing_cancel(cancelled.pk)
     assert engine.drain(cancelled.pk).sent == 0
     assert set(_states(cancelled).values()) == {"skipped"}
     with pytest.raises(ValidationError):
-        services.mailing_start(cancelled.pk)
+        mailings.mailing_start(cancelled.pk)
 
 
 def test_header_injection_is_refused_when_saved(compiled):
     for field, value in [("from_name", "Eve\r\nBcc: x@example.com"), ("reply_to", "a@example.com\nBcc: x")]:
         with pytest.raises(ValidationError):
-            services.mailing_create(
+            mailings.mailing_create(
                 name="x", compiled=compiled, from_email="news@example.com", **{field: value}
             )
     with pytest.raises(ValidationError, match="line break"):
-        services.mailing_create(
+        mailings.mailing_create(
             name="x", compiled=compiled, from_email="news@example.com", headers={"X-Tag": "a\r\nBcc: x"}
         )
     with pytest.raises(ValidationError, match="not a valid email address"):
-        services.mailing_create(
+        mailings.mailing_create(
             name="x", compiled=compiled, from_email="news@example.com\r\nBcc: x@example.com"
         )
     assert not Mailing.objects.exists()
@@ -246,8 +246,8 @@ def test_sending_identities_gate_from_addresses_and_dkim_signs(
 ):
     import dkim as dkimpy
 
-    identity = services.identity_save(address="example.com")
-    identity = services.identity_generate_dkim(identity, selector="s2026")
+    identity = identities.identity_save(address="example.com")
+    identity = identities.identity_generate_dkim(identity, selector="s2026")
     with pytest.raises(ValidationError, match="not an allowed sender"):
         start_mailing(make_audience(1)[0], from_email="someone@other.example")
     make_relay(sink)
@@ -268,12 +268,12 @@ def test_expired_leases_come_back_marked_as_recovered(make_relay, make_audience,
     relay = make_relay(sink)
     mailing_list, _ = make_audience(5)
     mailing = start_mailing(mailing_list)
-    claimed = engine.claim(mailing.pk, relay.pk, 3)
+    claimed = ledger.claim(mailing.pk, relay.pk, 3)
     assert len(claimed) == 3
     # Another worker sees none of what is held.
-    assert {c.id for c in engine.claim(mailing.pk, relay.pk, 10)}.isdisjoint({c.id for c in claimed})
+    assert {c.id for c in ledger.claim(mailing.pk, relay.pk, 10)}.isdisjoint({c.id for c in claimed})
     Message.objects.filter(pk__in=[c.id for c in claimed]).update(lease_expires_at="2000-01-01T00:00:00Z")
-    assert services.leases_recover() == 3
+    assert ledger.recover_leases() == 3
     recovered = Message.objects.filter(recovered_at__isnull=False)
     assert sorted(recovered.values_list("pk", flat=True)) == sorted(c.id for c in claimed)
     assert set(recovered.values_list("state", flat=True)) == {"queued"}
@@ -292,9 +292,9 @@ def test_old_ledger_rows_are_pruned(make_relay, make_audience, start_mailing, si
     Message.objects.filter(pk__in=[m.pk for m in old]).update(
         created_at=timezone.now() - dt.timedelta(days=500)
     )
-    assert services.ledger_prune(days=400) == 3
+    assert ledger.prune(days=400) == 3
     assert Message.objects.filter(mailing=mailing).count() == 1
-    assert services.ledger_prune(days=0) == 0
+    assert ledger.prune(days=0) == 0
 
 
 def test_fast_path_matches_the_template_renderer(compiled):
@@ -383,10 +383,10 @@ def test_start_without_an_audience_plans_the_mailings_lists(make_relay, make_aud
     make_relay(sink)
     mailing_list, contacts = make_audience(3)
     make_audience(2, start=10)  # another list: not mailed
-    mailing = services.mailing_create(
+    mailing = mailings.mailing_create(
         name="Lists only", compiled=compiled, from_email="news@example.com", list_ids=[mailing_list.pk]
     )
-    services.mailing_start(mailing.pk)
+    mailings.mailing_start(mailing.pk)
     assert Message.objects.filter(mailing=mailing).count() == 3
     engine.drain(mailing.pk)
     assert sorted(sink.handler.recipients()) == sorted(c.email for c in contacts)

@@ -6,7 +6,7 @@ import pytest
 from cryptography.fernet import Fernet
 from django.urls import reverse
 
-from delivery import services
+from delivery import relays
 from delivery.models import Relay, SendingIdentity
 from mailplatform import crypto
 from tests.delivery.smtp_servers import free_port
@@ -15,21 +15,21 @@ pytestmark = pytest.mark.django_db
 
 
 def test_fresh_install_gets_the_capture_relay(settings):
-    relay = services.relay_ensure_default()
+    relay = relays.relay_ensure_default()
     assert (relay.host, relay.port, relay.security) == (
         settings.CAPTURE_SMTP_HOST,
         settings.CAPTURE_SMTP_PORT,
         "none",
     )
-    assert services.relay_ensure_default() is None  # only on a fresh install
+    assert relays.relay_ensure_default() is None  # only on a fresh install
 
 
 def test_passwords_are_encrypted_never_shown_and_rotatable(settings, admin_client):
-    relay = services.relay_save(
+    relay = relays.relay_save(
         name="SES", host="email-smtp.example.com", port=587, username="AKIA", password="pa55word!"
     )
     stored = Relay.objects.get(pk=relay.pk).password_encrypted
-    assert "pa55word" not in stored and services.relay_password(relay) == "pa55word!"
+    assert "pa55word" not in stored and relays.relay_password(relay) == "pa55word!"
     page = admin_client.get(reverse("delivery:relay-edit", args=[relay.pk])).content.decode()
     assert "pa55word" not in page and stored not in page
     # Port 587 suggested STARTTLS.
@@ -40,10 +40,10 @@ def test_passwords_are_encrypted_never_shown_and_rotatable(settings, admin_clien
     settings.ENCRYPTION_KEYS = [new_key, *old]
     assert crypto.rotate_all() == 1
     settings.ENCRYPTION_KEYS = [new_key]
-    assert services.relay_password(Relay.objects.get(pk=relay.pk)) == "pa55word!"
+    assert relays.relay_password(Relay.objects.get(pk=relay.pk)) == "pa55word!"
     settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
     with pytest.raises(crypto.SecretUnreadable):
-        services.relay_password(Relay.objects.get(pk=relay.pk))
+        relays.relay_password(Relay.objects.get(pk=relay.pk))
 
 
 def test_relay_form_saves_and_keeps_the_password_when_left_blank(admin_client):
@@ -68,7 +68,7 @@ def test_relay_form_saves_and_keeps_the_password_when_left_blank(admin_client):
     )
     assert response.status_code == 302
     relay = Relay.objects.get(name="Main")
-    assert relay.security == "tls" and services.relay_password(relay) == "secret-1"
+    assert relay.security == "tls" and relays.relay_password(relay) == "secret-1"
     admin_client.post(
         reverse("delivery:relay-edit", args=[relay.pk]),
         {
@@ -89,7 +89,7 @@ def test_relay_form_saves_and_keeps_the_password_when_left_blank(admin_client):
         },
     )
     relay.refresh_from_db()
-    assert relay.weight == 50 and services.relay_password(relay) == "secret-1"
+    assert relay.weight == 50 and relays.relay_password(relay) == "secret-1"
 
 
 def test_relay_form_refuses_bad_input_with_the_field_named(admin_client):
@@ -132,7 +132,7 @@ def test_relay_pages_are_for_admins_only(marketer_client, developer_client, name
 
 def test_relays_page_shows_health_and_usage(admin_client, make_relay, sink):
     relay = make_relay(sink, per_hour=100)
-    services.relay_record_failure(relay.pk, "421 4.7.0 slow down")
+    relays.relay_record_failure(relay.pk, "421 4.7.0 slow down")
     page = admin_client.get(reverse("delivery:relays")).content.decode()
     assert relay.name in page and "backed off until" in page and "421 4.7.0 slow down" in page
     assert "/ 100" in page

@@ -8,7 +8,7 @@ import email.policy
 import pytest
 from django.core.exceptions import ValidationError
 
-from delivery import engine, services
+from delivery import engine, transactional
 from delivery.models import Mailing, Message
 
 pytestmark = pytest.mark.django_db
@@ -34,20 +34,20 @@ def test_to_a_contact_and_to_a_bare_address_with_idempotency(receipt_template, m
 
     make_relay(sink)
     contact = contact_create(email="ada@example.org", first_name="Ada")
-    first = services.transactional_send(
+    first = transactional.transactional_send(
         template_id=receipt_template.pk,
         to=contact.pk,
         data={"order": {"number": "A-17"}},
         idempotency_key="order-17",
     )
-    again = services.transactional_send(
+    again = transactional.transactional_send(
         template_id=receipt_template.pk,
         to=contact.pk,
         data={"order": {"number": "A-17"}},
         idempotency_key="order-17",
     )
     assert again.pk == first.pk
-    bare = services.transactional_send(
+    bare = transactional.transactional_send(
         template_id=receipt_template.pk, to="someone@example.net", data={"order": {"number": "B-2"}}
     )
     assert bare.contact_id is None and bare.idempotency_key.startswith("auto:")
@@ -63,11 +63,11 @@ def test_to_a_contact_and_to_a_bare_address_with_idempotency(receipt_template, m
 def test_editing_the_template_starts_a_new_standing_mailing(receipt_template):
     from templates.services import template_update
 
-    first = services.transactional_send(
+    first = transactional.transactional_send(
         template_id=receipt_template.pk, to="a@example.net", data={"order": {"number": 1}}
     )
     template_update(receipt_template.pk, subject="Order {{ order.number }} shipped")
-    second = services.transactional_send(
+    second = transactional.transactional_send(
         template_id=receipt_template.pk, to="a@example.net", data={"order": {"number": 2}}
     )
     assert first.mailing_id != second.mailing_id
@@ -82,25 +82,30 @@ def test_suppressed_and_bounced_are_skipped_but_marketing_unsubscribes_are_not(r
     bounced = contact_create(email="gone@example.org")
     contact_mark_bounced(bounced.pk, reason="550 no such user", source="test")
     suppression_add("blocked@example.net", reason="legal", source="test")
-    assert services.transactional_send(template_id=receipt_template.pk, to=unsubscribed.pk).state == "queued"
-    assert services.transactional_send(template_id=receipt_template.pk, to=bounced.pk).state == "skipped"
     assert (
-        services.transactional_send(template_id=receipt_template.pk, to="blocked@example.net").state
+        transactional.transactional_send(template_id=receipt_template.pk, to=unsubscribed.pk).state
+        == "queued"
+    )
+    assert transactional.transactional_send(template_id=receipt_template.pk, to=bounced.pk).state == "skipped"
+    assert (
+        transactional.transactional_send(template_id=receipt_template.pk, to="blocked@example.net").state
         == "skipped"
     )
 
 
 def test_bad_recipients_are_refused_clearly(receipt_template):
     with pytest.raises(ValidationError, match="line break"):
-        services.transactional_send(template_id=receipt_template.pk, to="x@example.com\r\nBcc: y@example.com")
+        transactional.transactional_send(
+            template_id=receipt_template.pk, to="x@example.com\r\nBcc: y@example.com"
+        )
     with pytest.raises(ValidationError, match="not a valid email address"):
-        services.transactional_send(template_id=receipt_template.pk, to="not-an-address")
+        transactional.transactional_send(template_id=receipt_template.pk, to="not-an-address")
     with pytest.raises(ValidationError, match="contact 999999 does not exist"):
-        services.transactional_send(template_id=receipt_template.pk, to=999999)
+        transactional.transactional_send(template_id=receipt_template.pk, to=999999)
     with pytest.raises(ValidationError, match="template 999999 does not exist"):
-        services.transactional_send(template_id=999999, to="a@example.com")
+        transactional.transactional_send(template_id=999999, to="a@example.com")
     with pytest.raises(ValidationError, match="data must be an object"):
-        services.transactional_send(template_id=receipt_template.pk, to="a@example.com", data=["x"])
+        transactional.transactional_send(template_id=receipt_template.pk, to="a@example.com", data=["x"])
 
 
 def test_send_a_test(make_relay, sink):
@@ -110,7 +115,7 @@ def test_send_a_test(make_relay, sink):
     compiled = compile_template(
         subject="Preview for {{ contact.first_name | default: 'you' }}", html="<p>Hi</p>"
     )
-    message = services.test_send(compiled, "me@example.com")
+    message = transactional.test_send(compiled, "me@example.com")
     engine.drain(message.mailing_id)
     [received] = sink.handler.received
     assert received.rcpt_tos == ["me@example.com"] and _parsed(received)["Subject"] == "Preview for you"
@@ -173,7 +178,7 @@ def test_a_fresh_install_sends_transactional_mail_through_the_capture_relay(rece
     # No relay configured yet: the first transactional send points one at the capture relay.
     settings.CAPTURE_SMTP_HOST, settings.CAPTURE_SMTP_PORT = "127.0.0.1", sink.port
     assert not Relay.objects.exists()
-    message = services.transactional_send(
+    message = transactional.transactional_send(
         template_id=receipt_template.pk, to="first@example.org", data={"order": {"number": "F-1"}}
     )
     engine.drain(message.mailing_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from delivery import engine, services, verp
+from delivery import engine, ledger, verp
 from delivery.models import Message, MessageEvent
 
 pytestmark = pytest.mark.django_db
@@ -111,7 +111,7 @@ def test_ledger_search_shows_the_relay_reply(developer_client, sent_mailing):
 def test_contact_timeline_fragment(marketer_client, sent_mailing):
     mailing, _, contacts = sent_mailing
     message = Message.objects.get(mailing=mailing, contact=contacts[0])
-    services.message_event_record(message.pk, "opened", {"ip": "203.0.113.9"})
+    ledger.message_event_record(message.pk, "opened", {"ip": "203.0.113.9"})
     html = marketer_client.get(reverse("delivery:contact-timeline", args=[contacts[0].pk])).content.decode()
     assert "Weekly news" in html and "sent" in html and "opened" in html
     empty = marketer_client.get(reverse("delivery:contact-timeline", args=[999999])).content.decode()
@@ -150,9 +150,9 @@ def test_progress_selector(sent_mailing):
 def test_message_event_record_validates_the_kind(sent_mailing):
     mailing, _, _ = sent_mailing
     message = Message.objects.filter(mailing=mailing).first()
-    event = services.message_event_record(message.pk, "clicked", {"url": "https://example.com"})
+    event = ledger.message_event_record(message.pk, "clicked", {"url": "https://example.com"})
     assert event.mailing_id == mailing.pk
     with pytest.raises(ValueError, match="unknown event kind"):
-        services.message_event_record(message.pk, "exploded")
+        ledger.message_event_record(message.pk, "exploded")
     with pytest.raises(Message.DoesNotExist):
-        services.message_event_record(99999999, "opened")
+        ledger.message_event_record(99999999, "opened")

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 from django.conf import settings
 
-from delivery import engine, services
+from delivery import engine, mailings
 from delivery.models import Mailing, Message
 from tests.conftest import start_celery_worker, stop_processes
 from tests.delivery.smtp_servers import RecordingHandler, SmtpServer
@@ -167,7 +167,7 @@ def test_pause_stops_within_a_batch_and_resume_finishes_without_duplicates(
         pool.start()
         mailing = start_mailing(mailing_list)
         assert _wait(lambda: len(handler.recipients()) >= 60, 60)
-        services.mailing_pause(mailing.pk)
+        mailings.mailing_pause(mailing.pk)
         at_pause = len(handler.recipients())
         time.sleep(3)
         settled = len(handler.recipients())
@@ -179,7 +179,7 @@ def test_pause_stops_within_a_batch_and_resume_finishes_without_duplicates(
         received_so_far = set(handler.recipients())
         late = next(c for c in reversed(contacts) if c.email not in received_so_far)
         contact_unsubscribe(late.pk, list_ids=None, source="test")
-        services.mailing_resume(mailing.pk)
+        mailings.mailing_resume(mailing.pk)
         assert _wait(lambda: _all_done(mailing), 60, tick=engine.watchdog)
         received = Counter(handler.recipients())
     print(f"\npause: {at_pause} at pause, {settled - at_pause} more before it took effect")

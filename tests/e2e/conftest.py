@@ -17,7 +17,7 @@ def _free_port() -> int:
 @pytest.fixture
 def capture_relay(transactional_db):
     """The platform's capture relay on a free loopback port, as the only relay."""
-    from delivery.services import relay_save
+    from delivery.relays import relay_save
     from mailplatform.capture import capture_controller
 
     port = _free_port()

@@ -44,7 +44,7 @@ def test_admin_adds_and_tests_a_relay(live_server, page: Page, make_user):
 def test_marketer_watches_a_mailing_finish(live_server, page: Page, make_user):
     from contacts.models import Contact, MailingList, Subscription
     from contacts.selectors import audience_sql
-    from delivery import engine, services
+    from delivery import engine, mailings
     from delivery.models import Relay
     from templates.compiler import compile_template
 
@@ -55,13 +55,13 @@ def test_marketer_watches_a_mailing_finish(live_server, page: Page, make_user):
         for i in range(5):
             contact = Contact.objects.create(email=f"reader{i}@example.org")
             Subscription.objects.create(contact=contact, mailing_list=weekly, status="confirmed")
-        mailing = services.mailing_create(
+        mailing = mailings.mailing_create(
             name="Weekly news",
             compiled=compile_template(subject="Hi", html="<p>News</p>"),
             from_email="news@example.com",
             list_ids=[weekly.pk],
         )
-        services.mailing_start(mailing.pk, audience=audience_sql(list_ids=[weekly.pk]))
+        mailings.mailing_start(mailing.pk, audience=audience_sql(list_ids=[weekly.pk]))
         _log_in(page, live_server.url, "mara", "mara password 123")
         page.goto(live_server.url + f"/delivery/mailings/{mailing.pk}/")
         expect(page.get_by_text("0 sent")).to_be_visible()

@@ -55,3 +55,15 @@ def test_every_install_takes_the_locked_set_by_hash_then_the_project_without_dep
     # The install stamp names the lock, so a pull that changes it reinstalls.
     assert "cat pyproject.toml $(LOCK) | sha1sum" in makefile
     assert "make test" in (REPO_ROOT / ".ci" / "run").read_text()
+
+
+def test_health_checks_name_real_probes():
+    from django.core.management import get_commands
+    from django.urls import resolve
+
+    services = _compose()["services"]
+    web_check = " ".join(services["web"]["healthcheck"]["test"])
+    assert "/readyz" in web_check and resolve("/readyz").url_name == "readyz"
+    worker_check = services["worker"]["healthcheck"]["test"]
+    assert worker_check[1:4] == ["python", "manage.py", "worker_health"]
+    assert "worker_health" in get_commands()

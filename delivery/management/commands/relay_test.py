@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from delivery import services
+from delivery import relays
 from delivery.models import Relay
 from delivery.smtp import RelayError
 
@@ -22,7 +22,7 @@ class Command(BaseCommand):
         if found is None:
             raise CommandError(f"no relay named {relay!r}")
         try:
-            info = services.relay_test(found)
+            info = relays.relay_test(found)
         except RelayError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"{found.name}: {info.banner}")

@@ -1,0 +1,411 @@
+"""The ledger: every SQL statement that writes a Message (and the events written with it).
+
+Plan (one INSERT ... SELECT per audience), queue one transactional Message, claim under a lease,
+hand back what was never tried, hold for later, record outcomes, recover expired leases,
+requeue what is due, prune. The engine, the mailing and transactional services call these;
+nobody else writes delivery_message. Reads for pages are in delivery.selectors.
+
+Holding: a Message that must wait is `deferred` with a not-before time (`next_attempt_at`) and
+a reason (`hold_reason`: deferred by the relay, outside a sending window, receiving domain
+throttled, warm-up cap). `requeue_due` puts every kind back in the queue when its time comes,
+and the progress page reads the same field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from delivery.models import HoldReason, Mailing, Message, MessageEvent, MessageState
+from delivery.smtp import Outcome
+
+# Mailings whose queued Messages may be claimed.
+ACTIVE_STATES = (Mailing.State.SENDING, Mailing.State.STANDING)
+OPEN_STATES = (MessageState.QUEUED, MessageState.SENDING, MessageState.DEFERRED)
+
+# Lease and retry times use clock_timestamp(), not now(): now() is the start of the transaction,
+# which in a long transaction (or a test) would freeze the clock the leases are measured by.
+
+
+def _values(rows: Iterable[tuple], width: int) -> tuple[str, list]:
+    params: list = []
+    placeholders = []
+    row_sql = "(" + ", ".join(["%s"] * width) + ")"
+    for row in rows:
+        placeholders.append(row_sql)
+        params.extend(row)
+    return ", ".join(placeholders), params
+
+
+def _update_many(sql_set: str, rows: list[tuple], width: int, extra: list[Any]) -> None:
+    values, params = _values(rows, width)
+    with connection.cursor() as cursor:
+        cursor.execute(sql_set.format(values=values), [*extra, *params])
+
+
+# --- planning and queueing ---
+
+
+def plan(mailing: Mailing, audience: tuple[str, list], now: dt.datetime) -> tuple[int, int]:
+    """Queue one Message per contact of `audience`; (new ones, all of the Mailing's). Idempotent.
+
+    `audience` is contacts.selectors.audience_sql(...)'s (sql, params), selecting sendable
+    contact ids. One INSERT ... SELECT: contacts already in the send group (another variant,
+    an earlier run) are skipped by the unique (send_group, contact) constraint.
+    """
+    sql, params = audience
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO delivery_message
+                (mailing_id, send_group, contact_id, email, state, attempts, smtp_reply, created_at, hold_reason)
+            SELECT %s, %s, t.id, t.email, 'queued', 0, '', %s, ''
+            FROM contacts_contact t
+            WHERE t.id IN ({sql})
+            ORDER BY t.id
+            ON CONFLICT (send_group, contact_id) WHERE idempotency_key IS NULL DO NOTHING
+            """,  # noqa: S608 - `sql` is audience_sql's parameterised query, not user text
+            [mailing.pk, mailing.send_group, now, *params],
+        )
+        created = cursor.rowcount
+    return max(created, 0), Message.objects.filter(mailing_id=mailing.pk).count()
+
+
+def by_idempotency_key(key: str) -> Message | None:
+    return Message.objects.filter(idempotency_key=key).first()
+
+
+def queue_one(
+    mailing: Mailing,
+    *,
+    contact_id: int | None,
+    email: str,
+    idempotency_key: str,
+    data: dict[str, Any],
+    skip_reason: str = "",
+) -> tuple[Message, bool]:
+    """One transactional Message (queued, or skipped with `skip_reason`); (message, created).
+
+    A key already in the ledger returns its Message unchanged, also when another request
+    inserted it between our look and our write.
+    """
+    message = Message(
+        mailing=mailing,
+        send_group=mailing.send_group,
+        contact_id=contact_id,
+        email=email,
+        state=MessageState.SKIPPED if skip_reason else MessageState.QUEUED,
+        smtp_reply=skip_reason,
+        idempotency_key=idempotency_key,
+        data=data,
+    )
+    try:
+        with transaction.atomic():
+            message.save()
+    except IntegrityError:
+        existing = by_idempotency_key(idempotency_key)
+        if existing is None:
+            raise
+        return existing, False
+    return message, True
+
+
+# --- claiming and handing back ---
+
+
+@dataclass(slots=True)
+class Claimed:
+    id: int
+    email: str
+    contact_id: int | None
+    data: dict[str, Any] | None
+
+
+def claim(mailing_id: int, relay_id: int, limit: int) -> list[Claimed]:
+    """Take up to `limit` queued Messages of the Mailing under a lease; none another worker holds."""
+    lease = dt.timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE delivery_message m
+            SET state = 'sending', lease_expires_at = clock_timestamp() + %s, relay_id = %s
+            WHERE m.id IN (
+                SELECT id FROM delivery_message
+                WHERE mailing_id = %s AND state = 'queued'
+                  -- Pause and cancel take effect between batches: a stopped Mailing yields nothing.
+                  AND EXISTS (
+                      SELECT 1 FROM delivery_mailing g WHERE g.id = mailing_id AND g.state = ANY(%s)
+                  )
+                ORDER BY id
+                LIMIT %s
+                FOR UPDATE SKIP LOCKED
+            )
+            RETURNING m.id, m.email, m.contact_id, m.data
+            """,
+            [lease, relay_id, mailing_id, [str(state) for state in ACTIVE_STATES], limit],
+        )
+        rows = cursor.fetchall()
+    rows.sort()
+    # Django leaves JSONB undecoded on a raw cursor (the field decodes it in the ORM).
+    return [Claimed(i, e, c, json.loads(d) if isinstance(d, str) else d) for i, e, c, d in rows]
+
+
+def release(ids: Sequence[int], state: str, reply: str = "") -> None:
+    """Hand back claimed Messages that were never tried (pause: to the queue; cancel or unsendable: skipped)."""
+    if not ids:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE delivery_message SET state = %s, lease_expires_at = NULL, smtp_reply = %s "
+            "WHERE id = ANY(%s) AND state = 'sending'",
+            [state, reply, list(ids)],
+        )
+
+
+def extend_lease(ids: Sequence[int]) -> None:
+    if not ids:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE delivery_message SET lease_expires_at = clock_timestamp() + %s WHERE id = ANY(%s) AND state = 'sending'",
+            [dt.timedelta(seconds=settings.DELIVERY_LEASE_SECONDS), list(ids)],
+        )
+
+
+def hold(ids: Sequence[int], until: dt.datetime, reason: str) -> None:
+    """Claimed Messages wait until `until` for `reason` (a HoldReason); no attempt is counted.
+
+    For the features that hold mail before trying it (sending windows, per-domain throttling,
+    warm-up). A relay's deferral is recorded with its reply by `record_outcomes`.
+    """
+    if not ids:
+        return
+    if reason not in HoldReason.values or not reason:
+        raise ValueError(f"unknown hold reason {reason!r}")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE delivery_message SET state = 'deferred', lease_expires_at = NULL, next_attempt_at = %s, "
+            "hold_reason = %s WHERE id = ANY(%s) AND state = 'sending'",
+            [until, reason, list(ids)],
+        )
+
+
+# --- outcomes ---
+
+
+def record_outcomes(
+    mailing_id: int,
+    relay_id: int,
+    *,
+    sent: list[Outcome],
+    failed: list[Outcome],
+    deferred: list[Outcome],
+    returned: list[Outcome],
+    now: dt.datetime,
+) -> None:
+    """Write one batch of SMTP outcomes and their events in one transaction.
+
+    returned: not tried at all, or cut off by a lost connection: back to the queue, no attempt
+    counted; `uncertain` ones (the data may have gone) are marked recovered.
+    """
+    with transaction.atomic():
+        if sent:
+            _update_many(
+                """
+                UPDATE delivery_message AS m SET state = 'sent', sent_at = %s, relay_id = %s,
+                    smtp_code = v.code::smallint, smtp_reply = v.reply::text, attempts = m.attempts + 1,
+                    lease_expires_at = NULL, next_attempt_at = NULL, hold_reason = ''
+                FROM (VALUES {values}) AS v(id, code, reply)
+                WHERE m.id = v.id
+                """,
+                [(o.key, o.code, o.reply[:1000]) for o in sent],
+                3,
+                [now, relay_id],
+            )
+        if failed:
+            _update_many(
+                """
+                UPDATE delivery_message AS m SET state = 'failed', relay_id = %s,
+                    smtp_code = v.code::smallint, smtp_reply = v.reply::text, attempts = m.attempts + 1,
+                    lease_expires_at = NULL, next_attempt_at = NULL, hold_reason = ''
+                FROM (VALUES {values}) AS v(id, code, reply)
+                WHERE m.id = v.id
+                """,
+                [(o.key, o.code or None, o.reply[:1000]) for o in failed],
+                3,
+                [relay_id],
+            )
+            _failure_events(mailing_id, failed, now)
+        if deferred:
+            _defer(mailing_id, relay_id, deferred, now)
+        if returned:
+            _update_many(
+                """
+                UPDATE delivery_message AS m SET state = 'queued', lease_expires_at = NULL,
+                    smtp_reply = v.reply,
+                    recovered_at = CASE WHEN v.uncertain::boolean THEN %s ELSE m.recovered_at END
+                FROM (VALUES {values}) AS v(id, reply, uncertain)
+                WHERE m.id = v.id
+                """,
+                [(o.key, o.reply[:1000], o.uncertain) for o in returned],
+                3,
+                [now],
+            )
+
+
+def _failure_events(mailing_id: int, failed: list[Outcome], now: dt.datetime) -> None:
+    events = []
+    for outcome in failed:
+        data = {"code": outcome.code, "reply": outcome.reply[:1000], "stage": outcome.stage}
+        # A 5xx to RCPT (or to the data) is the receiving side refusing this recipient: a bounce.
+        kind = MessageEvent.Kind.BOUNCED if outcome.stage in ("rcpt", "data") else MessageEvent.Kind.FAILED
+        events.append(
+            MessageEvent(message_id=outcome.key, mailing_id=mailing_id, kind=kind, at=now, data=data)
+        )
+    MessageEvent.objects.bulk_create(events)
+
+
+def _defer(mailing_id: int, relay_id: int, deferred: list[Outcome], now: dt.datetime) -> None:
+    """The relay said "later": hold with an exponential back-off, or fail past the maximum age."""
+    base, cap = settings.DELIVERY_RETRY_BASE_SECONDS, settings.DELIVERY_RETRY_MAX_SECONDS
+    _update_many(
+        """
+        UPDATE delivery_message AS m SET
+            state = CASE WHEN m.created_at < %s THEN 'failed' ELSE 'deferred' END,
+            hold_reason = CASE WHEN m.created_at < %s THEN '' ELSE %s END,
+            relay_id = %s, smtp_code = v.code::smallint, smtp_reply = v.reply::text, attempts = m.attempts + 1,
+            lease_expires_at = NULL,
+            next_attempt_at = %s + make_interval(secs => LEAST(%s * power(2, LEAST(m.attempts, 20)), %s))
+        FROM (VALUES {values}) AS v(id, code, reply)
+        WHERE m.id = v.id
+        """,
+        [(o.key, o.code or None, o.reply[:1000]) for o in deferred],
+        3,
+        [
+            *[now - dt.timedelta(seconds=settings.DELIVERY_MAX_AGE_SECONDS)] * 2,
+            HoldReason.RELAY.value,
+            relay_id,
+            now,
+            base,
+            cap,
+        ],
+    )
+    MessageEvent.objects.bulk_create(
+        MessageEvent(
+            message_id=o.key,
+            mailing_id=mailing_id,
+            kind=MessageEvent.Kind.DEFERRED,
+            at=now,
+            data={"code": o.code, "reply": o.reply[:1000], "stage": o.stage},
+        )
+        for o in deferred
+    )
+
+
+def message_event_record(
+    message_id: int, kind: str, data: dict[str, Any] | None = None, at: dt.datetime | None = None
+) -> MessageEvent:
+    if kind not in MessageEvent.Kind.values:
+        raise ValueError(f"unknown event kind {kind!r}")
+    mailing_id = Message.objects.filter(pk=message_id).values_list("mailing_id", flat=True).first()
+    if mailing_id is None:
+        raise Message.DoesNotExist(f"message {message_id} does not exist")
+    return MessageEvent.objects.create(
+        message_id=message_id, mailing_id=mailing_id, kind=kind, at=at or timezone.now(), data=data or {}
+    )
+
+
+# --- a Mailing's open Messages ---
+
+
+def skip_open(mailing_id: int, reply: str) -> int:
+    """Cancel: queued and held Messages become skipped (those being sent are handed back by their runner)."""
+    return Message.objects.filter(
+        mailing_id=mailing_id, state__in=[MessageState.QUEUED, MessageState.DEFERRED]
+    ).update(state=MessageState.SKIPPED, smtp_reply=reply, next_attempt_at=None, hold_reason="")
+
+
+def has_open(mailing_id: int) -> bool:
+    return Message.objects.filter(mailing_id=mailing_id, state__in=OPEN_STATES).exists()
+
+
+def has_queued(mailing_id: int) -> bool:
+    return Message.objects.filter(mailing_id=mailing_id, state=MessageState.QUEUED).exists()
+
+
+# --- recovery and retention (the watchdog and the prune task) ---
+
+
+def recover_leases() -> int:
+    """Messages whose lease expired (their worker was lost) go back to the queue, marked as maybe sent."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE delivery_message SET state = 'queued', lease_expires_at = NULL, recovered_at = clock_timestamp()
+            WHERE state = 'sending' AND lease_expires_at < clock_timestamp()
+            """
+        )
+        return cursor.rowcount
+
+
+def requeue_due() -> int:
+    """Held Messages whose time has come go back to the queue; ones older than the maximum age fail."""
+    max_age = dt.timedelta(seconds=settings.DELIVERY_MAX_AGE_SECONDS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE delivery_message SET state = 'failed', next_attempt_at = NULL, hold_reason = '',
+                smtp_reply = 'gave up: still deferred after the maximum age. Last reply: ' || smtp_reply
+            WHERE state = 'deferred' AND created_at < clock_timestamp() - %s
+            """,
+            [max_age],
+        )
+        cursor.execute(
+            """
+            UPDATE delivery_message SET state = 'queued', hold_reason = ''
+            WHERE state = 'deferred' AND next_attempt_at <= clock_timestamp()
+            """
+        )
+        return cursor.rowcount
+
+
+def prune(*, days: int | None = None, batch: int = 10000) -> int:
+    """Delete ledger rows (and their events) older than the retention; finished Mailings only."""
+    days = settings.DELIVERY_RETENTION_DAYS if days is None else days
+    if days <= 0:
+        return 0
+    cutoff = timezone.now() - dt.timedelta(days=days)
+    total = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                """
+                WITH doomed AS (
+                    SELECT id FROM delivery_message
+                    WHERE created_at < %s AND state IN ('sent', 'failed', 'skipped')
+                    ORDER BY created_at LIMIT %s
+                ), events AS (
+                    DELETE FROM delivery_messageevent WHERE message_id IN (SELECT id FROM doomed)
+                )
+                DELETE FROM delivery_message WHERE id IN (SELECT id FROM doomed)
+                """,
+                [cutoff, batch],
+            )
+            deleted = cursor.rowcount
+        total += deleted
+        if deleted < batch:
+            break
+    # Events outlive nothing: old events of kept Messages go too (opens and clicks pile up).
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM delivery_messageevent WHERE at < %s", [cutoff])
+    Mailing.objects.filter(
+        state__in=[Mailing.State.DONE, Mailing.State.CANCELLED], finished_at__lt=cutoff, messages__isnull=True
+    ).delete()
+    return total

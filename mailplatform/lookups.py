@@ -1,0 +1,27 @@
+"""Reads one app offers to another that may not import it, registered on the ground floor.
+
+`contacts` and `templates` import no other app, yet a template preview for a real contact needs
+the contact's merge data. Contacts offers it here from its AppConfig.ready (`offer`), templates
+asks for it by name (`ask`): neither imports the other, and mailplatform imports neither. The
+dashboard's editor uses the same contract by URL name (`contacts:preview-data`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+# The names in use, and what each answers.
+CONTACT_MERGE_DATA = "contact_merge_data"  # (contact ids) -> {id: merge data}, as contacts.selectors
+
+_offered: dict[str, Callable[..., Any]] = {}
+
+
+def offer(name: str, function: Callable[..., Any]) -> None:
+    """Register the app's answer to `name` (once, from its AppConfig.ready)."""
+    _offered[name] = function
+
+
+def ask(name: str) -> Callable[..., Any] | None:
+    """The function offered under `name`, or None when no installed app offers it."""
+    return _offered.get(name)

@@ -1,0 +1,114 @@
+"""The ledger's holds, the one eligibility check, the generic semaphore and the module layout of delivery."""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from delivery import eligibility, ledger, ratelimit
+from delivery.models import Mailing, Message
+from delivery.selectors import mailing_progress
+from delivery.smtp import DEFERRED, Outcome
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_hold_waits_for_its_time_and_says_why(make_relay, make_audience, start_mailing, sink):
+    relay = make_relay(sink)
+    mailing_list, _ = make_audience(3)
+    mailing = start_mailing(mailing_list)
+    first, second, third = ledger.claim(mailing.pk, relay.pk, 3)
+    ledger.hold([first.id], timezone.now() - dt.timedelta(seconds=1), Message.Hold.WINDOW)
+    ledger.hold([second.id], timezone.now() + dt.timedelta(hours=1), Message.Hold.THROTTLED)
+    held = {m.pk: m for m in Message.objects.filter(mailing=mailing, state="deferred")}
+    assert held[first.id].hold_reason == "window" and held[second.id].hold_reason == "throttled"
+    assert held[first.id].attempts == 0 and held[first.id].lease_expires_at is None
+    with pytest.raises(ValueError):
+        ledger.hold([third.id], timezone.now(), "whenever")
+    # The progress page reads the same hold: counts by reason, and no estimate before the last one.
+    progress = mailing_progress(mailing.pk)
+    assert progress["held"] == {"window": 1, "throttled": 1} and progress["eta_s"] >= 3500
+    # Only the one whose time has come goes back to the queue, and it is no longer held.
+    assert ledger.requeue_due() == 1
+    back = Message.objects.get(pk=first.id)
+    assert back.state == "queued" and back.hold_reason == ""
+    assert Message.objects.get(pk=second.id).state == "deferred"
+
+
+def test_a_relay_deferral_is_a_hold_with_its_reason(make_relay, make_audience, start_mailing, sink, settings):
+    settings.DELIVERY_RETRY_BASE_SECONDS = 60
+    relay = make_relay(sink)
+    mailing_list, _ = make_audience(1)
+    mailing = start_mailing(mailing_list)
+    [claimed] = ledger.claim(mailing.pk, relay.pk, 1)
+    now = timezone.now()
+    outcome = Outcome(claimed.id, DEFERRED, 451, "4.7.1 greylisted", "rcpt")
+    ledger.record_outcomes(mailing.pk, relay.pk, sent=[], failed=[], deferred=[outcome], returned=[], now=now)
+    message = Message.objects.get(pk=claimed.id)
+    assert message.state == "deferred" and message.hold_reason == Message.Hold.RELAY
+    assert message.attempts == 1 and message.next_attempt_at >= now + dt.timedelta(seconds=59)
+
+
+def test_the_one_eligibility_check_follows_the_kind(make_audience, compiled):
+    from contacts.services import contact_unsubscribe, suppressions_add
+    from delivery.mailings import mailing_create
+
+    _, contacts = make_audience(3)
+    contact_unsubscribe(contacts[0].pk, list_ids=None, source="test")
+    suppressions_add(["user1@example.org"], reason="manual", source="test")
+    marketing = mailing_create(name="m", compiled=compiled, from_email="news@example.com")
+    transactional = mailing_create(
+        name="t", compiled=compiled, from_email="news@example.com", kind=Mailing.Kind.TRANSACTIONAL
+    )
+    recipients = [(i, c.pk, c.email) for i, c in enumerate(contacts)] + [(9, None, "user1@example.org")]
+    # An unsubscribe stops marketing only; a suppression stops both, with or without a contact.
+    assert eligibility.unsendable(marketing, recipients) == {0, 1, 9}
+    assert eligibility.unsendable(transactional, recipients) == {1, 9}
+
+
+def test_a_semaphore_bounds_its_holders_by_token():
+    key = "posthorn-test:semaphore"
+    one = ratelimit.Semaphore(key, 1, 5.0, token="one")
+    other = ratelimit.Semaphore(key, 1, 5.0)
+    try:
+        assert one.acquire() == 0.0 and other.acquire() > 0
+        # The same token (a runner's successor) takes its place again.
+        assert ratelimit.Semaphore(key, 1, 5.0, token="one").refresh()
+        one.release()
+        assert other.acquire() == 0.0
+    finally:
+        one.release()
+        other.release()
+
+
+def _delivery_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            if node.module == "delivery":
+                names.update(f"delivery.{a.name}" for a in node.names)
+            elif node.module.startswith("delivery."):
+                names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names if a.name.startswith("delivery."))
+    return names
+
+
+def test_delivery_modules_import_each_other_without_a_circle():
+    """services -> engine -> tasks -> engine was a circle; runners enqueue tasks by name now."""
+    root = Path(__file__).resolve().parents[2] / "delivery"
+    graph = {f"delivery.{p.stem}": _delivery_imports(p) for p in root.glob("*.py") if p.stem != "__init__"}
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        for name in graph.get(start, ()):
+            if name == target or (name not in seen and reaches(name, target, seen | {name})):
+                return True
+        return False
+
+    circles = sorted(module for module in graph if reaches(module, module, {module}))
+    assert circles == []
+    assert "delivery.services" not in graph
