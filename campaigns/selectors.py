@@ -185,7 +185,22 @@ def campaign_problems(campaign: Campaign, *, count: int | None = None) -> list[s
         problems.append("Audience: nobody would receive it (after suppressions and exclusions).")
     if not campaign.from_email:
         problems.append("Settings: the from address is empty.")
+    elif settings.CAMPAIGNS_REFUSE_UNAUTHENTICATED_FROM:
+        standing = from_standing(campaign.from_email)
+        if standing.failing:
+            problems.append(
+                f"Settings: {standing.domain} fails its DNS checks ({'; '.join(standing.failures)}): "
+                "publish the records on the DNS checklist."
+            )
     return problems
+
+
+def from_standing(from_email: str):
+    """What DNS says about the From address (delivery's last check): the review page warns, and
+    campaign_problems refuses when CAMPAIGNS_REFUSE_UNAUTHENTICATED_FROM is on."""
+    from delivery.dnsauth.selectors import from_standing as standing
+
+    return standing(from_email)
 
 
 # --- progress ---

@@ -147,6 +147,7 @@ def review(request: HttpRequest, campaign: Campaign) -> HttpResponse:
             "preview_contact_found": contact is not None,
             "count": count,
             "problems": selectors.campaign_problems(campaign, count=count),
+            "from_standing": selectors.from_standing(campaign.from_email) if campaign.from_email else None,
             "schedule_form": ScheduleForm(initial={"timezone": campaign.schedule_timezone or "UTC"}),
             "test_form": TestSendForm(),
         },

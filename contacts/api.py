@@ -162,6 +162,8 @@ class ContactListCreateView(ContactsScoped, generics.GenericAPIView):
                 first_name=values["first_name"],
                 last_name=values["last_name"],
                 attributes=values["attributes"],
+                language=values["language"],
+                timezone_name=values["timezone"],
                 list_ids=list_ids,
                 consent_source=ConsentSource.API,
                 consent_ip=_client_ip(request),
@@ -196,6 +198,8 @@ class ContactDetailView(ContactsScoped, generics.GenericAPIView):
                 first_name=values.get("first_name", contact.first_name),
                 last_name=values.get("last_name", contact.last_name),
                 attributes=values.get("attributes", contact.attributes),
+                language=values.get("language"),
+                timezone_name=values.get("timezone"),
                 by=request.user,
             )
         except ValueError as exc:

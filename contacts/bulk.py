@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from contacts.imports import ImportFileError, ImportResult, run_import
+from contacts.imports import STANDARD_TARGETS, ImportFileError, ImportResult, run_import
 from mailplatform.services import audit_record
 
 
@@ -41,7 +41,8 @@ def _write_bulk_csv(path: Path, rows: list[dict[str, Any]]) -> tuple[Path, dict[
     for name in attribute_names:
         if not name or len(name) > 64 or not all(ch.isalnum() or ch in "_-" for ch in name):
             raise ImportFileError(f"Attribute name {name!r} is not usable: letters, digits, _ and -.")
-    header = ["email", "first_name", "last_name", *[f"attr:{n}" for n in attribute_names]]
+    own = ["email", *STANDARD_TARGETS]
+    header = [*own, *[f"attr:{n}" for n in attribute_names]]
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
@@ -49,9 +50,7 @@ def _write_bulk_csv(path: Path, rows: list[dict[str, Any]]) -> tuple[Path, dict[
             attributes = row.get("attributes") or {}
             writer.writerow(
                 [
-                    row.get("email", ""),
-                    row.get("first_name", ""),
-                    row.get("last_name", ""),
+                    *[row.get(name, "") for name in own],
                     *[_cell(attributes.get(name)) for name in attribute_names],
                 ]
             )

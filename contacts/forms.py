@@ -17,7 +17,8 @@ from contacts.models import (
     Segment,
 )
 from contacts.segments import OPS_BY_KIND, available_fields
-from contacts.validation import EmailError, check_email
+from contacts.validation import EmailError, check_contact_language, check_contact_timezone, check_email
+from mailplatform.locales import LANGUAGE_MAX, TIMEZONE_MAX
 
 
 def _email(value: str) -> str:
@@ -27,44 +28,61 @@ def _email(value: str) -> str:
         raise ValidationError(str(exc)) from None
 
 
-class ContactForm(forms.Form):
-    email = forms.CharField(max_length=320)
+class _ContactFieldsForm(forms.Form):
+    """The fields a person edits on a contact: names, language, time zone and every custom field."""
+
     first_name = forms.CharField(max_length=200, required=False)
     last_name = forms.CharField(max_length=200, required=False)
-    lists = forms.ModelMultipleChoiceField(queryset=MailingList.objects.all(), required=False)
+    language = forms.CharField(
+        max_length=LANGUAGE_MAX, required=False, help_text="A language tag such as en, de-CH or pt-BR."
+    )
+    timezone = forms.CharField(
+        max_length=TIMEZONE_MAX,
+        required=False,
+        label="Time zone",
+        help_text="An IANA zone such as Europe/Berlin.",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["language"].widget.attrs["placeholder"] = f"{settings.DEFAULT_LANGUAGE} (the default)"
+        self.fields["timezone"].widget.attrs["placeholder"] = f"{settings.DEFAULT_TIMEZONE} (the default)"
         for field in CustomField.objects.order_by("name"):
             self.fields[f"attr_{field.name}"] = _field_input(field)
+
+    def clean_language(self) -> str:
+        return _checked(check_contact_language, self.cleaned_data["language"])
+
+    def clean_timezone(self) -> str:
+        return _checked(check_contact_timezone, self.cleaned_data["timezone"])
+
+    def attributes(self) -> dict[str, Any]:
+        return {
+            name[5:]: value
+            for name, value in self.cleaned_data.items()
+            if name.startswith("attr_") and value not in (None, "")
+        }
+
+
+def _checked(check: Any, value: str) -> str:
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+class ContactForm(_ContactFieldsForm):
+    email = forms.CharField(max_length=320)
+    lists = forms.ModelMultipleChoiceField(queryset=MailingList.objects.all(), required=False)
+    field_order = ["email", "first_name", "last_name", "language", "timezone", "lists"]
 
     def clean_email(self) -> str:
         return _email(self.cleaned_data["email"])
 
-    def attributes(self) -> dict[str, Any]:
-        return {
-            name[5:]: value
-            for name, value in self.cleaned_data.items()
-            if name.startswith("attr_") and value not in (None, "")
-        }
 
-
-class ContactEditForm(forms.Form):
-    first_name = forms.CharField(max_length=200, required=False)
-    last_name = forms.CharField(max_length=200, required=False)
+class ContactEditForm(_ContactFieldsForm):
     status = forms.ChoiceField(choices=ContactStatus.choices)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for field in CustomField.objects.order_by("name"):
-            self.fields[f"attr_{field.name}"] = _field_input(field)
-
-    def attributes(self) -> dict[str, Any]:
-        return {
-            name[5:]: value
-            for name, value in self.cleaned_data.items()
-            if name.startswith("attr_") and value not in (None, "")
-        }
+    field_order = ["first_name", "last_name", "language", "timezone", "status"]
 
 
 def _field_input(field: CustomField) -> forms.Field:
@@ -92,7 +110,7 @@ class CustomFieldForm(forms.ModelForm):
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].replace("-", "_")
-        if name in ("email", "first_name", "last_name", "status"):
+        if name in ("email", "first_name", "last_name", "language", "timezone", "status"):
             raise ValidationError(f"{name!r} is a built-in field")
         return name
 

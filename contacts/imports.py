@@ -30,6 +30,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,7 +44,13 @@ from contacts.models import (
     ImportMode,
     SubscriptionStatus,
 )
-from contacts.validation import EmailError, check_email, coerce_value
+from contacts.validation import (
+    EmailError,
+    check_contact_language,
+    check_contact_timezone,
+    check_email,
+    coerce_value,
+)
 
 MAX_FIELD_BYTES = 1024 * 1024
 SNIFF_BYTES = 64 * 1024
@@ -59,6 +66,11 @@ BUILTIN_HEADERS = {
     "lastname": "last_name",
     "surname": "last_name",
     "familyname": "last_name",
+    "language": "language",
+    "lang": "language",
+    "locale": "language",
+    "timezone": "timezone",
+    "tz": "timezone",
 }
 _NORMALISE = re.compile(r"[\s_\-.]+")
 
@@ -182,7 +194,7 @@ def sniff(path: Path) -> CsvFormat:
 
 
 def suggest_mapping(headers: list[str]) -> dict[str, str]:
-    """Column index -> target ("email", "first_name", "last_name", "attr:<name>", "" to skip).
+    """Column index -> target ("email", a STANDARD_TARGETS name, "attr:<name>", "" to skip).
 
     Headers match built-in and custom field names ignoring case, spaces and underscores; any
     other column becomes a new text field named after it.
@@ -311,7 +323,7 @@ def _resolve_columns(
             continue
         if target == "email":
             email_index = index
-        elif target in ("first_name", "last_name"):
+        elif target in STANDARD_TARGETS:
             columns.append(_Column(index, target))
         elif target.startswith("attr:"):
             name = target[5:]
@@ -354,7 +366,16 @@ class _Report:
             self._handle.close()
 
 
-_STAGE_COLUMNS = "(email, email_lower, first_name, last_name, attrs)"
+# The contact's own columns an import may fill, in stage order, each with its check (None: a name,
+# checked for length in the loop). Language and zone take few distinct values: their checks are
+# cached per import.
+STANDARD_TARGETS: dict[str, Callable[[str], str] | None] = {
+    "first_name": None,
+    "last_name": None,
+    "language": check_contact_language,
+    "timezone": check_contact_timezone,
+}
+_STAGE_COLUMNS = f"(email, email_lower, {', '.join(STANDARD_TARGETS)}, attrs)"
 
 
 def _parse_into_stage(
@@ -374,11 +395,17 @@ def _parse_into_stage(
     """
     total = path.stat().st_size
     width = len(fmt.headers)
-    names = [c for c in columns if c.target in ("first_name", "last_name")]
+    positions = {target: position for position, target in enumerate(STANDARD_TARGETS)}
+    checks = {n: lru_cache(maxsize=4096)(check) for n, check in STANDARD_TARGETS.items() if check is not None}
+    standard = [
+        (c.index, c.target, positions[c.target], checks.get(c.target))
+        for c in columns
+        if c.target in positions
+    ]
     attrs = [
         (c.index, c.target, None if c.kind == FieldType.TEXT else _coercer(c.kind))
         for c in columns
-        if c.target not in ("first_name", "last_name")
+        if c.target not in STANDARD_TARGETS
     ]
     encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     rows = duplicates = 0
@@ -413,17 +440,21 @@ def _parse_into_stage(
                     except EmailError as exc:
                         report.add(row_no, raw_email, f"email: {exc}")
                         continue
-                    first_name = last_name = ""
+                    own = [""] * len(positions)
                     problem = None
-                    for column in names:
-                        value = record[column.index].strip()
-                        if len(value) > NAME_LIMIT:
-                            problem = f"{column.target}: longer than {NAME_LIMIT} characters"
+                    for index, target, position, check in standard:
+                        value = record[index].strip()
+                        if check is None:
+                            if len(value) > NAME_LIMIT:
+                                problem = f"{target}: longer than {NAME_LIMIT} characters"
+                                break
+                            own[position] = value
+                            continue
+                        try:
+                            own[position] = check(value)
+                        except ValueError as exc:
+                            problem = f"{target}: {exc}"
                             break
-                        if column.target == "first_name":
-                            first_name = value
-                        else:
-                            last_name = value
                     values: dict[str, Any] = {}
                     if problem is None:
                         for index, target, convert in attrs:
@@ -449,7 +480,7 @@ def _parse_into_stage(
                         duplicates += 1
                         report.add(row_no, raw_email, f"duplicate of row {first_row}")
                         continue
-                    copy.write_row((email, key, first_name, last_name, encode(values)))
+                    copy.write_row((email, key, *own, encode(values)))
         except csv.Error as exc:
             raise _csv_error(exc, row_no + 1) from None
         except UnicodeDecodeError as exc:
@@ -468,24 +499,23 @@ def _merge(stage: str, mode: str, list_ids: list[int], label: str, result: Impor
         ImportMode.UNSUBSCRIBE: ContactStatus.UNSUBSCRIBED,
         ImportMode.BLOCKLIST: ContactStatus.BLOCKLISTED,
     }[mode]
+    own = list(STANDARD_TARGETS)
     insert = f"""
-        INSERT INTO contacts_contact AS c (email, first_name, last_name, attributes, status, consent_at,
+        INSERT INTO contacts_contact AS c (email, {", ".join(own)}, attributes, status, consent_at,
             consent_source, consent_detail, created_at, updated_at, bounce_count, soft_bounce_count)
-        SELECT s.email, s.first_name, s.last_name, s.attrs, %s, CASE WHEN %s THEN now() END, 'import', %s,
-               now(), now(), 0, 0
+        SELECT s.email, {", ".join(f"s.{n}" for n in own)}, s.attrs, %s, CASE WHEN %s THEN now() END,
+               'import', %s, now(), now(), 0, 0
           FROM {stage} s
     """  # noqa: S608
     params: list[Any] = [status, status == ContactStatus.ACTIVE, label[:300]]
     if mode == ImportMode.UPSERT:
-        conflict = """
+        # An empty cell keeps what the contact has; a row that changes nothing is not written.
+        sets = "".join(f"{n} = CASE WHEN EXCLUDED.{n} <> '' THEN EXCLUDED.{n} ELSE c.{n} END, " for n in own)
+        changed = "".join(f"(EXCLUDED.{n} <> '' AND EXCLUDED.{n} <> c.{n}) OR " for n in own)
+        conflict = f"""
         ON CONFLICT ((lower(email))) DO UPDATE SET
-            first_name = CASE WHEN EXCLUDED.first_name <> '' THEN EXCLUDED.first_name ELSE c.first_name END,
-            last_name = CASE WHEN EXCLUDED.last_name <> '' THEN EXCLUDED.last_name ELSE c.last_name END,
-            attributes = c.attributes || EXCLUDED.attributes,
-            updated_at = now()
-        WHERE (EXCLUDED.first_name <> '' AND EXCLUDED.first_name <> c.first_name)
-           OR (EXCLUDED.last_name <> '' AND EXCLUDED.last_name <> c.last_name)
-           OR NOT (c.attributes @> EXCLUDED.attributes)
+            {sets}attributes = c.attributes || EXCLUDED.attributes, updated_at = now()
+        WHERE {changed}NOT (c.attributes @> EXCLUDED.attributes)
         """
     elif mode == ImportMode.ADD:
         conflict = "ON CONFLICT ((lower(email))) DO NOTHING"
@@ -623,9 +653,9 @@ def run_import(
                 # Room for the duplicate check's sort and the merge's hash joins, this transaction only.
                 cursor.execute("SET LOCAL work_mem = '64MB'")
                 cursor.execute(
-                    f"CREATE TEMPORARY TABLE {stage} (email text NOT NULL, "
-                    "email_lower text NOT NULL, first_name text NOT NULL, last_name text NOT NULL, "
-                    "attrs jsonb NOT NULL) ON COMMIT DROP"
+                    f"CREATE TEMPORARY TABLE {stage} (email text NOT NULL, email_lower text NOT NULL, "
+                    + "".join(f"{n} text NOT NULL, " for n in STANDARD_TARGETS)
+                    + "attrs jsonb NOT NULL) ON COMMIT DROP"
                 )
             result.rows, result.duplicates = _parse_into_stage(
                 path, fmt, email_index, columns, stage, report, progress

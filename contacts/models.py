@@ -13,6 +13,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
 
+from mailplatform.locales import LANGUAGE_MAX, TIMEZONE_MAX
+
 
 class ContactStatus(models.TextChoices):
     ACTIVE = "active", "Active"
@@ -47,6 +49,12 @@ class Contact(models.Model):
     last_name = models.CharField(max_length=200, blank=True, default="")
     # Custom field values by CustomField.name, stored as JSON numbers, booleans and ISO dates.
     attributes = models.JSONField(default=dict, blank=True)
+    # Standard attributes that later features read (localised content, send-time windows): a
+    # BCP 47 tag and an IANA zone, checked by mailplatform.locales. Empty: the install's default
+    # (settings.DEFAULT_LANGUAGE / DEFAULT_TIMEZONE), so changing the default moves every contact
+    # that never said otherwise. Read them through `effective_language` / `effective_timezone`.
+    language = models.CharField(max_length=LANGUAGE_MAX, blank=True, default="")
+    timezone = models.CharField(max_length=TIMEZONE_MAX, blank=True, default="")
     status = models.CharField(max_length=16, choices=ContactStatus.choices, default=ContactStatus.ACTIVE)
     # Consent evidence: when, how and from where the person agreed to be mailed.
     consent_at = models.DateTimeField(null=True, blank=True)
@@ -83,6 +91,14 @@ class Contact(models.Model):
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
+
+    @property
+    def effective_language(self) -> str:
+        return self.language or settings.DEFAULT_LANGUAGE
+
+    @property
+    def effective_timezone(self) -> str:
+        return self.timezone or settings.DEFAULT_TIMEZONE
 
 
 class FieldType(models.TextChoices):

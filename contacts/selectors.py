@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import Lower, TruncDate
@@ -148,22 +149,32 @@ def typed_value(kind: str, value: Any) -> Any:
 
 
 def contact_merge_data(contact_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
-    """Per contact: email, first_name, last_name and every attribute by name, typed.
+    """Per contact: email, first_name, last_name, language, timezone and every attribute by name, typed.
 
     Declared custom fields are always present (None when the contact has no value), so a
-    template may name them without failing; the built-in names win over attributes.
+    template may name them without failing; the built-in names win over attributes. Language and
+    time zone are the effective ones (the install's default where the contact has none).
     """
     ids = sorted({int(i) for i in contact_ids})
     kinds = dict(CustomField.objects.values_list("name", "type"))
     result: dict[int, dict[str, Any]] = {}
     rows = Contact.objects.filter(id__in=ids).values_list(
-        "id", "email", "first_name", "last_name", "attributes"
+        "id", "email", "first_name", "last_name", "language", "timezone", "attributes"
     )
-    for contact_id, email, first_name, last_name, attributes in rows.iterator(chunk_size=2000):
+    language_default, timezone_default = settings.DEFAULT_LANGUAGE, settings.DEFAULT_TIMEZONE
+    for contact_id, email, first_name, last_name, language, zone, attributes in rows.iterator(
+        chunk_size=2000
+    ):
         data: dict[str, Any] = dict.fromkeys(kinds)
         for name, value in (attributes or {}).items():
             data[name] = typed_value(kinds.get(name, FieldType.TEXT), value)
-        data.update(email=email, first_name=first_name, last_name=last_name)
+        data.update(
+            email=email,
+            first_name=first_name,
+            last_name=last_name,
+            language=language or language_default,
+            timezone=zone or timezone_default,
+        )
         result[contact_id] = data
     return result
 
@@ -322,9 +333,12 @@ def public_lists() -> QuerySet[MailingList]:
 
 
 def contacts_export_rows(id_sql: str, params: list) -> Iterator[tuple]:
-    """(email, first_name, last_name, status, created_at, attributes) of the contacts `id_sql`
-    selects, in id order, streamed through a server-side cursor (a million rows, flat memory)."""
-    columns = "c.email, c.first_name, c.last_name, c.status, c.created_at, c.attributes"
+    """(email, first_name, last_name, language, timezone, status, created_at, attributes) of the
+    contacts `id_sql` selects, in id order, streamed through a server-side cursor (a million rows,
+    flat memory). Language and time zone as stored: empty means the install's default."""
+    columns = (
+        "c.email, c.first_name, c.last_name, c.language, c.timezone, c.status, c.created_at, c.attributes"
+    )
     sql = f"SELECT {columns} FROM contacts_contact c WHERE c.id IN ({id_sql}) ORDER BY c.id"  # noqa: S608
     with transaction.atomic(), connection.chunked_cursor() as cursor:
         cursor.execute(sql, params)

@@ -23,7 +23,9 @@ from contacts.models import (
     Subscription,
     Suppression,
 )
+from contacts.validation import check_contact_language, check_contact_timezone
 from mailplatform.api.serializers import StrictSerializer
+from mailplatform.locales import LANGUAGE_MAX, TIMEZONE_MAX
 
 BULK_MAX = 10_000
 
@@ -49,6 +51,8 @@ class ContactSerializer(serializers.ModelSerializer):
             "first_name",
             "last_name",
             "attributes",
+            "language",
+            "timezone",
             "status",
             "consent_at",
             "consent_source",
@@ -70,11 +74,40 @@ class ContactDetailSerializer(ContactSerializer):
         read_only_fields = fields
 
 
+class LanguageField(serializers.CharField):
+    """A BCP 47 tag (`en`, `pt-BR`), returned in canonical case; empty: the install's default."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=LANGUAGE_MAX, allow_blank=True, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        return _checked(check_contact_language, super().to_internal_value(data))
+
+
+class TimezoneField(serializers.CharField):
+    """An IANA time zone (`Europe/Berlin`); empty: the install's default."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=TIMEZONE_MAX, allow_blank=True, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        return _checked(check_contact_timezone, super().to_internal_value(data))
+
+
+def _checked(check: Any, value: str) -> str:
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
 class ContactCreateSerializer(StrictSerializer):
     email = serializers.CharField(max_length=320)
     first_name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     last_name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     attributes = serializers.DictField(required=False, default=dict)
+    language = LanguageField(required=False, default="")
+    timezone = TimezoneField(required=False, default="")
     lists = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, default=list)
 
 
@@ -82,6 +115,8 @@ class ContactUpdateSerializer(StrictSerializer):
     first_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     last_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     attributes = serializers.DictField(required=False, help_text="Replaces the contact's attributes.")
+    language = LanguageField(required=False)
+    timezone = TimezoneField(required=False)
 
 
 class UnsubscribeSerializer(StrictSerializer):
@@ -102,9 +137,13 @@ class SubscribeSerializer(StrictSerializer):
 
 
 class BulkContactSerializer(StrictSerializer):
+    """One row (for the schema; BulkRowsField checks the rows, the import checks language and zone)."""
+
     email = serializers.CharField(max_length=320, allow_blank=True)
     first_name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     last_name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    language = serializers.CharField(max_length=LANGUAGE_MAX, required=False, allow_blank=True, default="")
+    timezone = serializers.CharField(max_length=TIMEZONE_MAX, required=False, allow_blank=True, default="")
     attributes = serializers.DictField(required=False, default=dict)
 
 
@@ -112,7 +151,13 @@ class BulkContactSerializer(StrictSerializer):
 class BulkRowsField(serializers.Field):
     """The rows, checked in one tight loop: 10,000 serializers would cost more than the import itself."""
 
-    LIMITS = {"email": 320, "first_name": 200, "last_name": 200}
+    LIMITS = {
+        "email": 320,
+        "first_name": 200,
+        "last_name": 200,
+        "language": LANGUAGE_MAX,
+        "timezone": TIMEZONE_MAX,
+    }
 
     def to_internal_value(self, data: Any) -> list[dict[str, Any]]:
         if not isinstance(data, list):
@@ -285,6 +330,8 @@ def contact_json(contact: Contact) -> dict[str, Any]:
         "first_name": contact.first_name,
         "last_name": contact.last_name,
         "attributes": contact.attributes,
+        "language": contact.language,
+        "timezone": contact.timezone,
         "status": contact.status,
         "consent_at": _iso(contact.consent_at),
         "consent_source": contact.consent_source,

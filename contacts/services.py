@@ -51,7 +51,13 @@ from contacts.models import (
     SuppressionKind,
 )
 from contacts.segments import compile_rules
-from contacts.validation import EmailError, check_email, coerce_value
+from contacts.validation import (
+    EmailError,
+    check_contact_language,
+    check_contact_timezone,
+    check_email,
+    coerce_value,
+)
 from mailplatform.services import acting_user, audit_record
 from mailplatform.uploads import media_path, upload_save
 
@@ -283,6 +289,8 @@ def contact_create(
     first_name: str = "",
     last_name: str = "",
     attributes: dict[str, Any] | None = None,
+    language: str = "",
+    timezone_name: str = "",
     list_ids: Iterable[int] = (),
     consent_source: str = ConsentSource.DASHBOARD,
     consent_ip: str | None = None,
@@ -296,6 +304,8 @@ def contact_create(
             first_name=first_name[:200],
             last_name=last_name[:200],
             attributes=_typed_attributes(attributes or {}),
+            language=check_contact_language(language),
+            timezone=check_contact_timezone(timezone_name),
             consent_at=now,
             consent_source=consent_source,
             consent_ip=consent_ip,
@@ -329,14 +339,21 @@ def contact_update(
     first_name: str,
     last_name: str,
     attributes: dict[str, Any],
+    language: str | None = None,
+    timezone_name: str | None = None,
     status: str | None = None,
     by: Any = None,
 ) -> Contact:
+    """Set the contact's fields; `language`, `timezone_name` and `status` stay as they are when None."""
     with transaction.atomic():
         before = {"status": contact.status}
         contact.first_name = first_name[:200]
         contact.last_name = last_name[:200]
         contact.attributes = _typed_attributes(attributes)
+        if language is not None:
+            contact.language = check_contact_language(language)
+        if timezone_name is not None:
+            contact.timezone = check_contact_timezone(timezone_name)
         if status is not None:
             if status not in ContactStatus.values:
                 raise ValueError(f"{status!r} is not a contact status")
@@ -751,6 +768,8 @@ def contact_export_data(contact: Contact, *, by: Any) -> dict[str, Any]:
         "first_name": contact.first_name,
         "last_name": contact.last_name,
         "attributes": contact.attributes,
+        "language": contact.language,
+        "timezone": contact.timezone,
         "status": contact.status,
         "consent": {
             "at": contact.consent_at.isoformat() if contact.consent_at else None,

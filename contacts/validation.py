@@ -15,6 +15,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from contacts.models import FieldType
+from mailplatform.locales import check_language, check_timezone
 
 # email-validator refuses these (RFC 6761 and friends) unless told otherwise.
 _SPECIAL_USE = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test"})
@@ -52,6 +53,16 @@ def check_email(value: str) -> str:
         return validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise EmailError(str(exc)) from None
+
+
+def check_contact_language(value: str) -> str:
+    """A contact's language: a BCP 47 tag in canonical case, or "" (the install's default)."""
+    return check_language(value) if value.strip() else ""
+
+
+def check_contact_timezone(value: str) -> str:
+    """A contact's time zone: an IANA name, or "" (the install's default)."""
+    return check_timezone(value) if value.strip() else ""
 
 
 def coerce_value(kind: str, raw: Any) -> Any:

@@ -135,6 +135,8 @@ def contact_create(request: HttpRequest) -> HttpResponse:
                 first_name=data["first_name"],
                 last_name=data["last_name"],
                 attributes=form.attributes(),
+                language=data["language"],
+                timezone_name=data["timezone"],
                 list_ids=[m.pk for m in data["lists"]],
                 consent_ip=_client_ip(request),
                 by=request.user,
@@ -161,7 +163,13 @@ def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
     _post_requires_editor(request)
     contact = get_object_or_404(Contact, pk=pk)
     fields = list(CustomField.objects.order_by("name"))
-    initial = {"first_name": contact.first_name, "last_name": contact.last_name, "status": contact.status}
+    initial = {
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "language": contact.language,
+        "timezone": contact.timezone,
+        "status": contact.status,
+    }
     for field in fields:
         initial[f"attr_{field.name}"] = contact.attributes.get(field.name)
     form = ContactEditForm(request.POST or None, initial=initial)
@@ -172,6 +180,8 @@ def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 first_name=form.cleaned_data["first_name"],
                 last_name=form.cleaned_data["last_name"],
                 attributes={**_undeclared(contact, fields), **form.attributes()},
+                language=form.cleaned_data["language"],
+                timezone_name=form.cleaned_data["timezone"],
                 status=form.cleaned_data["status"],
                 by=request.user,
             )
@@ -292,14 +302,16 @@ def _export_response(
 
     audit_record(request.user, "contacts.exported", target, details={"filename": filename})
     fields = list(CustomField.objects.order_by("name").values_list("name", flat=True))
-    header = ["email", "first_name", "last_name", "status", "created_at", *fields]
+    header = ["email", "first_name", "last_name", "language", "timezone", "status", "created_at", *fields]
 
     def rows() -> Iterator[str]:
         buffer = _Echo()
         writer = csv.writer(buffer)
         yield writer.writerow(header)
-        for email, first, last, status, created, attributes in selectors.contacts_export_rows(sql, params):
-            values = [email, first, last, status, created.isoformat()]
+        for email, first, last, language, zone, status, created, attributes in selectors.contacts_export_rows(
+            sql, params
+        ):
+            values = [email, first, last, language, zone, status, created.isoformat()]
             values += [(attributes or {}).get(name, "") for name in fields]
             yield writer.writerow([neutralise_cell(v) for v in values])
 
@@ -508,7 +520,14 @@ def imports(request: HttpRequest) -> HttpResponse:
 
 
 def _mapping_choices(headers: list[str]) -> list[tuple[str, str]]:
-    choices = [("", "— skip —"), ("email", "Email"), ("first_name", "First name"), ("last_name", "Last name")]
+    choices = [
+        ("", "— skip —"),
+        ("email", "Email"),
+        ("first_name", "First name"),
+        ("last_name", "Last name"),
+        ("language", "Language"),
+        ("timezone", "Time zone"),
+    ]
     known = set()
     for field in CustomField.objects.order_by("name"):
         choices.append((f"attr:{field.name}", f"{field.label or field.name} ({field.get_type_display()})"))

@@ -7,6 +7,7 @@ bad deployment stops at start-up with one clear line instead of a traceback late
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 
@@ -33,6 +34,17 @@ def env_bool(name: str, default: bool = False) -> bool:
     if lowered in _FALSE:
         return False
     raise ConfigError(f"{name}={value!r} is not a boolean: use one of 1/0, true/false, yes/no, on/off")
+
+
+def env_checked(name: str, default: str, check: Callable[[str], str]) -> str:
+    """The variable (or the default) as `check` returns it; `check` raises ValueError saying why not."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        value = default
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={value!r}: {exc}") from None
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:

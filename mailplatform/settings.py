@@ -12,13 +12,16 @@ from mailplatform.env import (
     check_broker_url,
     check_redis_url,
     env_bool,
+    env_checked,
     env_choice,
+    env_float,
     env_int,
     env_list,
     env_str,
     env_url,
     parse_database_url,
 )
+from mailplatform.locales import check_language, check_timezone
 from mailplatform.paths import REPO_ROOT, VAR_DIR, ensure_var
 
 BASE_DIR: Path = REPO_ROOT
@@ -52,6 +55,9 @@ TIME_ZONE = env_str("TIME_ZONE", "UTC") or "UTC"
 USE_TZ = True
 LANGUAGE_CODE = "en-us"
 USE_I18N = False
+# A contact's language and time zone when it has none of its own (contacts.models.Contact).
+DEFAULT_LANGUAGE = env_checked("DEFAULT_LANGUAGE", "en", check_language)
+DEFAULT_TIMEZONE = env_checked("DEFAULT_TIMEZONE", TIME_ZONE, check_timezone)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -70,6 +76,7 @@ INSTALLED_APPS = [
     "templates",
     "delivery",
     "delivery.bounces",
+    "delivery.dnsauth",
     "campaigns",
 ]
 
@@ -240,6 +247,10 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
     }
+# Only the beat holding a Redis lock sends (mailplatform/beat_lock.py): a second beat stands by and
+# takes over within BEAT_LOCK_SECONDS of the first one's death.
+CELERY_BEAT_SCHEDULER = "mailplatform.beat_lock:SingleBeatScheduler"
+BEAT_LOCK_SECONDS = env_int("BEAT_LOCK_SECONDS", 15, minimum=3)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # The beat schedule is not a setting: each app registers its entries in mailplatform/beat.py.
 
@@ -393,6 +404,21 @@ ANYMAIL = {
     "MAILGUN_WEBHOOK_SIGNING_KEY": env_str("MAILGUN_WEBHOOK_SIGNING_KEY", "") or None,
     "AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS": env_bool("AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS", True),
 }
+
+# --- DNS authentication checks (delivery/dnsauth): SPF, DKIM, DMARC, MX, MTA-STS, TLS-RPT, BIMI ---
+
+# The resolver the checks ask: empty means the system's (/etc/resolv.conf). Tests point it at a
+# DNS server on loopback, so nothing here ever needs the internet to be tested.
+DNS_NAMESERVERS = env_list("DNS_NAMESERVERS", [])
+DNS_PORT = env_int("DNS_PORT", 53, minimum=1)
+DNS_TIMEOUT_SECONDS = env_float("DNS_TIMEOUT_SECONDS", 3.0, minimum=0.1)
+# Beat re-checks every identity and the bounce and tracking domains this often.
+DNS_CHECK_SECONDS = env_int("DNS_CHECK_SECONDS", 6 * 3600, minimum=60)
+# The host name the bounce domain's MX must name: where `bounce_server` (or the MTA piping to it)
+# listens as the world sees it. Default: the dashboard's host.
+BOUNCE_MX_HOST = (env_str("BOUNCE_MX_HOST") or urlsplit(SITE_URL).hostname or "localhost").lower().rstrip(".")
+# A campaign whose From fails its DNS checks is refused (not only warned about) when this is on.
+CAMPAIGNS_REFUSE_UNAUTHENTICATED_FROM = env_bool("CAMPAIGNS_REFUSE_UNAUTHENTICATED_FROM", False)
 
 # --- Tracking (delivery.tracking): opens and clicks, buffered in Redis, inserted in batches ---
 

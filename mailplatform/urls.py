@@ -53,6 +53,7 @@ urlpatterns += [
     path("campaigns/", include("campaigns.urls")),
     path("delivery/", include("delivery.urls")),
     path("bounces/", include("delivery.bounces.urls")),
+    path("dns/", include("delivery.dnsauth.urls")),
     # Public open/click tracking (delivery.tracking): short URLs, they are in every message.
     path("t/", include("delivery.tracking_urls")),
     path("api/v1/", include("mailplatform.api_urls")),

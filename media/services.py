@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mailplatform.services import audit_record
+from mailplatform.services import acting_user, audit_record
 from media.models import MediaImage
 from media.storage import store_at, store_bytes
 
@@ -127,7 +127,7 @@ def media_image_upload(data: bytes, *, name: str, by: Any = None) -> MediaImage:
                 sha256=digest,
                 storage_name=storage_name,
                 variants=variants,
-                created_by=by if getattr(by, "is_authenticated", False) else None,
+                created_by=acting_user(by),
             )
             audit_record(by, "media.image_uploaded", media_image, details={"size": len(encoded)})
     except IntegrityError:  # the same image, uploaded by someone else at the same moment

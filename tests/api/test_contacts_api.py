@@ -243,3 +243,37 @@ def test_fast_contact_json_matches_the_documented_serializer(writer):
     contact = Contact.objects.get(email="same@example.com")
     assert contact.last_opened_at is not None
     assert contact_json(contact) == dict(ContactSerializer(contact).data)
+
+
+def test_language_and_timezone_are_checked_shown_and_changed(writer):
+    """Contacts' standard attributes (tests/contacts/test_language_timezone.py has the rest)."""
+    from contacts.models import Contact
+
+    api = writer
+    bad = api.post(
+        "/api/v1/contacts/",
+        {"email": "q@example.com", "timezone": "Mars/Base", "language": "x"},
+        format="json",
+    )
+    assert bad.status_code == 400
+    assert {e["field"] for e in bad.json()["errors"]} == {"timezone", "language"}
+    made = api.post("/api/v1/contacts/", {"email": "q@example.com", "language": "de-ch"}, format="json")
+    assert made.status_code == 201 and made.json()["language"] == "de-CH" and made.json()["timezone"] == ""
+    pk = made.json()["id"]
+    changed = api.patch(f"/api/v1/contacts/{pk}/", {"timezone": "Europe/Zurich"}, format="json")
+    assert changed.json()["timezone"] == "Europe/Zurich" and changed.json()["language"] == "de-CH"
+    listed = api.get("/api/v1/contacts/").json()["results"]
+    assert (listed[0]["language"], listed[0]["timezone"]) == ("de-CH", "Europe/Zurich")
+    bulk = api.post(
+        "/api/v1/contacts/bulk",
+        {
+            "contacts": [
+                {"email": "r@example.com", "language": "it", "timezone": "Europe/Rome"},
+                {"email": "s@example.com", "timezone": "Atlantis/Capital"},
+            ]
+        },
+        format="json",
+    )
+    assert bulk.status_code == 200 and bulk.json()["created"] == 1
+    assert bulk.json()["errors"][0]["index"] == 1 and "timezone" in bulk.json()["errors"][0]["message"]
+    assert Contact.objects.get(email="r@example.com").timezone == "Europe/Rome"

@@ -222,6 +222,7 @@ def test_home_fragment(admin_client):
 
 
 def test_preview_data_for_the_template_editor(admin_client):
+    from django.conf import settings
     from django.test import Client
 
     CustomField.objects.create(name="born", label="Born", type="date")
@@ -235,6 +236,8 @@ def test_preview_data_for_the_template_editor(admin_client):
             "email": "Grace@Example.com",
             "first_name": "Grace",
             "last_name": "",
+            "language": settings.DEFAULT_LANGUAGE,
+            "timezone": settings.DEFAULT_TIMEZONE,
             "born": "1906-12-09",
             "city": "Arlington",
         }

@@ -5,7 +5,19 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from mailplatform.roles import CAPABILITIES, Role, can
 
-PUBLIC_PREFIXES = ("login", "logout", "healthz", "readyz", "admin", "static", "public", "api", "t/", "u/", "track")
+PUBLIC_PREFIXES = (
+    "login",
+    "logout",
+    "healthz",
+    "readyz",
+    "admin",
+    "static",
+    "public",
+    "api",
+    "t/",
+    "u/",
+    "track",
+)
 
 
 def _walk(patterns, prefix=""):
