@@ -68,10 +68,10 @@ def thumbnail_svg(outline: Iterable[tuple[str, int]], *, label: str = "") -> str
             break
         shapes += drawn
         y += height
-    title = f"<title>{label}</title>" if label else ""
+    # Decorative: the starter's name and description sit beside it.
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" '
-        f'height="{HEIGHT}" role="img" class="starter-thumbnail">{title}'
+        f'height="{HEIGHT}" aria-hidden="true" class="starter-thumbnail" data-label="{label}">'
         f'<rect width="{WIDTH}" height="{HEIGHT}" rx="4" fill="#ffffff" stroke="#e5e7eb"/>'
         + "".join(shapes)
         + "</svg>"
