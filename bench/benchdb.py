@@ -47,6 +47,9 @@ def own_database(label: str) -> Iterator[str]:
         conn.execute(f'CREATE DATABASE "{name}"')
     os.environ["DATABASE_URL"] = with_database(base, name)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailplatform.settings")
+    # A benchmark runs on a developer's checkout like `make run` (a generated SECRET_KEY in var/);
+    # the ones that measure production set DEBUG=false and a key themselves.
+    os.environ.setdefault("DEBUG", "true")
     try:
         yield name
     finally:

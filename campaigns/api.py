@@ -331,7 +331,7 @@ class CampaignTestSendView(CampaignActionView):
 
     @_action(
         "campaigns_test_send",
-        "Send the campaign as it stands to one address, with sample data.",
+        "Send the campaign as it stands to one address, subject marked [Test], as the audience's first contact.",
         request=TestSendSerializer,
         responses={202: OpenApiTypes.OBJECT},
     )
@@ -339,10 +339,16 @@ class CampaignTestSendView(CampaignActionView):
         return super().post(request, pk)
 
     def act(self, campaign, values, request):
-        message = services.campaign_test_send(
+        sent, rendered_as = services.campaign_test_send(
             campaign.pk, values["to"], by=request.user, variant_label=values["variant"]
         )
-        return {"message": message.pk, "to": message.email, "state": message.state}
+        message = sent[0]
+        return {
+            "message": message.pk,
+            "to": message.email,
+            "state": message.state,
+            "rendered_as": rendered_as,
+        }
 
 
 class CampaignPauseView(CampaignActionView):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from functools import lru_cache
 from typing import Any
 
 from django import forms
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 
 from campaigns.models import Campaign, WinnerMetric
 
@@ -192,6 +196,77 @@ class ScheduleForm(forms.Form):
         self.fields["timezone"].choices = timezone_choices()
 
 
+TEST_SEND_MAX_ADDRESSES = 5
+
+
 class TestSendForm(forms.Form):
-    email = forms.EmailField(label="Send a test to")
+    to = forms.CharField(
+        label="Send a test to", max_length=1300,
+        help_text=f"Up to {TEST_SEND_MAX_ADDRESSES} addresses, separated by commas or spaces.",
+    )  # fmt: skip
+    as_contact = forms.EmailField(
+        required=False, max_length=254, label="As the contact",
+        help_text="Merge fields are filled from this contact; blank: the audience's first contact.",
+    )  # fmt: skip
     variant = forms.CharField(required=False, max_length=1)
+
+    def clean_to(self) -> list[str]:
+        addresses = list(dict.fromkeys(a for a in re.split(r"[\s,;]+", self.cleaned_data["to"]) if a))
+        if not addresses:
+            raise forms.ValidationError("Enter at least one address.")
+        if len(addresses) > TEST_SEND_MAX_ADDRESSES:
+            raise forms.ValidationError(f"At most {TEST_SEND_MAX_ADDRESSES} addresses per test.")
+        bad = []
+        for address in addresses:
+            try:
+                validate_email(address)
+            except ValidationError:
+                bad.append(address)
+        if bad:
+            raise forms.ValidationError(f"Not an email address: {', '.join(bad)}.")
+        return addresses
+
+
+class ConfirmForm(forms.Form):
+    """The last step before a campaign goes out (now or scheduled): the recipient count the person
+    was shown must still be the count, and above CAMPAIGNS_CONFIRM_TYPED_ABOVE they type the count
+    or the campaign's name. Checked here, on the server: a click alone never mails thousands."""
+
+    shown_count = forms.IntegerField(
+        widget=forms.HiddenInput, min_value=0,
+        error_messages={"required": "Confirm on this page: it names what will be sent to whom."},
+    )  # fmt: skip
+    typed = forms.CharField(required=False, max_length=300)
+
+    def __init__(self, *args: Any, campaign: Campaign, count: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.campaign = campaign
+        self.count = count
+        self.fields["shown_count"].initial = count
+        self.needs_typing = count > settings.CAMPAIGNS_CONFIRM_TYPED_ABOVE
+        if self.needs_typing:
+            typed = self.fields["typed"]
+            typed.required = True
+            typed.label = f"To confirm, type {count} (the number of recipients) or the campaign's name"
+            typed.error_messages["required"] = f"Type {count} or the campaign's name to confirm."
+            typed.widget.attrs.update(autocomplete="off", inputmode="text")
+        else:
+            del self.fields["typed"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        shown = data.get("shown_count")
+        if shown is not None and shown != self.count:
+            # Not the hidden field's error: the whole confirmation is about another audience now.
+            raise forms.ValidationError(
+                f"The audience changed from {shown} to {self.count} recipients since you looked: "
+                "check the numbers below and confirm again."
+            )
+        return data
+
+    def clean_typed(self) -> str:
+        typed = self.cleaned_data.get("typed", "").strip()
+        as_number = typed.replace(",", "").replace(".", "").replace(" ", "").replace("\u202f", "")
+        if as_number == str(self.count) or typed.casefold() == self.campaign.name.strip().casefold():
+            return typed
+        raise forms.ValidationError(f"That is neither {self.count} nor the campaign's name.")

@@ -131,9 +131,12 @@ def variant_shares(campaign: Campaign, count: int) -> list[tuple[int, int]]:
 # --- content ---
 
 
-def compiled_for(campaign: Campaign, variant: Variant | None = None, contact: dict[str, Any] | None = None):
+def compiled_for(
+    campaign: Campaign, variant: Variant | None = None, contact: dict[str, Any] | None = None,
+    *, subject_prefix: str = "",
+):  # fmt: skip
     """(CompiledTemplate, RenderedEmail) of the campaign or one of its variants, rendered for
-    `contact` (merge data) or with sample data.
+    `contact` (merge data) or with sample data; `subject_prefix` (a test's "[Test] ") goes first.
 
     The campaign's subject and preheader override the template's; raises TemplateError.
     """
@@ -146,7 +149,7 @@ def compiled_for(campaign: Campaign, variant: Variant | None = None, contact: di
     subject = (variant.subject if variant is not None and variant.subject else "") or campaign.subject
     return template_preview(
         kind=template.kind,
-        subject=subject or template.subject,
+        subject=subject_prefix + (subject or template.subject),
         html=template.html,
         text=template.text,
         preheader=campaign.preheader or template.preheader,
@@ -193,6 +196,50 @@ def campaign_problems(campaign: Campaign, *, count: int | None = None) -> list[s
                 "publish the records on the DNS checklist."
             )
     return problems
+
+
+def spam_reports(campaign: Campaign) -> list[dict[str, Any]]:
+    """SpamAssassin's score of each arm's message, rendered with sample data and built with the
+    headers delivery sends (From, List-Unsubscribe one-click, text and HTML alternatives)."""
+    from templates.compiler import TemplateError
+    from templates.spamcheck import spam_check
+
+    arms: list[Variant | None] = list(campaign.variants.all()) if campaign.ab_test else [None]
+    reports: list[dict[str, Any]] = []
+    for arm in arms:
+        try:
+            _compiled, rendered = compiled_for(campaign, arm)
+        except TemplateError as exc:
+            reports.append({"variant": arm, "error": str(exc)})
+            continue
+        reports.append({"variant": arm, "report": spam_check(_preview_message(campaign, rendered))})
+    return reports
+
+
+def _preview_message(campaign: Campaign, rendered) -> bytes:
+    from email.message import EmailMessage
+    from email.utils import format_datetime, formataddr, make_msgid
+
+    message = EmailMessage()
+    message["From"] = formataddr(
+        (campaign.from_name, campaign.from_email or settings.DELIVERY_DEFAULT_FROM_EMAIL)
+    )
+    message["To"] = formataddr(("Ada Lovelace", "ada.lovelace@example.org"))
+    if campaign.reply_to:
+        message["Reply-To"] = campaign.reply_to
+    message["Subject"] = rendered.subject
+    message["Date"] = format_datetime(timezone.now())
+    message["Message-ID"] = make_msgid(
+        idstring=f"campaign-{campaign.pk}-preview", domain=settings.BOUNCE_DOMAIN
+    )
+    message["List-Unsubscribe"] = (
+        f"<mailto:unsubscribe@{settings.BOUNCE_DOMAIN}>, <{settings.SITE_URL}/u/preview/>"
+    )
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message.set_content(rendered.text or " ")
+    if rendered.html:
+        message.add_alternative(rendered.html, subtype="html")
+    return message.as_bytes()
 
 
 def from_standing(from_email: str):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -361,21 +361,42 @@ def campaign_cancel(campaign_id: int, *, by: Any = None) -> Campaign:
     return campaign
 
 
-def campaign_test_send(campaign_id: int, to_address: str, *, by: Any = None, variant_label: str = "") -> Any:
-    from delivery.transactional import test_send
+TEST_SUBJECT_PREFIX = "[Test] "
+
+
+def campaign_test_send(
+    campaign_id: int, to_addresses: str | Sequence[str], *, as_contact: str = "", by: Any = None,
+    variant_label: str = "",
+) -> tuple[list[Any], str | None]:  # fmt: skip
+    """Send the campaign as it stands to a few addresses, subject marked "[Test] ", rendered as a real
+    contact: the one with the address `as_contact`, else the audience's first.
+
+    Returns (messages, the address of the contact it was rendered as, or None for sample data when
+    the audience is empty). Raises ValidationError(code="as_contact") for an unknown contact.
+    """
+    from delivery.transactional import test_send_many
 
     campaign = Campaign.objects.get(pk=campaign_id)
     variant = campaign.variants.filter(label=variant_label).first() if variant_label else None
-    compiled, _ = selectors.compiled_for(campaign, variant)
-    return test_send(
+    addresses = [to_addresses] if isinstance(to_addresses, str) else list(to_addresses)
+    as_address = as_contact.strip() or (
+        selectors.first_recipient_email(campaign) if campaign.lists.exists() else None
+    )
+    contact = selectors.preview_contact(as_address) if as_address else None
+    if as_contact.strip() and contact is None:
+        raise ValidationError(f"no contact has the address {as_contact.strip()}", code="as_contact")
+    compiled, _ = selectors.compiled_for(campaign, variant, subject_prefix=TEST_SUBJECT_PREFIX)
+    messages = test_send_many(
         compiled,
-        to_address.strip(),
+        [a.strip() for a in addresses],
+        contact=contact,
         from_email=campaign.from_email or None,
         from_name=campaign.from_name,
         reply_to=campaign.reply_to,
         name=f"Test: {campaign.name}",
         by=by,
     )
+    return messages, (contact or {}).get("email")
 
 
 # --- the beat task's work ---

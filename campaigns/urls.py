@@ -12,6 +12,7 @@ urlpatterns = [
     path("<int:pk>/progress/", views.progress_fragment, name="progress"),
     path("<int:pk>/count/", views.audience_count, name="count"),
     path("<int:pk>/test/", views.test_send, name="test-send"),
+    path("<int:pk>/spam-check/", views.spam_check, name="spam-check"),
     path("<int:pk>/send/", views.send, name="send"),
     path("<int:pk>/schedule/", views.schedule, name="schedule"),
     path("<int:pk>/report/", views.report, name="report"),

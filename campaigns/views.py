@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from campaigns import charts, selectors, services
-from campaigns.forms import AudienceForm, ContentForm, ScheduleForm, SettingsForm, TestSendForm
+from campaigns.forms import AudienceForm, ConfirmForm, ContentForm, ScheduleForm, SettingsForm, TestSendForm
 from campaigns.models import Campaign, CampaignState
 from mailplatform.permissions import requires
 
@@ -112,7 +112,16 @@ def audience_count(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "campaigns/count_fragment.html", {"count": count})
 
 
-def review(request: HttpRequest, campaign: Campaign) -> HttpResponse:
+@requires("manage_campaigns")
+def spam_check(request: HttpRequest, pk: int) -> HttpResponse:
+    """The review page's SpamAssassin card, loaded after the page (one run takes seconds)."""
+    campaign = get_object_or_404(Campaign, pk=pk)
+    return render(request, "campaigns/spam_fragment.html", {"reports": selectors.spam_reports(campaign)})
+
+
+def review(
+    request: HttpRequest, campaign: Campaign, *, test_form: TestSendForm | None = None, status: int = 200
+) -> HttpResponse:
     from templates.compiler import TemplateError
     from templates.selectors import template_checks
 
@@ -149,37 +158,79 @@ def review(request: HttpRequest, campaign: Campaign) -> HttpResponse:
             "problems": selectors.campaign_problems(campaign, count=count),
             "from_standing": selectors.from_standing(campaign.from_email) if campaign.from_email else None,
             "schedule_form": ScheduleForm(initial={"timezone": campaign.schedule_timezone or "UTC"}),
-            "test_form": TestSendForm(),
+            "test_form": test_form or TestSendForm(initial={"to": request.user.email}),
         },
+        status=status,
     )
 
 
 @requires("send_mail")
 @require_POST
 def test_send(request: HttpRequest, pk: int) -> HttpResponse:
+    """A failed test draws the review again with what was typed and the error under its field."""
     from templates.compiler import TemplateError
 
-    get_object_or_404(Campaign, pk=pk)
+    campaign = get_object_or_404(Campaign, pk=pk)
     form = TestSendForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Test send: enter a valid email address.")
-    else:
+    if form.is_valid():
         try:
-            services.campaign_test_send(
-                pk, form.cleaned_data["email"], by=request.user, variant_label=form.cleaned_data["variant"]
-            )
-            messages.success(request, f"Test sent to {form.cleaned_data['email']}.")
-        except (ValidationError, TemplateError) as exc:
-            messages.error(
-                request, f"Test send failed: {_errors(exc) if isinstance(exc, ValidationError) else exc}"
-            )
-    return redirect("campaigns:step", pk=pk, step="review")
+            sent, rendered_as = services.campaign_test_send(
+                pk, form.cleaned_data["to"], as_contact=form.cleaned_data["as_contact"],
+                by=request.user, variant_label=form.cleaned_data["variant"],
+            )  # fmt: skip
+        except ValidationError as exc:
+            form.add_error("as_contact" if getattr(exc, "code", None) == "as_contact" else "to", _errors(exc))
+        except TemplateError as exc:
+            form.add_error(None, f"Test send failed: {exc}")
+        else:
+            who = f"as {rendered_as}" if rendered_as else "with sample data (the audience is empty)"
+            messages.success(request, f"Test sent to {', '.join(m.email for m in sent)}, {who}.")
+            return redirect("campaigns:step", pk=pk, step="review")
+    return review(request, campaign, test_form=form, status=400)
+
+
+def _confirm_page(
+    request: HttpRequest, campaign: Campaign, *, action: str, count: int, confirm_form: ConfirmForm,
+    schedule_form: ScheduleForm | None = None, status: int = 200,
+) -> HttpResponse:  # fmt: skip
+    return render(
+        request,
+        "campaigns/confirm.html",
+        {
+            "campaign": campaign,
+            "action": action,
+            "count": count,
+            "subject": campaign.subject or (campaign.template.subject if campaign.template_id else ""),
+            "problems": selectors.campaign_problems(campaign, count=count),
+            "confirm_form": confirm_form,
+            "schedule_form": schedule_form,
+        },
+        status=status,
+    )
+
+
+def _count(campaign: Campaign) -> int:
+    return selectors.audience_count(campaign) if campaign.lists.exists() else 0
 
 
 @requires("send_mail")
-@require_POST
 def send(request: HttpRequest, pk: int) -> HttpResponse:
-    get_object_or_404(Campaign, pk=pk)
+    """GET: the confirmation naming subject, audience and count. POST: send, once confirmed."""
+    campaign = get_object_or_404(Campaign, pk=pk)
+    count = _count(campaign)
+    if request.method != "POST":
+        return _confirm_page(
+            request,
+            campaign,
+            action="send",
+            count=count,
+            confirm_form=ConfirmForm(campaign=campaign, count=count),
+        )
+    confirm_form = ConfirmForm(request.POST, campaign=campaign, count=count)
+    if not confirm_form.is_valid():
+        return _confirm_page(
+            request, campaign, action="send", count=count, confirm_form=confirm_form, status=400
+        )
     try:
         services.campaign_send_now(pk, by=request.user)
         messages.success(request, "Starting: the audience is being planned, then sending begins.")
@@ -189,28 +240,46 @@ def send(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("campaigns:detail", pk=pk)
 
 
+# Which schedule field a refusal from campaign_schedule is about (its ValidationError codes).
+_SCHEDULE_FIELDS = {"scheduled_at": "local_time", "timezone": "timezone"}
+
+
 @requires("send_mail")
-@require_POST
 def schedule(request: HttpRequest, pk: int) -> HttpResponse:
-    get_object_or_404(Campaign, pk=pk)
-    form = ScheduleForm(request.POST)
-    if not form.is_valid():
-        messages.error(
-            request, "Schedule: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
+    """GET (from the review's schedule form): the confirmation; POST: schedule, once confirmed."""
+    campaign = get_object_or_404(Campaign, pk=pk)
+    count = _count(campaign)
+    data = request.POST if request.method == "POST" else request.GET
+    schedule_form = ScheduleForm(data or None, initial={"timezone": campaign.schedule_timezone or "UTC"})
+    if request.method != "POST":
+        schedule_form.is_valid()  # the review's choice, with its errors beside the fields
+        confirm_form = ConfirmForm(campaign=campaign, count=count)
+        return _confirm_page(
+            request,
+            campaign,
+            action="schedule",
+            count=count,
+            confirm_form=confirm_form,
+            schedule_form=schedule_form,
         )
-        return redirect("campaigns:step", pk=pk, step="review")
-    try:
-        services.campaign_schedule(
-            pk,
-            local_time=form.cleaned_data["local_time"].replace(tzinfo=None),
-            tz_name=form.cleaned_data["timezone"],
-            by=request.user,
-        )
-        messages.success(request, "Scheduled.")
-    except ValidationError as exc:
-        messages.error(request, f"Not scheduled: {_errors(exc)}")
-        return redirect("campaigns:step", pk=pk, step="review")
-    return redirect("campaigns:detail", pk=pk)
+    confirm_form = ConfirmForm(request.POST, campaign=campaign, count=count)
+    if schedule_form.is_valid() and confirm_form.is_valid():
+        try:
+            services.campaign_schedule(
+                pk,
+                local_time=schedule_form.cleaned_data["local_time"].replace(tzinfo=None),
+                tz_name=schedule_form.cleaned_data["timezone"],
+                by=request.user,
+            )
+        except ValidationError as exc:
+            schedule_form.add_error(_SCHEDULE_FIELDS.get(getattr(exc, "code", None) or ""), _errors(exc))
+        else:
+            messages.success(request, "Scheduled.")
+            return redirect("campaigns:detail", pk=pk)
+    return _confirm_page(
+        request, campaign, action="schedule", count=count, confirm_form=confirm_form,
+        schedule_form=schedule_form, status=400,
+    )  # fmt: skip
 
 
 @requires("view_dashboard")

@@ -54,6 +54,7 @@ from contacts.serializers import (
     contact_json,
 )
 from contacts.validation import EmailError
+from mailplatform import jsonlimits
 from mailplatform.api.errors import Conflict
 from mailplatform.api.pagination import decode_keyset_cursor, keyset_page_size, keyset_response
 
@@ -557,7 +558,9 @@ def _parse_mapping(raw: str) -> dict[str, str] | None:
     if not raw:
         return None
     try:
-        mapping = json.loads(raw)
+        mapping = jsonlimits.loads(raw)
+    except jsonlimits.JSONTooDeep as exc:
+        raise ValidationError({"mapping": [f"Not accepted: {exc}."]}) from exc
     except json.JSONDecodeError as exc:
         raise ValidationError({"mapping": [f"Not valid JSON: {exc.msg}."]}) from exc
     if not isinstance(mapping, dict) or not all(

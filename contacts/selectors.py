@@ -19,6 +19,7 @@ from contacts.models import (
     ContactStatus,
     CustomField,
     FieldType,
+    ImportStatus,
     MailingList,
     Segment,
     Subscription,
@@ -186,6 +187,19 @@ def contact_by_email(email: str) -> Contact | None:
     return _by_address(normalise_address(email)).first()
 
 
+def contact_ids_by_address(addresses: Iterable[str]) -> dict[str, int]:
+    """Lower-cased address -> contact id, in one query over the Lower(email) unique index."""
+    wanted = sorted({a.lower() for a in addresses if a})
+    if not wanted:
+        return {}
+    rows = (
+        Contact.objects.annotate(email_lower=Lower("email"))
+        .filter(email_lower__in=wanted)
+        .values_list("email_lower", "id")
+    )
+    return dict(rows)
+
+
 def _by_address(address: str) -> QuerySet[Contact]:
     # lower(email) = ... uses the unique index; Django's iexact (UPPER) would scan the table.
     return Contact.objects.alias(email_lower=Lower("email")).filter(email_lower=address.lower())
@@ -346,3 +360,11 @@ def contacts_export_rows(id_sql: str, params: list) -> Iterator[tuple]:
             # Django loads jsonb from raw SQL as text.
             for *row, attributes in batch:
                 yield (*row, json.loads(attributes) if isinstance(attributes, str) else attributes)
+
+
+def import_backlog_metrics():
+    """Prometheus: imports waiting or running (the imports table holds one row per upload: small)."""
+    from mailplatform.metrics import gauge, single
+
+    backlog = ContactImport.objects.filter(status__in=[ImportStatus.PENDING, ImportStatus.RUNNING]).count()
+    return [single(gauge("import_backlog", "Contact imports waiting or running"), backlog)]

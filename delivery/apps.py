@@ -9,8 +9,9 @@ class DeliveryConfig(AppConfig):
         from django.conf import settings
 
         from contacts.signals import confirmation_requested
+        from delivery import metrics as delivery_metrics
         from delivery.receivers import send_confirmation
-        from mailplatform import beat
+        from mailplatform import beat, metrics
 
         confirmation_requested.connect(send_confirmation, dispatch_uid="delivery.send_confirmation")
         beat.every(10, "delivery.tasks.send_watchdog", name="delivery-watchdog")
@@ -19,3 +20,4 @@ class DeliveryConfig(AppConfig):
             settings.TRACKING_FLUSH_SECONDS, "delivery.tasks.tracking_flush", name="delivery-tracking-flush"
         )
         beat.every(5, "delivery.webhook_tasks.forward_message_events", name="webhook-forward-delivery")
+        metrics.register("delivery", delivery_metrics.collect)

@@ -29,6 +29,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from delivery import eligibility, ledger, ratelimit, relays, runners, verp
+from delivery import metrics as delivery_metrics
 from delivery.compose import MessageBuilder, Recipient
 from delivery.dkim import DkimSigner
 from delivery.ledger import ACTIVE_STATES, Claimed
@@ -126,23 +127,30 @@ class Recorder:
             returned=returned,
             now=now,
         )
+        delivery_metrics.count_outcomes(
+            self.relay_id, self.mailing.from_email, sent=len(sent), failed=len(failed), deferred=len(deferred)
+        )
         if sent:
             self.sent_contacts.extend(c for c in (self.contact_of.get(o.key) for o in sent) if c is not None)
             self.sent_total += len(sent)
             ratelimit.count_sent(self.mailing.pk, len(sent))
-        if failed:
-            rejected = [o for o in failed if o.stage in ("rcpt", "data", "mail")]
-            if rejected:
-                from delivery.signals import smtp_rejected
+        refused = [o for o in failed if o.stage in ledger.REFUSAL_STAGES]
+        if refused:
+            _record_refusals(refused)
 
-                for outcome in rejected:
-                    smtp_rejected.send(
-                        sender=Mailing,
-                        message_id=outcome.key,
-                        code=outcome.code,
-                        reply=outcome.reply,
-                        stage=outcome.stage,
-                    )
+
+def _record_refusals(refused: list[Outcome]) -> None:
+    """Recipients the receiving side refused: recorded once, as bounces, by the bounces app.
+
+    After the outcomes are committed, in a transaction of its own: the bounce policy failing must
+    not undo (and so resend) what was sent. The Message keeps the refusal's code and reply either way.
+    """
+    from delivery.bounces.services import Refusal, smtp_refusals_process
+
+    try:
+        smtp_refusals_process([Refusal(o.key, o.code, o.reply, o.stage) for o in refused])
+    except Exception:
+        log.exception("bounce policy failed for %d refused messages", len(refused))
 
 
 def _mailing_state(mailing_id: int) -> str | None:
@@ -171,8 +179,12 @@ def _contexts(
     # Signing a preferences link costs ~40 µs; only templates that show one pay for it.
     wants_preferences = builder.uses is None or "preferences_url" in builder.uses
     contexts = {}
+    # A test send renders as the contact the person chose; only a test Mailing may ask for that.
+    is_test = bool((mailing.meta or {}).get("test"))
     for item in batch:
         contact = merge.get(item.contact_id) if item.contact_id is not None else None
+        if is_test and isinstance((item.data or {}).get("__contact__"), dict):
+            contact = item.data["__contact__"]
         unsubscribe = builder.unsubscribe_url(item.id, tokens[item.id])
         urls = {
             "unsubscribe_url": unsubscribe,

@@ -1,8 +1,8 @@
 """The ledger: every SQL statement that writes a Message (and the events written with it).
 
 Plan (one INSERT ... SELECT per audience), queue one transactional Message, claim under a lease,
-hand back what was never tried, hold for later, record outcomes, recover expired leases,
-requeue what is due, prune. The engine, the mailing and transactional services call these;
+hand back what was never tried, hold for later, record outcomes and bounces, recover expired
+leases, requeue what is due, prune. The engine, the mailing and transactional services call these;
 nobody else writes delivery_message. Reads for pages are in delivery.selectors.
 
 Holding: a Message that must wait is `deferred` with a not-before time (`next_attempt_at`) and
@@ -29,6 +29,9 @@ from delivery.smtp import Outcome
 # Mailings whose queued Messages may be claimed.
 ACTIVE_STATES = (Mailing.State.SENDING, Mailing.State.STANDING)
 OPEN_STATES = (MessageState.QUEUED, MessageState.SENDING, MessageState.DEFERRED)
+# A 5xx at these stages is the receiving side refusing the recipient: a bounce, not a failure of ours.
+REFUSAL_STAGES = ("rcpt", "data")
+BOUNCE_KINDS = ("hard", "soft", "block", "unknown")
 
 # Lease and retry times use clock_timestamp(), not now(): now() is the start of the transaction,
 # which in a long transaction (or a test) would freeze the clock the leases are measured by.
@@ -65,8 +68,9 @@ def plan(mailing: Mailing, audience: tuple[str, list], now: dt.datetime) -> tupl
         cursor.execute(
             f"""
             INSERT INTO delivery_message
-                (mailing_id, send_group, contact_id, email, state, attempts, smtp_reply, created_at, hold_reason)
-            SELECT %s, %s, t.id, t.email, 'queued', 0, '', %s, ''
+                (mailing_id, send_group, contact_id, email, state, attempts, smtp_reply, created_at,
+                 hold_reason, bounce_kind)
+            SELECT %s, %s, t.id, t.email, 'queued', 0, '', %s, '', ''
             FROM contacts_contact t
             WHERE t.id IN ({sql})
             ORDER BY t.id
@@ -132,11 +136,12 @@ def claim(mailing_id: int, relay_id: int, limit: int) -> list[Claimed]:
     """Take up to `limit` queued Messages of the Mailing under a lease; none another worker holds."""
     lease = dt.timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
     with transaction.atomic(), connection.cursor() as cursor:
+        # The pick is a MATERIALIZED CTE: as `WHERE id IN (subquery)` the planner may re-run the
+        # subquery per row (a nested loop), and each run, seeing this statement's own updates,
+        # picks the next rows: more than `limit` claimed.
         cursor.execute(
             """
-            UPDATE delivery_message m
-            SET state = 'sending', lease_expires_at = clock_timestamp() + %s, relay_id = %s
-            WHERE m.id IN (
+            WITH picked AS MATERIALIZED (
                 SELECT id FROM delivery_message
                 WHERE mailing_id = %s AND state = 'queued'
                   -- Pause and cancel take effect between batches: a stopped Mailing yields nothing.
@@ -147,9 +152,12 @@ def claim(mailing_id: int, relay_id: int, limit: int) -> list[Claimed]:
                 LIMIT %s
                 FOR UPDATE SKIP LOCKED
             )
+            UPDATE delivery_message m
+            SET state = 'sending', lease_expires_at = clock_timestamp() + %s, relay_id = %s
+            FROM picked WHERE m.id = picked.id
             RETURNING m.id, m.email, m.contact_id, m.data
             """,
-            [lease, relay_id, mailing_id, [str(state) for state in ACTIVE_STATES], limit],
+            [mailing_id, [str(state) for state in ACTIVE_STATES], limit, lease, relay_id],
         )
         rows = cursor.fetchall()
     rows.sort()
@@ -261,15 +269,27 @@ def record_outcomes(
 
 
 def _failure_events(mailing_id: int, failed: list[Outcome], now: dt.datetime) -> None:
-    events = []
-    for outcome in failed:
-        data = {"code": outcome.code, "reply": outcome.reply[:1000], "stage": outcome.stage}
-        # A 5xx to RCPT (or to the data) is the receiving side refusing this recipient: a bounce.
-        kind = MessageEvent.Kind.BOUNCED if outcome.stage in ("rcpt", "data") else MessageEvent.Kind.FAILED
-        events.append(
-            MessageEvent(message_id=outcome.key, mailing_id=mailing_id, kind=kind, at=now, data=data)
+    """A `failed` event for each failure that is not the receiving side refusing the recipient.
+
+    A 5xx to RCPT (or to the data) is a bounce: the bounces app records it once, with the
+    classifier's kind (`record_bounces`, called through delivery.bounces.services).
+    """
+    _outcome_events(
+        mailing_id, [o for o in failed if o.stage not in REFUSAL_STAGES], MessageEvent.Kind.FAILED, now
+    )
+
+
+def _outcome_events(mailing_id: int, outcomes: list[Outcome], kind: str, now: dt.datetime) -> None:
+    MessageEvent.objects.bulk_create(
+        MessageEvent(
+            message_id=o.key,
+            mailing_id=mailing_id,
+            kind=kind,
+            at=now,
+            data={"code": o.code, "reply": o.reply[:1000], "stage": o.stage},
         )
-    MessageEvent.objects.bulk_create(events)
+        for o in outcomes
+    )
 
 
 def _defer(mailing_id: int, relay_id: int, deferred: list[Outcome], now: dt.datetime) -> None:
@@ -297,16 +317,7 @@ def _defer(mailing_id: int, relay_id: int, deferred: list[Outcome], now: dt.date
             cap,
         ],
     )
-    MessageEvent.objects.bulk_create(
-        MessageEvent(
-            message_id=o.key,
-            mailing_id=mailing_id,
-            kind=MessageEvent.Kind.DEFERRED,
-            at=now,
-            data={"code": o.code, "reply": o.reply[:1000], "stage": o.stage},
-        )
-        for o in deferred
-    )
+    _outcome_events(mailing_id, deferred, MessageEvent.Kind.DEFERRED, now)
 
 
 def message_event_record(
@@ -320,6 +331,33 @@ def message_event_record(
     return MessageEvent.objects.create(
         message_id=message_id, mailing_id=mailing_id, kind=kind, at=at or timezone.now(), data=data or {}
     )
+
+
+def record_bounces(events: Sequence[tuple[int, int, str, dict[str, Any], dt.datetime]]) -> int:
+    """Events the bounces app attributed to Messages: (message id, mailing id, kind, data, at).
+
+    A `bounced` event's classified kind (data["kind"]) is kept on its Message as `bounce_kind`
+    (the last one wins), which is what the reports count. One insert and one update per batch.
+    """
+    if not events:
+        return 0
+    from delivery.bounces.bulk import insert_rows
+
+    insert_rows(MessageEvent, ["message", "mailing", "kind", "data", "at"], events)
+    kinds = {
+        message_id: data["kind"]
+        for message_id, _, kind, data, _ in events
+        if kind == MessageEvent.Kind.BOUNCED and data.get("kind") in BOUNCE_KINDS
+    }
+    if kinds:
+        _update_many(
+            "UPDATE delivery_message AS m SET bounce_kind = v.kind FROM (VALUES {values}) AS v(id, kind) "
+            "WHERE m.id = v.id",
+            sorted(kinds.items()),
+            2,
+            [],
+        )
+    return len(events)
 
 
 # --- a Mailing's open Messages ---

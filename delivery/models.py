@@ -248,6 +248,9 @@ class Message(models.Model):
     relay = models.ForeignKey(Relay, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     smtp_code = models.PositiveSmallIntegerField(null=True, blank=True)
     smtp_reply = models.TextField(blank=True)
+    # The bounce classifier's kind (delivery.bounces.rules: hard, soft, block, unknown) of this Message's
+    # last bounce, refused at RCPT or reported later; "" when it did not bounce. Reports count by it.
+    bounce_kind = models.CharField(max_length=8, blank=True, default="")
     sent_at = models.DateTimeField(null=True, blank=True)
     # Transactional only: the caller's key (or a generated one). NULL, not "", on marketing rows:
     # the two partial unique constraints below tell the kinds apart by it.

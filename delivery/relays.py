@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from delivery import metrics as delivery_metrics
 from delivery import ratelimit
 from delivery.models import PORT_SECURITY, Relay
 from delivery.smtp import RelayConnection, RelayError, SessionInfo, test_connection
@@ -123,6 +124,7 @@ def relay_record_failure(relay_id: int, error: str, *, back_off: bool = True) ->
             )
             relay.backed_off_until = now + dt.timedelta(seconds=seconds)
         relay.save(update_fields=["consecutive_failures", "last_error", "last_error_at", "backed_off_until"])
+    delivery_metrics.count_connection_error(relay_id)
 
 
 def relay_record_success(relay_id: int, capabilities: dict[str, str] | None = None) -> None:

@@ -7,13 +7,16 @@ one per test send) and through the same ledger, eligibility check and engine.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -131,20 +134,26 @@ def transactional_send(
     return transactional_queue(mailing, to=to, data=data, idempotency_key=idempotency_key)
 
 
-def test_send(
+# Every test send carries this header, so the capture relay (and a reader's filters) can tell it apart.
+TEST_HEADER = "X-Posthorn-Test"
+
+
+def test_send_many(
     compiled: Any,
-    to_address: str,
+    to_addresses: Sequence[str],
     *,
     from_email: str | None = None,
     from_name: str = "",
     reply_to: str = "",
     data: dict[str, Any] | None = None,
+    contact: dict[str, Any] | None = None,
     name: str = "Test send",
     by: Any = None,
-) -> Message:
-    """ "Send a test": a one-off Mailing of this compiled template to one address, through the engine.
+) -> list[Message]:
+    """ "Send a test": a one-off Mailing of this compiled template to a few addresses, through the engine.
 
-    The recipient sees sample contact data (or `data`, merged over it).
+    Each recipient sees `contact` (a real contact's merge data, chosen by the caller) when given,
+    else sample data; `data` is merged over it like a transactional send's.
     """
     mailing = mailing_create(
         name=name,
@@ -152,22 +161,33 @@ def test_send(
         from_email=from_email or settings.DELIVERY_DEFAULT_FROM_EMAIL,
         from_name=from_name or settings.DELIVERY_DEFAULT_FROM_NAME,
         reply_to=reply_to,
+        headers={TEST_HEADER: "yes"},
         kind=Mailing.Kind.TRANSACTIONAL,
         state=Mailing.State.SENDING,
         track_opens=False,
         track_clicks=False,
         meta={"test": True},
     )
+    # Stored on the Message as JSON: a date attribute becomes its ISO text, as a template shows it.
+    extra = {"__test__": True, **(data or {})}
+    if contact is not None:
+        extra["__contact__"] = json.loads(json.dumps(contact, cls=DjangoJSONEncoder))
+    messages = []
     with transaction.atomic():
         Mailing.objects.filter(pk=mailing.pk).update(started_at=timezone.now())
-        message = transactional_queue(
-            mailing, to=to_address, data={"__test__": True, **(data or {})}, idempotency_key=None
-        )
-        audit_record(by, "mailing.test_sent", mailing, details={"to": to_address})
-    return message
+        for address in to_addresses:
+            messages.append(transactional_queue(mailing, to=address, data=extra, idempotency_key=None))
+        audit_record(by, "mailing.test_sent", mailing, details={"to": list(to_addresses)})
+    return messages
+
+
+def test_send(compiled: Any, to_address: str, **options: Any) -> Message:
+    """One address: see test_send_many."""
+    return test_send_many(compiled, [to_address], **options)[0]
 
 
 test_send.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+test_send_many.__test__ = False  # type: ignore[attr-defined]
 
 
 # --- platform mail: double opt-in confirmation ---

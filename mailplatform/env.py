@@ -15,16 +15,22 @@ class ConfigError(Exception):
     """A setting from the environment is missing or malformed."""
 
 
+# Every variable a reader was asked for: the deployment files are checked against it (a compose
+# file that passes a variable nothing reads, or misses a secret a setting reads, fails a test).
+NAMES_READ: set[str] = set()
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
 def env_str(name: str, default: str | None = None) -> str | None:
+    NAMES_READ.add(name)
     value = os.environ.get(name)
     return default if value is None else value
 
 
 def env_bool(name: str, default: bool = False) -> bool:
+    NAMES_READ.add(name)
     value = os.environ.get(name)
     if value is None:
         return default
@@ -48,6 +54,7 @@ def env_checked(name: str, default: str, check: Callable[[str], str]) -> str:
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    NAMES_READ.add(name)
     value = os.environ.get(name)
     if value is None or value.strip() == "":
         return default
@@ -61,6 +68,7 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
 
 
 def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    NAMES_READ.add(name)
     value = os.environ.get(name)
     if value is None or value.strip() == "":
         return default
@@ -74,6 +82,7 @@ def env_float(name: str, default: float, *, minimum: float | None = None) -> flo
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
+    NAMES_READ.add(name)
     value = os.environ.get(name)
     if value is None:
         return list(default)
@@ -81,6 +90,7 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 def env_url(name: str, default: str, *, schemes: tuple[str, ...] = ("http", "https")) -> str:
+    NAMES_READ.add(name)
     value = os.environ.get(name, default)
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.netloc:
@@ -114,6 +124,7 @@ def parse_database_url(name: str, value: str) -> dict[str, object]:
 
 
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    NAMES_READ.add(name)
     value = (os.environ.get(name) or default).strip().lower()
     if value not in choices:
         raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")

@@ -26,7 +26,9 @@ from mailplatform.paths import REPO_ROOT, VAR_DIR, ensure_var
 
 BASE_DIR: Path = REPO_ROOT
 
-DEBUG = env_bool("DEBUG", True)
+# Off unless asked for: an image or checkout run on its own must not serve debug pages
+# (`make run` sets DEBUG=true for development).
+DEBUG = env_bool("DEBUG", False)
 
 
 def _secret_key() -> str:
@@ -96,6 +98,9 @@ MIDDLEWARE = [
 ROOT_URLCONF = "mailplatform.urls"
 WSGI_APPLICATION = "mailplatform.wsgi.application"
 ASGI_APPLICATION = "mailplatform.asgi.application"
+
+# Every dashboard form draws label, help and errors with its field (mailplatform/templates/mailplatform/forms).
+FORM_RENDERER = "mailplatform.formrender.DashboardFormRenderer"
 
 TEMPLATES = [
     {
@@ -174,16 +179,20 @@ MEDIA_ROOT = VAR_DIR / "media"
 # The media library (images, template attachments): the filesystem under MEDIA_ROOT, or an
 # S3-compatible bucket (AWS, MinIO, Ceph, R2) through django-storages with MEDIA_STORAGE=s3.
 MEDIA_STORAGE = (env_str("MEDIA_STORAGE", "filesystem") or "filesystem").lower()
+# Read whatever the storage, so every variable the platform understands is known (the compose test).
+_MEDIA_S3_OPTIONS = {
+    "bucket_name": env_str("MEDIA_S3_BUCKET") or "",
+    "endpoint_url": env_str("MEDIA_S3_ENDPOINT_URL") or None,
+    "region_name": env_str("MEDIA_S3_REGION") or None,
+    "access_key": env_str("MEDIA_S3_ACCESS_KEY_ID") or None,
+    "secret_key": env_str("MEDIA_S3_SECRET_ACCESS_KEY") or None,
+    "location": env_str("MEDIA_S3_PREFIX", "") or "",
+}
 if MEDIA_STORAGE == "s3":
     STORAGES["media"] = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
-            "bucket_name": env_str("MEDIA_S3_BUCKET") or "",
-            "endpoint_url": env_str("MEDIA_S3_ENDPOINT_URL"),
-            "region_name": env_str("MEDIA_S3_REGION"),
-            "access_key": env_str("MEDIA_S3_ACCESS_KEY_ID"),
-            "secret_key": env_str("MEDIA_S3_SECRET_ACCESS_KEY"),
-            "location": env_str("MEDIA_S3_PREFIX", "") or "",
+            **_MEDIA_S3_OPTIONS,
             # The platform serves the files itself (media:file), so the bucket stays private.
             "default_acl": None,
             "querystring_auth": True,
@@ -207,8 +216,24 @@ MEDIA_MAX_IMAGE_BYTES = env_int("MEDIA_MAX_IMAGE_BYTES", 5 * 1024 * 1024, minimu
 MEDIA_MAX_IMAGE_PIXELS = env_int("MEDIA_MAX_IMAGE_PIXELS", 40_000_000, minimum=10_000)
 
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = SITE_URL.startswith("https://")
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Served over https (SITE_URL says so): cookies only over TLS, HSTS, http redirected to https, and
+# the scheme taken from the reverse proxy that terminates TLS. The proxy must set (not pass on)
+# X-Forwarded-Proto; see SECURITY.md.
+HTTPS = SITE_URL.startswith("https://")
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+SILENCED_SYSTEM_CHECKS = [
+    # HSTS preload lists are a commitment for the whole domain that only its owner can make:
+    # SECURE_HSTS_PRELOAD=true opts in.
+    "security.W021",
+]
+# Error reports (debug pages, mail to admins) hide every setting that holds a credential.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "mailplatform.debug.RedactingExceptionReporterFilter"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
@@ -337,6 +362,15 @@ LOGGING = {
     },
 }
 
+# --- Metrics (mailplatform/metrics.py): /metrics behind a bearer token, or manage.py metrics_server ---
+
+METRICS_ENABLED = env_bool("METRICS_ENABLED", False)
+METRICS_TOKEN = env_str("METRICS_TOKEN", "") or ""
+if METRICS_ENABLED and len(METRICS_TOKEN) < 24:
+    raise ConfigError(
+        "METRICS_ENABLED needs METRICS_TOKEN (24+ characters): /metrics is reached by bearer token"
+    )
+
 # --- Contacts ---
 
 # How long a double opt-in confirmation link stays valid.
@@ -363,6 +397,25 @@ BOUNCE_DOMAIN = (env_str("BOUNCE_DOMAIN") or _default_bounce_domain()).lower()
 # one and running `manage.py rotate_keys`. Without one a key is derived from SECRET_KEY. The
 # earlier name DELIVERY_ENCRYPTION_KEYS is still read.
 ENCRYPTION_KEYS = env_list("ENCRYPTION_KEYS", []) or env_list("DELIVERY_ENCRYPTION_KEYS", [])
+
+
+def _check_fernet_keys(keys: list[str]) -> None:
+    import base64
+    import binascii
+
+    for key in keys:
+        try:
+            valid = len(base64.urlsafe_b64decode(key.encode())) == 32
+        except (binascii.Error, ValueError):
+            valid = False
+        if not valid:
+            raise ConfigError(
+                "ENCRYPTION_KEYS holds a value that is not a Fernet key (32 url-safe base64 bytes): "
+                "generate one with cryptography.fernet.Fernet.generate_key()"
+            )
+
+
+_check_fernet_keys(ENCRYPTION_KEYS)
 # A claim is a lease: a row a lost worker held goes back to the queue after this long.
 DELIVERY_LEASE_SECONDS = env_int("DELIVERY_LEASE_SECONDS", 120, minimum=2)
 DELIVERY_BATCH_SIZE = env_int("DELIVERY_BATCH_SIZE", 500, minimum=1)
@@ -436,3 +489,6 @@ TRACKING_FLUSH_BATCH = env_int("TRACKING_FLUSH_BATCH", 2000, minimum=1)
 CAMPAIGNS_MAX_LATENESS_MINUTES = env_int("CAMPAIGNS_MAX_LATENESS_MINUTES", 30, minimum=1)
 # How often the beat task starts due campaigns, decides A/B tests and runs the deliverability guard.
 CAMPAIGNS_TICK_SECONDS = env_int("CAMPAIGNS_TICK_SECONDS", 15, minimum=1)
+# Sending to more recipients than this from the dashboard asks the person to type the count
+# (or the campaign's name) first; below it a confirmation naming subject, audience and count.
+CAMPAIGNS_CONFIRM_TYPED_ABOVE = env_int("CAMPAIGNS_CONFIRM_TYPED_ABOVE", 100, minimum=0)

@@ -5,6 +5,9 @@ import os
 # Set before the main settings read them: tests never share Redis keys with `make run`.
 os.environ.setdefault("REDIS_EMBEDDED_DB", "1")
 os.environ.setdefault("CACHE_KEY_PREFIX", "posthorn-test")
+# The suite runs on a developer's checkout, as `make run` does (a generated SECRET_KEY in var/,
+# static files from the app folders); pytest-django still runs each test with DEBUG off.
+os.environ.setdefault("DEBUG", "true")
 
 from mailplatform.settings import *  # noqa: E402,F403
 

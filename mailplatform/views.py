@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import logging
 
 from django.contrib import messages
@@ -13,6 +14,7 @@ from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from mailplatform import selectors, services
 from mailplatform.forms import (
@@ -51,6 +53,26 @@ def readyz(request: HttpRequest) -> JsonResponse:
             # The reason goes to the log only: error texts name hosts and users, and this page is public.
             log.warning("readyz: %s is down: %s", state.name, state.detail)
     return JsonResponse({"status": "ok" if ready else "unavailable", **body}, status=200 if ready else 503)
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition, for a scraper holding METRICS_TOKEN; absent (404) unless METRICS_ENABLED."""
+    from django.conf import settings
+
+    from mailplatform import metrics as platform_metrics
+
+    if not settings.METRICS_ENABLED:
+        raise Http404
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), settings.METRICS_TOKEN.encode()):
+        response = HttpResponse("a bearer token is needed\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return HttpResponse(platform_metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+
+metrics.public_endpoint = True  # type: ignore[attr-defined]  # Prometheus authenticates by bearer token
 
 
 @requires("view_dashboard")

@@ -56,6 +56,7 @@ from templates.liquid_env import (
     OUTPUT_STREAM_LIMIT,
     SOURCE_LIMIT,
     TEXT_ENV,
+    check_static_limits,
     plain_data,
 )
 
@@ -241,6 +242,7 @@ def _parse(env: Environment, source: str, part: str) -> BoundTemplate:
     try:
         template = env.from_string(source)
         analysis = template.analyze()
+        check_static_limits(template)
     except LiquidError as exc:
         raise _error(exc, part, source) from None
     except RecursionError:

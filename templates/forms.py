@@ -8,7 +8,12 @@ from typing import Any
 from django import forms
 from django.db.models import Q
 
+<<<<<<< HEAD
 from templates.models import EmailTemplate, SourceFormat
+=======
+from mailplatform import jsonlimits
+from templates.models import EmailTemplate
+>>>>>>> main
 from templates.starters import STARTERS
 
 BODY_LABELS = {
@@ -82,7 +87,9 @@ class PreviewForm(TemplateForm):
         if not raw.strip():
             return None
         try:
-            data = json.loads(raw)
+            data = jsonlimits.loads(raw)
+        except jsonlimits.JSONTooDeep as exc:
+            raise forms.ValidationError(f"Preview data is not accepted: {exc}") from None
         except json.JSONDecodeError as exc:
             raise forms.ValidationError(
                 f"Preview data is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"

@@ -78,9 +78,17 @@ def database_url_for_tests() -> str:
 
 
 def start_celery_worker(
-    *, queues: str = "default,imports,sending,bounces", env: dict[str, str] | None = None, label: str = "test"
+    *,
+    queues: str = "default,imports,sending,bounces",
+    env: dict[str, str] | None = None,
+    label: str = "test",
+    host: str = "%h",
+    log_file: Path | None = None,
 ) -> subprocess.Popen:
-    """A real Celery worker process on the test database and Redis; returns once it answers a ping."""
+    """A real Celery worker process on the test database and Redis; returns once it answers a ping.
+
+    `host` names the worker as another machine would (`label-...@host`); with `log_file` it logs at
+    INFO into that file instead of WARNING to the terminal."""
     full_env = {
         **os.environ,
         **(env or {}),
@@ -90,12 +98,17 @@ def start_celery_worker(
         "PYTHONUNBUFFERED": "1",
     }
     name = f"{label}-{os.getpid()}-{time.monotonic_ns()}"
+    output = log_file.open("a") if log_file is not None else None
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "mailplatform", "worker", "-l", "WARNING", "-P", "solo",
-         "-Q", queues, "-n", f"{name}@%h", "--without-gossip", "--without-mingle"],
+        [sys.executable, "-m", "celery", "-A", "mailplatform", "worker", "-l", "INFO" if output else "WARNING",
+         "-P", "solo", "-Q", queues, "-n", f"{name}@{host}", "--without-gossip", "--without-mingle"],
         cwd=REPO_ROOT,
         env=full_env,
+        stdout=output,
+        stderr=subprocess.STDOUT if output else None,
     )  # fmt: skip
+    if output is not None:
+        output.close()  # the child has its own copy
     from mailplatform.celery import app
 
     deadline = time.monotonic() + 30

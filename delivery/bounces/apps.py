@@ -22,8 +22,3 @@ class BouncesConfig(AppConfig):
         from delivery.bounces.webhooks import handle_tracking
 
         tracking.connect(handle_tracking, dispatch_uid="bounces.anymail_tracking")
-
-        from delivery.bounces.ledger import on_smtp_rejected
-        from delivery.signals import smtp_rejected
-
-        smtp_rejected.connect(on_smtp_rejected, dispatch_uid="bounces.smtp_rejected")

@@ -366,6 +366,25 @@ def _refine(reason: str, status: str, text: str, phase: str = "", reply_code: st
     return "filtered"
 
 
+def classify_refusal(address: str, code: int, reply: str, stage: str) -> BounceRecipient:
+    """A relay's 5xx to RCPT or to the data during sending, classified like a DSN's line."""
+    diagnostic = f"{code} {reply}".strip()[:2000]
+    status = find_status(diagnostic)
+    reason = reason_for(status, diagnostic, str(code), stage)
+    if stage == "data" and rules.REASON_KIND.get(reason) == rules.HARD:
+        reason = "filtered"  # refused after the content was seen: the content, not the address
+    kind = kind_for(reason, status, "failed", str(code))
+    return BounceRecipient(
+        address=address,
+        action="failed",
+        status=status,
+        diagnostic=diagnostic,
+        reason=reason,
+        kind=kind,
+        reply_code=str(code),
+    )
+
+
 def kind_for(reason: str, status: str, action: str, reply_code: str = "", final: bool = False) -> str:
     """`final`: a DSN said "Action: failed" itself (not inferred from prose)."""
     if action == "delayed":
@@ -843,12 +862,12 @@ def _parse_ses_notification(text: str) -> tuple[str, list[BounceRecipient]] | No
         try:
             data, _end = json.JSONDecoder().raw_decode(candidate)
             break
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: hostile nesting
             continue
     if isinstance(data, dict) and data.get("Type") == "Notification" and isinstance(data.get("Message"), str):
         try:  # the SNS envelope: the SES notification is a JSON string inside it
             data = json.loads(data["Message"])
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: hostile nesting
             return None
     if not isinstance(data, dict):
         return None

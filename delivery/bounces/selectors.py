@@ -1,8 +1,9 @@
-"""Reads for the Bounces pages."""
+"""Reads for the bounce path (the Messages a bounce names) and for the Bounces pages."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db.models import Count, Q, QuerySet
@@ -11,6 +12,40 @@ from django.utils import timezone
 
 from delivery.bounces import rules
 from delivery.bounces.models import BounceEvent, BouncePolicy
+from delivery.models import Message
+
+
+@dataclass(frozen=True)
+class MessageInfo:
+    """What attribution and the policy need of a Message a bounce names."""
+
+    id: int
+    email: str
+    contact_id: int | None
+    mailing_id: int | None
+    relay_id: int | None
+    sending_domain: str
+
+
+def messages_info(message_ids: Iterable[int]) -> dict[int, MessageInfo]:
+    """The Messages these ids name, in one query; absent ids are absent from the answer."""
+    ids = sorted({int(i) for i in message_ids})
+    if not ids:
+        return {}
+    rows = Message.objects.filter(pk__in=ids).values(
+        "id", "email", "contact_id", "mailing_id", "relay_id", "mailing__from_email"
+    )
+    return {
+        row["id"]: MessageInfo(
+            id=row["id"],
+            email=(row["email"] or "").lower(),
+            contact_id=row["contact_id"],
+            mailing_id=row["mailing_id"],
+            relay_id=row["relay_id"],
+            sending_domain=(row["mailing__from_email"] or "").rpartition("@")[2].lower(),
+        )
+        for row in rows
+    }
 
 
 def bounce_events(

@@ -1,4 +1,9 @@
-"""Writes: every inbound path calls `bounce_process`; it classifies, attributes and applies the policy.
+"""Writes: every bounce path ends in `_policy_apply`: it stores the events and applies the policy.
+
+Entry points: `bounce_process` / `bounces_process` (inbound messages: SMTP listener, MTA pipe,
+mailbox poller), `smtp_refusals_process` (5xx to RCPT or data during sending, called by the
+engine), `esp_event_process` / `esp_events_process` (ESP webhooks). Contacts change through
+contacts.services' set-wise functions; Messages and their events through delivery.ledger.
 
 Attribution (DESIGN.md, return path): the VERP token first; a token that fails its HMAC is dropped
 and logged. Without a token, a recipient the report names must match a contact's address exactly.
@@ -20,16 +25,15 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from delivery.bounces import bulk, ledger, rules
-from delivery.bounces.classifier import (
-    BounceRecipient,
-    BounceReport,
-    classify,
-    find_status,
-    kind_for,
-    reason_for,
-)
+from contacts import services as contacts
+from contacts.selectors import contact_ids_by_address
+from delivery import ledger, verp
+from delivery.bounces import bulk, rules
+from delivery.bounces.classifier import BounceRecipient, BounceReport, classify, classify_refusal
 from delivery.bounces.models import BounceEvent, BouncePolicy, InboundMessage
+from delivery.bounces.selectors import MessageInfo, messages_info
+from delivery.mailings import unsubscribe_by_message
+from mailplatform import metrics
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +73,7 @@ class PolicyLine:
     recipient: str
     source: str
     at: dt.datetime
-    message: ledger.MessageInfo | None = None
+    message: MessageInfo | None = None
     contact_id: int | None = None
     attributed_by: str = ""
     email: str = ""
@@ -79,6 +83,11 @@ class PolicyLine:
     message_event_data: dict | None = None
 
 
+def looks_like_verp(address: str, domain: str) -> bool:
+    local, _, at = address.lower().rpartition("@")
+    return local.startswith("bounces+") and at == domain.lower()
+
+
 def _token_message_id(report: BounceReport, envelope_to: Sequence[str]) -> tuple[int | None, str]:
     """(message id, outcome) from the VERP token alone, no database: outcome "" when a valid token
     named a message, "forged" when only damaged tokens were seen, "unattributed" when none."""
@@ -86,10 +95,10 @@ def _token_message_id(report: BounceReport, envelope_to: Sequence[str]) -> tuple
     candidates = [a.lower() for a in envelope_to if a] + report.envelope_to
     saw_token = False
     for address in dict.fromkeys(candidates):
-        if not ledger.looks_like_verp(address, domain):
+        if not looks_like_verp(address, domain):
             continue
         saw_token = True
-        message_id = ledger.verp_message_id(address)
+        message_id = verp.message_id_from_address(address)
         if message_id is not None:
             return message_id, ""
     if saw_token:
@@ -98,7 +107,7 @@ def _token_message_id(report: BounceReport, envelope_to: Sequence[str]) -> tuple
     return None, "unattributed"
 
 
-def _pick_recipient(report: BounceReport, info: ledger.MessageInfo) -> BounceRecipient | None:
+def _pick_recipient(report: BounceReport, info: MessageInfo) -> BounceRecipient | None:
     """The report's line about the Message's recipient; a lone line stands for it (forwarding
     rewrites addresses), several lines none of which matches stand for nobody."""
     for recipient in report.recipients:
@@ -215,11 +224,12 @@ def _policy_apply(lines: list[PolicyLine], policy: BouncePolicy | None = None) -
         for line in lines
     ]
     bulk.insert_objects(events, EVENT_FIELDS)
-    source = f"bounce:{lines[0].source}"
-    ledger.contacts_record_soft_bounces(effects.soft)
-    ledger.contacts_mark_bounced(effects.bounced, source=source)
-    ledger.contacts_mark_complained(effects.complained, source=source)
-    ledger.record_message_events(
+    _count_for_metrics(events)
+    # No audit rows: contacts' services write one only for a person (`by`), and a bounce has none.
+    contacts.contacts_record_soft_bounces(effects.soft)
+    contacts.contacts_mark_bounced(effects.bounced)
+    contacts.contacts_mark_complained(effects.complained, source=f"bounce:{lines[0].source}")
+    ledger.record_bounces(
         [
             (
                 line.message.id,
@@ -233,6 +243,23 @@ def _policy_apply(lines: list[PolicyLine], policy: BouncePolicy | None = None) -
         ]
     )
     return events
+
+
+def _count_for_metrics(events: list[BounceEvent]) -> None:
+    """Hard bounces and complaints per sending domain, counted for Prometheus once committed
+    (delivery/metrics.py reads them: posthorn_domain_bounces_total, posthorn_domain_complaints_total)."""
+    counts = Counter(
+        (event.sending_domain, "complaints" if event.kind == rules.COMPLAINT else "bounces")
+        for event in events
+        if event.sending_domain and event.kind in (rules.HARD, rules.COMPLAINT)
+    )
+
+    def add() -> None:
+        for (domain, name), n in counts.items():
+            metrics.count("domain", domain, {name: n})
+
+    if counts:
+        transaction.on_commit(add)
 
 
 # --- Inbound messages (SMTP listener, MTA pipe, mailbox poller, bench) ---
@@ -249,9 +276,9 @@ def _classify(raw: bytes) -> BounceReport:
 def _mailto_unsubscribe(envelope_to: Sequence[str]) -> bool | None:
     """List-Unsubscribe's mailto: target lives on the bounce domain too. None: not one."""
     for address in envelope_to:
-        message_id = ledger.unsubscribe_message_id(address)
+        message_id = verp.message_id_from_unsubscribe_address(address)
         if message_id is not None:
-            return ledger.unsubscribe_by_message(message_id)
+            return unsubscribe_by_message(message_id, source="mailto")
     return None
 
 
@@ -305,7 +332,7 @@ def _process_batch(items: Sequence[Inbound], reports: list[BounceReport]) -> lis
             continue
         tokens[index], outcome = _token_message_id(report, item.envelope_to)
         results[index].outcome = outcome
-    infos = ledger.messages_info({t for t in tokens if t is not None})
+    infos = messages_info({t for t in tokens if t is not None})
     addresses = {
         recipient.address
         for index, report in enumerate(reports)
@@ -313,7 +340,7 @@ def _process_batch(items: Sequence[Inbound], reports: list[BounceReport]) -> lis
         for recipient in report.recipients
         if "@" in recipient.address
     }
-    contacts = ledger.contact_ids_for_addresses(addresses)
+    contact_ids = contact_ids_by_address(addresses)
     pending: list[tuple[int, PolicyLine]] = []
     for index, report in enumerate(reports):
         result = results[index]
@@ -327,16 +354,23 @@ def _process_batch(items: Sequence[Inbound], reports: list[BounceReport]) -> lis
             if recipient is None:
                 result.outcome = "unmatched"
                 continue
-            pending.append((index, _line(recipient, items[index], now, info, info.contact_id, "token")))
+            pending.append(
+                (index, _line(recipient, items[index].source, now, info, info.contact_id, "token"))
+            )
             result.outcome = "applied" if info.contact_id else "unattributed"
         elif result.outcome == "unattributed":
             for recipient in report.recipients:
-                contact_id = contacts.get(recipient.address)
+                contact_id = contact_ids.get(recipient.address)
                 pending.append(
                     (
                         index,
                         _line(
-                            recipient, items[index], now, None, contact_id, "recipient" if contact_id else ""
+                            recipient,
+                            items[index].source,
+                            now,
+                            None,
+                            contact_id,
+                            "recipient" if contact_id else "",
                         ),
                     )
                 )
@@ -371,11 +405,12 @@ def _process_batch(items: Sequence[Inbound], reports: list[BounceReport]) -> lis
 
 def _line(
     recipient: BounceRecipient,
-    item: Inbound,
+    source: str,
     now: dt.datetime,
-    message: ledger.MessageInfo | None,
+    message: MessageInfo | None,
     contact_id: int | None,
     attributed_by: str,
+    event_data: dict | None = None,
 ) -> PolicyLine:
     return PolicyLine(
         kind=recipient.kind,
@@ -383,48 +418,56 @@ def _line(
         status=recipient.status,
         diagnostic=recipient.diagnostic,
         recipient=recipient.address,
-        source=item.source,
+        source=source,
         at=now,
         message=message,
         contact_id=contact_id,
         attributed_by=attributed_by,
         email=message.email if message else recipient.address,
-        message_event_data=recipient.as_dict(),
+        message_event_data={**(event_data or {}), **recipient.as_dict()},
     )
 
 
 # --- First-hand refusals and ESP events ---
 
 
-def smtp_rejection_process(message_id: int, *, code: int, reply: str, stage: str) -> BounceEvent | None:
-    """A relay's 5xx to RCPT or to the data during sending: a bounce we heard first-hand."""
-    if stage not in ("rcpt", "data"):
-        return None  # a refused MAIL FROM speaks of the sender, never of the recipient
-    info = ledger.message_info(message_id)
-    if info is None:
-        return None
-    diagnostic = f"{code} {reply}".strip()[:2000]
-    status = find_status(diagnostic)
-    reason = reason_for(status, diagnostic, str(code), stage)
-    if stage == "data" and rules.REASON_KIND.get(reason) == rules.HARD:
-        reason = "filtered"  # refused after the content was seen: the content, not the address
-    kind = kind_for(reason, status, "failed", str(code))
-    line = PolicyLine(
-        kind=kind,
-        reason=reason,
-        status=status,
-        diagnostic=diagnostic,
-        recipient=info.email,
-        source=InboundMessage.Source.SEND,
-        at=timezone.now(),
-        message=info,
-        contact_id=info.contact_id,
-        attributed_by="token",
-        email=info.email,
-    )
+@dataclass(frozen=True)
+class Refusal:
+    """A relay's 5xx during sending, as the engine heard it."""
+
+    message_id: int
+    code: int
+    reply: str
+    stage: str  # mail | rcpt | data
+
+
+def smtp_refusals_process(refusals: Sequence[Refusal]) -> list[BounceEvent | None]:
+    """Refusals of recipients heard first-hand while sending: each recorded once, as a bounce.
+
+    One BounceEvent and one `bounced` MessageEvent per refused Message, both with the
+    classifier's kind (classify_refusal), which the ledger also keeps on the Message; then the
+    policy, as for any bounce. A refused MAIL FROM speaks of the sender, never of the recipient:
+    None, nothing recorded here (the ledger has the Message failed with the reply).
+    """
+    infos = messages_info(r.message_id for r in refusals if r.stage in ledger.REFUSAL_STAGES)
+    now = timezone.now()
+    lines: list[PolicyLine | None] = []
+    for refusal in refusals:
+        info = infos.get(refusal.message_id) if refusal.stage in ledger.REFUSAL_STAGES else None
+        if info is None:
+            lines.append(None)
+            continue
+        recipient = classify_refusal(info.email, refusal.code, refusal.reply, refusal.stage)
+        data = {"code": refusal.code, "reply": refusal.reply[:1000], "stage": refusal.stage}
+        lines.append(_line(recipient, InboundMessage.Source.SEND, now, info, info.contact_id, "token", data))
     with transaction.atomic():
-        (event,) = _policy_apply([line])
-    return event
+        created = iter(_policy_apply([line for line in lines if line is not None]))
+    return [next(created) if line is not None else None for line in lines]
+
+
+def smtp_rejection_process(message_id: int, *, code: int, reply: str, stage: str) -> BounceEvent | None:
+    """One refusal (smtp_refusals_process for a single Message)."""
+    return smtp_refusals_process([Refusal(message_id, code, reply, stage)])[0]
 
 
 @dataclass(frozen=True)
@@ -478,7 +521,7 @@ def esp_events_process(events: Sequence[EspEvent], *, fall_back: bool = True) ->
 def _esp_batch(events: Sequence[EspEvent]) -> list[BounceEvent | None]:
     now = timezone.now()
     addresses = [parseaddr(e.recipient)[1].lower() for e in events]
-    contacts = ledger.contact_ids_for_addresses({a for a in addresses if a})
+    contact_ids = contact_ids_by_address({a for a in addresses if a})
     ids = [e.event_id[:200] for e in events]
     stored = set(
         BounceEvent.objects.filter(esp__in={e.esp for e in events}, esp_event_id__in=set(ids)).values_list(
@@ -492,7 +535,7 @@ def _esp_batch(events: Sequence[EspEvent]) -> list[BounceEvent | None]:
             lines.append(None)
             continue
         stored.add(key)
-        contact_id = contacts.get(address) if address else None
+        contact_id = contact_ids.get(address) if address else None
         lines.append(
             PolicyLine(
                 kind=event.kind,

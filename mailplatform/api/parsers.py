@@ -9,6 +9,7 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
+from mailplatform import jsonlimits
 from mailplatform.api.errors import PayloadTooLarge
 
 
@@ -27,7 +28,9 @@ class BoundedJSONParser(JSONParser):
         except UnicodeDecodeError as exc:
             raise ParseError(f"The request body is not UTF-8 (byte {exc.start}).") from exc
         try:
-            return json.loads(text, parse_constant=_reject_constant)
+            return jsonlimits.loads(text, parse_constant=_reject_constant)
+        except jsonlimits.JSONTooDeep as exc:
+            raise ParseError(f"The request body is not accepted: {exc}.") from exc
         except json.JSONDecodeError as exc:
             raise ParseError(
                 f"The request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."

@@ -14,7 +14,6 @@ from contacts.services import contact_create, mailing_list_get_or_create
 from delivery.bounces.models import BounceEvent, BouncePolicy, InboundMessage
 from delivery.bounces.services import bounce_process, smtp_rejection_process
 from delivery.models import Mailing, Message, MessageEvent
-from delivery.signals import smtp_rejected
 from delivery.verp import unsubscribe_address, verp_address
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -175,11 +174,14 @@ def test_auto_replies_and_delays_are_only_recorded() -> None:
 def test_a_5xx_to_rcpt_during_sending_is_a_bounce() -> None:
     contact = contact_create(email="nobody@example.com")
     message = _message(contact)
-    smtp_rejected.send(
-        sender=Mailing, message_id=message.pk, code=550, reply="5.1.1 No such user", stage="rcpt"
-    )
+    smtp_rejection_process(message.pk, code=550, reply="5.1.1 No such user", stage="rcpt")
     assert _status(contact) == ContactStatus.BOUNCED
     assert BounceEvent.objects.get().source == "send"
+    # Recorded once: one bounced event on the Message, with the classifier's kind, kept on the Message.
+    [event] = MessageEvent.objects.filter(message=message)
+    assert event.kind == "bounced" and event.data["kind"] == "hard" and event.data["code"] == 550
+    message.refresh_from_db()
+    assert message.bounce_kind == "hard"
     # A refused MAIL FROM speaks of the sender: nothing happens to the recipient.
     other = contact_create(email="fine@example.com")
     assert smtp_rejection_process(_message(other).pk, code=550, reply="sender rejected", stage="mail") is None

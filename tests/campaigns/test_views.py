@@ -35,7 +35,7 @@ def test_wizard_from_name_to_send(marketer_client, template, make_audience, rela
     assert "Spring is here, Ada" in review  # rendered preview with sample data
     assert 'sandbox=""' in review and 'id="review-count">3<' in review
     assert "Before it can be sent" not in review
-    response = marketer_client.post(reverse("campaigns:send", args=[campaign.pk]))
+    response = marketer_client.post(reverse("campaigns:send", args=[campaign.pk]), {"shown_count": "3"})
     assert response.url == reverse("campaigns:detail", args=[campaign.pk])
     # The request only marks it due: a worker takes the snapshot and plans the audience.
     campaign.refresh_from_db()
@@ -64,13 +64,14 @@ def test_wizard_from_name_to_send(marketer_client, template, make_audience, rela
 
 def test_second_send_and_edit_after_start_are_refused_with_the_reason(marketer_client, campaign_factory):
     campaign = campaign_factory(2)
-    marketer_client.post(reverse("campaigns:send", args=[campaign.pk]))
-    response = marketer_client.post(reverse("campaigns:send", args=[campaign.pk]), follow=True)
+    confirmed = {"shown_count": "2"}
+    marketer_client.post(reverse("campaigns:send", args=[campaign.pk]), confirmed)
+    response = marketer_client.post(reverse("campaigns:send", args=[campaign.pk]), confirmed, follow=True)
     assert "Not sent: this campaign is already starting" in response.content.decode()
     response = marketer_client.get(reverse("campaigns:step", args=[campaign.pk, "content"]), follow=True)
     assert "can no longer be edited" in response.content.decode()
     tasks.start(campaign.pk, None)
-    response = marketer_client.post(reverse("campaigns:send", args=[campaign.pk]), follow=True)
+    response = marketer_client.post(reverse("campaigns:send", args=[campaign.pk]), confirmed, follow=True)
     assert "Not sent: this campaign is already sending" in response.content.decode()
 
 
@@ -112,7 +113,7 @@ def test_schedule_from_the_review_page(marketer_client, campaign_factory):
     campaign = campaign_factory(1)
     response = marketer_client.post(
         reverse("campaigns:schedule", args=[campaign.pk]),
-        {"local_time": "2099-06-01T09:30", "timezone": "Europe/Paris"},
+        {"local_time": "2099-06-01T09:30", "timezone": "Europe/Paris", "shown_count": "1"},
     )
     assert response.url == reverse("campaigns:detail", args=[campaign.pk])
     campaign.refresh_from_db()
@@ -125,9 +126,9 @@ def test_test_send_goes_through_the_engine(marketer_client, campaign_factory):
 
     campaign = campaign_factory(1)
     response = marketer_client.post(
-        reverse("campaigns:test-send", args=[campaign.pk]), {"email": "me@example.com"}, follow=True
+        reverse("campaigns:test-send", args=[campaign.pk]), {"to": "me@example.com"}, follow=True
     )
-    assert "Test sent to me@example.com" in response.content.decode()
+    assert "Test sent to me@example.com, as person0@example.org" in response.content.decode()
     message = Message.objects.get(email="me@example.com")
     assert message.mailing.meta.get("test") is True
 

@@ -88,37 +88,29 @@ def test_planning_is_idempotent_and_variants_share_the_group(make_audience, comp
 
 
 def test_refused_recipients_fail_with_the_reply_and_a_bounce(make_relay, make_audience, start_mailing):
-    from delivery.signals import smtp_rejected
+    from delivery.bounces.models import BounceEvent
 
-    heard = []
-
-    def listener(sender, **kwargs):
-        heard.append(kwargs)
-
-    smtp_rejected.connect(listener)
     handler = RecordingHandler(
         rcpt_reply=lambda a: (
             "550 5.1.1 user unknown" if a in ("user3@example.org", "user5@example.org") else None
         )
     )
-    try:
-        with SmtpServer(handler) as server:
-            make_relay(server)
-            mailing_list, _ = make_audience(8)
-            mailing = start_mailing(mailing_list)
-            engine.drain(mailing.pk)
-    finally:
-        smtp_rejected.disconnect(listener)
+    with SmtpServer(handler) as server:
+        make_relay(server)
+        mailing_list, _ = make_audience(8)
+        mailing = start_mailing(mailing_list)
+        engine.drain(mailing.pk)
     states = _states(mailing)
     assert states["user3@example.org"] == states["user5@example.org"] == "failed"
     assert sum(1 for s in states.values() if s == "sent") == 6
     failed = Message.objects.get(mailing=mailing, email="user3@example.org")
     assert failed.smtp_code == 550 and "user unknown" in failed.smtp_reply
+    # Recorded once, by the bounce path, with the one classifier's kind (on the event and the Message).
     event = MessageEvent.objects.get(message=failed)
     assert event.kind == "bounced" and event.data["stage"] == "rcpt" and event.data["code"] == 550
-    assert sorted(h["message_id"] for h in heard) == sorted(
-        Message.objects.filter(mailing=mailing, state="failed").values_list("pk", flat=True)
-    )
+    assert event.data["kind"] == failed.bounce_kind == "hard"
+    refused = Message.objects.filter(mailing=mailing, state="failed").values_list("pk", flat=True)
+    assert sorted(BounceEvent.objects.values_list("message_id", flat=True)) == sorted(refused)
     assert len(handler.received) == 6
 
 

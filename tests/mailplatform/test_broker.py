@@ -30,7 +30,11 @@ def _settings_with(env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def test_the_broker_defaults_to_the_redis_url_and_may_be_rabbitmq_with_quorum_queues():
-    base = {"REDIS_URL": "redis://127.0.0.1:6399/0", "DATABASE_URL": "postgresql://x@127.0.0.1/x"}
+    base = {
+        "DEBUG": "true",
+        "REDIS_URL": "redis://127.0.0.1:6399/0",
+        "DATABASE_URL": "postgresql://x@127.0.0.1/x",
+    }
     default = _settings_with(base)
     assert default.stdout.split()[:3] == ["True", "False", "['classic']"], default.stderr
     quorum = _settings_with(

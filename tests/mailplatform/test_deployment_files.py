@@ -1,8 +1,14 @@
 """docker-compose.yml cannot run here (no Docker engine): check that what it runs exists."""
 
 import importlib.util
+import os
+import re
+import secrets
 import shlex
+import subprocess
+import sys
 
+import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
@@ -42,6 +48,85 @@ def test_app_services_are_configured_by_environment():
         env = services[name].get("environment", {})
         keys = set(env) if isinstance(env, dict) else {item.split("=")[0] for item in env}
         assert {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"} <= keys, name
+
+
+# --- issue #12: compose passes every secret the settings read, nothing else; check --deploy is clean ---
+
+# Names settings still read for older deployments; a new compose file uses the current name.
+LEGACY_NAMES = {"DELIVERY_ENCRYPTION_KEYS"}
+SECRET_NAME = re.compile(r"(_KEY|_KEYS|_SECRET|_PASSWORD)$")
+_VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?::(?P<op>[?-])(?P<arg>[^}]*))?\}")
+
+
+def _env_file(path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        found = env.get(match["name"], "")
+        if match["op"] == "?" and not found:
+            raise AssertionError(f"compose needs {match['name']}: {match['arg']}")
+        return found or (match["arg"] if match["op"] == "-" else "")
+
+    return _VARIABLE.sub(substitute, str(value))
+
+
+def _app_environment(env: dict[str, str]) -> dict[str, str]:
+    return {
+        name: _interpolate(value, env) for name, value in _compose()["services"]["web"]["environment"].items()
+    }
+
+
+def test_compose_passes_every_secret_the_settings_read_and_nothing_no_setting_reads():
+    from mailplatform.env import NAMES_READ
+
+    services = _compose()["services"]
+    for name in ("web", "worker", "beat", "bounces", "migrate"):
+        keys = set(services[name]["environment"])
+        unread = keys - NAMES_READ
+        assert not unread, f"{name} passes {sorted(unread)}, which no setting reads"
+        secrets_read = {n for n in NAMES_READ if SECRET_NAME.search(n)} - LEGACY_NAMES
+        missing = secrets_read - keys
+        assert not missing, f"{name} does not pass {sorted(missing)}, which the settings read"
+    # ...and every one of them comes from the env file, none is written into the compose file.
+    raw = (REPO_ROOT / "docker-compose.yml").read_text()
+    example = _env_file(REPO_ROOT / ".env.example")
+    for name in secrets_read:
+        assert re.search(rf"^\s+{name}: \$\{{{name}:[?-]", raw, re.M), f"{name} is not read from .env"
+        assert name in example, f".env.example does not document {name}"
+    assert "RELAY_SECRET_KEYS" not in raw
+
+
+@pytest.mark.slow
+def test_check_deploy_is_clean_with_the_compose_production_settings():
+    from cryptography.fernet import Fernet
+
+    env = _env_file(REPO_ROOT / ".env.example")
+    # The example's placeholders are meant to be replaced: generate what a deployment would.
+    env.update(
+        SECRET_KEY=secrets.token_urlsafe(50),
+        POSTGRES_PASSWORD=secrets.token_urlsafe(16),
+        ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+    )
+    app_env = _app_environment(env)
+    assert app_env["SITE_URL"].startswith("https://") and app_env["DEBUG"] == "false"
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "VIRTUAL_ENV")}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=REPO_ROOT,
+        env={**base, **app_env, "DJANGO_SETTINGS_MODULE": "mailplatform.settings"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
 
 
 def test_every_install_takes_the_locked_set_by_hash_then_the_project_without_deps():

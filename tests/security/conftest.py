@@ -1,0 +1,3 @@
+"""Attack tests for issue #12: API key fixtures come from tests/api."""
+
+from tests.api.conftest import api, api_client_for, make_key  # noqa: F401
