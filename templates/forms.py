@@ -8,12 +8,8 @@ from typing import Any
 from django import forms
 from django.db.models import Q
 
-<<<<<<< HEAD
-from templates.models import EmailTemplate, SourceFormat
-=======
 from mailplatform import jsonlimits
-from templates.models import EmailTemplate
->>>>>>> main
+from templates.models import EmailTemplate, SourceFormat
 from templates.starters import STARTERS
 
 BODY_LABELS = {
