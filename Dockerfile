@@ -1,6 +1,9 @@
-FROM python:3.11-slim-bookworm
+# trixie: its postgresql-client (17) dumps and restores the compose file's PostgreSQL 16 (manage.py backup).
+FROM python:3.11-slim-trixie
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
+RUN apt-get update && apt-get install -y --no-install-recommends postgresql-client \
+    && rm -rf /var/lib/apt/lists/*
 # The locked runtime set first (its own layer, reused while the lock is unchanged), each file
 # checked against its hash; then the project itself without resolving anything.
 COPY requirements.lock ./
@@ -8,6 +11,7 @@ RUN pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY mailplatform mailplatform
 COPY contacts contacts
+COPY media media
 COPY templates templates
 COPY campaigns campaigns
 COPY delivery delivery

@@ -139,10 +139,10 @@ def create_audience(n: int) -> int:
         cursor.execute(
             """
             INSERT INTO contacts_contact (email, first_name, last_name, attributes, status, consent_source,
-                consent_detail, bounce_count, soft_bounce_count, created_at, updated_at)
+                consent_detail, bounce_count, soft_bounce_count, created_at, updated_at, language, timezone)
             SELECT 'user' || i || '@example.com', 'First' || i, 'Last' || i,
                 jsonb_build_object('city', 'City ' || (i %% 97), 'company', 'Company ' || (i %% 13)),
-                'active', 'import', '', 0, 0, now(), now()
+                'active', 'import', '', 0, 0, now(), now(), '', ''
             FROM generate_series(1, %s) AS i
             """,
             [n],

@@ -11,30 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignState, GuardLimits, Variant
-
-# Bounce classes: a source's own answer first, then the SMTP reply (policy refusals are blocks).
-BOUNCE_CLASS_SQL = r"""CASE
-    WHEN e.data->>'kind' IN ('hard', 'soft', 'block') THEN e.data->>'kind'
-    WHEN e.data->>'class' IN ('hard', 'soft', 'block') THEN e.data->>'class'
-    WHEN e.data->>'bounce_type' IN ('hard', 'soft', 'block') THEN e.data->>'bounce_type'
-    WHEN coalesce(e.data->>'reply', e.data->>'diagnostic', '') ~* '(5\.7\.[0-9]|spam|policy|blocked|blocklist|block list|reputation|rbl)'
-        THEN 'block'
-    WHEN coalesce(e.data->>'code', '') LIKE '4%%' THEN 'soft'
-    ELSE 'hard' END"""
-HUMAN_SQL = "coalesce(e.data->>'machine', '') = ''"
-
-
-def bounces_cte(where: str) -> str:
-    """`bounces(message_id, class)`: one row per bounced message, the classifier's word first.
-
-    A refusal during sending can be recorded twice (by the engine from the SMTP reply, then by
-    the bounce classifier): the classified event wins, so each message counts in one class.
-    """
-    return f"""bounces AS (
-        SELECT DISTINCT ON (e.message_id) e.message_id, ({BOUNCE_CLASS_SQL}) AS class
-        FROM delivery_messageevent e WHERE e.kind = 'bounced' AND {where}
-        ORDER BY e.message_id, (e.data ? 'kind') DESC, e.at DESC
-    )"""  # noqa: S608 - `where` is a fixed fragment from this module
+from delivery import selectors as delivery_selectors
 
 
 def _rows(sql: str, params: Sequence[Any]) -> list[tuple]:
@@ -262,12 +239,10 @@ def campaign_mailing_ids(campaign: Campaign) -> list[int]:
 
 def campaign_progress(campaign: Campaign) -> dict[str, Any]:
     """Sent / total, rate and time left over all the campaign's Mailings."""
-    from delivery.selectors import mailing_progress
-
     total = done = sent = failed = skipped = 0
     rate = 0.0
     for mailing_id in campaign_mailing_ids(campaign):
-        progress = mailing_progress(mailing_id)
+        progress = delivery_selectors.mailing_progress(mailing_id)
         total += progress["total"]
         done += progress["done"]
         sent += progress["sent"]
@@ -288,284 +263,44 @@ def campaign_progress(campaign: Campaign) -> dict[str, Any]:
     }
 
 
-# --- the guard ---
-
-
-def guard_stats(mailing_ids: list[int], *, window: int) -> dict[str, int]:
-    """Over the first `window` attempted messages: how many, hard bounces and complaints among them."""
-    if not mailing_ids:
-        return {"attempted": 0, "hard": 0, "complaints": 0}
-    row = _rows(
-        f"""
-        WITH first AS (
-            SELECT id FROM delivery_message
-            WHERE mailing_id = ANY(%s) AND state IN ('sent', 'failed') ORDER BY id LIMIT %s
-        ), {bounces_cte("e.message_id IN (SELECT id FROM first)")}
-        SELECT (SELECT count(*) FROM first),
-            (SELECT count(*) FROM bounces WHERE class = 'hard'),
-            (SELECT count(DISTINCT e.message_id) FROM delivery_messageevent e
-             WHERE e.message_id IN (SELECT id FROM first) AND e.kind = 'complained')
-        """,  # noqa: S608 - fixed SQL fragments
-        [mailing_ids, window],
-    )[0]
-    return {"attempted": row[0], "hard": row[1], "complaints": row[2]}
-
-
-# --- reports ---
-
-
-def _rate(part: int, whole: int) -> float:
-    return round(part * 100 / whole, 2) if whole else 0.0
-
-
-def mailing_figures(mailing_ids: list[int]) -> dict[str, Any]:
-    """Every headline number of a set of Mailings, each with its rate."""
-    figures = dict.fromkeys(
-        (
-            "total", "sent", "failed", "skipped", "queued", "bounced", "hard", "soft", "block",
-            "opens", "unique_opens", "human_opens", "machine_opens", "clicks", "unique_clicks",
-            "human_clicks", "machine_clicks", "unsubscribed", "complained",
-        ),
-        0,
-    )  # fmt: skip
-    if mailing_ids:
-        row = _rows(
-            """
-            SELECT count(*), count(*) FILTER (WHERE state = 'sent'), count(*) FILTER (WHERE state = 'failed'),
-                count(*) FILTER (WHERE state = 'skipped'),
-                count(*) FILTER (WHERE state IN ('queued', 'sending', 'deferred'))
-            FROM delivery_message WHERE mailing_id = ANY(%s)
-            """,
-            [mailing_ids],
-        )[0]
-        figures.update(zip(("total", "sent", "failed", "skipped", "queued"), row, strict=True))
-        row = _rows(
-            f"""
-            WITH {bounces_cte("e.mailing_id = ANY(%s)")}
-            SELECT
-                (SELECT count(*) FROM bounces),
-                (SELECT count(*) FROM bounces WHERE class = 'hard'),
-                (SELECT count(*) FROM bounces WHERE class = 'soft'),
-                (SELECT count(*) FROM bounces WHERE class = 'block'),
-                count(*) FILTER (WHERE e.kind = 'opened'),
-                count(DISTINCT e.message_id) FILTER (WHERE e.kind = 'opened'),
-                count(DISTINCT e.message_id) FILTER (WHERE e.kind = 'opened' AND {HUMAN_SQL}),
-                count(*) FILTER (WHERE e.kind = 'opened' AND NOT {HUMAN_SQL}),
-                count(*) FILTER (WHERE e.kind = 'clicked'),
-                count(DISTINCT e.message_id) FILTER (WHERE e.kind = 'clicked'),
-                count(DISTINCT e.message_id) FILTER (WHERE e.kind = 'clicked' AND {HUMAN_SQL}),
-                count(*) FILTER (WHERE e.kind = 'clicked' AND NOT {HUMAN_SQL}),
-                count(DISTINCT e.message_id) FILTER (WHERE e.kind = 'unsubscribed'),
-                count(DISTINCT e.message_id) FILTER (WHERE e.kind = 'complained')
-            FROM delivery_messageevent e WHERE e.mailing_id = ANY(%s)
-            """,  # noqa: S608 - fixed SQL fragments
-            [mailing_ids, mailing_ids],
-        )[0]
-        keys = (
-            "bounced", "hard", "soft", "block", "opens", "unique_opens", "human_opens", "machine_opens",
-            "clicks", "unique_clicks", "human_clicks", "machine_clicks", "unsubscribed", "complained",
-        )  # fmt: skip
-        figures.update(zip(keys, row, strict=True))
-    attempted = figures["sent"] + figures["failed"]
-    # Delivered: accepted by the relay and not bounced later (a 5xx at RCPT is failed and bounced).
-    bounced_after_sent = max(0, figures["bounced"] - figures["failed"])
-    figures["delivered"] = max(0, figures["sent"] - bounced_after_sent)
-    figures["attempted"] = attempted
-    rates = {
-        "sent": _rate(figures["sent"], figures["total"]),
-        "failed": _rate(figures["failed"], figures["total"]),
-        "skipped": _rate(figures["skipped"], figures["total"]),
-        "delivered": _rate(figures["delivered"], attempted),
-    }
-    for key in ("bounced", "hard", "soft", "block", "complained"):
-        rates[key] = _rate(figures[key], attempted)
-    for key in ("unique_opens", "human_opens", "unique_clicks", "human_clicks", "unsubscribed"):
-        rates[key] = _rate(figures[key], figures["delivered"])
-    figures["rates"] = rates
-    return figures
+# --- reports (the figures are delivery's: delivery.selectors) ---
 
 
 def campaign_report(campaign: Campaign) -> dict[str, Any]:
     ids = campaign_mailing_ids(campaign)
-    report = mailing_figures(ids)
+    report = delivery_selectors.mailing_figures(ids)
     report["variants"] = [
-        {"variant": v, "figures": mailing_figures([v.mailing_id] if v.mailing_id else [])}
+        {"variant": v, "figures": delivery_selectors.mailing_figures([v.mailing_id] if v.mailing_id else [])}
         for v in campaign.variants.all()
     ] if campaign.ab_test else []  # fmt: skip
-    report["links"] = link_clicks(ids)
-    report["timeline"] = engagement_timeline(ids)
-    report["domains"] = results_by_domain(ids)
+    report["links"] = delivery_selectors.link_clicks(ids)
+    report["timeline"] = delivery_selectors.engagement_timeline(ids)
+    report["domains"] = delivery_selectors.results_by_domain(ids)
     return report
 
 
-def link_clicks(mailing_ids: list[int]) -> list[dict[str, Any]]:
-    if not mailing_ids:
-        return []
-    rows = _rows(
-        f"""
-        SELECT e.data->>'url', count(*), count(DISTINCT e.message_id),
-            count(DISTINCT e.message_id) FILTER (WHERE {HUMAN_SQL})
-        FROM delivery_messageevent e WHERE e.mailing_id = ANY(%s) AND e.kind = 'clicked'
-        GROUP BY 1 ORDER BY 2 DESC LIMIT 100
-        """,  # noqa: S608
-        [mailing_ids],
-    )
-    return [{"url": r[0] or "", "clicks": r[1], "unique": r[2], "human": r[3]} for r in rows]
-
-
-def engagement_timeline(mailing_ids: list[int]) -> list[dict[str, Any]]:
-    """Opens and clicks (human, unique per message and bucket) per hour, or per day after 3 days."""
-    if not mailing_ids:
-        return []
-    span = _rows(
-        "SELECT min(at), max(at) FROM delivery_messageevent WHERE mailing_id = ANY(%s) "
-        "AND kind IN ('opened', 'clicked')",
-        [mailing_ids],
-    )[0]
-    if span[0] is None:
-        return []
-    unit = "hour" if span[1] - span[0] <= dt.timedelta(days=3) else "day"
-    rows = _rows(
-        f"""
-        SELECT date_trunc(%s, e.at) AS bucket,
-            count(DISTINCT e.message_id) FILTER (WHERE e.kind = 'opened' AND {HUMAN_SQL}),
-            count(DISTINCT e.message_id) FILTER (WHERE e.kind = 'clicked' AND {HUMAN_SQL}),
-            count(*) FILTER (WHERE e.kind IN ('opened', 'clicked') AND NOT {HUMAN_SQL})
-        FROM delivery_messageevent e
-        WHERE e.mailing_id = ANY(%s) AND e.kind IN ('opened', 'clicked')
-        GROUP BY 1 ORDER BY 1
-        """,  # noqa: S608
-        [unit, mailing_ids],
-    )
-    fmt = "%H:%M" if unit == "hour" else "%b %d"
-    return [
-        {
-            "at": r[0],
-            "label": timezone.localtime(r[0]).strftime(fmt),
-            "opens": r[1],
-            "clicks": r[2],
-            "machine": r[3],
-        }
-        for r in rows
-    ]
-
-
-def results_by_domain(mailing_ids: list[int], *, limit: int = 10) -> list[dict[str, Any]]:
-    if not mailing_ids:
-        return []
-    rows = _rows(
-        f"""
-        SELECT split_part(lower(m.email), '@', 2) AS domain, count(*),
-            count(*) FILTER (WHERE m.state = 'sent'),
-            count(*) FILTER (WHERE EXISTS (SELECT 1 FROM delivery_messageevent e
-                WHERE e.message_id = m.id AND e.kind = 'bounced')),
-            count(*) FILTER (WHERE EXISTS (SELECT 1 FROM delivery_messageevent e
-                WHERE e.message_id = m.id AND e.kind = 'opened' AND {HUMAN_SQL})),
-            count(*) FILTER (WHERE EXISTS (SELECT 1 FROM delivery_messageevent e
-                WHERE e.message_id = m.id AND e.kind = 'clicked' AND {HUMAN_SQL}))
-        FROM delivery_message m WHERE m.mailing_id = ANY(%s)
-        GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %s
-        """,  # noqa: S608
-        [mailing_ids, limit],
-    )
-    return [
-        {
-            "domain": r[0],
-            "total": r[1],
-            "sent": r[2],
-            "bounced": r[3],
-            "opened": r[4],
-            "clicked": r[5],
-            "open_rate": _rate(r[4], r[2]),
-            "bounce_rate": _rate(r[3], r[1]),
-        }
-        for r in rows
-    ]
-
-
 def not_received(campaign: Campaign, *, limit: int | None = 200) -> list[dict[str, Any]]:
-    """Recipients it did not reach, and why: skipped, failed, still deferred, or bounced after sending."""
-    ids = campaign_mailing_ids(campaign)
-    if not ids:
-        return []
-    sql = f"""
-        SELECT m.email, m.state, m.smtp_code, m.smtp_reply,
-            (SELECT {BOUNCE_CLASS_SQL} FROM delivery_messageevent e WHERE e.message_id = m.id
-             AND e.kind = 'bounced' ORDER BY (e.data ? 'kind') DESC, e.at DESC LIMIT 1),
-            (SELECT coalesce(e.data->>'diagnostic', e.data->>'reply') FROM delivery_messageevent e
-             WHERE e.message_id = m.id AND e.kind = 'bounced' ORDER BY (e.data ? 'kind') DESC, e.at DESC LIMIT 1)
-        FROM delivery_message m
-        WHERE m.mailing_id = ANY(%s) AND (m.state IN ('failed', 'skipped', 'deferred')
-            OR EXISTS (SELECT 1 FROM delivery_messageevent e WHERE e.message_id = m.id AND e.kind = 'bounced'))
-        ORDER BY m.id
-    """  # noqa: S608
-    params: list[Any] = [ids]
-    if limit is not None:
-        sql += " LIMIT %s"
-        params.append(limit)
-    out = []
-    for email, state, code, reply, bounce, bounce_reply in _rows(sql, params):
-        if bounce:
-            why = f"{bounce} bounce: {bounce_reply or reply}"
-        elif state == "skipped":
-            why = reply or "skipped (unsubscribed, bounced or suppressed before sending)"
-        elif state == "deferred":
-            why = f"still retrying: {reply}"
-        else:
-            why = f"refused{f' ({code})' if code else ''}: {reply}"
-        out.append({"email": email, "state": state, "bounce": bounce or "", "why": why.strip()})
-    return out
+    """Recipients the campaign did not reach, and why."""
+    return delivery_selectors.not_received(campaign_mailing_ids(campaign), limit=limit)
 
 
 def recipients_csv_rows(campaign: Campaign):
     """Per recipient: address, variant, state, sent at, opened, clicked (human), bounce, unsubscribed, complained."""
     labels = {v.mailing_id: v.label for v in campaign.variants.all() if v.mailing_id}
-    ids = campaign_mailing_ids(campaign)
-    if not ids:
-        return
-    sql = f"""
-        SELECT m.mailing_id, m.email, m.state, m.sent_at, m.smtp_reply,
-            bool_or(e.kind = 'opened' AND {HUMAN_SQL}), bool_or(e.kind = 'clicked' AND {HUMAN_SQL}),
-            bool_or(e.kind = 'opened' AND NOT {HUMAN_SQL}) OR bool_or(e.kind = 'clicked' AND NOT {HUMAN_SQL}),
-            max(CASE WHEN e.kind = 'bounced' THEN {BOUNCE_CLASS_SQL} END),
-            bool_or(e.kind = 'unsubscribed'), bool_or(e.kind = 'complained')
-        FROM delivery_message m LEFT JOIN delivery_messageevent e ON e.message_id = m.id
-        WHERE m.mailing_id = ANY(%s)
-        GROUP BY m.id ORDER BY m.id
-    """  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [ids])
-        while True:
-            chunk = cursor.fetchmany(2000)
-            if not chunk:
-                return
-            for row in chunk:
-                (
-                    mailing_id,
-                    email,
-                    state,
-                    sent_at,
-                    reply,
-                    opened,
-                    clicked,
-                    machine,
-                    bounce,
-                    unsub,
-                    complaint,
-                ) = row
-                yield [
-                    email,
-                    labels.get(mailing_id, "winner" if campaign.ab_test else ""),
-                    state,
-                    sent_at.isoformat() if sent_at else "",
-                    "yes" if opened else "",
-                    "yes" if clicked else "",
-                    "yes" if machine else "",
-                    bounce or "",
-                    "yes" if unsub else "",
-                    "yes" if complaint else "",
-                    reply if state != "sent" else "",
-                ]
+    for row in delivery_selectors.recipient_rows(campaign_mailing_ids(campaign)):
+        yield [
+            row["email"],
+            labels.get(row["mailing_id"], "winner" if campaign.ab_test else ""),
+            row["state"],
+            row["sent_at"].isoformat() if row["sent_at"] else "",
+            "yes" if row["opened"] else "",
+            "yes" if row["clicked"] else "",
+            "yes" if row["machine"] else "",
+            row["bounce"],
+            "yes" if row["unsubscribed"] else "",
+            "yes" if row["complained"] else "",
+            row["reply"] if row["state"] != "sent" else "",
+        ]
 
 
 # --- lists and home ---
@@ -583,19 +318,8 @@ def home_figures() -> dict[str, Any]:
     sending = list(Campaign.objects.filter(state__in=[CampaignState.SENDING, CampaignState.PAUSED])[:5])
     recent = list(Campaign.objects.filter(state=CampaignState.SENT).order_by("-finished_at")[:5])
     since = timezone.now() - dt.timedelta(days=30)
-    row = _rows(
-        f"""
-        WITH recent AS (SELECT id FROM delivery_message
-            WHERE created_at >= %s AND state IN ('sent', 'failed') AND idempotency_key IS NULL),
-        {bounces_cte("e.at >= %s AND e.message_id IN (SELECT id FROM recent)")}
-        SELECT (SELECT count(*) FROM recent),
-            (SELECT count(*) FROM bounces WHERE class = 'hard'),
-            (SELECT count(DISTINCT e.message_id) FROM delivery_messageevent e
-             WHERE e.at >= %s AND e.kind = 'complained' AND e.message_id IN (SELECT id FROM recent))
-        """,  # noqa: S608
-        [since, since, since],
-    )[0]
-    attempted, hard, complaints = row
+    health = delivery_selectors.marketing_health(since)
+    attempted, hard, complaints = health["attempted"], health["hard"], health["complaints"]
     from contacts.models import Subscription
 
     joined = Subscription.objects.filter(confirmed_at__gte=since).count()
@@ -605,12 +329,17 @@ def home_figures() -> dict[str, Any]:
         "left": left,
         "growth": joined - left,
         "sending": [{"campaign": c, "progress": campaign_progress(c)} for c in sending],
-        "recent": [{"campaign": c, "figures": mailing_figures(campaign_mailing_ids(c))} for c in recent],
+        "recent": [
+            {"campaign": c, "figures": delivery_selectors.mailing_figures(campaign_mailing_ids(c))}
+            for c in recent
+        ],
         "attempted": attempted,
-        "hard_rate": _rate(hard, attempted),
-        "complaint_rate": _rate(complaints, attempted),
+        "hard_rate": delivery_selectors.rate(hard, attempted),
+        "complaint_rate": delivery_selectors.rate(complaints, attempted),
         "limits": limits,
-        "hard_over": attempted > 0 and _rate(hard, attempted) > float(limits.hard_bounce_percent),
-        "complaint_over": attempted > 0 and _rate(complaints, attempted) > float(limits.complaint_percent),
+        "hard_over": attempted > 0
+        and delivery_selectors.rate(hard, attempted) > float(limits.hard_bounce_percent),
+        "complaint_over": attempted > 0
+        and delivery_selectors.rate(complaints, attempted) > float(limits.complaint_percent),
         "max_lateness": settings.CAMPAIGNS_MAX_LATENESS_MINUTES,
     }

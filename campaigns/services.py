@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from campaigns import selectors
 from campaigns.models import EDITABLE_STATES, Campaign, CampaignState, GuardLimits, Variant, WinnerMetric
+from delivery import selectors as delivery_selectors
 from delivery.headers import check_header_value
 from mailplatform.services import acting_user, audit_record
 
@@ -312,8 +313,8 @@ def campaign_pause(campaign_id: int, *, by: Any = None, reason: str = "") -> Cam
                 f"only a sending campaign can be paused (this one is {campaign.get_state_display().lower()})",
                 code="state",
             )
-        for mailing_id in _mailings(campaign):
-            if Mailing.objects.filter(pk=mailing_id, state=Mailing.State.SENDING).exists():
+        for mailing_id, state in delivery_selectors.mailing_states(_mailings(campaign)).items():
+            if state == Mailing.State.SENDING:
                 mailing_pause(mailing_id, by=by)
         campaign.state = CampaignState.PAUSED
         campaign.state_reason = reason or "Paused by a person."
@@ -332,8 +333,8 @@ def campaign_resume(campaign_id: int, *, by: Any = None) -> Campaign:
             raise ValidationError("only a paused campaign can be resumed", code="state")
         if campaign.state_reason.startswith("Deliverability guard"):
             campaign.guard_overridden = True
-        for mailing_id in _mailings(campaign):
-            if Mailing.objects.filter(pk=mailing_id, state=Mailing.State.PAUSED).exists():
+        for mailing_id, state in delivery_selectors.mailing_states(_mailings(campaign)).items():
+            if state == Mailing.State.PAUSED:
                 mailing_resume(mailing_id, by=by)
         campaign.state = CampaignState.SENDING
         campaign.state_reason = ""
@@ -351,8 +352,8 @@ def campaign_cancel(campaign_id: int, *, by: Any = None) -> Campaign:
         if campaign.state in (CampaignState.SENT, CampaignState.CANCELLED, CampaignState.FAILED):
             raise ValidationError(f"a {campaign.get_state_display().lower()} campaign cannot be cancelled")
         open_states = [Mailing.State.SENDING, Mailing.State.PAUSED, Mailing.State.DRAFT]
-        for mailing_id in _mailings(campaign):
-            if Mailing.objects.filter(pk=mailing_id, state__in=open_states).exists():
+        for mailing_id, state in delivery_selectors.mailing_states(_mailings(campaign)).items():
+            if state in open_states:
                 mailing_cancel(mailing_id, by=by)
         campaign.state = CampaignState.CANCELLED
         campaign.finished_at = timezone.now()
@@ -408,7 +409,7 @@ def guard_check(campaign_id: int) -> str | None:
     if campaign.state != CampaignState.SENDING or campaign.guard_overridden:
         return None
     limits = GuardLimits.current()
-    stats = selectors.guard_stats(_mailings(campaign), window=limits.window)
+    stats = delivery_selectors.guard_stats(_mailings(campaign), window=limits.window)
     attempted = stats["attempted"]
     if attempted < limits.min_messages:
         return None
@@ -449,7 +450,7 @@ def ab_decide(campaign_id: int, *, force: bool = False) -> Variant | None:
         key = "human_opens" if campaign.ab_metric == WinnerMetric.OPENS else "human_clicks"
         best: tuple[float, Variant] | None = None
         for variant in campaign.variants.all():
-            figures = selectors.mailing_figures([variant.mailing_id] if variant.mailing_id else [])
+            figures = delivery_selectors.mailing_figures([variant.mailing_id] if variant.mailing_id else [])
             rate = figures[key] / figures["sent"] if figures["sent"] else 0.0
             if best is None or rate > best[0]:
                 best = (rate, variant)
@@ -485,7 +486,7 @@ def campaign_sync(campaign_id: int) -> str:
     ids = _mailings(campaign)
     for mailing_id in ids:
         mailing_finish_if_done(mailing_id)
-    states = set(Mailing.objects.filter(pk__in=ids).values_list("state", flat=True))
+    states = set(delivery_selectors.mailing_states(ids).values())
     if ids and states <= {Mailing.State.DONE, Mailing.State.CANCELLED}:
         # Every Mailing cancelled (from the delivery pages): the campaign was cancelled, not sent.
         final = CampaignState.CANCELLED if states == {Mailing.State.CANCELLED} else CampaignState.SENT

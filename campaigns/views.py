@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from campaigns import charts, selectors, services
 from campaigns.forms import AudienceForm, ConfirmForm, ContentForm, ScheduleForm, SettingsForm, TestSendForm
 from campaigns.models import Campaign, CampaignState
+from delivery import selectors as delivery_selectors
 from mailplatform.permissions import requires
 
 STEPS = [
@@ -291,7 +292,7 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "campaign": campaign,
             "progress": selectors.campaign_progress(campaign),
-            "report": selectors.mailing_figures(selectors.campaign_mailing_ids(campaign)),
+            "report": delivery_selectors.mailing_figures(selectors.campaign_mailing_ids(campaign)),
         },
     )
 

@@ -637,7 +637,9 @@ def public_subscribe(
 
     The caller shows the same answer whatever happens here, so the page never tells whether
     an address is known, subscribed or blocked. A double opt-in list gets an unconfirmed
-    subscription and a confirmation_requested signal after commit.
+    subscription and a confirmation_requested signal after commit; so does an unsubscribed
+    contact on any list. A bounced, complained or blocklisted contact, or a suppressed address,
+    is never changed from here (an admin can).
     """
     address = check_email(email)
     if selectors.address_is_suppressed(address):
@@ -663,7 +665,14 @@ def public_subscribe(
         )
         if subscription.status == SubscriptionStatus.CONFIRMED:
             return subscription
-        if mailing_list.opt_in == OptIn.SINGLE:
+        # Anyone can type an address into a public form. Single opt-in subscribes at once only an
+        # address that never said no: a contact (or subscription) that unsubscribed is asked by mail,
+        # whatever the list's opt-in, and only their click (subscription_confirm) brings them back.
+        said_no = (
+            contact.status == ContactStatus.UNSUBSCRIBED
+            or subscription.status == SubscriptionStatus.UNSUBSCRIBED
+        )
+        if mailing_list.opt_in == OptIn.SINGLE and not said_no:
             _confirm(subscription, ip_address=ip_address, now=now)
             return subscription
         subscription.status = SubscriptionStatus.UNCONFIRMED

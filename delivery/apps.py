@@ -10,10 +10,12 @@ class DeliveryConfig(AppConfig):
 
         from contacts.signals import confirmation_requested
         from delivery import metrics as delivery_metrics
-        from delivery.receivers import send_confirmation
+        from delivery.receivers import send_confirmation, send_password_reset
         from mailplatform import beat, metrics
+        from mailplatform.signals import password_reset_requested
 
         confirmation_requested.connect(send_confirmation, dispatch_uid="delivery.send_confirmation")
+        password_reset_requested.connect(send_password_reset, dispatch_uid="delivery.send_password_reset")
         beat.every(10, "delivery.tasks.send_watchdog", name="delivery-watchdog")
         beat.every(3600, "delivery.tasks.ledger_prune", name="delivery-prune")
         beat.every(

@@ -19,6 +19,7 @@ and how many connections a relay gets by the relay's own semaphore, across all h
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Iterator
@@ -28,13 +29,13 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from delivery import eligibility, ledger, ratelimit, relays, runners, verp
+from delivery import domains, eligibility, ledger, ratelimit, relays, runners, verp
 from delivery import metrics as delivery_metrics
 from delivery.compose import MessageBuilder, Recipient
 from delivery.dkim import DkimSigner
 from delivery.ledger import ACTIVE_STATES, Claimed
 from delivery.mailings import mailing_finish_if_done, mailing_set_error
-from delivery.models import Mailing, MessageState, Relay
+from delivery.models import HoldReason, Mailing, MessageState, Relay
 from delivery.smtp import DEFERRED, FAILED, SENT, Envelope, Outcome, RelayConnection, RelayError
 from mailplatform import crypto
 
@@ -116,6 +117,9 @@ class Recorder:
         sent = [o for o in outcomes if o.status == SENT]
         failed = [o for o in outcomes if o.status == FAILED]
         deferred = [o for o in outcomes if o.status == DEFERRED and o.stage != "connection"]
+        # A receiving domain's rate limit: a short hold, not the relay's exponential back-off.
+        throttled = [o for o in deferred if o.domain_throttled]
+        deferred = [o for o in deferred if not o.domain_throttled]
         # Not tried at all, or cut off by a lost connection: back to the queue, no attempt counted.
         returned = [o for o in outcomes if o.status == DEFERRED and o.stage == "connection"]
         ledger.record_outcomes(
@@ -126,9 +130,14 @@ class Recorder:
             deferred=deferred,
             returned=returned,
             now=now,
+            throttled=throttled,
         )
         delivery_metrics.count_outcomes(
-            self.relay_id, self.mailing.from_email, sent=len(sent), failed=len(failed), deferred=len(deferred)
+            self.relay_id,
+            self.mailing.from_email,
+            sent=len(sent),
+            failed=len(failed),
+            deferred=len(deferred) + len(throttled),
         )
         if sent:
             self.sent_contacts.extend(c for c in (self.contact_of.get(o.key) for o in sent) if c is not None)
@@ -307,6 +316,7 @@ def _work_relay(
     if mailing.last_error:
         mailing_set_error(mailing.pk, "")
     limits = relays.limits(relay)
+    requeued_at = 0.0
     try:
         while True:
             if time.monotonic() >= deadline:
@@ -316,8 +326,19 @@ def _work_relay(
             if limits.per_second > 0:
                 # Never claim more than can go out well within the lease.
                 size = max(1, min(size, int(limits.per_second * settings.DELIVERY_LEASE_SECONDS / 4)))
+            if time.monotonic() - requeued_at >= 0.5:
+                # Mail held for a receiving domain's pace comes back as its turn comes, not at the
+                # watchdog's next round.
+                requeued_at = time.monotonic()
+                ledger.requeue_held(mailing.pk, HoldReason.THROTTLED)
             batch = ledger.claim(mailing.pk, relay.pk, size)
             if not batch:
+                requeued, wait = ledger.requeue_held(mailing.pk, HoldReason.THROTTLED)
+                if requeued:
+                    continue
+                if wait is not None and wait <= 2.0 and time.monotonic() + wait < deadline:
+                    time.sleep(wait + 0.01)  # only held mail is left, and its turn is near
+                    continue
                 result.reason = "empty"
                 return "empty"
             result.claimed += len(batch)
@@ -346,6 +367,10 @@ def _send_batch(
     result: RunResult,
 ) -> str:
     """Stream one claimed batch; returns "" to go on, or why to stop."""
+    groups = {c.id: domains.group_of(c.email) for c in batch}
+    batch = _domain_gate(batch, groups)
+    if not batch:
+        return ""
     tokens = {c.id: verp.message_token(c.id, "unsubscribe") for c in batch}
     contexts = _contexts(mailing, builder, batch, tokens)
     recorder = Recorder(mailing=mailing, relay_id=relay.pk, contact_of={c.id: c.contact_id for c in batch})
@@ -399,10 +424,15 @@ def _send_batch(
     relay_failure = ""
     for outcome in smtp.send(envelopes()):
         recorder.add(outcome)
-        if outcome.stage == "connection" and not relay_failure:
-            relay_failure = outcome.reply
-        elif outcome.code == 421 and not relay_failure:
-            relay_failure = f"{outcome.code} {outcome.reply}"
+        if outcome.domain_throttled:
+            # Slow that receiving domain down (AIMD); the relay is fine and keeps the other domains.
+            slower = domains.slow_down(groups[outcome.key])
+            if slower is not None:
+                log.info("receiving domain %s rate-limits us: down to %.2f/s", groups[outcome.key], slower)
+        elif outcome.relay_fault and not relay_failure:
+            relay_failure = (
+                outcome.reply if outcome.stage == "connection" else f"{outcome.code} {outcome.reply}"
+            )
         if recorder.due():
             recorder.flush()
             _check(control)
@@ -423,6 +453,28 @@ def _send_batch(
         result.reason = control["stop"]
         return "stopped"
     return ""
+
+
+def _domain_gate(batch: list[Claimed], groups: dict[int, str]) -> list[Claimed]:
+    """The Messages of this batch each receiving domain may take now; the rest wait in the ledger,
+    one after another at the domain's pace, while the other domains' mail goes on (no head-of-line
+    blocking)."""
+    wanted: dict[str, list[int]] = {}
+    for item in batch:
+        wanted.setdefault(groups[item.id], []).append(item.id)
+    waiting: set[int] = set()
+    now = timezone.now()
+    for group, ids in wanted.items():
+        granted, wait, rate = domains.take(group, len(ids))
+        if granted >= len(ids):
+            continue
+        later = ids[granted:]
+        waiting.update(later)
+        interval = 1.0 / rate if rate > 0 else max(wait, 0.1)
+        ledger.hold_in_turn(
+            later, now + dt.timedelta(seconds=max(0.0, wait - interval)), interval, HoldReason.THROTTLED
+        )
+    return [c for c in batch if c.id not in waiting] if waiting else batch
 
 
 def watchdog() -> dict[str, int]:

@@ -187,6 +187,49 @@ def extend_lease(ids: Sequence[int]) -> None:
         )
 
 
+def hold_in_turn(ids: Sequence[int], start: dt.datetime, interval: float, reason: str) -> None:
+    """Claimed Messages wait one after another: the n-th (1-based) until start + n * interval, so
+    mail held for a receiving domain's rate comes back at about the pace it may go out."""
+    if not ids:
+        return
+    if reason not in HoldReason.values or not reason:
+        raise ValueError(f"unknown hold reason {reason!r}")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE delivery_message AS m SET state = 'deferred', lease_expires_at = NULL, hold_reason = %s,
+                next_attempt_at = %s + make_interval(secs => %s * t.n)
+            FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(id, n)
+            WHERE m.id = t.id AND m.state = 'sending'
+            """,
+            [reason, start, interval, list(ids)],
+        )
+
+
+def requeue_held(mailing_id: int, reason: str) -> tuple[int, float | None]:
+    """This Mailing's Messages held for `reason` whose time has come go back to the queue now (a
+    runner need not wait for the watchdog); also the seconds until the next one is due."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE delivery_message SET state = 'queued', hold_reason = ''
+            WHERE mailing_id = %s AND state = 'deferred' AND hold_reason = %s
+              AND next_attempt_at <= clock_timestamp()
+            """,
+            [mailing_id, reason],
+        )
+        requeued = cursor.rowcount
+        cursor.execute(
+            """
+            SELECT EXTRACT(EPOCH FROM MIN(next_attempt_at) - clock_timestamp()) FROM delivery_message
+            WHERE mailing_id = %s AND state = 'deferred' AND hold_reason = %s
+            """,
+            [mailing_id, reason],
+        )
+        (wait,) = cursor.fetchone()
+    return requeued, None if wait is None else max(0.0, float(wait))
+
+
 def hold(ids: Sequence[int], until: dt.datetime, reason: str) -> None:
     """Claimed Messages wait until `until` for `reason` (a HoldReason); no attempt is counted.
 
@@ -217,8 +260,13 @@ def record_outcomes(
     deferred: list[Outcome],
     returned: list[Outcome],
     now: dt.datetime,
+    throttled: Sequence[Outcome] = (),
+    throttled_delay: float = 1.0,
 ) -> None:
     """Write one batch of SMTP outcomes and their events in one transaction.
+
+    throttled: deferred by a receiving domain's rate limit (4.7.x): held `throttled_delay`
+    seconds (hold reason "throttled"), not the relay's exponential back-off.
 
     returned: not tried at all, or cut off by a lost connection: back to the queue, no attempt
     counted; `uncertain` ones (the data may have gone) are marked recovered.
@@ -253,6 +301,10 @@ def record_outcomes(
             _failure_events(mailing_id, failed, now)
         if deferred:
             _defer(mailing_id, relay_id, deferred, now)
+        if throttled:
+            _defer(
+                mailing_id, relay_id, list(throttled), now, reason=HoldReason.THROTTLED, delay=throttled_delay
+            )
         if returned:
             _update_many(
                 """
@@ -292,9 +344,20 @@ def _outcome_events(mailing_id: int, outcomes: list[Outcome], kind: str, now: dt
     )
 
 
-def _defer(mailing_id: int, relay_id: int, deferred: list[Outcome], now: dt.datetime) -> None:
-    """The relay said "later": hold with an exponential back-off, or fail past the maximum age."""
+def _defer(
+    mailing_id: int,
+    relay_id: int,
+    deferred: list[Outcome],
+    now: dt.datetime,
+    *,
+    reason: str = HoldReason.RELAY,
+    delay: float | None = None,
+) -> None:
+    """The relay said "later": hold with an exponential back-off (or a fixed `delay`), or fail past
+    the maximum age."""
     base, cap = settings.DELIVERY_RETRY_BASE_SECONDS, settings.DELIVERY_RETRY_MAX_SECONDS
+    if delay is not None:
+        base, cap = 0, delay  # GREATEST(LEAST(0, delay), delay) below: a fixed wait
     _update_many(
         """
         UPDATE delivery_message AS m SET
@@ -302,7 +365,7 @@ def _defer(mailing_id: int, relay_id: int, deferred: list[Outcome], now: dt.date
             hold_reason = CASE WHEN m.created_at < %s THEN '' ELSE %s END,
             relay_id = %s, smtp_code = v.code::smallint, smtp_reply = v.reply::text, attempts = m.attempts + 1,
             lease_expires_at = NULL,
-            next_attempt_at = %s + make_interval(secs => LEAST(%s * power(2, LEAST(m.attempts, 20)), %s))
+            next_attempt_at = %s + make_interval(secs => GREATEST(LEAST(%s * power(2, LEAST(m.attempts, 20)), %s), %s))
         FROM (VALUES {values}) AS v(id, code, reply)
         WHERE m.id = v.id
         """,
@@ -310,11 +373,12 @@ def _defer(mailing_id: int, relay_id: int, deferred: list[Outcome], now: dt.date
         3,
         [
             *[now - dt.timedelta(seconds=settings.DELIVERY_MAX_AGE_SECONDS)] * 2,
-            HoldReason.RELAY.value,
+            str(reason),
             relay_id,
             now,
             base,
             cap,
+            delay or 0,
         ],
     )
     _outcome_events(mailing_id, deferred, MessageEvent.Kind.DEFERRED, now)

@@ -23,13 +23,48 @@ local op = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 
-if op == 'take' then
-  -- KEYS: bucket, hour prefix, day prefix. ARGV: op, want, rate, burst, per_hour, per_day
+-- A receiving domain's adaptive rate (AIMD): halved at a rate-limit reply, then growing back by
+-- `inc` msg/s per second; nil once it is back at `cap` (its configured rate, or the ceiling).
+local function adaptive(key, cap, inc)
+  local a = redis.call('HMGET', key, 'rate', 'ts')
+  local r = tonumber(a[1])
+  if r == nil then return nil end
+  r = r + inc * math.max(0, now - tonumber(a[2]))
+  if r >= cap then
+    redis.call('DEL', key)
+    return nil
+  end
+  return r
+end
+
+if op == 'dslow' then
+  -- KEYS: aimd. ARGV: op, configured rate (0 none), start, floor, ceiling, inc
+  local rate, start, floor, ceiling, inc = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+  local cap = rate > 0 and rate or ceiling
+  local last = tonumber(redis.call('HGET', KEYS[1], 'slowed') or '0')
+  local current = adaptive(KEYS[1], cap, inc) or (rate > 0 and rate or start)
+  -- Replies to messages already in flight say the same thing: one halving per second.
+  if now - last < 1 then return {0, tostring(current)} end
+  local slower = math.max(floor, current / 2)
+  redis.call('HSET', KEYS[1], 'rate', tostring(slower), 'ts', tostring(now), 'slowed', tostring(now))
+  redis.call('EXPIRE', KEYS[1], 7 * 86400)
+  return {1, tostring(slower)}
+end
+
+if op == 'take' or op == 'dtake' then
+  -- KEYS: bucket, hour prefix, day prefix[, aimd]. ARGV: op, want, rate, burst, per_hour, per_day[, ceiling, inc]
   local want = tonumber(ARGV[2])
   local rate = tonumber(ARGV[3])
   local burst = tonumber(ARGV[4])
   local per_hour = tonumber(ARGV[5])
   local per_day = tonumber(ARGV[6])
+  if op == 'dtake' then
+    local slowed = adaptive(KEYS[4], rate > 0 and rate or tonumber(ARGV[7]), tonumber(ARGV[8]))
+    if slowed ~= nil then
+      rate = slowed
+      burst = math.max(1, math.ceil(slowed))
+    end
+  end
   local grant = want
   local wait = 0
   local tokens = 0
@@ -73,7 +108,7 @@ if op == 'take' then
     redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
     redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
   end
-  return {grant, tostring(wait)}
+  return {grant, tostring(wait), tostring(rate)}
 end
 
 -- Connection slots. KEYS: the slots' sorted set. ARGV: op, token, limit, lease seconds
@@ -107,11 +142,15 @@ return redis.error_reply('unknown op ' .. op)
 _script = None
 
 
-def _run(keys: list[str], args: list) -> tuple[int, float]:
+def _call(keys: list[str], args: list) -> list:
     global _script
     if _script is None:
         _script = redis_client().register_script(_SCRIPT)
-    count, wait = _script(keys=keys, args=args)
+    return _script(keys=keys, args=args)
+
+
+def _run(keys: list[str], args: list) -> tuple[int, float]:
+    count, wait = _call(keys, args)[:2]
     return int(count), float(wait)
 
 
@@ -143,6 +182,77 @@ def take(relay_id: int, want: int, limits: Limits) -> tuple[int, float]:
     return _run(
         [f"{base}:bucket", f"{base}:hour", f"{base}:day"],
         ["take", want, limits.per_second, limits.capacity, limits.per_hour, limits.per_day],
+    )
+
+
+# --- receiving domains: the same buckets and counters, plus the adaptive (AIMD) rate ---
+
+
+@dataclass(frozen=True)
+class Aimd:
+    start: float
+    floor: float
+    ceiling: float
+    increase: float
+
+
+def _domain_prefix(group: str) -> str:
+    return redis_key("delivery", "domain", group)
+
+
+def domain_take(group: str, want: int, limits: Limits, aimd: Aimd) -> tuple[int, float, float]:
+    """Up to `want` messages this receiving domain (group) may get now, the wait when 0, and the
+    rate in force (0: none). One script with the relay buckets, so every worker shares it."""
+    base = _domain_prefix(group)
+    grant, wait, rate = _call(
+        [f"{base}:bucket", f"{base}:hour", f"{base}:day", f"{base}:aimd"],
+        [
+            "dtake",
+            want,
+            limits.per_second,
+            limits.capacity,
+            limits.per_hour,
+            limits.per_day,
+            aimd.ceiling,
+            aimd.increase,
+        ],
+    )
+    return int(grant), float(wait), float(rate)
+
+
+def domain_slow_down(group: str, limits: Limits, aimd: Aimd) -> float | None:
+    """A rate-limit reply from this domain: halve its rate (at most once a second). The new rate,
+    or None when it was halved less than a second ago."""
+    halved, rate = _call(
+        [f"{_domain_prefix(group)}:aimd"],
+        ["dslow", limits.per_second, aimd.start, aimd.floor, aimd.ceiling, aimd.increase],
+    )
+    return float(rate) if int(halved) else None
+
+
+def domain_rates(groups: list[str], limits_of, aimd: Aimd) -> dict[str, float]:
+    """The adaptive rate in force now for each of `groups` that is slowed down (the relay page)."""
+    client = redis_client()
+    now = time.time()
+    out = {}
+    for group in groups:
+        rate, ts = client.hmget(f"{_domain_prefix(group)}:aimd", "rate", "ts")
+        if rate is None:
+            continue
+        cap = limits_of(group).per_second or aimd.ceiling
+        current = float(rate) + aimd.increase * max(0.0, now - float(ts))
+        if current < cap:
+            out[group] = current
+    return out
+
+
+def slowed_groups() -> list[str]:
+    prefix = _domain_prefix("")
+    return sorted(
+        key.decode()[len(prefix) : -len(":aimd")]
+        if isinstance(key, bytes)
+        else key[len(prefix) : -len(":aimd")]
+        for key in redis_client().scan_iter(f"{prefix}*:aimd")
     )
 
 

@@ -190,43 +190,60 @@ test_send.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 test_send_many.__test__ = False  # type: ignore[attr-defined]
 
 
-# --- platform mail: double opt-in confirmation ---
+# --- platform mail: double opt-in confirmation, password reset ---
 
+EMAIL_TEMPLATES = Path(__file__).parent / "templates" / "delivery" / "email"
 CONFIRMATION_SUBJECT = "Please confirm your subscription to {{ list_name }}"
-
-
-CONFIRMATION_HTML = Path(__file__).parent / "templates" / "delivery" / "email" / "confirmation.html"
+CONFIRMATION_HTML = EMAIL_TEMPLATES / "confirmation.html"
+PASSWORD_RESET_SUBJECT = "Reset your Posthorn password"
+PASSWORD_RESET_HTML = EMAIL_TEMPLATES / "password_reset.html"
 
 
 @cache
-def _confirmation_html() -> str:
+def _system_html(path: Path) -> str:
     # Liquid (compiled by templates.compiler like any email template), not a Django template: read
     # as text. The final newline is the file's, not the mail's (the snapshot's sha stays the same).
-    return CONFIRMATION_HTML.read_text(encoding="utf-8").removesuffix("\n")
+    return path.read_text(encoding="utf-8").removesuffix("\n")
 
 
-def _confirmation_mailing() -> Mailing:
+def _system_mailing(system: str, name: str, subject: str, html_path: Path) -> Mailing:
+    """The standing Mailing of one kind of platform mail, made once per version of its content."""
     from templates.compiler import compile_template
 
-    data = compiled_dict(compile_template(subject=CONFIRMATION_SUBJECT, html=_confirmation_html()))
+    data = compiled_dict(compile_template(subject=subject, html=_system_html(html_path)))
     sha = compiled_sha(data)
     existing = Mailing.objects.filter(
-        state=Mailing.State.STANDING, meta__system="confirmation", compiled_sha=sha
+        state=Mailing.State.STANDING, meta__system=system, compiled_sha=sha
     ).first()
     if existing is not None:
         return existing
     return mailing_create(
-        name="Subscription confirmations",
+        name=name,
         compiled=data,
         from_email=settings.DELIVERY_DEFAULT_FROM_EMAIL,
         from_name=settings.DELIVERY_DEFAULT_FROM_NAME,
         kind=Mailing.Kind.TRANSACTIONAL,
-        send_group="system:confirmation",
+        send_group=f"system:{system}",
         state=Mailing.State.STANDING,
         track_opens=False,
         track_clicks=False,
-        meta={"system": "confirmation"},
+        meta={"system": system},
     )
+
+
+def _confirmation_mailing() -> Mailing:
+    return _system_mailing(
+        "confirmation", "Subscription confirmations", CONFIRMATION_SUBJECT, CONFIRMATION_HTML
+    )
+
+
+def password_reset_send(email: str, reset_url: str) -> Message:
+    """A password reset link, to the account's bare address, through the ledger like any mail."""
+    mailing = _system_mailing(
+        "password_reset", "Password resets", PASSWORD_RESET_SUBJECT, PASSWORD_RESET_HTML
+    )
+    key = f"password-reset:{hashlib.sha256(reset_url.encode()).hexdigest()[:32]}"
+    return transactional_queue(mailing, to=email, data={"reset_url": reset_url}, idempotency_key=key)
 
 
 def confirmation_send(subscription_id: int, confirm_url: str) -> Message | None:

@@ -9,8 +9,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from delivery import domains, mailings, selectors, transactional, verp
 from delivery import identities as identity_service
-from delivery import mailings, selectors, transactional, verp
 from delivery import relays as relay_service
 from delivery.forms import IdentityForm, LedgerSearchForm, RelayForm, TestSendForm
 from delivery.models import Mailing, Message, Relay, SendingIdentity
@@ -148,13 +148,22 @@ def relays(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "delivery/relays.html",
-        {"rows": selectors.relays_with_usage(), "identities": selectors.identities(), "form": IdentityForm()},
+        {
+            "rows": selectors.relays_with_usage(),
+            "domain_rows": domains.overview(),
+            "identities": selectors.identities(),
+            "form": IdentityForm(),
+        },
     )
 
 
 @requires("manage_relays")
 def relays_usage_fragment(request: HttpRequest) -> HttpResponse:
-    return render(request, "delivery/relays_usage.html", {"rows": selectors.relays_with_usage()})
+    return render(
+        request,
+        "delivery/relays_usage.html",
+        {"rows": selectors.relays_with_usage(), "domain_rows": domains.overview()},
+    )
 
 
 @requires("manage_relays")

@@ -148,3 +148,19 @@ def check_redis_url(name: str, value: str) -> str:
     if parts.scheme not in ("redis", "rediss", "redis+socket", "unix"):
         raise ConfigError(f"{name}={value!r} must start with redis://, rediss:// or redis+socket://")
     return value
+
+
+def env_json(name: str, default: dict) -> dict:
+    """A JSON object from the environment; anything else is a configuration error."""
+    import json
+
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return dict(default)
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name} is not valid JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise ConfigError(f"{name} must be a JSON object")
+    return parsed

@@ -1,30 +1,92 @@
 from django import forms
-from django.contrib.auth.forms import AuthenticationForm
+from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm, PasswordResetForm
+from django.contrib.auth.tokens import default_token_generator
+from django.urls import reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
 from mailplatform.roles import Role
-from mailplatform.services import login_failed, login_is_locked, login_succeeded
+from mailplatform.services import login_failed, login_succeeded, login_wait_seconds, password_reset_allowed
+from mailplatform.signals import password_reset_requested
+
+
+def _client_address(request) -> str | None:
+    # ClientAddressMiddleware has already replaced a trusted proxy's address with the client's.
+    return request.META.get("REMOTE_ADDR") if request is not None else None
+
+
+def _locked_error(wait: int) -> forms.ValidationError:
+    return forms.ValidationError(
+        "Too many failed logins. Wait %(seconds)s seconds and try again.",
+        code="locked",
+        params={"seconds": wait},
+    )
 
 
 class ThrottledAuthenticationForm(AuthenticationForm):
-    """Refuses further attempts for a while after repeated failures, per account and per address."""
+    """The dashboard's login, the only one (Django admin sends its visitors here).
 
-    error_messages = {
-        **AuthenticationForm.error_messages,
-        "locked": "Too many failed logins. Wait a few minutes and try again.",
-    }
+    After repeated failures for one account from one address each further try waits longer
+    (mailplatform.services.login_wait_seconds); while it waits the password is not even checked,
+    so a guess in that time learns nothing.
+    """
 
     def clean(self):
         username = self.cleaned_data.get("username") or ""
-        ip_address = self.request.META.get("REMOTE_ADDR") if self.request else None
-        if login_is_locked(username, ip_address):
-            raise forms.ValidationError(self.error_messages["locked"], code="locked")
+        ip_address = _client_address(self.request)
+        wait = login_wait_seconds(username, ip_address)
+        if wait:
+            raise _locked_error(wait)
         try:
             cleaned = super().clean()
         except forms.ValidationError:
             login_failed(username, ip_address)
             raise
-        login_succeeded(username)
+        login_succeeded(username, ip_address)
         return cleaned
+
+
+class ThrottledPasswordChangeForm(PasswordChangeForm):
+    """Changing a password checks the old one: the same throttle as the login (a stolen session
+    must not become a way to guess the password)."""
+
+    def __init__(self, user, *args, request=None, **kwargs):
+        self.request = request
+        super().__init__(user, *args, **kwargs)
+
+    def clean_old_password(self):
+        ip_address = _client_address(self.request)
+        wait = login_wait_seconds(self.user.get_username(), ip_address)
+        if wait:
+            raise _locked_error(wait)
+        try:
+            old_password = super().clean_old_password()
+        except forms.ValidationError:
+            login_failed(self.user.get_username(), ip_address)
+            raise
+        login_succeeded(self.user.get_username(), ip_address)
+        return old_password
+
+
+class PlatformPasswordResetForm(PasswordResetForm):
+    """Asks for a reset link. The answer is the same whether or not the address has an account;
+    the link goes out through the transactional path (delivery connects the signal), is valid for
+    PASSWORD_RESET_TIMEOUT and works once (the token covers the password it replaces)."""
+
+    def save(self, *, request=None, **kwargs) -> None:  # Django's signature; the mail is ours
+        email = self.cleaned_data["email"]
+        if not password_reset_allowed(email, _client_address(request)):
+            return
+        for user in self.get_users(email):
+            path = reverse(
+                "password_reset_confirm",
+                kwargs={"uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
+                        "token": default_token_generator.make_token(user)},
+            )  # fmt: skip
+            password_reset_requested.send(
+                sender=type(self), user_id=user.pk, email=user.email, reset_url=settings.SITE_URL + path
+            )
 
 
 class UserCreateForm(forms.Form):

@@ -50,6 +50,8 @@ class CapturedMessage(models.Model):
     message_id = models.CharField(max_length=998, blank=True)
     size = models.PositiveIntegerField()
     raw = models.BinaryField()
+    # A "Send a test" message (it carries X-Posthorn-Test), marked in the list and filterable.
+    is_test = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-received_at", "-id"]

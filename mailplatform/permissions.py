@@ -14,6 +14,12 @@ from django.http import HttpRequest, HttpResponse
 from mailplatform.roles import CAPABILITIES, can
 
 
+def public(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Mark a view anyone may open without logging in (the login's own pages, password reset)."""
+    view.public_endpoint = True  # type: ignore[attr-defined]
+    return view
+
+
 def requires(capability: str) -> Callable:
     if capability not in CAPABILITIES:
         raise KeyError(f"unknown capability {capability!r}")

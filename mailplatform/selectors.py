@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import hmac
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
@@ -117,8 +120,49 @@ def audit_entries(*, action: str = "", actor: str = "") -> QuerySet[AuditEntry]:
     return entries
 
 
-def captured_messages() -> QuerySet[CapturedMessage]:
-    return CapturedMessage.objects.defer("raw")
+def captured_messages(*, search: str = "", tests_only: bool = False) -> QuerySet[CapturedMessage]:
+    """Newest first; `search` matches a recipient's address or the subject (any part, any case)."""
+    rows = CapturedMessage.objects.defer("raw").order_by("-received_at", "-id")
+    search = search.strip()[:200]
+    if search:
+        rows = rows.filter(Q(subject__icontains=search) | Q(recipients__icontains=search))
+    if tests_only:
+        rows = rows.filter(is_test=True)
+    return rows
+
+
+def captured_message_parts(message: CapturedMessage) -> dict[str, Any]:
+    """The captured message read back: its headers in order, the HTML part, the text part, the attachments."""
+    parsed = email.message_from_bytes(bytes(message.raw), policy=email.policy.default)
+    headers = []
+    for name, value in parsed.items():
+        try:
+            headers.append((name, str(value)))
+        except Exception:  # a malformed header is shown raw rather than lost
+            headers.append((name, str(parsed.get_all(name, [""])[0])))
+    parts: dict[str, str] = {}
+    for kind in ("html", "plain"):
+        try:
+            part = parsed.get_body(preferencelist=(kind,))
+            parts[kind] = part.get_content() if part is not None else ""
+        except (LookupError, ValueError, KeyError):
+            parts[kind] = ""
+    attachments = []
+    for part in parsed.iter_attachments():
+        try:
+            payload = part.get_payload(decode=True) or b""
+            filename = part.get_filename() or "attachment"
+        except (LookupError, ValueError, KeyError):
+            continue
+        attachments.append(
+            {
+                "filename": filename,
+                "content_type": part.get_content_type(),
+                "size": len(payload),
+                "payload": payload,
+            }
+        )
+    return {"headers": headers, "html": parts["html"], "text": parts["plain"], "attachments": attachments}
 
 
 # --- API keys and webhooks ---
@@ -169,37 +213,3 @@ def webhook_deliveries(
     if status:
         deliveries = deliveries.filter(status=status)
     return deliveries
-
-
-def captured_message_parts(message: CapturedMessage) -> dict:
-    """A captured message taken apart for its page: headers, the HTML and text bodies, the attachments.
-
-    Parsed with the standard library's modern policy; a message it cannot take apart shows its raw source only.
-    """
-    import email
-    import email.policy
-
-    parsed = email.message_from_bytes(bytes(message.raw), policy=email.policy.default)
-    html = parsed.get_body(("html",))
-    text = parsed.get_body(("plain",))
-    attachments = []
-    for part in parsed.iter_attachments():
-        payload = part.get_payload(decode=True) or b""
-        attachments.append(
-            {
-                "filename": part.get_filename() or "attachment",
-                "content_type": part.get_content_type(),
-                "size": len(payload),
-                "payload": payload,
-            }
-        )
-    return {
-        "headers": [
-            (name, str(parsed[name]))
-            for name in ("From", "To", "Subject", "Date", "Message-ID")
-            if parsed[name]
-        ],
-        "html": html.get_content() if html is not None else "",
-        "text": text.get_content() if text is not None else "",
-        "attachments": attachments,
-    }

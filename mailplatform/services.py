@@ -7,7 +7,9 @@ import email
 import email.policy
 import hashlib
 import json
+import math
 import secrets
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -120,36 +122,73 @@ def captured_message_store(mail_from: str, recipients: list[str], raw: bytes) ->
         message_id=str(parsed.get("Message-ID", ""))[:998],
         size=len(raw),
         raw=raw,
+        # Spelled here, not imported: mailplatform imports no app (delivery.transactional.TEST_HEADER).
+        is_test=str(parsed.get("X-Posthorn-Test", "")).strip().lower() == "yes",
     )
 
 
-# --- Login throttling: failures counted per username and per client address in Redis ---
+# --- Login throttling: one throttle for every form that checks a password (see settings) ---
 
 
-def _throttle_keys(username: str, ip_address: str | None) -> list[str]:
-    keys = [f"login-failures:user:{username.strip().lower()}"]
+def _throttle_counters(username: str, ip_address: str | None) -> list[tuple[str, int]]:
+    """(cache key, failures allowed before delays start) for each counter a login attempt touches."""
+    user = username.strip().lower()[:150]
+    base = settings.LOGIN_MAX_FAILURES
+    counters = [(f"login-failures:user:{user}", base * 10)]
     if ip_address:
-        keys.append(f"login-failures:ip:{ip_address}")
-    return keys
+        counters += [
+            (f"login-failures:pair:{user}:{ip_address}", base),
+            (f"login-failures:ip:{ip_address}", base * 4),
+        ]
+    return counters
 
 
-def login_is_locked(username: str, ip_address: str | None) -> bool:
-    limit = settings.LOGIN_MAX_FAILURES
-    # The per-address limit is wider: an office shares one address.
-    counts = cache.get_many(_throttle_keys(username, ip_address))
-    user_count = counts.get(_throttle_keys(username, None)[0], 0)
-    ip_count = sum(v for k, v in counts.items() if k.startswith("login-failures:ip:"))
-    return user_count >= limit or ip_count >= limit * 4
+def _delay_after(failures: int, allowed: int) -> int:
+    if failures < allowed:
+        return 0
+    return min(
+        settings.LOGIN_DELAY_SECONDS * 2 ** min(failures - allowed, 30), settings.LOGIN_LOCKOUT_SECONDS
+    )
+
+
+def login_wait_seconds(username: str, ip_address: str | None) -> int:
+    """How long this account, from this address, must wait before its password is checked again (0: now)."""
+    counters = _throttle_counters(username, ip_address)
+    state = cache.get_many([key for key, _ in counters])
+    now = time.time()
+    wait = 0.0
+    for key, allowed in counters:
+        failures, last_at = state.get(key, (0, 0.0))
+        wait = max(wait, last_at + _delay_after(failures, allowed) - now)
+    return max(0, math.ceil(wait))
 
 
 def login_failed(username: str, ip_address: str | None) -> None:
-    for key in _throttle_keys(username, ip_address):
-        cache.add(key, 0, timeout=settings.LOGIN_LOCKOUT_SECONDS)
-        cache.incr(key)
+    counters = _throttle_counters(username, ip_address)
+    state = cache.get_many([key for key, _ in counters])
+    now = time.time()
+    cache.set_many(
+        {key: (state.get(key, (0, 0.0))[0] + 1, now) for key, _ in counters},
+        timeout=settings.LOGIN_FAILURE_WINDOW_SECONDS,
+    )
 
 
-def login_succeeded(username: str) -> None:
-    cache.delete(_throttle_keys(username, None)[0])
+def login_succeeded(username: str, ip_address: str | None) -> None:
+    """The right password: this account's failures from this address are forgotten (not the others')."""
+    user = username.strip().lower()[:150]
+    cache.delete_many([f"login-failures:pair:{user}:{ip_address}"] if ip_address else [])
+
+
+def password_reset_allowed(email: str, ip_address: str | None) -> bool:
+    """Reset mails per address and per client per hour: nobody can mail-bomb an inbox through us."""
+    allowed = True
+    for key in (
+        f"password-reset:email:{email.strip().lower()[:254]}",
+        f"password-reset:ip:{ip_address or '-'}",
+    ):
+        cache.add(key, 0, timeout=3600)
+        allowed = cache.incr(key) <= settings.PASSWORD_RESET_REQUESTS_PER_HOUR and allowed
+    return allowed
 
 
 # --- API keys ---

@@ -16,6 +16,7 @@ from mailplatform.env import (
     env_choice,
     env_float,
     env_int,
+    env_json,
     env_list,
     env_str,
     env_url,
@@ -84,6 +85,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "mailplatform.middleware.ProbeMiddleware",
+    "mailplatform.middleware.ClientAddressMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -162,20 +164,46 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login throttle (every form that checks a password): after LOGIN_MAX_FAILURES failures for one
+# account from one address, each further try waits LOGIN_DELAY_SECONDS, doubling per failure up to
+# LOGIN_LOCKOUT_SECONDS. An address gets 4x as many failures over all accounts, an account 10x over
+# all addresses, before the same growing delay applies. A delay, never a permanent lock: an attacker
+# elsewhere cannot keep an admin out. Failures are forgotten LOGIN_FAILURE_WINDOW_SECONDS after the last.
 LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5, minimum=1)
+LOGIN_DELAY_SECONDS = env_int("LOGIN_DELAY_SECONDS", 15, minimum=1)
 LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 300, minimum=1)
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 86_400, minimum=60)
+# Password reset links: single use (the token covers the password hash) and valid this long.
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT_SECONDS", 3600, minimum=300)
+PASSWORD_RESET_REQUESTS_PER_HOUR = env_int("PASSWORD_RESET_REQUESTS_PER_HOUR", 5, minimum=1)
+# Reverse proxies (addresses or networks, comma separated) whose X-Forwarded-For names the client.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+
+
+def _check_networks(name: str, values: list[str]) -> None:
+    import ipaddress
+
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name}: {value!r} is not an IP address or network") from None
+
+
+_check_networks("TRUSTED_PROXIES", TRUSTED_PROXIES)
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
+# Uploaded files on the filesystem (a volume in containers); `manage.py backup` copies them.
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT") or VAR_DIR / "media")
 STORAGES = {
     "default": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": VAR_DIR / "media"},
+        "OPTIONS": {"location": MEDIA_ROOT},
     },
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = DEBUG
-MEDIA_ROOT = VAR_DIR / "media"
 # The media library (images, template attachments): the filesystem under MEDIA_ROOT, or an
 # S3-compatible bucket (AWS, MinIO, Ceph, R2) through django-storages with MEDIA_STORAGE=s3.
 MEDIA_STORAGE = (env_str("MEDIA_STORAGE", "filesystem") or "filesystem").lower()
@@ -437,6 +465,21 @@ DELIVERY_TASK_SECONDS = env_int("DELIVERY_TASK_SECONDS", 60, minimum=1)
 DELIVERY_SMTP_TIMEOUT = env_int("DELIVERY_SMTP_TIMEOUT", 30, minimum=1)
 # Ledger rows and their events older than this are pruned by a beat task; 0 keeps them forever.
 DELIVERY_RETENTION_DAYS = env_int("DELIVERY_RETENTION_DAYS", 400, minimum=0)
+
+# Per receiving domain limits (delivery/domains.py). Groups of domains one receiver runs, as JSON
+# {"group": ["domain", ...]} merged over the built-in gmail, microsoft and yahoo groups; limits as
+# JSON {"group or domain": {"per_second": n, "per_hour": n, "per_day": n}}, "*" for every other
+# domain. A 4.7.x rate-limit reply for a domain halves its rate (from AIMD_START_PER_SECOND when
+# it had no limit) and it grows back by AIMD_INCREASE msg/s per second until it reaches its
+# limit (or AIMD_CEILING_PER_SECOND for an unlimited domain), when the slowdown is forgotten.
+DELIVERY_DOMAIN_GROUPS = env_json("DELIVERY_DOMAIN_GROUPS", {})
+DELIVERY_DOMAIN_LIMITS = env_json("DELIVERY_DOMAIN_LIMITS", {})
+DELIVERY_DOMAIN_AIMD_START_PER_SECOND = env_float("DELIVERY_DOMAIN_AIMD_START_PER_SECOND", 20.0, minimum=0.01)
+DELIVERY_DOMAIN_AIMD_INCREASE = env_float("DELIVERY_DOMAIN_AIMD_INCREASE", 0.05, minimum=0.0001)
+DELIVERY_DOMAIN_AIMD_FLOOR_PER_SECOND = env_float("DELIVERY_DOMAIN_AIMD_FLOOR_PER_SECOND", 0.1, minimum=0.001)
+DELIVERY_DOMAIN_AIMD_CEILING_PER_SECOND = env_float(
+    "DELIVERY_DOMAIN_AIMD_CEILING_PER_SECOND", 200.0, minimum=0.01
+)
 
 # The sender of platform mail (double opt-in confirmations, transactional sends without their own).
 DELIVERY_DEFAULT_FROM_EMAIL = env_str("DELIVERY_DEFAULT_FROM_EMAIL") or f"posthorn@{BOUNCE_DOMAIN}"

@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from mailplatform import views
-from mailplatform.permissions import requires
+from mailplatform.permissions import public, requires
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -12,19 +12,25 @@ urlpatterns = [
     path("metrics", views.metrics, name="metrics"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path(
-        "password/",
-        requires("view_dashboard")(
-            auth_views.PasswordChangeView.as_view(template_name="mailplatform/password_change.html")
-        ),
-        name="password_change",
-    ),
+    path("password/", requires("view_dashboard")(views.PasswordChangeView.as_view()), name="password_change"),
     path(
         "password/done/",
         requires("view_dashboard")(
             auth_views.PasswordChangeDoneView.as_view(template_name="mailplatform/password_change_done.html")
         ),
         name="password_change_done",
+    ),
+    path("password/reset/", public(views.PasswordResetView.as_view()), name="password_reset"),
+    path("password/reset/sent/", public(views.PasswordResetDoneView.as_view()), name="password_reset_done"),
+    path(
+        "password/reset/<uidb64>/<token>/",
+        public(views.PasswordResetConfirmView.as_view()),
+        name="password_reset_confirm",
+    ),
+    path(
+        "password/reset/complete/",
+        public(views.PasswordResetCompleteView.as_view()),
+        name="password_reset_complete",
     ),
     path("settings/", views.settings_index, name="settings"),
     path("settings/users/", views.users, name="users"),
@@ -35,9 +41,9 @@ urlpatterns = [
     path("settings/webhooks/", views.webhooks, name="webhooks"),
     path("settings/webhooks/<int:pk>/", views.webhook_detail, name="webhook-detail"),
     path("captured/", views.captured_messages, name="captured-messages"),
-    path("captured/<int:pk>/raw", views.captured_message_raw, name="captured-message-raw"),
     path("captured/<int:pk>/", views.captured_message, name="captured-message"),
     path("captured/<int:pk>/html", views.captured_message_html, name="captured-message-html"),
+    path("captured/<int:pk>/raw", views.captured_message_raw, name="captured-message-raw"),
     path(
         "captured/<int:pk>/attachments/<int:index>",
         views.captured_message_attachment,

@@ -19,7 +19,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from mailplatform import selectors, services
 from mailplatform.forms import (
     ApiKeyCreateForm,
+    PlatformPasswordResetForm,
     ThrottledAuthenticationForm,
+    ThrottledPasswordChangeForm,
     UserCreateForm,
     UserRoleForm,
     WebhookCreateForm,
@@ -34,6 +36,31 @@ class LoginView(auth_views.LoginView):
     form_class = ThrottledAuthenticationForm
     template_name = "mailplatform/login.html"
     redirect_authenticated_user = True
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    form_class = ThrottledPasswordChangeForm
+    template_name = "mailplatform/password_change.html"
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "request": self.request}
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    form_class = PlatformPasswordResetForm
+    template_name = "mailplatform/password_reset_form.html"
+
+
+class PasswordResetDoneView(auth_views.PasswordResetDoneView):
+    template_name = "mailplatform/password_reset_done.html"
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    template_name = "mailplatform/password_reset_confirm.html"
+
+
+class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
+    template_name = "mailplatform/password_reset_complete.html"
 
 
 @require_GET
@@ -132,43 +159,42 @@ def user_update(request: HttpRequest, pk: int) -> HttpResponse:
 
 @requires("view_dashboard")
 def captured_messages(request: HttpRequest) -> HttpResponse:
-    page = Paginator(selectors.captured_messages(), 50).get_page(request.GET.get("page"))
-    return render(request, "mailplatform/captured_messages.html", {"page": page})
-
-
-@requires("view_dashboard")
-def captured_message_raw(request: HttpRequest, pk: int) -> HttpResponse:
-    message = get_object_or_404(CapturedMessage, pk=pk)
-    # Served as plain text with nosniff: the raw source never renders as HTML in our origin.
-    response = HttpResponse(bytes(message.raw), content_type="text/plain; charset=utf-8")
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = "default-src 'none'"
-    return response
-
-
-# The captured HTML is the platform's own mail, but still shown like untrusted content: sandboxed, no scripts.
-CAPTURED_HTML_CSP = (
-    "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline' https:; font-src https: data:; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'self'; sandbox"
-)
+    search = request.GET.get("q", "").strip()[:200]
+    tests_only = request.GET.get("tests") == "1"
+    rows = selectors.captured_messages(search=search, tests_only=tests_only)
+    page = Paginator(rows, 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "mailplatform/captured_messages.html",
+        {"page": page, "search": search, "tests_only": tests_only},
+    )
 
 
 @requires("view_dashboard")
 def captured_message(request: HttpRequest, pk: int) -> HttpResponse:
     message = get_object_or_404(CapturedMessage, pk=pk)
-    parts = selectors.captured_message_parts(message)
-    return render(request, "mailplatform/captured_message.html", {"message": message, "parts": parts})
+    return render(
+        request,
+        "mailplatform/captured_message.html",
+        {"message": message, **selectors.captured_message_parts(message)},
+    )
 
 
-@xframe_options_sameorigin
+# The captured HTML is hostile as far as we know: it renders in a sandboxed frame (no scripts, an
+# origin of its own) and under a policy that allows nothing but its own styles and images.
+_CAPTURED_HTML_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data: https: http:; font-src https:"
+)
+
+
 @requires("view_dashboard")
+@xframe_options_sameorigin
 def captured_message_html(request: HttpRequest, pk: int) -> HttpResponse:
     message = get_object_or_404(CapturedMessage, pk=pk)
-    response = HttpResponse(
-        selectors.captured_message_parts(message)["html"], content_type="text/html; charset=utf-8"
-    )
-    response["Content-Security-Policy"] = CAPTURED_HTML_CSP
-    response["Referrer-Policy"] = "no-referrer"
+    html = selectors.captured_message_parts(message)["html"] or "<p>This message has no HTML part.</p>"
+    response = HttpResponse(html, content_type="text/html; charset=utf-8")
+    response["Content-Security-Policy"] = _CAPTURED_HTML_POLICY + "; frame-ancestors 'self'"
+    response["X-Content-Type-Options"] = "nosniff"
     return response
 
 
@@ -183,6 +209,16 @@ def captured_message_attachment(request: HttpRequest, pk: int, index: int) -> Ht
     response = HttpResponse(attachment["payload"], content_type="application/octet-stream")
     response["Content-Disposition"] = content_disposition_header(True, attachment["filename"])
     response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@requires("view_dashboard")
+def captured_message_raw(request: HttpRequest, pk: int) -> HttpResponse:
+    message = get_object_or_404(CapturedMessage, pk=pk)
+    # Served as plain text with nosniff: the raw source never renders as HTML in our origin.
+    response = HttpResponse(bytes(message.raw), content_type="text/plain; charset=utf-8")
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'"
     return response
 
 

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from campaigns import selectors, services
 from campaigns.models import Campaign, CampaignState, GuardLimits
+from delivery import selectors as delivery_selectors
 from delivery.engine import drain
 from delivery.models import Message, MessageEvent
 
@@ -99,7 +100,7 @@ def test_guard_pauses_a_campaign_whose_hard_bounces_cross_the_limit(campaign_fac
     campaign.refresh_from_db()
     assert campaign.state == CampaignState.PAUSED
     assert "10.0% hard bounces over the first 30 messages is above the 5.00% limit" in campaign.state_reason
-    report = selectors.mailing_figures([campaign.mailing_id])
+    report = delivery_selectors.mailing_figures([campaign.mailing_id])
     assert report["hard"] == 3 and report["rates"]["hard"] == 10.0
     assert [row["email"] for row in selectors.not_received(campaign)] == [
         "person7@example.org", "person17@example.org", "person27@example.org",
@@ -124,8 +125,12 @@ def test_guard_counts_complaints_against_their_own_limit(campaign_factory, relay
     assert reason and "10.00% spam complaints" in reason and "0.10% limit" in reason
 
 
-def test_a_classified_bounce_counts_once_in_its_class(campaign_factory, relay_server):
-    """The engine records a RCPT 5xx as it heard it; the classifier's later event decides the class."""
+def test_a_refusal_counts_once_in_the_classifiers_class(campaign_factory, relay_server):
+    """A RCPT 5xx is recorded once with the classifier's kind; a later report on it decides anew."""
+    from delivery.bounces.services import bounce_process
+    from delivery.verp import verp_address
+    from tests.bounces.test_policy import _dsn
+
     relay_server.rcpt_reply = lambda address: (
         "550 5.7.1 rejected by policy" if address.startswith("person1@") else None
     )
@@ -134,11 +139,12 @@ def test_a_classified_bounce_counts_once_in_its_class(campaign_factory, relay_se
     campaign.refresh_from_db()
     drain(campaign.mailing_id, seconds=20)
     message = Message.objects.get(email="person1@example.org")
-    assert selectors.mailing_figures([campaign.mailing_id])["block"] == 1  # from the SMTP reply alone
-    MessageEvent.objects.create(
-        message=message, mailing_id=campaign.mailing_id, kind="bounced", at=timezone.now(),
-        data={"kind": "hard", "diagnostic": "550 5.1.1 user unknown"},
-    )  # fmt: skip
-    figures = selectors.mailing_figures([campaign.mailing_id])
+    assert MessageEvent.objects.filter(message=message, kind="bounced").count() == 1
+    figures = delivery_selectors.mailing_figures([campaign.mailing_id])
+    assert (figures["bounced"], figures["hard"], figures["block"]) == (1, 0, 1)
+    # A DSN about the same Message (through the bounce path): its kind is the Message's now.
+    raw = _dsn("person1@example.org", "5.1.1", "550 5.1.1 user unknown")
+    bounce_process(raw, source="smtp", envelope_to=[verp_address(message.pk)])
+    figures = delivery_selectors.mailing_figures([campaign.mailing_id])
     assert (figures["bounced"], figures["hard"], figures["block"]) == (1, 1, 0)
     assert selectors.not_received(campaign)[0]["why"] == "hard bounce: 550 5.1.1 user unknown"

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from campaigns import selectors, services
 from campaigns.models import Campaign, CampaignState
+from delivery import selectors as delivery_selectors
 from delivery.engine import drain
 from delivery.models import Mailing, Message
 
@@ -48,7 +49,7 @@ def test_start_snapshots_a_mailing_sends_to_the_audience_and_finishes(campaign_f
     received = sorted(relay_server.recipients())
     assert received == [f"person{i}@example.org" for i in range(1, 6)]
     assert all(b"Subject: Spring is here, P" in m.content for m in relay_server.received)
-    figures = selectors.mailing_figures(selectors.campaign_mailing_ids(campaign))
+    figures = delivery_selectors.mailing_figures(selectors.campaign_mailing_ids(campaign))
     assert figures["sent"] == 5 and figures["delivered"] == 5 and figures["total"] == 5
 
 

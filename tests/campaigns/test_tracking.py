@@ -12,7 +12,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from campaigns import selectors, services
+from campaigns import services
+from delivery import selectors as delivery_selectors
 from delivery import tracking
 from delivery.engine import drain
 from delivery.models import MessageEvent
@@ -79,9 +80,12 @@ def test_click_redirects_only_to_the_mailing_url_and_records_after_flush(
     assert tracking.tracking_flush() == 1
     event = MessageEvent.objects.get(kind="clicked")
     assert event.data["url"] == "https://shop.example.com/spring?a=1&b=2" and "machine" not in event.data
-    figures = selectors.mailing_figures([campaign.mailing_id])
+    figures = delivery_selectors.mailing_figures([campaign.mailing_id])
     assert figures["human_clicks"] == 1 and figures["unique_clicks"] == 1
-    assert selectors.link_clicks([campaign.mailing_id])[0]["url"] == "https://shop.example.com/spring?a=1&b=2"
+    assert (
+        delivery_selectors.link_clicks([campaign.mailing_id])[0]["url"]
+        == "https://shop.example.com/spring?a=1&b=2"
+    )
 
 
 @pytest.mark.parametrize(
@@ -122,7 +126,7 @@ def test_open_pixel_always_answers_an_image_and_flags_machines(campaign_factory,
     forged = Client().get("/t/o/1.1.AAAAAAAAAAA.gif")
     assert forged.status_code == 200 and forged["Content-Type"] == "image/gif"
     assert tracking.tracking_flush() == 2
-    figures = selectors.mailing_figures([campaign.mailing_id])
+    figures = delivery_selectors.mailing_figures([campaign.mailing_id])
     assert figures["unique_opens"] == 2 and figures["human_opens"] == 1 and figures["machine_opens"] == 1
     flagged = MessageEvent.objects.get(kind="opened", data__machine="gmail-proxy")
     assert flagged.data["ua"].endswith("GoogleImageProxy)")
@@ -137,7 +141,7 @@ def test_scanner_clicks_are_kept_but_counted_apart(campaign_factory, relay_serve
     assert tracking.tracking_flush() == 3
     reasons = sorted(MessageEvent.objects.filter(kind="clicked").values_list("data__machine", flat=True))
     assert reasons == ["head-request", "scanner:mimecast", "too-fast"]
-    figures = selectors.mailing_figures([campaign.mailing_id])
+    figures = delivery_selectors.mailing_figures([campaign.mailing_id])
     assert figures["unique_clicks"] == 1 and figures["human_clicks"] == 0 and figures["machine_clicks"] == 3
 
 

@@ -112,3 +112,47 @@ def test_delivery_modules_import_each_other_without_a_circle():
     circles = sorted(module for module in graph if reaches(module, module, {module}))
     assert circles == []
     assert "delivery.services" not in graph
+
+
+def test_report_figures_read_the_stored_bounce_kind(make_relay, make_audience, start_mailing, sink):
+    import importlib
+
+    from django.apps import apps
+
+    from delivery import selectors
+
+    relay = make_relay(sink)
+    mailing_list, _ = make_audience(4)
+    mailing = start_mailing(mailing_list)
+    claimed = ledger.claim(mailing.pk, relay.pk, 4)
+    now = timezone.now()
+    sent = [Outcome(c.id, "sent", 250, "ok") for c in claimed]
+    ledger.record_outcomes(mailing.pk, relay.pk, sent=sent, failed=[], deferred=[], returned=[], now=now)
+    hard, unknown, raw = claimed[0].id, claimed[1].id, claimed[2].id
+    ledger.record_bounces(
+        [
+            (hard, mailing.pk, "bounced", {"kind": "hard", "diagnostic": "550 5.1.1 no such user"}, now),
+            (unknown, mailing.pk, "bounced", {"kind": "unknown", "diagnostic": "550 go away"}, now),
+        ]
+    )
+    figures = selectors.mailing_figures([mailing.pk])
+    # "unknown" is soft in the reports, as in the bounce policy; no second classifier anywhere.
+    assert (figures["bounced"], figures["hard"], figures["soft"], figures["block"]) == (2, 1, 1, 0)
+    assert figures["delivered"] == 2
+    assert selectors.guard_stats([mailing.pk], window=10) == {"attempted": 4, "hard": 1, "complaints": 0}
+    assert selectors.results_by_domain([mailing.pk])[0]["bounced"] == 2
+    rows = {r["email"]: r for r in selectors.recipient_rows([mailing.pk])}
+    assert rows["user0@example.org"]["bounce"] == "hard" and rows["user1@example.org"]["bounce"] == "soft"
+    assert [r["why"] for r in selectors.not_received([mailing.pk])] == [
+        "hard bounce: 550 5.1.1 no such user",
+        "soft bounce: 550 go away",
+    ]
+    # Bounces recorded before the column existed: the migration classifies the engine's raw refusal.
+    Message.objects.filter(pk=raw).update(state="failed")
+    ledger.record_bounces(
+        [(raw, mailing.pk, "bounced", {"code": 550, "reply": "5.7.1 blocked by policy"}, now)]
+    )
+    Message.objects.filter(pk__in=[hard, raw]).update(bounce_kind="")
+    importlib.import_module("delivery.migrations.0005_message_bounce_kind").fill(apps, None)
+    kinds = dict(Message.objects.filter(pk__in=[hard, raw]).values_list("pk", "bounce_kind"))
+    assert kinds == {hard: "hard", raw: "block"}

@@ -120,7 +120,7 @@ def test_block_editor_journey(live_server, page: Page, make_user, capture_relay,
 
     # The captured message in the dashboard: the same blocks, and the file to download.
     page.goto(live_server.url + "/captured/")
-    page.get_by_role("link", name=re.compile("View")).first.click()
+    page.get_by_role("link", name="Hello", exact=True).first.click()
     shown = page.frame_locator("#captured-html")
     expect(shown.get_by_text("Right story")).to_be_visible()
     expect(shown.get_by_text("Shop the sale")).to_be_visible()

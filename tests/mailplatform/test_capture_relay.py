@@ -49,3 +49,56 @@ def test_capture_relay_refuses_oversized_mail(relay):
                 "a@example.com", ["b@example.com"], b"Subject: big\r\n\r\n" + b"x" * (2 * 1024 * 1024)
             )
     assert CapturedMessage.objects.count() == 0
+
+
+def _mail(subject: str, to: str, *, test: bool = False) -> bytes:
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"] = "news@example.com"
+    message["To"] = to
+    message["Subject"] = subject
+    if test:
+        message["X-Posthorn-Test"] = "yes"
+    message.set_content(f"Plain words for {to}")
+    message.add_alternative(
+        f"<p onclick='x()'>Hello <b>{to}</b></p><script>alert(1)</script>", subtype="html"
+    )
+    return message.as_bytes()
+
+
+def test_captured_mail_is_searchable_newest_first_with_tests_marked_and_each_message_readable(
+    relay, admin_user, client
+):
+    """Issue #14 item 5: a rendered view (sandboxed, no scripts), text and headers, search, order."""
+    with smtplib.SMTP("127.0.0.1", relay) as smtp:
+        smtp.sendmail("b@example.com", ["ann@example.org"], _mail("Spring news", "ann@example.org"))
+        smtp.sendmail("b@example.com", ["bob@example.org"], _mail("Autumn news", "bob@example.org"))
+        smtp.sendmail(
+            "b@example.com", ["me@example.com"], _mail("[Test] Spring news", "me@example.com", test=True)
+        )
+    client.force_login(admin_user)
+    url = reverse("captured-messages")
+    page = client.get(url).content.decode()
+    assert page.index("[Test] Spring news") < page.index("Autumn news") < page.index(">Spring news<")
+    assert page.count('<span class="pill">Test</span>') == 1
+    by_recipient = client.get(url, {"q": "BOB@example"}).content.decode()
+    assert "Autumn news" in by_recipient and "Spring news" not in by_recipient
+    by_subject = client.get(url, {"q": "spring"}).content.decode()
+    assert "Autumn news" not in by_subject and by_subject.count("Spring news") == 2
+    tests_only = client.get(url, {"tests": "1"}).content.decode()
+    assert "[Test] Spring news" in tests_only and "Autumn news" not in tests_only
+
+    message = CapturedMessage.objects.get(recipients=["ann@example.org"])
+    detail = client.get(reverse("captured-message", args=[message.pk])).content.decode()
+    html_url = reverse("captured-message-html", args=[message.pk])
+    assert f'sandbox="" src="{html_url}"' in detail
+    assert "Plain words for ann@example.org" in detail and '<th scope="row">X-Posthorn-Test' not in detail
+    assert '<th scope="row">Subject</th><td>Spring news</td>' in detail
+    html = client.get(html_url)
+    # The frame's document may not run anything: no script source at all, framed only by us.
+    assert (
+        "default-src 'none'" in html["Content-Security-Policy"]
+        and "script-src" not in html["Content-Security-Policy"]
+    )
+    assert html["X-Frame-Options"] == "SAMEORIGIN" and b"Hello <b>ann@example.org</b>" in html.content

@@ -1,4 +1,4 @@
-"""A captured message's page: headers, its HTML in a sandboxed frame, attachments as downloads."""
+"""A captured message's attachments: listed on its page, downloaded as files, never rendered."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ def test_captured_message_shows_html_and_attachments(marketer_client):
     page = marketer_client.get(f"/captured/{captured.pk}/").content.decode()
     assert "list.pdf" in page and 'id="captured-html"' in page and "sandbox" in page
     html = marketer_client.get(f"/captured/{captured.pk}/html")
-    assert b"<b>words</b>" in html.content and "sandbox" in html["Content-Security-Policy"]
-    assert "script-src" not in html["Content-Security-Policy"]  # default-src 'none' forbids scripts
+    assert b"<b>words</b>" in html.content
+    assert "default-src 'none'" in html["Content-Security-Policy"]  # no scripts
     download = marketer_client.get(f"/captured/{captured.pk}/attachments/0")
     assert download.content == b"%PDF-1 data" and "attachment" in download["Content-Disposition"]
     assert download["Content-Type"] == "application/octet-stream"

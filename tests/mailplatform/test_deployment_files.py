@@ -152,3 +152,17 @@ def test_health_checks_name_real_probes():
     worker_check = services["worker"]["healthcheck"]["test"]
     assert worker_check[1:4] == ["python", "manage.py", "worker_health"]
     assert "worker_health" in get_commands()
+
+
+def test_the_image_copies_every_app_and_has_the_postgresql_client_for_backups():
+    from django.apps import apps
+
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    copied = {line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY ")}
+    ours = {
+        config.name.split(".")[0]
+        for config in apps.get_app_configs()
+        if (REPO_ROOT / config.name.split(".")[0]).is_dir()
+    }
+    assert ours <= copied, f"apps the image leaves out: {sorted(ours - copied)}"
+    assert "postgresql-client" in dockerfile  # manage.py backup / restore run pg_dump and pg_restore

@@ -1,0 +1,212 @@
+"""One walk of every dashboard page in a real browser (issue #14 items 7 and 8): each page loads,
+has no serious or critical axe-core violation, and at 390 px (a phone) the page itself never
+scrolls sideways: tables and charts scroll inside their own box. The phone menu folds behind a
+button that the keyboard reaches with a visible focus.
+
+One walk for the whole suite, not one per page-test: axe costs a fraction of a second per page.
+A route of ours that is neither walked nor listed below as not a page fails the walk, so a new
+page cannot be forgotten.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from django.urls import NoReverseMatch, URLPattern, URLResolver, get_resolver, reverse
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.browser
+
+AXE = Path(__file__).parent / "vendor" / "axe.min.js"
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+
+# Routes that are not pages a person looks at: POST-only actions, downloads, fragments drawn into
+# a page (walked with that page), public pages outside the dashboard, machine endpoints.
+NOT_PAGES = {
+    "healthz", "readyz", "metrics", "login", "logout", "password_change_done", "user-update", "api-key-revoke",
+    "captured-message-html", "captured-message-raw",
+    "contacts:create", "contacts:contact-subscribe", "contacts:contact-unsubscribe", "contacts:contact-export",
+    "contacts:contact-erase", "contacts:list-delete", "contacts:list-export", "contacts:segment-delete",
+    "contacts:segment-export", "contacts:segment-builder", "contacts:segment-count",
+    "contacts:suppression-delete", "contacts:import-progress", "contacts:import-report",
+    "contacts:home-fragment", "contacts:preview-data", "contacts:subscribe", "contacts:confirm",
+    "contacts:preferences",
+    "templates:home-fragment", "templates:preview", "templates:preview-meta", "templates:version-preview",
+    "templates:restore", "templates:duplicate", "templates:archive",
+    "campaigns:create", "campaigns:home-fragment", "campaigns:progress", "campaigns:count",
+    "campaigns:test-send", "campaigns:report-csv", "campaigns:action", "campaigns:spam-check",
+    "delivery:home-fragment", "delivery:mailing-progress", "delivery:mailing-action",
+    "delivery:template-test-send", "delivery:contact-timeline", "delivery:relay-test", "delivery:relay-delete",
+    "delivery:identity-dkim", "delivery:identity-delete", "delivery:unsubscribe",
+    "bounces:event-raw", "bounces:mailbox-poll", "bounces:home-fragment",
+    "dnsauth:check-now", "media:upload", "media:picker", "media:file",
+    "delivery:relays-usage", "tracking:open", "tracking:click", "tracking:trivial", "bounces:webhook-amazon-ses",
+}  # fmt: skip
+OUR_APPS = ("mailplatform.", "contacts.", "templates.", "campaigns.", "delivery.", "media.")
+
+
+def _routes(patterns, namespace: str = "", prefix: str = ""):
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            ns = ":".join(filter(None, [namespace, pattern.namespace or ""]))
+            yield from _routes(pattern.url_patterns, ns, prefix + str(pattern.pattern))
+        elif isinstance(pattern, URLPattern) and pattern.name:
+            route = prefix + str(pattern.pattern)
+            if not route.startswith("api/") and pattern.callback.__module__.startswith(OUR_APPS):
+                yield f"{namespace}:{pattern.name}" if namespace else pattern.name
+
+
+def _world(admin) -> dict[str, list]:
+    """A little of everything, made through the services, so every page has something to draw."""
+    from campaigns.services import campaign_create, campaign_start
+    from contacts.models import Contact, ContactImport, CustomField, MailingList, Subscription
+    from contacts.services import segment_save
+    from delivery.bounces.models import BounceEvent, BounceMailbox
+    from delivery.identities import identity_save
+    from delivery.models import Relay
+    from delivery.relays import relay_save
+    from mailplatform.models import CapturedMessage
+    from mailplatform.services import webhook_endpoint_create
+    from templates.services import template_create
+
+    readers = MailingList.objects.create(name="Readers")
+    for i in range(3):
+        contact = Contact.objects.create(email=f"reader{i}@example.org", first_name=f"Reader{i}")
+        Subscription.objects.create(contact=contact, mailing_list=readers, status="confirmed")
+    CustomField.objects.create(name="loyalty_points", label="Loyalty points", type="number")
+    segment = segment_save(
+        None, name="Readers named R",
+        rules={"match": "all", "groups": [{"match": "all", "conditions": [
+            {"field": "first_name", "op": "starts_with", "value": "R"}]}]},
+    )  # fmt: skip
+    upload = ContactImport.objects.create(
+        filename="readers.csv", path="imports/none.csv", status="done", rows=3
+    )
+    template = template_create(
+        name="Spring letter",
+        subject="Hello {{ contact.first_name }}",
+        html='<p>Hi</p><p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>',
+    )
+    relay_save(name="Local", host="127.0.0.1", port=2525, security="none")
+    relay = Relay.objects.get(name="Local")
+    identity = identity_save(address="news@example.com")
+    draft = campaign_create(
+        name="Draft one", template=template, lists=[readers], from_email="news@example.com"
+    )
+    sent = campaign_create(name="Sent one", template=template, lists=[readers], from_email="news@example.com")
+    campaign_start(sent.pk)
+    sent.refresh_from_db()
+    captured = CapturedMessage.objects.create(
+        mail_from="b@example.com", recipients=["reader0@example.org"], subject="Hello Reader0", size=10,
+        raw=b"Subject: Hello Reader0\r\nContent-Type: text/html\r\n\r\n<p>Hello</p>",
+    )  # fmt: skip
+    mailbox = BounceMailbox.objects.create(
+        name="box", host="127.0.0.1", port=1, security="none", username="x"
+    )
+    endpoint, _ = webhook_endpoint_create(
+        url="https://hooks.example.com/x", event_types=["bounced"], by=admin
+    )
+    bounce = BounceEvent.objects.first()
+    pk = {
+        "user-update": admin.pk, "webhook-detail": endpoint.pk, "captured-message": captured.pk,
+        "contacts:detail": Contact.objects.first().pk, "contacts:list-edit": readers.pk,
+        "contacts:segment-edit": segment.pk, "contacts:import-detail": upload.pk,
+        "templates:edit": template.pk, "templates:versions": template.pk,
+        "campaigns:detail": sent.pk, "campaigns:report": sent.pk, "campaigns:send": draft.pk,
+        "campaigns:schedule": draft.pk, "delivery:mailing": sent.mailing_id, "delivery:relay-edit": relay.pk,
+        "bounces:mailbox-edit": mailbox.pk,
+    }  # fmt: skip
+    urls: dict[str, list] = {}
+    for name in _routes(get_resolver().url_patterns):
+        if name in NOT_PAGES:
+            continue
+        if name == "templates:version-diff":
+            urls[name] = [reverse(name, args=[template.pk, template.current_version_id])]
+        elif name == "campaigns:step":
+            urls[name] = [
+                reverse(name, args=[draft.pk, s]) for s in ("content", "audience", "settings", "review")
+            ]
+        elif name == "bounces:event":
+            urls[name] = [reverse(name, args=[bounce.pk])] if bounce else []
+        elif name in pk:
+            urls[name] = [reverse(name, args=[pk[name]])]
+        else:
+            try:
+                urls[name] = [reverse(name)]
+            except NoReverseMatch:
+                pytest.fail(
+                    f"{name} is a new route: walk it (give it an object in _world) or list it in NOT_PAGES"
+                )
+    del identity
+    return urls
+
+
+def _axe(page: Page) -> list[dict]:
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(content=AXE.read_text())
+    result = page.evaluate(
+        "async () => { const r = await axe.run(document, {resultTypes: ['violations']});"
+        " return r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')"
+        ".map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))})); }"
+    )
+    return result
+
+
+def _overflow(page: Page) -> int:
+    return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+
+
+def test_every_dashboard_page_is_accessible_and_fits_a_phone(live_server, page: Page, make_user):
+    admin = make_user("admin", "walker", password="walker password 1")
+    urls = _world(admin)
+    page.set_viewport_size(DESKTOP)
+    page.goto(live_server.url + "/login/")
+    page.get_by_label("Username").fill("walker")
+    page.get_by_label("Password").fill("walker password 1")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+
+    problems: list[str] = []
+    walked = 0
+    for name, paths in urls.items():
+        for path in paths:
+            page.set_viewport_size(DESKTOP)
+            response = page.goto(live_server.url + path)
+            walked += 1
+            if response is None or response.status >= 400:
+                problems.append(f"{path} ({name}): HTTP {response.status if response else '?'}")
+                continue
+            page.wait_for_load_state("networkidle")
+            for violation in _axe(page):
+                problems.append(
+                    f"{path}: axe {violation['impact']} {violation['id']} at {violation['nodes']}"
+                )
+            page.set_viewport_size(PHONE)
+            wider = _overflow(page)
+            if wider > 0:
+                problems.append(f"{path}: at 390 px the page scrolls sideways by {wider} px")
+    assert walked >= 30, urls
+    assert not problems, "\n" + "\n".join(problems)
+
+    # The phone menu: folded, reached by keyboard with a visible focus, opened by Enter.
+    page.set_viewport_size(PHONE)
+    page.goto(live_server.url + "/")
+    nav_link = page.get_by_role("navigation", name="Main").get_by_role("link", name="Campaigns")
+    expect(nav_link).to_be_hidden()
+    toggle = page.get_by_role("button", name="Menu")
+    for _ in range(5):
+        page.keyboard.press("Tab")
+        if page.evaluate(
+            "document.activeElement && document.activeElement.classList.contains('menu-toggle')"
+        ):
+            break
+    expect(toggle).to_be_focused()
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("none", ""), outline
+    page.keyboard.press("Enter")
+    expect(nav_link).to_be_visible()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    assert json.dumps(_overflow(page)) == "0" or _overflow(page) <= 0
