@@ -66,8 +66,9 @@ def step(request: HttpRequest, pk: int, step: str) -> HttpResponse:
         )
         return redirect("campaigns:detail", pk=pk)
     form_class = found[2]
+    options = {"ab_test": campaign.ab_test} if form_class is SettingsForm else {}
     if request.method == "POST":
-        form = form_class(request.POST)
+        form = form_class(request.POST, **options)
         if form.is_valid():
             try:
                 changes = form.changes()
@@ -77,7 +78,7 @@ def step(request: HttpRequest, pk: int, step: str) -> HttpResponse:
             else:
                 return redirect("campaigns:step", pk=pk, step=STEP_NAMES[STEP_NAMES.index(step) + 1])
     else:
-        form = form_class(initial=form_class.initial_for(campaign))
+        form = form_class(initial=form_class.initial_for(campaign), **options)
     context: dict[str, Any] = {"campaign": campaign, "form": form, "step": step, "steps": _steps(step)}
     if step == "audience":
         context["count"] = selectors.audience_count(campaign) if campaign.lists.exists() else 0

@@ -371,6 +371,7 @@ def segments(request: HttpRequest) -> HttpResponse:
 def segment_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     segment = get_object_or_404(Segment, pk=pk) if pk else None
     form = SegmentForm(request.POST or None, instance=segment)
+    rule_error = None
     if request.method == "POST":
         rules = rules_from_post(request.POST)
         if form.is_valid():
@@ -383,7 +384,11 @@ def segment_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
                     by=request.user,
                 )
             except SegmentError as exc:
-                form.add_error(None, str(exc))
+                if exc.condition is None:
+                    form.add_error(None, str(exc))
+                else:  # drawn on the condition's own row
+                    rule_error = exc
+                    form.add_error(None, "One of the rules needs fixing: see below.")
             except IntegrityError:
                 form.add_error("name", "A segment with this name exists.")
             else:
@@ -394,7 +399,7 @@ def segment_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             "match": "all",
             "groups": [{"match": "all", "conditions": [{"field": "email", "op": "contains", "value": ""}]}],
         }
-    context = {"form": form, "segment": segment, **builder_context(rules)}
+    context = {"form": form, "segment": segment, **builder_context(rules, rule_error)}
     return render(request, "contacts/segment_form.html", context)
 
 
