@@ -17,9 +17,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from contacts.models import ContactStatus, CustomField, FieldType, SubscriptionStatus
+from mailplatform.errors import Invalid
 
 
-class SegmentError(ValueError):
+class SegmentError(Invalid):
     """The rules are malformed; the message says which condition and why.
 
     `group` and `condition` (0-based) locate the condition at fault, so a form can show the
@@ -28,6 +29,9 @@ class SegmentError(ValueError):
 
     group: int | None = None
     condition: int | None = None
+
+    default_code = "invalid_rules"
+    default_field = "rules"
 
 
 TEXT_OPS = {

@@ -52,6 +52,7 @@ from contacts.models import (
 )
 from contacts.segments import SegmentError
 from contacts.validation import EmailError
+from mailplatform.errors import PlatformError, form_error
 from mailplatform.permissions import requires
 from mailplatform.roles import can
 
@@ -141,10 +142,8 @@ def contact_create(request: HttpRequest) -> HttpResponse:
                 consent_ip=_client_ip(request),
                 by=request.user,
             )
-        except IntegrityError:
-            form.add_error("email", "A contact with this address already exists.")
-        except ValueError as exc:
-            form.add_error(None, str(exc))
+        except PlatformError as exc:
+            form_error(form, exc)
         else:
             messages.success(request, f"Added {contact.email}.")
             return redirect("contacts:detail", contact.pk)
@@ -185,8 +184,8 @@ def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 status=form.cleaned_data["status"],
                 by=request.user,
             )
-        except ValueError as exc:
-            form.add_error(None, str(exc))
+        except PlatformError as exc:
+            form_error(form, exc)
         else:
             messages.success(request, "Saved.")
             return redirect("contacts:detail", contact.pk)
@@ -467,8 +466,8 @@ def suppressions(request: HttpRequest) -> HttpResponse:
                 source="dashboard",
                 by=request.user,
             )
-        except ValueError as exc:
-            form.add_error("value", str(exc))
+        except PlatformError as exc:
+            form_error(form, exc)
         else:
             messages.success(request, f"Suppressed {suppression.kind} {suppression.value}.")
             return redirect("contacts:suppressions")

@@ -415,7 +415,7 @@ CONTACTS_SUBSCRIBE_RATE_PER_HOUR = env_int("CONTACTS_SUBSCRIBE_RATE_PER_HOUR", 1
 # Largest CSV accepted for import, in megabytes.
 CONTACTS_IMPORT_MAX_MB = env_int("CONTACTS_IMPORT_MAX_MB", 1024, minimum=1)
 
-# --- Delivery: the send ledger and engine (see delivery/ and DESIGN.md "The send ledger") ---
+# --- Delivery: the send ledger and engine (docs/architecture.md, "The path of a campaign's message") ---
 
 
 def _default_bounce_domain() -> str:
