@@ -132,6 +132,9 @@ def compiled_for(
         preheader=campaign.preheader or template.preheader,
         layout=template.layout,
         data={"contact": contact} if contact is not None else None,
+        # The template's own format (blocks, MJML, Markdown, HTML) and its attachments go out too.
+        source_format=template.source_format,
+        attachments=template.attachments or (),
     )
 
 
