@@ -37,6 +37,18 @@ def overflow(page: Page) -> int:
     return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
 
 
+def too_wide(page: Page) -> list[str]:
+    """The innermost elements that reach past the window's right edge (to say what to fix)."""
+    return page.evaluate(
+        "() => { const w = window.innerWidth; const out = [];"
+        " for (const el of document.querySelectorAll('body *')) {"
+        "   const r = el.getBoundingClientRect();"
+        "   if (r.right > w + 1 && ![...el.children].some(c => c.getBoundingClientRect().right > w + 1))"
+        "     out.push(el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\\s+/).join('.') : '') + ' ' + Math.round(r.right - w) + 'px');"
+        " } return out.slice(0, 5); }"
+    )
+
+
 def page_problems(page: Page, *, restore: dict | None = None) -> list[str]:
     """axe at the current size, then the overflow at 390 px (the size is restored after)."""
     url = page.url
@@ -45,7 +57,7 @@ def page_problems(page: Page, *, restore: dict | None = None) -> list[str]:
     page.set_viewport_size(PHONE)
     wider = overflow(page)
     if wider > 0:
-        problems.append(f"{url}: at 390 px the page scrolls sideways by {wider} px")
+        problems.append(f"{url}: at 390 px the page scrolls sideways by {wider} px: {too_wide(page)}")
     if before:
         page.set_viewport_size(before)
     return problems
