@@ -69,10 +69,10 @@ def fill(count: int) -> float:
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO contacts_contact (email, first_name, last_name, attributes, status, consent_source, "
-            "consent_detail, bounce_count, soft_bounce_count, created_at, updated_at) "
+            "consent_detail, bounce_count, soft_bounce_count, created_at, updated_at, language, timezone) "
             "SELECT 'user' || g || '@example.com', 'First' || (g %% 97), 'Last' || (g %% 89), "
             "jsonb_build_object('score', g %% 100, 'plan', (ARRAY['free','pro','team'])[1 + g %% 3]), "
-            "'active', 'import', '', 0, 0, now(), now() FROM generate_series(1, %s) AS g",
+            "'active', 'import', '', 0, 0, now(), now(), '', '' FROM generate_series(1, %s) AS g",
             [count],
         )
         # As autovacuum would have by the time anyone lists: visibility map set, statistics fresh.

@@ -160,11 +160,11 @@ def create_audience(n: int, *, domains: int = 0) -> int:
         cursor.execute(
             """
             INSERT INTO contacts_contact (email, first_name, last_name, attributes, status, consent_source,
-                consent_detail, bounce_count, soft_bounce_count, created_at, updated_at)
+                consent_detail, bounce_count, soft_bounce_count, created_at, updated_at, language, timezone)
             SELECT 'user' || i || '@' || CASE WHEN %s > 0 THEN 'd' || (i %% %s) || '.example' ELSE 'example.com' END,
                 'First' || i, 'Last' || i,
                 jsonb_build_object('city', 'City ' || (i %% 97), 'company', 'Company ' || (i %% 13)),
-                'active', 'import', '', 0, 0, now(), now()
+                'active', 'import', '', 0, 0, now(), now(), '', ''
             FROM generate_series(1, %s) AS i
             """,
             [domains, max(domains, 1), n],
