@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
@@ -20,25 +19,13 @@ from campaigns import selectors, services
 from campaigns.models import Campaign, CampaignState, WinnerMetric
 from contacts.models import MailingList, Segment
 from delivery.models import Relay
-from mailplatform.api.errors import Conflict
 from mailplatform.api.serializers import StrictSerializer
 from templates.models import EmailTemplate
-
-STATE_CODES = {"state", "problems"}
 
 
 class CampaignsScoped:
     read_scope = "campaigns:read"
     write_scope = "campaigns:write"
-
-
-def _refusal(exc: DjangoValidationError, field: str = "campaign") -> Exception:
-    """The service's ValidationError: 409 when the campaign's state forbids it, else 400 naming a field."""
-    messages = exc.messages
-    if getattr(exc, "code", None) in STATE_CODES:
-        return Conflict("; ".join(messages))
-    code = getattr(exc, "code", None)
-    return ValidationError({code if isinstance(code, str) and code not in ("invalid",) else field: messages})
 
 
 class VariantSerializer(serializers.Serializer):
@@ -200,13 +187,10 @@ class CampaignListCreateView(CampaignsScoped, generics.GenericAPIView):
             raise ValidationError({"name": ["This field is required."]})
         from django.db import transaction
 
-        try:
-            with transaction.atomic():
-                campaign = services.campaign_create(name=name, by=request.user)
-                if changes:
-                    services.campaign_update(campaign.pk, by=request.user, **changes)
-        except DjangoValidationError as exc:
-            raise _refusal(exc) from exc
+        with transaction.atomic():
+            campaign = services.campaign_create(name=name, by=request.user)
+            if changes:
+                services.campaign_update(campaign.pk, by=request.user, **changes)
         return Response(
             CampaignSerializer(_campaigns().get(pk=campaign.pk)).data, status=status.HTTP_201_CREATED
         )
@@ -231,10 +215,7 @@ class CampaignDetailView(CampaignsScoped, generics.GenericAPIView):
         campaign = self.get_object()
         data = CampaignWriteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            services.campaign_update(campaign.pk, by=request.user, **_changes(data.validated_data))
-        except DjangoValidationError as exc:
-            raise _refusal(exc) from exc
+        services.campaign_update(campaign.pk, by=request.user, **_changes(data.validated_data))
         return Response(CampaignSerializer(self.get_object()).data)
 
     @extend_schema(
@@ -244,10 +225,7 @@ class CampaignDetailView(CampaignsScoped, generics.GenericAPIView):
     )
     def delete(self, request: Request, pk: int) -> Response:
         campaign = self.get_object()
-        try:
-            services.campaign_delete(campaign.pk, by=request.user)
-        except DjangoValidationError as exc:
-            raise _refusal(exc) from exc
+        services.campaign_delete(campaign.pk, by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -268,10 +246,7 @@ class CampaignActionView(CampaignsScoped, generics.GenericAPIView):
             data = self.request_serializer(data=request.data)
             data.is_valid(raise_exception=True)
             values = data.validated_data
-        try:
-            result = self.act(campaign, values, request)
-        except DjangoValidationError as exc:
-            raise _refusal(exc) from exc
+        result = self.act(campaign, values, request)
         if isinstance(result, Campaign):
             return Response(CampaignSerializer(_campaigns().get(pk=result.pk)).data, status=self.ok_status)
         return Response(result, status=self.ok_status)

@@ -152,9 +152,14 @@ class SettingsForm(forms.Form):
         min_value=1, max_value=60 * 24 * 14, label="A/B test runs for (minutes)"
     )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    AB_FIELDS = ("ab_test_percent", "ab_metric", "ab_wait_minutes")
+
+    def __init__(self, *args: Any, ab_test: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["relays"].queryset = _relays()
+        if not ab_test:  # no A/B test: its settings are neither shown nor changed
+            for name in self.AB_FIELDS:
+                del self.fields[name]
 
     @classmethod
     def initial_for(cls, campaign: Campaign) -> dict[str, Any]:

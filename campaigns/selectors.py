@@ -320,10 +320,11 @@ def home_figures() -> dict[str, Any]:
     since = timezone.now() - dt.timedelta(days=30)
     health = delivery_selectors.marketing_health(since)
     attempted, hard, complaints = health["attempted"], health["hard"], health["complaints"]
-    from contacts.models import Subscription
+    from contacts.selectors import list_growth
 
-    joined = Subscription.objects.filter(confirmed_at__gte=since).count()
-    left = Subscription.objects.filter(unsubscribed_at__gte=since).count()
+    # The same 30 days the contacts panel draws, from contacts' own selector: one figure, not two.
+    growth = list_growth(30)
+    joined, left = sum(d["joined"] for d in growth), sum(d["left"] for d in growth)
     return {
         "joined": joined,
         "left": left,
@@ -343,3 +344,8 @@ def home_figures() -> dict[str, Any]:
         and delivery_selectors.rate(complaints, attempted) > float(limits.complaint_percent),
         "max_lateness": settings.CAMPAIGNS_MAX_LATENESS_MINUTES,
     }
+
+
+def a_campaign_was_sent() -> bool:
+    """The home checklist's last step: a campaign started sending (or finished)."""
+    return Campaign.objects.filter(state__in=[CampaignState.SENDING, CampaignState.SENT]).exists()

@@ -10,7 +10,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -18,6 +17,7 @@ from campaigns import selectors
 from campaigns.models import EDITABLE_STATES, Campaign, CampaignState, GuardLimits, Variant, WinnerMetric
 from delivery import selectors as delivery_selectors
 from delivery.headers import check_header_value
+from mailplatform.errors import Conflict, Invalid, PlatformError
 from mailplatform.services import acting_user, audit_record
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ HEADER_FIELDS = frozenset({"subject", "preheader", "from_email", "from_name", "r
 
 def campaign_create(*, name: str, by: Any = None, **fields: Any) -> Campaign:
     if not name.strip():
-        raise ValidationError("a name is required", code="name")
+        raise Invalid("a name is required", field="name")
     campaign = Campaign(
         name=name.strip()[:200],
         from_email=settings.DELIVERY_DEFAULT_FROM_EMAIL,
@@ -57,7 +57,7 @@ def _state_label(campaign: Campaign) -> str:
 def _locked_editable(campaign_id: int) -> Campaign:
     campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
     if not campaign.editable:
-        raise ValidationError(
+        raise Conflict(
             f"this campaign is {_state_label(campaign)}: it can no longer be edited "
             "(clone it to send a changed copy)",
             code="state",
@@ -75,7 +75,7 @@ def campaign_update(
     variants: list[dict[str, Any]] | None = None,
     **fields: Any,
 ) -> Campaign:
-    """Change a draft or scheduled campaign; refused (ValidationError, nothing changed) once it started.
+    """Change a draft or scheduled campaign; refused (Conflict, nothing changed) once it started.
 
     variants: [{"subject": ..., "template": EmailTemplate | None}, ...] replaces the A/B arms (2-4).
     """
@@ -89,9 +89,9 @@ def campaign_update(
                 check_header_value(value, field=name.replace("_", " "))
             setattr(campaign, name, value.strip() if isinstance(value, str) else value)
         if not 1 <= campaign.ab_test_percent <= 100:
-            raise ValidationError("the A/B test share must be 1 to 100 percent", code="ab_test_percent")
+            raise Invalid("the A/B test share must be 1 to 100 percent", field="ab_test_percent")
         if campaign.ab_metric not in WinnerMetric.values:
-            raise ValidationError("the A/B winner is chosen by opens or clicks", code="ab_metric")
+            raise Invalid("the A/B winner is chosen by opens or clicks", field="ab_metric")
         campaign.full_clean(exclude=["template", "segment", "winner", "mailing", "cloned_from", "created_by"])
         campaign.save()
         if lists is not None:
@@ -102,7 +102,7 @@ def campaign_update(
             campaign.relays.set(list(relays))
         if variants is not None:
             if variants and not 2 <= len(variants) <= 4:
-                raise ValidationError("an A/B test has two to four variants", code="variants")
+                raise Invalid("an A/B test has two to four variants", field="variants")
             campaign.variants.all().delete()
             for spec in variants:
                 check_header_value(spec.get("subject") or "", field="variant subject")
@@ -123,7 +123,7 @@ def campaign_delete(campaign_id: int, *, by: Any = None) -> None:
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if not campaign.deletable or campaign.variants.exclude(mailing=None).exists():
-            raise ValidationError(
+            raise Conflict(
                 f"this campaign is {_state_label(campaign)}: a campaign that started keeps its report "
                 "(cancel it to stop sending)",
                 code="state",
@@ -157,15 +157,15 @@ def campaign_schedule(campaign_id: int, *, local_time: dt.datetime, tz_name: str
     try:
         zone = zoneinfo.ZoneInfo(tz_name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValidationError(f"unknown time zone {tz_name!r}", code="timezone") from None
+        raise Invalid(f"unknown time zone {tz_name!r}", field="timezone") from None
     at = local_time.replace(tzinfo=zone) if timezone.is_naive(local_time) else local_time
     if at <= timezone.now():
-        raise ValidationError("the scheduled time is in the past", code="scheduled_at")
+        raise Invalid("the scheduled time is in the past", field="scheduled_at")
     with transaction.atomic():
         campaign = _locked_editable(campaign_id)
         problems = selectors.campaign_problems(campaign)
         if problems:
-            raise ValidationError(problems, code="problems")
+            raise Conflict("; ".join(problems), code="problems", messages=problems)
         campaign.scheduled_at = at
         campaign.schedule_timezone = tz_name
         campaign.state = CampaignState.SCHEDULED
@@ -180,7 +180,7 @@ def campaign_unschedule(campaign_id: int, *, by: Any = None) -> Campaign:
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.state != CampaignState.SCHEDULED:
-            raise ValidationError("only a scheduled campaign can be unscheduled", code="state")
+            raise Conflict("only a scheduled campaign can be unscheduled", code="state")
         campaign.state = CampaignState.DRAFT
         campaign.hold_reason = ""
         campaign.save()
@@ -219,10 +219,10 @@ def campaign_send_now(campaign_id: int, *, by: Any = None) -> Campaign:
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if not campaign.editable:  # a second "send" sends once
-            raise ValidationError(f"this campaign is already {_state_label(campaign)}", code="state")
+            raise Conflict(f"this campaign is already {_state_label(campaign)}", code="state")
         problems = selectors.campaign_problems(campaign)
         if problems:
-            raise ValidationError(problems, code="problems")
+            raise Conflict("; ".join(problems), code="problems", messages=problems)
         campaign.state = CampaignState.SCHEDULED
         campaign.scheduled_at = timezone.now()
         campaign.hold_reason = ""
@@ -246,10 +246,8 @@ def campaign_start_or_fail(campaign_id: int, *, by: Any = None) -> bool:
     try:
         campaign_start(campaign_id, by=by, scheduled_only=True)
         return True
-    except ValidationError as exc:
-        if (
-            getattr(exc, "code", None) != "not_due"
-        ):  # unscheduled, rescheduled or held meanwhile: not ours to start
+    except PlatformError as exc:
+        if exc.code != "not_due":  # unscheduled, rescheduled or held meanwhile: not ours to start
             Campaign.objects.filter(pk=campaign_id, state=CampaignState.SCHEDULED).update(
                 state=CampaignState.FAILED,
                 state_reason=" ".join(exc.messages)[:2000],
@@ -271,12 +269,12 @@ def campaign_start(campaign_id: int, *, by: Any = None, scheduled_only: bool = F
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.state not in EDITABLE_STATES:
-            raise ValidationError(f"this campaign is already {_state_label(campaign)}", code="state")
+            raise Conflict(f"this campaign is already {_state_label(campaign)}", code="state")
         if scheduled_only and not campaign.starting:
-            raise ValidationError("this campaign is not due to start", code="not_due")
+            raise Conflict("this campaign is not due to start", code="not_due")
         problems = selectors.campaign_problems(campaign)
         if problems:
-            raise ValidationError(problems, code="problems")
+            raise Conflict("; ".join(problems), code="problems", messages=problems)
         now = timezone.now()
         if campaign.ab_test:
             variants = list(campaign.variants.all())
@@ -309,7 +307,7 @@ def campaign_pause(campaign_id: int, *, by: Any = None, reason: str = "") -> Cam
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.state != CampaignState.SENDING:
-            raise ValidationError(
+            raise Conflict(
                 f"only a sending campaign can be paused (this one is {campaign.get_state_display().lower()})",
                 code="state",
             )
@@ -330,7 +328,7 @@ def campaign_resume(campaign_id: int, *, by: Any = None) -> Campaign:
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.state != CampaignState.PAUSED:
-            raise ValidationError("only a paused campaign can be resumed", code="state")
+            raise Conflict("only a paused campaign can be resumed", code="state")
         if campaign.state_reason.startswith("Deliverability guard"):
             campaign.guard_overridden = True
         for mailing_id, state in delivery_selectors.mailing_states(_mailings(campaign)).items():
@@ -350,7 +348,9 @@ def campaign_cancel(campaign_id: int, *, by: Any = None) -> Campaign:
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.state in (CampaignState.SENT, CampaignState.CANCELLED, CampaignState.FAILED):
-            raise ValidationError(f"a {campaign.get_state_display().lower()} campaign cannot be cancelled")
+            raise Conflict(
+                f"a {campaign.get_state_display().lower()} campaign cannot be cancelled", code="state"
+            )
         open_states = [Mailing.State.SENDING, Mailing.State.PAUSED, Mailing.State.DRAFT]
         for mailing_id, state in delivery_selectors.mailing_states(_mailings(campaign)).items():
             if state in open_states:
@@ -373,7 +373,7 @@ def campaign_test_send(
     contact: the one with the address `as_contact`, else the audience's first.
 
     Returns (messages, the address of the contact it was rendered as, or None for sample data when
-    the audience is empty). Raises ValidationError(code="as_contact") for an unknown contact.
+    the audience is empty). Raises Invalid(field="as_contact") for an unknown contact.
     """
     from delivery.transactional import test_send_many
 
@@ -385,7 +385,7 @@ def campaign_test_send(
     )
     contact = selectors.preview_contact(as_address) if as_address else None
     if as_contact.strip() and contact is None:
-        raise ValidationError(f"no contact has the address {as_contact.strip()}", code="as_contact")
+        raise Invalid(f"no contact has the address {as_contact.strip()}", field="as_contact")
     compiled, _ = selectors.compiled_for(campaign, variant, subject_prefix=TEST_SUBJECT_PREFIX)
     messages = test_send_many(
         compiled,
@@ -430,7 +430,7 @@ def guard_check(campaign_id: int) -> str | None:
         return None
     try:
         campaign_pause(campaign_id, reason=reason)
-    except ValidationError:
+    except PlatformError:
         return None
     log.warning("campaign %s paused: %s", campaign_id, reason)
     return reason

@@ -6,7 +6,6 @@ import csv
 from typing import Any
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -15,6 +14,7 @@ from campaigns import charts, selectors, services
 from campaigns.forms import AudienceForm, ConfirmForm, ContentForm, ScheduleForm, SettingsForm, TestSendForm
 from campaigns.models import Campaign, CampaignState
 from delivery import selectors as delivery_selectors
+from mailplatform.errors import PlatformError, form_error, message_error
 from mailplatform.permissions import requires
 
 STEPS = [
@@ -23,10 +23,6 @@ STEPS = [
     ("settings", "Settings", SettingsForm),
 ]
 STEP_NAMES = [s[0] for s in STEPS] + ["review"]
-
-
-def _errors(exc: ValidationError) -> str:
-    return " ".join(exc.messages)
 
 
 @requires("view_dashboard")
@@ -46,8 +42,8 @@ def index(request: HttpRequest) -> HttpResponse:
 def create(request: HttpRequest) -> HttpResponse:
     try:
         campaign = services.campaign_create(name=request.POST.get("name", ""), by=request.user)
-    except ValidationError as exc:
-        messages.error(request, _errors(exc))
+    except PlatformError as exc:
+        message_error(request, exc)
         return redirect("campaigns:index")
     return redirect("campaigns:step", pk=campaign.pk, step="content")
 
@@ -66,18 +62,19 @@ def step(request: HttpRequest, pk: int, step: str) -> HttpResponse:
         )
         return redirect("campaigns:detail", pk=pk)
     form_class = found[2]
+    options = {"ab_test": campaign.ab_test} if form_class is SettingsForm else {}
     if request.method == "POST":
-        form = form_class(request.POST)
+        form = form_class(request.POST, **options)
         if form.is_valid():
             try:
                 changes = form.changes()
                 services.campaign_update(pk, by=request.user, **changes)
-            except ValidationError as exc:
-                form.add_error(None, _errors(exc))
+            except PlatformError as exc:
+                form_error(form, exc)
             else:
                 return redirect("campaigns:step", pk=pk, step=STEP_NAMES[STEP_NAMES.index(step) + 1])
     else:
-        form = form_class(initial=form_class.initial_for(campaign))
+        form = form_class(initial=form_class.initial_for(campaign), **options)
     context: dict[str, Any] = {"campaign": campaign, "form": form, "step": step, "steps": _steps(step)}
     if step == "audience":
         context["count"] = selectors.audience_count(campaign) if campaign.lists.exists() else 0
@@ -179,10 +176,11 @@ def test_send(request: HttpRequest, pk: int) -> HttpResponse:
                 pk, form.cleaned_data["to"], as_contact=form.cleaned_data["as_contact"],
                 by=request.user, variant_label=form.cleaned_data["variant"],
             )  # fmt: skip
-        except ValidationError as exc:
-            form.add_error("as_contact" if getattr(exc, "code", None) == "as_contact" else "to", _errors(exc))
         except TemplateError as exc:
             form.add_error(None, f"Test send failed: {exc}")
+        except PlatformError as exc:
+            # Every other refusal is about the addresses typed, unless it names the contact.
+            form.add_error("as_contact" if exc.field == "as_contact" else "to", " ".join(exc.messages))
         else:
             who = f"as {rendered_as}" if rendered_as else "with sample data (the audience is empty)"
             messages.success(request, f"Test sent to {', '.join(m.email for m in sent)}, {who}.")
@@ -235,13 +233,13 @@ def send(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         services.campaign_send_now(pk, by=request.user)
         messages.success(request, "Starting: the audience is being planned, then sending begins.")
-    except ValidationError as exc:
-        messages.error(request, f"Not sent: {_errors(exc)}")
+    except PlatformError as exc:
+        message_error(request, exc, "Not sent: ")
         return redirect("campaigns:step", pk=pk, step="review")
     return redirect("campaigns:detail", pk=pk)
 
 
-# Which schedule field a refusal from campaign_schedule is about (its ValidationError codes).
+# Which schedule form field a refusal from campaign_schedule is about (by the error's field).
 _SCHEDULE_FIELDS = {"scheduled_at": "local_time", "timezone": "timezone"}
 
 
@@ -272,8 +270,8 @@ def schedule(request: HttpRequest, pk: int) -> HttpResponse:
                 tz_name=schedule_form.cleaned_data["timezone"],
                 by=request.user,
             )
-        except ValidationError as exc:
-            schedule_form.add_error(_SCHEDULE_FIELDS.get(getattr(exc, "code", None) or ""), _errors(exc))
+        except PlatformError as exc:
+            schedule_form.add_error(_SCHEDULE_FIELDS.get(exc.field), " ".join(exc.messages))
         else:
             messages.success(request, "Scheduled.")
             return redirect("campaigns:detail", pk=pk)
@@ -338,8 +336,8 @@ def action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     if action == "delete":
         try:
             services.campaign_delete(pk, by=request.user)
-        except ValidationError as exc:
-            messages.error(request, _errors(exc))
+        except PlatformError as exc:
+            message_error(request, exc)
             return redirect("campaigns:detail", pk=pk)
         messages.success(request, "Deleted.")
         return redirect("campaigns:index")
@@ -349,8 +347,8 @@ def action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     try:
         service(pk, by=request.user)
         messages.success(request, done)
-    except ValidationError as exc:
-        messages.error(request, _errors(exc))
+    except PlatformError as exc:
+        message_error(request, exc)
     return redirect("campaigns:detail", pk=pk)
 
 

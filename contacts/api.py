@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from django.db import IntegrityError
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -23,7 +22,6 @@ from rest_framework.response import Response
 
 from contacts import selectors, services
 from contacts.bulk import contacts_bulk_upsert
-from contacts.imports import ImportFileError
 from contacts.models import (
     ConsentSource,
     Contact,
@@ -53,7 +51,6 @@ from contacts.serializers import (
     UnsubscribeSerializer,
     contact_json,
 )
-from contacts.validation import EmailError
 from mailplatform import jsonlimits
 from mailplatform.api.errors import Conflict
 from mailplatform.api.pagination import decode_keyset_cursor, keyset_page_size, keyset_response
@@ -155,27 +152,18 @@ class ContactListCreateView(ContactsScoped, generics.GenericAPIView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         list_ids = _existing_list_ids(values["lists"])
-        if selectors.contact_by_email(values["email"]) is not None:
-            raise Conflict(f"A contact with the address {values['email']!r} exists already.")
-        try:
-            contact = services.contact_create(
-                email=values["email"],
-                first_name=values["first_name"],
-                last_name=values["last_name"],
-                attributes=values["attributes"],
-                language=values["language"],
-                timezone_name=values["timezone"],
-                list_ids=list_ids,
-                consent_source=ConsentSource.API,
-                consent_ip=_client_ip(request),
-                by=request.user,
-            )
-        except EmailError as exc:
-            raise ValidationError({"email": [str(exc)]}) from exc
-        except IntegrityError as exc:
-            raise Conflict("A contact with this address exists already.") from exc
-        except ValueError as exc:
-            raise ValidationError({"attributes": [str(exc)]}) from exc
+        contact = services.contact_create(
+            email=values["email"],
+            first_name=values["first_name"],
+            last_name=values["last_name"],
+            attributes=values["attributes"],
+            language=values["language"],
+            timezone_name=values["timezone"],
+            list_ids=list_ids,
+            consent_source=ConsentSource.API,
+            consent_ip=_client_ip(request),
+            by=request.user,
+        )
         return Response(ContactDetailSerializer(contact).data, status=status.HTTP_201_CREATED)
 
 
@@ -193,18 +181,15 @@ class ContactDetailView(ContactsScoped, generics.GenericAPIView):
         data = ContactUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        try:
-            services.contact_update(
-                contact,
-                first_name=values.get("first_name", contact.first_name),
-                last_name=values.get("last_name", contact.last_name),
-                attributes=values.get("attributes", contact.attributes),
-                language=values.get("language"),
-                timezone_name=values.get("timezone"),
-                by=request.user,
-            )
-        except ValueError as exc:
-            raise ValidationError({"attributes": [str(exc)]}) from exc
+        services.contact_update(
+            contact,
+            first_name=values.get("first_name", contact.first_name),
+            last_name=values.get("last_name", contact.last_name),
+            attributes=values.get("attributes", contact.attributes),
+            language=values.get("language"),
+            timezone_name=values.get("timezone"),
+            by=request.user,
+        )
         return Response(ContactDetailSerializer(self.get_object()).data)
 
     @extend_schema(
@@ -302,12 +287,9 @@ class ContactBulkUpsertView(ContactsScoped, generics.GenericAPIView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         list_ids = _existing_list_ids(values["lists"])
-        try:
-            result, errors = contacts_bulk_upsert(
-                values["contacts"], mode=values["mode"], list_ids=list_ids, by=request.user
-            )
-        except ImportFileError as exc:
-            raise ValidationError({"contacts": [str(exc)]}) from exc
+        result, errors = contacts_bulk_upsert(
+            values["contacts"], mode=values["mode"], list_ids=list_ids, by=request.user
+        )
         return Response({**result.counts(), "errors": errors})
 
 
@@ -402,10 +384,7 @@ class SegmentListCreateView(ContactsScoped, generics.GenericAPIView):
         data.is_valid(raise_exception=True)
         if Segment.objects.filter(name=data.validated_data["name"]).exists():
             raise Conflict(f"A segment named {data.validated_data['name']!r} exists already.")
-        try:
-            segment = services.segment_save(None, **data.validated_data, by=request.user)
-        except ValueError as exc:
-            raise ValidationError({"rules": [str(exc)]}) from exc
+        segment = services.segment_save(None, **data.validated_data, by=request.user)
         return Response(SegmentSerializer(segment).data, status=status.HTTP_201_CREATED)
 
 
@@ -427,10 +406,7 @@ class SegmentDetailView(ContactsScoped, generics.GenericAPIView):
         data.is_valid(raise_exception=True)
         if Segment.objects.filter(name=data.validated_data["name"]).exclude(pk=segment.pk).exists():
             raise Conflict(f"A segment named {data.validated_data['name']!r} exists already.")
-        try:
-            services.segment_save(segment, **data.validated_data, by=request.user)
-        except ValueError as exc:
-            raise ValidationError({"rules": [str(exc)]}) from exc
+        services.segment_save(segment, **data.validated_data, by=request.user)
         return Response(SegmentSerializer(segment).data)
 
     @extend_schema(responses={204: None}, operation_id="segments_destroy")
@@ -481,15 +457,9 @@ class SuppressionListCreateView(ContactsScoped, generics.GenericAPIView):
     def post(self, request: Request) -> Response:
         data = SuppressionWriteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            suppression = services.suppression_add(
-                data.validated_data["value"],
-                reason=data.validated_data["reason"],
-                source="api",
-                by=request.user,
-            )
-        except ValueError as exc:
-            raise ValidationError({"value": [str(exc)]}) from exc
+        suppression = services.suppression_add(
+            data.validated_data["value"], reason=data.validated_data["reason"], source="api", by=request.user
+        )
         return Response(SuppressionSerializer(suppression).data, status=status.HTTP_201_CREATED)
 
 

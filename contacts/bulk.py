@@ -22,15 +22,19 @@ def contacts_bulk_upsert(
 ) -> tuple[ImportResult, list[dict[str, Any]]]:
     """Merge the rows; returns the import's result and its bad rows ({index, email, message}), in order.
 
-    Raises ImportFileError when the rows as a whole cannot be imported (an unusable attribute name).
+    Raises ImportFileError (field `contacts`) when the rows as a whole cannot be imported.
     """
     with tempfile.TemporaryDirectory(prefix="posthorn-bulk-") as tmp:
         path, mapping = _write_bulk_csv(Path(tmp) / "contacts.csv", rows)
         report = Path(tmp) / "report.csv"
         label = f"{via} bulk upsert by {getattr(by, 'username', 'system')}"[:300]
-        result = run_import(
-            path, mode=mode, list_ids=list_ids, mapping=mapping, report_path=report, label=label
-        )
+        try:
+            result = run_import(
+                path, mode=mode, list_ids=list_ids, mapping=mapping, report_path=report, label=label
+            )
+        except ImportFileError as exc:
+            exc.field = "contacts"  # the caller sent rows, not a file
+            raise
         errors = _report_rows(report)
     audit_record(by, "contacts.bulk_upserted", details={**result.counts(), "via": via})
     return result, sorted(errors, key=lambda e: e["index"])
@@ -40,7 +44,9 @@ def _write_bulk_csv(path: Path, rows: list[dict[str, Any]]) -> tuple[Path, dict[
     attribute_names = sorted({name for row in rows for name in (row.get("attributes") or {})})
     for name in attribute_names:
         if not name or len(name) > 64 or not all(ch.isalnum() or ch in "_-" for ch in name):
-            raise ImportFileError(f"Attribute name {name!r} is not usable: letters, digits, _ and -.")
+            raise ImportFileError(
+                f"Attribute name {name!r} is not usable: letters, digits, _ and -.", field="contacts"
+            )
     own = ["email", *STANDARD_TARGETS]
     header = [*own, *[f"attr:{n}" for n in attribute_names]]
     with path.open("w", encoding="utf-8", newline="") as handle:

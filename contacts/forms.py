@@ -16,7 +16,7 @@ from contacts.models import (
     MailingList,
     Segment,
 )
-from contacts.segments import OPS_BY_KIND, available_fields
+from contacts.segments import OPS_BY_KIND, SegmentError, available_fields
 from contacts.validation import EmailError, check_contact_language, check_contact_timezone, check_email
 from mailplatform.locales import LANGUAGE_MAX, TIMEZONE_MAX
 
@@ -184,18 +184,21 @@ def rules_from_post(data: Any) -> dict[str, Any]:
     return {"match": data.get("match", "all"), "groups": groups}
 
 
-def builder_context(rules: dict[str, Any]) -> dict[str, Any]:
-    """What the builder template needs: fields with their kinds and operators, groups to draw."""
+def builder_context(rules: dict[str, Any], error: SegmentError | None = None) -> dict[str, Any]:
+    """What the builder template needs: fields with their kinds and operators, groups to draw;
+    `error` is drawn on the row of the condition it names."""
     fields = available_fields()
     kinds = {f.key: f.kind for f in fields}
     groups = []
-    for group in rules.get("groups", []):
+    at = (error.group, error.condition) if error is not None else None
+    for g_index, group in enumerate(rules.get("groups", [])):
         conditions = []
-        for cond in group.get("conditions", []):
+        for c_index, cond in enumerate(group.get("conditions", [])):
             kind = kinds.get(cond.get("field"), "text")
             ops = OPS_BY_KIND.get(kind, {})
             op = cond.get("op") if cond.get("op") in ops else next(iter(ops), "")
-            conditions.append({**cond, "op": op, "kind": kind, "ops": ops.items()})
+            row_error = str(error) if at == (g_index, c_index) else ""
+            conditions.append({**cond, "op": op, "kind": kind, "ops": ops.items(), "error": row_error})
         groups.append({"match": group.get("match", "all"), "conditions": conditions})
     return {
         "match": rules.get("match", "all"),

@@ -51,6 +51,7 @@ from contacts.validation import (
     check_email,
     coerce_value,
 )
+from mailplatform.errors import Invalid
 
 MAX_FIELD_BYTES = 1024 * 1024
 SNIFF_BYTES = 64 * 1024
@@ -77,8 +78,11 @@ _NORMALISE = re.compile(r"[\s_\-.]+")
 Progress = Callable[[str, int, int], None]
 
 
-class ImportFileError(ValueError):
+class ImportFileError(Invalid):
     """The file cannot be imported at all; the message says what is wrong and where."""
+
+    default_code = "import_file"
+    default_field = "file"
 
 
 def normalise_header(header: str) -> str:

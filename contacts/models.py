@@ -8,6 +8,7 @@ extra index is paid for on every import.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -40,6 +41,10 @@ class ConsentSource(models.TextChoices):
     FORM = "form", "Subscribe form"
     API = "api", "API"
     DASHBOARD = "dashboard", "Dashboard"
+
+
+# What a person or an import sets on a contact, as shown back (status is set by what happens).
+CONTACT_OWN_FIELDS = ("email", "first_name", "last_name", "attributes", "language", "timezone", "status")
 
 
 class Contact(models.Model):
@@ -91,6 +96,10 @@ class Contact(models.Model):
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
+
+    def own_values(self) -> dict[str, Any]:
+        """The contact's own fields by name, as the API and the GDPR export show them."""
+        return {name: getattr(self, name) for name in CONTACT_OWN_FIELDS}
 
     @property
     def effective_language(self) -> str:

@@ -17,10 +17,21 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from contacts.models import ContactStatus, CustomField, FieldType, SubscriptionStatus
+from mailplatform.errors import Invalid
 
 
-class SegmentError(ValueError):
-    """The rules are malformed; the message says which condition and why."""
+class SegmentError(Invalid):
+    """The rules are malformed; the message says which condition and why.
+
+    `group` and `condition` (0-based) locate the condition at fault, so a form can show the
+    error on that row; None when the fault is the segment's or a group's as a whole.
+    """
+
+    group: int | None = None
+    condition: int | None = None
+
+    default_code = "invalid_rules"
+    default_field = "rules"
 
 
 TEXT_OPS = {
@@ -423,7 +434,11 @@ def compile_rules(rules: Any) -> tuple[str, list]:
             total += 1
             if total > MAX_CONDITIONS:
                 raise SegmentError(f"a segment may have at most {MAX_CONDITIONS} conditions")
-            parts.append(_condition(cond, f"group {g_index}, condition {c_index}", fields))
+            try:
+                parts.append(_condition(cond, f"group {g_index}, condition {c_index}", fields))
+            except SegmentError as exc:
+                exc.group, exc.condition = g_index - 1, c_index - 1
+                raise
         if parts:
             sql, group_params = _group(parts, _joiner(group.get("match"), f"group {g_index}"))
             group_sql.append(sql)

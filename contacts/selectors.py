@@ -368,3 +368,8 @@ def import_backlog_metrics():
 
     backlog = ContactImport.objects.filter(status__in=[ImportStatus.PENDING, ImportStatus.RUNNING]).count()
     return [single(gauge("import_backlog", "Contact imports waiting or running"), backlog)]
+
+
+def contacts_exist() -> bool:
+    """The home checklist's "import your contacts" step."""
+    return Contact.objects.exists()

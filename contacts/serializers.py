@@ -74,31 +74,19 @@ class ContactDetailSerializer(ContactSerializer):
         read_only_fields = fields
 
 
-class LanguageField(serializers.CharField):
-    """A BCP 47 tag (`en`, `pt-BR`), returned in canonical case; empty: the install's default."""
+class CheckedCharField(serializers.CharField):
+    """A string a contacts check turns into its stored form: a language tag (`pt-BR`) or an IANA
+    zone (`Europe/Berlin`); blank means the install's default."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(max_length=LANGUAGE_MAX, allow_blank=True, **kwargs)
-
-    def to_internal_value(self, data: Any) -> str:
-        return _checked(check_contact_language, super().to_internal_value(data))
-
-
-class TimezoneField(serializers.CharField):
-    """An IANA time zone (`Europe/Berlin`); empty: the install's default."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(max_length=TIMEZONE_MAX, allow_blank=True, **kwargs)
+    def __init__(self, check: Any, **kwargs: Any) -> None:
+        self.check = check
+        super().__init__(allow_blank=True, **kwargs)
 
     def to_internal_value(self, data: Any) -> str:
-        return _checked(check_contact_timezone, super().to_internal_value(data))
-
-
-def _checked(check: Any, value: str) -> str:
-    try:
-        return check(value)
-    except ValueError as exc:
-        raise ValidationError(str(exc)) from None
+        try:
+            return self.check(super().to_internal_value(data))
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
 
 
 class ContactCreateSerializer(StrictSerializer):
@@ -106,8 +94,8 @@ class ContactCreateSerializer(StrictSerializer):
     first_name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     last_name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     attributes = serializers.DictField(required=False, default=dict)
-    language = LanguageField(required=False, default="")
-    timezone = TimezoneField(required=False, default="")
+    language = CheckedCharField(check_contact_language, max_length=LANGUAGE_MAX, required=False, default="")
+    timezone = CheckedCharField(check_contact_timezone, max_length=TIMEZONE_MAX, required=False, default="")
     lists = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, default=list)
 
 
@@ -115,8 +103,8 @@ class ContactUpdateSerializer(StrictSerializer):
     first_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     last_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     attributes = serializers.DictField(required=False, help_text="Replaces the contact's attributes.")
-    language = LanguageField(required=False)
-    timezone = TimezoneField(required=False)
+    language = CheckedCharField(check_contact_language, max_length=LANGUAGE_MAX, required=False)
+    timezone = CheckedCharField(check_contact_timezone, max_length=TIMEZONE_MAX, required=False)
 
 
 class UnsubscribeSerializer(StrictSerializer):
@@ -326,13 +314,7 @@ def contact_json(contact: Contact) -> dict[str, Any]:
     """ContactSerializer's output, built directly: a page of 100 costs ~1 ms instead of ~15."""
     return {
         "id": contact.pk,
-        "email": contact.email,
-        "first_name": contact.first_name,
-        "last_name": contact.last_name,
-        "attributes": contact.attributes,
-        "language": contact.language,
-        "timezone": contact.timezone,
-        "status": contact.status,
+        **contact.own_values(),
         "consent_at": _iso(contact.consent_at),
         "consent_source": contact.consent_source,
         "last_sent_at": _iso(contact.last_sent_at),

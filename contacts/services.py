@@ -24,7 +24,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.core.files.uploadedfile import UploadedFile
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -58,6 +58,7 @@ from contacts.validation import (
     check_email,
     coerce_value,
 )
+from mailplatform.errors import Conflict, Invalid
 from mailplatform.services import acting_user, audit_record
 from mailplatform.uploads import media_path, upload_save
 
@@ -225,7 +226,7 @@ DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+
 
 
 def suppression_value(value: str) -> tuple[str, str]:
-    """(kind, normalised value) for an address or a domain; ValueError says what is wrong."""
+    """(kind, normalised value) for an address or a domain; Invalid says what is wrong."""
     text = value.strip().lower()
     if text.startswith("@"):
         text = text[1:]
@@ -233,13 +234,17 @@ def suppression_value(value: str) -> tuple[str, str]:
         try:
             return SuppressionKind.ADDRESS, check_email(text).lower()
         except EmailError as exc:
-            raise ValueError(f"{value!r} is not a valid address: {exc}") from None
+            raise Invalid(
+                f"{value!r} is not a valid address: {exc}", code="invalid_suppression", field="value"
+            ) from None
     try:
         text = text.encode("idna").decode("ascii")
     except UnicodeError:
-        raise ValueError(f"{value!r} is not a valid domain") from None
+        raise Invalid(f"{value!r} is not a valid domain", code="invalid_suppression", field="value") from None
     if not DOMAIN_RE.match(text):
-        raise ValueError(f"{value!r} is neither an address nor a domain")
+        raise Invalid(
+            f"{value!r} is neither an address nor a domain", code="invalid_suppression", field="value"
+        )
     return SuppressionKind.DOMAIN, text
 
 
@@ -298,18 +303,30 @@ def contact_create(
 ) -> Contact:
     address = check_email(email)
     now = timezone.now()
+    values = {
+        "first_name": first_name[:200],
+        "last_name": last_name[:200],
+        "attributes": _typed_attributes(attributes or {}),
+        "language": check_contact_language(language),
+        "timezone": check_contact_timezone(timezone_name),
+    }
     with transaction.atomic():
-        contact = Contact.objects.create(
-            email=address,
-            first_name=first_name[:200],
-            last_name=last_name[:200],
-            attributes=_typed_attributes(attributes or {}),
-            language=check_contact_language(language),
-            timezone=check_contact_timezone(timezone_name),
-            consent_at=now,
-            consent_source=consent_source,
-            consent_ip=consent_ip,
-        )
+        try:
+            with transaction.atomic():
+                contact = Contact.objects.create(
+                    email=address,
+                    consent_at=now,
+                    consent_source=consent_source,
+                    consent_ip=consent_ip,
+                    **values,
+                )
+        except IntegrityError:
+            # The unique index on lower(email) decides, not a look-up before: two requests at once.
+            raise Conflict(
+                f"A contact with the address {address!r} already exists.",
+                code="contact_exists",
+                field="email",
+            ) from None
         for list_id in list_ids:
             Subscription.objects.create(
                 contact=contact,
@@ -329,7 +346,7 @@ def _typed_attributes(values: dict[str, Any]) -> dict[str, Any]:
         try:
             typed[name] = coerce_value(kinds.get(name, FieldType.TEXT), raw)
         except ValueError as exc:
-            raise ValueError(f"field {name}: {exc}") from None
+            raise Invalid(f"field {name}: {exc}", code="invalid_attribute", field="attributes") from None
     return {k: v for k, v in typed.items() if v is not None}
 
 
@@ -356,7 +373,7 @@ def contact_update(
             contact.timezone = check_contact_timezone(timezone_name)
         if status is not None:
             if status not in ContactStatus.values:
-                raise ValueError(f"{status!r} is not a contact status")
+                raise Invalid(f"{status!r} is not a contact status", field="status")
             contact.status = status
         contact.save()
         _audit(by, "contact.updated", contact, status_before=before["status"], status=contact.status)
@@ -401,7 +418,7 @@ def contact_erase(contact: Contact, *, by: Any) -> None:
 
 def custom_field_create(*, name: str, label: str, field_type: str, by: Any = None) -> CustomField:
     if field_type not in FieldType.values:
-        raise ValueError(f"{field_type!r} is not a field type")
+        raise Invalid(f"{field_type!r} is not a field type", field="type")
     with transaction.atomic():
         field = CustomField.objects.create(name=name, label=label or name, type=field_type)
         _audit(by, "custom_field.created", field, type=field_type)
@@ -493,7 +510,7 @@ def contact_import_create(
 ) -> ContactImport:
     """Record an import; a draft waits for its column mapping (contact_import_start)."""
     if mode not in ImportMode.values:
-        raise ValueError(f"mode must be one of {', '.join(ImportMode.values)}")
+        raise Invalid(f"mode must be one of {', '.join(ImportMode.values)}", field="mode")
     with transaction.atomic():
         contact_import = ContactImport.objects.create(
             filename=filename[:255],
@@ -515,7 +532,7 @@ def contact_import_start(
 ) -> ContactImport:
     """Settle a draft's mode, lists and mapping and queue it for a worker."""
     if mode not in ImportMode.values:
-        raise ValueError(f"mode must be one of {', '.join(ImportMode.values)}")
+        raise Invalid(f"mode must be one of {', '.join(ImportMode.values)}", field="mode")
     with transaction.atomic():
         updated = ContactImport.objects.filter(pk=contact_import.pk, status=ImportStatus.DRAFT).update(
             mode=mode, mapping=mapping, status=ImportStatus.PENDING
@@ -637,7 +654,9 @@ def public_subscribe(
 
     The caller shows the same answer whatever happens here, so the page never tells whether
     an address is known, subscribed or blocked. A double opt-in list gets an unconfirmed
-    subscription and a confirmation_requested signal after commit.
+    subscription and a confirmation_requested signal after commit; so does an unsubscribed
+    contact on any list. A bounced, complained or blocklisted contact, or a suppressed address,
+    is never changed from here (an admin can).
     """
     address = check_email(email)
     if selectors.address_is_suppressed(address):
@@ -663,7 +682,14 @@ def public_subscribe(
         )
         if subscription.status == SubscriptionStatus.CONFIRMED:
             return subscription
-        if mailing_list.opt_in == OptIn.SINGLE:
+        # Anyone can type an address into a public form. Single opt-in subscribes at once only an
+        # address that never said no: a contact (or subscription) that unsubscribed is asked by mail,
+        # whatever the list's opt-in, and only their click (subscription_confirm) brings them back.
+        said_no = (
+            contact.status == ContactStatus.UNSUBSCRIBED
+            or subscription.status == SubscriptionStatus.UNSUBSCRIBED
+        )
+        if mailing_list.opt_in == OptIn.SINGLE and not said_no:
             _confirm(subscription, ip_address=ip_address, now=now)
             return subscription
         subscription.status = SubscriptionStatus.UNCONFIRMED
@@ -764,13 +790,7 @@ def preferences_save(
 def contact_export_data(contact: Contact, *, by: Any) -> dict[str, Any]:
     """Everything contacts holds about one person (GDPR access request), recorded in the audit log."""
     data = {
-        "email": contact.email,
-        "first_name": contact.first_name,
-        "last_name": contact.last_name,
-        "attributes": contact.attributes,
-        "language": contact.language,
-        "timezone": contact.timezone,
-        "status": contact.status,
+        **contact.own_values(),
         "consent": {
             "at": contact.consent_at.isoformat() if contact.consent_at else None,
             "source": contact.consent_source,

@@ -15,6 +15,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from contacts.models import FieldType
+from mailplatform.errors import Invalid
 from mailplatform.locales import check_language, check_timezone
 
 # email-validator refuses these (RFC 6761 and friends) unless told otherwise.
@@ -25,8 +26,11 @@ _FAST = re.compile(
 )
 
 
-class EmailError(ValueError):
+class EmailError(Invalid):
     """Not a valid address; the message says why."""
+
+    default_code = "invalid_email"
+    default_field = "email"
 
 
 def _fast(address: str) -> str | None:
@@ -57,12 +61,18 @@ def check_email(value: str) -> str:
 
 def check_contact_language(value: str) -> str:
     """A contact's language: a BCP 47 tag in canonical case, or "" (the install's default)."""
-    return check_language(value) if value.strip() else ""
+    try:
+        return check_language(value) if value.strip() else ""
+    except ValueError as exc:
+        raise Invalid(str(exc), code="invalid_language", field="language") from None
 
 
 def check_contact_timezone(value: str) -> str:
     """A contact's time zone: an IANA name, or "" (the install's default)."""
-    return check_timezone(value) if value.strip() else ""
+    try:
+        return check_timezone(value) if value.strip() else ""
+    except ValueError as exc:
+        raise Invalid(str(exc), code="invalid_timezone", field="timezone") from None
 
 
 def coerce_value(kind: str, raw: Any) -> Any:

@@ -52,6 +52,7 @@ from contacts.models import (
 )
 from contacts.segments import SegmentError
 from contacts.validation import EmailError
+from mailplatform.errors import PlatformError, form_error
 from mailplatform.permissions import requires
 from mailplatform.roles import can
 
@@ -141,10 +142,8 @@ def contact_create(request: HttpRequest) -> HttpResponse:
                 consent_ip=_client_ip(request),
                 by=request.user,
             )
-        except IntegrityError:
-            form.add_error("email", "A contact with this address already exists.")
-        except ValueError as exc:
-            form.add_error(None, str(exc))
+        except PlatformError as exc:
+            form_error(form, exc)
         else:
             messages.success(request, f"Added {contact.email}.")
             return redirect("contacts:detail", contact.pk)
@@ -185,8 +184,8 @@ def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 status=form.cleaned_data["status"],
                 by=request.user,
             )
-        except ValueError as exc:
-            form.add_error(None, str(exc))
+        except PlatformError as exc:
+            form_error(form, exc)
         else:
             messages.success(request, "Saved.")
             return redirect("contacts:detail", contact.pk)
@@ -371,6 +370,7 @@ def segments(request: HttpRequest) -> HttpResponse:
 def segment_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     segment = get_object_or_404(Segment, pk=pk) if pk else None
     form = SegmentForm(request.POST or None, instance=segment)
+    rule_error = None
     if request.method == "POST":
         rules = rules_from_post(request.POST)
         if form.is_valid():
@@ -383,7 +383,11 @@ def segment_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
                     by=request.user,
                 )
             except SegmentError as exc:
-                form.add_error(None, str(exc))
+                if exc.condition is None:
+                    form.add_error(None, str(exc))
+                else:  # drawn on the condition's own row
+                    rule_error = exc
+                    form.add_error(None, "One of the rules needs fixing: see below.")
             except IntegrityError:
                 form.add_error("name", "A segment with this name exists.")
             else:
@@ -394,7 +398,7 @@ def segment_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             "match": "all",
             "groups": [{"match": "all", "conditions": [{"field": "email", "op": "contains", "value": ""}]}],
         }
-    context = {"form": form, "segment": segment, **builder_context(rules)}
+    context = {"form": form, "segment": segment, **builder_context(rules, rule_error)}
     return render(request, "contacts/segment_form.html", context)
 
 
@@ -462,8 +466,8 @@ def suppressions(request: HttpRequest) -> HttpResponse:
                 source="dashboard",
                 by=request.user,
             )
-        except ValueError as exc:
-            form.add_error("value", str(exc))
+        except PlatformError as exc:
+            form_error(form, exc)
         else:
             messages.success(request, f"Suppressed {suppression.kind} {suppression.value}.")
             return redirect("contacts:suppressions")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -21,20 +20,12 @@ from delivery import relays, transactional
 from delivery.bounces import rules as bounce_rules
 from delivery.bounces.models import BounceEvent
 from delivery.models import RELAY_EDITABLE_FIELDS, Message, MessageEvent, Relay, Security
-from mailplatform.api.errors import Conflict
 from mailplatform.api.pagination import IdCursorPagination
 from mailplatform.api.serializers import StrictSerializer
+from mailplatform.errors import Invalid, PlatformError
+from templates.compiler import TemplateError
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-
-
-def _django_error(exc: DjangoValidationError, default_field: str) -> ValidationError:
-    code = getattr(exc, "code", None)
-    if hasattr(exc, "message_dict"):
-        return ValidationError(exc.message_dict)
-    return ValidationError(
-        {code if code in ("to", "data", "idempotency_key") else default_field: exc.messages}
-    )
 
 
 # --- transactional send ---
@@ -104,32 +95,22 @@ class SendView(generics.GenericAPIView):
         ).first()
         if template is None or template.archived:
             raise ValidationError({"template": [f"No active template with id {values['template']}."]})
-        existing = (
-            Message.objects.select_related("mailing").filter(idempotency_key=key).first() if key else None
-        )
-        if existing is not None:
-            if not _same_request(existing, template.pk, values):
-                raise Conflict(
-                    "This Idempotency-Key was used for a different request (template, recipient or data)."
-                )
-            response = Response(MessageSerializer(existing).data, status=status.HTTP_200_OK)
-            response["Idempotent-Replayed"] = "true"
-            return response
         try:
-            message = transactional.transactional_send(
+            message, replayed = transactional.transactional_request(
                 template_id=template.pk, to=values["to"], data=values["data"], idempotency_key=key
             )
-        except DjangoValidationError as exc:
-            raise _django_error(exc, "to") from exc
-        except ValueError as exc:  # a template that no longer compiles
-            raise ValidationError({"template": [str(exc)]}) from exc
+        except TemplateError as exc:  # the template no longer compiles: the request names it
+            exc.field, exc.errors = "template", [("template", str(exc))]
+            raise
+        except PlatformError:
+            raise
+        except ValueError as exc:  # a stored template that cannot be read back
+            raise Invalid(str(exc), field="template") from exc
+        if replayed:
+            response = Response(MessageSerializer(message).data, status=status.HTTP_200_OK)
+            response["Idempotent-Replayed"] = "true"
+            return response
         return Response(MessageSerializer(message).data, status=status.HTTP_202_ACCEPTED)
-
-
-def _same_request(message: Message, template_id: int, values: dict[str, Any]) -> bool:
-    to = values["to"].strip()
-    same_to = message.contact_id == int(to) if to.isdigit() else message.email.lower() == to.lower()
-    return message.mailing.template_id == template_id and same_to and (message.data or {}) == values["data"]
 
 
 class MessageDetailView(generics.GenericAPIView):
@@ -331,12 +312,7 @@ class RelayUpdateSerializer(RelayWriteSerializer):
 
 def _save_relay(relay: Relay | None, values: dict[str, Any], by: Any) -> Relay:
     password = values.pop("password", None)
-    try:
-        return relays.relay_save(relay, by=by, password=password, **values)
-    except DjangoValidationError as exc:
-        raise ValidationError(
-            exc.message_dict if hasattr(exc, "message_dict") else {"relay": exc.messages}
-        ) from exc
+    return relays.relay_save(relay, by=by, password=password, **values)
 
 
 class RelayListCreateView(generics.GenericAPIView):

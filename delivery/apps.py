@@ -11,7 +11,8 @@ class DeliveryConfig(AppConfig):
         from contacts.signals import confirmation_requested
         from delivery import metrics as delivery_metrics
         from delivery.receivers import send_confirmation, send_password_reset
-        from mailplatform import beat, metrics
+        from delivery.selectors import a_test_was_sent, sending_is_set_up
+        from mailplatform import beat, firstrun, metrics
         from mailplatform.signals import password_reset_requested
 
         confirmation_requested.connect(send_confirmation, dispatch_uid="delivery.send_confirmation")
@@ -23,3 +24,5 @@ class DeliveryConfig(AppConfig):
         )
         beat.every(5, "delivery.webhook_tasks.forward_message_events", name="webhook-forward-delivery")
         metrics.register("delivery", delivery_metrics.collect)
+        firstrun.step(10, "Add a sending identity and a relay", "delivery:relays", sending_is_set_up)
+        firstrun.step(40, "Send yourself a test", "campaigns:index", a_test_was_sent)

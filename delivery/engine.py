@@ -37,7 +37,7 @@ from delivery.ledger import ACTIVE_STATES, Claimed
 from delivery.mailings import mailing_finish_if_done, mailing_set_error
 from delivery.models import HoldReason, Mailing, MessageState, Relay
 from delivery.smtp import DEFERRED, FAILED, SENT, Envelope, Outcome, RelayConnection, RelayError
-from mailplatform import crypto
+from mailplatform import crypto, logs
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +275,8 @@ def run(mailing_id: int, token: str | None, *, seconds: float | None = None) -> 
                     time.sleep(min(wait, 1.0, max(0.0, deadline - time.monotonic())))
                 continue
             try:
-                outcome = _work_relay(mailing, relay, slot, runner, deadline, result)
+                with logs.bind(mailing=mailing_id, relay=relay.pk):
+                    outcome = _work_relay(mailing, relay, slot, runner, deadline, result)
             finally:
                 slot.release()
             if outcome == "relay failed":

@@ -6,6 +6,7 @@ from django import forms
 
 from delivery.headers import check_header_value
 from delivery.models import PORT_SECURITY, RELAY_EDITABLE_FIELDS, Relay, Security
+from mailplatform.errors import Invalid
 
 
 class RelayForm(forms.ModelForm):
@@ -27,7 +28,7 @@ class RelayForm(forms.ModelForm):
 
     def clean_host(self) -> str:
         host = self.cleaned_data["host"].strip()
-        check_header_value(host, field="host")
+        _header_checked(host, "host")
         if not host or " " in host or "/" in host:
             raise forms.ValidationError("Enter a host name or IP address, e.g. smtp.example.com")
         return host
@@ -91,4 +92,11 @@ class TestSendForm(forms.Form):
     version_id = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
     def clean_to(self) -> str:
-        return check_header_value(self.cleaned_data["to"].strip(), field="address")
+        return _header_checked(self.cleaned_data["to"].strip(), "address")
+
+
+def _header_checked(value: str, label: str) -> str:
+    try:
+        return check_header_value(value, field=label)
+    except Invalid as exc:
+        raise forms.ValidationError(exc.message) from None

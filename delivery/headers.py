@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import re
 
-from django.core.exceptions import ValidationError
+from mailplatform.errors import Invalid
 
 # Everything that ends a line somewhere: SMTP, the email package, str.splitlines.
 LINE_BREAKS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
@@ -43,12 +43,30 @@ RESERVED_HEADERS = frozenset(
 _ATOM_SAFE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~ .-]*$")
 
 
+# The request field behind each label check_header_value is given; others are "header".
+_FIELD_FOR_LABEL = {
+    "from address": "from_email",
+    "from name": "from_name",
+    "reply-to": "reply_to",
+    "reply to": "reply_to",
+    "subject": "subject",
+    "preheader": "preheader",
+    "to": "to",
+    "address": "address",
+    "host": "host",
+}
+
+
 def check_header_value(value: str, *, field: str) -> str:
-    """The value, or ValidationError naming the field when it could start a new header line."""
+    """The value, or Invalid naming the field (`field` is its label in the message) when it could
+    start a new header line."""
+    key = _FIELD_FOR_LABEL.get(field, "header")
     if any(ch in value for ch in LINE_BREAKS) or "\x00" in value:
-        raise ValidationError(f"{field} contains a line break; header values must be one line", code="header")
+        raise Invalid(
+            f"{field} contains a line break; header values must be one line", code="invalid_header", field=key
+        )
     if len(value) > 998:
-        raise ValidationError(f"{field} is longer than 998 characters", code="header")
+        raise Invalid(f"{field} is longer than 998 characters", code="invalid_header", field=key)
     return value
 
 
@@ -56,13 +74,17 @@ def check_extra_headers(headers: dict[str, str]) -> dict[str, str]:
     clean: dict[str, str] = {}
     for name, value in (headers or {}).items():
         if not isinstance(name, str) or not _HEADER_NAME.match(name):
-            raise ValidationError(f"header name {name!r} is not a valid header name", code="header")
+            raise Invalid(
+                f"header name {name!r} is not a valid header name", code="invalid_header", field="header"
+            )
         if name.lower() in RESERVED_HEADERS:
-            raise ValidationError(
-                f"header {name} is set by the platform and cannot be overridden", code="header"
+            raise Invalid(
+                f"header {name} is set by the platform and cannot be overridden",
+                code="invalid_header",
+                field="header",
             )
         if not isinstance(value, str):
-            raise ValidationError(f"header {name} must be text", code="header")
+            raise Invalid(f"header {name} must be text", code="invalid_header", field="header")
         clean[name] = check_header_value(value, field=f"header {name}")
     return clean
 

@@ -13,6 +13,7 @@ from delivery import dkim
 from delivery.headers import check_header_value
 from delivery.models import SendingIdentity
 from mailplatform import crypto
+from mailplatform.errors import Invalid, model_checked
 from mailplatform.services import audit_record
 
 
@@ -27,15 +28,18 @@ def identity_save(
     address = address.strip().lower()
     check_header_value(address, field="address")
     if "@" in address:
-        validate_email(address)
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise Invalid(f"{address!r} is not a valid email address", field="address") from None
     elif not address or "." not in address or " " in address:
-        raise ValidationError(f"{address!r} is neither an email address nor a domain", code="address")
+        raise Invalid(f"{address!r} is neither an email address nor a domain", field="address")
     identity = identity or SendingIdentity()
     creating = identity.pk is None
     identity.address = address
     identity.dkim_selector = dkim_selector.strip().lower()
     identity.enabled = enabled
-    identity.full_clean()
+    model_checked(identity)
     with transaction.atomic():
         identity.save()
         audit_record(by, "identity.created" if creating else "identity.updated", identity)
@@ -70,8 +74,8 @@ def check_from(from_email: str) -> SendingIdentity | None:
     """Once an admin has configured any identity, from addresses must match one."""
     identity = identity_for(from_email)
     if identity is None and SendingIdentity.objects.filter(enabled=True).exists():
-        raise ValidationError(
+        raise Invalid(
             f"{from_email} is not an allowed sender: add it (or its domain) under Delivery > Sending identities",
-            code="from_email",
+            field="from_email",
         )
     return identity

@@ -22,6 +22,7 @@ from delivery.headers import check_extra_headers, check_header_value
 from delivery.identities import check_from
 from delivery.models import Mailing, Message, MessageEvent, Relay
 from delivery.relays import relay_ensure_default
+from mailplatform.errors import Conflict, Invalid
 from mailplatform.services import audit_record
 
 
@@ -54,7 +55,7 @@ def mailing_create(
     meta: dict[str, Any] | None = None,
     state: str = Mailing.State.DRAFT,
 ) -> Mailing:
-    """Snapshot what goes out. Raises ValidationError naming the field that is wrong.
+    """Snapshot what goes out. Raises Invalid naming the field that is wrong (Conflict for a state that forbids it).
 
     compiled: a templates.compiler.CompiledTemplate (or its to_dict()).
     list_ids: the lists this goes to; one-click unsubscribe leaves exactly these.
@@ -64,13 +65,13 @@ def mailing_create(
     headers: extra headers {name: value}; names the platform writes itself are refused.
     """
     if kind not in Mailing.Kind.values:
-        raise ValidationError(f"kind must be one of {', '.join(Mailing.Kind.values)}", code="kind")
+        raise Invalid(f"kind must be one of {', '.join(Mailing.Kind.values)}", field="kind")
     from_email = from_email.strip()
     try:
         validate_email(from_email)
     except ValidationError:
-        raise ValidationError(
-            f"from address {from_email!r} is not a valid email address", code="from_email"
+        raise Invalid(
+            f"from address {from_email!r} is not a valid email address", field="from_email"
         ) from None
     check_header_value(from_email, field="from address")
     check_header_value(from_name, field="from name")
@@ -80,9 +81,7 @@ def mailing_create(
         try:
             validate_email(reply_to)
         except ValidationError:
-            raise ValidationError(
-                f"reply-to {reply_to!r} is not a valid email address", code="reply_to"
-            ) from None
+            raise Invalid(f"reply-to {reply_to!r} is not a valid email address", field="reply_to") from None
     clean_headers = check_extra_headers(headers or {})
     data = compiled_dict(compiled)
     subject = str(data.get("subject", ""))
@@ -90,7 +89,7 @@ def mailing_create(
     identity = check_from(from_email)
     relays = list(Relay.objects.filter(pk__in=list(relay_ids)))
     if len(relays) != len(set(relay_ids)):
-        raise ValidationError("a relay in the pool does not exist", code="relays")
+        raise Invalid("a relay in the pool does not exist", field="relays")
     with transaction.atomic():
         mailing = Mailing.objects.create(
             name=name[:200],
@@ -141,9 +140,7 @@ def mailing_start(mailing_id: int, *, audience: tuple[str, list] | None = None) 
     with transaction.atomic():
         mailing = Mailing.objects.select_for_update().get(pk=mailing_id)
         if mailing.state in (Mailing.State.CANCELLED, Mailing.State.DONE):
-            raise ValidationError(
-                f"mailing {mailing_id} is {mailing.state} and cannot be started", code="state"
-            )
+            raise Conflict(f"mailing {mailing_id} is {mailing.state} and cannot be started", code="state")
         if mailing.planned_at is None and mailing.kind == Mailing.Kind.MARKETING:
             if audience is None and mailing.list_ids:
                 from contacts.selectors import audience_sql
@@ -167,7 +164,7 @@ def _switch(
     with transaction.atomic():
         mailing = Mailing.objects.select_for_update().get(pk=mailing_id)
         if mailing.state != from_state:
-            raise ValidationError(
+            raise Conflict(
                 f"only a {from_state} mailing can be {verb} (this one is {mailing.state})", code="state"
             )
         mailing.state = to_state
@@ -206,7 +203,7 @@ def mailing_cancel(mailing_id: int, *, by: Any = None) -> Mailing:
     with transaction.atomic():
         mailing = Mailing.objects.select_for_update().get(pk=mailing_id)
         if mailing.state in (Mailing.State.DONE, Mailing.State.CANCELLED, Mailing.State.STANDING):
-            raise ValidationError(f"a {mailing.state} mailing cannot be cancelled", code="state")
+            raise Conflict(f"a {mailing.state} mailing cannot be cancelled", code="state")
         mailing.state = Mailing.State.CANCELLED
         mailing.finished_at = timezone.now()
         mailing.save(update_fields=["state", "finished_at"])

@@ -19,6 +19,7 @@ from delivery import ratelimit
 from delivery.models import PORT_SECURITY, Relay
 from delivery.smtp import RelayConnection, RelayError, SessionInfo, test_connection
 from mailplatform import crypto
+from mailplatform.errors import model_checked
 from mailplatform.services import audit_record
 
 CAPTURE_RELAY_NAME = "Capture relay (local)"
@@ -59,7 +60,7 @@ def relay_save(
         relay.security = PORT_SECURITY[relay.port]
     if password is not None:
         relay.password_encrypted = crypto.encrypt(password)
-    relay.full_clean()
+    model_checked(relay)
     with transaction.atomic():
         relay.save()
         changed = sorted(set(fields) | ({"password"} if password is not None else set()))

@@ -418,3 +418,13 @@ def marketing_health(since: dt.datetime) -> dict[str, int]:
         [since, since],
     )[0]
     return {"attempted": row[0], "hard": row[1], "complaints": row[2]}
+
+
+def sending_is_set_up() -> bool:
+    """The home checklist's first step: a sending identity and an enabled relay exist."""
+    return SendingIdentity.objects.exists() and Relay.objects.filter(enabled=True).exists()
+
+
+def a_test_was_sent() -> bool:
+    """The home checklist's "send yourself a test" step: any test Mailing that sent a message."""
+    return Message.objects.filter(mailing__meta__test=True, state=MessageState.SENT).exists()

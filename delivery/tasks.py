@@ -15,12 +15,14 @@ log = logging.getLogger(__name__)
 @shared_task(name="delivery.tasks.send_mailing", ignore_result=True, acks_late=True)
 def send_mailing(mailing_id: int, token: str) -> str:
     from delivery import engine, runners
+    from mailplatform import logs
 
-    result = engine.run(mailing_id, token)
-    if result.reason == "time":
-        # Hand over to a fresh task so other mailings queued behind this one get a turn.
-        runners.handover(mailing_id, token)
-    log.info("mailing %s: runner stopped (%s) after %d sent", mailing_id, result.reason, result.sent)
+    with logs.bind(mailing=mailing_id):
+        result = engine.run(mailing_id, token)
+        if result.reason == "time":
+            # Hand over to a fresh task so other mailings queued behind this one get a turn.
+            runners.handover(mailing_id, token)
+        log.info("mailing %s: runner stopped (%s) after %d sent", mailing_id, result.reason, result.sent)
     return result.reason
 
 

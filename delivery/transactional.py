@@ -26,6 +26,7 @@ from delivery.headers import check_header_value
 from delivery.mailings import compiled_dict, compiled_sha, mailing_create
 from delivery.models import Mailing, Message
 from delivery.relays import relay_ensure_default
+from mailplatform.errors import Conflict, Invalid
 from mailplatform.services import audit_record
 
 
@@ -36,7 +37,7 @@ def _standing_mailing_for_template(template_id: int, version_id: int | None) -> 
 
     template = EmailTemplate.objects.filter(pk=template_id).values("name", "current_version_id").first()
     if template is None:
-        raise ValidationError(f"template {template_id} does not exist", code="template_id")
+        raise Invalid(f"template {template_id} does not exist", field="template_id")
     data = compiled_dict(template_compile(template_id, version_id))
     sha = compiled_sha(data)
     existing = Mailing.objects.filter(
@@ -70,68 +71,98 @@ def _recipient(to: int | str) -> tuple[int | None, str]:
     if isinstance(to, int) or (isinstance(to, str) and to.isdigit()):
         contact = Contact.objects.filter(pk=int(to)).values_list("id", "email").first()
         if contact is None:
-            raise ValidationError(f"contact {to} does not exist", code="to")
+            raise Invalid(f"contact {to} does not exist", field="to")
         return contact[0], contact[1]
     address = str(to).strip()
     check_header_value(address, field="to")
     try:
         validate_email(address)
     except ValidationError:
-        raise ValidationError(f"{address!r} is not a valid email address", code="to") from None
+        raise Invalid(f"{address!r} is not a valid email address", field="to") from None
     contact_id = Contact.objects.filter(email__iexact=address).values_list("id", flat=True).first()
     return contact_id, address
+
+
+def _checked_key(idempotency_key: str | None) -> str | None:
+    if idempotency_key is None:
+        return None
+    key = str(idempotency_key).strip()
+    if not key or len(key) > 200:
+        raise Invalid("idempotency_key must be 1 to 200 characters", field="idempotency_key")
+    return key
+
+
+def _same_request(message: Message, template_id: int, to: int | str, data: dict[str, Any]) -> bool:
+    text = str(to).strip()
+    same_to = message.contact_id == int(text) if text.isdigit() else message.email.lower() == text.lower()
+    return message.mailing.template_id == template_id and same_to and (message.data or {}) == data
 
 
 def transactional_queue(
     mailing: Mailing, *, to: int | str, data: dict[str, Any] | None, idempotency_key: str | None
 ) -> Message:
     """Queue one Message on a standing (or one-off) Mailing; the same key returns the same Message."""
-    # Every transactional path (API, test sends, confirmations) comes through here.
-    relay_ensure_default()
+    return _queue(mailing, to=to, data=data, key=_checked_key(idempotency_key))[0]
 
-    if idempotency_key is not None:
-        idempotency_key = str(idempotency_key).strip()
-        if not idempotency_key or len(idempotency_key) > 200:
-            raise ValidationError("idempotency_key must be 1 to 200 characters", code="idempotency_key")
-        existing = ledger.by_idempotency_key(idempotency_key)
-        if existing is not None:
-            return existing
+
+def _queue(
+    mailing: Mailing, *, to: int | str, data: dict[str, Any] | None, key: str | None
+) -> tuple[Message, bool]:
+    # Every transactional path (API, test sends, confirmations) comes through here. A key already
+    # in the ledger comes back from ledger.queue_one (its unique index decides, races included).
+    relay_ensure_default()
     contact_id, address = _recipient(to)
     blocked = bool(eligibility.unsendable(mailing, [(0, contact_id, address)]))
     message, created = ledger.queue_one(
         mailing,
         contact_id=contact_id,
         email=address,
-        idempotency_key=idempotency_key or f"auto:{uuid.uuid4().hex}",
+        idempotency_key=key or f"auto:{uuid.uuid4().hex}",
         data=data or {},
         skip_reason="address is suppressed, bounced or complained" if blocked else "",
     )
     if created and not blocked:
         transaction.on_commit(lambda: runners.dispatch(mailing.pk))
-    return message
+    return message, created
 
 
-def transactional_send(
+def transactional_request(
     *,
     template_id: int,
     to: int | str,
     data: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
     version_id: int | None = None,
-) -> Message:
-    """One template to one contact (id) or address, now, through the engine and the ledger.
+) -> tuple[Message, bool]:
+    """One template to one contact (id) or address, now: (the Message, whether it was a replay).
 
-    Skips bounced, complained, blocklisted and suppressed addresses (the Message is `skipped`),
-    not marketing unsubscribes. A repeated idempotency_key returns the first Message unchanged.
+    Idempotency is decided here and nowhere else: a key seen before returns its Message unchanged
+    when the request is the same (template, recipient, data) and is refused with a Conflict when it
+    is not; ledger.queue_one settles two requests that race with one key. Skips bounced,
+    complained, blocklisted and suppressed addresses (the Message is `skipped`), not marketing
+    unsubscribes.
     """
     if data is not None and not isinstance(data, dict):
-        raise ValidationError("data must be an object", code="data")
-    if idempotency_key is not None:
-        existing = ledger.by_idempotency_key(str(idempotency_key).strip())
+        raise Invalid("data must be an object", field="data")
+    key = _checked_key(idempotency_key)
+    if key is not None:
+        existing = ledger.by_idempotency_key(key)
         if existing is not None:
-            return existing
+            if not _same_request(existing, template_id, to, data or {}):
+                raise Conflict(
+                    "This Idempotency-Key was used for a different request (template, recipient or data).",
+                    code="idempotency_key_reused",
+                    field="idempotency_key",
+                )
+            return existing, True
     mailing = _standing_mailing_for_template(template_id, version_id)
-    return transactional_queue(mailing, to=to, data=data, idempotency_key=idempotency_key)
+    message, created = _queue(mailing, to=to, data=data, key=key)
+    return message, not created
+
+
+def transactional_send(**request: Any) -> Message:
+    """transactional_request's Message (see there)."""
+    return transactional_request(**request)[0]
 
 
 # Every test send carries this header, so the capture relay (and a reader's filters) can tell it apart.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.core.exceptions import ObjectDoesNotExist
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
@@ -15,6 +15,7 @@ from delivery import relays as relay_service
 from delivery.forms import IdentityForm, LedgerSearchForm, RelayForm, TestSendForm
 from delivery.models import Mailing, Message, Relay, SendingIdentity
 from delivery.smtp import RelayError
+from mailplatform.errors import PlatformError, form_error, message_error
 from mailplatform.permissions import requires
 from mailplatform.services import audit_record
 
@@ -77,8 +78,8 @@ def mailing_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     try:
         service(pk, by=request.user)
         messages.success(request, f"Mailing {action}d." if action != "cancel" else "Mailing cancelled.")
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
+    except PlatformError as exc:
+        message_error(request, exc)
     return redirect("delivery:mailing", pk=pk)
 
 
@@ -132,7 +133,7 @@ def template_test_send(request: HttpRequest, template_id: int) -> HttpResponse:
         message = transactional.test_send(
             compiled, form.cleaned_data["to"], name=f"Test of template {template_id}", by=request.user
         )
-    except ValidationError as exc:
+    except PlatformError as exc:
         return render(
             request, "delivery/test_send_result.html", {"error": " ".join(exc.messages)}, status=400
         )
@@ -178,8 +179,8 @@ def relay_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         instance = relay or Relay()
         try:
             saved = relay_service.relay_save(instance, by=request.user, password=password, **data)
-        except ValidationError as exc:
-            form.add_error(None, exc)
+        except PlatformError as exc:
+            form_error(form, exc)
         else:
             messages.success(request, f"Relay {saved.name} saved.")
             return redirect("delivery:relays")
@@ -228,8 +229,8 @@ def identities(request: HttpRequest) -> HttpResponse:
                     identity, selector=form.cleaned_data["dkim_selector"] or None, by=request.user
                 )
             messages.success(request, f"{identity.address} may now send.")
-        except ValidationError as exc:
-            messages.error(request, " ".join(exc.messages))
+        except PlatformError as exc:
+            message_error(request, exc)
     else:
         messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
     return redirect("delivery:relays")

@@ -92,7 +92,17 @@ class PlatformPasswordResetForm(PasswordResetForm):
 class UserCreateForm(forms.Form):
     username = forms.RegexField(regex=r"^[\w.@+-]{1,150}$", max_length=150)
     email = forms.EmailField()
-    role = forms.ChoiceField(choices=Role.choices)
+    # The least role first: a person gets more only when someone chooses it.
+    role = forms.ChoiceField(
+        choices=[
+            (Role.DEVELOPER, Role.DEVELOPER.label),
+            (Role.MARKETER, Role.MARKETER.label),
+            (Role.ADMIN, Role.ADMIN.label),
+        ],
+        initial=Role.DEVELOPER,
+        help_text="Developer: reads everything, manages API keys and webhooks. Marketer: also contacts, "
+        "templates and campaigns. Admin: also users, relays and settings.",
+    )
 
 
 class UserRoleForm(forms.Form):

@@ -21,6 +21,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from mailplatform import crypto, webhooks
+from mailplatform.errors import Invalid
 from mailplatform.models import (
     ApiKey,
     AuditEntry,
@@ -196,7 +197,7 @@ def password_reset_allowed(email: str, ip_address: str | None) -> bool:
 API_KEY_PREFIX = "phk_"
 
 
-class ApiKeyError(ValueError):
+class ApiKeyError(Invalid):
     """A key request the creator's role does not allow, or that makes no sense."""
 
 
@@ -269,8 +270,8 @@ def api_key_touch(key: ApiKey) -> None:
 # --- Outbound webhooks ---
 
 
-class WebhookError(ValueError):
-    pass
+class WebhookError(Invalid):
+    """A webhook endpoint that cannot be saved (its URL, its events)."""
 
 
 def _check_event_types(event_types: Iterable[str]) -> list[str]:

@@ -84,6 +84,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "mailplatform.logs.RequestIdMiddleware",
     "mailplatform.middleware.ProbeMiddleware",
     "mailplatform.middleware.ClientAddressMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -93,6 +94,7 @@ MIDDLEWARE = [
     "mailplatform.api.middleware.ApiBodyLimitMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "mailplatform.logs.LogUserMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -376,11 +378,16 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# json: one object per line with request, user, task, mailing and relay ids (mailplatform/logs.py).
+LOG_FORMAT = env_choice("LOG_FORMAT", "plain", ("plain", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "mailplatform.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
@@ -408,7 +415,7 @@ CONTACTS_SUBSCRIBE_RATE_PER_HOUR = env_int("CONTACTS_SUBSCRIBE_RATE_PER_HOUR", 1
 # Largest CSV accepted for import, in megabytes.
 CONTACTS_IMPORT_MAX_MB = env_int("CONTACTS_IMPORT_MAX_MB", 1024, minimum=1)
 
-# --- Delivery: the send ledger and engine (see delivery/ and DESIGN.md "The send ledger") ---
+# --- Delivery: the send ledger and engine (docs/architecture.md, "The path of a campaign's message") ---
 
 
 def _default_bounce_domain() -> str:

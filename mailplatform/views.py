@@ -15,7 +15,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from mailplatform import selectors, services
+from mailplatform import firstrun, selectors, services
 from mailplatform.forms import (
     ApiKeyCreateForm,
     PlatformPasswordResetForm,
@@ -103,7 +103,13 @@ metrics.public_endpoint = True  # type: ignore[attr-defined]  # Prometheus authe
 
 @requires("view_dashboard")
 def home(request: HttpRequest) -> HttpResponse:
-    context = {"services": selectors.platform_state(), "home_fragments": selectors.home_fragment_urls()}
+    steps = firstrun.checklist()
+    context = {
+        "services": selectors.platform_state(),
+        "home_fragments": selectors.home_fragment_urls(),
+        "first_run": steps,
+        "first_run_left": sum(1 for s in steps if not s["done"]),
+    }
     return render(request, "mailplatform/home.html", context)
 
 

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mailplatform.errors import Invalid
 from mailplatform.services import acting_user, audit_record
 from media.models import MediaImage
 from media.storage import store_at, store_bytes
@@ -28,8 +29,11 @@ EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif"}
 VARIANT_WIDTHS = (240, 600, 1200)
 
 
-class MediaError(ValueError):
+class MediaError(Invalid):
     """An upload that was refused; the message says why, for the person who uploaded it."""
+
+    default_code = "media_refused"
+    default_field = "file"
 
 
 def _mb(size: int) -> str:

@@ -18,21 +18,12 @@ from rest_framework.response import Response
 from mailplatform import lookups
 from mailplatform.api.serializers import StrictSerializer
 from templates import selectors, services
-from templates.compiler import TemplateError
 from templates.models import EmailTemplate, TemplateVersion
 
 
 class TemplatesScoped:
     read_scope = "templates:read"
     write_scope = "templates:write"
-
-
-def template_error(exc: TemplateError) -> ValidationError:
-    """A compile error as a 400 naming the part (`html`, `subject`...) and where in it."""
-    field = (
-        exc.part if exc.part in ("name", "subject", "preheader", "html", "text", "layout", "kind") else "html"
-    )
-    return ValidationError({field: [str(exc)]})
 
 
 class TemplateSerializer(serializers.ModelSerializer):
@@ -137,10 +128,7 @@ class TemplateListCreateView(TemplatesScoped, generics.GenericAPIView):
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         values["layout"] = _layout(values["layout"])
-        try:
-            template = services.template_create(**values, by=request.user)
-        except TemplateError as exc:
-            raise template_error(exc) from exc
+        template = services.template_create(**values, by=request.user)
         return Response(
             TemplateSerializer(_all_templates().get(pk=template.pk)).data, status=status.HTTP_201_CREATED
         )
@@ -170,11 +158,8 @@ class TemplateDetailView(TemplatesScoped, generics.GenericAPIView):
         archived = changes.pop("archived", None)
         if "layout" in changes:
             changes["layout"] = _layout(changes["layout"])
-        try:
-            if changes:
-                services.template_update(template.pk, by=request.user, note=note, **changes)
-        except TemplateError as exc:
-            raise template_error(exc) from exc
+        if changes:
+            services.template_update(template.pk, by=request.user, note=note, **changes)
         if archived is not None and archived != template.archived:
             services.template_set_archived(template.pk, archived, by=request.user)
         return Response(TemplateSerializer(self.get_object()).data)
@@ -244,16 +229,5 @@ class TemplatePreviewView(generics.GenericAPIView):
             if contact is None:
                 raise ValidationError({"contact": [f"No contact with id {contact_id}."]})
             merge["contact"] = contact
-        try:
-            _, rendered = selectors.template_preview(
-                kind=template.kind,
-                subject=template.subject,
-                html=template.html,
-                text=template.text,
-                preheader=template.preheader,
-                layout=template.layout,
-                data=merge,
-            )
-        except TemplateError as exc:
-            raise template_error(exc) from exc
+        _, rendered = selectors.saved_template_preview(template, data=merge)
         return Response({"subject": rendered.subject, "html": rendered.html, "text": rendered.text})

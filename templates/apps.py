@@ -7,3 +7,9 @@ class TemplatesConfig(AppConfig):
     # "templates" as a label would clash with nothing in Django, but reads badly in admin URLs.
     label = "email_templates"
     verbose_name = "Email templates"
+
+    def ready(self) -> None:
+        from mailplatform import firstrun
+        from templates.selectors import templates_exist
+
+        firstrun.step(30, "Create an email template", "templates:index", templates_exist)

@@ -48,6 +48,7 @@ except ImportError:  # pragma: no cover - pure-Python markupsafe
         return str(_markup_escape(value))
 
 
+from mailplatform.errors import Invalid
 from templates.context import sample_context
 from templates.liquid_env import (
     BLOCK_NESTING_LIMIT,
@@ -83,8 +84,15 @@ _BODY_OPEN = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 _TEXT_CONFIG = ParserConfig(display_links=True)
 
 
-class TemplateError(ValueError):
-    """A template that cannot be compiled; says which part, where and what."""
+class TemplateError(Invalid):
+    """A template that cannot be compiled; says which part, where and what.
+
+    `message` is the bare message (the editor shows it beside the line); str() and the platform
+    error's `messages` carry the part and place as well. The field is the part when a form or
+    request has one by that name, else the body (`html`).
+    """
+
+    PARTS = ("name", "subject", "preheader", "html", "text", "layout", "kind")
 
     def __init__(
         self,
@@ -95,13 +103,21 @@ class TemplateError(ValueError):
         column: int | None = None,
         limit: bool = False,
     ):
+        where = f" at line {line}, column {column}" if line is not None else ""
+        self.text = f"{part}{where}: {message}"
+        super().__init__(
+            self.text,
+            code="template_limit" if limit else "template_error",
+            field=part if part in self.PARTS else "html",
+        )
         self.message = message
         self.limit = limit  # a resource limit (loops, output size, nesting) stopped it
         self.part = part
         self.line = line
         self.column = column
-        where = f" at line {line}, column {column}" if line is not None else ""
-        super().__init__(f"{part}{where}: {message}")
+
+    def __str__(self) -> str:
+        return self.text
 
     def as_dict(self) -> dict[str, Any]:
         return {"message": self.message, "part": self.part, "line": self.line, "column": self.column}

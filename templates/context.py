@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mailplatform.errors import Invalid
 from templates.liquid_env import plain_data
 
 URL_NAMES = ("unsubscribe_url", "preferences_url", "view_in_browser_url")
@@ -76,12 +77,16 @@ def recipient_context(
     context: dict[str, Any] = {"contact": flat, **_EMPTY_URLS}
     for name, url in urls.items():
         if name in RESERVED_DATA:
-            raise ValueError(f"'{name}' is not a URL name")
+            raise Invalid(f"'{name}' is not a URL name", code="reserved_name", field="data")
         context[str(name)] = url if type(url) is str else str(url)
     if extra:
         clash = RESERVED & set(extra)
         if clash:
-            raise ValueError(f"extra data may not use the reserved names: {', '.join(sorted(clash))}")
+            raise Invalid(
+                f"extra data may not use the reserved names: {', '.join(sorted(clash))}",
+                code="reserved_name",
+                field="data",
+            )
         for key, value in extra.items():
             context[str(key)] = plain_data(value)
     return context

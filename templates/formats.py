@@ -14,6 +14,8 @@ import re
 import mjml
 from markdown_it import MarkdownIt
 
+from mailplatform.errors import Invalid
+
 HTML, MJML, MARKDOWN, BLOCKS = "html", "mjml", "markdown", "blocks"
 SOURCE_FORMATS = (HTML, MJML, MARKDOWN, BLOCKS)
 FORMAT_LABELS = {HTML: "HTML", MJML: "MJML", MARKDOWN: "Markdown", BLOCKS: "Blocks"}
@@ -45,8 +47,11 @@ MARKDOWN_FRAME = """<!doctype html>
 """
 
 
-class FormatError(ValueError):
+class FormatError(Invalid):
     """A body that its format cannot turn into HTML, or a switch that would lose content."""
+
+    default_code = "invalid_format"
+    default_field = "html"
 
 
 def _markdown(html: bool) -> MarkdownIt:

@@ -169,6 +169,22 @@ def template_preview(
     return compiled, compiled.render(context)
 
 
+def saved_template_preview(
+    template: EmailTemplate, *, version: TemplateVersion | None = None, data: Mapping[str, Any] | None = None
+) -> tuple[CompiledTemplate, RenderedEmail]:
+    """template_preview of a saved template as it is (or as `version` of it was)."""
+    source = version or template
+    return template_preview(
+        kind=template.kind,
+        subject=source.subject,
+        html=source.html,
+        text=source.text,
+        preheader=source.preheader,
+        layout=source.layout,
+        data=data,
+    )
+
+
 def template_render(
     template_id: int,
     *,
@@ -188,3 +204,8 @@ def template_render(
         contact=contact or SAMPLE_CONTACT, urls={**SAMPLE_URLS, **(urls or {})}, extra=extra
     )
     return compiled.render(context)
+
+
+def templates_exist() -> bool:
+    """The home checklist's "create an email template" step."""
+    return EmailTemplate.objects.filter(kind=EmailTemplate.Kind.TEMPLATE).exists()

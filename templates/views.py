@@ -246,14 +246,7 @@ def preview(request: HttpRequest, pk: int) -> HttpResponse:
     part = request.POST.get("part") or request.GET.get("part") or "html"
     if request.method == "GET":
         try:
-            _, rendered = selectors.template_preview(
-                kind=template.kind,
-                subject=template.subject,
-                html=template.html,
-                text=template.text,
-                preheader=template.preheader,
-                layout=template.layout,
-            )
+            _, rendered = selectors.saved_template_preview(template)
         except TemplateError as error:
             return _message_page("This template does not compile", str(error))
     else:
@@ -312,14 +305,7 @@ def version_preview(request: HttpRequest, pk: int, version_id: int) -> HttpRespo
         TemplateVersion.objects.select_related("layout"), pk=version_id, template=template
     )
     try:
-        _, rendered = selectors.template_preview(
-            kind=template.kind,
-            subject=version.subject,
-            html=version.html,
-            text=version.text,
-            preheader=version.preheader,
-            layout=version.layout,
-        )
+        _, rendered = selectors.saved_template_preview(template, version=version)
     except TemplateError as error:
         return _message_page("This version does not compile", str(error))
     return _text_page(rendered.text) if request.GET.get("part") == "text" else _preview_page(rendered.html)

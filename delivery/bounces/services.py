@@ -5,7 +5,7 @@ mailbox poller), `smtp_refusals_process` (5xx to RCPT or data during sending, ca
 engine), `esp_event_process` / `esp_events_process` (ESP webhooks). Contacts change through
 contacts.services' set-wise functions; Messages and their events through delivery.ledger.
 
-Attribution (DESIGN.md, return path): the VERP token first; a token that fails its HMAC is dropped
+Attribution (docs/architecture.md, bounces and complaints): the VERP token first; a token that fails its HMAC is dropped
 and logged. Without a token, a recipient the report names must match a contact's address exactly.
 Nothing changes a contact's status on any other evidence.
 """

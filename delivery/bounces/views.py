@@ -11,6 +11,7 @@ from delivery.bounces.forms import MailboxForm, PolicyForm
 from delivery.bounces.mailboxes import mailbox_poll, mailbox_set_password
 from delivery.bounces.models import BounceEvent, BounceMailbox, BouncePolicy, InboundMessage
 from delivery.bounces.services import policy_update
+from delivery.bounces.webhooks import webhook_states
 from mailplatform.permissions import requires
 from mailplatform.roles import can
 from mailplatform.services import audit_record
@@ -56,6 +57,7 @@ def index(request: HttpRequest) -> HttpResponse:
             "alerts": selectors.block_alerts(),
             "policy": BouncePolicy.current(),
             "can_manage": can(request.user, "manage_bounce_policy"),
+            "webhooks": webhook_states(),
         },
     )
 

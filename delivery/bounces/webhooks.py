@@ -19,6 +19,7 @@ from anymail.webhooks.amazon_ses import AmazonSESTrackingWebhookView
 from anymail.webhooks.mailgun import MailgunTrackingWebhookView
 from anymail.webhooks.postmark import PostmarkTrackingWebhookView
 from anymail.webhooks.sendgrid import SendGridTrackingWebhookView
+from django.http import HttpResponseForbidden
 
 from delivery.bounces import rules
 from delivery.bounces.classifier import find_status, reason_for
@@ -188,15 +189,77 @@ def _batched(view):
     return wrapper
 
 
-def _public(view):
-    view = _batched(view)
+# Each ESP's webhook stays off until the secret that authenticates its posts is configured: an
+# unauthenticated webhook would let anyone on the internet mark any contact bounced or complained.
+# esp -> (display name, the anymail setting that must be set, how to configure it)
+WEBHOOK_SECRETS: dict[str, tuple[str, str, str]] = {
+    "amazon_ses": (
+        "Amazon SES",
+        "webhook_secret",
+        "set ANYMAIL_WEBHOOK_SECRET to user:password and subscribe https://user:password@<host>"
+        "/bounces/webhooks/amazon_ses/tracking/ to the SNS topic",
+    ),
+    "sendgrid": (
+        "SendGrid",
+        "webhook_secret",
+        "set ANYMAIL_WEBHOOK_SECRET to user:password and give SendGrid's Event Webhook "
+        "https://user:password@<host>/bounces/webhooks/sendgrid/tracking/",
+    ),
+    "mailgun": (
+        "Mailgun",
+        "webhook_signing_key",
+        "set MAILGUN_WEBHOOK_SIGNING_KEY to the HTTP webhook signing key from Mailgun's dashboard",
+    ),
+    "postmark": (
+        "Postmark",
+        "webhook_secret",
+        "set ANYMAIL_WEBHOOK_SECRET to user:password and give Postmark's webhook "
+        "https://user:password@<host>/bounces/webhooks/postmark/tracking/",
+    ),
+}
+
+
+def webhook_is_live(esp: str) -> bool:
+    from anymail.utils import get_anymail_setting
+
+    name, setting, _ = WEBHOOK_SECRETS[esp]
+    if setting == "webhook_secret":  # anymail shares basic auth between ESPs (no ESP prefix)
+        return bool(get_anymail_setting("webhook_secret", default=None))
+    # Mailgun signs with its signing key, or its API key when no signing key is set (as anymail).
+    return bool(
+        get_anymail_setting(setting, esp_name=name, default=None, allow_bare=True)
+        or get_anymail_setting("api_key", esp_name=name, default=None, allow_bare=True)
+    )
+
+
+def webhook_states() -> list[dict[str, Any]]:
+    """For the bounces page: each ESP webhook, its path, whether it is live and how to configure it."""
+    return [
+        {"esp": name, "path": f"/bounces/webhooks/{esp}/tracking/", "live": webhook_is_live(esp), "how": how}
+        for esp, (name, _, how) in WEBHOOK_SECRETS.items()
+    ]
+
+
+def _requires_secret(esp: str, view):
+    @wraps(view)
+    def guarded(request, *args, **kwargs):
+        if not webhook_is_live(esp):
+            # Refused before anything is read or stored; the answer says nothing about contacts.
+            return HttpResponseForbidden(f"This webhook is off: {WEBHOOK_SECRETS[esp][2]}.\n")
+        return view(request, *args, **kwargs)
+
+    return guarded
+
+
+def _public(esp: str, view):
+    view = _requires_secret(esp, _batched(view))
     view.public_endpoint = True  # ESPs authenticate with ANYMAIL WEBHOOK_SECRET (basic auth) or signatures
     return view
 
 
 WEBHOOK_VIEWS = {
-    "amazon_ses": _public(AmazonSESTrackingWebhookView.as_view()),
-    "sendgrid": _public(SendGridTrackingWebhookView.as_view()),
-    "mailgun": _public(MailgunTrackingWebhookView.as_view()),
-    "postmark": _public(PostmarkTrackingWebhookView.as_view()),
+    "amazon_ses": _public("amazon_ses", AmazonSESTrackingWebhookView.as_view()),
+    "sendgrid": _public("sendgrid", SendGridTrackingWebhookView.as_view()),
+    "mailgun": _public("mailgun", MailgunTrackingWebhookView.as_view()),
+    "postmark": _public("postmark", PostmarkTrackingWebhookView.as_view()),
 }

@@ -1,4 +1,8 @@
-"""Every API error as an RFC 9457 problem details document (application/problem+json)."""
+"""Every API error as an RFC 9457 problem details document (application/problem+json).
+
+This is where the platform's own error (mailplatform.errors.PlatformError, raised by services) is
+turned into an answer for the API; the dashboard's mapping is in mailplatform/errors.py.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
+
+from mailplatform.errors import PlatformError
 
 logger = logging.getLogger(__name__)
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -70,6 +76,31 @@ def problem(status_code: int, detail: str, *, code: str, instance: str = "", **e
     return body
 
 
+# The problem `type` by status, as DRF's own exceptions name theirs, so a client that matched on
+# `urn:posthorn:problem:conflict` before services raised PlatformError still matches.
+_TYPE_BY_STATUS = {400: "validation_error", 404: "not_found", 409: "conflict", 503: "unavailable"}
+
+
+def platform_problem(exc: PlatformError, instance: str = "") -> tuple[dict[str, Any], int]:
+    """A service's refusal as a problem document: a 400 in the validation shape (`errors` naming the
+    field), any other status with its detail; both carry the error's `code` and `retryable`."""
+    if exc.status == 400:
+        errors = [{"field": field, "message": message} for field, message in exc.errors]
+        shown = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors[:5])
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        body = problem(
+            400, f"Invalid input. {shown}{more}", code="validation_error", instance=instance, errors=errors
+        )
+    else:
+        kind = _TYPE_BY_STATUS.get(exc.status, exc.code)
+        body = problem(exc.status, exc.message, code=kind, instance=instance)
+        if exc.field:
+            body["field"] = exc.field
+    # Extension members (RFC 9457 section 3.2): the service's own code, and whether to retry.
+    body["code"], body["retryable"] = exc.code, exc.retryable
+    return body, exc.status
+
+
 def _as_api_exception(exc: Exception) -> exceptions.APIException | None:
     if isinstance(exc, exceptions.APIException):
         return exc
@@ -87,6 +118,9 @@ def _as_api_exception(exc: Exception) -> exceptions.APIException | None:
 def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     request = context.get("request")
     instance = request.path if request is not None else ""
+    if isinstance(exc, PlatformError):
+        body, status_code = platform_problem(exc, instance)
+        return Response(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
     api_exc = _as_api_exception(exc)
     if api_exc is None:
         logger.exception("Unhandled error in %s", instance, exc_info=exc)

@@ -37,6 +37,7 @@ def test_send_bench_small():
     assert figures["received"] == 300 and figures["duplicates"] == 0 and figures["missing"] == 0
     assert figures["msgs_per_s"] > 0 and figures["smtp_source_per_s"] > 0 and figures["dkim_sign_per_s"] > 0
     assert abs(figures["ratio"] - figures["msgs_per_s"] / figures["smtp_source_per_s"]) < 0.01
+    assert figures["worker_cpu_ms_per_message"] > 0 and figures["messages_per_hour_per_process"] > 0
 
 
 def test_send_bench_refuses_a_bad_size():

@@ -77,7 +77,7 @@ def test_variants_get_disjoint_test_shares_and_the_winner_goes_to_the_rest(campa
 
 
 def test_a_b_test_needs_two_to_four_variants(campaign_factory):
-    from django.core.exceptions import ValidationError
+    from mailplatform.errors import PlatformError as ValidationError
 
     campaign = campaign_factory(3)
     with pytest.raises(ValidationError, match="two to four"):

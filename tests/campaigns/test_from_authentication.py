@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.urls import reverse
 
+from mailplatform.errors import PlatformError as ValidationError
 from tests.dnsauth.conftest import dns_zone  # noqa: F401  (the loopback DNS server fixture)
 
 

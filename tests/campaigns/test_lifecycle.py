@@ -7,7 +7,6 @@ import datetime as dt
 import threading
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils import timezone
 
@@ -16,6 +15,7 @@ from campaigns.models import Campaign, CampaignState
 from delivery import selectors as delivery_selectors
 from delivery.engine import drain
 from delivery.models import Mailing, Message
+from mailplatform.errors import PlatformError as ValidationError
 
 pytestmark = pytest.mark.django_db
 

@@ -7,12 +7,12 @@ import email.policy
 
 import dkim as dkimpy
 import pytest
-from django.core.exceptions import ValidationError
 
 from delivery import verp
 from delivery.compose import MessageBuilder, Recipient, dot_stuff, qp
 from delivery.dkim import DkimSigner, canonical_body, generate_private_key
 from delivery.headers import check_extra_headers, check_header_value, encode_unstructured, format_address
+from mailplatform.errors import PlatformError as ValidationError
 
 COMPILED = {
     "format": 1,

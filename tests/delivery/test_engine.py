@@ -7,10 +7,10 @@ import email.policy
 import time
 
 import pytest
-from django.core.exceptions import ValidationError
 
 from delivery import engine, identities, ledger, mailings, verp
 from delivery.models import Mailing, Message, MessageEvent
+from mailplatform.errors import PlatformError as ValidationError
 from tests.delivery.smtp_servers import RecordingHandler, SmtpServer, free_port
 
 pytestmark = pytest.mark.django_db

@@ -6,10 +6,10 @@ import email
 import email.policy
 
 import pytest
-from django.core.exceptions import ValidationError
 
 from delivery import engine, transactional
 from delivery.models import Mailing, Message
+from mailplatform.errors import PlatformError as ValidationError
 
 pytestmark = pytest.mark.django_db
 

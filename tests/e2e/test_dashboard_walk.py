@@ -26,6 +26,7 @@ DESKTOP = {"width": 1280, "height": 900}
 # Routes that are not pages a person looks at: POST-only actions, downloads, fragments drawn into
 # a page (walked with that page), public pages outside the dashboard, machine endpoints.
 NOT_PAGES = {
+    "password_reset", "password_reset_done", "password_reset_confirm", "password_reset_complete",
     "healthz", "readyz", "metrics", "login", "logout", "password_change_done", "user-update", "api-key-revoke",
     "captured-message-html", "captured-message-raw",
     "contacts:create", "contacts:contact-subscribe", "contacts:contact-unsubscribe", "contacts:contact-export",

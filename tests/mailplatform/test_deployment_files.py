@@ -166,3 +166,25 @@ def test_the_image_copies_every_app_and_has_the_postgresql_client_for_backups():
     }
     assert ours <= copied, f"apps the image leaves out: {sorted(ours - copied)}"
     assert "postgresql-client" in dockerfile  # manage.py backup / restore run pg_dump and pg_restore
+
+
+def test_the_compose_workers_take_every_queue_and_senders_scale_apart():
+    from mailplatform.broker import QUEUES
+
+    services = _compose()["services"]
+    taken: set[str] = set()
+    for service in services.values():
+        command = service.get("command") or []
+        if command[:4] == ["celery", "-A", "mailplatform", "worker"]:
+            taken |= set(command[command.index("-Q") + 1].split(","))
+            assert "healthcheck" in service  # worker_health
+    assert taken == set(QUEUES), f"queues no compose worker takes: {set(QUEUES) - taken}"
+    assert services["sender"]["command"][services["sender"]["command"].index("-Q") + 1] == "sending"
+    assert "media" in _compose()["volumes"]
+
+
+def test_the_production_guide_covers_what_an_admin_needs():
+    guide = (REPO_ROOT / "docs" / "production.md").read_text()
+    for topic in ("--scale sender", "reverse proxy", "X-Forwarded-Proto", "MX", "SPF", "DKIM", "DMARC",
+                  "manage.py backup", "restore", "migrate", "worker_cpu_ms_per_message", "/readyz"):  # fmt: skip
+        assert topic in guide, topic

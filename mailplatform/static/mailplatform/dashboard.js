@@ -14,4 +14,13 @@
       shell.classList.toggle("menu-open", open);
     });
   }
+
+  // A part of a form that only matters while a checkbox is ticked (data-shown-by="<checkbox id>").
+  document.querySelectorAll("[data-shown-by]").forEach(function (part) {
+    var box = document.getElementById(part.getAttribute("data-shown-by"));
+    if (!box) return;
+    var sync = function () { part.hidden = !box.checked; };
+    box.addEventListener("change", sync);
+    sync();
+  });
 })();
