@@ -83,3 +83,17 @@ def message_id_from_address(address: str) -> int | None:
 def message_id_from_unsubscribe_address(address: str) -> int | None:
     token = _token_after("unsubscribe", address or "")
     return message_id_from_token(token, "unsubscribe") if token else None
+
+
+_SIGNED_MESSAGE_ID = re.compile(r"<?\s*([0-9a-z]{1,13}-[a-z2-7]{8})\.(\d{1,20})@[^>\s]+\s*>?")
+
+
+def message_id_from_message_id_header(value: str) -> int | None:
+    """The Message our own Message-ID header names (`<token.id@domain>`, compose.message_id_header);
+    None unless its token is ours (HMAC) and names the same id. Feedback loops that return the
+    original message carry it, so a complaint can be attributed without the return path."""
+    match = _SIGNED_MESSAGE_ID.search((value or "").lower())
+    if not match:
+        return None
+    message_id = message_id_from_token(match.group(1), "message-id")
+    return message_id if message_id is not None and message_id == int(match.group(2)) else None

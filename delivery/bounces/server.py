@@ -177,7 +177,9 @@ class BounceHandler:
         )
         if result.outcome == "error":  # this message could not be stored: the sender keeps it and retries
             return "451 4.3.0 Temporary failure, try again later"
-        return f"250 2.0.0 Accepted ({result.outcome})"
+        # One reply for every accepted message: what we made of it (applied, unattributed...) would
+        # tell the sender whether an address is a contact.
+        return "250 2.0.0 Accepted"
 
 
 class BounceController(Controller):

@@ -5,9 +5,14 @@ mailbox poller), `smtp_refusals_process` (5xx to RCPT or data during sending, ca
 engine), `esp_event_process` / `esp_events_process` (ESP webhooks). Contacts change through
 contacts.services' set-wise functions; Messages and their events through delivery.ledger.
 
-Attribution (docs/architecture.md, bounces and complaints): the VERP token first; a token that fails its HMAC is dropped
-and logged. Without a token, a recipient the report names must match a contact's address exactly.
-Nothing changes a contact's status on any other evidence.
+Attribution (issue #12): a returned message changes a contact ONLY when something we signed names
+the Message: the VERP token of the return path, or our own signed Message-ID found in the returned
+headers (feedback loops that keep the original). A token that fails its HMAC is dropped and logged.
+Anything else (a report that only names an address, however well it matches a contact) is stored
+as evidence, outcome "unattributed" with the reason on its events, and changes nothing: anyone can
+send a DSN naming any address. Every inbound path (listener, pipe, mailbox poller) comes through
+`bounces_process`, so all follow this rule. Feedback-ID names a mailing, not a recipient, so it
+attributes nothing by itself.
 """
 
 from __future__ import annotations
@@ -81,6 +86,7 @@ class PolicyLine:
     esp: str = ""
     esp_event_id: str = ""
     message_event_data: dict | None = None
+    unattributed_why: str = ""  # set on evidence that names no Message we signed
 
 
 def looks_like_verp(address: str, domain: str) -> bool:
@@ -88,9 +94,13 @@ def looks_like_verp(address: str, domain: str) -> bool:
     return local.startswith("bounces+") and at == domain.lower()
 
 
-def _token_message_id(report: BounceReport, envelope_to: Sequence[str]) -> tuple[int | None, str]:
-    """(message id, outcome) from the VERP token alone, no database: outcome "" when a valid token
-    named a message, "forged" when only damaged tokens were seen, "unattributed" when none."""
+UNATTRIBUTED_WHY = "unattributed: no signed return-path token or Message-ID"
+
+
+def _token_message_id(report: BounceReport, envelope_to: Sequence[str]) -> tuple[int | None, str, str]:
+    """(message id, outcome, attributed_by) from what we signed alone, no database: outcome "" when a
+    valid VERP token or our signed Message-ID in the returned headers named a message, "forged" when
+    only damaged tokens were seen, "unattributed" when there was nothing of ours."""
     domain = bounce_domain()
     candidates = [a.lower() for a in envelope_to if a] + report.envelope_to
     saw_token = False
@@ -100,11 +110,14 @@ def _token_message_id(report: BounceReport, envelope_to: Sequence[str]) -> tuple
         saw_token = True
         message_id = verp.message_id_from_address(address)
         if message_id is not None:
-            return message_id, ""
+            return message_id, "", "token"
+    message_id = verp.message_id_from_message_id_header(report.original_headers.get("message-id", ""))
+    if message_id is not None:
+        return message_id, "", "message-id"
     if saw_token:
         log.warning("bounce with a forged or damaged VERP token to %s: dropped", candidates[:3])
-        return None, "forged"
-    return None, "unattributed"
+        return None, "forged", ""
+    return None, "unattributed", ""
 
 
 def _pick_recipient(report: BounceReport, info: MessageInfo) -> BounceRecipient | None:
@@ -150,6 +163,8 @@ def _decide(
 ) -> str:
     """The policy for one line (in batch order). Returns what it did (kept on the event)."""
     contact_id = line.contact_id
+    if line.unattributed_why:
+        return line.unattributed_why
     if contact_id is None:
         return "recorded"
     kind = line.kind
@@ -322,6 +337,7 @@ def _process_batch(items: Sequence[Inbound], reports: list[BounceReport]) -> lis
     now = timezone.now()
     results = [ProcessResult(inbound_id=None, outcome="none") for _ in items]
     tokens: list[int | None] = [None] * len(items)
+    attributed_by: list[str] = [""] * len(items)
     for index, (item, report) in enumerate(zip(items, reports, strict=True)):
         unsubscribed = _mailto_unsubscribe(item.envelope_to)
         if unsubscribed is not None:
@@ -330,17 +346,9 @@ def _process_batch(items: Sequence[Inbound], reports: list[BounceReport]) -> lis
             continue
         if not report.recipients:
             continue
-        tokens[index], outcome = _token_message_id(report, item.envelope_to)
+        tokens[index], outcome, attributed_by[index] = _token_message_id(report, item.envelope_to)
         results[index].outcome = outcome
     infos = messages_info({t for t in tokens if t is not None})
-    addresses = {
-        recipient.address
-        for index, report in enumerate(reports)
-        if results[index].outcome == "unattributed"
-        for recipient in report.recipients
-        if "@" in recipient.address
-    }
-    contact_ids = contact_ids_by_address(addresses)
     pending: list[tuple[int, PolicyLine]] = []
     for index, report in enumerate(reports):
         result = results[index]
@@ -355,27 +363,18 @@ def _process_batch(items: Sequence[Inbound], reports: list[BounceReport]) -> lis
                 result.outcome = "unmatched"
                 continue
             pending.append(
-                (index, _line(recipient, items[index].source, now, info, info.contact_id, "token"))
+                (
+                    index,
+                    _line(recipient, items[index].source, now, info, info.contact_id, attributed_by[index]),
+                )
             )
             result.outcome = "applied" if info.contact_id else "unattributed"
         elif result.outcome == "unattributed":
+            # Evidence only: kept with the reason, no contact named, so the policy changes nothing.
             for recipient in report.recipients:
-                contact_id = contact_ids.get(recipient.address)
-                pending.append(
-                    (
-                        index,
-                        _line(
-                            recipient,
-                            items[index].source,
-                            now,
-                            None,
-                            contact_id,
-                            "recipient" if contact_id else "",
-                        ),
-                    )
-                )
-                if contact_id:
-                    result.outcome = "applied"
+                line = _line(recipient, items[index].source, now, None, None, "")
+                line.unattributed_why = UNATTRIBUTED_WHY
+                pending.append((index, line))
     inbound = [
         InboundMessage(
             received_at=now,

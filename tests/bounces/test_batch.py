@@ -37,7 +37,7 @@ def test_a_mixed_batch_gets_the_policy_message_by_message() -> None:
     full = contact_create(email="full@example.com")
     reader = contact_create(email="reader@example.com")
     angry = contact_create(email="angry@example.com", list_ids=[news.pk])
-    gone = contact_create(email="gone@example.com")  # named by an Exim report, no token
+    gone = contact_create(email="gone@example.com")  # named by an Exim report, no token: evidence only
     items = [
         _bounce(ghost, UNKNOWN),
         # Three soft bounces from three mailings in the same batch: the third crosses the threshold.
@@ -62,7 +62,7 @@ def test_a_mixed_batch_gets_the_policy_message_by_message() -> None:
         "applied",
         "applied",
         "applied",
-        "applied",
+        "unattributed",
         "unknown_message",
         "none",
     ]
@@ -74,14 +74,15 @@ def test_a_mixed_batch_gets_the_policy_message_by_message() -> None:
         ["admin alerted (block)"],
     ]
     assert _status(ghost) == ContactStatus.BOUNCED and _status(full) == ContactStatus.BOUNCED
-    assert _status(reader) == ContactStatus.ACTIVE and _status(gone) == ContactStatus.BOUNCED
+    assert _status(reader) == ContactStatus.ACTIVE and _status(gone) == ContactStatus.ACTIVE
     assert _status(angry) == ContactStatus.COMPLAINED
     assert Subscription.objects.get(contact=angry).status == "unsubscribed"
     assert Suppression.objects.filter(value="angry@example.com").exists()
     full.refresh_from_db()
     assert (full.soft_bounce_count, full.bounce_count) == (3, 1)
     assert InboundMessage.objects.count() == len(items)
-    assert BounceEvent.objects.filter(attributed_by="recipient").get().contact_id == gone.pk
+    evidence = BounceEvent.objects.get(recipient="gone@example.com")
+    assert evidence.contact_id is None and evidence.action == services.UNATTRIBUTED_WHY
     kinds = sorted(MessageEvent.objects.values_list("kind", flat=True))
     assert kinds == ["bounced"] * 5 + ["complained"]
     assert all(event.data["bounce_event"] for event in MessageEvent.objects.all())

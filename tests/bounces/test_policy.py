@@ -83,13 +83,16 @@ def test_a_token_for_a_message_that_does_not_exist_changes_nothing() -> None:
     assert result.outcome == "unknown_message" and _status(contact) == ContactStatus.ACTIVE
 
 
-def test_without_a_token_only_an_exactly_matching_recipient_counts() -> None:
+def test_without_a_token_a_report_is_evidence_and_changes_nobody() -> None:
+    """Issue #12: anyone can send a DSN naming any address; only what we signed attributes it."""
     contact = contact_create(email="gone@example.com")
     other = contact_create(email="someone@example.com")
     result = bounce_process((SAMPLES / "exim-text.eml").read_bytes(), source="pipe")
-    assert result.outcome == "applied"
-    assert _status(contact) == ContactStatus.BOUNCED and _status(other) == ContactStatus.ACTIVE
-    assert BounceEvent.objects.get().attributed_by == "recipient"
+    assert result.outcome == "unattributed"
+    assert _status(contact) == ContactStatus.ACTIVE and _status(other) == ContactStatus.ACTIVE
+    event = BounceEvent.objects.get()
+    assert (event.contact_id, event.attributed_by, event.recipient) == (None, "", "gone@example.com")
+    assert "unattributed" in event.action
 
 
 def test_a_token_for_one_recipient_does_not_bounce_another_the_report_lists() -> None:
