@@ -52,19 +52,11 @@ def worker_shutting_down(sender: object = None, **kwargs: object) -> None:
 
 
 def worker_ready(sender: object = None, **kwargs: object) -> None:
-    """Celery's worker_ready receiver: a worker (re)started under this name is not stopping; and the
-    watchdog runs now, so work a killed worker left behind (leases already run out) restarts without
-    waiting for the beat, which may be starting again too."""
+    """Celery's worker_ready receiver: a worker (re)started under this name is not stopping."""
     _stopping.clear()
     hostname = getattr(sender, "hostname", None)
     if hostname:
         redis_client().delete(_stop_key(str(hostname)))
-    from celery import current_app
-
-    try:
-        current_app.send_task("delivery.tasks.send_watchdog")
-    except Exception:  # the broker is the worker's own: this only fails if it is going away anyway
-        log.exception("could not queue the delivery watchdog at worker start")
 
 
 def stopping_here() -> bool:
