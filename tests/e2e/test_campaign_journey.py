@@ -4,9 +4,7 @@ numbers match the mail the relay received."""
 
 from __future__ import annotations
 
-import gc
 import re
-import socket
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -16,27 +14,6 @@ from templates.spamcheck import spamassassin_path
 pytestmark = pytest.mark.browser
 
 CSV = "email,first_name\n" + "".join(f"reader{i}@example.org,Reader{i}\n" for i in range(12))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def capture_relay(transactional_db):
-    from delivery.relays import relay_save
-    from mailplatform.capture import capture_controller
-
-    port = _free_port()
-    controller = capture_controller("127.0.0.1", port, 1024 * 1024)
-    controller.start()
-    relay_save(name="Capture", host="127.0.0.1", port=port, security="none", max_connections=2)
-    yield port
-    controller.stop()
-    # The relay stored mail from its executor threads; their database connections go with them.
-    gc.collect()
 
 
 def test_campaign_journey(

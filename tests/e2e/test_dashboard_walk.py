@@ -130,6 +130,8 @@ def _world(admin) -> dict[str, list]:
             urls[name] = [
                 reverse(name, args=[draft.pk, s]) for s in ("content", "audience", "settings", "review")
             ]
+        elif name == "campaigns:report-people":
+            urls[name] = [reverse(name, args=[sent.pk, "opened"])]
         elif name == "bounces:event":
             urls[name] = [reverse(name, args=[bounce.pk])] if bounce else []
         elif name in pk:
