@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -49,6 +50,8 @@ def main() -> int:
     if args.rate < 0:
         parser.error("--rate must be 0 or more")
 
+    # A `timeout` or Ctrl-C still stops the workers and drops the database (the finally blocks run).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with own_database("faults"):
         os.environ["CACHE_KEY_PREFIX"] = f"posthorn-bench-{os.getpid()}"
         os.environ["DELIVERY_SEND_QUEUE"] = f"bench-faults-{os.getpid()}"

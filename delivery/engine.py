@@ -110,6 +110,9 @@ class Holdings:
                 semaphore.refresh()
 
 
+# A batch's size while mail held for a receiving domain's pace is pending (it is requeued between batches).
+HELD_BATCH_SIZE = 100
+
 # --- per-process caches ---
 
 _builders: dict[int, tuple[str, MessageBuilder]] = {}
@@ -428,6 +431,7 @@ def _work_relay(
     )
     limits = relays.limits(relay)
     requeued_at = 0.0
+    held_wait: float | None = None
     try:
         while True:
             heartbeat.progress()
@@ -445,10 +449,14 @@ def _work_relay(
                 # Mail held for a receiving domain's pace comes back as its turn comes, not at the
                 # watchdog's next round.
                 requeued_at = time.monotonic()
-                _retrying(ledger.requeue_held, mailing.pk, HoldReason.THROTTLED)
+                _requeued, held_wait = _retrying(ledger.requeue_held, mailing.pk, HoldReason.THROTTLED)
+            if held_wait is not None:
+                # Held mail is only requeued between batches: keep them short (a fraction of a
+                # second) so that it goes out close to its turn.
+                size = min(size, HELD_BATCH_SIZE)
             batch = _retrying(ledger.claim, mailing.pk, relay.pk, size)
             if not batch:
-                requeued, wait = ledger.requeue_held(mailing.pk, HoldReason.THROTTLED)
+                requeued, wait = _retrying(ledger.requeue_held, mailing.pk, HoldReason.THROTTLED)
                 if requeued:
                     continue
                 if wait is not None and wait <= 2.0 and time.monotonic() + wait < deadline:
@@ -596,22 +604,30 @@ def _send_batch(
 def _domain_gate(batch: list[Claimed], groups: dict[int, str]) -> list[Claimed]:
     """The Messages of this batch each receiving domain may take now; the rest wait in the ledger,
     one after another at the domain's pace, while the other domains' mail goes on (no head-of-line
-    blocking)."""
+    blocking).
+
+    A domain over its pace gets a schedule of turns (shared in Redis): held mail comes back at its
+    turn and goes out on it (Claimed.turn), and while turns are pending newcomers join the end of
+    the schedule instead of taking tokens first, so the domain gets its rate, in order, no more."""
     wanted: dict[str, list[int]] = {}
     for item in batch:
-        wanted.setdefault(groups[item.id], []).append(item.id)
+        if not item.turn:
+            wanted.setdefault(groups[item.id], []).append(item.id)
     waiting: set[int] = set()
     now = timezone.now()
     for group, ids in wanted.items():
-        granted, wait, rate = domains.take(group, len(ids))
+        if domains.turns_ahead(group) > 0:
+            granted, wait, rate = 0, 0.0, domains.rate_in_force(group)
+        else:
+            granted, wait, rate = domains.take(group, len(ids))
         if granted >= len(ids):
             continue
         later = ids[granted:]
         waiting.update(later)
         interval = 1.0 / rate if rate > 0 else max(wait, 0.1)
-        ledger.hold_in_turn(
-            later, now + dt.timedelta(seconds=max(0.0, wait - interval)), interval, HoldReason.THROTTLED
-        )
+        first = domains.turns(group, len(later), interval, wait)
+        start = now + dt.timedelta(seconds=max(0.0, first - interval))
+        ledger.hold_in_turn(later, start, interval, HoldReason.THROTTLED)
     return [c for c in batch if c.id not in waiting] if waiting else batch
 
 

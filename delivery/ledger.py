@@ -130,6 +130,8 @@ class Claimed:
     email: str
     contact_id: int | None
     data: dict[str, Any] | None
+    # Back from a hold for its receiving domain's pace, at its turn: it owns that turn.
+    turn: bool = False
 
 
 def claim(mailing_id: int, relay_id: int, limit: int) -> list[Claimed]:
@@ -155,14 +157,17 @@ def claim(mailing_id: int, relay_id: int, limit: int) -> list[Claimed]:
             UPDATE delivery_message m
             SET state = 'sending', lease_expires_at = clock_timestamp() + %s, relay_id = %s
             FROM picked WHERE m.id = picked.id
-            RETURNING m.id, m.email, m.contact_id, m.data
+            RETURNING m.id, m.email, m.contact_id, m.data, m.hold_reason
             """,
             [mailing_id, [str(state) for state in ACTIVE_STATES], limit, lease, relay_id],
         )
         rows = cursor.fetchall()
     rows.sort()
     # Django leaves JSONB undecoded on a raw cursor (the field decodes it in the ORM).
-    return [Claimed(i, e, c, json.loads(d) if isinstance(d, str) else d) for i, e, c, d in rows]
+    return [
+        Claimed(i, e, c, json.loads(d) if isinstance(d, str) else d, turn=h == HoldReason.THROTTLED)
+        for i, e, c, d, h in rows
+    ]
 
 
 def release(ids: Sequence[int], state: str, reply: str = "") -> None:
@@ -216,11 +221,12 @@ def hold_in_turn(ids: Sequence[int], start: dt.datetime, interval: float, reason
 
 def requeue_held(mailing_id: int, reason: str) -> tuple[int, float | None]:
     """This Mailing's Messages held for `reason` whose time has come go back to the queue now (a
-    runner need not wait for the watchdog); also the seconds until the next one is due."""
+    runner need not wait for the watchdog); also the seconds until the next one is due. They keep
+    their hold reason while queued: a throttled one comes back owning its turn (Claimed.turn)."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            UPDATE delivery_message SET state = 'queued', hold_reason = ''
+            UPDATE delivery_message SET state = 'queued'
             WHERE mailing_id = %s AND state = 'deferred' AND hold_reason = %s
               AND next_attempt_at <= clock_timestamp()
             """,
