@@ -7,6 +7,13 @@ recipients in the sink's dump (duplicates and missing), and runs the reference: 
 smtp-source with 16 sessions sending N messages of 10 KB to the same sink. DKIM signing is
 measured separately (a 2048-bit key over the same message).
 
+With --domains (issue #21): the recipients are spread over 20 receiving domains and the same
+send runs twice, once with no domain limit and once with one domain limited to --limit msg/s
+(DELIVERY_DOMAIN_LIMITS in the workers' environment). It reports the other 19 domains' rate with
+the limit over their rate without it (`others_ratio`, want >= 0.9: no head-of-line blocking),
+and the limited domain's own rate (`limited_per_s`, want --limit +- 5 %), from the ledger's sent
+times; each run has its own sink, counted for missing and duplicated recipients.
+
 Runs on a database of its own (posthorn_bench_send_<pid>) on the server DATABASE_URL names,
 or on the embedded server, with a Celery queue and Redis key prefix of its own; the database
 is dropped afterwards. Last line: one JSON object.
@@ -100,7 +107,15 @@ def main() -> int:
         help="run the sink without its dump (it then sends ~2x faster) and count nothing at the sink: "
         "received, duplicates and missing are reported as -1",
     )
+    parser.add_argument(
+        "--domains", action="store_true", help="20 receiving domains, one of them limited: see the docstring"
+    )
+    parser.add_argument(
+        "--limit", type=float, default=50.0, help="with --domains: the limited domain's msg/s"
+    )
     args = parser.parse_args()
+    if args.limit <= 0:
+        parser.error("--limit must be positive")
     if args.messages < 1:
         parser.error("--messages must be at least 1")
     if args.workers < 1:
@@ -117,6 +132,8 @@ def main() -> int:
             import django
 
             django.setup()
+            if args.domains:
+                return run_domains(args, work)
             port = free_port()
             sink = start_sink(port, None if args.no_dump else work / "dump")
             return run(args, port, work / "dump")
@@ -127,7 +144,11 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def create_audience(n: int) -> int:
+DOMAINS = 20
+
+
+def create_audience(n: int, *, domains: int = 0) -> int:
+    """n contacts on one list: user<i>@example.com, or spread over d0.example ... d<domains-1>.example."""
     from django.db import connection
 
     from contacts.models import CustomField, MailingList
@@ -140,12 +161,13 @@ def create_audience(n: int) -> int:
             """
             INSERT INTO contacts_contact (email, first_name, last_name, attributes, status, consent_source,
                 consent_detail, bounce_count, soft_bounce_count, created_at, updated_at, language, timezone)
-            SELECT 'user' || i || '@example.com', 'First' || i, 'Last' || i,
+            SELECT 'user' || i || '@' || CASE WHEN %s > 0 THEN 'd' || (i %% %s) || '.example' ELSE 'example.com' END,
+                'First' || i, 'Last' || i,
                 jsonb_build_object('city', 'City ' || (i %% 97), 'company', 'Company ' || (i %% 13)),
                 'active', 'import', '', 0, 0, now(), now(), '', ''
             FROM generate_series(1, %s) AS i
             """,
-            [n],
+            [domains, max(domains, 1), n],
         )
         cursor.execute(
             """
@@ -440,6 +462,155 @@ def run(args: argparse.Namespace, port: int, dump: Path) -> int:
             }
         )
     )
+    return 0
+
+
+def _worker_env(extra: dict[str, str]) -> dict[str, str]:
+    from django.conf import settings
+
+    return {
+        **os.environ,
+        "DEBUG": "false",
+        "SECRET_KEY": settings.SECRET_KEY,
+        "REDIS_URL": settings.REDIS_URL,
+        "DATABASE_URL": os.environ["DATABASE_URL"],
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+
+
+def _wait_for_workers(count: int) -> None:
+    from mailplatform.celery import app
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        replies = app.control.ping(
+            timeout=0.5, destination=[f"bench{i}-{os.getpid()}@{socket.gethostname()}" for i in range(count)]
+        )
+        if len(replies or []) >= count:
+            return
+
+
+def _domain_run(args, work: Path, list_id: int, compiled, *, label: str, limits: dict) -> dict:
+    """One send of the whole list through its own sink and workers; per-domain figures from the ledger."""
+    from django.db.models import Count, Max, Min
+
+    from contacts.selectors import audience_sql
+    from delivery import mailings
+    from delivery.models import Message, Relay
+
+    dump = work / f"dump-{label}"
+    port = free_port()
+    sink = start_sink(port, dump)
+    workers: list[subprocess.Popen] = []
+    try:
+        relay = Relay.objects.create(
+            name=f"smtp-sink {label}",
+            host="127.0.0.1",
+            port=port,
+            security="none",
+            max_connections=args.workers,
+        )
+        mailing = mailings.mailing_create(
+            name=f"Bench {label}",
+            compiled=compiled,
+            from_email="news@example.com",
+            from_name="Bench",
+            list_ids=[list_id],
+            relay_ids=[relay.pk],
+        )
+        planned = mailings.mailing_plan(mailing.pk, audience=audience_sql(list_ids=[list_id]))
+        workers = start_workers(args.workers, _worker_env({"DELIVERY_DOMAIN_LIMITS": json.dumps(limits)}))
+        _wait_for_workers(args.workers)
+        started = time.time()
+        mailings.mailing_start(mailing.pk)
+        timeout_at = time.monotonic() + args.timeout
+        last_print = 0.0
+        while time.monotonic() < timeout_at:
+            done = Message.objects.filter(mailing=mailing, state__in=["sent", "failed", "skipped"]).count()
+            if done >= planned:
+                break
+            if any(w.poll() is not None for w in workers):
+                raise RuntimeError("a worker exited during the benchmark")
+            if time.monotonic() - last_print > 5:
+                last_print = time.monotonic()
+                print(f"  {label}: {done:,} / {planned:,} after {time.time() - started:.1f}s", flush=True)
+            time.sleep(0.2)
+    finally:
+        stop(workers)
+        time.sleep(0.5)  # the sink appends to its dump asynchronously
+        sink.terminate()
+        sink.wait(10)
+    rows = (
+        Message.objects.filter(mailing=mailing, state="sent")
+        .extra(select={"domain": "split_part(email, '@', 2)"})
+        .values("domain")
+        .annotate(n=Count("id"), first=Min("sent_at"), last=Max("sent_at"))
+    )
+    per_domain = {r["domain"]: r for r in rows}
+    emails = set(Message.objects.filter(mailing=mailing).values_list("email", flat=True))
+    received, duplicates, missing = count_sink(dump, emails)
+    return {"started": started, "per_domain": per_domain, "planned": planned,
+            "received": received, "duplicates": duplicates, "missing": missing}  # fmt: skip
+
+
+def run_domains(args: argparse.Namespace, work: Path) -> int:
+    from django.core.management import call_command
+
+    from templates.compiler import compile_template
+
+    call_command("migrate", verbosity=0)
+    n = args.messages
+    list_id = create_audience(n, domains=DOMAINS)
+    subject, html = template_source()
+    compiled = compile_template(subject=subject, html=html)
+    limited = "d0.example"
+    free = _domain_run(args, work, list_id, compiled, label="unlimited", limits={})
+    paced = _domain_run(
+        args, work, list_id, compiled, label="limited", limits={limited: {"per_second": args.limit}}
+    )
+
+    def others_rate(run: dict) -> float:
+        rows = [r for d, r in run["per_domain"].items() if d != limited]
+        count = sum(r["n"] for r in rows)
+        return count / max(1e-3, max(r["last"].timestamp() for r in rows) - run["started"])
+
+    row = paced["per_domain"].get(limited)
+    free_row = free["per_domain"].get(limited)
+    # Without the limit the domain goes as fast as its share of the list comes up (1/20 of the
+    # send rate): on a slow box that can be under the limit, and then the limit never binds.
+    free_rate = (
+        free_row["n"] / max(1e-3, (free_row["last"] - free_row["first"]).total_seconds()) if free_row else 0.0
+    )
+    # Its rate over the run after the first burst (the bucket starts full: `limit` messages at once).
+    limited_rate = (
+        (row["n"] - args.limit) / max(1e-3, (row["last"] - row["first"]).total_seconds()) if row else 0.0
+    )
+    figures = {
+        "messages": n,
+        "domains": DOMAINS,
+        "workers": args.workers,
+        "limit_per_s": args.limit,
+        "unlimited_others_per_s": round(others_rate(free), 1),
+        "limited_others_per_s": round(others_rate(paced), 1),
+        "others_ratio": round(others_rate(paced) / others_rate(free), 3),
+        "limited_per_s": round(limited_rate, 2),
+        "limited_error": round(abs(limited_rate - args.limit) / args.limit, 4),
+        "limited_sent": row["n"] if row else 0,
+        "limited_domain_unlimited_per_s": round(free_rate, 2),
+        "limit_binds": free_rate > args.limit,
+        "sent": sum(r["n"] for r in paced["per_domain"].values()),
+        "received": paced["received"],
+        "duplicates": free["duplicates"] + paced["duplicates"],
+        "missing": free["missing"] + paced["missing"],
+    }
+    print(
+        f"others: {figures['unlimited_others_per_s']:,} msg/s unlimited, {figures['limited_others_per_s']:,} "
+        f"with {limited} limited (ratio {figures['others_ratio']}); {limited}: {figures['limited_per_s']} msg/s "
+        f"for a limit of {args.limit:g}"
+    )
+    print(json.dumps(figures))
     return 0
 
 

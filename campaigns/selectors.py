@@ -132,6 +132,9 @@ def compiled_for(
         preheader=campaign.preheader or template.preheader,
         layout=template.layout,
         data={"contact": contact} if contact is not None else None,
+        # The template's own format (blocks, MJML, Markdown, HTML) and its attachments go out too.
+        source_format=template.source_format,
+        attachments=template.attachments or (),
     )
 
 
@@ -284,10 +287,15 @@ def not_received(campaign: Campaign, *, limit: int | None = 200) -> list[dict[st
     return delivery_selectors.not_received(campaign_mailing_ids(campaign), limit=limit)
 
 
+def recipient_rows(campaign: Campaign):
+    """Per recipient of the campaign (all its Mailings), as delivery.selectors.recipient_rows."""
+    return delivery_selectors.recipient_rows(campaign_mailing_ids(campaign))
+
+
 def recipients_csv_rows(campaign: Campaign):
     """Per recipient: address, variant, state, sent at, opened, clicked (human), bounce, unsubscribed, complained."""
     labels = {v.mailing_id: v.label for v in campaign.variants.all() if v.mailing_id}
-    for row in delivery_selectors.recipient_rows(campaign_mailing_ids(campaign)):
+    for row in recipient_rows(campaign):
         yield [
             row["email"],
             labels.get(row["mailing_id"], "winner" if campaign.ab_test else ""),

@@ -403,7 +403,10 @@ def report_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
         yield writer.writerow(header)
         for row in selectors.recipients_csv_rows(campaign):
             # A leading = + - @ would be a formula in a spreadsheet.
-            yield writer.writerow([f"'{v}" if isinstance(v, str) and v[:1] in "=+-@" else v for v in row])
+            # (An empty cell starts with nothing: `"" in "=+-@"` is true, so test the first character.)
+            yield writer.writerow(
+                [f"'{v}" if isinstance(v, str) and v and v[0] in "=+-@" else v for v in row]
+            )
 
     response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-report.csv"'
@@ -413,3 +416,36 @@ def report_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
 @requires("view_dashboard")
 def home_fragment(request: HttpRequest) -> HttpResponse:
     return render(request, "campaigns/home_fragment.html", {"figures": selectors.home_figures()})
+
+
+# What each drill-down shows: the report's figure -> (title, test on a recipient row).
+_PEOPLE = {
+    "sent": ("were sent the campaign", lambda r: r["state"] == "sent"),
+    "opened": ("opened it (people, not machines; a click counts as an open)", lambda r: r["opened"]),
+    "clicked": ("clicked a link (people, not scanners)", lambda r: r["clicked"]),
+    "bounced": ("bounced", lambda r: bool(r["bounce"])),
+    "unsubscribed": ("unsubscribed", lambda r: r["unsubscribed"]),
+    "complained": ("complained", lambda r: r["complained"]),
+    "not_sent": ("were not sent it", lambda r: r["state"] != "sent"),
+}
+PEOPLE_LIMIT = 1000
+
+
+@requires("view_dashboard")
+def report_people(request: HttpRequest, pk: int, figure: str) -> HttpResponse:
+    """The contacts behind one of the report's counts (the first PEOPLE_LIMIT; the CSV has all)."""
+    campaign = get_object_or_404(Campaign, pk=pk)
+    if figure not in _PEOPLE:
+        raise Http404("no such figure")
+    title, wanted = _PEOPLE[figure]
+    rows, total = [], 0
+    for row in selectors.recipient_rows(campaign):
+        if wanted(row):
+            total += 1
+            if len(rows) < PEOPLE_LIMIT:
+                rows.append(row)
+    return render(
+        request,
+        "campaigns/report_people.html",
+        {"campaign": campaign, "title": title, "rows": rows, "total": total, "limit": PEOPLE_LIMIT},
+    )

@@ -47,7 +47,15 @@ def _write_bulk_csv(path: Path, rows: list[dict[str, Any]]) -> tuple[Path, dict[
             raise ImportFileError(
                 f"Attribute name {name!r} is not usable: letters, digits, _ and -.", field="contacts"
             )
-    own = ["email", *STANDARD_TARGETS]
+    # Names always (as before); language and time zone only when a row carries them, so rows
+    # without them cost what they did.
+    own = [
+        "email",
+        "first_name",
+        "last_name",
+        *[n for n in STANDARD_TARGETS if any(n in row for row in rows)],
+    ]
+    own = list(dict.fromkeys(own))
     header = [*own, *[f"attr:{n}" for n in attribute_names]]
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)

@@ -448,6 +448,8 @@ def _parse_into_stage(
                     problem = None
                     for index, target, position, check in standard:
                         value = record[index].strip()
+                        if not value:
+                            continue  # an empty cell: the contact keeps (or defaults) its value
                         if check is None:
                             if len(value) > NAME_LIMIT:
                                 problem = f"{target}: longer than {NAME_LIMIT} characters"

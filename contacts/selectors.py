@@ -122,6 +122,27 @@ def unsendable_contact_ids(contact_ids: Iterable[int], *, transactional: bool = 
     return bad | (set(ids) - present)
 
 
+def contacts_not_subscribed(contact_ids: Iterable[int], list_ids: Iterable[int]) -> set[int]:
+    """Of `contact_ids`, those with no confirmed subscription on any of `list_ids` (claim-time re-check).
+
+    The same rule planning applies (audience_sql): a list-based send goes only to contacts with a
+    confirmed subscription on one of its lists, so a one-click unsubscribe from a list stops mail to
+    that list already queued, while a contact still confirmed on another of the lists keeps getting it.
+    """
+    ids = sorted({int(i) for i in contact_ids})
+    lists = sorted({int(i) for i in list_ids})
+    if not ids or not lists:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT contact_id FROM contacts_subscription "
+            "WHERE contact_id = ANY(%s) AND mailing_list_id = ANY(%s) AND status = %s",
+            [ids, lists, SubscriptionStatus.CONFIRMED],
+        )
+        subscribed = {row[0] for row in cursor.fetchall()}
+    return set(ids) - subscribed
+
+
 def normalise_address(email: str) -> str:
     return email.strip().lower()
 

@@ -17,7 +17,9 @@ class DeliveryConfig(AppConfig):
 
         confirmation_requested.connect(send_confirmation, dispatch_uid="delivery.send_confirmation")
         password_reset_requested.connect(send_password_reset, dispatch_uid="delivery.send_password_reset")
-        beat.every(10, "delivery.tasks.send_watchdog", name="delivery-watchdog")
+        beat.every(
+            settings.DELIVERY_WATCHDOG_SECONDS, "delivery.tasks.send_watchdog", name="delivery-watchdog"
+        )
         beat.every(3600, "delivery.tasks.ledger_prune", name="delivery-prune")
         beat.every(
             settings.TRACKING_FLUSH_SECONDS, "delivery.tasks.tracking_flush", name="delivery-tracking-flush"
@@ -26,3 +28,16 @@ class DeliveryConfig(AppConfig):
         metrics.register("delivery", delivery_metrics.collect)
         firstrun.step(10, "Add a sending identity and a relay", "delivery:relays", sending_is_set_up)
         firstrun.step(40, "Send yourself a test", "campaigns:index", a_test_was_sent)
+
+        # A SIGTERM'd worker tells its runners to hand back their work (delivery.liveness).
+        from celery.signals import worker_ready, worker_shutting_down
+
+        from delivery import liveness
+
+        worker_shutting_down.connect(
+            liveness.worker_shutting_down, dispatch_uid="delivery.worker_shutting_down"
+        )
+        worker_ready.connect(liveness.worker_ready, dispatch_uid="delivery.worker_ready")
+        import atexit
+
+        atexit.register(liveness.exit_without_teardown)

@@ -79,6 +79,21 @@ def take(group: str, want: int) -> tuple[int, float, float]:
     return ratelimit.domain_take(group, want, limits_for(group), aimd())
 
 
+def turns(group: str, count: int, interval: float, not_before: float) -> float:
+    return ratelimit.domain_turns(group, count, interval, not_before)
+
+
+def rate_in_force(group: str) -> float:
+    """The domain's rate now: its slowed-down rate, else its limit (0: none)."""
+    limits = limits_for(group)
+    slowed = ratelimit.domain_rates([group], limits_for, aimd()).get(group)
+    return slowed if slowed is not None else limits.per_second
+
+
+def turns_ahead(group: str) -> float:
+    return ratelimit.domain_turns_ahead(group)
+
+
 def slow_down(group: str) -> float | None:
     return ratelimit.domain_slow_down(group, limits_for(group), aimd())
 

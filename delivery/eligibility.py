@@ -21,10 +21,12 @@ def unsendable(mailing: Mailing, recipients: Iterable[Recipient]) -> set[int]:
 
     A contact: marketing needs it active, transactional only not bounced, complained or
     blocklisted; both refuse a suppressed address or domain and an erased contact
-    (contacts.selectors.unsendable_contact_ids). A bare address: refused when it or its domain
-    is suppressed, or a contact with it is undeliverable.
+    (contacts.selectors.unsendable_contact_ids). A marketing Mailing sent to lists also needs a
+    confirmed subscription on one of them (contacts.selectors.contacts_not_subscribed): a one-click
+    unsubscribe from the list, or any other way of leaving it, stops mail already queued. A bare
+    address: refused when it or its domain is suppressed, or a contact with it is undeliverable.
     """
-    from contacts.selectors import address_is_suppressed, unsendable_contact_ids
+    from contacts.selectors import address_is_suppressed, contacts_not_subscribed, unsendable_contact_ids
 
     recipients = list(recipients)
     transactional = mailing.kind == Mailing.Kind.TRANSACTIONAL
@@ -32,6 +34,8 @@ def unsendable(mailing: Mailing, recipients: Iterable[Recipient]) -> set[int]:
     blocked_contacts = (
         unsendable_contact_ids(contact_ids, transactional=transactional) if contact_ids else set()
     )
+    if not transactional and mailing.list_ids and contact_ids:
+        blocked_contacts |= contacts_not_subscribed(contact_ids, mailing.list_ids)
     blocked = set()
     for key, contact_id, email in recipients:
         if contact_id is not None:

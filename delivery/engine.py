@@ -2,16 +2,26 @@
 
 A *runner* (one `send_mailing` task) works one Mailing through one relay connection at a time:
 
-  choose a relay (weighted, backed-off ones skipped) and take one of its connection slots
+  choose a relay (weighted; backed-off ones skipped, one runner probes a relay whose wait is over)
+  and take one of its connection slots
   -> claim up to a batch of queued Messages with FOR UPDATE SKIP LOCKED, under a lease
-  -> drop those whose contact became unsendable since planning (claim-time re-check)
-  -> stream them through the pipelined SMTP session, paced by the relay's token bucket
+  -> drop those that must not get this Mailing any more (delivery.eligibility, the claim-time
+     re-check: contact status, suppressions, the subscription to the Mailing's lists)
+  -> stream them through the pipelined SMTP session, paced by the relay's token bucket, announcing
+     each chunk as in flight (delivery.inflight) before it goes
   -> write outcomes every few dozen messages or fraction of a second, and read the Mailing's
-     state at the same moments (pause and cancel take effect there)
+     state and the worker's stop flag at the same moments (pause, cancel, SIGTERM take effect there)
 
-A crash (worker killed) leaves its claimed rows in `sending`; when their lease expires the
-watchdog puts them back in the queue marked `recovered_at`: at most those submitted since
-the last outcome write can go out twice, and the ledger names every candidate.
+Faults (issue #20):
+- A heartbeat thread (delivery.liveness) renews the runner's leases and slots every few seconds,
+  so a killed worker's rows and slots are free DELIVERY_LEASE_SECONDS after its last beat. The
+  watchdog then puts its rows back in the queue, marking `recovered_at` (may have gone twice) on
+  exactly those it had announced and not recorded.
+- A SIGTERM'd worker's runners stop at the next message: what is on the wire is answered and
+  recorded, the rest of the batch goes back to the queue, the slot passes to a queued successor.
+- A dropped database connection is reconnected and the step retried (`_retrying`): outcomes held
+  in memory are written, not lost; only if they cannot be written for long do their rows come back
+  through lease recovery, named.
 
 How many runners work a Mailing is bounded by a semaphore in Redis (`DELIVERY_PARALLEL`),
 and how many connections a relay gets by the relay's own semaphore, across all hosts.
@@ -21,26 +31,87 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
-from delivery import domains, eligibility, ledger, ratelimit, relays, runners, verp
+from delivery import (
+    domains,
+    eligibility,
+    inflight,
+    ledger,
+    liveness,
+    ratelimit,
+    relayhealth,
+    relays,
+    runners,
+    verp,
+)
 from delivery import metrics as delivery_metrics
 from delivery.compose import MessageBuilder, Recipient
 from delivery.dkim import DkimSigner
 from delivery.ledger import ACTIVE_STATES, Claimed
-from delivery.mailings import mailing_finish_if_done, mailing_set_error
+from delivery.mailings import mailing_clear_error, mailing_finish_if_done, mailing_set_error
 from delivery.models import HoldReason, Mailing, MessageState, Relay
 from delivery.smtp import DEFERRED, FAILED, SENT, Envelope, Outcome, RelayConnection, RelayError
 from mailplatform import crypto, logs
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+# Waits between tries of a database step whose connection dropped: ~15 s in all, within a lease.
+_RECONNECT_DELAYS = (0.1, 0.3, 1, 2, 4, 8)
+
+
+def _retrying(step: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a database step; when the connection drops (pg_terminate_backend, a failover, a restart),
+    reconnect and run it again. Every step retried here is one transaction, or safe to repeat."""
+    for delay in (*_RECONNECT_DELAYS, None):
+        try:
+            return step(*args, **kwargs)
+        except (OperationalError, InterfaceError):
+            if delay is None or connection.in_atomic_block:
+                raise
+            log.warning("database connection lost in %s; reconnecting", step.__name__, exc_info=True)
+            connection.close()
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+class Holdings:
+    """What a runner holds (claimed rows, slots), renewed by its heartbeat thread."""
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+        self._semaphores: list[ratelimit.Semaphore] = []
+        self._lock = threading.Lock()
+
+    def hold(self, semaphore: ratelimit.Semaphore) -> None:
+        with self._lock:
+            self._semaphores.append(semaphore)
+
+    def release(self, semaphore: ratelimit.Semaphore) -> None:
+        # Under the lock: a renewal running now must not take the released place again.
+        with self._lock:
+            if semaphore in self._semaphores:
+                self._semaphores.remove(semaphore)
+            semaphore.release()
+
+    def renew(self) -> None:
+        ledger.extend_lease(sorted(self.ids.copy()))
+        with self._lock:
+            for semaphore in self._semaphores:
+                semaphore.refresh()
+
+
+# A batch's size while mail held for a receiving domain's pace is pending (it is requeued between batches).
+HELD_BATCH_SIZE = 100
 
 # --- per-process caches ---
 
@@ -92,12 +163,13 @@ class Recorder:
     sent_total: int = 0
     # Engagement (contacts.last_sent_at) is written once per batch, not at every outcome write.
     sent_contacts: list[int] = field(default_factory=list)
+    holdings: Holdings | None = None
 
     def record_engagement(self) -> None:
         if self.sent_contacts:
             from contacts.services import contacts_record_sent
 
-            contacts_record_sent(self.sent_contacts, timezone.now())
+            _retrying(contacts_record_sent, self.sent_contacts, timezone.now())
             self.sent_contacts = []
 
     def add(self, outcome: Outcome) -> None:
@@ -112,7 +184,7 @@ class Recorder:
         self.last_flush = time.monotonic()
         if not self.buffer:
             return
-        outcomes, self.buffer = self.buffer, []
+        outcomes = self.buffer
         now = timezone.now()
         sent = [o for o in outcomes if o.status == SENT]
         failed = [o for o in outcomes if o.status == FAILED]
@@ -120,9 +192,11 @@ class Recorder:
         # A receiving domain's rate limit: a short hold, not the relay's exponential back-off.
         throttled = [o for o in deferred if o.domain_throttled]
         deferred = [o for o in deferred if not o.domain_throttled]
-        # Not tried at all, or cut off by a lost connection: back to the queue, no attempt counted.
+        # Not tried at all, or cut off by a lost connection: back to the queue (ledger.record_outcomes).
         returned = [o for o in outcomes if o.status == DEFERRED and o.stage == "connection"]
-        ledger.record_outcomes(
+        # Held in memory until written: a dropped connection is reconnected and the write retried.
+        _retrying(
+            ledger.record_outcomes,
             self.mailing.pk,
             self.relay_id,
             sent=sent,
@@ -139,6 +213,11 @@ class Recorder:
             failed=len(failed),
             deferred=len(deferred) + len(throttled),
         )
+        self.buffer = []
+        written = [o.key for o in outcomes]
+        inflight.settle(self.mailing.pk, written)
+        if self.holdings is not None:
+            self.holdings.ids.difference_update(written)
         if sent:
             self.sent_contacts.extend(c for c in (self.contact_of.get(o.key) for o in sent) if c is not None)
             self.sent_total += len(sent)
@@ -163,7 +242,7 @@ def _record_refusals(refused: list[Outcome]) -> None:
 
 
 def _mailing_state(mailing_id: int) -> str | None:
-    return Mailing.objects.filter(pk=mailing_id).values_list("state", flat=True).first()
+    return _retrying(lambda: Mailing.objects.filter(pk=mailing_id).values_list("state", flat=True).first())
 
 
 def _skip_unsendable(mailing: Mailing, batch: list[Claimed]) -> list[Claimed]:
@@ -223,30 +302,44 @@ class RunResult:
     reason: str = ""
 
 
-def run(mailing_id: int, token: str | None, *, seconds: float | None = None) -> RunResult:
+def run(
+    mailing_id: int, token: str | None, *, seconds: float | None = None, hostname: str | None = None
+) -> RunResult:
     """One runner's turn on a Mailing; returns why it stopped. Re-enqueueing is the task's job.
 
     `token` names the runner's slot (tasks); None runs outside the DELIVERY_PARALLEL bound (drain).
+    `hostname` is the Celery worker's node name, whose stop flag the runner obeys (liveness).
     """
     budget = settings.DELIVERY_TASK_SECONDS if seconds is None else seconds
     deadline = time.monotonic() + budget
     result = RunResult()
-    # The slot only bounds parallelism (the Message leases guard correctness), so it lives as long
-    # as a Message lease: a killed runner's place is free as soon as its Messages are.
+    holdings = Holdings()
+    # The slot only bounds parallelism (the Message leases guard correctness); the heartbeat renews
+    # it with the leases, so a killed runner's place is free as soon as its Messages are.
     runner = runners.semaphore(mailing_id, token or "", lease=settings.DELIVERY_LEASE_SECONDS)
     if token is not None:
         if not runner.refresh():
             result.reason = "enough runners already"
             return result
         runner.held = True
+        holdings.hold(runner)
     tried: set[int] = set()
+    backed_off_waits = 0
+    heartbeat = liveness.Heartbeat(holdings.renew)
+    heartbeat.start()
     try:
         while time.monotonic() < deadline:
-            mailing = Mailing.objects.select_related("identity").filter(pk=mailing_id).first()
+            heartbeat.progress()
+            if liveness.stop_requested(hostname):
+                result.reason = STOPPING
+                break
+            mailing = _retrying(
+                lambda: Mailing.objects.select_related("identity").filter(pk=mailing_id).first()
+            )
             if mailing is None or mailing.state not in ACTIVE_STATES:
                 result.reason = f"mailing is {mailing.state if mailing else 'gone'}"
                 return result
-            pool = relays.pool(mailing_id)
+            pool = _retrying(relays.pool, mailing_id)
             relay = relays.choose_relay(pool, tried)
             if relay is None:
                 if not pool:
@@ -258,6 +351,11 @@ def run(mailing_id: int, token: str | None, *, seconds: float | None = None) -> 
                 if tried:
                     tried.clear()
                     continue
+                if backed_off_waits < _BACKED_OFF_WAITS and time.monotonic() + 0.5 < deadline:
+                    # Backoffs start at seconds: wait a little for a probe rather than leave at once.
+                    backed_off_waits += 1
+                    time.sleep(0.5)
+                    continue
                 # Every relay is backed off: say so on the Mailing, and let the watchdog come back later.
                 errors = "; ".join(f"{r.name}: {r.last_error}" for r in pool if r.last_error)
                 mailing_set_error(mailing_id, f"every relay is failing, retrying later. {errors}")
@@ -266,34 +364,46 @@ def run(mailing_id: int, token: str | None, *, seconds: float | None = None) -> 
             slot = ratelimit.ConnectionSlot(relay.pk, relay.max_connections, settings.DELIVERY_LEASE_SECONDS)
             wait = slot.acquire()
             if wait:
+                if getattr(relay, "probing", False):
+                    relayhealth.give_back_probe(relay.pk)
                 tried.add(relay.pk)
                 if len(tried) >= len(pool):
                     tried.clear()
                     time.sleep(min(wait, 1.0, max(0.0, deadline - time.monotonic())))
                 continue
+            holdings.hold(slot)
             try:
                 with logs.bind(mailing=mailing_id, relay=relay.pk):
-                    outcome = _work_relay(mailing, relay, slot, runner, deadline, result)
+                    outcome = _work_relay(mailing, relay, holdings, heartbeat, hostname, deadline, result)
             finally:
-                slot.release()
+                holdings.release(slot)
             if outcome == "relay failed":
                 tried.add(relay.pk)
                 continue
             if outcome in ("empty", "stopped"):
                 break
         if result.reason == "empty" and mailing_id:
-            result.finished = mailing_finish_if_done(mailing_id)
+            result.finished = _retrying(mailing_finish_if_done, mailing_id)
         return result
     finally:
-        if result.reason != "time":
-            runner.release()
+        heartbeat.stop()
+        # Out of time or stopping: the slot passes to the successor the task queues (runners.handover).
+        if result.reason not in ("time", STOPPING):
+            holdings.release(runner)
+
+
+# Why a runner stopped when its worker was asked to (SIGTERM): the task queues a successor.
+STOPPING = "worker stopping"
+# Half-second waits a runner spends for a backed-off relay to be probed before it gives up its turn.
+_BACKED_OFF_WAITS = 10
 
 
 def _work_relay(
     mailing: Mailing,
     relay: Relay,
-    slot: ratelimit.ConnectionSlot,
-    runner: ratelimit.Semaphore,
+    holdings: Holdings,
+    heartbeat: liveness.Heartbeat,
+    hostname: str | None,
     deadline: float,
     result: RunResult,
 ) -> str:
@@ -304,25 +414,33 @@ def _work_relay(
         mailing_set_error(mailing.pk, f"this mailing's messages cannot be built: {exc}")
         result.reason = "build error"
         return "stopped"
+    probing = getattr(relay, "probing", False)
     try:
         smtp = relays.open_connection(relay)
     except RelayError as exc:
         message = f"relay {relay.name}: {exc}"
-        relays.relay_record_failure(relay.pk, str(exc))
+        _retrying(relays.relay_record_failure, relay.pk, str(exc), probe=probing)
         mailing_set_error(mailing.pk, message)
         log.warning("mailing %s: %s", mailing.pk, message)
         return "relay failed"
-    if relay.consecutive_failures or relay.capabilities != smtp.info.esmtp:
-        relays.relay_record_success(relay.pk, smtp.info.esmtp)
-    if mailing.last_error:
-        mailing_set_error(mailing.pk, "")
+    # Healthy again for every runner at once (a probe that got through, or a relay that had failed).
+    _retrying(
+        relays.relay_record_success,
+        relay.pk,
+        smtp.info.esmtp if relay.capabilities != smtp.info.esmtp else None,
+    )
     limits = relays.limits(relay)
     requeued_at = 0.0
+    held_wait: float | None = None
     try:
         while True:
+            heartbeat.progress()
             if time.monotonic() >= deadline:
                 result.reason = "time"
                 return "time"
+            if liveness.stop_requested(hostname):
+                result.reason = STOPPING
+                return "stopped"
             size = settings.DELIVERY_BATCH_SIZE
             if limits.per_second > 0:
                 # Never claim more than can go out well within the lease.
@@ -331,10 +449,14 @@ def _work_relay(
                 # Mail held for a receiving domain's pace comes back as its turn comes, not at the
                 # watchdog's next round.
                 requeued_at = time.monotonic()
-                ledger.requeue_held(mailing.pk, HoldReason.THROTTLED)
-            batch = ledger.claim(mailing.pk, relay.pk, size)
+                _requeued, held_wait = _retrying(ledger.requeue_held, mailing.pk, HoldReason.THROTTLED)
+            if held_wait is not None:
+                # Held mail is only requeued between batches: keep them short (a fraction of a
+                # second) so that it goes out close to its turn.
+                size = min(size, HELD_BATCH_SIZE)
+            batch = _retrying(ledger.claim, mailing.pk, relay.pk, size)
             if not batch:
-                requeued, wait = ledger.requeue_held(mailing.pk, HoldReason.THROTTLED)
+                requeued, wait = _retrying(ledger.requeue_held, mailing.pk, HoldReason.THROTTLED)
                 if requeued:
                     continue
                 if wait is not None and wait <= 2.0 and time.monotonic() + wait < deadline:
@@ -342,11 +464,16 @@ def _work_relay(
                     continue
                 result.reason = "empty"
                 return "empty"
+            holdings.ids.update(c.id for c in batch)
             result.claimed += len(batch)
-            batch = _skip_unsendable(mailing, batch)
+            batch = _retrying(_skip_unsendable, mailing, batch)
             if not batch:
+                holdings.ids.clear()
                 continue
-            stop = _send_batch(mailing, relay, smtp, builder, limits, batch, slot, runner, deadline, result)
+            stop = _send_batch(
+                mailing, relay, smtp, builder, limits, batch, holdings, heartbeat, hostname, deadline, result
+            )
+            holdings.ids.clear()
             if stop:
                 return stop
             if not smtp.is_open:
@@ -362,8 +489,9 @@ def _send_batch(
     builder: MessageBuilder,
     limits: ratelimit.Limits,
     batch: list[Claimed],
-    slot: ratelimit.ConnectionSlot,
-    runner: ratelimit.Semaphore,
+    holdings: Holdings,
+    heartbeat: liveness.Heartbeat,
+    hostname: str | None,
     deadline: float,
     result: RunResult,
 ) -> str:
@@ -373,16 +501,18 @@ def _send_batch(
     if not batch:
         return ""
     tokens = {c.id: verp.message_token(c.id, "unsubscribe") for c in batch}
-    contexts = _contexts(mailing, builder, batch, tokens)
-    recorder = Recorder(mailing=mailing, relay_id=relay.pk, contact_of={c.id: c.contact_id for c in batch})
+    contexts = _retrying(_contexts, mailing, builder, batch, tokens)
+    recorder = Recorder(
+        mailing=mailing, relay_id=relay.pk, contact_of={c.id: c.contact_id for c in batch}, holdings=holdings
+    )
     mail_from = {c.id: verp.verp_address(c.id).encode() for c in batch}
     untried = {c.id for c in batch}
-    control = {"stop": "", "tokens": 0, "lease_at": time.monotonic(), "state_at": time.monotonic()}
-    lease_refresh = settings.DELIVERY_LEASE_SECONDS / 3
+    control: dict[str, Any] = {"stop": "", "tokens": 0, "state_at": time.monotonic(), "announced": 0}
 
     def envelopes() -> Iterator[Envelope]:
-        for item in batch:
-            if control["stop"]:
+        for index, item in enumerate(batch):
+            if control["stop"] or liveness.stopping_here():
+                control["stop"] = control["stop"] or STOPPING
                 return
             while control["tokens"] <= 0:
                 granted, wait = ratelimit.take(relay.pk, min(50, len(untried)), limits)
@@ -396,6 +526,10 @@ def _send_batch(
                 _check(control)
                 if control["stop"]:
                     return
+            if index >= control["announced"]:
+                # Said before it goes, a chunk at a time: a crash names these, not the whole batch.
+                control["announced"] = index + inflight.CHUNK
+                inflight.announce(mailing.pk, [c.id for c in batch[index : control["announced"]]])
             untried.discard(item.id)
             try:
                 data = builder.build(Recipient(item.id, item.email, contexts[item.id], tokens[item.id]))
@@ -409,20 +543,18 @@ def _send_batch(
             yield Envelope(item.id, mail_from[item.id], item.email.encode(), data)
 
     def _check(ctl: dict[str, Any]) -> None:
-        # Pause and cancel are read a few times a second, not at every write.
+        heartbeat.progress()
+        # Pause, cancel and the worker's stop flag are read a few times a second, not at every write.
         if time.monotonic() - ctl["state_at"] >= 0.3:
             ctl["state_at"] = time.monotonic()
             state = _mailing_state(mailing.pk)
             if state not in ACTIVE_STATES:
                 ctl["stop"] = f"mailing {state}"
-        if time.monotonic() - ctl["lease_at"] > lease_refresh:
-            ctl["lease_at"] = time.monotonic()
-            ledger.extend_lease(list(untried) + [o.key for o in recorder.buffer])
-            slot.refresh()
-            if runner.held:
-                runner.refresh()
+            elif liveness.stop_requested(hostname):
+                ctl["stop"] = STOPPING
 
     relay_failure = ""
+    refusals: list[Outcome] = []
     for outcome in smtp.send(envelopes()):
         recorder.add(outcome)
         if outcome.domain_throttled:
@@ -430,26 +562,39 @@ def _send_batch(
             slower = domains.slow_down(groups[outcome.key])
             if slower is not None:
                 log.info("receiving domain %s rate-limits us: down to %.2f/s", groups[outcome.key], slower)
+            refusals.append(outcome)
         elif outcome.relay_fault and not relay_failure:
             relay_failure = (
                 outcome.reply if outcome.stage == "connection" else f"{outcome.code} {outcome.reply}"
             )
+        elif outcome.status == DEFERRED and outcome.stage in ("mail", "rcpt", "data"):
+            refusals.append(outcome)
         if recorder.due():
             recorder.flush()
             _check(control)
     recorder.flush()
     recorder.record_engagement()
     result.sent += recorder.sent_total
+    if recorder.sent_total:
+        _retrying(mailing_clear_error, mailing.pk)
     # Whatever was claimed and never handed to the relay goes back (or is skipped on cancel).
+    inflight.settle(mailing.pk, untried)
     state = _mailing_state(mailing.pk)
     if state == Mailing.State.CANCELLED:
-        ledger.release(list(untried), MessageState.SKIPPED, "mailing cancelled")
+        _retrying(ledger.release, list(untried), MessageState.SKIPPED, "mailing cancelled")
     else:
-        ledger.release(list(untried), MessageState.QUEUED)
+        _retrying(ledger.release, list(untried), MessageState.QUEUED)
     if relay_failure:
-        relays.relay_record_failure(relay.pk, relay_failure)
+        _retrying(
+            relays.relay_record_failure, relay.pk, relay_failure, probe=getattr(relay, "probing", False)
+        )
         mailing_set_error(mailing.pk, f"relay {relay.name}: {relay_failure}")
         return ""
+    if refusals:
+        # A 4xx to one message (a busy mailbox, a domain's rate limit) is no failure of the relay,
+        # but the admin sees the last one on it.
+        last = refusals[-1]
+        _retrying(relays.relay_note_error, relay.pk, f"{last.code} {last.reply} (at {last.stage.upper()})")
     if control["stop"]:
         result.reason = control["stop"]
         return "stopped"
@@ -459,28 +604,36 @@ def _send_batch(
 def _domain_gate(batch: list[Claimed], groups: dict[int, str]) -> list[Claimed]:
     """The Messages of this batch each receiving domain may take now; the rest wait in the ledger,
     one after another at the domain's pace, while the other domains' mail goes on (no head-of-line
-    blocking)."""
+    blocking).
+
+    A domain over its pace gets a schedule of turns (shared in Redis): held mail comes back at its
+    turn and goes out on it (Claimed.turn), and while turns are pending newcomers join the end of
+    the schedule instead of taking tokens first, so the domain gets its rate, in order, no more."""
     wanted: dict[str, list[int]] = {}
     for item in batch:
-        wanted.setdefault(groups[item.id], []).append(item.id)
+        if not item.turn:
+            wanted.setdefault(groups[item.id], []).append(item.id)
     waiting: set[int] = set()
     now = timezone.now()
     for group, ids in wanted.items():
-        granted, wait, rate = domains.take(group, len(ids))
+        if domains.turns_ahead(group) > 0:
+            granted, wait, rate = 0, 0.0, domains.rate_in_force(group)
+        else:
+            granted, wait, rate = domains.take(group, len(ids))
         if granted >= len(ids):
             continue
         later = ids[granted:]
         waiting.update(later)
         interval = 1.0 / rate if rate > 0 else max(wait, 0.1)
-        ledger.hold_in_turn(
-            later, now + dt.timedelta(seconds=max(0.0, wait - interval)), interval, HoldReason.THROTTLED
-        )
+        first = domains.turns(group, len(later), interval, wait)
+        start = now + dt.timedelta(seconds=max(0.0, first - interval))
+        ledger.hold_in_turn(later, start, interval, HoldReason.THROTTLED)
     return [c for c in batch if c.id not in waiting] if waiting else batch
 
 
 def watchdog() -> dict[str, int]:
     """The beat task's work: recover expired leases, requeue due deferrals, restart stalled mailings."""
-    recovered = ledger.recover_leases()
+    recovered = ledger.recover_leases(inflight.take_maybe_sent)
     requeued = ledger.requeue_due()
     dispatched = 0
     # A handful of open Mailings, each checked through the claim index: cheap at any ledger size.

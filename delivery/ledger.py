@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,6 +130,8 @@ class Claimed:
     email: str
     contact_id: int | None
     data: dict[str, Any] | None
+    # Back from a hold for its receiving domain's pace, at its turn: it owns that turn.
+    turn: bool = False
 
 
 def claim(mailing_id: int, relay_id: int, limit: int) -> list[Claimed]:
@@ -155,14 +157,17 @@ def claim(mailing_id: int, relay_id: int, limit: int) -> list[Claimed]:
             UPDATE delivery_message m
             SET state = 'sending', lease_expires_at = clock_timestamp() + %s, relay_id = %s
             FROM picked WHERE m.id = picked.id
-            RETURNING m.id, m.email, m.contact_id, m.data
+            RETURNING m.id, m.email, m.contact_id, m.data, m.hold_reason
             """,
             [mailing_id, [str(state) for state in ACTIVE_STATES], limit, lease, relay_id],
         )
         rows = cursor.fetchall()
     rows.sort()
     # Django leaves JSONB undecoded on a raw cursor (the field decodes it in the ORM).
-    return [Claimed(i, e, c, json.loads(d) if isinstance(d, str) else d) for i, e, c, d in rows]
+    return [
+        Claimed(i, e, c, json.loads(d) if isinstance(d, str) else d, turn=h == HoldReason.THROTTLED)
+        for i, e, c, d, h in rows
+    ]
 
 
 def release(ids: Sequence[int], state: str, reply: str = "") -> None:
@@ -178,11 +183,19 @@ def release(ids: Sequence[int], state: str, reply: str = "") -> None:
 
 
 def extend_lease(ids: Sequence[int]) -> None:
+    """Renew the leases of claimed Messages (a runner's heartbeat). Rows locked right now (their
+    outcome being written) are skipped rather than waited for: the next beat renews them."""
     if not ids:
         return
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE delivery_message SET lease_expires_at = clock_timestamp() + %s WHERE id = ANY(%s) AND state = 'sending'",
+            """
+            UPDATE delivery_message SET lease_expires_at = clock_timestamp() + %s
+            WHERE id IN (
+                SELECT id FROM delivery_message WHERE id = ANY(%s) AND state = 'sending'
+                ORDER BY id FOR UPDATE SKIP LOCKED
+            )
+            """,
             [dt.timedelta(seconds=settings.DELIVERY_LEASE_SECONDS), list(ids)],
         )
 
@@ -208,11 +221,12 @@ def hold_in_turn(ids: Sequence[int], start: dt.datetime, interval: float, reason
 
 def requeue_held(mailing_id: int, reason: str) -> tuple[int, float | None]:
     """This Mailing's Messages held for `reason` whose time has come go back to the queue now (a
-    runner need not wait for the watchdog); also the seconds until the next one is due."""
+    runner need not wait for the watchdog); also the seconds until the next one is due. They keep
+    their hold reason while queued: a throttled one comes back owning its turn (Claimed.turn)."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            UPDATE delivery_message SET state = 'queued', hold_reason = ''
+            UPDATE delivery_message SET state = 'queued'
             WHERE mailing_id = %s AND state = 'deferred' AND hold_reason = %s
               AND next_attempt_at <= clock_timestamp()
             """,
@@ -268,8 +282,9 @@ def record_outcomes(
     throttled: deferred by a receiving domain's rate limit (4.7.x): held `throttled_delay`
     seconds (hold reason "throttled"), not the relay's exponential back-off.
 
-    returned: not tried at all, or cut off by a lost connection: back to the queue, no attempt
-    counted; `uncertain` ones (the data may have gone) are marked recovered.
+    returned: not tried at all, or cut off by a lost connection: back to the queue; `uncertain`
+    ones (the data went and no reply came: it may have been accepted) count an attempt and are
+    marked recovered.
     """
     with transaction.atomic():
         if sent:
@@ -310,6 +325,7 @@ def record_outcomes(
                 """
                 UPDATE delivery_message AS m SET state = 'queued', lease_expires_at = NULL,
                     smtp_reply = v.reply,
+                    attempts = m.attempts + CASE WHEN v.uncertain::boolean THEN 1 ELSE 0 END,
                     recovered_at = CASE WHEN v.uncertain::boolean THEN %s ELSE m.recovered_at END
                 FROM (VALUES {values}) AS v(id, reply, uncertain)
                 WHERE m.id = v.id
@@ -445,14 +461,41 @@ def has_queued(mailing_id: int) -> bool:
 # --- recovery and retention (the watchdog and the prune task) ---
 
 
-def recover_leases() -> int:
-    """Messages whose lease expired (their worker was lost) go back to the queue, marked as maybe sent."""
-    with connection.cursor() as cursor:
+def recover_leases(
+    maybe_sent: Callable[[int, list[int]], set[int]] | None = None, *, limit: int = 10000
+) -> int:
+    """Messages whose lease expired (their runner was lost) go back to the queue.
+
+    `maybe_sent(mailing_id, ids)` says which of a Mailing's rows the lost runner may have handed
+    to the relay (delivery.inflight): only those are marked `recovered_at` (they may go out twice)
+    and count an attempt; rows it never submitted go back unmarked. Without it, every row is named.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             """
-            UPDATE delivery_message SET state = 'queued', lease_expires_at = NULL, recovered_at = clock_timestamp()
+            SELECT id, mailing_id FROM delivery_message
             WHERE state = 'sending' AND lease_expires_at < clock_timestamp()
+            ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
+            """,
+            [limit],
+        )
+        rows = cursor.fetchall()
+        if not rows:
+            return 0
+        by_mailing: dict[int, list[int]] = {}
+        for message_id, mailing_id in rows:
+            by_mailing.setdefault(mailing_id, []).append(message_id)
+        named: set[int] = set()
+        for mailing_id, ids in by_mailing.items():
+            named |= set(ids) if maybe_sent is None else maybe_sent(mailing_id, ids)
+        cursor.execute(
             """
+            UPDATE delivery_message SET state = 'queued', lease_expires_at = NULL,
+                recovered_at = CASE WHEN id = ANY(%s) THEN clock_timestamp() ELSE recovered_at END,
+                attempts = attempts + CASE WHEN id = ANY(%s) THEN 1 ELSE 0 END
+            WHERE id = ANY(%s)
+            """,
+            [sorted(named), sorted(named), [row[0] for row in rows]],
         )
         return cursor.rowcount
 

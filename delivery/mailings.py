@@ -216,15 +216,25 @@ def mailing_finish_if_done(mailing_id: int) -> bool:
     """Mark a sending mailing done when no Message is left to send."""
     if ledger.has_open(mailing_id):
         return False
+    # A finished mailing has no problem left to show: whatever a runner said on the way is over.
     return bool(
         Mailing.objects.filter(pk=mailing_id, state=Mailing.State.SENDING).update(
-            state=Mailing.State.DONE, finished_at=timezone.now()
+            state=Mailing.State.DONE, finished_at=timezone.now(), last_error=""
         )
     )
 
 
 def mailing_set_error(mailing_id: int, error: str) -> None:
-    Mailing.objects.filter(pk=mailing_id).update(last_error=error[:2000])
+    """Say why a Mailing is not going out; only while it is open (a runner late with "every relay is
+    failing" must not mark a mailing another runner has just finished)."""
+    Mailing.objects.filter(
+        pk=mailing_id, state__in=[Mailing.State.SENDING, Mailing.State.STANDING, Mailing.State.PAUSED]
+    ).update(last_error=error[:2000])
+
+
+def mailing_clear_error(mailing_id: int) -> None:
+    """Mail is going out again: the condition the error named is gone (a write only when there was one)."""
+    Mailing.objects.filter(pk=mailing_id).exclude(last_error="").update(last_error="")
 
 
 def unsubscribe_by_message(message_id: int, *, source: str = "one-click") -> bool:

@@ -51,6 +51,16 @@ if op == 'dslow' then
   return {1, tostring(slower)}
 end
 
+if op == 'dslots' then
+  -- Turns for mail held for a receiving domain, shared by every worker so that held mail comes
+  -- back at the domain's pace, not once per worker. KEYS: slots. ARGV: op, count, interval, not before (s)
+  local count, interval = tonumber(ARGV[2]), tonumber(ARGV[3])
+  local start = math.max(now + tonumber(ARGV[4]), tonumber(redis.call('GET', KEYS[1]) or '0'))
+  local finish = start + count * interval
+  redis.call('SET', KEYS[1], tostring(finish), 'EX', math.ceil(finish - now) + 60)
+  return {count, tostring(start - now)}
+end
+
 if op == 'take' or op == 'dtake' then
   -- KEYS: bucket, hour prefix, day prefix[, aimd]. ARGV: op, want, rate, burst, per_hour, per_day[, ceiling, inc]
   local want = tonumber(ARGV[2])
@@ -218,6 +228,22 @@ def domain_take(group: str, want: int, limits: Limits, aimd: Aimd) -> tuple[int,
         ],
     )
     return int(grant), float(wait), float(rate)
+
+
+def domain_turns(group: str, count: int, interval: float, not_before: float) -> float:
+    """Reserve `count` turns `interval` apart for held mail of this domain, after every turn already
+    given out (by any worker) and not before `not_before` seconds from now; seconds until the first."""
+    _count, start = _call([f"{_domain_prefix(group)}:turns"], ["dslots", count, interval, not_before])
+    return float(start) + interval
+
+
+def domain_turns_ahead(group: str) -> float:
+    """Seconds until the last turn given out for this domain's held mail (0 when none is pending)."""
+    client = redis_client()
+    value, now = client.get(f"{_domain_prefix(group)}:turns"), client.time()
+    if value is None:
+        return 0.0
+    return max(0.0, float(value) - (now[0] + now[1] / 1_000_000))
 
 
 def domain_slow_down(group: str, limits: Limits, aimd: Aimd) -> float | None:

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from delivery import metrics as delivery_metrics
-from delivery import ratelimit
+from delivery import ratelimit, relayhealth
 from delivery.models import PORT_SECURITY, Relay
 from delivery.smtp import RelayConnection, RelayError, SessionInfo, test_connection
 from mailplatform import crypto
@@ -114,27 +114,35 @@ def relay_test(relay: Relay, *, timeout: float = 10.0) -> SessionInfo:
     return info
 
 
-def relay_record_failure(relay_id: int, error: str, *, back_off: bool = True) -> None:
-    """The relay failed (connection, TLS, AUTH, 421): back it off so the others take its share."""
+def relay_record_failure(relay_id: int, error: str, *, back_off: bool = True, probe: bool = False) -> None:
+    """The relay failed (connection, TLS, AUTH, 421): back it off so the others take its share.
+
+    Its health is counted in Redis per relay (delivery.relayhealth: once per outage however many
+    runners saw it, a capped jittered wait, then one probe); the row mirrors it for the admin, and
+    always gets the error text. `probe`: the failing attempt was the half-open probe (choose_relay).
+    `back_off=False` (an admin's Test connection) only records the error.
+    """
     now = timezone.now()
-    with transaction.atomic():
-        relay = Relay.objects.select_for_update().filter(pk=relay_id).first()
-        if relay is None:
-            return
-        relay.consecutive_failures += 1
-        relay.last_error = error[:2000]
-        relay.last_error_at = now
-        if back_off:
-            seconds = min(
-                settings.DELIVERY_RELAY_BACKOFF_BASE_SECONDS * 2 ** min(relay.consecutive_failures - 1, 20),
-                settings.DELIVERY_RELAY_BACKOFF_MAX_SECONDS,
-            )
-            relay.backed_off_until = now + dt.timedelta(seconds=seconds)
-        relay.save(update_fields=["consecutive_failures", "last_error", "last_error_at", "backed_off_until"])
+    fields: dict[str, Any] = {"last_error": error[:2000], "last_error_at": now}
+    if back_off:
+        health = relayhealth.failure(relay_id, probe=probe)
+        fields["consecutive_failures"] = health.failures
+        fields["backed_off_until"] = now + dt.timedelta(seconds=health.seconds)
+        if not health.counted:
+            # Another runner already counted this outage and set the wait: keep its figures.
+            fields = {"last_error": error[:2000], "last_error_at": now}
+    Relay.objects.filter(pk=relay_id).update(**fields)
     delivery_metrics.count_connection_error(relay_id)
 
 
+def relay_note_error(relay_id: int, error: str) -> None:
+    """A temporary refusal worth showing on the relay (a 4xx at MAIL, RCPT or DATA) that is no failure of it."""
+    Relay.objects.filter(pk=relay_id).update(last_error=error[:2000], last_error_at=timezone.now())
+
+
 def relay_record_success(relay_id: int, capabilities: dict[str, str] | None = None) -> None:
+    """A session opened: the relay is healthy again at once, for every runner."""
+    was_failing = relayhealth.success(relay_id)
     fields: dict[str, Any] = {
         "last_success_at": timezone.now(),
         "consecutive_failures": 0,
@@ -142,7 +150,11 @@ def relay_record_success(relay_id: int, capabilities: dict[str, str] | None = No
     }
     if capabilities is not None:
         fields["capabilities"] = capabilities
-    Relay.objects.filter(pk=relay_id).update(**fields)
+    query = Relay.objects.filter(pk=relay_id)
+    if not was_failing and capabilities is None:
+        # Nothing to tell the admin unless the row still shows a failure (one another runner wrote).
+        query = query.filter(consecutive_failures__gt=0)
+    query.update(**fields)
 
 
 # --- the relays one Mailing goes through ---
@@ -159,10 +171,19 @@ def pool(mailing_id: int) -> list[Relay]:
 
 
 def choose_relay(relays: list[Relay], exclude: set[int]) -> Relay | None:
-    now = timezone.now()
-    usable = [
-        r for r in relays if r.pk not in exclude and (r.backed_off_until is None or r.backed_off_until <= now)
-    ]
+    """A relay to use now, by weight among the healthy ones; a backed-off one whose wait has passed
+    is chosen first when this runner got to probe it (relayhealth), and only by this runner."""
+    usable = []
+    for relay in relays:
+        if relay.pk in exclude:
+            continue
+        state, _ = relayhealth.check(relay.pk)
+        if state == relayhealth.PROBE:
+            # The probe is ours: try it now (the others wait for its verdict).
+            relay.probing = True
+            return relay
+        if state == relayhealth.USABLE:
+            usable.append(relay)
     if not usable:
         return None
     return random.choices(usable, weights=[max(r.weight, 1) for r in usable])[0]

@@ -32,9 +32,10 @@ def semaphore(mailing_id: int, token: str, *, lease: float, limit: int | None = 
 
 
 def _queued_lease() -> float:
-    # A queued task holds its place for a while so the watchdog does not pile up duplicates;
-    # one that never starts (its worker died holding it) frees the place when this runs out.
-    return max(120, settings.DELIVERY_LEASE_SECONDS)
+    # A queued task holds its place for one lease, so the watchdog does not queue more meanwhile;
+    # one that never starts (a killed worker had prefetched it) frees the place when this runs out,
+    # as a dead runner's does. One that starts later re-takes a place if there is room, or exits.
+    return settings.DELIVERY_LEASE_SECONDS
 
 
 def _enqueue(mailing_id: int, token: str) -> None:

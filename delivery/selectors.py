@@ -222,8 +222,9 @@ def mailing_figures(mailing_ids: list[int]) -> dict[str, Any]:
             f"""
             SELECT
                 count(*) FILTER (WHERE e.kind = 'opened'),
-                count(DISTINCT e.message_id) FILTER (WHERE e.kind = 'opened'),
-                count(DISTINCT e.message_id) FILTER (WHERE e.kind = 'opened' AND {HUMAN_SQL}),
+                -- A click is proof of an open (its pixel may have been blocked): clickers are openers.
+                count(DISTINCT e.message_id) FILTER (WHERE e.kind IN ('opened', 'clicked')),
+                count(DISTINCT e.message_id) FILTER (WHERE e.kind IN ('opened', 'clicked') AND {HUMAN_SQL}),
                 count(*) FILTER (WHERE e.kind = 'opened' AND NOT {HUMAN_SQL}),
                 count(*) FILTER (WHERE e.kind = 'clicked'),
                 count(DISTINCT e.message_id) FILTER (WHERE e.kind = 'clicked'),
@@ -381,15 +382,17 @@ def not_received(mailing_ids: list[int], *, limit: int | None = 200) -> list[dic
 
 
 def recipient_rows(mailing_ids: list[int]) -> Iterator[dict[str, Any]]:
-    """Per Message, streamed in id order: who, state, sent at, reply, engagement, bounce class, opt-outs."""
+    """Per Message, streamed in id order: who, state, sent at, reply, engagement (a human click counts
+    as a human open too), bounce class, opt-outs, the contact's id."""
     if not mailing_ids:
         return
     sql = f"""
         SELECT m.mailing_id, m.email, m.state, m.sent_at, m.smtp_reply, m.bounce_kind,
-            coalesce(bool_or(e.kind = 'opened' AND {HUMAN_SQL}), false),
+            coalesce(bool_or(e.kind IN ('opened', 'clicked') AND {HUMAN_SQL}), false),
             coalesce(bool_or(e.kind = 'clicked' AND {HUMAN_SQL}), false),
             coalesce(bool_or(e.kind IN ('opened', 'clicked') AND NOT {HUMAN_SQL}), false),
-            coalesce(bool_or(e.kind = 'unsubscribed'), false), coalesce(bool_or(e.kind = 'complained'), false)
+            coalesce(bool_or(e.kind = 'unsubscribed'), false), coalesce(bool_or(e.kind = 'complained'), false),
+            m.contact_id
         FROM delivery_message m LEFT JOIN delivery_messageevent e ON e.message_id = m.id
         WHERE m.mailing_id = ANY(%s)
         GROUP BY m.id ORDER BY m.id
@@ -399,7 +402,7 @@ def recipient_rows(mailing_ids: list[int]) -> Iterator[dict[str, Any]]:
         cursor.execute(sql, [mailing_ids])
         while chunk := cursor.fetchmany(2000):
             for row in chunk:
-                values = dict(zip((*keys, "unsubscribed", "complained"), row, strict=True))
+                values = dict(zip((*keys, "unsubscribed", "complained", "contact_id"), row, strict=True))
                 values["bounce"] = _report_class(values["bounce"])
                 yield values
 

@@ -12,15 +12,16 @@ log = logging.getLogger(__name__)
 
 # Acknowledged when done, not when received: a worker lost mid-run leaves the task to the broker for
 # another worker (the ledger's leases make a second run send nothing twice).
-@shared_task(name="delivery.tasks.send_mailing", ignore_result=True, acks_late=True)
-def send_mailing(mailing_id: int, token: str) -> str:
+@shared_task(name="delivery.tasks.send_mailing", ignore_result=True, acks_late=True, bind=True)
+def send_mailing(self, mailing_id: int, token: str) -> str:
     from delivery import engine, runners
     from mailplatform import logs
 
     with logs.bind(mailing=mailing_id):
-        result = engine.run(mailing_id, token)
-        if result.reason == "time":
-            # Hand over to a fresh task so other mailings queued behind this one get a turn.
+        result = engine.run(mailing_id, token, hostname=self.request.hostname)
+        if result.reason in ("time", engine.STOPPING):
+            # Hand over to a fresh task: other mailings queued behind this one get a turn, and a worker
+            # that is stopping (SIGTERM) leaves the rest of the mailing to another worker.
             runners.handover(mailing_id, token)
         log.info("mailing %s: runner stopped (%s) after %d sent", mailing_id, result.reason, result.sent)
     return result.reason

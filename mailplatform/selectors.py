@@ -132,7 +132,7 @@ def captured_messages(*, search: str = "", tests_only: bool = False) -> QuerySet
 
 
 def captured_message_parts(message: CapturedMessage) -> dict[str, Any]:
-    """The captured message read back: its headers in order, the HTML part and the text part."""
+    """The captured message read back: its headers in order, the HTML part, the text part, the attachments."""
     parsed = email.message_from_bytes(bytes(message.raw), policy=email.policy.default)
     headers = []
     for name, value in parsed.items():
@@ -147,7 +147,22 @@ def captured_message_parts(message: CapturedMessage) -> dict[str, Any]:
             parts[kind] = part.get_content() if part is not None else ""
         except (LookupError, ValueError, KeyError):
             parts[kind] = ""
-    return {"headers": headers, "html": parts["html"], "text": parts["plain"]}
+    attachments = []
+    for part in parsed.iter_attachments():
+        try:
+            payload = part.get_payload(decode=True) or b""
+            filename = part.get_filename() or "attachment"
+        except (LookupError, ValueError, KeyError):
+            continue
+        attachments.append(
+            {
+                "filename": filename,
+                "content_type": part.get_content_type(),
+                "size": len(payload),
+                "payload": payload,
+            }
+        )
+    return {"headers": headers, "html": parts["html"], "text": parts["plain"], "attachments": attachments}
 
 
 # --- API keys and webhooks ---

@@ -475,8 +475,13 @@ def _check_fernet_keys(keys: list[str]) -> None:
 
 
 _check_fernet_keys(ENCRYPTION_KEYS)
-# A claim is a lease: a row a lost worker held goes back to the queue after this long.
-DELIVERY_LEASE_SECONDS = env_int("DELIVERY_LEASE_SECONDS", 120, minimum=2)
+# A claim is a lease, and so is a runner's slot: a live runner renews both every
+# DELIVERY_HEARTBEAT_SECONDS (at most a third of the lease); a lost worker's rows go back to the
+# queue, and its slots free, this long after its last renewal.
+DELIVERY_LEASE_SECONDS = env_int("DELIVERY_LEASE_SECONDS", 20, minimum=2)
+DELIVERY_HEARTBEAT_SECONDS = env_int("DELIVERY_HEARTBEAT_SECONDS", 5, minimum=1)
+# How often the beat's watchdog takes expired leases back, requeues due deferrals and restarts runners.
+DELIVERY_WATCHDOG_SECONDS = env_int("DELIVERY_WATCHDOG_SECONDS", 5, minimum=1)
 DELIVERY_BATCH_SIZE = env_int("DELIVERY_BATCH_SIZE", 500, minimum=1)
 # Outcomes are written every N messages or every S seconds, whichever first: the most a crash
 # can duplicate is what one connection submitted since its last write.
@@ -486,9 +491,10 @@ DELIVERY_OUTCOME_FLUSH_MS = env_int("DELIVERY_OUTCOME_FLUSH_MS", 250, minimum=10
 DELIVERY_RETRY_BASE_SECONDS = env_int("DELIVERY_RETRY_BASE_SECONDS", 60, minimum=1)
 DELIVERY_RETRY_MAX_SECONDS = env_int("DELIVERY_RETRY_MAX_SECONDS", 3600, minimum=1)
 DELIVERY_MAX_AGE_SECONDS = env_int("DELIVERY_MAX_AGE_SECONDS", 3 * 86400, minimum=60)
-# A relay that fails is backed off for base * 2^(failures-1) seconds, capped.
-DELIVERY_RELAY_BACKOFF_BASE_SECONDS = env_int("DELIVERY_RELAY_BACKOFF_BASE_SECONDS", 10, minimum=1)
-DELIVERY_RELAY_BACKOFF_MAX_SECONDS = env_int("DELIVERY_RELAY_BACKOFF_MAX_SECONDS", 900, minimum=1)
+# A relay that fails is backed off for base * 2^(failures-1) seconds, capped, each wait shortened
+# by a random part (up to half) so runners do not come back together; then one probe tries it.
+DELIVERY_RELAY_BACKOFF_BASE_SECONDS = env_int("DELIVERY_RELAY_BACKOFF_BASE_SECONDS", 2, minimum=1)
+DELIVERY_RELAY_BACKOFF_MAX_SECONDS = env_int("DELIVERY_RELAY_BACKOFF_MAX_SECONDS", 60, minimum=1)
 # How many send tasks may work one mailing at once (each holds one relay connection).
 DELIVERY_PARALLEL = env_int("DELIVERY_PARALLEL", 4, minimum=1)
 # A send task hands over to a fresh task after this long so other mailings get their turn.

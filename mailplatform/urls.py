@@ -44,6 +44,11 @@ urlpatterns = [
     path("captured/<int:pk>/", views.captured_message, name="captured-message"),
     path("captured/<int:pk>/html", views.captured_message_html, name="captured-message-html"),
     path("captured/<int:pk>/raw", views.captured_message_raw, name="captured-message-raw"),
+    path(
+        "captured/<int:pk>/attachments/<int:index>",
+        views.captured_message_attachment,
+        name="captured-message-attachment",
+    ),
     path("admin/", admin.site.urls),
 ]
 

@@ -11,6 +11,7 @@ from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.http import content_disposition_header
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -199,6 +200,20 @@ def captured_message_html(request: HttpRequest, pk: int) -> HttpResponse:
     html = selectors.captured_message_parts(message)["html"] or "<p>This message has no HTML part.</p>"
     response = HttpResponse(html, content_type="text/html; charset=utf-8")
     response["Content-Security-Policy"] = _CAPTURED_HTML_POLICY + "; frame-ancestors 'self'"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@requires("view_dashboard")
+def captured_message_attachment(request: HttpRequest, pk: int, index: int) -> HttpResponse:
+    message = get_object_or_404(CapturedMessage, pk=pk)
+    attachments = selectors.captured_message_parts(message)["attachments"]
+    if not 0 <= index < len(attachments):
+        raise Http404("no such attachment")
+    attachment = attachments[index]
+    # Always a download, never rendered in our origin.
+    response = HttpResponse(attachment["payload"], content_type="application/octet-stream")
+    response["Content-Disposition"] = content_disposition_header(True, attachment["filename"])
     response["X-Content-Type-Options"] = "nosniff"
     return response
 

@@ -19,6 +19,13 @@ MAX_BLOCKS = 200
 MAX_TEXT = 20_000
 MAX_SHORT = 500
 SOCIAL_NETWORKS = ("facebook", "instagram", "linkedin", "x", "youtube")
+SOCIAL_LABELS = {
+    "facebook": "Facebook",
+    "instagram": "Instagram",
+    "linkedin": "LinkedIn",
+    "x": "X",
+    "youtube": "YouTube",
+}
 EMPTY_DOCUMENT = '{"blocks": []}'
 
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{3}(?:[0-9a-fA-F]{3})?$")
@@ -234,7 +241,8 @@ def _block_mjml(block: dict[str, Any]) -> str:
         return f'<mj-spacer height="{block["height"]}px" />'
     if kind == "social":
         elements = "".join(
-            f'<mj-social-element name="{network}" href="{_attr(block[network])}"></mj-social-element>'
+            f'<mj-social-element name="{network}" href="{_attr(block[network])}" '
+            f'alt="{SOCIAL_LABELS[network]}"></mj-social-element>'
             for network in SOCIAL_NETWORKS
             if block[network]
         )

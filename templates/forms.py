@@ -9,8 +9,15 @@ from django import forms
 from django.db.models import Q
 
 from mailplatform import jsonlimits
-from templates.models import EmailTemplate
+from templates.models import EmailTemplate, SourceFormat
 from templates.starters import STARTERS
+
+BODY_LABELS = {
+    SourceFormat.HTML: "HTML",
+    SourceFormat.MJML: "MJML",
+    SourceFormat.MARKDOWN: "Markdown",
+    SourceFormat.BLOCKS: "Block document",
+}
 
 MAX_PREVIEW_DATA = 64 * 1024
 
@@ -27,6 +34,8 @@ class TemplateForm(forms.Form):
         queryset=EmailTemplate.objects.none(), required=False, empty_label="No base layout"
     )
     html = forms.CharField(widget=forms.Textarea(attrs={"rows": 24, "spellcheck": "false"}), label="HTML")
+    # Changed only through "switch mode" (templates.formats.switch_format); the preview reads it.
+    source_format = forms.ChoiceField(choices=SourceFormat.choices, required=False, widget=forms.HiddenInput)
     text = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false"}),
         required=False,
@@ -42,6 +51,13 @@ class TemplateForm(forms.Form):
 
     def __init__(self, *args: Any, template: EmailTemplate | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        source_format = template.source_format if template is not None else SourceFormat.HTML
+        self.fields["html"].label = BODY_LABELS.get(source_format, "HTML")
+        if source_format == SourceFormat.BLOCKS:
+            # The block editor (blocks.js) keeps this in step with the blocks on the page.
+            self.fields["html"].widget.attrs.update(hidden=True, rows=4)
+        if source_format != SourceFormat.HTML:
+            self.fields["text"].help_text = "Leave empty to derive it from the compiled HTML."
         usable = Q(archived=False)
         if template is not None and template.layout_id:
             usable |= Q(pk=template.layout_id)  # an archived layout in use stays selectable
@@ -82,8 +98,23 @@ class PreviewForm(TemplateForm):
 
 
 class NewTemplateForm(forms.Form):
+    # Blank templates, one per source format: key, name, description.
+    BLANK_FORMATS = [
+        ("blocks", "Blank: blocks", "Drag headings, text, images, buttons and columns; no HTML needed."),
+        ("mjml", "Blank: MJML", "Responsive e-mail markup, compiled on the server."),
+        (
+            "markdown",
+            "Blank: Markdown",
+            "Plain writing with # headings, **bold** and [links](...), in a layout.",
+        ),
+    ]
     name = forms.CharField(max_length=200)
     starter = forms.ChoiceField(
-        choices=[("", "Blank"), ("layout", "Base layout"), *((k, s.name) for k, s in STARTERS.items())],
+        choices=[
+            ("", "Blank"),
+            ("layout", "Base layout"),
+            *((key, name) for key, name, _ in BLANK_FORMATS),
+            *((k, s.name) for k, s in STARTERS.items()),
+        ],
         required=False,
     )

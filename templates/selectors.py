@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.db.models import Count, QuerySet
@@ -139,6 +139,7 @@ def template_preview(
     layout: EmailTemplate | None = None,
     data: Mapping[str, Any] | None = None,
     source_format: str = "html",
+    attachments: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[CompiledTemplate, RenderedEmail]:
     """Compile unsaved content and render it with sample data, or with the plain data given.
 
@@ -162,6 +163,7 @@ def template_preview(
             preheader=preheader,
             layout_html=layout.html if layout is not None else None,
             source_format=source_format,
+            attachments=attachments,
         )
     data = dict(data or {})
     contact = data.pop("contact", None)
@@ -182,6 +184,8 @@ def saved_template_preview(
         preheader=source.preheader,
         layout=source.layout,
         data=data,
+        source_format=source.source_format,
+        attachments=source.attachments or (),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
@@ -17,11 +18,13 @@ from django.views.decorators.http import require_http_methods, require_POST
 from mailplatform.permissions import requires
 from mailplatform.roles import can
 from templates import selectors, services
+from templates.blocks import BLOCK_TYPES
 from templates.compiler import TemplateError
 from templates.context import SAMPLE_CONTACT, VARIABLE_HELP
+from templates.formats import FORMAT_LABELS, SOURCE_FORMATS, FormatError, switch_format
 from templates.forms import NewTemplateForm, PreviewForm, TemplateForm
-from templates.models import EmailTemplate, TemplateVersion
-from templates.starters import STARTERS
+from templates.models import EmailTemplate, SourceFormat, TemplateVersion
+from templates.starters import BLANK_BODIES, STARTERS
 
 # The preview shows untrusted HTML: no scripts, no plugins, no requests but images and fonts,
 # and a sandbox (an opaque origin) even for a browser that ignores the iframe's attribute.
@@ -119,6 +122,8 @@ def new(request: HttpRequest) -> HttpResponse:
         fields: dict[str, Any] = {"name": form.cleaned_data["name"], "html": BLANK_HTML, "subject": "Hello"}
         if key == "layout":
             fields.update(html=BLANK_LAYOUT, kind=EmailTemplate.Kind.LAYOUT, subject="")
+        elif key in BLANK_BODIES:
+            fields.update(html=BLANK_BODIES[key], source_format=key)
         elif key:
             starter = STARTERS[key]
             fields.update(
@@ -127,11 +132,16 @@ def new(request: HttpRequest) -> HttpResponse:
                 preheader=starter.preheader,
                 starter=key,
                 transactional=starter.transactional,
+                source_format=starter.source_format,
             )
         template = services.template_create(**fields, by=request.user)
         messages.success(request, f"Created “{template.name}”.")
         return redirect("templates:edit", pk=template.pk)
-    return render(request, "email_templates/new.html", {"form": form, "starters": STARTERS.values()})
+    return render(
+        request,
+        "email_templates/new.html",
+        {"form": form, "starters": STARTERS.values(), "blank_formats": NewTemplateForm.BLANK_FORMATS},
+    )
 
 
 @requires("view_dashboard")
@@ -145,6 +155,7 @@ def edit(request: HttpRequest, pk: int) -> HttpResponse:
         if form.is_valid():
             data = dict(form.cleaned_data)
             note = data.pop("note", "")
+            data.pop("source_format", None)  # the mode changes only through switch_mode
             try:
                 services.template_update(template.pk, by=request.user, note=note, **data)
             except TemplateError as error:
@@ -166,9 +177,17 @@ def edit(request: HttpRequest, pk: int) -> HttpResponse:
                 "html": template.html,
                 "text": template.text,
                 "transactional": template.transactional,
+                "source_format": template.source_format,
             },
             template=template,
         )
+    return _render_editor(request, template, form, can_edit, status)
+
+
+def _render_editor(
+    request: HttpRequest, template: EmailTemplate, form: TemplateForm, can_edit: bool, status: int = 200
+) -> HttpResponse:
+    source_format = template.source_format
     context = {
         "template": template,
         "form": form,
@@ -179,8 +198,101 @@ def edit(request: HttpRequest, pk: int) -> HttpResponse:
         "sample_data": request.POST.get("preview_data") or json.dumps({"contact": SAMPLE_CONTACT}, indent=2),
         "is_layout": template.kind == EmailTemplate.Kind.LAYOUT,
         "contact_lookup_url": _contact_lookup_url(),
+        "source_format": source_format,
+        "format_label": FORMAT_LABELS[source_format],
+        "switch_targets": [(f, FORMAT_LABELS[f]) for f in SOURCE_FORMATS if f != source_format],
+        "block_types": [(key, label) for key, (label, _) in BLOCK_TYPES.items() if key != "columns"],
+        "test_send_url": _named_url("delivery:template-test-send", template_id=template.pk),
+        "media_picker_url": reverse("media:picker"),
+        "attachment_limit": django_settings.TEMPLATE_ATTACHMENTS_MAX_BYTES,
+        "block_defaults": json.dumps({key: fields for key, (_, fields) in BLOCK_TYPES.items()}),
     }
     return render(request, "email_templates/edit.html", context, status=status)
+
+
+def _named_url(name: str, **kwargs: Any) -> str | None:
+    """Another app's page, by URL name (templates imports no app but media); None where absent."""
+    try:
+        return reverse(name, kwargs=kwargs)
+    except NoReverseMatch:
+        return None
+
+
+@require_POST
+@requires("manage_templates")
+def switch_mode(request: HttpRequest, pk: int) -> HttpResponse:
+    """Save the editor's draft in another source format, when nothing would be lost; say why not otherwise."""
+    template = get_object_or_404(EmailTemplate.objects.select_related("layout", "current_version"), pk=pk)
+    form = TemplateForm(request.POST, template=template)
+    target = request.POST.get("target", "")
+    if not form.is_valid():
+        return _render_editor(request, template, form, True, 400)
+    data = dict(form.cleaned_data)
+    data.pop("note", None)
+    data.pop("source_format", None)
+    try:
+        if template.kind == EmailTemplate.Kind.LAYOUT:
+            raise FormatError("a base layout is written in HTML")
+        if target == SourceFormat.MJML or target == SourceFormat.BLOCKS:
+            if data.get("layout") is not None:
+                raise FormatError(
+                    f"{FORMAT_LABELS[target]} templates are whole documents: remove the base layout first"
+                )
+        data["html"] = switch_format(
+            template.source_format, data["html"], target, has_layout=data.get("layout") is not None
+        )
+        services.template_update(
+            template.pk,
+            by=request.user,
+            note=f"Switched from {FORMAT_LABELS[template.source_format]} to {FORMAT_LABELS[target]}",
+            source_format=target,
+            **data,
+        )
+    except (FormatError, TemplateError, KeyError) as error:
+        message = (
+            f"Not switched: {error}" if not isinstance(error, KeyError) else "Not switched: unknown mode"
+        )
+        messages.error(request, message)
+        return _render_editor(request, template, form, True, 400)
+    messages.success(request, f"Now in {FORMAT_LABELS[target]} mode. Nothing was lost.")
+    return redirect("templates:edit", pk=template.pk)
+
+
+@require_POST
+@requires("manage_templates")
+def attachment_add(request: HttpRequest, pk: int) -> HttpResponse:
+    get_object_or_404(EmailTemplate, pk=pk)
+    upload = request.FILES.get("file")
+    try:
+        if upload is None:
+            raise TemplateError("choose a file to attach", part="attachments")
+        if upload.size > django_settings.TEMPLATE_ATTACHMENTS_MAX_BYTES:
+            raise TemplateError(
+                f"{upload.name} is {upload.size / 1048576:.1f} MB; a message may carry at most "
+                f"{django_settings.TEMPLATE_ATTACHMENTS_MAX_BYTES / 1048576:.1f} MB of attachments",
+                part="attachments",
+            )
+        template = services.template_attach(
+            pk, data=upload.read(), filename=upload.name or "", by=request.user
+        )
+    except TemplateError as error:
+        messages.error(request, f"Not attached: {error.message}")
+    else:
+        messages.success(request, f"Attached {template.attachments[-1]['filename']}.")
+    return redirect("templates:edit", pk=pk)
+
+
+@require_POST
+@requires("manage_templates")
+def attachment_remove(request: HttpRequest, pk: int, index: int) -> HttpResponse:
+    get_object_or_404(EmailTemplate, pk=pk)
+    try:
+        services.template_detach(pk, index=index, by=request.user)
+    except TemplateError as error:
+        messages.error(request, f"Not removed: {error.message}")
+    else:
+        messages.success(request, "Attachment removed.")
+    return redirect("templates:edit", pk=pk)
 
 
 def _contact_lookup_url() -> str | None:
@@ -232,6 +344,7 @@ def _render_preview_form(request: HttpRequest, template: EmailTemplate) -> tuple
             preheader=data["preheader"],
             layout=data.get("layout"),
             data=data["preview_data"],
+            source_format=data.get("source_format") or template.source_format,
         )
     except (TemplateError, ValueError) as error:
         return form, error

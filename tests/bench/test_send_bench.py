@@ -50,3 +50,23 @@ def test_send_bench_refuses_a_bad_size():
         env=_env(),
     )
     assert result.returncode != 0 and "--messages" in result.stderr
+
+
+def test_send_bench_domains_small():
+    """--domains: two runs over 20 receiving domains, one limited; nothing lost or doubled."""
+    result = subprocess.run(
+        [sys.executable, "bench/send.py", "--domains", "--messages", "600", "--limit", "10"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["sent"] == 600 and figures["received"] == 600
+    assert figures["duplicates"] == 0 and figures["missing"] == 0
+    assert figures["limited_sent"] == 30 and figures["limit_per_s"] == 10
+    # 20 at 10/s after a burst of 10: small and noisy here; the full-size figures are in the note
+    assert 5 <= figures["limited_per_s"] <= 15, figures
+    assert figures["others_ratio"] > 0

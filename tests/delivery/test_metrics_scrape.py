@@ -29,6 +29,9 @@ def test_a_scrape_during_a_real_send_sees_the_counter_rise_and_the_queue_drain(
         queued = metrics["posthorn_messages"][(("state", "queued"),)]
         return sent, queued
 
+    from mailplatform.celery import app
+
+    app.control.purge()  # tasks earlier tests queued without a worker must not run here
     sent_before, _ = scrape()
     worker = start_celery_worker(
         queues="sending", env={"DELIVERY_PARALLEL": "1", "DELIVERY_BATCH_SIZE": "20"}, label="metrics"

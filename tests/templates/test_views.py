@@ -55,7 +55,8 @@ def test_create_from_starter(marketer_client):
     response = marketer_client.post(reverse("templates:new"), {"name": "March news", "starter": "newsletter"})
     template = EmailTemplate.objects.get(name="March news")
     assert response.status_code == 302 and response.url == reverse("templates:edit", args=[template.pk])
-    assert template.starter == "newsletter" and "{{ unsubscribe_url }}" in template.html
+    assert template.starter == "newsletter" and template.source_format == "blocks"
+    assert "{{ unsubscribe_url }}" in services.template_compile(template.pk).html
     receipt = marketer_client.post(reverse("templates:new"), {"name": "Receipt", "starter": "receipt"})
     assert receipt.status_code == 302 and EmailTemplate.objects.get(name="Receipt").transactional
 

@@ -15,6 +15,25 @@
     });
   }
 
+  // A table (or chart) wider than a phone scrolls in its own box; the keyboard must reach that box
+  // to scroll it, so a box that overflows gets a tab stop (and loses it when it fits again).
+  var scrollables = ".content table, .content .table-wrap, .content .card";
+  function markScrollables() {
+    document.querySelectorAll(scrollables).forEach(function (box) {
+      var wide = box.scrollWidth > box.clientWidth + 1 && getComputedStyle(box).overflowX !== "visible";
+      if (wide && !box.hasAttribute("tabindex")) {
+        box.setAttribute("tabindex", "0");
+        box.setAttribute("data-scroll-stop", "");
+      } else if (!wide && box.hasAttribute("data-scroll-stop")) {
+        box.removeAttribute("tabindex");
+        box.removeAttribute("data-scroll-stop");
+      }
+    });
+  }
+  markScrollables();
+  window.addEventListener("resize", markScrollables);
+  document.body.addEventListener("htmx:afterSettle", markScrollables);
+
   // A part of a form that only matters while a checkbox is ticked (data-shown-by="<checkbox id>").
   document.querySelectorAll("[data-shown-by]").forEach(function (part) {
     var box = document.getElementById(part.getAttribute("data-shown-by"));

@@ -65,3 +65,12 @@
     }
   });
 })();
+
+// htmx leaves 4xx answers unswapped; panels marked data-swap-errors show them (they explain what was refused).
+document.addEventListener("htmx:beforeSwap", (event) => {
+  const target = event.detail.target;
+  if (event.detail.xhr.status === 400 && target && target.closest("[data-swap-errors]")) {
+    event.detail.shouldSwap = true;
+    event.detail.isError = false;
+  }
+});
