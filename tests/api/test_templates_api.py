@@ -67,7 +67,8 @@ def test_preview_for_a_contact(api_client_for):
         subject="Your order {{ order }}",
         html="<p>Hi {{ contact.first_name }}, order {{ order }}</p>",
     )
-    sender = api_client_for("developer", ["templates:read"])
+    # A preview with a contact's data reads the contact too (tests/security/test_smaller_holes.py).
+    sender = api_client_for("developer", ["templates:read", "contacts:read"])
     from contacts.services import contact_create
 
     contact = contact_create(email="pre@example.com", first_name="Priya")

@@ -20,6 +20,13 @@ pytestmark = pytest.mark.browser
 CSV = "email,first_name\n" + "".join(f"reader{i}@example.org,Reader{i}\n" for i in range(12))
 
 
+@pytest.fixture
+def browser_context_args(browser_context_args):
+    # page_problems injects axe-core as an inline script, which the pages' Content-Security-Policy
+    # rightly refuses (tests/security/test_csp.py checks the policy; the other journeys run under it).
+    return {**browser_context_args, "bypass_csp": True}
+
+
 def test_campaign_journey(
     live_server, page: Page, make_user, capture_relay, celery_worker_process, tmp_path, settings
 ):
