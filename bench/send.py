@@ -292,7 +292,6 @@ def _build_one(mailing, message) -> bytes:
 
 
 def run(args: argparse.Namespace, port: int, dump: Path) -> int:
-    from django.conf import settings
     from django.core.management import call_command
 
     from contacts.selectors import audience_sql
@@ -325,42 +324,13 @@ def run(args: argparse.Namespace, port: int, dump: Path) -> int:
     plan_s = time.perf_counter() - start
     print(f"planned {planned:,} messages in {plan_s:.2f}s ({planned / plan_s:,.0f}/s)")
 
-    env = {
-        **os.environ,
-        "DEBUG": "false",
-        "SECRET_KEY": settings.SECRET_KEY,
-        "REDIS_URL": settings.REDIS_URL,
-        "DATABASE_URL": os.environ["DATABASE_URL"],
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "PYTHONUNBUFFERED": "1",
-    }
-    workers = start_workers(args.workers, env)
+    workers = start_workers(args.workers, _worker_env({}))
     try:
-        from mailplatform.celery import app
-
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            replies = app.control.ping(
-                timeout=0.5,
-                destination=[f"bench{i}-{os.getpid()}@{socket.gethostname()}" for i in range(args.workers)],
-            )
-            if len(replies or []) >= args.workers:
-                break
+        _wait_for_workers(args.workers)
         cpu_before = workers_cpu_seconds(workers)
         start = time.perf_counter()
         mailings.mailing_start(mailing.pk)
-        last_print, sent = 0.0, 0
-        timeout_at = time.monotonic() + args.timeout
-        while time.monotonic() < timeout_at:
-            sent = Message.objects.filter(mailing=mailing, state__in=["sent", "failed", "skipped"]).count()
-            if sent >= planned:
-                break
-            if any(w.poll() is not None for w in workers):
-                raise RuntimeError("a worker exited during the benchmark")
-            if time.monotonic() - last_print > 5:
-                last_print = time.monotonic()
-                print(f"  {sent:,} / {planned:,} after {time.perf_counter() - start:.1f}s", flush=True)
-            time.sleep(0.2)
+        _wait_until_done(mailing, planned, workers, args.timeout, label="sent")
         seconds = time.perf_counter() - start
         worker_cpu = workers_cpu_seconds(workers) - cpu_before
     finally:
@@ -492,6 +462,28 @@ def _wait_for_workers(count: int) -> None:
             return
 
 
+def _wait_until_done(
+    mailing, planned: int, workers: list[subprocess.Popen], timeout: float, *, label: str
+) -> int:
+    """Poll the ledger until every planned message has an outcome (or the timeout); a dead worker fails."""
+    from delivery.models import Message
+
+    start = time.perf_counter()
+    last_print, done = 0.0, 0
+    timeout_at = time.monotonic() + timeout
+    while time.monotonic() < timeout_at:
+        done = Message.objects.filter(mailing=mailing, state__in=["sent", "failed", "skipped"]).count()
+        if done >= planned:
+            break
+        if any(w.poll() is not None for w in workers):
+            raise RuntimeError("a worker exited during the benchmark")
+        if time.monotonic() - last_print > 5:
+            last_print = time.monotonic()
+            print(f"  {label}: {done:,} / {planned:,} after {time.perf_counter() - start:.1f}s", flush=True)
+        time.sleep(0.2)
+    return done
+
+
 def _domain_run(args, work: Path, list_id: int, compiled, *, label: str, limits: dict) -> dict:
     """One send of the whole list through its own sink and workers; per-domain figures from the ledger."""
     from django.db.models import Count, Max, Min
@@ -525,18 +517,7 @@ def _domain_run(args, work: Path, list_id: int, compiled, *, label: str, limits:
         _wait_for_workers(args.workers)
         started = time.time()
         mailings.mailing_start(mailing.pk)
-        timeout_at = time.monotonic() + args.timeout
-        last_print = 0.0
-        while time.monotonic() < timeout_at:
-            done = Message.objects.filter(mailing=mailing, state__in=["sent", "failed", "skipped"]).count()
-            if done >= planned:
-                break
-            if any(w.poll() is not None for w in workers):
-                raise RuntimeError("a worker exited during the benchmark")
-            if time.monotonic() - last_print > 5:
-                last_print = time.monotonic()
-                print(f"  {label}: {done:,} / {planned:,} after {time.time() - started:.1f}s", flush=True)
-            time.sleep(0.2)
+        _wait_until_done(mailing, planned, workers, args.timeout, label=label)
     finally:
         stop(workers)
         time.sleep(0.5)  # the sink appends to its dump asynchronously
