@@ -244,8 +244,14 @@ def campaign_progress(campaign: Campaign) -> dict[str, Any]:
     """Sent / total, rate and time left over all the campaign's Mailings."""
     total = done = sent = failed = skipped = 0
     rate = 0.0
+    held: dict[str, int] = {}
+    warmup = None
     for mailing_id in campaign_mailing_ids(campaign):
         progress = delivery_selectors.mailing_progress(mailing_id)
+        for reason, count in progress["held"].items():
+            held[reason] = held.get(reason, 0) + count
+        if progress["warmup"] and (warmup is None or progress["warmup"]["finish_on"] > warmup["finish_on"]):
+            warmup = progress["warmup"]
         total += progress["total"]
         done += progress["done"]
         sent += progress["sent"]
@@ -262,7 +268,10 @@ def campaign_progress(campaign: Campaign) -> dict[str, Any]:
         "remaining": remaining,
         "percent": int(done * 100 / total) if total else (100 if campaign.state == CampaignState.SENT else 0),
         "rate_per_s": round(rate, 1),
-        "eta_s": int(remaining / rate) if rate > 0 and remaining else None,
+        "eta_s": int(remaining / rate) if rate > 0 and remaining and warmup is None else None,
+        # Waiting in the ledger, by reason (delivery's HoldReason values), and the warm-up's estimate.
+        "held": held,
+        "warmup": warmup,
     }
 
 

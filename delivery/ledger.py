@@ -262,6 +262,40 @@ def hold(ids: Sequence[int], until: dt.datetime, reason: str) -> None:
         )
 
 
+def hold_queued(mailing_id: int, until: dt.datetime, reason: str) -> int:
+    """Every queued Message of the Mailing waits until `until` for `reason` (a warm-up cap used up:
+    nothing of it may go today). Their order is kept: release_held brings them back oldest first."""
+    if reason not in HoldReason.values or not reason:
+        raise ValueError(f"unknown hold reason {reason!r}")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE delivery_message SET state = 'deferred', next_attempt_at = %s, hold_reason = %s "
+            "WHERE mailing_id = %s AND state = 'queued'",
+            [until, reason, mailing_id],
+        )
+        return cursor.rowcount
+
+
+def release_held(mailing_id: int, reason: str, limit: int) -> int:
+    """Up to `limit` of the Mailing's Messages held for `reason` back to the queue, oldest (lowest id)
+    first, whatever their not-before time (warm-up: today's caps have room again)."""
+    if limit <= 0:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE delivery_message SET state = 'queued', hold_reason = '', next_attempt_at = NULL
+            WHERE id IN (
+                SELECT id FROM delivery_message
+                WHERE mailing_id = %s AND state = 'deferred' AND hold_reason = %s
+                ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
+            )
+            """,
+            [mailing_id, reason, limit],
+        )
+        return cursor.rowcount
+
+
 # --- outcomes ---
 
 

@@ -42,7 +42,15 @@ def mailing_progress(mailing_id: int) -> dict[str, Any]:
             held[row["hold_reason"] or HoldReason.RELAY] = row["n"]
             held_until = max(filter(None, [held_until, row["until"]]), default=None)
     eta = int(remaining / rate) if rate > 0 and remaining else None
-    if held_until is not None:
+    warmup_estimate = None
+    if held.get(HoldReason.WARMUP):
+        # Held by a warm-up cap: the schedule says on which day the last of it should go.
+        from delivery import warmup
+
+        mailing = Mailing.objects.filter(pk=mailing_id).first()
+        warmup_estimate = warmup.estimate(mailing, remaining) if mailing is not None else None
+        eta = None
+    elif held_until is not None:
         eta = max(eta or 0, int((held_until - timezone.now()).total_seconds())) or eta
     return {
         "total": total,
@@ -53,6 +61,7 @@ def mailing_progress(mailing_id: int) -> dict[str, Any]:
         "eta_s": eta,
         "held": held,
         "held_until": held_until,
+        "warmup": warmup_estimate,
     }
 
 
