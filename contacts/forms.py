@@ -20,6 +20,7 @@ from contacts.models import (
 )
 from contacts.segments import OPS_BY_KIND, SegmentError, available_fields
 from contacts.validation import EmailError, check_contact_language, check_contact_timezone, check_email
+from mailplatform.forms import TimezoneInput
 from mailplatform.locales import LANGUAGE_MAX, TIMEZONE_MAX
 
 
@@ -42,7 +43,8 @@ class _ContactFieldsForm(forms.Form):
         max_length=TIMEZONE_MAX,
         required=False,
         label="Time zone",
-        help_text="An IANA zone such as Europe/Berlin.",
+        help_text="Type a city or region (Berlin, New York) and pick from the suggestions.",
+        widget=TimezoneInput,
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

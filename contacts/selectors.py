@@ -394,3 +394,8 @@ def import_backlog_metrics():
 def contacts_exist() -> bool:
     """The home checklist's "import your contacts" step."""
     return Contact.objects.exists()
+
+
+def custom_field_names() -> list[str]:
+    """Every custom field's key (what a template writes as contact.<key>)."""
+    return list(CustomField.objects.order_by("name").values_list("name", flat=True))
