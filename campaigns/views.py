@@ -311,7 +311,12 @@ def progress_fragment(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "campaigns/progress_fragment.html",
-        {"campaign": campaign, "progress": selectors.campaign_progress(campaign)},
+        {
+            "campaign": campaign,
+            "progress": selectors.campaign_progress(campaign),
+            # Delivered, opened… redrawn with the bar: they agree with it without a reload.
+            "report": delivery_selectors.mailing_figures(selectors.campaign_mailing_ids(campaign)),
+        },
     )
 
 
