@@ -89,10 +89,20 @@ def normalise_header(header: str) -> str:
     return _NORMALISE.sub("", header.strip().lower())
 
 
+# What a spreadsheet may read as the start of a formula or a command: OWASP's CSV injection list
+# (= + - @ tab CR), ASVS 1.2.10's NUL, line feed, `|` and `%` (DDE and macro forms in old
+# spreadsheets), and the full-width forms some spreadsheets fold to ASCII.
+FORMULA_STARTS = frozenset("=+-@\t\r\n\0|%\uff1d\uff0b\uff0d\uff20")
+
+
 def neutralise_cell(value: Any) -> str:
-    """A cell a spreadsheet will not run as a formula (OWASP's CSV injection advice)."""
+    """A cell a spreadsheet will not run as a formula: the one helper every CSV export uses.
+
+    An empty cell stays empty (None too); a cell that starts with a formula character gets a
+    leading `'`, which spreadsheets show as text and do not display.
+    """
     text = "" if value is None else str(value)
-    if text and text[0] in ("=", "+", "-", "@", "\t", "\r", "|", "%"):
+    if text and text[0] in FORMULA_STARTS:
         return "'" + text
     return text
 
