@@ -242,10 +242,11 @@ def campaign_mailing_ids(campaign: Campaign) -> list[int]:
 
 def campaign_progress(campaign: Campaign) -> dict[str, Any]:
     """Sent / total, rate and time left over all the campaign's Mailings."""
-    total = done = sent = failed = skipped = 0
+    total = done = sent = failed = skipped = after_pause = 0
     rate = 0.0
     held: dict[str, int] = {}
     warmup = None
+    eta = None
     for mailing_id in campaign_mailing_ids(campaign):
         progress = delivery_selectors.mailing_progress(mailing_id)
         for reason, count in progress["held"].items():
@@ -258,7 +259,17 @@ def campaign_progress(campaign: Campaign) -> dict[str, Any]:
         failed += progress["failed"]
         skipped += progress["skipped"]
         rate += progress["rate_per_s"]
+        after_pause += progress["after_pause"]
+        if progress["eta_s"] is not None:
+            eta = max(eta or 0, progress["eta_s"])
     remaining = total - done
+    paused = campaign.state == CampaignState.PAUSED
+    if paused:  # nothing goes out while paused: no rate, no time left
+        rate, eta = 0.0, None
+    elif warmup is not None:  # held by warm-up: the schedule's finish day says it, not seconds
+        eta = None
+    elif rate > 0 and remaining:
+        eta = max(eta or 0, int(remaining / rate + 0.5))
     return {
         "total": total,
         "done": done,
@@ -268,7 +279,9 @@ def campaign_progress(campaign: Campaign) -> dict[str, Any]:
         "remaining": remaining,
         "percent": int(done * 100 / total) if total else (100 if campaign.state == CampaignState.SENT else 0),
         "rate_per_s": round(rate, 1),
-        "eta_s": int(remaining / rate) if rate > 0 and remaining and warmup is None else None,
+        "eta_s": eta if remaining else None,
+        "paused": paused,
+        "after_pause": after_pause,
         # Waiting in the ledger, by reason (delivery's HoldReason values), and the warm-up's estimate.
         "held": held,
         "warmup": warmup,

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('delivery', '0005_message_bounce_kind'),
+        ('delivery', '0006_mailing_paused_at'),
     ]
 
     operations = [
