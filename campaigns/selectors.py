@@ -242,8 +242,9 @@ def campaign_mailing_ids(campaign: Campaign) -> list[int]:
 
 def campaign_progress(campaign: Campaign) -> dict[str, Any]:
     """Sent / total, rate and time left over all the campaign's Mailings."""
-    total = done = sent = failed = skipped = 0
+    total = done = sent = failed = skipped = after_pause = 0
     rate = 0.0
+    eta = None
     for mailing_id in campaign_mailing_ids(campaign):
         progress = delivery_selectors.mailing_progress(mailing_id)
         total += progress["total"]
@@ -252,7 +253,15 @@ def campaign_progress(campaign: Campaign) -> dict[str, Any]:
         failed += progress["failed"]
         skipped += progress["skipped"]
         rate += progress["rate_per_s"]
+        after_pause += progress["after_pause"]
+        if progress["eta_s"] is not None:
+            eta = max(eta or 0, progress["eta_s"])
     remaining = total - done
+    paused = campaign.state == CampaignState.PAUSED
+    if paused:  # nothing goes out while paused: no rate, no time left
+        rate, eta = 0.0, None
+    elif rate > 0 and remaining:
+        eta = max(eta or 0, int(remaining / rate + 0.5))
     return {
         "total": total,
         "done": done,
@@ -262,7 +271,9 @@ def campaign_progress(campaign: Campaign) -> dict[str, Any]:
         "remaining": remaining,
         "percent": int(done * 100 / total) if total else (100 if campaign.state == CampaignState.SENT else 0),
         "rate_per_s": round(rate, 1),
-        "eta_s": int(remaining / rate) if rate > 0 and remaining else None,
+        "eta_s": eta if remaining else None,
+        "paused": paused,
+        "after_pause": after_pause,
     }
 
 

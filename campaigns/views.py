@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from campaigns import charts, selectors, services
 from campaigns.forms import AudienceForm, ConfirmForm, ContentForm, ScheduleForm, SettingsForm, TestSendForm
 from campaigns.models import Campaign, CampaignState
+from contacts.imports import neutralise_cell
 from delivery import selectors as delivery_selectors
 from mailplatform.errors import PlatformError, form_error, message_error
 from mailplatform.permissions import requires
@@ -310,7 +311,12 @@ def progress_fragment(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "campaigns/progress_fragment.html",
-        {"campaign": campaign, "progress": selectors.campaign_progress(campaign)},
+        {
+            "campaign": campaign,
+            "progress": selectors.campaign_progress(campaign),
+            # Delivered, opened… redrawn with the bar: they agree with it without a reload.
+            "report": delivery_selectors.mailing_figures(selectors.campaign_mailing_ids(campaign)),
+        },
     )
 
 
@@ -402,11 +408,8 @@ def report_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     def rows():
         yield writer.writerow(header)
         for row in selectors.recipients_csv_rows(campaign):
-            # A leading = + - @ would be a formula in a spreadsheet.
-            # (An empty cell starts with nothing: `"" in "=+-@"` is true, so test the first character.)
-            yield writer.writerow(
-                [f"'{v}" if isinstance(v, str) and v and v[0] in "=+-@" else v for v in row]
-            )
+            # Addresses and relay replies come from outside: no cell may start a formula.
+            yield writer.writerow([neutralise_cell(v) for v in row])
 
     response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-report.csv"'

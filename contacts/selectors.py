@@ -357,25 +357,23 @@ def mailing_lists_with_counts() -> QuerySet[MailingList]:
     ).order_by("name")
 
 
+def _subscriptions_per_day(field: str, since: dt.datetime) -> dict[dt.date, int]:
+    return dict(
+        Subscription.objects.filter(**{f"{field}__gte": since})
+        .annotate(day=TruncDate(field))
+        .values_list("day")
+        .annotate(n=Count("id"))
+        .values_list("day", "n")
+    )
+
+
 def list_growth(days: int = 30) -> list[dict[str, Any]]:
     """Confirmed subscriptions and unsubscriptions per day over the last `days` days."""
     since = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0) - dt.timedelta(
         days=days - 1
     )
-    joined = dict(
-        Subscription.objects.filter(confirmed_at__gte=since)
-        .annotate(day=TruncDate("confirmed_at"))
-        .values_list("day")
-        .annotate(n=Count("id"))
-        .values_list("day", "n")
-    )
-    left = dict(
-        Subscription.objects.filter(unsubscribed_at__gte=since)
-        .annotate(day=TruncDate("unsubscribed_at"))
-        .values_list("day")
-        .annotate(n=Count("id"))
-        .values_list("day", "n")
-    )
+    joined = _subscriptions_per_day("confirmed_at", since)
+    left = _subscriptions_per_day("unsubscribed_at", since)
     result = []
     for offset in range(days):
         day = (since + dt.timedelta(days=offset)).date()
@@ -422,3 +420,8 @@ def import_backlog_metrics():
 def contacts_exist() -> bool:
     """The home checklist's "import your contacts" step."""
     return Contact.objects.exists()
+
+
+def custom_field_names() -> list[str]:
+    """Every custom field's key (what a template writes as contact.<key>)."""
+    return list(CustomField.objects.order_by("name").values_list("name", flat=True))

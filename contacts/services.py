@@ -60,7 +60,7 @@ from contacts.validation import (
     coerce_value,
 )
 from mailplatform.errors import Conflict, Invalid
-from mailplatform.services import acting_user, audit_record
+from mailplatform.services import acting_user, audit_changes, audit_record
 from mailplatform.uploads import media_path, upload_save
 
 log = logging.getLogger(__name__)
@@ -437,6 +437,68 @@ def contact_erase(contact: Contact, *, by: Any) -> None:
     with transaction.atomic():
         audit_record(by, "contact.erased", None, details={"contact_id": contact.pk})
         contact.delete()
+
+
+def custom_field_usage(field: CustomField) -> dict[str, int]:
+    """How many contacts hold a value for the field, and how many segments use it."""
+    return {
+        "contacts": Contact.objects.filter(attributes__has_key=field.name).count(),
+        "segments": sum(
+            1 for rules in Segment.objects.values_list("rules", flat=True) if _uses_field(rules, field.name)
+        ),
+    }
+
+
+def _uses_field(rules: Any, name: str) -> bool:
+    return any(
+        condition.get("field") == f"attr:{name}"
+        for group in (rules or {}).get("groups", [])
+        for condition in group.get("conditions", [])
+    )
+
+
+def custom_field_update(
+    field: CustomField, *, label: str, name: str, field_type: str, by: Any = None
+) -> CustomField:
+    """Change a field's label; its key and type only while no contact holds a value for it."""
+    if field_type not in FieldType.values:
+        raise Invalid(f"{field_type!r} is not a field type", field="type")
+    with transaction.atomic():
+        field = CustomField.objects.select_for_update().get(pk=field.pk)
+        held = Contact.objects.filter(attributes__has_key=field.name).exists()
+        if held and name != field.name:
+            raise Conflict("contacts hold values under this key; it can no longer change", field="name")
+        if held and field_type != field.type:
+            raise Conflict("contacts hold values of this type; it can no longer change", field="type")
+        if name != field.name and any(
+            _uses_field(r, field.name) for r in Segment.objects.values_list("rules", flat=True)
+        ):
+            raise Conflict("a segment uses this key; change the segment first", field="name")
+        before = {"label": field.label, "key": field.name, "type": field.type}
+        field.label, field.name, field.type = label or name, name, field_type
+        field.save()
+        after = {"label": field.label, "key": field.name, "type": field.type}
+        _audit(by, "custom_field.updated", field, changes=audit_changes(before, after))
+    return field
+
+
+def custom_field_delete(field: CustomField, *, by: Any = None) -> int:
+    """Delete the field and every contact's value for it; returns how many values went.
+    Refused while a segment's rules use it (the segment would stop working)."""
+    with transaction.atomic():
+        field = CustomField.objects.select_for_update().get(pk=field.pk)
+        users = [s.name for s in Segment.objects.all() if _uses_field(s.rules, field.name)]
+        if users:
+            raise Conflict(f"the segment(s) {', '.join(users[:5])} use this field; change them first")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE contacts_contact SET attributes = attributes - %s WHERE attributes ? %s",
+                [field.name, field.name],
+            )
+            removed = cursor.rowcount
+        _audit(by, "custom_field.deleted", field, key=field.name, values_removed=removed)
+        field.delete()
+    return removed
 
 
 def custom_field_create(*, name: str, label: str, field_type: str, by: Any = None) -> CustomField:

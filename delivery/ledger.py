@@ -241,13 +241,17 @@ def extend_lease(ids: Sequence[int]) -> None:
         )
 
 
+def _check_hold_reason(reason: str) -> None:
+    if reason not in HoldReason.values or not reason:
+        raise ValueError(f"unknown hold reason {reason!r}")
+
+
 def hold_in_turn(ids: Sequence[int], start: dt.datetime, interval: float, reason: str) -> None:
     """Claimed Messages wait one after another: the n-th (1-based) until start + n * interval, so
     mail held for a receiving domain's rate comes back at about the pace it may go out."""
     if not ids:
         return
-    if reason not in HoldReason.values or not reason:
-        raise ValueError(f"unknown hold reason {reason!r}")
+    _check_hold_reason(reason)
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -293,8 +297,7 @@ def hold(ids: Sequence[int], until: dt.datetime, reason: str) -> None:
     """
     if not ids:
         return
-    if reason not in HoldReason.values or not reason:
-        raise ValueError(f"unknown hold reason {reason!r}")
+    _check_hold_reason(reason)
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE delivery_message SET state = 'deferred', lease_expires_at = NULL, next_attempt_at = %s, "

@@ -192,7 +192,8 @@ def _switch(
                 f"only a {from_state} mailing can be {verb} (this one is {mailing.state})", code="state"
             )
         mailing.state = to_state
-        fields = ["state"]
+        mailing.paused_at = timezone.now() if to_state == Mailing.State.PAUSED else None
+        fields = ["state", "paused_at"]
         if clear_error:
             mailing.last_error = ""
             fields.append("last_error")

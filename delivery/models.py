@@ -180,6 +180,9 @@ class Mailing(models.Model):
     planned_count = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When it was last paused (None while sending): what a runner had already handed to the relay
+    # is recorded after this, and the progress says so.
+    paused_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

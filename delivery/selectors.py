@@ -21,13 +21,18 @@ def mailing_progress(mailing_id: int) -> dict[str, Any]:
     """Counts per state, the recent rate and the time left; total counts every Message.
 
     Held Messages (`deferred`: by the relay, a sending window, a throttle, warm-up) count by
-    reason in `held`; the estimate is never earlier than the last hold's not-before time.
+    reason in `held` (the ledger's `Message.hold_reason`); the estimate is never earlier than the
+    last hold's not-before time (`next_attempt_at`). A paused Mailing has no rate and no time left;
+    `after_pause` counts what was recorded sent after the pause (runners had already handed it to
+    the relay when the pause came).
     """
     counts = dict.fromkeys(STATES, 0)
     for row in Message.objects.filter(mailing_id=mailing_id).values("state").annotate(n=Count("id")):
         counts[row["state"]] = row["n"]
     total = sum(counts.values())
-    rate = ratelimit.recent_rate(mailing_id)
+    mailing = Mailing.objects.filter(pk=mailing_id).only("state", "paused_at").first()
+    paused = mailing is not None and mailing.state == Mailing.State.PAUSED
+    rate = 0.0 if paused else ratelimit.recent_rate(mailing_id)
     remaining = counts["queued"] + counts["sending"] + counts["deferred"]
     done = total - remaining
     held: dict[str, int] = {}
@@ -41,9 +46,14 @@ def mailing_progress(mailing_id: int) -> dict[str, Any]:
         for row in rows:
             held[row["hold_reason"] or HoldReason.RELAY] = row["n"]
             held_until = max(filter(None, [held_until, row["until"]]), default=None)
-    eta = int(remaining / rate) if rate > 0 and remaining else None
-    if held_until is not None:
+    eta = int(remaining / rate + 0.5) if rate > 0 and remaining else None
+    if held_until is not None and not paused:
         eta = max(eta or 0, int((held_until - timezone.now()).total_seconds())) or eta
+    after_pause = 0
+    if paused and mailing.paused_at is not None:
+        after_pause = Message.objects.filter(
+            mailing_id=mailing_id, state=MessageState.SENT, sent_at__gt=mailing.paused_at
+        ).count()
     return {
         "total": total,
         **counts,
@@ -53,6 +63,8 @@ def mailing_progress(mailing_id: int) -> dict[str, Any]:
         "eta_s": eta,
         "held": held,
         "held_until": held_until,
+        "paused": paused,
+        "after_pause": after_pause,
     }
 
 
@@ -67,10 +79,15 @@ def mailings_page(*, limit: int = 50) -> QuerySet[Mailing]:
 
 
 def mailing_event_counts(mailing_id: int) -> dict[str, int]:
+    """Events by kind, labelled. "Sent" is the ledger's count of sent Messages (the same number as
+    the progress's "N sent of N"): a send is recorded on the Message, not as an event row."""
     counts = dict.fromkeys(MessageEvent.Kind.values, 0)
     for row in MessageEvent.objects.filter(mailing_id=mailing_id).values("kind").annotate(n=Count("id")):
         counts[row["kind"]] = row["n"]
-    return counts
+    counts[MessageEvent.Kind.SENT] = Message.objects.filter(
+        mailing_id=mailing_id, state=MessageState.SENT
+    ).count()
+    return {str(MessageEvent.Kind(kind).label): n for kind, n in counts.items()}
 
 
 def relays_with_usage() -> list[dict[str, Any]]:
