@@ -41,6 +41,8 @@ sys.path.insert(0, str(REPO / "bench"))
 from benchdb import own_database  # noqa: E402
 from loopback import free_port, wait_for_port  # noqa: E402
 
+from mailplatform.devstack import celery_command  # noqa: E402
+
 FIELDS = ("first_name", "last_name", "email", "city", "company")
 
 
@@ -180,17 +182,24 @@ def create_audience(n: int, *, domains: int = 0) -> int:
     return mailing_list.pk
 
 
+def smtp_source_seconds(source: str, n: int, port: int) -> float:
+    """The reference: Postfix's smtp-source, 16 sessions, `n` messages of 10 KB to the sink on `port`."""
+    start = time.perf_counter()
+    subprocess.run(
+        [source, "-s", "16", "-m", str(n), "-l", "10240", f"127.0.0.1:{port}"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - start
+
+
 def start_workers(count: int, env: dict[str, str]) -> list[subprocess.Popen]:
     workers = []
     for index in range(count):
         workers.append(
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "mailplatform",
+                celery_command(
                     "worker",
                     "-l",
                     "WARNING",
@@ -203,7 +212,7 @@ def start_workers(count: int, env: dict[str, str]) -> list[subprocess.Popen]:
                     "--without-gossip",
                     "--without-mingle",
                     "--without-heartbeat",
-                ],
+                ),
                 cwd=REPO,
                 env=env,
                 stdout=subprocess.DEVNULL,
@@ -367,28 +376,14 @@ def run(args: argparse.Namespace, port: int, dump: Path) -> int:
 
     # Reference: smtp-source, 16 sessions, N messages of 10 KB, same sink.
     source = postfix_tool("smtp-source")
-    start = time.perf_counter()
-    subprocess.run(
-        [source, "-s", "16", "-m", str(n), "-l", "10240", f"127.0.0.1:{port}"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    source_s = time.perf_counter() - start
+    source_s = smtp_source_seconds(source, n, port)
     source_rate = n / source_s
     print(f"smtp-source: {n:,} in {source_s:.2f}s: {source_rate:,.0f} msg/s; ratio {rate / source_rate:.2f}")
     # For context only: the same reference against a sink that keeps nothing (the dump costs the sink).
     bare_port = free_port()
     bare = start_sink(bare_port, None)
     try:
-        start = time.perf_counter()
-        subprocess.run(
-            [source, "-s", "16", "-m", str(n), "-l", "10240", f"127.0.0.1:{bare_port}"],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        bare_rate = n / (time.perf_counter() - start)
+        bare_rate = n / smtp_source_seconds(source, n, bare_port)
     finally:
         bare.terminate()
         bare.wait(10)

@@ -555,7 +555,7 @@ class ImportDetailView(ContactsScoped, generics.GenericAPIView):
 
 
 class ImportErrorReportView(ContactsScoped, generics.GenericAPIView):
-    """The import's bad rows as CSV (row, email, reason); 404 when it had none."""
+    """The import's bad rows as CSV (the file's own columns, then `import row` and `import problem`); 404 when it had none."""
 
     queryset = ContactImport.objects.all()
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.text import slugify
 
 from contacts.models import (
     ContactStatus,
@@ -18,6 +20,7 @@ from contacts.models import (
 )
 from contacts.segments import OPS_BY_KIND, SegmentError, available_fields
 from contacts.validation import EmailError, check_contact_language, check_contact_timezone, check_email
+from mailplatform.forms import TimezoneInput
 from mailplatform.locales import LANGUAGE_MAX, TIMEZONE_MAX
 
 
@@ -40,7 +43,8 @@ class _ContactFieldsForm(forms.Form):
         max_length=TIMEZONE_MAX,
         required=False,
         label="Time zone",
-        help_text="An IANA zone such as Europe/Berlin.",
+        help_text="Type a city or region (Berlin, New York) and pick from the suggestions.",
+        widget=TimezoneInput,
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -103,15 +107,54 @@ class MailingListForm(forms.ModelForm):
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
 
 
+BUILTIN_FIELD_NAMES = ("email", "first_name", "last_name", "language", "timezone", "status")
+
+
+def field_key_for(label: str) -> str:
+    """The attribute key a label gives: "Loyalty Points" -> "loyalty_points"."""
+    return slugify(label).replace("-", "_").strip("_")[:64]
+
+
 class CustomFieldForm(forms.ModelForm):
+    """A label in the marketer's words; the key (what templates write as contact.<key>) is derived
+    from it unless typed, and stays editable until a contact holds a value for it."""
+
+    name = forms.CharField(
+        max_length=64, required=False, label="Key",
+        help_text="Used in templates as {{ contact.<em>key</em> }} and in CSV headers. Left empty, "
+        "it is made from the label (Loyalty Points → loyalty_points). Letters, digits and _.",
+    )  # fmt: skip
+
     class Meta:
         model = CustomField
-        fields = ["name", "label", "type"]
+        fields = ["label", "name", "type"]
+
+    def __init__(
+        self, *args: Any, key_locked: bool = False, type_locked: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["label"].help_text = "What people see, e.g. Loyalty Points."
+        self.fields["name"].widget.attrs["data-key-from"] = "id_label"
+        if key_locked:
+            self.fields["name"].disabled = True
+            self.fields["name"].help_text = "Contacts hold values under this key, so it can no longer change."
+        if type_locked:
+            self.fields["type"].disabled = True
+            self.fields["type"].help_text = "Contacts hold values of this type, so it can no longer change."
 
     def clean_name(self) -> str:
-        name = self.cleaned_data["name"].replace("-", "_")
-        if name in ("email", "first_name", "last_name", "language", "timezone", "status"):
+        if self.fields["name"].disabled:
+            return self.instance.name
+        name = (self.cleaned_data.get("name") or "").strip() or field_key_for(self.data.get("label", ""))
+        name = name.replace("-", "_").replace(" ", "_")
+        if not name:
+            raise ValidationError("Give the field a label or a key.")
+        if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", name):
+            raise ValidationError(f"{name!r}: a key has only letters, digits and _ (no spaces or accents).")
+        if name in BUILTIN_FIELD_NAMES:
             raise ValidationError(f"{name!r} is a built-in field")
+        if CustomField.objects.filter(name=name).exclude(pk=self.instance.pk).exists():
+            raise ValidationError(f"There is already a field with the key {name!r}.")
         return name
 
 

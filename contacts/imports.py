@@ -221,8 +221,8 @@ def suggest_mapping(headers: list[str]) -> dict[str, str]:
     used: set[str] = set()
     for index, header in enumerate(headers):
         key = normalise_header(header)
-        if not key:
-            target = ""
+        if not key or header.strip().lower() in REPORT_COLUMNS:
+            target = ""  # nameless, or the row number / problem a bad-rows file adds
         elif key in BUILTIN_HEADERS:
             target = BUILTIN_HEADERS[key]
         elif key in fields:
@@ -355,16 +355,22 @@ def _resolve_columns(
     return email_index, columns, new_fields
 
 
-class _Report:
-    """Bad rows, streamed to a CSV file as they are found."""
+# The two columns the bad-rows file adds after the file's own: a re-import skips them.
+REPORT_COLUMNS = ("import row", "import problem")
 
-    def __init__(self, path: Path | None) -> None:
+
+class _Report:
+    """Bad rows, streamed to a CSV file as they are found: each row with the file's own columns as
+    they were (so it can be fixed and imported again), then its row number and what was wrong."""
+
+    def __init__(self, path: Path | None, headers: list[str] | None = None) -> None:
         self.path = path
+        self.headers = list(headers or ["email"])
         self.count = 0
         self._handle = None
         self._writer = None
 
-    def add(self, row: int, email: str, reason: str) -> None:
+    def add(self, row: int, record: list[str], reason: str) -> None:
         self.count += 1
         if self.path is None:
             return
@@ -372,8 +378,10 @@ class _Report:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = self.path.open("w", encoding="utf-8", newline="")
             self._writer = csv.writer(self._handle)
-            self._writer.writerow(["row", "email", "reason"])
-        self._writer.writerow([row, neutralise_cell(email[:320]), neutralise_cell(reason[:500])])
+            self._writer.writerow([neutralise_cell(h) for h in self.headers] + list(REPORT_COLUMNS))
+        cells = [neutralise_cell(value.replace("\x00", "")[:10_000]) for value in record]
+        cells += [""] * (len(self.headers) - len(cells))
+        self._writer.writerow([*cells, row, neutralise_cell(reason[:500])])
 
     def close(self) -> None:
         if self._handle is not None:
@@ -441,18 +449,16 @@ def _parse_into_stage(
                     if len(record) < width:
                         record.extend([""] * (width - len(record)))
                     elif len(record) > width and any(v.strip() for v in record[width:]):
-                        report.add(
-                            row_no, record[email_index], f"{len(record)} fields, but the header has {width}"
-                        )
+                        report.add(row_no, record, f"{len(record)} fields, but the header has {width}")
                         continue
                     raw_email = record[email_index]
                     if "\x00" in "".join(record):
-                        report.add(row_no, raw_email.replace("\x00", ""), "contains a NUL character")
+                        report.add(row_no, record, "contains a NUL character")
                         continue
                     try:
                         email = check_email(raw_email)
                     except EmailError as exc:
-                        report.add(row_no, raw_email, f"email: {exc}")
+                        report.add(row_no, record, f"email: {exc}")
                         continue
                     own = [""] * len(positions)
                     problem = None
@@ -488,13 +494,13 @@ def _parse_into_stage(
                             if typed is not None:
                                 values[target] = typed
                     if problem is not None:
-                        report.add(row_no, raw_email, problem)
+                        report.add(row_no, record, problem)
                         continue
                     key = email.lower()
                     first_row = seen.setdefault(key, row_no)
                     if first_row != row_no:
                         duplicates += 1
-                        report.add(row_no, raw_email, f"duplicate of row {first_row}")
+                        report.add(row_no, record, f"duplicate of row {first_row}")
                         continue
                     copy.write_row((email, key, *own, encode(values)))
         except csv.Error as exc:
@@ -660,7 +666,7 @@ def run_import(
     mapping = mapping or suggest_mapping(fmt.headers)
     email_index, columns, new_fields = _resolve_columns(fmt.headers, mapping)
     result = ImportResult(lists=list_ids)
-    report = _Report(report_path)
+    report = _Report(report_path, fmt.headers)
     stage = f"contacts_import_stage_{secrets.token_hex(6)}"
     try:
         # One transaction from staging to merge: a failure anywhere stores nothing.

@@ -14,6 +14,7 @@ person may still join another list later from a subscribe form.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
 from collections import defaultdict
@@ -59,7 +60,7 @@ from contacts.validation import (
     coerce_value,
 )
 from mailplatform.errors import Conflict, Invalid
-from mailplatform.services import acting_user, audit_record
+from mailplatform.services import acting_user, audit_changes, audit_record
 from mailplatform.uploads import media_path, upload_save
 
 log = logging.getLogger(__name__)
@@ -335,6 +336,7 @@ def contact_create(
                 confirmed_at=now,
                 source=consent_source,
             )
+            _announce_confirmed(contact.pk, int(list_id))
         _audit(by, "contact.created", contact)
     return contact
 
@@ -397,12 +399,33 @@ def contact_subscribe(
         if confirmed and subscription.status != SubscriptionStatus.CONFIRMED:
             subscription.status = SubscriptionStatus.CONFIRMED
             subscription.confirmed_at = now
+            _announce_confirmed(contact.pk, mailing_list.pk)
         elif not confirmed and subscription.status == SubscriptionStatus.UNSUBSCRIBED:
             subscription.status = SubscriptionStatus.UNCONFIRMED
         subscription.source = source
         subscription.save()
         _audit(by, "contact.subscribed", contact, list=mailing_list.name, status=subscription.status)
     return subscription
+
+
+def contacts_set_attribute(contact_ids: Iterable[int], name: str, value: Any) -> int:
+    """Set one custom field on many contacts at once (typed as the field is declared); returns how many."""
+    ids = _ids(contact_ids)
+    if not ids:
+        return 0
+    typed = _typed_attributes({name: value})
+    with connection.cursor() as cursor:
+        if name in typed:
+            cursor.execute(
+                "UPDATE contacts_contact SET attributes = attributes || %s::jsonb, updated_at = %s WHERE id = ANY(%s)",
+                [json.dumps({name: typed[name]}, default=str), timezone.now(), ids],
+            )
+        else:
+            cursor.execute(
+                "UPDATE contacts_contact SET attributes = attributes - %s, updated_at = %s WHERE id = ANY(%s)",
+                [name, timezone.now(), ids],
+            )
+        return cursor.rowcount
 
 
 def contact_erase(contact: Contact, *, by: Any) -> None:
@@ -414,6 +437,68 @@ def contact_erase(contact: Contact, *, by: Any) -> None:
     with transaction.atomic():
         audit_record(by, "contact.erased", None, details={"contact_id": contact.pk})
         contact.delete()
+
+
+def custom_field_usage(field: CustomField) -> dict[str, int]:
+    """How many contacts hold a value for the field, and how many segments use it."""
+    return {
+        "contacts": Contact.objects.filter(attributes__has_key=field.name).count(),
+        "segments": sum(
+            1 for rules in Segment.objects.values_list("rules", flat=True) if _uses_field(rules, field.name)
+        ),
+    }
+
+
+def _uses_field(rules: Any, name: str) -> bool:
+    return any(
+        condition.get("field") == f"attr:{name}"
+        for group in (rules or {}).get("groups", [])
+        for condition in group.get("conditions", [])
+    )
+
+
+def custom_field_update(
+    field: CustomField, *, label: str, name: str, field_type: str, by: Any = None
+) -> CustomField:
+    """Change a field's label; its key and type only while no contact holds a value for it."""
+    if field_type not in FieldType.values:
+        raise Invalid(f"{field_type!r} is not a field type", field="type")
+    with transaction.atomic():
+        field = CustomField.objects.select_for_update().get(pk=field.pk)
+        held = Contact.objects.filter(attributes__has_key=field.name).exists()
+        if held and name != field.name:
+            raise Conflict("contacts hold values under this key; it can no longer change", field="name")
+        if held and field_type != field.type:
+            raise Conflict("contacts hold values of this type; it can no longer change", field="type")
+        if name != field.name and any(
+            _uses_field(r, field.name) for r in Segment.objects.values_list("rules", flat=True)
+        ):
+            raise Conflict("a segment uses this key; change the segment first", field="name")
+        before = {"label": field.label, "key": field.name, "type": field.type}
+        field.label, field.name, field.type = label or name, name, field_type
+        field.save()
+        after = {"label": field.label, "key": field.name, "type": field.type}
+        _audit(by, "custom_field.updated", field, changes=audit_changes(before, after))
+    return field
+
+
+def custom_field_delete(field: CustomField, *, by: Any = None) -> int:
+    """Delete the field and every contact's value for it; returns how many values went.
+    Refused while a segment's rules use it (the segment would stop working)."""
+    with transaction.atomic():
+        field = CustomField.objects.select_for_update().get(pk=field.pk)
+        users = [s.name for s in Segment.objects.all() if _uses_field(s.rules, field.name)]
+        if users:
+            raise Conflict(f"the segment(s) {', '.join(users[:5])} use this field; change them first")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE contacts_contact SET attributes = attributes - %s WHERE attributes ? %s",
+                [field.name, field.name],
+            )
+            removed = cursor.rowcount
+        _audit(by, "custom_field.deleted", field, key=field.name, values_removed=removed)
+        field.delete()
+    return removed
 
 
 def custom_field_create(*, name: str, label: str, field_type: str, by: Any = None) -> CustomField:
@@ -706,10 +791,20 @@ def public_subscribe(
     return subscription
 
 
+def _announce_confirmed(contact_id: int, list_id: int) -> None:
+    """After the commit: the contact is confirmed on the list (other apps start their journeys)."""
+    transaction.on_commit(
+        lambda: signals.subscription_confirmed.send(
+            sender=Subscription, contact_id=contact_id, list_id=list_id
+        )
+    )
+
+
 def _confirm(subscription: Subscription, *, ip_address: str | None, now: dt.datetime) -> None:
     subscription.status = SubscriptionStatus.CONFIRMED
     subscription.confirmed_at = now
     subscription.save(update_fields=["status", "confirmed_at", "updated_at"])
+    _announce_confirmed(subscription.contact_id, subscription.mailing_list_id)
     contact = subscription.contact
     # Confirming is the person's own fresh consent: it lifts an earlier marketing unsubscribe,
     # never a bounce, complaint or blocklisting.

@@ -52,7 +52,7 @@ from contacts.models import (
 )
 from contacts.segments import SegmentError
 from contacts.validation import EmailError
-from mailplatform.errors import PlatformError, form_error
+from mailplatform.errors import PlatformError, form_error, message_error
 from mailplatform.permissions import requires
 from mailplatform.roles import can
 
@@ -339,19 +339,67 @@ def fields(request: HttpRequest) -> HttpResponse:
     _post_requires_editor(request)
     form = CustomFieldForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        services.custom_field_create(
+        field = services.custom_field_create(
             name=form.cleaned_data["name"],
             label=form.cleaned_data["label"],
             field_type=form.cleaned_data["type"],
             by=request.user,
         )
-        messages.success(request, "Field added.")
+        messages.success(request, f"Field added: {field.label}, used in templates as contact.{field.name}.")
         return redirect("contacts:fields")
     return render(
         request,
         "contacts/fields.html",
         {"fields": CustomField.objects.order_by("name"), "form": form, "can_edit": _editor(request)},
     )
+
+
+@requires("manage_contacts")
+def field_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    field = get_object_or_404(CustomField, pk=pk)
+    usage = services.custom_field_usage(field)
+    locked = usage["contacts"] > 0
+    form = CustomFieldForm(request.POST or None, instance=field, key_locked=locked, type_locked=locked)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.custom_field_update(
+                CustomField.objects.get(pk=pk),
+                label=form.cleaned_data["label"],
+                name=form.cleaned_data["name"],
+                field_type=form.cleaned_data["type"],
+                by=request.user,
+            )
+        except PlatformError as exc:
+            form_error(form, exc)
+        else:
+            messages.success(request, "Field saved.")
+            return redirect("contacts:fields")
+    field.refresh_from_db()
+    holders = usage["contacts"]
+    question = (
+        f"Delete the field {field.label}? "
+        + (f"{holders} contact{'s' if holders != 1 else ''} hold{'' if holders != 1 else 's'} a value for it; "
+           "the values are deleted with it. " if holders else "No contact holds a value for it. ")
+        + "This cannot be undone."
+    )  # fmt: skip
+    return render(
+        request,
+        "contacts/field_form.html",
+        {"form": form, "field": field, "usage": usage, "delete_question": question},
+    )
+
+
+@require_POST
+@requires("manage_contacts")
+def field_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    field = get_object_or_404(CustomField, pk=pk)
+    try:
+        removed = services.custom_field_delete(field, by=request.user)
+    except PlatformError as exc:
+        message_error(request, exc)
+        return redirect("contacts:field-edit", pk=pk)
+    messages.success(request, f"Deleted the field {field.label} and {removed} contact value(s).")
+    return redirect("contacts:fields")
 
 
 # --- Segments ---

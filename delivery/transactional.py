@@ -38,30 +38,37 @@ def _standing_mailing_for_template(template_id: int, version_id: int | None) -> 
     template = EmailTemplate.objects.filter(pk=template_id).values("name", "current_version_id").first()
     if template is None:
         raise Invalid(f"template {template_id} does not exist", field="template_id")
-    data = compiled_dict(template_compile(template_id, version_id))
-    sha = compiled_sha(data)
-    existing = Mailing.objects.filter(
-        state=Mailing.State.STANDING, template_id=template_id, compiled_sha=sha
-    ).first()
+    return _standing_mailing(
+        compiled_dict(template_compile(template_id, version_id)),
+        {"template_id": template_id},
+        name=f"Transactional: {template['name']}",
+        send_group=f"transactional:{template_id}",
+        template_id=template_id,
+        template_version_id=version_id or template["current_version_id"],
+    )
+
+
+def _standing_mailing(data: dict[str, Any], lookup: dict[str, Any], **create: Any) -> Mailing:
+    """The standing transactional Mailing that `lookup` names, for this compiled content: made on
+    first use and again after the content changes; two requests racing get the same one."""
+    standing = Mailing.objects.filter(state=Mailing.State.STANDING, compiled_sha=compiled_sha(data), **lookup)
+    existing = standing.first()
     if existing is not None:
         return existing
     try:
         with transaction.atomic():
             return mailing_create(
-                name=f"Transactional: {template['name']}",
                 compiled=data,
                 from_email=settings.DELIVERY_DEFAULT_FROM_EMAIL,
                 from_name=settings.DELIVERY_DEFAULT_FROM_NAME,
                 kind=Mailing.Kind.TRANSACTIONAL,
-                send_group=f"transactional:{template_id}",
-                template_id=template_id,
-                template_version_id=version_id or template["current_version_id"],
                 state=Mailing.State.STANDING,
                 track_opens=False,
                 track_clicks=False,
+                **create,
             )
     except IntegrityError:  # another request created it first
-        return Mailing.objects.get(state=Mailing.State.STANDING, template_id=template_id, compiled_sha=sha)
+        return standing.get()
 
 
 def _recipient(to: int | str) -> tuple[int | None, str]:
@@ -241,23 +248,11 @@ def _system_mailing(system: str, name: str, subject: str, html_path: Path) -> Ma
     """The standing Mailing of one kind of platform mail, made once per version of its content."""
     from templates.compiler import compile_template
 
-    data = compiled_dict(compile_template(subject=subject, html=_system_html(html_path)))
-    sha = compiled_sha(data)
-    existing = Mailing.objects.filter(
-        state=Mailing.State.STANDING, meta__system=system, compiled_sha=sha
-    ).first()
-    if existing is not None:
-        return existing
-    return mailing_create(
+    return _standing_mailing(
+        compiled_dict(compile_template(subject=subject, html=_system_html(html_path))),
+        {"meta__system": system},
         name=name,
-        compiled=data,
-        from_email=settings.DELIVERY_DEFAULT_FROM_EMAIL,
-        from_name=settings.DELIVERY_DEFAULT_FROM_NAME,
-        kind=Mailing.Kind.TRANSACTIONAL,
         send_group=f"system:{system}",
-        state=Mailing.State.STANDING,
-        track_opens=False,
-        track_clicks=False,
         meta={"system": system},
     )
 

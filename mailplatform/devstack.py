@@ -31,6 +31,11 @@ class Child:
     restarts: list[float] = field(default_factory=list)
 
 
+def celery_command(*args: str) -> list[str]:
+    """`celery -A mailplatform ARGS` with this interpreter (dev stack, benchmarks and tests)."""
+    return [sys.executable, "-m", "celery", "-A", "mailplatform", *args]
+
+
 def default_children(addr: str) -> list[ChildSpec]:
     python = sys.executable
     manage = str(REPO_ROOT / "manage.py")
@@ -38,12 +43,7 @@ def default_children(addr: str) -> list[ChildSpec]:
         ChildSpec("web", [python, manage, "runserver", addr, "--noreload"]),
         ChildSpec(
             "worker",
-            [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "mailplatform",
+            celery_command(
                 "worker",
                 "-l",
                 "INFO",
@@ -53,22 +53,11 @@ def default_children(addr: str) -> list[ChildSpec]:
                 "2",
                 "-n",
                 "dev@%h",
-            ],
+            ),
         ),
         ChildSpec(
             "beat",
-            [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "mailplatform",
-                "beat",
-                "-l",
-                "INFO",
-                "-s",
-                str(VAR_DIR / "run" / "celerybeat-schedule"),
-            ],
+            celery_command("beat", "-l", "INFO", "-s", str(VAR_DIR / "run" / "celerybeat-schedule")),
         ),
         ChildSpec("capture", [python, manage, "capture_relay"]),
         ChildSpec("bounces", [python, manage, "bounce_server"]),

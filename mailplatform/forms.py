@@ -6,9 +6,26 @@ from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
+from mailplatform.locales import timezone_groups
 from mailplatform.roles import Role
 from mailplatform.services import login_failed, login_succeeded, login_wait_seconds, password_reset_allowed
 from mailplatform.signals import password_reset_requested
+
+
+class TimezoneInput(forms.TextInput):
+    """A time-zone box that suggests as one types (a datalist of the zones, labelled region and
+    city): "berl" offers Europe/Berlin. Any IANA name the form's check accepts may be typed."""
+
+    template_name = "mailplatform/forms/timezone_input.html"
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        list_id = f"{context['widget']['attrs'].get('id') or name}-zones"
+        context["widget"]["attrs"]["list"] = list_id
+        context["widget"]["attrs"].setdefault("autocomplete", "off")
+        context["list_id"] = list_id
+        context["zone_groups"] = timezone_groups()
+        return context
 
 
 def _client_address(request) -> str | None:

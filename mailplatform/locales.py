@@ -67,3 +67,21 @@ def check_timezone(value: str) -> str:
     if name is None:
         raise ValueError(f"{value[:40]!r} is not an IANA time zone like Europe/Berlin or America/New_York")
     return name
+
+
+@lru_cache(maxsize=1)
+def timezone_groups() -> list[tuple[str, list[tuple[str, str]]]]:
+    """Zones a person picks from, grouped by region and named as people say them:
+    [("Europe", [("Europe/Berlin", "Berlin"), …]), …, ("UTC", [("UTC", "UTC")])].
+
+    Only Area/Location names (the ~420 canonical-looking ones a menu needs), plus UTC; the old
+    aliases (US/Eastern, Etc/GMT+5…) stay accepted by check_timezone but are not offered."""
+    regions: dict[str, list[tuple[str, str]]] = {}
+    for name in sorted(_zones().values()):
+        region, _, place = name.partition("/")
+        if not place or region in ("Etc", "SystemV", "US", "Brazil", "Canada", "Chile", "Mexico"):
+            continue
+        regions.setdefault(region, []).append((name, place.replace("_", " ").replace("/", " / ")))
+    groups = sorted(regions.items())
+    groups.append(("UTC", [("UTC", "UTC")]))
+    return groups

@@ -13,6 +13,7 @@ from typing import Any
 
 # The names in use, and what each answers.
 CONTACT_MERGE_DATA = "contact_merge_data"  # (contact ids) -> {id: merge data}, as contacts.selectors
+CUSTOM_FIELD_NAMES = "custom_field_names"  # () -> [key, ...]: the contact custom fields' keys
 
 _offered: dict[str, Callable[..., Any]] = {}
 

@@ -111,13 +111,113 @@ def home_fragment_urls() -> list[str]:
     return urls
 
 
-def audit_entries(*, action: str = "", actor: str = "") -> QuerySet[AuditEntry]:
+def audit_entries(*, action: str = "", actor: str = "", target_type: str = "") -> QuerySet[AuditEntry]:
     entries = AuditEntry.objects.all()
     if action:
         entries = entries.filter(action__startswith=action)
     if actor:
         entries = entries.filter(actor_label__iexact=actor)
+    if target_type:
+        entries = entries.filter(target_type=target_type)
     return entries
+
+
+# Where an audited object is seen in the dashboard: model label -> (URL name, takes the id).
+# Names, not imports: the ground floor knows the apps' URLs only as strings.
+AUDIT_LINKS: dict[str, tuple[str, bool]] = {
+    "campaigns.Campaign": ("campaigns:detail", True),
+    "contacts.Contact": ("contacts:detail", True),
+    "contacts.MailingList": ("contacts:list-edit", True),
+    "contacts.Segment": ("contacts:segment-edit", True),
+    "contacts.CustomField": ("contacts:field-edit", True),
+    "contacts.ContactImport": ("contacts:import-detail", True),
+    "contacts.Suppression": ("contacts:suppressions", False),
+    "templates.EmailTemplate": ("templates:edit", True),
+    "delivery.Mailing": ("delivery:mailing", True),
+    "delivery.Relay": ("delivery:relay-edit", True),
+    "delivery.SendingIdentity": ("delivery:identities", False),
+    "bounces.BounceMailbox": ("bounces:mailbox-edit", True),
+    "mailplatform.User": ("users", False),
+    "mailplatform.ApiKey": ("api-keys", False),
+    "mailplatform.WebhookEndpoint": ("webhook-detail", True),
+}
+
+
+def _type_name(label: str) -> str:
+    from django.apps import apps
+
+    try:
+        return str(apps.get_model(label)._meta.verbose_name).capitalize()
+    except (LookupError, ValueError):
+        return label.rsplit(".", 1)[-1]
+
+
+def _plain(value: Any) -> str:
+    """A stored detail value in words: no Python reprs."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(_plain(v) for v in value) or "—"
+    if isinstance(value, dict):
+        return ", ".join(f"{k.replace('_', ' ')} {_plain(v)}" for k, v in value.items()) or "—"
+    return str(value)
+
+
+def audit_changes_text(action: str, details: dict[str, Any]) -> list[str]:
+    """An entry's details as lines a person reads: "field: old → new", "changed: a, b", "key: value"."""
+    details = dict(details or {})
+    lines = []
+    for field, pair in (details.pop("changes", None) or {}).items():
+        old, new = (list(pair) + [None, None])[:2] if isinstance(pair, list | tuple) else (None, pair)
+        lines.append(f"{field.replace('_', ' ')}: {_plain(old)} → {_plain(new)}")
+    if "from" in details and "to" in details:
+        what = action.rsplit(".", 1)[-1].removesuffix("_changed").replace("_", " ")
+        lines.append(f"{what}: {_plain(details.pop('from'))} → {_plain(details.pop('to'))}")
+    for key in [k for k in details if k.endswith("_before")]:
+        field = key.removesuffix("_before")
+        lines.append(
+            f"{field.replace('_', ' ')}: {_plain(details.pop(key))} → {_plain(details.pop(field, None))}"
+        )
+    for key in ("fields", "changed"):
+        if key in details:
+            lines.append(f"changed: {_plain(details.pop(key))}")
+    lines += [f"{key.replace('_', ' ')}: {_plain(value)}" for key, value in details.items()]
+    return lines
+
+
+def audit_rows(entries: Any) -> list[dict[str, Any]]:
+    """Entries as the audit log shows them: who, what (in words), which object (a link where it
+    still has a page), and the changes; never a dict or a model path."""
+    rows = []
+    for entry in entries:
+        url = ""
+        link = AUDIT_LINKS.get(entry.target_type)
+        if link and entry.target_id:
+            try:
+                url = reverse(link[0], args=[entry.target_id] if link[1] else [])
+            except NoReverseMatch:
+                url = ""
+        rows.append(
+            {
+                "entry": entry,
+                "what": entry.action.replace(".", " ").replace("_", " ").capitalize(),
+                "type": _type_name(entry.target_type) if entry.target_type else "",
+                "object": entry.target_label,
+                "url": url,
+                "changes": audit_changes_text(entry.action, entry.details),
+            }
+        )
+    return rows
+
+
+def audit_filter_choices() -> dict[str, list]:
+    """The people and object types in the log, for its filter menus."""
+    actors = AuditEntry.objects.order_by("actor_label").values_list("actor_label", flat=True).distinct()
+    types = AuditEntry.objects.exclude(target_type="").order_by("target_type")
+    types = types.values_list("target_type", flat=True).distinct()
+    return {"actors": list(actors), "types": [(t, _type_name(t)) for t in types]}
 
 
 def captured_messages(*, search: str = "", tests_only: bool = False) -> QuerySet[CapturedMessage]:

@@ -66,6 +66,11 @@ def audit_record(
     )
 
 
+def audit_changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
+    """{field: [old, new]} for the fields that changed: what the audit log shows as "field: old → new"."""
+    return {key: [before.get(key), value] for key, value in after.items() if before.get(key) != value}
+
+
 def user_create(
     *, username: str, email: str, role: str, password: str | None = None, by: Any = None
 ) -> tuple[User, str]:

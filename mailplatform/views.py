@@ -122,10 +122,16 @@ def settings_index(request: HttpRequest) -> HttpResponse:
 @requires("view_audit_log")
 def audit_log(request: HttpRequest) -> HttpResponse:
     entries = selectors.audit_entries(
-        action=request.GET.get("action", ""), actor=request.GET.get("actor", "")
+        action=request.GET.get("action", ""),
+        actor=request.GET.get("actor", ""),
+        target_type=request.GET.get("type", ""),
     )
     page = Paginator(entries, 50).get_page(request.GET.get("page"))
-    return render(request, "mailplatform/audit_log.html", {"page": page})
+    return render(
+        request,
+        "mailplatform/audit_log.html",
+        {"page": page, "rows": selectors.audit_rows(page), "choices": selectors.audit_filter_choices()},
+    )
 
 
 @requires("manage_users")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from templates.compiler import CompiledTemplate
 from templates.context import CONTACT_FIELDS, URL_NAMES
 
 GMAIL_CLIP_BYTES = 102 * 1024
+# Every contact's merge data has these (contacts.selectors.contact_merge_data), custom fields besides.
+CONTACT_STANDARD = (*CONTACT_FIELDS, "language", "timezone")
 _ABSOLUTE = re.compile(r"^(https?:|mailto:|tel:|sms:|#|cid:|data:image/)", re.IGNORECASE)
 _STARTS_WITH_LIQUID = re.compile(r"^\s*(\{\{|\{%)")
 
@@ -55,7 +58,7 @@ def unknown_fields(fields: Iterable[str], custom_fields: Iterable[str] | None = 
 
     Without `custom_fields` any contact.<name> counts as a possible custom field.
     """
-    known_contact = set(CONTACT_FIELDS) | set(custom_fields or ())
+    known_contact = set(CONTACT_STANDARD) | set(custom_fields or ())
     unknown = []
     for path in fields:
         head, _, rest = path.partition(".")
@@ -66,6 +69,19 @@ def unknown_fields(fields: Iterable[str], custom_fields: Iterable[str] | None = 
         elif head not in URL_NAMES:
             unknown.append(path)
     return sorted(unknown)
+
+
+def _with_suggestion(path: str, custom_fields: Iterable[str] | None) -> str:
+    """`contact.fist_name (did you mean contact.first_name?)` when a known field is close."""
+    head, _, rest = path.partition(".")
+    if head == "contact":
+        name = re.split(r"[.\[]", rest, maxsplit=1)[0]
+        known = [*CONTACT_STANDARD, *(custom_fields or ())]
+        prefix = "contact."
+    else:
+        name, known, prefix = head, list(URL_NAMES), ""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    return f"{path} (did you mean {prefix}{close[0]}?)" if close else path
 
 
 def compiled_checks(
@@ -119,10 +135,11 @@ def compiled_checks(
     unknown = unknown_fields(compiled.fields, custom_fields)
     if unknown:
         hint = " (fine if a transactional send passes them as data)" if not transactional else ""
+        named = [_with_suggestion(path, custom_fields) for path in unknown]
         results.append(
             CheckResult(
                 "unknown_field",
-                f"Unknown field(s): {', '.join(unknown)}{hint}. They render empty.",
+                f"Unknown field(s): {'; '.join(named)}{hint}. They render empty.",
                 "warning" if not transactional else "info",
             )
         )

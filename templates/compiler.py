@@ -288,9 +288,55 @@ def _error(exc: LiquidError, part: str, source: str) -> TemplateError:
         return TemplateError(message, part=part, line=where[0], column=where[1] + 1, limit=limit)
     if limit:
         return TemplateError(message, part=part, limit=True)
-    # Errors found at the end of the source ("expected endif") point at its last line.
+    # "expected tag endif, found end of expression": the mistake is the {% if %} never closed,
+    # not the end of the source where the parser noticed it.
+    unclosed = _EXPECTED_END.search(message)
+    if unclosed is not None:
+        opener = _unclosed_block(source, unclosed.group(1))
+        if opener is not None:
+            line, column = _line_column(source, opener)
+            tag = unclosed.group(1)
+            return TemplateError(
+                f"{{% {tag} %}} is never closed: add {{% end{tag} %}} where its block ends",
+                part=part, line=line, column=column,
+            )  # fmt: skip
+    # Other errors found at the end of the source point at its last line.
     lines = source.splitlines() or [""]
     return TemplateError(message, part=part, line=len(lines), column=len(lines[-1]) + 1)
+
+
+_EXPECTED_END = re.compile(r"expected (?:tag )?'?end(\w+)'?")
+_TAG = re.compile(r"\{%-?\s*(\w+)")
+_VERBATIM = ("raw", "comment")
+
+
+def _unclosed_block(source: str, tag: str) -> int | None:
+    """Where the innermost `{% tag %}` without its `{% endtag %}` starts (an index), or None."""
+    stack: list[tuple[str, int]] = []
+    verbatim = None
+    for match in _TAG.finditer(source):
+        name = match.group(1)
+        if verbatim is not None:
+            if name == f"end{verbatim}":
+                stack.pop()
+                verbatim = None
+            continue
+        if name.startswith("end"):
+            opened = name[3:]
+            for depth in range(len(stack) - 1, -1, -1):
+                if stack[depth][0] == opened:
+                    del stack[depth:]
+                    break
+        elif name in BLOCK_TAGS:
+            stack.append((name, match.start()))
+            if name in _VERBATIM:
+                verbatim = name
+    starts = [start for name, start in stack if name == tag]
+    return starts[-1] if starts else None
+
+
+# Tags that take an end tag (the standard ones and our own).
+BLOCK_TAGS = frozenset({"if", "unless", "for", "case", "capture", "tablerow", "comment", "raw", "block"})
 
 
 def _line_column(source: str, index: int) -> tuple[int, int]:

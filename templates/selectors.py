@@ -88,6 +88,14 @@ def layout_choices() -> QuerySet[EmailTemplate]:
     return EmailTemplate.objects.filter(kind=EmailTemplate.Kind.LAYOUT, archived=False).order_by("name")
 
 
+def known_custom_fields() -> list[str] | None:
+    """The contact custom fields' keys, asked of the contacts app (None where none answers)."""
+    from mailplatform import lookups
+
+    names = lookups.ask(lookups.CUSTOM_FIELD_NAMES)
+    return list(names()) if names is not None else None
+
+
 def template_checks(
     template_or_compiled: EmailTemplate | CompiledTemplate | int,
     *,
@@ -117,6 +125,8 @@ def template_checks(
             compiled = template_compile(template_id)
         except TemplateError as exc:
             return [CheckResult("invalid", str(exc), "error")]
+    if custom_fields is None:
+        custom_fields = known_custom_fields()
     return compiled_checks(compiled, custom_fields=custom_fields, transactional=bool(transactional))
 
 

@@ -392,7 +392,9 @@ def preview_meta(request: HttpRequest, pk: int) -> HttpResponse:
         context["compiled"] = compiled
         context["fields"] = sorted(compiled.fields)
         transactional = bool(form.cleaned_data.get("transactional"))
-        context["checks"] = selectors.compiled_checks(compiled, transactional=transactional)
+        context["checks"] = selectors.compiled_checks(
+            compiled, custom_fields=selectors.known_custom_fields(), transactional=transactional
+        )
     return render(request, "email_templates/_preview_meta.html", context)
 
 

@@ -6,7 +6,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -107,11 +106,13 @@ def start_celery_worker(
         "DJANGO_SETTINGS_MODULE": "mailplatform.settings_test",
         "PYTHONUNBUFFERED": "1",
     }
+    from mailplatform.devstack import celery_command
+
     name = f"{label}-{os.getpid()}-{time.monotonic_ns()}"
     output = log_file.open("a") if log_file is not None else None
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "mailplatform", "worker", "-l", "INFO" if output else "WARNING",
-         "-P", "solo", "-Q", queues, "-n", f"{name}@{host}", "--without-gossip", "--without-mingle"],
+        celery_command("worker", "-l", "INFO" if output else "WARNING",
+         "-P", "solo", "-Q", queues, "-n", f"{name}@{host}", "--without-gossip", "--without-mingle"),
         cwd=REPO_ROOT,
         env=full_env,
         stdout=output,

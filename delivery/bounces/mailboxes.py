@@ -40,7 +40,22 @@ def _tls_context(mailbox: BounceMailbox) -> ssl.SSLContext:
     return context
 
 
-Batch = list[tuple[bytes, Callable[[], None]]]
+# A fetched message and what marks it processed on the server (run once its batch is committed).
+Item = tuple[bytes, Callable[[], None]]
+Batch = list[Item]
+
+
+def _in_batches(items: Iterator[Item]) -> Iterator[Batch]:
+    """POLL_BATCH at a time. The caller's code after `yield from` (IMAP's expunge) runs only once
+    the last batch has been processed and marked."""
+    batch: Batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= POLL_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _imap_messages(mailbox: BounceMailbox) -> Iterator[Batch]:
@@ -59,25 +74,21 @@ def _imap_messages(mailbox: BounceMailbox) -> Iterator[Batch]:
             raise ValueError(f"folder {mailbox.folder!r} cannot be opened")
         status, data = client.uid("search", None, "UNSEEN" if not mailbox.delete_processed else "ALL")
         uids = (data[0] or b"").split()[: mailbox.max_per_poll]
-        batch: Batch = []
-        for uid in uids:
-            status, fetched = client.uid("fetch", uid, "(BODY.PEEK[])")
-            raw = next((item[1] for item in fetched if isinstance(item, tuple)), None)
-            if status != "OK" or raw is None:
-                continue
 
-            def done(uid: bytes = uid) -> None:
-                if mailbox.delete_processed:
-                    client.uid("store", uid, "+FLAGS", "(\\Deleted)")
-                else:
-                    client.uid("store", uid, "+FLAGS", "(\\Seen)")
+        def fetched() -> Iterator[Item]:
+            for uid in uids:
+                status, parts = client.uid("fetch", uid, "(BODY.PEEK[])")
+                raw = next((part[1] for part in parts if isinstance(part, tuple)), None)
+                if status != "OK" or raw is None:
+                    continue
 
-            batch.append((raw, done))
-            if len(batch) >= POLL_BATCH:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+                def done(uid: bytes = uid) -> None:
+                    flag = "(\\Deleted)" if mailbox.delete_processed else "(\\Seen)"
+                    client.uid("store", uid, "+FLAGS", flag)
+
+                yield raw, done
+
+        yield from _in_batches(fetched())
         if mailbox.delete_processed:
             client.expunge()
     finally:
@@ -98,20 +109,17 @@ def _pop3_messages(mailbox: BounceMailbox) -> Iterator[Batch]:
         client.user(mailbox.username)
         client.pass_(mailbox_password(mailbox))
         count, _size = client.stat()
-        batch: Batch = []
-        for number in range(1, min(count, mailbox.max_per_poll) + 1):
-            _resp, lines, _octets = client.retr(number)
-            raw = b"\r\n".join(lines)
 
-            def done(number: int = number) -> None:
-                client.dele(number)  # POP3 has no "seen": processed mail is always removed
+        def retrieved() -> Iterator[Item]:
+            for number in range(1, min(count, mailbox.max_per_poll) + 1):
+                _resp, lines, _octets = client.retr(number)
 
-            batch.append((raw, done))
-            if len(batch) >= POLL_BATCH:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+                def done(number: int = number) -> None:
+                    client.dele(number)  # POP3 has no "seen": processed mail is always removed
+
+                yield b"\r\n".join(lines), done
+
+        yield from _in_batches(retrieved())
     finally:
         try:
             client.quit()  # commits the deletions

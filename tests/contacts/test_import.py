@@ -64,8 +64,9 @@ def test_command_imports_into_new_list_with_typed_fields(tmp_path):
     }
     record = ContactImport.objects.get()
     report = list(csv.reader(Path(record.report_path).open()))
-    assert report[0] == ["row", "email", "reason"]
-    reasons = {row[0]: row[2] for row in report[1:]}
+    assert report[0] == ["E-mail", "First name", "Last_Name", "Score", "Plan", "import row", "import problem"]
+    assert report[1][:5] == ["not-an-address", "X", "Y", "1", ""]  # the row as it was
+    reasons = {row[5]: row[6] for row in report[1:]}
     assert reasons["4"].startswith("email:")
     assert reasons["6"].startswith("score:") and "not a number" in reasons["6"]
     assert reasons["5"] == "duplicate of row 3"
@@ -179,13 +180,14 @@ def test_wrong_field_count_and_nul_rows_are_reported(tmp_path):
     result = run_import(path, report_path=tmp_path / "r.csv")
     assert result.invalid == 2 and result.created == 4001
     rows = list(csv.reader((tmp_path / "r.csv").open()))
-    assert "3 fields" in rows[1][2] and "NUL" in rows[2][2]
+    assert "3 fields" in rows[1][-1] and "NUL" in rows[2][-1]
+    assert rows[1][:3] == ["a@example.com", "A", "extra"] and rows[2][:2] == ["c@example.com", "C"]
 
 
 def test_report_neutralises_formulas(tmp_path):
     path = write(tmp_path, 'email\n"=HYPERLINK(""http://evil"")"\n+cmd@x\n')
     run_import(path, report_path=tmp_path / "r.csv")
-    cells = [row[1] for row in csv.reader((tmp_path / "r.csv").open())][1:]
+    cells = [row[0] for row in csv.reader((tmp_path / "r.csv").open())][1:]
     assert all(cell.startswith("'") for cell in cells)
     assert neutralise_cell("-1") == "'-1" and neutralise_cell("plain") == "plain"
 
@@ -230,3 +232,33 @@ def test_an_import_runs_once_and_a_dead_workers_import_runs_again(tmp_path):
     assert services.contact_import_run(record.pk).status == ImportStatus.DONE
     assert services.contact_import_run(record.pk).created == 1  # done: not run again
     assert Contact.objects.count() == 1
+
+
+def test_bad_rows_keep_their_columns_and_import_again_once_fixed(tmp_path):
+    """Issue #14: the bad-rows file is the rows as they were (plus row number and problem), so
+    fixing the cells and importing the file again brings them in, with no stray fields."""
+    CustomField.objects.create(name="points", label="Points", type="number")
+    path = write(
+        tmp_path,
+        "email;first_name;Points;city\n"
+        "good@example.com;Gina;3;Rome\n"
+        "bad-address;Bea;4;Oslo\n"
+        "carl@example.com;Carl;many;Lima\n",
+    )
+    result = run_import(path, report_path=tmp_path / "bad.csv")
+    assert result.invalid == 2
+    rows = list(csv.reader((tmp_path / "bad.csv").open()))
+    assert rows[0] == ["email", "first_name", "Points", "city", "import row", "import problem"]
+    assert rows[1][:5] == ["bad-address", "Bea", "4", "Oslo", "3"] and rows[1][5].startswith("email:")
+    assert rows[2][:5] == ["carl@example.com", "Carl", "many", "Lima", "4"] and "points" in rows[2][5]
+
+    rows[1][0] = "bea@example.com"
+    rows[2][2] = "7"
+    fixed = tmp_path / "fixed.csv"
+    with fixed.open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    again = run_import(fixed, report_path=tmp_path / "bad2.csv")
+    assert (again.created, again.invalid) == (2, 0)
+    assert Contact.objects.get(email="bea@example.com").attributes == {"points": 4, "city": "Oslo"}
+    assert Contact.objects.get(email="carl@example.com").first_name == "Carl"
+    assert not CustomField.objects.filter(name__in=["import_row", "import_problem"]).exists()

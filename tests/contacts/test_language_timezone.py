@@ -101,7 +101,7 @@ def test_import_reads_checks_and_merges_them(tmp_path):
     assert (new.language, new.timezone) == ("en-GB", "Europe/London")
     kept = Contact.objects.get(email="kept@example.com")
     assert (kept.language, kept.timezone) == ("fr", "Europe/Paris")  # an empty cell keeps the value
-    reasons = {row["email"]: row["reason"] for row in csv.DictReader(report.open(encoding="utf-8"))}
+    reasons = {row["email"]: row["import problem"] for row in csv.DictReader(report.open(encoding="utf-8"))}
     assert reasons["bad-zone@example.com"].startswith("timezone:")
     assert reasons["bad-lang@example.com"].startswith("language:")
 

@@ -17,7 +17,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from mailplatform.devstack import celery_command
 from tests.delivery.smtp_servers import RecordingHandler, SmtpServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -144,8 +144,8 @@ class Fleet:
         self._count += 1
         name = f"fault{self._count}-{os.getpid()}-{time.monotonic_ns()}"
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "mailplatform", "worker", "-l", os.environ.get("FAULT_WORKER_LOG", "WARNING"), "-P", "solo",
-             "-Q", self.queues, "-n", f"{name}@%h", "--without-gossip", "--without-mingle"],
+            celery_command("worker", "-l", os.environ.get("FAULT_WORKER_LOG", "WARNING"), "-P", "solo",
+             "-Q", self.queues, "-n", f"{name}@%h", "--without-gossip", "--without-mingle"),
             cwd=REPO,
             env=self.env,
             stdout=subprocess.DEVNULL,
@@ -165,7 +165,7 @@ class Fleet:
         schedule = Path(self._schedule_dir.name) / f"beat-{self._count}"
         self._count += 1
         self.beat = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "mailplatform", "beat", "-l", "WARNING", "-s", str(schedule)],
+            celery_command("beat", "-l", "WARNING", "-s", str(schedule)),
             cwd=REPO,
             env=self.env,
             stdout=subprocess.DEVNULL,

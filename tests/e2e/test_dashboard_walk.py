@@ -29,7 +29,7 @@ NOT_PAGES = {
     "contacts:create", "contacts:contact-subscribe", "contacts:contact-unsubscribe", "contacts:contact-export",
     "contacts:contact-erase", "contacts:list-delete", "contacts:list-export", "contacts:segment-delete",
     "contacts:segment-export", "contacts:segment-builder", "contacts:segment-count",
-    "contacts:suppression-delete", "contacts:import-progress", "contacts:import-report",
+    "contacts:suppression-delete", "contacts:field-delete", "contacts:import-progress", "contacts:import-report",
     "contacts:home-fragment", "contacts:preview-data", "contacts:subscribe", "contacts:confirm",
     "contacts:preferences",
     "templates:home-fragment", "templates:preview", "templates:preview-meta", "templates:version-preview",
@@ -74,7 +74,7 @@ def _world(admin) -> dict[str, list]:
     for i in range(3):
         contact = Contact.objects.create(email=f"reader{i}@example.org", first_name=f"Reader{i}")
         Subscription.objects.create(contact=contact, mailing_list=readers, status="confirmed")
-    CustomField.objects.create(name="loyalty_points", label="Loyalty points", type="number")
+    loyalty = CustomField.objects.create(name="loyalty_points", label="Loyalty points", type="number")
     segment = segment_save(
         None, name="Readers named R",
         rules={"match": "all", "groups": [{"match": "all", "conditions": [
@@ -115,7 +115,7 @@ def _world(admin) -> dict[str, list]:
         "templates:edit": template.pk, "templates:versions": template.pk,
         "campaigns:detail": sent.pk, "campaigns:report": sent.pk, "campaigns:send": draft.pk,
         "campaigns:schedule": draft.pk, "delivery:mailing": sent.mailing_id, "delivery:relay-edit": relay.pk,
-        "bounces:mailbox-edit": mailbox.pk,
+        "bounces:mailbox-edit": mailbox.pk, "contacts:field-edit": loyalty.pk,
     }  # fmt: skip
     urls: dict[str, list] = {}
     for name in _routes(get_resolver().url_patterns):

@@ -6,7 +6,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from django.conf import settings
 
 from mailplatform import beat_lock
+from mailplatform.devstack import celery_command
 from mailplatform.redis_cache import redis_client
 from tests.conftest import REPO_ROOT, database_url_for_tests, stop_processes
 
@@ -68,8 +68,8 @@ def test_a_second_beat_sends_nothing_and_takes_over_when_the_first_dies(tmp_path
     logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
 
     def start(name: str) -> subprocess.Popen:
-        argv = [sys.executable, "-m", "celery", "-A", "mailplatform", "beat", "-l", "INFO",
-                "-s", str(tmp_path / f"schedule-{name}")]  # fmt: skip
+        argv = celery_command("beat", "-l", "INFO",
+                "-s", str(tmp_path / f"schedule-{name}"))  # fmt: skip
         with logs[name].open("w") as out:
             processes[name] = subprocess.Popen(
                 argv, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT

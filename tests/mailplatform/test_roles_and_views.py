@@ -114,7 +114,7 @@ def test_audit_page_lists_entries_for_admin(admin_client, admin_user):
 
     audit_record(admin_user, "contacts.exported", details={"rows": 3})
     page = admin_client.get(reverse("audit-log") + "?action=contacts").content.decode()
-    assert "contacts.exported" in page and "boss" in page
+    assert "Contacts exported" in page and "rows: 3" in page and "boss" in page
 
 
 @pytest.mark.django_db

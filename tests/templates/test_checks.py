@@ -98,3 +98,36 @@ def test_selector_accepts_a_template_or_its_id():
     template = services.template_create(name="T", subject="s", html="<p>no link</p>")
     assert [r.code for r in template_checks(template)] == ["no_unsubscribe"]
     assert [r.code for r in template_checks(template.pk)] == ["no_unsubscribe"]
+
+
+def test_unclosed_if_points_at_the_if_not_the_end():
+    """Issue #14: the error for an unclosed {% if %} is on the line of the {% if %}."""
+    from templates.compiler import TemplateError
+
+    html = "<html>\n<body>\n<p>Hi</p>\n  {% if contact.first_name %}\n<p>x</p>\n{% for i in (1..2) %}{{ i }}{% endfor %}\n</body>\n</html>"
+    with pytest.raises(TemplateError) as caught:
+        compile_template(subject="s", html=html)
+    assert (caught.value.part, caught.value.line, caught.value.column) == ("html", 4, 3)
+    assert "{% if %} is never closed" in caught.value.message and "{% endif %}" in caught.value.message
+
+
+@pytest.mark.django_db
+def test_misspelt_contact_field_is_flagged_with_a_suggestion():
+    """Issue #14: contact.fist_name is an unknown field, and the known fields suggest first_name
+    (custom fields included, asked of the contacts app)."""
+    from contacts.models import CustomField
+    from templates.selectors import template_checks
+
+    CustomField.objects.create(name="loyalty_points", label="Loyalty Points", type="number")
+    compiled = compile_template(
+        subject="Hi {{ contact.fist_name }}",
+        html="<p>{{ contact.loyalty_pionts }} {{ contact.loyalty_points }} {{ contact.language }}</p>"
+        '<a href="{{ unsubscribe_url }}">Unsubscribe</a>',
+    )
+    checks = {c.code: c for c in template_checks(compiled, transactional=False)}
+    message = checks["unknown_field"].message
+    assert "contact.fist_name (did you mean contact.first_name?)" in message
+    assert "contact.loyalty_pionts (did you mean contact.loyalty_points?)" in message
+    assert "contact.loyalty_points " not in message.replace("(did you mean contact.loyalty_points?)", "")
+    assert "contact.language" not in message
+    assert checks["unknown_field"].severity == "warning"

@@ -119,7 +119,12 @@ def test_subject_with_a_line_break_is_refused():
     [
         ({"subject": "Hi {{ contact.first_name ", "html": HTML}, "subject", 1, None),
         ({"subject": "s", "html": "<p>one</p>\n<p>two {% if %}</p>"}, "html", 2, 11),
-        ({"subject": "s", "html": "<p>one</p>\n{% if x %}\n<p>two</p>"}, "html", 3, None),
+        (
+            {"subject": "s", "html": "<p>one</p>\n{% if x %}\n<p>two</p>"},
+            "html",
+            2,
+            1,
+        ),  # the unclosed {% if %}, not the end
         ({"subject": "s", "html": "<p>x</p>", "text": "a\nb\n{{ x | nosuchfilter }}"}, "text", 3, 8),
         ({"subject": "s", "html": "<p>x</p>", "preheader": "{% for %}"}, "preheader", 1, None),
     ],

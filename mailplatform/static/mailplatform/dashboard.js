@@ -60,3 +60,20 @@
     });
   });
 })();
+
+// A key derived from a label as it is typed (data-key-from="<label input id>"), until the person
+// types a key of their own: "Loyalty Points" -> loyalty_points (the server derives the same).
+(function () {
+  "use strict";
+  document.querySelectorAll("[data-key-from]").forEach(function (key) {
+    var label = document.getElementById(key.getAttribute("data-key-from"));
+    if (!label || key.disabled) return;
+    var own = key.value !== "";
+    key.addEventListener("input", function () { own = key.value !== ""; });
+    label.addEventListener("input", function () {
+      if (own) return;
+      key.value = label.value.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").toLowerCase()
+        .replace(/[^a-z0-9\s_-]/g, "").trim().replace(/[\s-]+/g, "_").replace(/^_+|_+$/g, "").slice(0, 64);
+    });
+  });
+})();
