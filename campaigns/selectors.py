@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignState, GuardLimits, Variant
 from delivery import selectors as delivery_selectors
+from delivery.identities import from_allowed, from_refusal
 
 
 def _rows(sql: str, params: Sequence[Any]) -> list[tuple]:
@@ -168,6 +169,8 @@ def campaign_problems(campaign: Campaign, *, count: int | None = None) -> list[s
         problems.append("Audience: nobody would receive it (after suppressions and exclusions).")
     if not campaign.from_email:
         problems.append("Settings: the from address is empty.")
+    elif not from_allowed(campaign.from_email):
+        problems.append(f"Settings: {from_refusal(campaign.from_email)}.")
     elif settings.CAMPAIGNS_REFUSE_UNAUTHENTICATED_FROM:
         standing = from_standing(campaign.from_email)
         if standing.failing:

@@ -456,3 +456,52 @@ def sending_is_set_up() -> bool:
 def a_test_was_sent() -> bool:
     """The home checklist's "send yourself a test" step: any test Mailing that sent a message."""
     return Message.objects.filter(mailing__meta__test=True, state=MessageState.SENT).exists()
+
+
+def keys_engaged(keys: Sequence[str], *, clicked: bool) -> set[str]:
+    """Of these idempotency keys, those whose Message a person opened (or clicked, which proves an
+    open) or, with `clicked`, clicked; machine hits (privacy proxies, link scanners) do not count."""
+    if not keys:
+        return set()
+    kinds = ["clicked"] if clicked else ["opened", "clicked"]
+    rows = _rows(
+        f"""
+        SELECT m.idempotency_key FROM delivery_message m
+        WHERE m.idempotency_key = ANY(%s) AND EXISTS (
+            SELECT 1 FROM delivery_messageevent e
+            WHERE e.message_id = m.id AND e.kind = ANY(%s) AND {HUMAN_SQL}
+        )
+        """,  # noqa: S608 - fixed SQL fragments
+        [list(keys), kinds],
+    )
+    return {row[0] for row in rows}
+
+
+def human_engagement_since(
+    after_id: int, *, meta_key: str, meta_value: int, clicked: bool, limit: int = 5000
+) -> list[tuple[int, int]]:
+    """(event id, contact id) of human opens (or clicks) after event `after_id` on Mailings whose
+    meta names `meta_key` = `meta_value` (e.g. campaign_id = 3), oldest first: a watermark reader."""
+    kinds = ["clicked"] if clicked else ["opened", "clicked"]
+    return _rows(
+        f"""
+        SELECT e.id, m.contact_id FROM delivery_messageevent e
+        JOIN delivery_message m ON m.id = e.message_id
+        WHERE e.id > %s AND e.kind = ANY(%s) AND {HUMAN_SQL} AND m.contact_id IS NOT NULL
+          AND e.mailing_id IN (SELECT g.id FROM delivery_mailing g WHERE g.meta->>%s = %s)
+        ORDER BY e.id LIMIT %s
+        """,  # noqa: S608 - fixed SQL fragments
+        [after_id, kinds, meta_key, str(meta_value), limit],
+    )
+
+
+def ledger_key_counts(mailing_ids: Sequence[int]) -> tuple[int, int]:
+    """(Messages of these Mailings, distinct idempotency keys among them): equal when no key was
+    queued twice."""
+    if not mailing_ids:
+        return 0, 0
+    row = _rows(
+        "SELECT count(*), count(DISTINCT idempotency_key) FROM delivery_message WHERE mailing_id = ANY(%s)",
+        [list(mailing_ids)],
+    )[0]
+    return int(row[0]), int(row[1])
