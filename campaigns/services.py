@@ -530,3 +530,19 @@ def campaigns_tick() -> dict[str, int]:
         synced += 1
     result["synced"] = synced
     return result
+
+
+def campaign_people_segment(campaign: Campaign, op: str, *, title: str, by: Any = None) -> Any:
+    """A segment of the contacts behind one of the report's counts (segment rules on the
+    campaign's send group: it stays right as late opens and clicks arrive)."""
+    from contacts.models import Segment
+    from contacts.services import segment_save
+
+    base = f"{campaign.name}: {title}"[:190]
+    name, n = base, 1
+    while Segment.objects.filter(name=name).exists():
+        n += 1
+        name = f"{base} ({n})"
+    rules = {"match": "all", "groups": [{"match": "all", "conditions": [
+        {"field": "mailing", "op": op, "value": campaign.send_group}]}]}  # fmt: skip
+    return segment_save(None, name=name, rules=rules, by=by)

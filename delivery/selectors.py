@@ -409,7 +409,10 @@ def recipient_rows(mailing_ids: list[int]) -> Iterator[dict[str, Any]]:
             coalesce(bool_or(e.kind = 'clicked' AND {HUMAN_SQL}), false),
             coalesce(bool_or(e.kind IN ('opened', 'clicked') AND NOT {HUMAN_SQL}), false),
             coalesce(bool_or(e.kind = 'unsubscribed'), false), coalesce(bool_or(e.kind = 'complained'), false),
-            m.contact_id
+            m.contact_id,
+            coalesce(bool_or(e.kind IN ('opened', 'clicked')), false), coalesce(bool_or(e.kind = 'clicked'), false),
+            coalesce(bool_or(e.kind = 'opened' AND NOT {HUMAN_SQL}), false),
+            coalesce(bool_or(e.kind = 'clicked' AND NOT {HUMAN_SQL}), false)
         FROM delivery_message m LEFT JOIN delivery_messageevent e ON e.message_id = m.id
         WHERE m.mailing_id = ANY(%s)
         GROUP BY m.id ORDER BY m.id
@@ -419,7 +422,16 @@ def recipient_rows(mailing_ids: list[int]) -> Iterator[dict[str, Any]]:
         cursor.execute(sql, [mailing_ids])
         while chunk := cursor.fetchmany(2000):
             for row in chunk:
-                values = dict(zip((*keys, "unsubscribed", "complained", "contact_id"), row, strict=True))
+                more = (
+                    "unsubscribed",
+                    "complained",
+                    "contact_id",
+                    "any_open",
+                    "any_click",
+                    "machine_open",
+                    "machine_click",
+                )
+                values = dict(zip((*keys, *more), row, strict=True))
                 values["bounce"] = _report_class(values["bounce"])
                 yield values
 
@@ -448,3 +460,51 @@ def sending_is_set_up() -> bool:
 def a_test_was_sent() -> bool:
     """The home checklist's "send yourself a test" step: any test Mailing that sent a message."""
     return Message.objects.filter(mailing__meta__test=True, state=MessageState.SENT).exists()
+
+
+# --- what contacts did with a send group's mail, for segment rules (offered through lookups) ---
+
+_ACTIVITY_TESTS = {
+    "received": ("m.state = 'sent'", ""),
+    "delivered": ("m.state = 'sent' AND m.bounce_kind = ''", ""),
+    "opened": ("", f"e.kind IN ('opened', 'clicked') AND {HUMAN_SQL}"),
+    "clicked": ("", f"e.kind = 'clicked' AND {HUMAN_SQL}"),
+    "bounced": ("m.bounce_kind <> ''", ""),
+    "unsubscribed": ("", "e.kind = 'unsubscribed'"),
+    "complained": ("", "e.kind = 'complained'"),
+}
+
+
+def mailing_activity_sql(op: str, send_group: str) -> tuple[str, list]:
+    """A condition over contacts (alias c): the contact did `op` with the send group's mail.
+
+    Every test is an EXISTS over the ledger by (mailing, contact); `not_opened` is "was sent and
+    did not open" (what a resend to non-openers wants)."""
+    if op == "not_opened":
+        sent, _ = mailing_activity_sql("received", send_group)
+        opened, _ = mailing_activity_sql("opened", send_group)
+        return f"({sent} AND NOT {opened})", [send_group, send_group]
+    message_test, event_test = _ACTIVITY_TESTS[op]
+    # Fixed SQL fragments from _ACTIVITY_TESTS; the send group is a parameter.
+    join = " JOIN delivery_messageevent e ON e.message_id = m.id" if event_test else ""
+    tests = "".join(f" AND {test}" for test in (message_test, event_test) if test)
+    sql = (
+        "EXISTS (SELECT 1 FROM delivery_message m JOIN delivery_mailing g ON g.id = m.mailing_id"  # noqa: S608
+        f"{join} WHERE m.contact_id = c.id AND g.send_group = %s{tests})"
+    )
+    return sql, [send_group]
+
+
+def mailing_groups(limit: int = 100) -> list[tuple[str, str]]:
+    """Recent send groups (a campaign's Mailings share one) with a name, newest first."""
+    seen: dict[str, str] = {}
+    rows = (
+        Mailing.objects.exclude(meta__contains={"test": True})
+        .exclude(state=Mailing.State.STANDING)
+        .order_by("-id")
+        .values_list("send_group", "name")[: limit * 3]
+    )
+    for group, name in rows:
+        if group and group not in seen:
+            seen[group] = name
+    return list(seen.items())[:limit]
