@@ -151,7 +151,10 @@ class SettingsForm(forms.Form):
     utm_source = forms.CharField(max_length=100, required=False, label="utm_source")
     utm_medium = forms.CharField(max_length=100, required=False, label="utm_medium")
     utm_campaign = forms.CharField(
-        max_length=100, required=False, label="utm_campaign", help_text="Empty: made from the campaign's name."
+        max_length=100,
+        required=False,
+        label="utm_campaign",
+        help_text="Empty: made from the campaign's name.",
     )
     ab_test_percent = forms.IntegerField(
         min_value=1, max_value=100, label="A/B test share (% of the audience)"

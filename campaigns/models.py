@@ -53,7 +53,9 @@ class Campaign(models.Model):
     utm_enabled = models.BooleanField(default=True)
     utm_source = models.CharField(max_length=100, blank=True, default="newsletter")
     utm_medium = models.CharField(max_length=100, blank=True, default="email")
-    utm_campaign = models.CharField(max_length=100, blank=True, help_text="Empty: made from the campaign's name.")
+    utm_campaign = models.CharField(
+        max_length=100, blank=True, help_text="Empty: made from the campaign's name."
+    )
     frequency_cap_hours = models.PositiveIntegerField(
         default=0, help_text="Skip contacts mailed in the last N hours; 0 turns the cap off."
     )

@@ -379,6 +379,7 @@ def report(request: HttpRequest, pk: int) -> HttpResponse:
                 bars=["sent", "opened", "clicked", "bounced"],
                 title="Results by recipient domain",
             ),
+            "click_map": selectors.click_map(campaign, data),
             "not_received": selectors.not_received(campaign),
         },
     )
