@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignState, GuardLimits, Variant
 from delivery import selectors as delivery_selectors
+from delivery.identities import from_allowed, from_refusal
 
 
 def _rows(sql: str, params: Sequence[Any]) -> list[tuple]:
@@ -171,6 +172,8 @@ def campaign_problems(campaign: Campaign, *, count: int | None = None) -> list[s
         problems.append("Audience: nobody would receive it (after suppressions and exclusions).")
     if not campaign.from_email:
         problems.append("Settings: the from address is empty.")
+    elif not from_allowed(campaign.from_email):
+        problems.append(f"Settings: {from_refusal(campaign.from_email)}.")
     elif settings.CAMPAIGNS_REFUSE_UNAUTHENTICATED_FROM:
         standing = from_standing(campaign.from_email)
         if standing.failing:
@@ -247,9 +250,15 @@ def campaign_progress(campaign: Campaign) -> dict[str, Any]:
     """Sent / total, rate and time left over all the campaign's Mailings."""
     total = done = sent = failed = skipped = after_pause = 0
     rate = 0.0
+    held: dict[str, int] = {}
+    warmup = None
     eta = None
     for mailing_id in campaign_mailing_ids(campaign):
         progress = delivery_selectors.mailing_progress(mailing_id)
+        for reason, count in progress["held"].items():
+            held[reason] = held.get(reason, 0) + count
+        if progress["warmup"] and (warmup is None or progress["warmup"]["finish_on"] > warmup["finish_on"]):
+            warmup = progress["warmup"]
         total += progress["total"]
         done += progress["done"]
         sent += progress["sent"]
@@ -263,6 +272,8 @@ def campaign_progress(campaign: Campaign) -> dict[str, Any]:
     paused = campaign.state == CampaignState.PAUSED
     if paused:  # nothing goes out while paused: no rate, no time left
         rate, eta = 0.0, None
+    elif warmup is not None:  # held by warm-up: the schedule's finish day says it, not seconds
+        eta = None
     elif rate > 0 and remaining:
         eta = max(eta or 0, int(remaining / rate + 0.5))
     return {
@@ -277,6 +288,9 @@ def campaign_progress(campaign: Campaign) -> dict[str, Any]:
         "eta_s": eta if remaining else None,
         "paused": paused,
         "after_pause": after_pause,
+        # Waiting in the ledger, by reason (delivery's HoldReason values), and the warm-up's estimate.
+        "held": held,
+        "warmup": warmup,
     }
 
 

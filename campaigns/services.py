@@ -17,6 +17,7 @@ from campaigns import selectors
 from campaigns.models import EDITABLE_STATES, Campaign, CampaignState, GuardLimits, Variant, WinnerMetric
 from delivery import selectors as delivery_selectors
 from delivery.headers import check_header_value
+from delivery.identities import from_allowed, from_refusal
 from mailplatform.errors import Conflict, Invalid, PlatformError
 from mailplatform.services import acting_user, audit_record
 
@@ -87,6 +88,8 @@ def campaign_update(
         for name, value in fields.items():
             if name in HEADER_FIELDS:
                 check_header_value(value, field=name.replace("_", " "))
+            if name == "from_email" and value and value != campaign.from_email:
+                _check_from(value)
             setattr(campaign, name, value.strip() if isinstance(value, str) else value)
         if not 1 <= campaign.ab_test_percent <= 100:
             raise Invalid("the A/B test share must be 1 to 100 percent", field="ab_test_percent")
@@ -116,6 +119,12 @@ def campaign_update(
         if by is not None:
             audit_record(by, "campaign.updated", campaign, details={"fields": sorted(fields)})
     return campaign
+
+
+def _check_from(from_email: str) -> None:
+    """A campaign's From must be a sending identity (delivery.identities.check_from), said at once."""
+    if not from_allowed(from_email.strip()):
+        raise Invalid(from_refusal(from_email.strip()), field="from_email", code="from_not_allowed")
 
 
 def campaign_delete(campaign_id: int, *, by: Any = None) -> None:

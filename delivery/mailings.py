@@ -130,6 +130,30 @@ def mailing_plan(mailing_id: int, *, audience: tuple[str, list]) -> int:
     return created
 
 
+def mailing_queue_keyed(mailing_id: int, *, source: tuple[str, list]) -> int:
+    """Queue keyed Messages on an open (standing) Mailing set-wise; returns how many are new.
+
+    `source` is (sql, params) selecting (contact_id, idempotency_key, data); a key already in the
+    ledger queues nothing (delivery.ledger.queue_keyed). Runners are dispatched on commit. The
+    claim-time re-check (delivery.eligibility) applies as to any Message of the Mailing's kind.
+    """
+    mailing = Mailing.objects.get(pk=mailing_id)
+    if mailing.state not in (Mailing.State.STANDING, Mailing.State.SENDING):
+        raise Conflict(f"mailing {mailing_id} is {mailing.state}: nothing can be queued on it", code="state")
+    created = ledger.queue_keyed(mailing, source, timezone.now())
+    if created:
+        transaction.on_commit(lambda: runners.dispatch(mailing_id))
+    return created
+
+
+def mailings_cancel_for_contacts(
+    mailing_ids: Sequence[int], contact_ids: Sequence[int], *, reason: str
+) -> int:
+    """Nothing more of these Mailings goes to these contacts: their queued and held Messages are
+    skipped (those being sent now are past stopping). Returns how many were skipped."""
+    return ledger.skip_open_for_contacts(list(mailing_ids), list(contact_ids), reason[:200])
+
+
 def mailing_start(mailing_id: int, *, audience: tuple[str, list] | None = None) -> Mailing:
     """Start sending; plans first when nothing is planned yet.
 

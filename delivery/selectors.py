@@ -47,7 +47,14 @@ def mailing_progress(mailing_id: int) -> dict[str, Any]:
             held[row["hold_reason"] or HoldReason.RELAY] = row["n"]
             held_until = max(filter(None, [held_until, row["until"]]), default=None)
     eta = int(remaining / rate + 0.5) if rate > 0 and remaining else None
-    if held_until is not None and not paused:
+    warmup_estimate = None
+    if held.get(HoldReason.WARMUP) and mailing is not None:
+        # Held by a warm-up cap: the schedule says on which day the last of it should go.
+        from delivery import warmup
+
+        warmup_estimate = warmup.estimate(mailing, remaining)
+        eta = None
+    elif held_until is not None and not paused:
         eta = max(eta or 0, int((held_until - timezone.now()).total_seconds())) or eta
     after_pause = 0
     if paused and mailing.paused_at is not None:
@@ -65,6 +72,7 @@ def mailing_progress(mailing_id: int) -> dict[str, Any]:
         "held_until": held_until,
         "paused": paused,
         "after_pause": after_pause,
+        "warmup": warmup_estimate,
     }
 
 
@@ -523,3 +531,52 @@ def mailing_groups(limit: int = 100) -> list[tuple[str, str]]:
         if group and group not in seen:
             seen[group] = name
     return list(seen.items())[:limit]
+
+
+def keys_engaged(keys: Sequence[str], *, clicked: bool) -> set[str]:
+    """Of these idempotency keys, those whose Message a person opened (or clicked, which proves an
+    open) or, with `clicked`, clicked; machine hits (privacy proxies, link scanners) do not count."""
+    if not keys:
+        return set()
+    kinds = ["clicked"] if clicked else ["opened", "clicked"]
+    rows = _rows(
+        f"""
+        SELECT m.idempotency_key FROM delivery_message m
+        WHERE m.idempotency_key = ANY(%s) AND EXISTS (
+            SELECT 1 FROM delivery_messageevent e
+            WHERE e.message_id = m.id AND e.kind = ANY(%s) AND {HUMAN_SQL}
+        )
+        """,  # noqa: S608 - fixed SQL fragments
+        [list(keys), kinds],
+    )
+    return {row[0] for row in rows}
+
+
+def human_engagement_since(
+    after_id: int, *, meta_key: str, meta_value: int, clicked: bool, limit: int = 5000
+) -> list[tuple[int, int]]:
+    """(event id, contact id) of human opens (or clicks) after event `after_id` on Mailings whose
+    meta names `meta_key` = `meta_value` (e.g. campaign_id = 3), oldest first: a watermark reader."""
+    kinds = ["clicked"] if clicked else ["opened", "clicked"]
+    return _rows(
+        f"""
+        SELECT e.id, m.contact_id FROM delivery_messageevent e
+        JOIN delivery_message m ON m.id = e.message_id
+        WHERE e.id > %s AND e.kind = ANY(%s) AND {HUMAN_SQL} AND m.contact_id IS NOT NULL
+          AND e.mailing_id IN (SELECT g.id FROM delivery_mailing g WHERE g.meta->>%s = %s)
+        ORDER BY e.id LIMIT %s
+        """,  # noqa: S608 - fixed SQL fragments
+        [after_id, kinds, meta_key, str(meta_value), limit],
+    )
+
+
+def ledger_key_counts(mailing_ids: Sequence[int]) -> tuple[int, int]:
+    """(Messages of these Mailings, distinct idempotency keys among them): equal when no key was
+    queued twice."""
+    if not mailing_ids:
+        return 0, 0
+    row = _rows(
+        "SELECT count(*), count(DISTINCT idempotency_key) FROM delivery_message WHERE mailing_id = ANY(%s)",
+        [list(mailing_ids)],
+    )[0]
+    return int(row[0]), int(row[1])
