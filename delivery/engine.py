@@ -456,7 +456,7 @@ def _work_relay(
                 # Mail held for a receiving domain's pace comes back as its turn comes, not at the
                 # watchdog's next round; mail held by warm-up as far as today's caps have room.
                 requeued_at = time.monotonic()
-                _requeued, held_wait = _retrying(ledger.requeue_held, mailing.pk, HoldReason.THROTTLED)
+                _requeued, held_wait = _retrying(ledger.requeue_held, mailing.pk, _DOMAIN_HOLDS)
                 _retrying(warmup.release, mailing.pk)
             if held_wait is not None:
                 # Held mail is only requeued between batches: keep them short (a fraction of a
@@ -464,7 +464,7 @@ def _work_relay(
                 size = min(size, HELD_BATCH_SIZE)
             batch = _retrying(ledger.claim, mailing.pk, relay.pk, size)
             if not batch:
-                requeued, wait = _retrying(ledger.requeue_held, mailing.pk, HoldReason.THROTTLED)
+                requeued, wait = _retrying(ledger.requeue_held, mailing.pk, _DOMAIN_HOLDS)
                 if requeued:
                     continue
                 if wait is not None and wait <= 2.0 and time.monotonic() + wait < deadline:
@@ -517,8 +517,43 @@ def _send_batch(
     """Stream one claimed batch; returns "" to go on, or why to stop."""
     groups = {c.id: domains.group_of(c.email) for c in batch}
     batch = _domain_gate(batch, groups)
-    if not batch:
-        return ""
+    batch, slots = _domain_connections(batch, groups, holdings)
+    try:
+        if not batch:
+            return ""
+        return _stream_batch(
+            mailing,
+            relay,
+            smtp,
+            builder,
+            limits,
+            batch,
+            groups,
+            holdings,
+            heartbeat,
+            hostname,
+            deadline,
+            result,
+        )
+    finally:
+        for slot in slots:
+            holdings.release(slot)
+
+
+def _stream_batch(
+    mailing: Mailing,
+    relay: Relay,
+    smtp: RelayConnection,
+    builder: MessageBuilder,
+    limits: ratelimit.Limits,
+    batch: list[Claimed],
+    groups: dict[int, str],
+    holdings: Holdings,
+    heartbeat: liveness.Heartbeat,
+    hostname: str | None,
+    deadline: float,
+    result: RunResult,
+) -> str:
     tokens = {c.id: verp.message_token(c.id, "unsubscribe") for c in batch}
     contexts = _retrying(_contexts, mailing, builder, batch, tokens)
     recorder = Recorder(
@@ -618,6 +653,39 @@ def _send_batch(
         result.reason = control["stop"]
         return "stopped"
     return ""
+
+
+# Held mail of a receiving domain that comes back between batches (its pace, its connections).
+_DOMAIN_HOLDS = (HoldReason.THROTTLED, HoldReason.CONNECTIONS)
+# How long mail waits when its receiving domain's connections are all in use (a batch is short).
+CONNECTION_HOLD_SECONDS = 0.25
+
+
+def _domain_connections(
+    batch: list[Claimed], groups: dict[int, str], holdings: Holdings
+) -> tuple[list[Claimed], list[ratelimit.Semaphore]]:
+    """A place among each receiving domain group's concurrent connections (`connections` in
+    DELIVERY_DOMAIN_LIMITS: runners carrying its mail at once, on every worker) for this batch;
+    the group's mail waits a moment in the ledger when they are all taken, the others go on."""
+    slots: list[ratelimit.Semaphore] = []
+    waiting: list[int] = []
+    for group in sorted({groups[c.id] for c in batch}):
+        limit = domains.limits_for(group).connections
+        if limit <= 0:
+            continue
+        slot = domains.connection_slot(group, limit)
+        if slot.acquire() == 0.0:
+            holdings.hold(slot)
+            slots.append(slot)
+        else:
+            waiting.extend(c.id for c in batch if groups[c.id] == group)
+    if waiting:
+        until = timezone.now() + dt.timedelta(seconds=CONNECTION_HOLD_SECONDS)
+        _retrying(ledger.hold, waiting, until, HoldReason.CONNECTIONS)
+        holdings.ids.difference_update(waiting)
+        held = set(waiting)
+        batch = [c for c in batch if c.id not in held]
+    return batch, slots
 
 
 def _warmup_gate(mailing: Mailing, relay_id: int, batch: list[Claimed]) -> tuple[list[Claimed], str]:

@@ -264,26 +264,27 @@ def hold_in_turn(ids: Sequence[int], start: dt.datetime, interval: float, reason
         )
 
 
-def requeue_held(mailing_id: int, reason: str) -> tuple[int, float | None]:
+def requeue_held(mailing_id: int, reason: str | Sequence[str]) -> tuple[int, float | None]:
     """This Mailing's Messages held for `reason` whose time has come go back to the queue now (a
     runner need not wait for the watchdog); also the seconds until the next one is due. They keep
     their hold reason while queued: a throttled one comes back owning its turn (Claimed.turn)."""
+    reasons = [reason] if isinstance(reason, str) else [str(r) for r in reason]
     with connection.cursor() as cursor:
         cursor.execute(
             """
             UPDATE delivery_message SET state = 'queued'
-            WHERE mailing_id = %s AND state = 'deferred' AND hold_reason = %s
+            WHERE mailing_id = %s AND state = 'deferred' AND hold_reason = ANY(%s)
               AND next_attempt_at <= clock_timestamp()
             """,
-            [mailing_id, reason],
+            [mailing_id, reasons],
         )
         requeued = cursor.rowcount
         cursor.execute(
             """
             SELECT EXTRACT(EPOCH FROM MIN(next_attempt_at) - clock_timestamp()) FROM delivery_message
-            WHERE mailing_id = %s AND state = 'deferred' AND hold_reason = %s
+            WHERE mailing_id = %s AND state = 'deferred' AND hold_reason = ANY(%s)
             """,
-            [mailing_id, reason],
+            [mailing_id, reasons],
         )
         (wait,) = cursor.fetchone()
     return requeued, None if wait is None else max(0.0, float(wait))

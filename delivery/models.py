@@ -218,6 +218,8 @@ class HoldReason(models.TextChoices):
     WINDOW = "window", "Outside the sending window"
     THROTTLED = "throttled", "Receiving domain throttled"
     WARMUP = "warmup", "Warm-up cap reached"
+    # Every connection a receiving domain group may have at once is in use (DELIVERY_DOMAIN_LIMITS).
+    CONNECTIONS = "connection", "Receiving domain's connections in use"
     # The deliverability guard paused one receiving domain group of the Mailing (not before: the far future).
     GUARD = "guard", "Paused by the guard for its receiving domain"
 

@@ -192,6 +192,8 @@ class Limits:
     burst: int = 0
     per_hour: int = 0
     per_day: int = 0
+    # Receiving domain groups only: how many runners may carry the group's mail at once (0: any).
+    connections: int = 0
 
     @property
     def unlimited(self) -> bool:
@@ -336,6 +338,10 @@ class Semaphore:
         if not held:
             return self.acquire() == 0.0
         return True
+
+    def count(self) -> int:
+        """Places held now (leases not run out), by anyone."""
+        return _run([self.key], ["count", "", 0, 0])[0]
 
     def release(self) -> None:
         if self.held:
