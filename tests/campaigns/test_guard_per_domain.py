@@ -43,7 +43,9 @@ def test_the_guard_pauses_only_the_complaining_domain_group_and_the_rest_flows(
     campaign.refresh_from_db()
     mailing_id = campaign.mailing_id
     drain(mailing_id, seconds=20)
-    assert len(_received(relay_server, "gmail.com")) == 60 and len(_received(relay_server, "example.org")) == 60
+    assert (
+        len(_received(relay_server, "gmail.com")) == 60 and len(_received(relay_server, "example.org")) == 60
+    )
 
     # Gmail's feedback loop reports 3 complaints among its 60: 5 %, above the 0.10 % limit.
     gmail = Message.objects.filter(mailing_id=mailing_id, state="sent", email__endswith="@gmail.com")
