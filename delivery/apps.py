@@ -26,6 +26,11 @@ class DeliveryConfig(AppConfig):
         )
         beat.every(5, "delivery.webhook_tasks.forward_message_events", name="webhook-forward-delivery")
         metrics.register("delivery", delivery_metrics.collect)
+        from delivery.selectors import mailing_choices
+        from mailplatform import lookups
+
+        # The segment builder's "opened / clicked the mailing ..." menu (contacts may not import us).
+        lookups.offer(lookups.MAILING_CHOICES, mailing_choices)
         firstrun.step(10, "Add a sending identity and a relay", "delivery:relays", sending_is_set_up)
         firstrun.step(40, "Send yourself a test", "campaigns:index", a_test_was_sent)
 

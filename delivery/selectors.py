@@ -448,3 +448,23 @@ def sending_is_set_up() -> bool:
 def a_test_was_sent() -> bool:
     """The home checklist's "send yourself a test" step: any test Mailing that sent a message."""
     return Message.objects.filter(mailing__meta__test=True, state=MessageState.SENT).exists()
+
+
+def mailing_choices(limit: int = 200) -> list[tuple[int, str]]:
+    """Mailings that started sending, newest first, as (id, "name: subject (date)") for menus."""
+    rows = (
+        Mailing.objects.filter(started_at__isnull=False)
+        .exclude(state=Mailing.State.STANDING)
+        .exclude(meta__contains={"test": True})
+        .order_by("-started_at", "-id")
+        .values_list("id", "name", "subject", "started_at")[:limit]
+    )
+    return [
+        (
+            pk,
+            f"{name}: {subject} ({started:%Y-%m-%d})"
+            if name != subject
+            else f"{subject} ({started:%Y-%m-%d})",
+        )
+        for pk, name, subject, started in rows
+    ]

@@ -14,6 +14,7 @@ from typing import Any
 # The names in use, and what each answers.
 CONTACT_MERGE_DATA = "contact_merge_data"  # (contact ids) -> {id: merge data}, as contacts.selectors
 CUSTOM_FIELD_NAMES = "custom_field_names"  # () -> [key, ...]: the contact custom fields' keys
+MAILING_CHOICES = "mailing_choices"  # () -> [(id, label), ...]: mailings that sent, newest first
 
 _offered: dict[str, Callable[..., Any]] = {}
 
