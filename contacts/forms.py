@@ -251,6 +251,9 @@ def builder_context(rules: dict[str, Any], error: SegmentError | None = None) ->
         "lists": MailingList.objects.order_by("name"),
         "mailings": _mailing_choices(),
         "statuses": ContactStatus.choices,
+        "mailing_groups": _mailing_groups()
+        if "mailing" in {c["kind"] for g in groups for c in g["conditions"]}
+        else [],
     }
 
 
@@ -260,3 +263,10 @@ def _mailing_choices() -> list[tuple[int, str]]:
 
     choices = lookups.ask(lookups.MAILING_CHOICES)
     return list(choices()) if choices else []
+
+
+def _mailing_groups() -> list[tuple[str, str]]:
+    from mailplatform import lookups
+
+    groups = lookups.ask(lookups.MAILING_GROUPS)
+    return list(groups()) if groups is not None else []

@@ -82,6 +82,18 @@ ENGAGEMENT_COLUMNS = {
     "clicked": ("clicked_at", "machine_clicked_at", "c.last_clicked_at"),
 }
 MAX_MAILINGS = 100
+# What a contact did with one campaign's mail (its send group): the report's drill-downs saved as
+# segments. The SQL is delivery's (lookups.MAILING_ACTIVITY_SQL): contacts does not read its tables.
+MAILING_OPS = {
+    "received": "was sent",
+    "delivered": "had delivered",
+    "opened": "opened (people)",
+    "not_opened": "was sent, did not open",
+    "clicked": "clicked (people)",
+    "bounced": "bounced on",
+    "unsubscribed": "unsubscribed from",
+    "complained": "complained about",
+}
 
 # Built-in columns: field -> (SQL column, kind). Column names come from this table only.
 BUILTINS: dict[str, tuple[str, str, str]] = {
@@ -100,6 +112,7 @@ BUILTINS: dict[str, tuple[str, str, str]] = {
     "opened": ("", "engagement", "Opened"),
     "clicked": ("", "engagement", "Clicked"),
     "clicked_link": ("", "link", "Clicked a link"),
+    "mailing": ("", "mailing", "Campaign mail"),
 }
 OPS_BY_KIND = {
     "text": TEXT_OPS,
@@ -111,6 +124,7 @@ OPS_BY_KIND = {
     "list": LIST_OPS,
     "engagement": ENGAGEMENT_OPS,
     "link": LINK_OPS,
+    "mailing": MAILING_OPS,
 }
 MAX_CONDITIONS = 50
 ATTR_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -349,6 +363,17 @@ def _condition_sql(cond: Any, where: str, fields: dict[str, str], params: list) 
         return _engagement_condition(field, op, value, _machine(cond), params, where)
     if kind == "link":
         return _link_condition(op, value, _machine(cond), params, where), LIST, True
+    if kind == "mailing":
+        from mailplatform import lookups
+
+        activity = lookups.ask(lookups.MAILING_ACTIVITY_SQL)
+        if activity is None:
+            raise SegmentError(f"{where}: campaign activity is not available")
+        if not isinstance(value, str) or not re.fullmatch(r"[a-z_]{1,40}:[0-9]{1,18}", value):
+            raise SegmentError(f"{where}: choose a campaign")
+        sql, activity_params = activity(op, value)
+        params.extend(activity_params)
+        return sql, LIST, True
     if kind == "status":
         if value not in ContactStatus.values:
             raise SegmentError(f"{where}: {value!r} is not a contact status")

@@ -307,6 +307,34 @@ def segment_contact_ids_sql(segment_id: int) -> tuple[str, list]:
     return f"SELECT c.id FROM contacts_contact c WHERE {condition}", params  # noqa: S608
 
 
+def segment_members(segment_id: int, contact_ids: Iterable[int]) -> set[int]:
+    """Of `contact_ids`, those in the segment now (a segment that no longer exists has none)."""
+    ids = sorted({int(i) for i in contact_ids})
+    if not ids or not Segment.objects.filter(pk=segment_id).exists():
+        return set()
+    condition, params = _segment_condition(segment_id)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT c.id FROM contacts_contact c WHERE c.id = ANY(%s) AND ({condition})",  # noqa: S608
+            [ids, *params],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def contacts_with_date_at_local_hour(field: str, hour: int, at: dt.datetime) -> tuple[str, list]:
+    """`SELECT c.id ...` of active contacts whose date field `field` has today's month and day, in each
+    contact's own time zone (the install's default where they have none), where it is `hour` or later."""
+    zone = "coalesce(nullif(c.timezone, ''), %s)"
+    sql = (
+        "SELECT c.id FROM contacts_contact c WHERE c.status = 'active' "  # noqa: S608 - fixed fragments
+        "AND c.attributes ? %s AND (c.attributes->>%s) ~ '^\\d{4}-\\d{2}-\\d{2}' "
+        f"AND to_char((%s::timestamptz AT TIME ZONE {zone}), 'MM-DD') = substr(c.attributes->>%s, 6, 5) "
+        f"AND extract(hour FROM (%s::timestamptz AT TIME ZONE {zone})) >= %s"
+    )
+    default = settings.DEFAULT_TIMEZONE
+    return sql, [field, field, at, default, field, at, default, hour]
+
+
 def segment_contact_ids_sql_for_rules(rules: Any) -> tuple[str, list]:
     condition, params = compile_rules(rules)
     return f"SELECT c.id FROM contacts_contact c WHERE {condition}", params  # noqa: S608

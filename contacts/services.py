@@ -14,6 +14,7 @@ person may still join another list later from a subscribe form.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
 from collections import defaultdict
@@ -464,6 +465,7 @@ def contact_create(
                 confirmed_at=now,
                 source=consent_source,
             )
+            _announce_confirmed(contact.pk, int(list_id))
         _audit(by, "contact.created", contact)
     return contact
 
@@ -526,12 +528,33 @@ def contact_subscribe(
         if confirmed and subscription.status != SubscriptionStatus.CONFIRMED:
             subscription.status = SubscriptionStatus.CONFIRMED
             subscription.confirmed_at = now
+            _announce_confirmed(contact.pk, mailing_list.pk)
         elif not confirmed and subscription.status == SubscriptionStatus.UNSUBSCRIBED:
             subscription.status = SubscriptionStatus.UNCONFIRMED
         subscription.source = source
         subscription.save()
         _audit(by, "contact.subscribed", contact, list=mailing_list.name, status=subscription.status)
     return subscription
+
+
+def contacts_set_attribute(contact_ids: Iterable[int], name: str, value: Any) -> int:
+    """Set one custom field on many contacts at once (typed as the field is declared); returns how many."""
+    ids = _ids(contact_ids)
+    if not ids:
+        return 0
+    typed = _typed_attributes({name: value})
+    with connection.cursor() as cursor:
+        if name in typed:
+            cursor.execute(
+                "UPDATE contacts_contact SET attributes = attributes || %s::jsonb, updated_at = %s WHERE id = ANY(%s)",
+                [json.dumps({name: typed[name]}, default=str), timezone.now(), ids],
+            )
+        else:
+            cursor.execute(
+                "UPDATE contacts_contact SET attributes = attributes - %s, updated_at = %s WHERE id = ANY(%s)",
+                [name, timezone.now(), ids],
+            )
+        return cursor.rowcount
 
 
 def contact_erase(contact: Contact, *, by: Any) -> None:
@@ -898,10 +921,20 @@ def public_subscribe(
     return subscription
 
 
+def _announce_confirmed(contact_id: int, list_id: int) -> None:
+    """After the commit: the contact is confirmed on the list (other apps start their journeys)."""
+    transaction.on_commit(
+        lambda: signals.subscription_confirmed.send(
+            sender=Subscription, contact_id=contact_id, list_id=list_id
+        )
+    )
+
+
 def _confirm(subscription: Subscription, *, ip_address: str | None, now: dt.datetime) -> None:
     subscription.status = SubscriptionStatus.CONFIRMED
     subscription.confirmed_at = now
     subscription.save(update_fields=["status", "confirmed_at", "updated_at"])
+    _announce_confirmed(subscription.contact_id, subscription.mailing_list_id)
     contact = subscription.contact
     # Confirming is the person's own fresh consent: it lifts an earlier marketing unsubscribe,
     # never a bounce, complaint or blocklisting.

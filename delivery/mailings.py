@@ -6,6 +6,7 @@ delivery.runners, which enqueues the send tasks when the transaction commits.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import uuid
@@ -128,6 +129,30 @@ def mailing_plan(mailing_id: int, *, audience: tuple[str, list]) -> int:
         created, total = ledger.plan(mailing, audience, now)
         Mailing.objects.filter(pk=mailing_id).update(planned_at=now, planned_count=total)
     return created
+
+
+def mailing_queue_keyed(mailing_id: int, *, source: tuple[str, list]) -> int:
+    """Queue keyed Messages on an open (standing) Mailing set-wise; returns how many are new.
+
+    `source` is (sql, params) selecting (contact_id, idempotency_key, data); a key already in the
+    ledger queues nothing (delivery.ledger.queue_keyed). Runners are dispatched on commit. The
+    claim-time re-check (delivery.eligibility) applies as to any Message of the Mailing's kind.
+    """
+    mailing = Mailing.objects.get(pk=mailing_id)
+    if mailing.state not in (Mailing.State.STANDING, Mailing.State.SENDING):
+        raise Conflict(f"mailing {mailing_id} is {mailing.state}: nothing can be queued on it", code="state")
+    created = ledger.queue_keyed(mailing, source, timezone.now())
+    if created:
+        transaction.on_commit(lambda: runners.dispatch(mailing_id))
+    return created
+
+
+def mailings_cancel_for_contacts(
+    mailing_ids: Sequence[int], contact_ids: Sequence[int], *, reason: str
+) -> int:
+    """Nothing more of these Mailings goes to these contacts: their queued and held Messages are
+    skipped (those being sent now are past stopping). Returns how many were skipped."""
+    return ledger.skip_open_for_contacts(list(mailing_ids), list(contact_ids), reason[:200])
 
 
 def mailing_start(mailing_id: int, *, audience: tuple[str, list] | None = None) -> Mailing:
@@ -258,3 +283,51 @@ def unsubscribe_by_message(message_id: int, *, source: str = "one-click") -> boo
             data={"source": source, "list_ids": message.mailing.list_ids},
         )
     return True
+
+
+# --- one receiving domain group of a Mailing (the deliverability guard) ---
+
+# Mail the guard holds for a group waits for a person, not a time: its not-before is far away.
+GUARD_HOLD = dt.timedelta(days=3650)
+
+
+def mailing_pause_group(mailing_id: int, group: str, *, reason: str, by: Any = None) -> bool:
+    """Hold this Mailing's mail to one receiving domain group (the others keep flowing); False when
+    that group was already paused, or resumed by a person (then the guard leaves it alone)."""
+    from delivery import domains
+    from delivery.models import GroupPause, HoldReason
+
+    with transaction.atomic():
+        mailing = Mailing.objects.select_for_update().get(pk=mailing_id)
+        pause, created = GroupPause.objects.get_or_create(
+            mailing=mailing, group=group, defaults={"reason": reason[:2000]}
+        )
+        if not created:
+            return False
+        held = ledger.hold_domains(
+            mailing_id, domains.members(group), timezone.now() + GUARD_HOLD, HoldReason.GUARD
+        )
+        audit_record(
+            by, "mailing.group_paused", mailing, details={"group": group, "held": held, "reason": reason}
+        )
+    return True
+
+
+def mailing_resume_group(mailing_id: int, group: str, *, by: Any = None) -> int:
+    """Let a paused receiving domain group go on: its held mail back to the queue; the guard does
+    not pause it again for this Mailing. Returns how many Messages came back."""
+    from delivery import domains
+    from delivery.models import GroupPause, HoldReason
+
+    with transaction.atomic():
+        mailing = Mailing.objects.select_for_update().get(pk=mailing_id)
+        pause = GroupPause.objects.filter(mailing=mailing, group=group, resumed_at__isnull=True).first()
+        if pause is None:
+            raise Conflict(f"{group} is not paused for this mailing", code="state")
+        pause.resumed_at = timezone.now()
+        pause.save(update_fields=["resumed_at"])
+        back = ledger.release_domains(mailing_id, domains.members(group), HoldReason.GUARD)
+        audit_record(by, "mailing.group_resumed", mailing, details={"group": group, "requeued": back})
+        if mailing.state == Mailing.State.SENDING:
+            transaction.on_commit(lambda: runners.dispatch(mailing_id))
+    return back

@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "delivery.bounces",
     "delivery.dnsauth",
     "campaigns",
+    "automations",
 ]
 
 MIDDLEWARE = [
@@ -574,3 +575,17 @@ CAMPAIGNS_TICK_SECONDS = env_int("CAMPAIGNS_TICK_SECONDS", 15, minimum=1)
 # Sending to more recipients than this from the dashboard asks the person to type the count
 # (or the campaign's name) first; below it a confirmation naming subject, audience and count.
 CAMPAIGNS_CONFIRM_TYPED_ABOVE = env_int("CAMPAIGNS_CONFIRM_TYPED_ABOVE", 100, minimum=0)
+
+# --- Automations ---
+
+# How often beat runs the scheduler, which advances every due run (a trigger also starts it at once).
+AUTOMATIONS_TICK_SECONDS = env_int("AUTOMATIONS_TICK_SECONDS", 5, minimum=1)
+# Runs claimed (FOR UPDATE SKIP LOCKED) and advanced per transaction.
+AUTOMATIONS_BATCH_SIZE = env_int("AUTOMATIONS_BATCH_SIZE", 2000, minimum=1)
+# One scheduler task works at most this long, then leaves the rest to the next tick.
+AUTOMATIONS_TICK_MAX_SECONDS = env_int("AUTOMATIONS_TICK_MAX_SECONDS", 50, minimum=1)
+# How often the scheduled triggers (segments entered, date fields, campaign opens and clicks) and the
+# exit sweep (unsubscribed, bounced, complained, entered the exit segment) run.
+AUTOMATIONS_TRIGGERS_SECONDS = env_int("AUTOMATIONS_TRIGGERS_SECONDS", 60, minimum=1)
+# A run waiting for an open or a click before its deadline looks again this often.
+AUTOMATIONS_ENGAGEMENT_CHECK_SECONDS = env_int("AUTOMATIONS_ENGAGEMENT_CHECK_SECONDS", 300, minimum=1)

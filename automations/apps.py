@@ -1,0 +1,20 @@
+from django.apps import AppConfig
+
+
+class AutomationsConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "automations"
+
+    def ready(self) -> None:
+        from django.conf import settings
+
+        from automations.receivers import list_joined
+        from contacts.signals import subscription_confirmed
+        from mailplatform import beat
+
+        # Joined a list (confirmed, on a double opt-in list): contacts sends, automations listens.
+        subscription_confirmed.connect(list_joined, dispatch_uid="automations.list_joined")
+        beat.every(settings.AUTOMATIONS_TICK_SECONDS, "automations.tasks.tick", name="automations-tick")
+        beat.every(
+            settings.AUTOMATIONS_TRIGGERS_SECONDS, "automations.tasks.triggers", name="automations-triggers"
+        )

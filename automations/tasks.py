@@ -1,0 +1,32 @@
+"""Celery tasks: thin, they call the scheduler and the triggers."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(name="automations.tasks.tick", ignore_result=True)
+def tick() -> dict[str, int]:
+    from automations.scheduler import tick as run_tick
+
+    return run_tick()
+
+
+@shared_task(name="automations.tasks.triggers", ignore_result=True)
+def triggers() -> dict[str, int]:
+    from automations.triggers import scheduled_triggers
+
+    return scheduled_triggers()
+
+
+@shared_task(
+    name="automations.tasks.call_webhook",
+    ignore_result=True,
+    autoretry_for=(OSError,),
+    retry_backoff=30,
+    max_retries=5,
+)
+def call_webhook(run_id: int, step_id: int) -> None:
+    from automations.services import webhook_call
+
+    webhook_call(run_id, step_id)
