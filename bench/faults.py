@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from send import create_audience, template_source
 
     from delivery import mailings as services
-    from delivery.models import Message, Relay
+    from delivery.models import Message, Relay, SendingIdentity
     from templates.compiler import compile_template
     from tests.delivery.faults import CountingSink, Fleet, wait_for
 
@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
             name="counting sink", host="127.0.0.1", port=sink.port, security="none", max_connections=2,
             per_second=args.rate, burst=max(1, args.rate // 10),
         )  # fmt: skip
+        SendingIdentity.objects.get_or_create(address="example.com")  # the From must be an identity
         mailing = services.mailing_create(
             name="Faults",
             compiled=compile_template(subject=subject, html=html),

@@ -305,7 +305,7 @@ def run(args: argparse.Namespace, port: int, dump: Path) -> int:
 
     from contacts.selectors import audience_sql
     from delivery import mailings
-    from delivery.models import Message, Relay
+    from delivery.models import Message, Relay, SendingIdentity
     from templates.compiler import compile_template
 
     call_command("migrate", verbosity=0)
@@ -320,6 +320,7 @@ def run(args: argparse.Namespace, port: int, dump: Path) -> int:
     relay = Relay.objects.create(
         name="smtp-sink", host="127.0.0.1", port=port, security="none", max_connections=args.workers
     )
+    SendingIdentity.objects.get_or_create(address="example.com")  # the From must be an identity
     mailing = mailings.mailing_create(
         name="Bench",
         compiled=compiled,
@@ -485,7 +486,7 @@ def _domain_run(args, work: Path, list_id: int, compiled, *, label: str, limits:
 
     from contacts.selectors import audience_sql
     from delivery import mailings
-    from delivery.models import Message, Relay
+    from delivery.models import Message, Relay, SendingIdentity
 
     dump = work / f"dump-{label}"
     port = free_port()
@@ -499,6 +500,7 @@ def _domain_run(args, work: Path, list_id: int, compiled, *, label: str, limits:
             security="none",
             max_connections=args.workers,
         )
+        SendingIdentity.objects.get_or_create(address="example.com")  # the From must be an identity
         mailing = mailings.mailing_create(
             name=f"Bench {label}",
             compiled=compiled,

@@ -105,7 +105,7 @@ def run(requests: int, workers: int, threads: int) -> int:
     call_command("migrate", verbosity=0)
     from delivery import tracking
     from delivery.mailings import mailing_create
-    from delivery.models import Mailing, Message, MessageEvent
+    from delivery.models import Mailing, Message, MessageEvent, SendingIdentity
     from templates.compiler import compile_template
 
     links = "".join(
@@ -114,6 +114,7 @@ def run(requests: int, workers: int, threads: int) -> int:
     compiled = compile_template(
         subject="Bench", html=f"<html><body>{links}<a href='{{{{ unsubscribe_url }}}}'>u</a></body></html>"
     )
+    SendingIdentity.objects.get_or_create(address="example.com")  # the From must be an identity
     mailing = mailing_create(name="bench", compiled=compiled, from_email="bench@example.com")
     Message.objects.bulk_create(
         Message(mailing=mailing, send_group=mailing.send_group, email=f"r{i}@example.org", state="sent",

@@ -17,6 +17,7 @@ from campaigns import selectors
 from campaigns.models import EDITABLE_STATES, Campaign, CampaignState, GuardLimits, Variant, WinnerMetric
 from delivery import selectors as delivery_selectors
 from delivery.headers import check_header_value
+from delivery.identities import from_allowed, from_refusal
 from mailplatform.errors import Conflict, Invalid, PlatformError
 from mailplatform.services import acting_user, audit_record
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 FIELDS = (
     "name", "subject", "preheader", "template", "from_email", "from_name", "reply_to", "segment",
-    "track_opens", "track_clicks", "frequency_cap_hours", "ab_test", "ab_test_percent", "ab_metric",
+    "track_opens", "track_clicks", "utm_enabled", "utm_source", "utm_medium", "utm_campaign", "frequency_cap_hours", "ab_test", "ab_test_percent", "ab_metric",
     "ab_wait_minutes",
 )  # fmt: skip
 LABELS = "ABCD"
@@ -87,6 +88,8 @@ def campaign_update(
         for name, value in fields.items():
             if name in HEADER_FIELDS:
                 check_header_value(value, field=name.replace("_", " "))
+            if name == "from_email" and value and value != campaign.from_email:
+                _check_from(value)
             setattr(campaign, name, value.strip() if isinstance(value, str) else value)
         if not 1 <= campaign.ab_test_percent <= 100:
             raise Invalid("the A/B test share must be 1 to 100 percent", field="ab_test_percent")
@@ -116,6 +119,12 @@ def campaign_update(
         if by is not None:
             audit_record(by, "campaign.updated", campaign, details={"fields": sorted(fields)})
     return campaign
+
+
+def _check_from(from_email: str) -> None:
+    """A campaign's From must be a sending identity (delivery.identities.check_from), said at once."""
+    if not from_allowed(from_email.strip()):
+        raise Invalid(from_refusal(from_email.strip()), field="from_email", code="from_not_allowed")
 
 
 def campaign_delete(campaign_id: int, *, by: Any = None) -> None:
@@ -207,8 +216,24 @@ def _make_mailing(campaign: Campaign, variant: Variant | None, *, label: str = "
         track_clicks=campaign.track_clicks,
         template_id=template.pk,
         template_version_id=template.current_version_id,
-        meta={"campaign_id": campaign.pk, "variant": variant.label if variant is not None else label},
+        meta={
+            "campaign_id": campaign.pk,
+            "variant": variant.label if variant is not None else label,
+            **({"utm": campaign_utm(campaign)} if campaign.utm_enabled and campaign.track_clicks else {}),
+        },
     )
+
+
+def campaign_utm(campaign: Campaign) -> dict[str, str]:
+    """The UTM tags its tracked links get: source, medium and campaign (named from the campaign)."""
+    from django.utils.text import slugify
+
+    tags = {
+        "utm_source": campaign.utm_source.strip(),
+        "utm_medium": campaign.utm_medium.strip(),
+        "utm_campaign": campaign.utm_campaign.strip() or slugify(campaign.name)[:100],
+    }
+    return {key: value for key, value in tags.items() if value}
 
 
 def campaign_send_now(campaign_id: int, *, by: Any = None) -> Campaign:
@@ -530,3 +555,19 @@ def campaigns_tick() -> dict[str, int]:
         synced += 1
     result["synced"] = synced
     return result
+
+
+def campaign_people_segment(campaign: Campaign, op: str, *, title: str, by: Any = None) -> Any:
+    """A segment of the contacts behind one of the report's counts (segment rules on the
+    campaign's send group: it stays right as late opens and clicks arrive)."""
+    from contacts.models import Segment
+    from contacts.services import segment_save
+
+    base = f"{campaign.name}: {title}"[:190]
+    name, n = base, 1
+    while Segment.objects.filter(name=name).exists():
+        n += 1
+        name = f"{base} ({n})"
+    rules = {"match": "all", "groups": [{"match": "all", "conditions": [
+        {"field": "mailing", "op": op, "value": campaign.send_group}]}]}  # fmt: skip
+    return segment_save(None, name=name, rules=rules, by=by)

@@ -249,4 +249,14 @@ def builder_context(rules: dict[str, Any], error: SegmentError | None = None) ->
         "fields": fields,
         "lists": MailingList.objects.order_by("name"),
         "statuses": ContactStatus.choices,
+        "mailing_groups": _mailing_groups()
+        if "mailing" in {c["kind"] for g in groups for c in g["conditions"]}
+        else [],
     }
+
+
+def _mailing_groups() -> list[tuple[str, str]]:
+    from mailplatform import lookups
+
+    groups = lookups.ask(lookups.MAILING_GROUPS)
+    return list(groups()) if groups is not None else []

@@ -66,6 +66,18 @@ DATE_OPS = {
 BOOL_OPS = {"is_true": "is yes", "is_false": "is no", "is_empty": "is empty"}
 CHOICE_OPS = {"eq": "is", "neq": "is not"}
 LIST_OPS = {"in": "is subscribed to", "not_in": "is not subscribed to"}
+# What a contact did with one campaign's mail (its send group): the report's drill-downs saved as
+# segments. The SQL is delivery's (lookups.MAILING_ACTIVITY_SQL): contacts does not read its tables.
+MAILING_OPS = {
+    "received": "was sent",
+    "delivered": "had delivered",
+    "opened": "opened (people)",
+    "not_opened": "was sent, did not open",
+    "clicked": "clicked (people)",
+    "bounced": "bounced on",
+    "unsubscribed": "unsubscribed from",
+    "complained": "complained about",
+}
 
 # Built-in columns: field -> (SQL column, kind). Column names come from this table only.
 BUILTINS: dict[str, tuple[str, str, str]] = {
@@ -80,6 +92,7 @@ BUILTINS: dict[str, tuple[str, str, str]] = {
     "bounce_count": ("c.bounce_count", "number", "Bounces"),
     "soft_bounce_count": ("c.soft_bounce_count", "number", "Soft bounces"),
     "list": ("", "list", "List membership"),
+    "mailing": ("", "mailing", "Campaign mail"),
 }
 OPS_BY_KIND = {
     "text": TEXT_OPS,
@@ -89,6 +102,7 @@ OPS_BY_KIND = {
     "boolean": BOOL_OPS,
     "status": CHOICE_OPS,
     "list": LIST_OPS,
+    "mailing": MAILING_OPS,
 }
 MAX_CONDITIONS = 50
 ATTR_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -323,6 +337,17 @@ def _condition_sql(cond: Any, where: str, fields: dict[str, str], params: list) 
             "WHERE s.contact_id = c.id AND s.mailing_list_id = %s AND s.status = %s)"
         )
         return (exists if op == "in" else f"NOT {exists}"), LIST, True
+    if kind == "mailing":
+        from mailplatform import lookups
+
+        activity = lookups.ask(lookups.MAILING_ACTIVITY_SQL)
+        if activity is None:
+            raise SegmentError(f"{where}: campaign activity is not available")
+        if not isinstance(value, str) or not re.fullmatch(r"[a-z_]{1,40}:[0-9]{1,18}", value):
+            raise SegmentError(f"{where}: choose a campaign")
+        sql, activity_params = activity(op, value)
+        params.extend(activity_params)
+        return sql, LIST, True
     if kind == "status":
         if value not in ContactStatus.values:
             raise SegmentError(f"{where}: {value!r} is not a contact status")

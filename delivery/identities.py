@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
@@ -70,12 +71,47 @@ def identity_for(from_email: str) -> SendingIdentity | None:
     return found.get(address) or found.get(domain)
 
 
-def check_from(from_email: str) -> SendingIdentity | None:
-    """Once an admin has configured any identity, from addresses must match one."""
-    identity = identity_for(from_email)
-    if identity is None and SendingIdentity.objects.filter(enabled=True).exists():
-        raise Invalid(
-            f"{from_email} is not an allowed sender: add it (or its domain) under Delivery > Sending identities",
-            field="from_email",
-        )
+def _default_domain() -> str:
+    return settings.DELIVERY_DEFAULT_FROM_EMAIL.strip().lower().rsplit("@", 1)[-1]
+
+
+def from_allowed(from_email: str) -> bool:
+    """A read: would check_from allow this From now (a fresh install: only its default From's domain)?"""
+    if identity_for(from_email) is not None:
+        return True
+    domain = from_email.strip().lower().rsplit("@", 1)[-1]
+    return domain == _default_domain() and not SendingIdentity.objects.exists()
+
+
+def identity_ensure_default() -> SendingIdentity | None:
+    """A fresh install's one identity: the domain of DELIVERY_DEFAULT_FROM_EMAIL, the From of the
+    mail it sends through its capture relay (test sends, confirmations, password resets). Made by
+    the first From check while no identity exists at all (an install upgraded from before the check
+    gets it the same way), audited; an admin may disable it once they have their own."""
+    if SendingIdentity.objects.exists():
+        return None
+    with transaction.atomic():
+        identity, created = SendingIdentity.objects.get_or_create(address=_default_domain())
+        if created:
+            audit_record(None, "identity.created", identity, details={"default": True})
     return identity
+
+
+def check_from(from_email: str, *, field: str = "from_email") -> SendingIdentity:
+    """The identity that allows this From; refused (naming `field`) when none does.
+
+    Marketing and transactional mail alike: a From whose address and domain are not an enabled
+    sending identity never leaves (issue #12). A fresh install has one, for its default From.
+    """
+    identity_ensure_default()
+    identity = identity_for(from_email)
+    if identity is None:
+        raise Invalid(from_refusal(from_email), field=field, code="from_not_allowed")
+    return identity
+
+
+def from_refusal(from_email: str) -> str:
+    return (
+        f"{from_email} is not an allowed sender: neither it nor its domain is a sending identity; "
+        "add one under Delivery > Sending identities"
+    )

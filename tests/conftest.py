@@ -42,6 +42,16 @@ def make_user(db) -> Callable[..., object]:
     return make
 
 
+@pytest.fixture
+def sending_identity(db):
+    """What an admin sets up before sending: example.com (news@example.com, the tests' From) as a
+    sending identity, beside the install's default From's domain (delivery.identities)."""
+    from delivery.identities import identity_ensure_default, identity_for, identity_save
+
+    identity_ensure_default()
+    return identity_for("news@example.com") or identity_save(address="example.com")
+
+
 def _client_for(client, user):
     client.force_login(user)
     return client

@@ -15,7 +15,7 @@ HTML = """<html><body>
 
 
 @pytest.fixture
-def relay_server():
+def relay_server(sending_identity):
     handler = RecordingHandler()
     with SmtpServer(handler) as server:
         from delivery.relays import relay_save

@@ -83,7 +83,7 @@ def compiled():
 
 
 @pytest.fixture
-def start_mailing(compiled):
+def start_mailing(compiled, sending_identity):
     """Create a Mailing to a list's audience and plan it; returns the Mailing (not yet sending)."""
     from contacts.selectors import audience_sql
     from delivery import mailings

@@ -69,7 +69,7 @@ def test_message_content_and_headers(make_relay, make_audience, start_mailing, s
     assert f"https://mail.example.com/delivery/u/{verp.message_token(message.pk, 'unsubscribe')}/" in html
 
 
-def test_planning_is_idempotent_and_variants_share_the_group(make_audience, compiled):
+def test_planning_is_idempotent_and_variants_share_the_group(make_audience, compiled, sending_identity):
     from contacts.selectors import audience_sql
 
     mailing_list, _ = make_audience(10)
@@ -238,7 +238,7 @@ def test_sending_identities_gate_from_addresses_and_dkim_signs(
 ):
     import dkim as dkimpy
 
-    identity = identities.identity_save(address="example.com")
+    identity = identities.identity_for("news@example.com")  # start_mailing's sending_identity
     identity = identities.identity_generate_dkim(identity, selector="s2026")
     with pytest.raises(ValidationError, match="not an allowed sender"):
         start_mailing(make_audience(1)[0], from_email="someone@other.example")
@@ -371,7 +371,9 @@ def test_one_recipient_that_cannot_be_built_fails_alone(make_relay, make_audienc
     assert sink.handler.recipients() == ["user0@example.org"]
 
 
-def test_start_without_an_audience_plans_the_mailings_lists(make_relay, make_audience, compiled, sink):
+def test_start_without_an_audience_plans_the_mailings_lists(
+    make_relay, make_audience, compiled, sink, sending_identity
+):
     make_relay(sink)
     mailing_list, contacts = make_audience(3)
     make_audience(2, start=10)  # another list: not mailed

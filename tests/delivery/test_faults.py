@@ -169,7 +169,7 @@ def test_c_sigterm_the_worker_exits_within_10_s_and_nothing_goes_twice(
 
 
 def test_d_a_one_click_unsubscribe_stops_a_queued_mailing_to_the_same_list(
-    fleet, counting_sink, make_relay, make_audience, compiled
+    fleet, counting_sink, make_relay, make_audience, compiled, sending_identity
 ):
     from delivery import mailings as services
     from delivery import verp

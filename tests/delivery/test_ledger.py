@@ -53,7 +53,7 @@ def test_a_relay_deferral_is_a_hold_with_its_reason(make_relay, make_audience, s
     assert message.attempts == 1 and message.next_attempt_at >= now + dt.timedelta(seconds=59)
 
 
-def test_the_one_eligibility_check_follows_the_kind(make_audience, compiled):
+def test_the_one_eligibility_check_follows_the_kind(make_audience, compiled, sending_identity):
     from contacts.services import contact_unsubscribe, suppressions_add
     from delivery.mailings import mailing_create
 

@@ -41,7 +41,7 @@ NOT_PAGES = {
     "delivery:identity-dkim", "delivery:identity-delete", "delivery:unsubscribe",
     "bounces:event-raw", "bounces:mailbox-poll", "bounces:home-fragment",
     "dnsauth:check-now", "media:upload", "media:picker", "media:file",
-    "delivery:relays-usage", "tracking:open", "tracking:click", "tracking:trivial", "bounces:webhook-amazon-ses",
+    "delivery:warmup-delete", "delivery:relays-usage", "tracking:open", "tracking:click", "tracking:trivial", "bounces:webhook-amazon-ses",
     "automations:create", "automations:status", "automations:enrol", "automations:run-remove",
     "automations:step-add", "automations:step-update", "automations:step-delete", "automations:counts",
     "automations:contact-runs",
@@ -94,6 +94,9 @@ def _world(admin) -> dict[str, list]:
     relay_save(name="Local", host="127.0.0.1", port=2525, security="none")
     relay = Relay.objects.get(name="Local")
     identity = identity_save(address="news@example.com")
+    from delivery.warmup import warmup_save
+
+    schedule = warmup_save(domain="example.com", caps="50, 100, 500")
     draft = campaign_create(
         name="Draft one", template=template, lists=[readers], from_email="news@example.com"
     )
@@ -126,6 +129,7 @@ def _world(admin) -> dict[str, list]:
         "templates:edit": template.pk, "templates:versions": template.pk,
         "campaigns:detail": sent.pk, "campaigns:report": sent.pk, "campaigns:send": draft.pk,
         "campaigns:schedule": draft.pk, "delivery:mailing": sent.mailing_id, "delivery:relay-edit": relay.pk,
+        "delivery:warmup-edit": schedule.pk,
         "bounces:mailbox-edit": mailbox.pk, "contacts:field-edit": loyalty.pk,
         "automations:detail": welcome.pk, "automations:runs": welcome.pk,
     }  # fmt: skip

@@ -45,12 +45,13 @@ def test_marketer_watches_a_mailing_finish(live_server, page: Page, make_user):
     from contacts.models import Contact, MailingList, Subscription
     from contacts.selectors import audience_sql
     from delivery import engine, mailings
-    from delivery.models import Relay
+    from delivery.models import Relay, SendingIdentity
     from templates.compiler import compile_template
 
     make_user("marketer", "mara", password="mara password 123")
     with SmtpServer(RecordingHandler()) as server:
         Relay.objects.create(name="sink", host="127.0.0.1", port=server.port, security="none")
+        SendingIdentity.objects.create(address="example.com")
         weekly = MailingList.objects.create(name="Weekly")
         for i in range(5):
             contact = Contact.objects.create(email=f"reader{i}@example.org")
