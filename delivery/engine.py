@@ -170,7 +170,7 @@ class Recorder:
         if self.sent_contacts:
             from contacts.services import contacts_record_sent
 
-            _retrying(contacts_record_sent, self.sent_contacts, timezone.now())
+            _retrying(contacts_record_sent, self.sent_contacts, timezone.now(), mailing_id=self.mailing.pk)
             self.sent_contacts = []
 
     def add(self, outcome: Outcome) -> None:

@@ -535,6 +535,26 @@ def a_test_was_sent() -> bool:
     return Message.objects.filter(mailing__meta__test=True, state=MessageState.SENT).exists()
 
 
+def mailing_choices(limit: int = 200) -> list[tuple[int, str]]:
+    """Mailings that started sending, newest first, as (id, "name: subject (date)") for menus."""
+    rows = (
+        Mailing.objects.filter(started_at__isnull=False)
+        .exclude(state=Mailing.State.STANDING)
+        .exclude(meta__contains={"test": True})
+        .order_by("-started_at", "-id")
+        .values_list("id", "name", "subject", "started_at")[:limit]
+    )
+    return [
+        (
+            pk,
+            f"{name}: {subject} ({started:%Y-%m-%d})"
+            if name != subject
+            else f"{subject} ({started:%Y-%m-%d})",
+        )
+        for pk, name, subject, started in rows
+    ]
+
+
 # --- what contacts did with a send group's mail, for segment rules (offered through lookups) ---
 
 _ACTIVITY_TESTS = {
