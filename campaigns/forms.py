@@ -143,6 +143,19 @@ class SettingsForm(forms.Form):
     )  # fmt: skip
     track_opens = forms.BooleanField(required=False, label="Track opens (invisible image)")
     track_clicks = forms.BooleanField(required=False, label="Track clicks (links through this platform)")
+    utm_enabled = forms.BooleanField(
+        required=False, label="Add UTM tags to tracked links",
+        help_text="So your web analytics can tell visits from this campaign apart. Links that carry "
+        "their own utm_ values keep them.",
+    )  # fmt: skip
+    utm_source = forms.CharField(max_length=100, required=False, label="utm_source")
+    utm_medium = forms.CharField(max_length=100, required=False, label="utm_medium")
+    utm_campaign = forms.CharField(
+        max_length=100,
+        required=False,
+        label="utm_campaign",
+        help_text="Empty: made from the campaign's name.",
+    )
     ab_test_percent = forms.IntegerField(
         min_value=1, max_value=100, label="A/B test share (% of the audience)"
     )
@@ -171,6 +184,10 @@ class SettingsForm(forms.Form):
                     "reply_to",
                     "track_opens",
                     "track_clicks",
+                    "utm_enabled",
+                    "utm_source",
+                    "utm_medium",
+                    "utm_campaign",
                     "ab_test_percent",
                     "ab_metric",
                     "ab_wait_minutes",

@@ -48,6 +48,14 @@ class Campaign(models.Model):
     relays = models.ManyToManyField("delivery.Relay", blank=True, related_name="+")
     track_opens = models.BooleanField(default=True)
     track_clicks = models.BooleanField(default=True)
+    # UTM tags added to tracked links when a person clicks (delivery.tracking.with_utm): on for
+    # campaigns, editable per campaign; transactional mail has none.
+    utm_enabled = models.BooleanField(default=True)
+    utm_source = models.CharField(max_length=100, blank=True, default="newsletter")
+    utm_medium = models.CharField(max_length=100, blank=True, default="email")
+    utm_campaign = models.CharField(
+        max_length=100, blank=True, help_text="Empty: made from the campaign's name."
+    )
     frequency_cap_hours = models.PositiveIntegerField(
         default=0, help_text="Skip contacts mailed in the last N hours; 0 turns the cap off."
     )
@@ -156,6 +164,11 @@ class GuardLimits(models.Model):
     )
     window = models.PositiveIntegerField(
         default=2000, help_text="The rates are over a campaign's first N messages."
+    )
+    per_domain = models.BooleanField(
+        default=True,
+        help_text="Judge each receiving domain group (Gmail, Microsoft, Yahoo/AOL, ...) on its own and "
+        "pause only the group over the limits; the rest of the campaign goes on.",
     )
 
     class Meta:

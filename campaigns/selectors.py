@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import html as htmllib
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import connection
 from django.utils import timezone
 
@@ -247,9 +250,15 @@ def campaign_progress(campaign: Campaign) -> dict[str, Any]:
     """Sent / total, rate and time left over all the campaign's Mailings."""
     total = done = sent = failed = skipped = after_pause = 0
     rate = 0.0
+    held: dict[str, int] = {}
+    warmup = None
     eta = None
     for mailing_id in campaign_mailing_ids(campaign):
         progress = delivery_selectors.mailing_progress(mailing_id)
+        for reason, count in progress["held"].items():
+            held[reason] = held.get(reason, 0) + count
+        if progress["warmup"] and (warmup is None or progress["warmup"]["finish_on"] > warmup["finish_on"]):
+            warmup = progress["warmup"]
         total += progress["total"]
         done += progress["done"]
         sent += progress["sent"]
@@ -263,6 +272,8 @@ def campaign_progress(campaign: Campaign) -> dict[str, Any]:
     paused = campaign.state == CampaignState.PAUSED
     if paused:  # nothing goes out while paused: no rate, no time left
         rate, eta = 0.0, None
+    elif warmup is not None:  # held by warm-up: the schedule's finish day says it, not seconds
+        eta = None
     elif rate > 0 and remaining:
         eta = max(eta or 0, int(remaining / rate + 0.5))
     return {
@@ -277,6 +288,11 @@ def campaign_progress(campaign: Campaign) -> dict[str, Any]:
         "eta_s": eta if remaining else None,
         "paused": paused,
         "after_pause": after_pause,
+        # Waiting in the ledger, by reason (delivery's HoldReason values), and the warm-up's estimate.
+        "held": held,
+        "warmup": warmup,
+        # Receiving domain groups the guard paused on their own (the rest keeps flowing).
+        "group_pauses": delivery_selectors.group_pauses(campaign_mailing_ids(campaign)),
     }
 
 
@@ -294,6 +310,51 @@ def campaign_report(campaign: Campaign) -> dict[str, Any]:
     report["timeline"] = delivery_selectors.engagement_timeline(ids)
     report["domains"] = delivery_selectors.results_by_domain(ids)
     return report
+
+
+_ANCHOR = re.compile(r"<a\b[^>]*?\bhref\s*=\s*(\"([^\"]*)\"|'([^']*)')[^>]*>", re.IGNORECASE)
+
+
+def click_map(campaign: Campaign, report: dict[str, Any]) -> str:
+    """The message as sent (its template version, sample merge data) with a badge on each link:
+    the people who clicked it and their share of those it was delivered to. Shown in a sandboxed
+    frame (srcdoc, no scripts); "" when there is nothing to draw."""
+    from delivery.models import Mailing
+    from templates.compiler import TemplateError
+    from templates.selectors import template_render
+
+    mailing = Mailing.objects.filter(pk__in=campaign_mailing_ids(campaign)).order_by("id").first()
+    try:
+        if mailing is not None and mailing.template_id:
+            html = template_render(mailing.template_id, version_id=mailing.template_version_id).html
+        else:
+            html = compiled_for(campaign)[1].html
+    except (TemplateError, ObjectDoesNotExist):
+        return ""
+    from delivery.tracking import mailing_links
+
+    tracked = (
+        set(mailing_links(mailing.compiled, clicks=mailing.track_clicks)) if mailing is not None else set()
+    )
+    by_url = {link["url"]: link for link in report.get("links", [])}
+    delivered = max(1, int(report.get("delivered") or 0))
+
+    def badge(match: re.Match[str]) -> str:
+        url = htmllib.unescape(match.group(2) if match.group(2) is not None else match.group(3))
+        if url not in tracked:
+            return match.group(0)  # not tracked (a per-recipient link): nothing is known about it
+        link = by_url.get(url, {"human": 0, "clicks": 0})
+        people = int(link["human"])
+        share = round(people * 100 / delivered, 1)
+        text = f"{people} clicked · {share}%"
+        return (
+            '<span data-click-map="1" style="display:inline-block;font:bold 12px/1.4 sans-serif;'
+            "background:#b4530a;color:#fff;border-radius:8px;padding:0 6px;margin:0 4px;"
+            f'text-decoration:none" title="{htmllib.escape(url)}: {people} people clicked ({link["clicks"]} clicks)">'
+            f"{htmllib.escape(text)}</span>" + match.group(0)
+        )
+
+    return _ANCHOR.sub(badge, html)
 
 
 def not_received(campaign: Campaign, *, limit: int | None = 200) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ import csv
 from typing import Any
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -17,6 +18,7 @@ from contacts.imports import neutralise_cell
 from delivery import selectors as delivery_selectors
 from mailplatform.errors import PlatformError, form_error, message_error
 from mailplatform.permissions import requires
+from mailplatform.roles import can
 
 STEPS = [
     ("content", "Content", ContentForm),
@@ -347,6 +349,16 @@ def action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             return redirect("campaigns:detail", pk=pk)
         messages.success(request, "Deleted.")
         return redirect("campaigns:index")
+    if action == "resume-group":
+        group = request.POST.get("group", "").strip().lower()
+        try:
+            back = services.campaign_resume_group(pk, group, by=request.user)
+            messages.success(
+                request, f"{group} resumed: {back} message{'s' if back != 1 else ''} back in the queue."
+            )
+        except PlatformError as exc:
+            message_error(request, exc)
+        return redirect("campaigns:detail", pk=pk)
     if action not in _ACTIONS:
         raise Http404("unknown action")
     service, done = _ACTIONS[action]
@@ -377,6 +389,7 @@ def report(request: HttpRequest, pk: int) -> HttpResponse:
                 bars=["sent", "opened", "clicked", "bounced"],
                 title="Results by recipient domain",
             ),
+            "click_map": selectors.click_map(campaign, data),
             "not_received": selectors.not_received(campaign),
         },
     )
@@ -421,26 +434,58 @@ def home_fragment(request: HttpRequest) -> HttpResponse:
     return render(request, "campaigns/home_fragment.html", {"figures": selectors.home_figures()})
 
 
-# What each drill-down shows: the report's figure -> (title, test on a recipient row).
+# What each drill-down shows: the report's figure -> (title, test on a recipient row, the segment
+# rule's operator that selects the same people, or None where segment rules cannot say it).
 _PEOPLE = {
-    "sent": ("were sent the campaign", lambda r: r["state"] == "sent"),
-    "opened": ("opened it (people, not machines; a click counts as an open)", lambda r: r["opened"]),
-    "clicked": ("clicked a link (people, not scanners)", lambda r: r["clicked"]),
-    "bounced": ("bounced", lambda r: bool(r["bounce"])),
-    "unsubscribed": ("unsubscribed", lambda r: r["unsubscribed"]),
-    "complained": ("complained", lambda r: r["complained"]),
-    "not_sent": ("were not sent it", lambda r: r["state"] != "sent"),
+    "total": ("were in the audience", lambda r: True, None),
+    "sent": ("were sent the campaign", lambda r: r["state"] == "sent", "received"),
+    "delivered": (
+        "had it delivered (sent, not bounced)",
+        lambda r: r["state"] == "sent" and not r["bounce"],
+        "delivered",
+    ),
+    "skipped": ("were skipped (unsendable at send time)", lambda r: r["state"] == "skipped", None),
+    "opened": (
+        "opened it (people, not machines; a click counts as an open)",
+        lambda r: r["opened"],
+        "opened",
+    ),
+    "unique_opens": ("opened it (people and machines)", lambda r: r["any_open"], None),
+    "machine_opens": ("had it opened by a privacy proxy or prefetch", lambda r: r["machine_open"], None),
+    "clicked": ("clicked a link (people, not scanners)", lambda r: r["clicked"], "clicked"),
+    "unique_clicks": ("clicked a link (people and scanners)", lambda r: r["any_click"], None),
+    "machine_clicks": ("had a link clicked by a scanner", lambda r: r["machine_click"], None),
+    "bounced": ("bounced", lambda r: bool(r["bounce"]), "bounced"),
+    "hard": ("bounced hard", lambda r: r["bounce"] == "hard", None),
+    "soft": ("bounced soft", lambda r: r["bounce"] == "soft", None),
+    "block": ("were blocked by policy", lambda r: r["bounce"] == "block", None),
+    "unsubscribed": ("unsubscribed", lambda r: r["unsubscribed"], "unsubscribed"),
+    "complained": ("complained", lambda r: r["complained"], "complained"),
+    "not_sent": ("were not sent it", lambda r: r["state"] != "sent", None),
 }
 PEOPLE_LIMIT = 1000
 
 
 @requires("view_dashboard")
 def report_people(request: HttpRequest, pk: int, figure: str) -> HttpResponse:
-    """The contacts behind one of the report's counts (the first PEOPLE_LIMIT; the CSV has all)."""
+    """The contacts behind one of the report's counts (the first PEOPLE_LIMIT; the CSV has all),
+    and, where segment rules can say who they are, a button that saves them as a segment."""
     campaign = get_object_or_404(Campaign, pk=pk)
     if figure not in _PEOPLE:
         raise Http404("no such figure")
-    title, wanted = _PEOPLE[figure]
+    title, wanted, segment_op = _PEOPLE[figure]
+    if request.method == "POST":
+        if segment_op is None:
+            raise Http404("these contacts cannot be described by segment rules")
+        if not can(request.user, "manage_contacts"):
+            raise PermissionDenied("Your role may not save segments.")
+        try:
+            segment = services.campaign_people_segment(campaign, segment_op, title=title, by=request.user)
+        except PlatformError as exc:
+            message_error(request, exc)
+            return redirect("campaigns:report-people", pk=pk, figure=figure)
+        messages.success(request, f"Saved the segment {segment.name}.")
+        return redirect("contacts:segment-edit", pk=segment.pk)
     rows, total = [], 0
     for row in selectors.recipient_rows(campaign):
         if wanted(row):
@@ -450,5 +495,8 @@ def report_people(request: HttpRequest, pk: int, figure: str) -> HttpResponse:
     return render(
         request,
         "campaigns/report_people.html",
-        {"campaign": campaign, "title": title, "rows": rows, "total": total, "limit": PEOPLE_LIMIT},
-    )
+        {
+            "campaign": campaign, "title": title, "rows": rows, "total": total, "limit": PEOPLE_LIMIT,
+            "can_save": segment_op is not None and can(request.user, "manage_contacts"),
+        },
+    )  # fmt: skip

@@ -11,8 +11,14 @@ class DeliveryConfig(AppConfig):
         from contacts.signals import confirmation_requested
         from delivery import metrics as delivery_metrics
         from delivery.receivers import send_confirmation, send_password_reset
-        from delivery.selectors import a_test_was_sent, sending_is_set_up
-        from mailplatform import beat, firstrun, metrics
+        from delivery.selectors import (
+            a_test_was_sent,
+            mailing_activity_sql,
+            mailing_choices,
+            mailing_groups,
+            sending_is_set_up,
+        )
+        from mailplatform import beat, firstrun, lookups, metrics
         from mailplatform.signals import password_reset_requested
 
         confirmation_requested.connect(send_confirmation, dispatch_uid="delivery.send_confirmation")
@@ -26,6 +32,11 @@ class DeliveryConfig(AppConfig):
         )
         beat.every(5, "delivery.webhook_tasks.forward_message_events", name="webhook-forward-delivery")
         metrics.register("delivery", delivery_metrics.collect)
+        # The segment builder's "opened / clicked the mailing ..." menu (contacts may not import us).
+        lookups.offer(lookups.MAILING_CHOICES, mailing_choices)
+        # Segment rules on what a contact did with a campaign's mail (contacts cannot read the ledger).
+        lookups.offer(lookups.MAILING_ACTIVITY_SQL, mailing_activity_sql)
+        lookups.offer(lookups.MAILING_GROUPS, mailing_groups)
         firstrun.step(10, "Add a sending identity and a relay", "delivery:relays", sending_is_set_up)
         firstrun.step(40, "Send yourself a test", "campaigns:index", a_test_was_sent)
 

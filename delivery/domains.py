@@ -15,6 +15,7 @@ from functools import lru_cache
 from django.conf import settings
 
 from delivery import ratelimit
+from mailplatform.redis_cache import redis_key
 
 BUILT_IN_GROUPS: dict[str, tuple[str, ...]] = {
     "gmail": ("gmail.com", "googlemail.com"),
@@ -51,6 +52,7 @@ def _tables(_key: tuple) -> tuple[dict[str, str], dict[str, ratelimit.Limits]]:
             burst=int(values.get("burst") or 0),
             per_hour=int(values.get("per_hour") or 0),
             per_day=int(values.get("per_day") or 0),
+            connections=int(values.get("connections") or 0),
         )
     return domain_group, limits
 
@@ -58,6 +60,13 @@ def _tables(_key: tuple) -> tuple[dict[str, str], dict[str, ratelimit.Limits]]:
 def group_of(email: str) -> str:
     domain = email.rpartition("@")[2].strip().lower().rstrip(".")
     return _tables(_settings_key())[0].get(domain, domain)
+
+
+def members(group: str) -> list[str]:
+    """The domains of a group (a domain in no group is a group of its own)."""
+    domain_group = _tables(_settings_key())[0]
+    found = sorted(domain for domain, name in domain_group.items() if name == group)
+    return found or [group]
 
 
 def limits_for(group: str) -> ratelimit.Limits:
@@ -94,6 +103,17 @@ def turns_ahead(group: str) -> float:
     return ratelimit.domain_turns_ahead(group)
 
 
+def connection_slot(group: str, limit: int) -> ratelimit.Semaphore:
+    """A lease on one of the group's `limit` concurrent connections (the relay slots' script)."""
+    return ratelimit.Semaphore(
+        redis_key("delivery", "domain", group, "conns"), limit, settings.DELIVERY_LEASE_SECONDS
+    )
+
+
+def connections_in_use(group: str) -> int:
+    return ratelimit.Semaphore(redis_key("delivery", "domain", group, "conns"), 0, 1).count()
+
+
 def slow_down(group: str) -> float | None:
     return ratelimit.domain_slow_down(group, limits_for(group), aimd())
 
@@ -113,6 +133,7 @@ def overview() -> list[dict[str, object]]:
             "domains": sorted(members.get(name, [])) if name != "*" else ["every other domain"],
             "limits": limits_for(name) if name in limits or name == "*" else ratelimit.Limits(),
             "slowed_to": rates.get(name),
+            "connections_in_use": connections_in_use(name) if limits_for(name).connections else None,
         }
         for name in names
     ]

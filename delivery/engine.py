@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from delivery import (
@@ -52,13 +52,14 @@ from delivery import (
     relays,
     runners,
     verp,
+    warmup,
 )
 from delivery import metrics as delivery_metrics
 from delivery.compose import MessageBuilder, Recipient
 from delivery.dkim import DkimSigner
 from delivery.ledger import ACTIVE_STATES, Claimed
-from delivery.mailings import mailing_clear_error, mailing_finish_if_done, mailing_set_error
-from delivery.models import HoldReason, Mailing, MessageState, Relay
+from delivery.mailings import GUARD_HOLD, mailing_clear_error, mailing_finish_if_done, mailing_set_error
+from delivery.models import GroupPause, HoldReason, Mailing, MessageState, Relay
 from delivery.smtp import DEFERRED, FAILED, SENT, Envelope, Outcome, RelayConnection, RelayError
 from mailplatform import crypto, logs
 
@@ -169,7 +170,7 @@ class Recorder:
         if self.sent_contacts:
             from contacts.services import contacts_record_sent
 
-            _retrying(contacts_record_sent, self.sent_contacts, timezone.now())
+            _retrying(contacts_record_sent, self.sent_contacts, timezone.now(), mailing_id=self.mailing.pk)
             self.sent_contacts = []
 
     def add(self, outcome: Outcome) -> None:
@@ -340,7 +341,13 @@ def run(
                 result.reason = f"mailing is {mailing.state if mailing else 'gone'}"
                 return result
             pool = _retrying(relays.pool, mailing_id)
-            relay = relays.choose_relay(pool, tried)
+            # A relay at its warm-up cap for today is left to the others (delivery.warmup).
+            capped = _retrying(warmup.capped_relays, [r.pk for r in pool]) if pool else set()
+            if pool and len(capped) == len(pool):
+                _retrying(_hold_for_warmup, mailing_id)
+                result.reason = "warm-up cap"
+                return result
+            relay = relays.choose_relay(pool, tried | capped)
             if relay is None:
                 if not pool:
                     mailing_set_error(
@@ -377,7 +384,7 @@ def run(
                     outcome = _work_relay(mailing, relay, holdings, heartbeat, hostname, deadline, result)
             finally:
                 holdings.release(slot)
-            if outcome == "relay failed":
+            if outcome in ("relay failed", "relay capped"):
                 tried.add(relay.pk)
                 continue
             if outcome in ("empty", "stopped"):
@@ -447,16 +454,17 @@ def _work_relay(
                 size = max(1, min(size, int(limits.per_second * settings.DELIVERY_LEASE_SECONDS / 4)))
             if time.monotonic() - requeued_at >= 0.5:
                 # Mail held for a receiving domain's pace comes back as its turn comes, not at the
-                # watchdog's next round.
+                # watchdog's next round; mail held by warm-up as far as today's caps have room.
                 requeued_at = time.monotonic()
-                _requeued, held_wait = _retrying(ledger.requeue_held, mailing.pk, HoldReason.THROTTLED)
+                _requeued, held_wait = _retrying(ledger.requeue_held, mailing.pk, _DOMAIN_HOLDS)
+                _retrying(warmup.release, mailing.pk)
             if held_wait is not None:
                 # Held mail is only requeued between batches: keep them short (a fraction of a
                 # second) so that it goes out close to its turn.
                 size = min(size, HELD_BATCH_SIZE)
             batch = _retrying(ledger.claim, mailing.pk, relay.pk, size)
             if not batch:
-                requeued, wait = _retrying(ledger.requeue_held, mailing.pk, HoldReason.THROTTLED)
+                requeued, wait = _retrying(ledger.requeue_held, mailing.pk, _DOMAIN_HOLDS)
                 if requeued:
                     continue
                 if wait is not None and wait <= 2.0 and time.monotonic() + wait < deadline:
@@ -467,8 +475,19 @@ def _work_relay(
             holdings.ids.update(c.id for c in batch)
             result.claimed += len(batch)
             batch = _retrying(_skip_unsendable, mailing, batch)
+            if batch:
+                batch, capped_by = _retrying(_warmup_gate, mailing, relay.pk, batch)
+                if capped_by:
+                    holdings.ids.intersection_update({c.id for c in batch})
+            else:
+                capped_by = ""
             if not batch:
                 holdings.ids.clear()
+                if capped_by == "relay":
+                    return "relay capped"
+                if capped_by == "domain":
+                    result.reason = "warm-up cap"
+                    return "stopped"
                 continue
             stop = _send_batch(
                 mailing, relay, smtp, builder, limits, batch, holdings, heartbeat, hostname, deadline, result
@@ -497,9 +516,45 @@ def _send_batch(
 ) -> str:
     """Stream one claimed batch; returns "" to go on, or why to stop."""
     groups = {c.id: domains.group_of(c.email) for c in batch}
+    batch = _guard_gate(mailing.pk, batch, groups, holdings)
     batch = _domain_gate(batch, groups)
-    if not batch:
-        return ""
+    batch, slots = _domain_connections(batch, groups, holdings)
+    try:
+        if not batch:
+            return ""
+        return _stream_batch(
+            mailing,
+            relay,
+            smtp,
+            builder,
+            limits,
+            batch,
+            groups,
+            holdings,
+            heartbeat,
+            hostname,
+            deadline,
+            result,
+        )
+    finally:
+        for slot in slots:
+            holdings.release(slot)
+
+
+def _stream_batch(
+    mailing: Mailing,
+    relay: Relay,
+    smtp: RelayConnection,
+    builder: MessageBuilder,
+    limits: ratelimit.Limits,
+    batch: list[Claimed],
+    groups: dict[int, str],
+    holdings: Holdings,
+    heartbeat: liveness.Heartbeat,
+    hostname: str | None,
+    deadline: float,
+    result: RunResult,
+) -> str:
     tokens = {c.id: verp.message_token(c.id, "unsubscribe") for c in batch}
     contexts = _retrying(_contexts, mailing, builder, batch, tokens)
     recorder = Recorder(
@@ -601,6 +656,87 @@ def _send_batch(
     return ""
 
 
+def _guard_gate(
+    mailing_id: int, batch: list[Claimed], groups: dict[int, str], holdings: Holdings
+) -> list[Claimed]:
+    """Mail to a receiving domain group the guard paused for this Mailing waits for a person
+    (delivery.mailings.mailing_pause_group held what was queued; this catches what comes back later)."""
+    paused = set(
+        _retrying(
+            lambda: list(
+                GroupPause.objects.filter(mailing_id=mailing_id, resumed_at__isnull=True).values_list(
+                    "group", flat=True
+                )
+            )
+        )
+    )
+    if not paused:
+        return batch
+    stopped = [c.id for c in batch if groups[c.id] in paused]
+    if not stopped:
+        return batch
+    _retrying(ledger.hold, stopped, timezone.now() + GUARD_HOLD, HoldReason.GUARD)
+    holdings.ids.difference_update(stopped)
+    held = set(stopped)
+    return [c for c in batch if c.id not in held]
+
+
+# Held mail of a receiving domain that comes back between batches (its pace, its connections).
+_DOMAIN_HOLDS = (HoldReason.THROTTLED, HoldReason.CONNECTIONS)
+# How long mail waits when its receiving domain's connections are all in use (a batch is short).
+CONNECTION_HOLD_SECONDS = 0.25
+
+
+def _domain_connections(
+    batch: list[Claimed], groups: dict[int, str], holdings: Holdings
+) -> tuple[list[Claimed], list[ratelimit.Semaphore]]:
+    """A place among each receiving domain group's concurrent connections (`connections` in
+    DELIVERY_DOMAIN_LIMITS: runners carrying its mail at once, on every worker) for this batch;
+    the group's mail waits a moment in the ledger when they are all taken, the others go on."""
+    slots: list[ratelimit.Semaphore] = []
+    waiting: list[int] = []
+    for group in sorted({groups[c.id] for c in batch}):
+        limit = domains.limits_for(group).connections
+        if limit <= 0:
+            continue
+        slot = domains.connection_slot(group, limit)
+        if slot.acquire() == 0.0:
+            holdings.hold(slot)
+            slots.append(slot)
+        else:
+            waiting.extend(c.id for c in batch if groups[c.id] == group)
+    if waiting:
+        until = timezone.now() + dt.timedelta(seconds=CONNECTION_HOLD_SECONDS)
+        _retrying(ledger.hold, waiting, until, HoldReason.CONNECTIONS)
+        holdings.ids.difference_update(waiting)
+        held = set(waiting)
+        batch = [c for c in batch if c.id not in held]
+    return batch, slots
+
+
+def _warmup_gate(mailing: Mailing, relay_id: int, batch: list[Claimed]) -> tuple[list[Claimed], str]:
+    """The claimed Messages today's warm-up caps let go (the first ones, in id order), and which cap
+    stopped the rest ("" none). Over the From domain's cap the rest of the Mailing waits for the next
+    day; over this relay's cap the rest goes back to the queue for the Mailing's other relays."""
+    granted, capped_by = warmup.grant(mailing, relay_id, len(batch))
+    if not capped_by:
+        return batch, ""
+    later = [c.id for c in batch[granted:]]
+    if capped_by == "domain":
+        until = warmup.hold_until()
+        with transaction.atomic():
+            ledger.hold(later, until, HoldReason.WARMUP)
+            ledger.hold_queued(mailing.pk, until, HoldReason.WARMUP)
+    else:
+        ledger.release(later, MessageState.QUEUED)
+    return batch[:granted], capped_by
+
+
+def _hold_for_warmup(mailing_id: int) -> None:
+    """Every relay of the Mailing is at its warm-up cap: its queued mail waits for the next day."""
+    ledger.hold_queued(mailing_id, warmup.hold_until(), HoldReason.WARMUP)
+
+
 def _domain_gate(batch: list[Claimed], groups: dict[int, str]) -> list[Claimed]:
     """The Messages of this batch each receiving domain may take now; the rest wait in the ledger,
     one after another at the domain's pace, while the other domains' mail goes on (no head-of-line
@@ -635,6 +771,8 @@ def watchdog() -> dict[str, int]:
     """The beat task's work: recover expired leases, requeue due deferrals, restart stalled mailings."""
     recovered = ledger.recover_leases(inflight.take_maybe_sent)
     requeued = ledger.requeue_due()
+    # Warm-up mail comes back as soon as a cap has room (a new day, a raised cap), oldest first.
+    requeued += warmup.release_all()
     dispatched = 0
     # A handful of open Mailings, each checked through the claim index: cheap at any ledger size.
     open_mailings = Mailing.objects.filter(state__in=ACTIVE_STATES).values_list("pk", flat=True)

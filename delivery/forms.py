@@ -100,3 +100,46 @@ def _header_checked(value: str, label: str) -> str:
         return check_header_value(value, field=label)
     except Invalid as exc:
         raise forms.ValidationError(exc.message) from None
+
+
+class WarmupForm(forms.Form):
+    """A warm-up schedule: a sending domain or a relay, a starter or one's own daily caps."""
+
+    domain = forms.CharField(
+        required=False,
+        max_length=253,
+        help_text="The From domain to warm up (e.g. news.example.com); or choose a relay instead.",
+        widget=forms.TextInput(attrs={"list": "identity-domains"}),
+    )
+    relay = forms.ModelChoiceField(queryset=Relay.objects.all(), required=False, empty_label="(no relay)")
+    starter = forms.ChoiceField(
+        required=False,
+        help_text="Fills the caps below when they are left empty.",
+    )
+    caps = forms.CharField(
+        required=False,
+        label="Daily caps",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="The most that may go each day, day 1 first, e.g. 50, 100, 500, 1000. After the last day there is no cap.",
+    )
+    starts_on = forms.DateField(
+        required=False, help_text="Day 1 (UTC). Empty: today.", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    enabled = forms.BooleanField(required=False, initial=True)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        from delivery.warmup import STARTERS
+
+        self.fields["starter"].choices = [("", "(my own caps)")] + [(k, v[0]) for k, v in STARTERS.items()]
+
+    def clean(self):
+        data = super().clean()
+        from delivery.warmup import STARTERS
+
+        if not (data.get("caps") or "").strip():
+            starter = data.get("starter")
+            if not starter:
+                raise forms.ValidationError("Choose a starter or give the daily caps.")
+            data["caps"] = ", ".join(str(c) for c in STARTERS[starter][1])
+        return data

@@ -264,26 +264,27 @@ def hold_in_turn(ids: Sequence[int], start: dt.datetime, interval: float, reason
         )
 
 
-def requeue_held(mailing_id: int, reason: str) -> tuple[int, float | None]:
+def requeue_held(mailing_id: int, reason: str | Sequence[str]) -> tuple[int, float | None]:
     """This Mailing's Messages held for `reason` whose time has come go back to the queue now (a
     runner need not wait for the watchdog); also the seconds until the next one is due. They keep
     their hold reason while queued: a throttled one comes back owning its turn (Claimed.turn)."""
+    reasons = [reason] if isinstance(reason, str) else [str(r) for r in reason]
     with connection.cursor() as cursor:
         cursor.execute(
             """
             UPDATE delivery_message SET state = 'queued'
-            WHERE mailing_id = %s AND state = 'deferred' AND hold_reason = %s
+            WHERE mailing_id = %s AND state = 'deferred' AND hold_reason = ANY(%s)
               AND next_attempt_at <= clock_timestamp()
             """,
-            [mailing_id, reason],
+            [mailing_id, reasons],
         )
         requeued = cursor.rowcount
         cursor.execute(
             """
             SELECT EXTRACT(EPOCH FROM MIN(next_attempt_at) - clock_timestamp()) FROM delivery_message
-            WHERE mailing_id = %s AND state = 'deferred' AND hold_reason = %s
+            WHERE mailing_id = %s AND state = 'deferred' AND hold_reason = ANY(%s)
             """,
-            [mailing_id, reason],
+            [mailing_id, reasons],
         )
         (wait,) = cursor.fetchone()
     return requeued, None if wait is None else max(0.0, float(wait))
@@ -304,6 +305,71 @@ def hold(ids: Sequence[int], until: dt.datetime, reason: str) -> None:
             "hold_reason = %s WHERE id = ANY(%s) AND state = 'sending'",
             [until, reason, list(ids)],
         )
+
+
+def hold_queued(mailing_id: int, until: dt.datetime, reason: str) -> int:
+    """Every queued Message of the Mailing waits until `until` for `reason` (a warm-up cap used up:
+    nothing of it may go today). Their order is kept: release_held brings them back oldest first."""
+    if reason not in HoldReason.values or not reason:
+        raise ValueError(f"unknown hold reason {reason!r}")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE delivery_message SET state = 'deferred', next_attempt_at = %s, hold_reason = %s "
+            "WHERE mailing_id = %s AND state = 'queued'",
+            [until, reason, mailing_id],
+        )
+        return cursor.rowcount
+
+
+def release_held(mailing_id: int, reason: str, limit: int) -> int:
+    """Up to `limit` of the Mailing's Messages held for `reason` back to the queue, oldest (lowest id)
+    first, whatever their not-before time (warm-up: today's caps have room again)."""
+    if limit <= 0:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE delivery_message SET state = 'queued', hold_reason = '', next_attempt_at = NULL
+            WHERE id IN (
+                SELECT id FROM delivery_message
+                WHERE mailing_id = %s AND state = 'deferred' AND hold_reason = %s
+                ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
+            )
+            """,
+            [mailing_id, reason, limit],
+        )
+        return cursor.rowcount
+
+
+def hold_domains(mailing_id: int, domains: Sequence[str], until: dt.datetime, reason: str) -> int:
+    """The Mailing's queued and held Messages to these receiving domains wait until `until` for
+    `reason` (the guard pausing one receiving domain group); those being sent now are past stopping."""
+    if reason not in HoldReason.values or not reason:
+        raise ValueError(f"unknown hold reason {reason!r}")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE delivery_message SET state = 'deferred', next_attempt_at = %s, hold_reason = %s
+            WHERE mailing_id = %s AND state IN ('queued', 'deferred')
+              AND split_part(lower(email), '@', 2) = ANY(%s)
+            """,
+            [until, reason, mailing_id, [d.lower() for d in domains]],
+        )
+        return cursor.rowcount
+
+
+def release_domains(mailing_id: int, domains: Sequence[str], reason: str) -> int:
+    """The Mailing's Messages to these domains held for `reason` go back to the queue."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE delivery_message SET state = 'queued', next_attempt_at = NULL, hold_reason = ''
+            WHERE mailing_id = %s AND state = 'deferred' AND hold_reason = %s
+              AND split_part(lower(email), '@', 2) = ANY(%s)
+            """,
+            [mailing_id, reason, [d.lower() for d in domains]],
+        )
+        return cursor.rowcount
 
 
 # --- outcomes ---
@@ -545,21 +611,24 @@ def recover_leases(
 
 
 def requeue_due() -> int:
-    """Held Messages whose time has come go back to the queue; ones older than the maximum age fail."""
+    """Held Messages whose time has come go back to the queue; ones older than the maximum age fail
+    (not those a warm-up holds, never tried; nor those the guard holds until a person resumes them)."""
     max_age = dt.timedelta(seconds=settings.DELIVERY_MAX_AGE_SECONDS)
     with connection.cursor() as cursor:
         cursor.execute(
             """
             UPDATE delivery_message SET state = 'failed', next_attempt_at = NULL, hold_reason = '',
                 smtp_reply = 'gave up: still deferred after the maximum age. Last reply: ' || smtp_reply
+            -- Mail a warm-up or the guard holds was never tried: the age limit is for retries.
             WHERE state = 'deferred' AND created_at < clock_timestamp() - %s
+              AND hold_reason NOT IN ('warmup', 'guard')
             """,
             [max_age],
         )
         cursor.execute(
             """
             UPDATE delivery_message SET state = 'queued', hold_reason = ''
-            WHERE state = 'deferred' AND next_attempt_at <= clock_timestamp()
+            WHERE state = 'deferred' AND next_attempt_at <= clock_timestamp() AND hold_reason <> 'guard'
             """
         )
         return cursor.rowcount

@@ -218,6 +218,10 @@ class HoldReason(models.TextChoices):
     WINDOW = "window", "Outside the sending window"
     THROTTLED = "throttled", "Receiving domain throttled"
     WARMUP = "warmup", "Warm-up cap reached"
+    # Every connection a receiving domain group may have at once is in use (DELIVERY_DOMAIN_LIMITS).
+    CONNECTIONS = "connection", "Receiving domain's connections in use"
+    # The deliverability guard paused one receiving domain group of the Mailing (not before: the far future).
+    GUARD = "guard", "Paused by the guard for its receiving domain"
 
 
 class Message(models.Model):
@@ -323,3 +327,60 @@ class MessageEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} on message {self.message_id}"
+
+
+class WarmupSchedule(models.Model):
+    """Daily caps that grow while a new sending domain or relay earns a reputation (delivery.warmup).
+
+    `caps[n]` is the most that may go on day n of the schedule (UTC days, day 0 = `starts_on`); after
+    the last day there is no cap. Exactly one of `domain` (the From's domain) and `relay` is set.
+    """
+
+    domain = models.CharField(max_length=253, blank=True, help_text="A sending domain (the From's domain).")
+    relay = models.ForeignKey(Relay, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    caps = models.JSONField(default=list)
+    starts_on = models.DateField()
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["domain", "relay_id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(relay__isnull=True) & ~Q(domain="")) | (Q(relay__isnull=False) & Q(domain="")),
+                name="delivery_warmup_domain_or_relay",
+            ),
+            models.UniqueConstraint(
+                fields=["domain"], condition=~Q(domain=""), name="delivery_warmup_domain"
+            ),
+            models.UniqueConstraint(
+                fields=["relay"], condition=Q(relay__isnull=False), name="delivery_warmup_relay"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"warm-up of {self.target}"
+
+    @property
+    def target(self) -> str:
+        return self.domain or (f"relay {self.relay.name}" if self.relay_id else "?")
+
+
+class GroupPause(models.Model):
+    """One receiving domain group of one Mailing held by the deliverability guard (hold reason
+    `guard`), while the other groups keep flowing. `resumed_at` set: a person let it go on, and the
+    guard leaves that group of that Mailing alone from then on."""
+
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="group_pauses")
+    group = models.CharField(max_length=253)
+    reason = models.TextField(blank=True)
+    paused_at = models.DateTimeField(auto_now_add=True)
+    resumed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["mailing", "group"]
+        constraints = [models.UniqueConstraint(fields=["mailing", "group"], name="delivery_group_pause_once")]
+
+    def __str__(self) -> str:
+        return f"{self.group} of mailing {self.mailing_id}"

@@ -61,6 +61,24 @@ if op == 'dslots' then
   return {count, tostring(start - now)}
 end
 
+if op == 'wtake' or op == 'wpeek' then
+  -- Warm-up: each KEY is one schedule's count for its current day, with that day's cap in ARGV
+  -- (after op, want, ttl). Grants what every cap still allows, and counts it on every key at once.
+  -- KEYS: day counters. ARGV: op, want, ttl, cap per key.
+  local grant = tonumber(ARGV[2])
+  for i, key in ipairs(KEYS) do
+    local left = tonumber(ARGV[3 + i]) - tonumber(redis.call('GET', key) or '0')
+    if left < grant then grant = math.max(0, left) end
+  end
+  if op == 'wtake' and grant > 0 then
+    for _, key in ipairs(KEYS) do
+      redis.call('INCRBY', key, grant)
+      redis.call('EXPIRE', key, tonumber(ARGV[3]))
+    end
+  end
+  return {grant, '0'}
+end
+
 if op == 'take' or op == 'dtake' then
   -- KEYS: bucket, hour prefix, day prefix[, aimd]. ARGV: op, want, rate, burst, per_hour, per_day[, ceiling, inc]
   local want = tonumber(ARGV[2])
@@ -174,6 +192,8 @@ class Limits:
     burst: int = 0
     per_hour: int = 0
     per_day: int = 0
+    # Receiving domain groups only: how many runners may carry the group's mail at once (0: any).
+    connections: int = 0
 
     @property
     def unlimited(self) -> bool:
@@ -319,6 +339,10 @@ class Semaphore:
             return self.acquire() == 0.0
         return True
 
+    def count(self) -> int:
+        """Places held now (leases not run out), by anyone."""
+        return _run([self.key], ["count", "", 0, 0])[0]
+
     def release(self) -> None:
         if self.held:
             _run([self.key], ["release", self.token, self.limit, self.lease_seconds])
@@ -330,6 +354,25 @@ class ConnectionSlot(Semaphore):
 
     def __init__(self, relay_id: int, limit: int, lease_seconds: float) -> None:
         super().__init__(f"{_prefix(relay_id)}:conns", limit, lease_seconds)
+
+
+# --- warm-up: daily caps, counted once for every worker (delivery.warmup) ---
+
+
+def warmup_take(counters: list[tuple[str, int]], want: int, *, peek: bool = False) -> int:
+    """Up to `want` messages that every (day counter key, cap) still allows today; counted on all of
+    them in one script run unless `peek`."""
+    if not counters:
+        return want
+    grant, _ = _run(
+        [key for key, _ in counters],
+        ["wpeek" if peek else "wtake", want, 3 * 86400, *(cap for _, cap in counters)],
+    )
+    return grant
+
+
+def warmup_used(key: str) -> int:
+    return int(redis_client().get(key) or 0)
 
 
 # --- messages sent per second, per Mailing (the progress page's rate) ---

@@ -47,7 +47,14 @@ def mailing_progress(mailing_id: int) -> dict[str, Any]:
             held[row["hold_reason"] or HoldReason.RELAY] = row["n"]
             held_until = max(filter(None, [held_until, row["until"]]), default=None)
     eta = int(remaining / rate + 0.5) if rate > 0 and remaining else None
-    if held_until is not None and not paused:
+    warmup_estimate = None
+    if held.get(HoldReason.WARMUP) and mailing is not None:
+        # Held by a warm-up cap: the schedule says on which day the last of it should go.
+        from delivery import warmup
+
+        warmup_estimate = warmup.estimate(mailing, remaining)
+        eta = None
+    elif held_until is not None and not paused:
         eta = max(eta or 0, int((held_until - timezone.now()).total_seconds())) or eta
     after_pause = 0
     if paused and mailing.paused_at is not None:
@@ -65,6 +72,8 @@ def mailing_progress(mailing_id: int) -> dict[str, Any]:
         "held_until": held_until,
         "paused": paused,
         "after_pause": after_pause,
+        "warmup": warmup_estimate,
+        "group_pauses": group_pauses([mailing_id]),
     }
 
 
@@ -211,6 +220,55 @@ def guard_stats(mailing_ids: list[int], *, window: int) -> dict[str, int]:
     return {"attempted": row[0], "hard": row[1], "complaints": row[2]}
 
 
+def guard_stats_by_group(mailing_ids: list[int]) -> dict[str, dict[str, int]]:
+    """Per receiving domain group (delivery.domains): attempted messages, hard bounces and
+    complaints among them, over everything these Mailings attempted so far."""
+    from delivery import domains
+
+    if not mailing_ids:
+        return {}
+    rows = _rows(
+        """
+        SELECT split_part(lower(m.email), '@', 2), count(*), count(*) FILTER (WHERE m.bounce_kind = 'hard'),
+            count(*) FILTER (WHERE EXISTS (SELECT 1 FROM delivery_messageevent e
+                WHERE e.message_id = m.id AND e.kind = 'complained'))
+        FROM delivery_message m
+        WHERE m.mailing_id = ANY(%s) AND m.state IN ('sent', 'failed')
+        GROUP BY 1
+        """,
+        [mailing_ids],
+    )
+    out: dict[str, dict[str, int]] = {}
+    for domain, attempted, hard, complaints in rows:
+        figures = out.setdefault(
+            domains.group_of(f"x@{domain}"), {"attempted": 0, "hard": 0, "complaints": 0}
+        )
+        figures["attempted"] += attempted
+        figures["hard"] += hard
+        figures["complaints"] += complaints
+    return out
+
+
+def group_pauses(mailing_ids: list[int]) -> list[dict[str, Any]]:
+    """Receiving domain groups the guard paused for these Mailings: still paused first."""
+    from delivery.models import GroupPause
+
+    rows = GroupPause.objects.filter(mailing_id__in=list(mailing_ids)).order_by("resumed_at", "group")
+    out: dict[str, dict[str, Any]] = {}
+    for pause in rows:
+        entry = out.setdefault(
+            pause.group,
+            {"group": pause.group, "reason": pause.reason, "paused_at": pause.paused_at, "resumed_at": None,
+             "mailing_ids": [], "paused": False},
+        )  # fmt: skip
+        entry["mailing_ids"].append(pause.mailing_id)
+        if pause.resumed_at is None:
+            entry["paused"] = True
+        else:
+            entry["resumed_at"] = pause.resumed_at
+    return list(out.values())
+
+
 def mailing_figures(mailing_ids: list[int]) -> dict[str, Any]:
     """Every headline number of a set of Mailings, each with its rate."""
     figures = dict.fromkeys(
@@ -293,21 +351,32 @@ def link_clicks(mailing_ids: list[int]) -> list[dict[str, Any]]:
     return [{"url": r[0] or "", "clicks": r[1], "unique": r[2], "human": r[3]} for r in rows]
 
 
+# The timeline's resolution by time since the send began: minute by minute for the first hours
+# (a short campaign's opens come then), hourly for the next days, daily after.
+TIMELINE_MINUTES_FOR = dt.timedelta(hours=2)
+TIMELINE_HOURS_FOR = dt.timedelta(days=3)
+
+
 def engagement_timeline(mailing_ids: list[int]) -> list[dict[str, Any]]:
-    """Opens and clicks (human, unique per message and bucket) per hour, or per day after 3 days."""
+    """Opens and clicks (human, unique per message and bucket) over time: per minute for the first
+    two hours after the send began, then per hour up to three days, then per day. Each point says
+    its `unit`, and its label is what a person reads (14:05, Dec 06 15:00, Dec 09)."""
     if not mailing_ids:
         return []
     span = _rows(
-        "SELECT min(at), max(at) FROM delivery_messageevent WHERE mailing_id = ANY(%s) "
-        "AND kind IN ('opened', 'clicked')",
-        [mailing_ids],
+        "SELECT least((SELECT min(started_at) FROM delivery_mailing WHERE id = ANY(%s)), min(at)), max(at)"
+        " FROM delivery_messageevent WHERE mailing_id = ANY(%s) AND kind IN ('opened', 'clicked')",
+        [mailing_ids, mailing_ids],
     )[0]
     if span[0] is None:
         return []
-    unit = "hour" if span[1] - span[0] <= dt.timedelta(days=3) else "day"
+    start = span[0]
+    minutes_until, hours_until = start + TIMELINE_MINUTES_FOR, start + TIMELINE_HOURS_FOR
     rows = _rows(
         f"""
-        SELECT date_trunc(%s, e.at) AS bucket,
+        SELECT CASE WHEN e.at < %s THEN date_trunc('minute', e.at)
+                    WHEN e.at < %s THEN date_trunc('hour', e.at)
+                    ELSE date_trunc('day', e.at) END AS bucket,
             count(DISTINCT e.message_id) FILTER (WHERE e.kind = 'opened' AND {HUMAN_SQL}),
             count(DISTINCT e.message_id) FILTER (WHERE e.kind = 'clicked' AND {HUMAN_SQL}),
             count(*) FILTER (WHERE e.kind IN ('opened', 'clicked') AND NOT {HUMAN_SQL})
@@ -315,19 +384,23 @@ def engagement_timeline(mailing_ids: list[int]) -> list[dict[str, Any]]:
         WHERE e.mailing_id = ANY(%s) AND e.kind IN ('opened', 'clicked')
         GROUP BY 1 ORDER BY 1
         """,  # noqa: S608
-        [unit, mailing_ids],
+        [minutes_until, hours_until, mailing_ids],
     )
-    fmt = "%H:%M" if unit == "hour" else "%b %d"
-    return [
-        {
-            "at": r[0],
-            "label": timezone.localtime(r[0]).strftime(fmt),
-            "opens": r[1],
-            "clicks": r[2],
-            "machine": r[3],
-        }
-        for r in rows
-    ]
+    several_days = timezone.localtime(span[1]).date() != timezone.localtime(start).date()
+    points = []
+    for at, opens, clicks, machine in rows:
+        unit = "minute" if at < minutes_until else "hour" if at < hours_until else "day"
+        local = timezone.localtime(at)
+        if unit == "day":
+            label = local.strftime("%b %d")
+        elif several_days:
+            label = local.strftime("%b %d %H:%M")
+        else:
+            label = local.strftime("%H:%M")
+        points.append(
+            {"at": at, "unit": unit, "label": label, "opens": opens, "clicks": clicks, "machine": machine}
+        )
+    return points
 
 
 def results_by_domain(mailing_ids: list[int], *, limit: int = 10) -> list[dict[str, Any]]:
@@ -409,7 +482,10 @@ def recipient_rows(mailing_ids: list[int]) -> Iterator[dict[str, Any]]:
             coalesce(bool_or(e.kind = 'clicked' AND {HUMAN_SQL}), false),
             coalesce(bool_or(e.kind IN ('opened', 'clicked') AND NOT {HUMAN_SQL}), false),
             coalesce(bool_or(e.kind = 'unsubscribed'), false), coalesce(bool_or(e.kind = 'complained'), false),
-            m.contact_id
+            m.contact_id,
+            coalesce(bool_or(e.kind IN ('opened', 'clicked')), false), coalesce(bool_or(e.kind = 'clicked'), false),
+            coalesce(bool_or(e.kind = 'opened' AND NOT {HUMAN_SQL}), false),
+            coalesce(bool_or(e.kind = 'clicked' AND NOT {HUMAN_SQL}), false)
         FROM delivery_message m LEFT JOIN delivery_messageevent e ON e.message_id = m.id
         WHERE m.mailing_id = ANY(%s)
         GROUP BY m.id ORDER BY m.id
@@ -419,7 +495,16 @@ def recipient_rows(mailing_ids: list[int]) -> Iterator[dict[str, Any]]:
         cursor.execute(sql, [mailing_ids])
         while chunk := cursor.fetchmany(2000):
             for row in chunk:
-                values = dict(zip((*keys, "unsubscribed", "complained", "contact_id"), row, strict=True))
+                more = (
+                    "unsubscribed",
+                    "complained",
+                    "contact_id",
+                    "any_open",
+                    "any_click",
+                    "machine_open",
+                    "machine_click",
+                )
+                values = dict(zip((*keys, *more), row, strict=True))
                 values["bounce"] = _report_class(values["bounce"])
                 yield values
 
@@ -448,6 +533,74 @@ def sending_is_set_up() -> bool:
 def a_test_was_sent() -> bool:
     """The home checklist's "send yourself a test" step: any test Mailing that sent a message."""
     return Message.objects.filter(mailing__meta__test=True, state=MessageState.SENT).exists()
+
+
+def mailing_choices(limit: int = 200) -> list[tuple[int, str]]:
+    """Mailings that started sending, newest first, as (id, "name: subject (date)") for menus."""
+    rows = (
+        Mailing.objects.filter(started_at__isnull=False)
+        .exclude(state=Mailing.State.STANDING)
+        .exclude(meta__contains={"test": True})
+        .order_by("-started_at", "-id")
+        .values_list("id", "name", "subject", "started_at")[:limit]
+    )
+    return [
+        (
+            pk,
+            f"{name}: {subject} ({started:%Y-%m-%d})"
+            if name != subject
+            else f"{subject} ({started:%Y-%m-%d})",
+        )
+        for pk, name, subject, started in rows
+    ]
+
+
+# --- what contacts did with a send group's mail, for segment rules (offered through lookups) ---
+
+_ACTIVITY_TESTS = {
+    "received": ("m.state = 'sent'", ""),
+    "delivered": ("m.state = 'sent' AND m.bounce_kind = ''", ""),
+    "opened": ("", f"e.kind IN ('opened', 'clicked') AND {HUMAN_SQL}"),
+    "clicked": ("", f"e.kind = 'clicked' AND {HUMAN_SQL}"),
+    "bounced": ("m.bounce_kind <> ''", ""),
+    "unsubscribed": ("", "e.kind = 'unsubscribed'"),
+    "complained": ("", "e.kind = 'complained'"),
+}
+
+
+def mailing_activity_sql(op: str, send_group: str) -> tuple[str, list]:
+    """A condition over contacts (alias c): the contact did `op` with the send group's mail.
+
+    Every test is an EXISTS over the ledger by (mailing, contact); `not_opened` is "was sent and
+    did not open" (what a resend to non-openers wants)."""
+    if op == "not_opened":
+        sent, _ = mailing_activity_sql("received", send_group)
+        opened, _ = mailing_activity_sql("opened", send_group)
+        return f"({sent} AND NOT {opened})", [send_group, send_group]
+    message_test, event_test = _ACTIVITY_TESTS[op]
+    # Fixed SQL fragments from _ACTIVITY_TESTS; the send group is a parameter.
+    join = " JOIN delivery_messageevent e ON e.message_id = m.id" if event_test else ""
+    tests = "".join(f" AND {test}" for test in (message_test, event_test) if test)
+    sql = (
+        "EXISTS (SELECT 1 FROM delivery_message m JOIN delivery_mailing g ON g.id = m.mailing_id"  # noqa: S608
+        f"{join} WHERE m.contact_id = c.id AND g.send_group = %s{tests})"
+    )
+    return sql, [send_group]
+
+
+def mailing_groups(limit: int = 100) -> list[tuple[str, str]]:
+    """Recent send groups (a campaign's Mailings share one) with a name, newest first."""
+    seen: dict[str, str] = {}
+    rows = (
+        Mailing.objects.exclude(meta__contains={"test": True})
+        .exclude(state=Mailing.State.STANDING)
+        .order_by("-id")
+        .values_list("send_group", "name")[: limit * 3]
+    )
+    for group, name in rows:
+        if group and group not in seen:
+            seen[group] = name
+    return list(seen.items())[:limit]
 
 
 def keys_engaged(keys: Sequence[str], *, clicked: bool) -> set[str]:

@@ -248,29 +248,58 @@ def _static_html(source: str) -> str:
     return re.sub(r"\{\{.*?\}\}|\{%.*?%\}", " ", source, flags=re.DOTALL)
 
 
-_link_cache: OrderedDict[int, list[str] | None] = OrderedDict()
+_link_cache: OrderedDict[int, tuple[list[str] | None, dict[str, str]]] = OrderedDict()
 
 
-def link_for(mailing_id: int, index: int) -> str | None:
-    """The URL behind link `index` of the Mailing, or None (no such mailing, link, or click tracking)."""
-    links = _link_cache.get(mailing_id, False)
-    if links is False:
+def _mailing_links_and_utm(mailing_id: int) -> tuple[list[str] | None, dict[str, str]]:
+    cached = _link_cache.get(mailing_id)
+    if cached is None:
         from delivery.models import Mailing
 
         row = (
             Mailing.objects.filter(pk=mailing_id, track_clicks=True)
-            .values_list("compiled", "created_at")
+            .values_list("compiled", "created_at", "meta")
             .first()
         )
         links = None
+        utm: dict[str, str] = {}
         if row is not None and not _expired(row[1]):
             links = mailing_links(row[0], clicks=True)
-        _link_cache[mailing_id] = links
+            utm = {k: str(v) for k, v in ((row[2] or {}).get("utm") or {}).items() if k.startswith("utm_")}
+        cached = _link_cache[mailing_id] = (links, utm)
         if len(_link_cache) > 512:
             _link_cache.popitem(last=False)
+    return cached
+
+
+def link_for(mailing_id: int, index: int) -> str | None:
+    """The URL behind link `index` of the Mailing, or None (no such mailing, link, or click tracking)."""
+    links, _ = _mailing_links_and_utm(mailing_id)
     if not links or not 0 <= index < len(links):
         return None
     return links[index]
+
+
+def click_target(mailing_id: int, url: str) -> str:
+    """Where a click on `url` goes: the URL with the Mailing's UTM tags (a campaign's; none for
+    transactional mail), except tags the link already carries and links that are not web pages."""
+    return with_utm(url, _mailing_links_and_utm(mailing_id)[1])
+
+
+def with_utm(url: str, utm: dict[str, str]) -> str:
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if not utm or parts.scheme.lower() not in ("http", "https"):
+        return url
+    present = {key for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    order = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+    keys = [k for k in order if k in utm] + sorted(k for k in utm if k not in order)
+    extra = {key: utm[key] for key in keys if key not in present}
+    if not extra:
+        return url
+    query = parts.query + ("&" if parts.query else "") + urlencode(extra)
+    return urlunsplit(parts._replace(query=query))
 
 
 def _expired(created_at: dt.datetime) -> bool:
@@ -424,7 +453,7 @@ def tracking_flush(*, batch: int | None = None) -> int:
     """
     from django.db import transaction
 
-    from contacts.services import contact_record_click, contact_record_open
+    from contacts.services import EngagementHit, contact_record_click, contact_record_open, engagement_record
     from delivery.models import Message, MessageEvent
 
     push_pending()
@@ -453,6 +482,7 @@ def tracking_flush(*, batch: int | None = None) -> int:
         }
         events = []
         engaged: dict[tuple[str, int], dt.datetime] = {}
+        engagement: list[EngagementHit] = []
         for kind, mailing_id, message_id, at, meta in hits:
             message = messages.get(message_id)
             if message is None or message[1] != mailing_id or kind not in ("opened", "clicked"):
@@ -470,11 +500,23 @@ def tracking_flush(*, batch: int | None = None) -> int:
             events.append(
                 MessageEvent(message_id=message_id, mailing_id=mailing_id, kind=kind, at=when, data=data)
             )
+            if message[2] is not None:
+                engagement.append(
+                    EngagementHit(
+                        contact_id=message[2],
+                        mailing_id=mailing_id,
+                        kind=kind,
+                        at=when,
+                        machine=bool(flags),
+                        url=str(meta.get("url", "")) if kind == "clicked" else "",
+                    )
+                )
             if not flags and message[2] is not None:
                 key = (kind, message[2])
                 engaged[key] = max(engaged.get(key, when), when)
         with transaction.atomic():
             MessageEvent.objects.bulk_create(events)
+            engagement_record(engagement)
             for (kind, contact_id), when in engaged.items():
                 (contact_record_open if kind == "opened" else contact_record_click)(contact_id, when)
         written += len(events)

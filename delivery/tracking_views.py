@@ -49,7 +49,9 @@ def click(request: HttpRequest, token: str, index: int) -> HttpResponse:
     if parsed is None or url is None:
         return HttpResponseNotFound(_NOT_VALID)
     _buffer("clicked", parsed[0], parsed[1], {**_meta(request), "link": str(index), "url": url[:2000]})
-    return HttpResponseRedirect(url)
+    # The event keeps the link as written (reports and the click map group by it); the visitor
+    # goes on with the campaign's UTM tags added.
+    return HttpResponseRedirect(tracking.click_target(parsed[0], url))
 
 
 def trivial(request: HttpRequest) -> HttpResponse:

@@ -9,11 +9,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from delivery import domains, mailings, selectors, transactional, verp
+from delivery import domains, mailings, selectors, transactional, verp, warmup
 from delivery import identities as identity_service
 from delivery import relays as relay_service
-from delivery.forms import IdentityForm, LedgerSearchForm, RelayForm, TestSendForm
-from delivery.models import Mailing, Message, Relay, SendingIdentity
+from delivery.forms import IdentityForm, LedgerSearchForm, RelayForm, TestSendForm, WarmupForm
+from delivery.models import Mailing, Message, Relay, SendingIdentity, WarmupSchedule
 from delivery.smtp import RelayError
 from mailplatform.errors import PlatformError, form_error, message_error
 from mailplatform.permissions import requires
@@ -71,10 +71,20 @@ _ACTIONS = {
 @requires("send_mail")
 @require_POST
 def mailing_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    get_object_or_404(Mailing, pk=pk)
+    if action == "resume-group":
+        group = request.POST.get("group", "").strip().lower()
+        try:
+            back = mailings.mailing_resume_group(pk, group, by=request.user)
+            messages.success(
+                request, f"{group} resumed: {back} message{'s' if back != 1 else ''} back in the queue."
+            )
+        except PlatformError as exc:
+            message_error(request, exc)
+        return redirect("delivery:mailing", pk=pk)
     service = _ACTIONS.get(action)
     if service is None:
         raise Http404("unknown action")
-    get_object_or_404(Mailing, pk=pk)
     try:
         service(pk, by=request.user)
         messages.success(request, f"Mailing {action}d." if action != "cancel" else "Mailing cancelled.")
@@ -252,6 +262,99 @@ def identity_delete(request: HttpRequest, pk: int) -> HttpResponse:
     audit_record(request.user, "identity.deleted", identity)
     identity.delete()
     return redirect("delivery:relays")
+
+
+# --- sender health ---
+
+
+@requires("view_dashboard")
+def health(request: HttpRequest) -> HttpResponse:
+    from delivery import charts
+    from delivery.health import THRESHOLDS, sender_health
+
+    sending = request.GET.get("sending", "").strip().lower()
+    receiving = request.GET.get("receiving", "").strip().lower()
+    data = sender_health(sending=sending, receiving=receiving)
+    where = " ".join(
+        filter(None, [f"from {sending}" if sending else "", f"to {receiving}" if receiving else ""])
+    )
+    chart_sets = []
+    for key, label in (("daily", "per day, last 30 days"), ("hourly", "per hour, last 48 hours")):
+        points = data[key]
+        chart_sets.append(
+            {
+                "label": label,
+                "charts": [
+                    charts.rate_chart(points, ["delivered", "deferred"], title=f"Delivered and deferred {label} {where}", floor_peak=100),
+                    charts.rate_chart(points, ["bounced"], thresholds=THRESHOLDS["bounced"], title=f"Bounced {label} {where}"),
+                    charts.rate_chart(
+                        points, ["complained", "unsubscribed"], thresholds=THRESHOLDS["complained"],
+                        title=f"Complaints and unsubscribes {label} {where}",
+                    ),
+                ],
+            }
+        )  # fmt: skip
+    return render(
+        request,
+        "delivery/health.html",
+        {"data": data, "sending": sending, "receiving": receiving, "chart_sets": chart_sets, "where": where},
+    )
+
+
+# --- warm-up schedules (admins) ---
+
+
+@requires("manage_relays")
+def warmup_list(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    """The schedules with today's use; the form adds one, or changes the one named by `pk`."""
+    schedule = get_object_or_404(WarmupSchedule, pk=pk) if pk else None
+    initial = {}
+    if schedule is not None:
+        initial = {
+            "domain": schedule.domain,
+            "relay": schedule.relay_id,
+            "caps": ", ".join(str(c) for c in schedule.caps),
+            "starts_on": schedule.starts_on,
+            "enabled": schedule.enabled,
+        }
+    form = WarmupForm(request.POST or None, initial=initial or {"enabled": True})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            saved = warmup.warmup_save(
+                schedule,
+                domain=data["domain"] or "",
+                relay_id=data["relay"].pk if data["relay"] else None,
+                caps=data["caps"],
+                starts_on=data["starts_on"],
+                enabled=data["enabled"],
+                by=request.user,
+            )
+        except PlatformError as exc:
+            form_error(form, exc)
+        else:
+            messages.success(request, f"Warm-up of {saved.target} saved.")
+            return redirect("delivery:warmup")
+    return render(
+        request,
+        "delivery/warmup.html",
+        {
+            "rows": warmup.schedules_overview(),
+            "form": form,
+            "editing": schedule,
+            "starters": warmup.STARTERS,
+            "domains": sorted({i.domain for i in selectors.identities()}),
+        },
+    )
+
+
+@requires("manage_relays")
+@require_POST
+def warmup_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    schedule = get_object_or_404(WarmupSchedule, pk=pk)
+    warmup.warmup_delete(schedule, by=request.user)
+    messages.success(request, f"Warm-up of {schedule.target} removed: no daily cap any more.")
+    return redirect("delivery:warmup")
 
 
 # --- public ---

@@ -66,3 +66,73 @@ def test_counts_lead_to_their_contacts_and_a_click_is_an_open(marketer_client, c
         and by_email["person1@example.org"]["clicked"] == "yes"
     )
     assert by_email["person0@example.org"]["opened"] == "" and by_email["person0@example.org"]["reason"] == ""
+
+
+def test_every_count_links_to_its_contacts_and_the_count_agrees(marketer_client, campaign_factory):
+    """Issue #14: every count in the report opens the contacts behind it, as many as it says."""
+    import re
+
+    from delivery.models import Message, MessageEvent
+
+    campaign = campaign_factory(4)
+    services.campaign_start(campaign.pk)
+    Message.objects.update(state="sent", sent_at=timezone.now())
+    Message.objects.filter(email="person3@example.org").update(state="skipped", sent_at=None)
+    Message.objects.filter(email="person2@example.org").update(bounce_kind="hard")
+    opener = Message.objects.get(email="person0@example.org")
+    MessageEvent.objects.create(
+        message=opener, mailing_id=opener.mailing_id, kind="opened", at=timezone.now()
+    )
+    MessageEvent.objects.create(
+        message=opener,
+        mailing_id=opener.mailing_id,
+        kind="clicked",
+        at=timezone.now(),
+        data={"machine": "scanner"},
+    )
+    report = marketer_client.get(reverse("campaigns:report", args=[campaign.pk])).content.decode()
+    table = report[report.index('id="figures"') : report.index("</table>", report.index('id="figures"'))]
+    cells = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td>", table, re.S)
+    assert len(cells) == 16
+    for label, cell in cells:
+        link = re.search(r'<a href="([^"]+)"[^>]*>(\d+)</a>', cell)
+        assert link, f"{label} is not a link: {cell}"
+        people = marketer_client.get(link.group(1))
+        assert people.status_code == 200
+        heading = re.search(r"<h1>(\d+) contacts?", people.content.decode())
+        assert heading and heading.group(1) == link.group(2), (label, link.group(2), heading)
+
+
+def test_a_drilldown_saves_as_a_segment_that_selects_the_same_people(marketer_client, campaign_factory):
+    from contacts.models import Contact, Segment
+    from contacts.selectors import segment_count
+    from delivery.models import Message, MessageEvent
+
+    campaign = campaign_factory(3)
+    services.campaign_start(campaign.pk)
+    Message.objects.update(state="sent", sent_at=timezone.now())
+    for email, data in (("person0@example.org", {}), ("person1@example.org", {"machine": "apple-mpp"})):
+        message = Message.objects.get(email=email)
+        MessageEvent.objects.create(
+            message=message, mailing_id=message.mailing_id, kind="opened", at=timezone.now(), data=data
+        )
+
+    url = reverse("campaigns:report-people", args=[campaign.pk, "opened"])
+    assert "Save as a segment" in marketer_client.get(url).content.decode()
+    response = marketer_client.post(url)
+    segment = Segment.objects.get()
+    assert response.url == reverse("contacts:segment-edit", args=[segment.pk])
+    assert segment_count(segment.rules) == 1
+    assert segment.rules["groups"][0]["conditions"][0] == {
+        "field": "mailing",
+        "op": "opened",
+        "value": campaign.send_group,
+    }
+    # The segment page draws the rule with the campaign chosen.
+    page = marketer_client.get(response.url).content.decode()
+    assert f'<option value="{campaign.send_group}" selected>' in page
+    # A figure segment rules cannot say (machine opens) offers no button and refuses the post.
+    machine = reverse("campaigns:report-people", args=[campaign.pk, "machine_opens"])
+    assert "Save as a segment" not in marketer_client.get(machine).content.decode()
+    assert marketer_client.post(machine).status_code == 404
+    assert Contact.objects.count() == 3

@@ -74,7 +74,11 @@ def test_click_redirects_only_to_the_mailing_url_and_records_after_flush(
     client = Client(HTTP_USER_AGENT=HUMAN_UA)
     response = client.get(link)
     assert response.status_code == 302
-    assert response["Location"] == "https://shop.example.com/spring?a=1&b=2"
+    # The campaign's UTM tags are added on the way (on by default for campaigns).
+    assert (
+        response["Location"]
+        == "https://shop.example.com/spring?a=1&b=2&utm_source=newsletter&utm_medium=email&utm_campaign=spring-sale"
+    )
     assert not MessageEvent.objects.filter(kind="clicked").exists()  # buffered, not yet written
     assert tracking.buffered_count() == 1
     assert tracking.tracking_flush() == 1
@@ -86,6 +90,15 @@ def test_click_redirects_only_to_the_mailing_url_and_records_after_flush(
         delivery_selectors.link_clicks([campaign.mailing_id])[0]["url"]
         == "https://shop.example.com/spring?a=1&b=2"
     )
+    # The contact's engagement row for the mailing: received, opened (a click is an open), clicked.
+    from contacts.models import Engagement
+
+    row = Engagement.objects.get(mailing_id=campaign.mailing_id, contact_id=event.message.contact_id)
+    assert row.sent_at and row.opened_at and row.clicked_at
+    from contacts.models import EngagementLink
+
+    assert row.machine_link_ids is None and len(row.link_ids) == 1
+    assert EngagementLink.objects.get(id=row.link_ids[0]).url == "https://shop.example.com/spring?a=1&b=2"
 
 
 @pytest.mark.parametrize(
@@ -104,7 +117,10 @@ def test_tampered_tokens_record_nothing_and_redirect_nowhere(
     path = mangle(_links(bodies[0])[0].removeprefix(settings.SITE_URL))
     response = Client().get(path)
     if "?next=" in path:  # a query string changes nothing: still the mailing's own URL
-        assert response["Location"] == "https://shop.example.com/spring?a=1&b=2"
+        assert (
+            response["Location"]
+            == "https://shop.example.com/spring?a=1&b=2&utm_source=newsletter&utm_medium=email&utm_campaign=spring-sale"
+        )
         return
     assert response.status_code == 404 and "Location" not in response
     assert tracking.buffered_count() == 0
@@ -143,6 +159,11 @@ def test_scanner_clicks_are_kept_but_counted_apart(campaign_factory, relay_serve
     assert reasons == ["head-request", "scanner:mimecast", "too-fast"]
     figures = delivery_selectors.mailing_figures([campaign.mailing_id])
     assert figures["unique_clicks"] == 1 and figures["human_clicks"] == 0 and figures["machine_clicks"] == 3
+    # Engagement keeps them apart too: a machine click, no human one.
+    from contacts.models import Engagement
+
+    row = Engagement.objects.get(mailing_id=campaign.mailing_id, machine_clicked_at__isnull=False)
+    assert row.clicked_at is None and row.opened_at is None and row.machine_link_ids
 
 
 def test_tracking_switched_off_leaves_the_mail_alone(campaign_factory, relay_server):
@@ -160,7 +181,9 @@ def test_templates_with_logic_are_tracked_too(make_audience, relay_server, setti
         html="<html><body>{% if contact.first_name %}<p>Hi {{ contact.first_name }}</p>{% endif %}"
         '<a href="https://shop.example.com/x">Shop</a> <a href="{{ unsubscribe_url }}">Unsubscribe</a></body></html>',
     )
-    campaign = services.campaign_create(name="Logic", template=logic, lists=[make_audience(1)])
+    campaign = services.campaign_create(
+        name="Logic", template=logic, lists=[make_audience(1)], utm_enabled=False
+    )
     services.campaign_start(campaign.pk)
     campaign.refresh_from_db()
     drain(campaign.mailing_id, seconds=20)
@@ -183,3 +206,44 @@ def test_an_expired_link_records_nothing_and_redirects_nowhere(campaign_factory,
     assert response.status_code == 404 and "Location" not in response
     assert "not valid or has expired" in response.content.decode()
     assert tracking.buffered_count() == 0
+
+
+def test_utm_tags_per_campaign_editable_and_none_for_transactional(
+    campaign_factory, relay_server, settings, marketer_client
+):
+    """Issue #14: tracked links get UTM tags per campaign (editable in the settings step; a
+    link's own utm_ values win); transactional mail gets none."""
+    from django.urls import reverse
+
+    from delivery import tracking as delivery_tracking
+
+    campaign = campaign_factory(1)
+    page = marketer_client.get(reverse("campaigns:step", args=[campaign.pk, "settings"])).content.decode()
+    assert 'name="utm_enabled"' in page and 'name="utm_source"' in page
+    response = marketer_client.post(
+        reverse("campaigns:step", args=[campaign.pk, "settings"]),
+        {
+            "from_email": "news@example.com", "track_opens": "on", "track_clicks": "on", "utm_enabled": "on",
+            "utm_source": "posthorn", "utm_medium": "email", "utm_campaign": "spring-2026",
+        },
+    )  # fmt: skip
+    assert response.status_code == 302, response.content.decode()[:3000]
+    services.campaign_start(campaign.pk)
+    campaign.refresh_from_db()
+    drain(campaign.mailing_id, seconds=20)
+    link = _links(_html_of(relay_server.received[0].content))[0].removeprefix(settings.SITE_URL)
+    assert Client(HTTP_USER_AGENT=HUMAN_UA).get(link)["Location"] == (
+        "https://shop.example.com/spring?a=1&b=2&utm_source=posthorn&utm_medium=email&utm_campaign=spring-2026"
+    )
+    assert delivery_tracking.with_utm(
+        "https://x.example/?utm_source=own", {"utm_source": "n", "utm_medium": "e"}
+    ) == ("https://x.example/?utm_source=own&utm_medium=e")
+    assert delivery_tracking.with_utm("mailto:a@example.com", {"utm_source": "n"}) == "mailto:a@example.com"
+
+    from delivery.transactional import _standing_mailing_for_template
+
+    standing = _standing_mailing_for_template(campaign.template_id, campaign.template.current_version_id)
+    assert (
+        delivery_tracking.click_target(standing.pk, "https://shop.example.com/x")
+        == "https://shop.example.com/x"
+    )

@@ -154,3 +154,65 @@ def test_a_limited_domain_keeps_its_pace_and_does_not_hold_up_the_rest(
     assert len(free) / (free[-1] - free[0] + 0.05) > 20
     held = Message.objects.filter(mailing=mailing, email__endswith="@free.test", attempts__gt=1)
     assert not held.exists()
+
+
+class ConnectionWatch(RecordingHandler):
+    """Counts the sessions that are inside a transaction to one domain at the same moment; that
+    domain's data is slow to accept, so that two sessions carrying it would overlap."""
+
+    def __init__(self, domain: str) -> None:
+        super().__init__()
+        self.domain = domain
+        self.active: set[int] = set()
+        self.most = 0
+        self.sessions: set[int] = set()
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        if address.endswith(self.domain):
+            with self.lock:
+                self.active.add(id(session))
+                self.most = max(self.most, len(self.active))
+        with self.lock:
+            self.sessions.add(id(session))
+        return await super().handle_RCPT(server, session, envelope, address, options)
+
+    async def handle_DATA(self, server, session, envelope):
+        import asyncio
+
+        if any(r.endswith(self.domain) for r in envelope.rcpt_tos):
+            await asyncio.sleep(0.01)
+        reply = await super().handle_DATA(server, session, envelope)
+        with self.lock:
+            self.active.discard(id(session))
+        return reply
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("limit", [1, 0])
+def test_a_domains_concurrent_connections_are_bounded_across_runners(
+    transactional_db, settings, make_relay, start_mailing, limit
+):
+    """Two runners on one Mailing: with `connections: 1` only one of them carries few.test's mail at
+    any moment (the other waits a moment in the ledger and sends the rest); without, both do."""
+    settings.DELIVERY_DOMAIN_LIMITS = {"few.test": {"connections": limit}} if limit else {}
+    settings.DELIVERY_BATCH_SIZE = 30
+    handler = ConnectionWatch("@few.test")
+    with SmtpServer(handler) as server:
+        make_relay(server, max_connections=2)
+        mailing = start_mailing(_audience({"many1.test": 120, "few.test": 120, "many2.test": 120}))
+        runners = [threading.Thread(target=_drain, args=(mailing.pk,)) for _ in range(2)]
+        for runner in runners:
+            runner.start()
+        for runner in runners:
+            runner.join(timeout=120)
+    assert not any(r.is_alive() for r in runners)
+    received = handler.recipients()
+    assert len(received) == 360 and len(set(received)) == 360  # everyone, once
+    assert len(handler.sessions) == 2  # two runners, two connections, both working
+    if limit:
+        assert handler.most == 1, handler.most
+        held = MessageEvent.objects.filter(mailing_id=mailing.pk, kind="deferred").count()
+        assert held == 0  # waiting for a connection is no deferral by the receiver
+        assert domains.connections_in_use("few.test") == 0  # every place given back
+    else:
+        assert handler.most == 2  # the check can see two at once: the limit is what prevents it
