@@ -61,9 +61,15 @@ def sent_and_engaged(campaign_factory, relay_server, make_audience, settings):
     html = _html_by_recipient(relay_server.received)
     pixel = {to: re.search(r'<img src="([^"]+\.gif)"', body).group(1) for to, body in html.items()}
     click = {to: re.findall(r'href="([^"]+/t/c/[^"]+)"', body)[0] for to, body in html.items()}
-    assert Client(HTTP_USER_AGENT=HUMAN_UA).get(_path(pixel["person0@example.org"], settings)).status_code == 200
-    assert Client(HTTP_USER_AGENT=HUMAN_UA).get(_path(click["person1@example.org"], settings)).status_code == 302
-    assert Client(HTTP_USER_AGENT=PROXY_UA).get(_path(pixel["person2@example.org"], settings)).status_code == 200
+    assert (
+        Client(HTTP_USER_AGENT=HUMAN_UA).get(_path(pixel["person0@example.org"], settings)).status_code == 200
+    )
+    assert (
+        Client(HTTP_USER_AGENT=HUMAN_UA).get(_path(click["person1@example.org"], settings)).status_code == 302
+    )
+    assert (
+        Client(HTTP_USER_AGENT=PROXY_UA).get(_path(pixel["person2@example.org"], settings)).status_code == 200
+    )
     assert tracking.tracking_flush() == 3
     contact_unsubscribe(Contact.objects.get(email="person3@example.org").pk, source="test")
     contact_mark_bounced(Contact.objects.get(email="person4@example.org").pk, reason="5.1.1", source="test")
@@ -80,11 +86,15 @@ def test_resend_reaches_only_who_received_and_did_not_open(sent_and_engaged, rel
         reverse("campaigns:resend", args=[campaign.pk]), {"subject": "Did you miss it?", "delay_hours": "24"}
     )
     follow_up = Campaign.objects.get(resend_of=campaign)
-    assert response.status_code == 302 and response["Location"] == reverse("campaigns:detail", args=[follow_up.pk])
+    assert response.status_code == 302 and response["Location"] == reverse(
+        "campaigns:detail", args=[follow_up.pk]
+    )
     assert follow_up.state == CampaignState.SCHEDULED and follow_up.subject == "Did you miss it?"
     due = follow_up.scheduled_at
     assert abs((due - timezone.now()) - dt.timedelta(hours=24)) < dt.timedelta(minutes=1)
-    assert "A resend of" in admin_client.get(reverse("campaigns:detail", args=[follow_up.pk])).content.decode()
+    assert (
+        "A resend of" in admin_client.get(reverse("campaigns:detail", args=[follow_up.pk])).content.decode()
+    )
     # The audience as it stands: who received it and did not open (person2's open was a proxy's),
     # minus the unsubscribed and the bounced; not the newcomer.
     assert selectors.audience_count(follow_up) == 2
