@@ -84,6 +84,11 @@ class Campaign(models.Model):
     cloned_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # A follow-up made by "Resend to non-openers": the campaign it follows up ...
+    resend_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # ... and segment rules (contacts.segments' format) ANDed into the audience when it is planned:
+    # for a resend, "received the original's mail and did not open it (human hits)".
+    audience_rules = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

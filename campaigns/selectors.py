@@ -36,6 +36,7 @@ def audience(
     share: tuple[int, int] | None = None,
     salt: str = "",
     now: dt.datetime | None = None,
+    rules: Any = None,
 ) -> tuple[str, list]:
     """(sql, params) selecting the contact ids to send to, for delivery.mailings.mailing_plan.
 
@@ -46,7 +47,7 @@ def audience(
     from contacts.selectors import audience_sql
 
     sql, params = audience_sql(
-        list_ids=list(list_ids), segment_id=segment_id, exclude_list_ids=list(exclude_list_ids)
+        list_ids=list(list_ids), segment_id=segment_id, exclude_list_ids=list(exclude_list_ids), rules=rules
     )
     if frequency_cap_hours:
         cutoff = (now or timezone.now()) - dt.timedelta(hours=frequency_cap_hours)
@@ -78,6 +79,7 @@ def campaign_audience(campaign: Campaign, *, share: tuple[int, int] | None = Non
         frequency_cap_hours=campaign.frequency_cap_hours,
         share=share,
         salt=f"campaign:{campaign.pk}:",
+        rules=campaign.audience_rules or None,
     )
 
 

@@ -18,7 +18,7 @@ from campaigns.models import EDITABLE_STATES, Campaign, CampaignState, GuardLimi
 from delivery import selectors as delivery_selectors
 from delivery.headers import check_header_value
 from delivery.identities import from_allowed, from_refusal
-from mailplatform.errors import Conflict, Invalid, PlatformError
+from mailplatform.errors import Conflict, Invalid, NotFound, PlatformError
 from mailplatform.services import acting_user, audit_record
 
 log = logging.getLogger(__name__)
@@ -158,6 +158,81 @@ def campaign_clone(campaign_id: int, *, by: Any = None) -> Campaign:
                 campaign=copy, label=variant.label, subject=variant.subject, template=variant.template
             )
         audit_record(by, "campaign.cloned", copy, details={"from": source.pk})
+    return copy
+
+
+RESEND_MAX_DELAY_HOURS = 24 * 30
+
+
+def resend_rules(mailing_ids: list[int]) -> dict[str, Any]:
+    """Segment rules for "received any of these mailings and opened none of them (human hits)"."""
+    ids = ",".join(str(int(i)) for i in mailing_ids)
+    return {
+        "match": "all",
+        "groups": [
+            {
+                "match": "all",
+                "conditions": [
+                    {"field": "received", "op": "mailing", "value": ids},
+                    {"field": "opened", "op": "not_mailing", "value": ids},
+                ],
+            }
+        ],
+    }
+
+
+def campaign_resend_to_non_openers(
+    campaign_id: int, *, subject: str, delay_hours: int, by: Any = None
+) -> Campaign:
+    """A follow-up of a sent campaign with a new subject, scheduled `delay_hours` from now, to the
+    contacts who received it and did not open it (human opens; a click counts as an open).
+
+    It is a copy of the campaign (content, lists, segment, exclusions, settings; no A/B test and no
+    frequency cap, since everyone in it was mailed by the original) whose audience also carries
+    resend_rules(): planned when it starts, so whoever opened, unsubscribed, bounced or complained
+    by then is not in it. It stays editable until then.
+    """
+    source = Campaign.objects.filter(pk=campaign_id).first()
+    if source is None:
+        raise NotFound("no such campaign")
+    if source.state != CampaignState.SENT:
+        raise Conflict(
+            f"this campaign is {_state_label(source)}: only a sent campaign can be resent", code="state"
+        )
+    mailing_ids = selectors.campaign_mailing_ids(source)
+    if not mailing_ids:
+        raise Conflict("this campaign sent no mail", code="state")
+    subject = (subject or "").strip()
+    if not subject:
+        raise Invalid("a new subject is required", field="subject")
+    if "\r" in subject or "\n" in subject or len(subject) > 998:
+        raise Invalid("the subject must be one line of at most 998 characters", field="subject")
+    if not 0 <= delay_hours <= RESEND_MAX_DELAY_HOURS:
+        raise Invalid(
+            f"the delay is a whole number of hours from 0 to {RESEND_MAX_DELAY_HOURS}", field="delay_hours"
+        )
+    with transaction.atomic():
+        copy = campaign_clone(source.pk, by=by)
+        copy.variants.all().delete()
+        copy.name = f"{source.name} (resend to non-openers)"[:200]
+        copy.subject = subject
+        copy.ab_test = False
+        copy.frequency_cap_hours = 0
+        copy.resend_of = source
+        copy.audience_rules = resend_rules(mailing_ids)
+        copy.scheduled_at = timezone.now() + dt.timedelta(hours=delay_hours)
+        copy.schedule_timezone = "UTC"
+        copy.state = CampaignState.SCHEDULED
+        copy.save()
+        problems = [p for p in selectors.campaign_problems(copy) if not p.startswith("Audience: nobody")]
+        if problems:
+            raise Conflict("; ".join(problems), code="problems", messages=problems)
+        audit_record(
+            by,
+            "campaign.resend_scheduled",
+            copy,
+            details={"from": source.pk, "mailings": mailing_ids, "delay_hours": delay_hours},
+        )
     return copy
 
 

@@ -47,8 +47,12 @@ def audience_sql(
     segment_id: int | None = None,
     exclude_list_ids: Sequence[int] = (),
     exclude_segment_ids: Sequence[int] = (),
+    rules: Any = None,
 ) -> tuple[str, list]:
     """`SELECT c.id FROM ...` of sendable contacts, with its parameters.
+
+    `rules` (segment rules, compiled as a saved segment's) narrow it further: a resend's
+    "received that mailing and did not open it".
 
     Sendable: status active, a confirmed subscription on any of `list_ids`, in the segment when one
     is given, no suppression of the address or its domain, and on none of the excluded lists
@@ -67,6 +71,10 @@ def audience_sql(
         condition, segment_params = _segment_condition(segment_id)
         where.append(condition)
         params.extend(segment_params)
+    if rules:
+        condition, rule_params = compile_rules(rules)
+        where.append(condition)
+        params.extend(rule_params)
     if exclude_list_ids:
         where.append(
             "NOT EXISTS (SELECT 1 FROM contacts_subscription s WHERE s.contact_id = c.id "
