@@ -76,6 +76,8 @@ class Automation(models.Model):
     from_email = models.CharField(max_length=254, blank=True, help_text="Blank: the platform's default.")
     from_name = models.CharField(max_length=200, blank=True)
     recipe = models.CharField(max_length=32, blank=True, default="")
+    # Why the scheduler could not send for it (a from address no longer allowed, say); cleared on success.
+    last_error = models.TextField(blank=True, default="")
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -57,7 +57,13 @@ def _template(name: str, subject: str, heading: str, body: str, by: Any) -> int:
 
 
 def recipe_create(
-    slug: str, *, list_id: int | None = None, segment_id: int | None = None, field: str = "", by: Any = None
+    slug: str,
+    *,
+    list_id: int | None = None,
+    segment_id: int | None = None,
+    field: str = "",
+    from_email: str = "",
+    by: Any = None,
 ) -> Automation:
     """Make a draft automation from a recipe, with its steps and templates."""
     recipe = RECIPES.get(slug)
@@ -72,7 +78,7 @@ def recipe_create(
                 raise Invalid("choose the list whose subscribers are welcomed", field="trigger_list")
             automation = automation_create(
                 name=f"Welcome to {mailing_list.name}", trigger=Trigger.LIST_JOINED, trigger_list_id=mailing_list.pk,
-                entry_policy=EntryPolicy.ONCE, recipe=slug, by=by,
+                entry_policy=EntryPolicy.ONCE, recipe=slug, from_email=from_email, by=by,
             )  # fmt: skip
             first = _template(f"Welcome to {mailing_list.name}", f"Welcome to {mailing_list.name}",
                               "Welcome!", "Thank you for subscribing. Here is what to expect from us.", by)  # fmt: skip
@@ -88,7 +94,7 @@ def recipe_create(
                 raise Invalid("choose the segment of inactive contacts", field="trigger_segment")
             automation = automation_create(
                 name="Re-engagement", trigger=Trigger.SEGMENT_ENTERED, trigger_segment_id=segment_id,
-                entry_policy=EntryPolicy.PERIODIC, entry_days=90, recipe=slug, by=by,
+                entry_policy=EntryPolicy.PERIODIC, entry_days=90, recipe=slug, from_email=from_email, by=by,
             )  # fmt: skip
             mail = _template("We miss you", "We miss you", "It has been a while",
                              "Is this still interesting to you? Open this mail and we will keep writing.", by)  # fmt: skip
@@ -106,7 +112,7 @@ def recipe_create(
                 raise Invalid("choose the date field that holds the birthday", field="trigger_field")
             automation = automation_create(
                 name="Happy birthday", trigger=Trigger.DATE_FIELD, trigger_field=field, trigger_hour=9,
-                entry_policy=EntryPolicy.PERIODIC, entry_days=300, recipe=slug, by=by,
+                entry_policy=EntryPolicy.PERIODIC, entry_days=300, recipe=slug, from_email=from_email, by=by,
             )  # fmt: skip
             mail = _template("Happy birthday", "Happy birthday, {{ contact.first_name | default: \"friend\" }}!",
                              "Happy birthday!", "All the best for the year ahead.", by)  # fmt: skip

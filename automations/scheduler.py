@@ -24,6 +24,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from automations.models import Automation, RunStatus, Step, StepKind, StepMailing
+from mailplatform.errors import PlatformError
 
 log = logging.getLogger(__name__)
 
@@ -305,8 +306,15 @@ def advance_batch(now: dt.datetime, size: int) -> dict[str, int]:
             else:  # end
                 outcomes.append(_end(run, RunStatus.DONE, "reached an end step"))
 
-        for step_id, group in sends.items():
-            counts["sent"] += _queue_sends(flow, flow.steps[step_id], group)
+        for step_id, group in list(sends.items()):
+            try:
+                with transaction.atomic():
+                    counts["sent"] += _queue_sends(flow, flow.steps[step_id], group)
+            except PlatformError as exc:
+                # The step cannot send now (its template's from address is no longer allowed, say):
+                # its runs stay where they are and look again later; the automation shows why.
+                _hold(outcomes, group, now, f"step {flow.steps[step_id].position}: {exc}")
+                del sends[step_id]
         _apply_contact_steps(flow, field_updates, list_changes)
         _write(outcomes, sends, now)
         _cancel_ended(flow, [o for o in outcomes if o.status == RunStatus.EXITED])
@@ -317,6 +325,17 @@ def advance_batch(now: dt.datetime, size: int) -> dict[str, int]:
             if outcome.status != RunStatus.ACTIVE:
                 counts[str(outcome.status)] += 1
     return dict(counts)
+
+
+def _hold(outcomes: list[Outcome], group: list[Due], now: dt.datetime, error: str) -> None:
+    held = {run.id for run in group}
+    retry = now + dt.timedelta(seconds=settings.AUTOMATIONS_ENGAGEMENT_CHECK_SECONDS)
+    for index, outcome in enumerate(outcomes):
+        if outcome.run.id in held:
+            outcomes[index] = Outcome(outcome.run, False, outcome.run.step_id, next_at=retry)
+    automation_id = group[0].automation_id
+    Automation.objects.filter(pk=automation_id).update(last_error=error[:2000])
+    log.warning("automation %s: %s", automation_id, error)
 
 
 def _end(run: Due, status: str, reason: str) -> Outcome:
@@ -434,7 +453,9 @@ def _queue_sends(flow: Flow, step: Step, runs: list[Due]) -> int:
         """,
         [str(step.pk), [r.id for r in runs]],
     )
-    return mailing_queue_keyed(mailing_id, source=source)
+    queued = mailing_queue_keyed(mailing_id, source=source)
+    Automation.objects.filter(pk=step.automation_id).exclude(last_error="").update(last_error="")
+    return queued
 
 
 def _apply_contact_steps(flow: Flow, fields: dict[int, list[int]], lists: dict[int, list[int]]) -> None:

@@ -136,6 +136,12 @@ def automation_set_status(automation_id: int, status: str, *, by: Any = None) ->
             missing = [s.position for s in steps if s.kind == StepKind.SEND and s.template_id is None]
             if missing:
                 raise Conflict(f"step {missing[0]} sends no template: choose one first", code="no_template")
+            from delivery.identities import check_from
+
+            try:
+                check_from(automation.from_email or settings.DELIVERY_DEFAULT_FROM_EMAIL)
+            except Invalid as exc:
+                raise Conflict(f"set an allowed from address first: {exc}", code="from_email") from None
             automation.activated_at = automation.activated_at or timezone.now()
         before = automation.status
         automation.status = status

@@ -165,6 +165,11 @@ class GuardLimits(models.Model):
     window = models.PositiveIntegerField(
         default=2000, help_text="The rates are over a campaign's first N messages."
     )
+    per_domain = models.BooleanField(
+        default=True,
+        help_text="Judge each receiving domain group (Gmail, Microsoft, Yahoo/AOL, ...) on its own and "
+        "pause only the group over the limits; the rest of the campaign goes on.",
+    )
 
     class Meta:
         verbose_name = "deliverability guard limits"

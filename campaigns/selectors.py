@@ -291,6 +291,8 @@ def campaign_progress(campaign: Campaign) -> dict[str, Any]:
         # Waiting in the ledger, by reason (delivery's HoldReason values), and the warm-up's estimate.
         "held": held,
         "warmup": warmup,
+        # Receiving domain groups the guard paused on their own (the rest keeps flowing).
+        "group_pauses": delivery_selectors.group_pauses(campaign_mailing_ids(campaign)),
     }
 
 

@@ -428,29 +428,79 @@ def campaign_test_send(
 # --- the beat task's work ---
 
 
-def guard_check(campaign_id: int) -> str | None:
-    """Pause a sending campaign whose hard-bounce or complaint rate crossed the admin's limits."""
-    campaign = Campaign.objects.get(pk=campaign_id)
-    if campaign.state != CampaignState.SENDING or campaign.guard_overridden:
-        return None
-    limits = GuardLimits.current()
-    stats = delivery_selectors.guard_stats(_mailings(campaign), window=limits.window)
+def _guard_reason(stats: dict[str, int], limits: GuardLimits, *, where: str = "") -> str | None:
     attempted = stats["attempted"]
     if attempted < limits.min_messages:
         return None
     hard = stats["hard"] * 100 / attempted
     complaints = stats["complaints"] * 100 / attempted
-    reason = None
     if hard > float(limits.hard_bounce_percent):
-        reason = (
-            f"Deliverability guard: {hard:.1f}% hard bounces over the first {attempted} messages "
+        return (
+            f"Deliverability guard: {hard:.1f}% hard bounces over {attempted} messages{where} "
             f"is above the {limits.hard_bounce_percent}% limit. Check the list's quality before resuming."
         )
-    elif complaints > float(limits.complaint_percent):
-        reason = (
-            f"Deliverability guard: {complaints:.2f}% spam complaints over the first {attempted} messages "
+    if complaints > float(limits.complaint_percent):
+        return (
+            f"Deliverability guard: {complaints:.2f}% spam complaints over {attempted} messages{where} "
             f"is above the {limits.complaint_percent}% limit."
         )
+    return None
+
+
+def guard_groups(campaign: Campaign, limits: GuardLimits) -> tuple[set[str], dict[str, dict[str, int]]]:
+    """Pause, in every open Mailing of the campaign, each receiving domain group whose own rates
+    crossed the limits while other groups' mail was attempted too (the others keep flowing); returns
+    the groups paused or resumed by a person, which the campaign-wide check leaves out, and the
+    figures per group. When every group with mail is over the limits, none is paused alone: the
+    campaign-wide check pauses the campaign."""
+    from delivery.mailings import mailing_pause_group
+    from delivery.models import Mailing
+
+    ids = _mailings(campaign)
+    pauses = {p["group"]: p for p in delivery_selectors.group_pauses(ids)}
+    by_group = delivery_selectors.guard_stats_by_group(ids)
+    new = {}
+    for group, stats in by_group.items():
+        if group not in pauses:
+            reason = _guard_reason(stats, limits, where=f" to {group}")
+            if reason is not None:
+                new[group] = reason
+    if new and all(g in new or g in pauses for g, stats in by_group.items() if stats["attempted"]):
+        new = {}  # nothing else is flowing: the whole campaign is the problem
+    open_ids = [
+        m for m, state in delivery_selectors.mailing_states(ids).items()
+        if state in (Mailing.State.SENDING, Mailing.State.PAUSED)
+    ]  # fmt: skip
+    for group, reason in new.items():
+        log.warning("campaign %s: %s", campaign.pk, reason)
+        pauses[group] = {"group": group, "paused": True, "reason": reason}
+    for group, pause in pauses.items():
+        if pause["paused"]:  # also holds it in a Mailing started since (an A/B winner)
+            for mailing_id in open_ids:
+                mailing_pause_group(mailing_id, group, reason=pause["reason"])
+    return set(pauses), by_group
+
+
+def guard_check(campaign_id: int) -> str | None:
+    """Pause a sending campaign whose hard-bounce or complaint rate crossed the admin's limits; with
+    `per_domain`, first pause only the receiving domain groups over them, and judge the rest apart."""
+    campaign = Campaign.objects.get(pk=campaign_id)
+    if campaign.state != CampaignState.SENDING or campaign.guard_overridden:
+        return None
+    limits = GuardLimits.current()
+    left_out, by_group = guard_groups(campaign, limits) if limits.per_domain else (set(), {})
+    if left_out:
+        stats = {"attempted": 0, "hard": 0, "complaints": 0}
+        for group, figures in by_group.items():
+            if group not in left_out:
+                for key in stats:
+                    stats[key] += figures[key]
+        reason = _guard_reason(stats, limits, where=" to the other domains")
+    else:
+        stats = delivery_selectors.guard_stats(_mailings(campaign), window=limits.window)
+        reason = _guard_reason(stats, limits, where="")
+        if reason:
+            reason = reason.replace(" over ", " over the first ", 1)
     if reason is None:
         return None
     try:
@@ -459,6 +509,27 @@ def guard_check(campaign_id: int) -> str | None:
         return None
     log.warning("campaign %s paused: %s", campaign_id, reason)
     return reason
+
+
+def campaign_resume_group(campaign_id: int, group: str, *, by: Any = None) -> int:
+    """A person lets a receiving domain group the guard paused go on, in every Mailing of the campaign."""
+    from delivery.mailings import mailing_resume_group
+
+    campaign = Campaign.objects.get(pk=campaign_id)
+    pauses = [
+        p for p in delivery_selectors.group_pauses(_mailings(campaign)) if p["group"] == group and p["paused"]
+    ]
+    if not pauses:
+        raise Conflict(f"{group} is not paused for this campaign", code="state")
+    back = 0
+    with transaction.atomic():
+        for mailing_id in pauses[0]["mailing_ids"]:
+            try:
+                back += mailing_resume_group(mailing_id, group, by=by)
+            except Conflict:
+                continue
+        audit_record(by, "campaign.group_resumed", campaign, details={"group": group, "requeued": back})
+    return back
 
 
 def ab_decide(campaign_id: int, *, force: bool = False) -> Variant | None:

@@ -349,6 +349,16 @@ def action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             return redirect("campaigns:detail", pk=pk)
         messages.success(request, "Deleted.")
         return redirect("campaigns:index")
+    if action == "resume-group":
+        group = request.POST.get("group", "").strip().lower()
+        try:
+            back = services.campaign_resume_group(pk, group, by=request.user)
+            messages.success(
+                request, f"{group} resumed: {back} message{'s' if back != 1 else ''} back in the queue."
+            )
+        except PlatformError as exc:
+            message_error(request, exc)
+        return redirect("campaigns:detail", pk=pk)
     if action not in _ACTIONS:
         raise Http404("unknown action")
     service, done = _ACTIONS[action]

@@ -215,13 +215,14 @@ def rules_from_post(data: Any) -> dict[str, Any]:
                 continue
             if data.get(f"g{g}_c{c}_remove"):
                 continue
-            conditions.append(
-                {
-                    "field": field,
-                    "op": data.get(f"g{g}_c{c}_op", ""),
-                    "value": data.get(f"g{g}_c{c}_value", ""),
-                }
-            )
+            condition = {
+                "field": field,
+                "op": data.get(f"g{g}_c{c}_op", ""),
+                "value": data.get(f"g{g}_c{c}_value", ""),
+            }
+            if data.get(f"g{g}_c{c}_machine"):
+                condition["machine"] = True
+            conditions.append(condition)
         if not data.get(f"g{g}_remove"):
             groups.append({"match": data.get(f"g{g}_match", "all"), "conditions": conditions})
     return {"match": data.get("match", "all"), "groups": groups}
@@ -248,11 +249,20 @@ def builder_context(rules: dict[str, Any], error: SegmentError | None = None) ->
         "groups": groups,
         "fields": fields,
         "lists": MailingList.objects.order_by("name"),
+        "mailings": _mailing_choices(),
         "statuses": ContactStatus.choices,
         "mailing_groups": _mailing_groups()
         if "mailing" in {c["kind"] for g in groups for c in g["conditions"]}
         else [],
     }
+
+
+def _mailing_choices() -> list[tuple[int, str]]:
+    """Mailings for the engagement rules' menu, from delivery through the ground floor's lookups."""
+    from mailplatform import lookups
+
+    choices = lookups.ask(lookups.MAILING_CHOICES)
+    return list(choices()) if choices else []
 
 
 def _mailing_groups() -> list[tuple[str, str]]:

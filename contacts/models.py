@@ -11,6 +11,8 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -295,3 +297,75 @@ class ContactImport(models.Model):
         if not self.total_bytes:
             return 0
         return min(99, int(self.processed_bytes * 100 / self.total_bytes))
+
+
+class Engagement(models.Model):
+    """What one contact did with one mailing: received, opened, clicked, and which links.
+
+    Written by delivery through contacts.services (`contacts_record_sent` with the mailing, and
+    `engagement_record` from the tracking flush); segments read it (contacts.segments' received /
+    opened / clicked rules). One compact row per (mailing, contact), never one per event: a
+    contact who opens ten times is one row. The mailing is delivery's id, kept as a plain number
+    so that contacts stays a leaf. `opened_at` / `clicked_at` are the first human hit (a click
+    counts as an open); `machine_*` the first hit delivery classed as a scanner or privacy proxy.
+    """
+
+    pk = models.CompositePrimaryKey("mailing_id", "contact_id")
+    mailing_id = models.BigIntegerField()
+    contact_id = models.BigIntegerField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
+    machine_opened_at = models.DateTimeField(null=True, blank=True)
+    machine_clicked_at = models.DateTimeField(null=True, blank=True)
+    # The links clicked, as EngagementLink ids (distinct, at most ENGAGEMENT_MAX_LINKS per row),
+    # human and machine apart. Ids, not URLs: "clicked a link containing x" finds the few URLs that
+    # contain x in the small link table, then the rows holding one through a GIN index.
+    link_ids = ArrayField(models.BigIntegerField(), null=True, blank=True)
+    machine_link_ids = ArrayField(models.BigIntegerField(), null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # "Opened / clicked mailing X" reads only the rows that did (index-only, in contact order);
+            # "received mailing X" is the primary key's (any row proves the mail arrived).
+            models.Index(
+                fields=["mailing_id", "contact_id"],
+                name="contacts_eng_opened",
+                condition=models.Q(opened_at__isnull=False),
+            ),
+            models.Index(
+                fields=["mailing_id", "contact_id"],
+                name="contacts_eng_clicked",
+                condition=models.Q(clicked_at__isnull=False),
+            ),
+            # "Clicked a link containing ...": the rows holding any of the matching links' ids.
+            GinIndex(
+                fields=["link_ids"], name="contacts_eng_links", condition=models.Q(link_ids__isnull=False)
+            ),
+            GinIndex(
+                fields=["machine_link_ids"],
+                name="contacts_eng_machine_links",
+                condition=models.Q(machine_link_ids__isnull=False),
+            ),
+            # Machine hits are asked for rarely; this stays small.
+            models.Index(
+                fields=["machine_opened_at"],
+                name="contacts_eng_machine_open",
+                condition=models.Q(machine_opened_at__isnull=False),
+            ),
+            # A contact's own rows (erasure, "any mailing" rules with machine hits).
+            models.Index(fields=["contact_id"], name="contacts_eng_contact"),
+        ]
+
+    def __str__(self) -> str:
+        return f"contact {self.contact_id} / mailing {self.mailing_id}"
+
+
+class EngagementLink(models.Model):
+    """A URL some contact clicked, once: Engagement rows name it by id. Few rows (a campaign's links)."""
+
+    id = models.BigAutoField(primary_key=True)
+    url = models.TextField(unique=True)
+
+    def __str__(self) -> str:
+        return self.url

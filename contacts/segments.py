@@ -66,6 +66,22 @@ DATE_OPS = {
 BOOL_OPS = {"is_true": "is yes", "is_false": "is no", "is_empty": "is empty"}
 CHOICE_OPS = {"eq": "is", "neq": "is not"}
 LIST_OPS = {"in": "is subscribed to", "not_in": "is not subscribed to"}
+# Engagement (contacts.models.Engagement): received / opened / clicked ...
+ENGAGEMENT_OPS = {
+    "mailing": "the mailing",
+    "not_mailing": "not the mailing",
+    "in_last_days": "any mailing in the last N days",
+    "not_in_last_days": "no mailing in the last N days",
+}
+# ... and clicked a link whose URL contains a text (any mailing).
+LINK_OPS = {"contains": "containing", "not_contains": "never one containing"}
+# field -> (the engagement row's human column, its machine column, the contact's own column)
+ENGAGEMENT_COLUMNS = {
+    "received": ("sent_at", None, "c.last_sent_at"),
+    "opened": ("opened_at", "machine_opened_at", "c.last_opened_at"),
+    "clicked": ("clicked_at", "machine_clicked_at", "c.last_clicked_at"),
+}
+MAX_MAILINGS = 100
 # What a contact did with one campaign's mail (its send group): the report's drill-downs saved as
 # segments. The SQL is delivery's (lookups.MAILING_ACTIVITY_SQL): contacts does not read its tables.
 MAILING_OPS = {
@@ -92,6 +108,10 @@ BUILTINS: dict[str, tuple[str, str, str]] = {
     "bounce_count": ("c.bounce_count", "number", "Bounces"),
     "soft_bounce_count": ("c.soft_bounce_count", "number", "Soft bounces"),
     "list": ("", "list", "List membership"),
+    "received": ("", "engagement", "Received"),
+    "opened": ("", "engagement", "Opened"),
+    "clicked": ("", "engagement", "Clicked"),
+    "clicked_link": ("", "link", "Clicked a link"),
     "mailing": ("", "mailing", "Campaign mail"),
 }
 OPS_BY_KIND = {
@@ -102,6 +122,8 @@ OPS_BY_KIND = {
     "boolean": BOOL_OPS,
     "status": CHOICE_OPS,
     "list": LIST_OPS,
+    "engagement": ENGAGEMENT_OPS,
+    "link": LINK_OPS,
     "mailing": MAILING_OPS,
 }
 MAX_CONDITIONS = 50
@@ -337,6 +359,10 @@ def _condition_sql(cond: Any, where: str, fields: dict[str, str], params: list) 
             "WHERE s.contact_id = c.id AND s.mailing_list_id = %s AND s.status = %s)"
         )
         return (exists if op == "in" else f"NOT {exists}"), LIST, True
+    if kind == "engagement":
+        return _engagement_condition(field, op, value, _machine(cond), params, where)
+    if kind == "link":
+        return _link_condition(op, value, _machine(cond), params, where), LIST, True
     if kind == "mailing":
         from mailplatform import lookups
 
@@ -369,6 +395,89 @@ def _condition_sql(cond: Any, where: str, fields: dict[str, str], params: list) 
     if kind in ("date", "datetime"):
         return _date_condition(expr, op, value, params, where, is_date=kind == "date"), COLUMN, False
     raise SegmentError(f"{where}: unsupported field kind {kind}")  # pragma: no cover
+
+
+def _machine(cond: dict) -> bool:
+    """Whether machine hits (scanners, privacy proxies) count too: off unless the rule says so."""
+    machine = cond.get("machine", False)
+    if isinstance(machine, str):
+        return machine.strip().lower() in ("1", "true", "yes", "on")
+    return machine is True
+
+
+def _mailing_ids(value: Any, where: str) -> list[int]:
+    """A mailing id, a list of them, or "12, 13": the rule matches on any of them."""
+    items = value if isinstance(value, list) else str(value if value is not None else "").split(",")
+    ids = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        if not text.isdigit() or len(text) > 18:
+            raise SegmentError(f"{where}: {text[:20]!r} is not a mailing")
+        ids.append(int(text))
+    if not ids:
+        raise SegmentError(f"{where}: choose a mailing")
+    if len(ids) > MAX_MAILINGS:
+        raise SegmentError(f"{where}: at most {MAX_MAILINGS} mailings")
+    return sorted(set(ids))
+
+
+_ENGAGED = "EXISTS (SELECT 1 FROM contacts_engagement e WHERE e.contact_id = c.id AND {})"
+
+
+def _engagement_condition(
+    field: str, op: str, value: Any, machine: bool, params: list, where: str
+) -> tuple[str, int, bool]:
+    """Received / opened / clicked a mailing, or any mailing in the last N days.
+
+    A given mailing is a probe of its engagement rows (the (mailing, contact) key). "Any mailing
+    in the last N days" with human hits only is the contact's own last_* column, which delivery
+    moves on every human hit: no engagement row is read. Machine hits add the rows' machine
+    columns. Received has no machine side: a message was handed over or not.
+    """
+    human, machine_column, contact_column = ENGAGEMENT_COLUMNS[field]
+    machine_column = machine_column if machine else None
+    if op in ("mailing", "not_mailing"):
+        ids = _mailing_ids(value, where)
+        # One mailing: `=` lets the planner read the index in contact order (a merge join).
+        params.append(ids[0] if len(ids) == 1 else ids)
+        test = "e.mailing_id = %s" if len(ids) == 1 else "e.mailing_id = ANY(%s)"
+        if field != "received":
+            # (Received needs no test: any row, even one an open made first, proves the mail arrived.)
+            hit = f"e.{human} IS NOT NULL" + (f" OR e.{machine_column} IS NOT NULL" if machine_column else "")
+            test += f" AND ({hit})"
+        exists = _ENGAGED.format(test)
+        return (exists if op == "mailing" else f"NOT {exists}"), LIST, True
+    days = _days(value, where)
+    params.append(days)
+    recent = f"{contact_column} >= now() - make_interval(days => %s)"
+    if machine_column:
+        params.append(days)
+        recent = (
+            f"({recent} OR {_ENGAGED.format(f'e.{machine_column} >= now() - make_interval(days => %s)')})"
+        )
+    if op == "in_last_days":
+        return recent, (LIST if machine_column else COLUMN), False
+    return f"NOT coalesce({recent}, FALSE)", (LIST if machine_column else COLUMN), False
+
+
+def _link_condition(op: str, value: Any, machine: bool, params: list, where: str) -> str:
+    """Clicked (or never clicked) a link whose URL contains the text, in any mailing; case-insensitive."""
+    text = str(value if value is not None else "").strip()
+    if not text:
+        raise SegmentError(f"{where}: enter a text the link contains")
+    params.append("%" + _like_escape(text.lower()) + "%")
+    # The matching links' ids, found once in the small link table (an InitPlan), then the rows
+    # holding any of them through the GIN index on the ids.
+    links = "ARRAY(SELECT l.id FROM contacts_engagementlink l WHERE lower(l.url) LIKE %s)"
+    if machine:
+        params.append(params[-1])
+        test = f"(e.link_ids && {links} OR e.machine_link_ids && {links})"
+    else:
+        test = f"e.link_ids && {links}"
+    exists = _ENGAGED.format(test)
+    return exists if op == "contains" else f"NOT {exists}"
 
 
 def _attr_condition(name: str, kind: str, op: str, value: Any, params: list, where: str) -> str:

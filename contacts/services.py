@@ -19,6 +19,7 @@ import logging
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from contacts.models import (
     ContactImport,
     ContactStatus,
     CustomField,
+    Engagement,
     FieldType,
     ImportMode,
     ImportStatus,
@@ -78,16 +80,143 @@ def _ids(contact_ids: Iterable[int]) -> list[int]:
 # --- Engagement, from delivery ---
 
 
-def contacts_record_sent(contact_ids: Iterable[int], at: dt.datetime) -> int:
-    """Set last_sent_at (never moving it backwards); returns how many contacts changed."""
+def contacts_record_sent(
+    contact_ids: Iterable[int], at: dt.datetime, *, mailing_id: int | None = None
+) -> int:
+    """Set last_sent_at (never moving it backwards); returns how many contacts changed.
+
+    With `mailing_id`, each contact's engagement row for that mailing records it as received
+    (the first time counts; contacts erased meanwhile get no row).
+    """
     ids = _ids(contact_ids)
     if not ids:
         return 0
+    if mailing_id is not None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO contacts_engagement (mailing_id, contact_id, sent_at) "
+                "SELECT %s, c.id, %s FROM contacts_contact c WHERE c.id = ANY(%s) ORDER BY c.id "
+                "ON CONFLICT (mailing_id, contact_id) DO UPDATE SET sent_at = "
+                "coalesce(contacts_engagement.sent_at, EXCLUDED.sent_at)",
+                [int(mailing_id), at, ids],
+            )
     return (
         Contact.objects.filter(id__in=ids)
         .filter(Q(last_sent_at__isnull=True) | Q(last_sent_at__lt=at))
         .update(last_sent_at=at, updated_at=timezone.now())
     )
+
+
+@dataclass(frozen=True)
+class EngagementHit:
+    """One open or click delivery saw: whose, on which mailing, when, by a person or a machine."""
+
+    contact_id: int
+    mailing_id: int
+    kind: str  # "opened" | "clicked"
+    at: dt.datetime
+    machine: bool = False
+    url: str = ""
+
+
+def engagement_record(hits: Iterable[EngagementHit]) -> int:
+    """Fold opens and clicks into the (mailing, contact) engagement rows; returns rows written.
+
+    Many hits on one row become one upsert: the first human open and click, the first machine
+    ones, and the distinct clicked URLs (at most settings.ENGAGEMENT_MAX_LINKS per row, each cut
+    to 500 characters). A click is also an open. Human hits also move the contact's
+    last_opened_at / last_clicked_at (contact_record_open / _click).
+    """
+    rows: dict[tuple[int, int], dict[str, Any]] = {}
+    for hit in hits:
+        if hit.kind not in ("opened", "clicked"):
+            continue
+        row = rows.setdefault(
+            (int(hit.mailing_id), int(hit.contact_id)),
+            {
+                "opened": None,
+                "clicked": None,
+                "m_opened": None,
+                "m_clicked": None,
+                "links": [],
+                "m_links": [],
+            },
+        )
+        prefix = "m_" if hit.machine else ""
+        keys = ["opened"] if hit.kind == "opened" else ["opened", "clicked"]
+        for key in keys:
+            current = row[prefix + key]
+            row[prefix + key] = hit.at if current is None else min(current, hit.at)
+        if hit.kind == "clicked" and hit.url:
+            links = row[prefix + "links"]
+            url = hit.url[:500]
+            if url not in links:
+                links.append(url)
+    if not rows:
+        return 0
+    limit = settings.ENGAGEMENT_MAX_LINKS
+    link_ids = _link_ids({url for row in rows.values() for url in row["links"] + row["m_links"]})
+    values = []
+    params: list[Any] = []
+    for (mailing_id, contact_id), row in sorted(rows.items()):
+        values.append(
+            "(%s, %s, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::bigint[], %s::bigint[])"
+        )
+        params.extend(
+            [
+                mailing_id,
+                contact_id,
+                row["opened"],
+                row["clicked"],
+                row["m_opened"],
+                row["m_clicked"],
+                [link_ids[url] for url in row["links"][:limit]] or None,
+                [link_ids[url] for url in row["m_links"][:limit]] or None,
+            ]
+        )
+    # Fixed fragments; every value is a parameter.
+    sql = (
+        "INSERT INTO contacts_engagement AS e (mailing_id, contact_id, opened_at, clicked_at, "  # noqa: S608
+        "machine_opened_at, machine_clicked_at, link_ids, machine_link_ids) "
+        "SELECT v.* FROM (VALUES " + ", ".join(values) + ") AS v(m, c, o, k, mo, mk, l, ml) "
+        "JOIN contacts_contact ct ON ct.id = v.c "
+        "ON CONFLICT (mailing_id, contact_id) DO UPDATE SET "
+        "opened_at = least(e.opened_at, EXCLUDED.opened_at), "
+        "clicked_at = least(e.clicked_at, EXCLUDED.clicked_at), "
+        "machine_opened_at = least(e.machine_opened_at, EXCLUDED.machine_opened_at), "
+        "machine_clicked_at = least(e.machine_clicked_at, EXCLUDED.machine_clicked_at), "
+        "link_ids = " + _merge_links("link_ids") + ", "
+        "machine_link_ids = " + _merge_links("machine_link_ids")
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit, limit])
+        return cursor.rowcount
+
+
+def _link_ids(urls: set[str]) -> dict[str, int]:
+    """Each URL's EngagementLink id, adding the new ones (in sorted order: concurrent flushes
+    insert the same URLs without deadlocking)."""
+    if not urls:
+        return {}
+    ordered = sorted(urls)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO contacts_engagementlink (url) SELECT unnest(%s::text[]) ON CONFLICT (url) DO NOTHING",
+            [ordered],
+        )
+        cursor.execute("SELECT url, id FROM contacts_engagementlink WHERE url = ANY(%s)", [ordered])
+        return dict(cursor.fetchall())
+
+
+def _merge_links(column: str) -> str:
+    """The row's link ids plus the new ones, distinct, first ones kept, at most the limit (a parameter)."""
+    # Fixed text around one of our two column names; the limit is a parameter.
+    sql = (
+        "CASE WHEN EXCLUDED.{c} IS NULL THEN e.{c} ELSE (SELECT array_agg(u ORDER BY n) FROM "
+        "(SELECT u, min(n) AS n FROM unnest(coalesce(e.{c}, '{{}}'::bigint[]) || EXCLUDED.{c}) "
+        "WITH ORDINALITY AS x(u, n) GROUP BY u ORDER BY min(n) LIMIT %s) AS kept) END"
+    )
+    return sql.format(c=column)
 
 
 def contact_record_open(contact_id: int, at: dt.datetime) -> None:
@@ -436,6 +565,7 @@ def contact_erase(contact: Contact, *, by: Any) -> None:
     """
     with transaction.atomic():
         audit_record(by, "contact.erased", None, details={"contact_id": contact.pk})
+        Engagement.objects.filter(contact_id=contact.pk).delete()  # (the URLs clicked are nobody's)
         contact.delete()
 
 

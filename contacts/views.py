@@ -150,6 +150,22 @@ def contact_create(request: HttpRequest) -> HttpResponse:
     return render(request, "contacts/contact_form.html", {"form": form})
 
 
+def _runs_url(contact_id: int) -> str:
+    """The contact's automation runs, a fragment automations serves (named by URL: contacts imports no app)."""
+    try:
+        return reverse("automations:contact-runs", args=[contact_id])
+    except NoReverseMatch:
+        return ""
+
+
+def _welcome_url() -> str:
+    """The welcome-series recipe (automations), linked from each list as its welcome mail."""
+    try:
+        return reverse("automations:recipe", args=["welcome"])
+    except NoReverseMatch:
+        return ""
+
+
 def _timeline_url(contact_id: int) -> str:
     try:
         return reverse("delivery:contact-timeline", args=[contact_id])
@@ -197,6 +213,7 @@ def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "subscriptions": selectors.subscriptions_of(contact),
         "other_lists": MailingList.objects.exclude(subscriptions__contact=contact).order_by("name"),
         "timeline_url": _timeline_url(contact.pk),
+        "runs_url": _runs_url(contact.pk),
         "preferences_url": tokens.preferences_url(contact.pk),
         "can_edit": _editor(request),
     }
@@ -265,7 +282,12 @@ def lists(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "contacts/lists.html",
-        {"lists": selectors.mailing_lists_with_counts(), "form": form, "can_edit": _editor(request)},
+        {
+            "lists": selectors.mailing_lists_with_counts(),
+            "form": form,
+            "can_edit": _editor(request),
+            "welcome_url": _welcome_url(),
+        },
     )
 
 
@@ -281,7 +303,7 @@ def list_edit(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "contacts/list_form.html",
-        {"form": form, "list": mailing_list, "subscribe_url": subscribe_url},
+        {"form": form, "list": mailing_list, "subscribe_url": subscribe_url, "welcome_url": _welcome_url()},
     )
 
 

@@ -14,6 +14,7 @@ class DeliveryConfig(AppConfig):
         from delivery.selectors import (
             a_test_was_sent,
             mailing_activity_sql,
+            mailing_choices,
             mailing_groups,
             sending_is_set_up,
         )
@@ -31,6 +32,8 @@ class DeliveryConfig(AppConfig):
         )
         beat.every(5, "delivery.webhook_tasks.forward_message_events", name="webhook-forward-delivery")
         metrics.register("delivery", delivery_metrics.collect)
+        # The segment builder's "opened / clicked the mailing ..." menu (contacts may not import us).
+        lookups.offer(lookups.MAILING_CHOICES, mailing_choices)
         # Segment rules on what a contact did with a campaign's mail (contacts cannot read the ledger).
         lookups.offer(lookups.MAILING_ACTIVITY_SQL, mailing_activity_sql)
         lookups.offer(lookups.MAILING_GROUPS, mailing_groups)

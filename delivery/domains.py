@@ -62,6 +62,13 @@ def group_of(email: str) -> str:
     return _tables(_settings_key())[0].get(domain, domain)
 
 
+def members(group: str) -> list[str]:
+    """The domains of a group (a domain in no group is a group of its own)."""
+    domain_group = _tables(_settings_key())[0]
+    found = sorted(domain for domain, name in domain_group.items() if name == group)
+    return found or [group]
+
+
 def limits_for(group: str) -> ratelimit.Limits:
     limits = _tables(_settings_key())[1]
     return limits.get(group) or limits.get("*") or ratelimit.Limits()

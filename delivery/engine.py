@@ -58,8 +58,8 @@ from delivery import metrics as delivery_metrics
 from delivery.compose import MessageBuilder, Recipient
 from delivery.dkim import DkimSigner
 from delivery.ledger import ACTIVE_STATES, Claimed
-from delivery.mailings import mailing_clear_error, mailing_finish_if_done, mailing_set_error
-from delivery.models import HoldReason, Mailing, MessageState, Relay
+from delivery.mailings import GUARD_HOLD, mailing_clear_error, mailing_finish_if_done, mailing_set_error
+from delivery.models import GroupPause, HoldReason, Mailing, MessageState, Relay
 from delivery.smtp import DEFERRED, FAILED, SENT, Envelope, Outcome, RelayConnection, RelayError
 from mailplatform import crypto, logs
 
@@ -170,7 +170,7 @@ class Recorder:
         if self.sent_contacts:
             from contacts.services import contacts_record_sent
 
-            _retrying(contacts_record_sent, self.sent_contacts, timezone.now())
+            _retrying(contacts_record_sent, self.sent_contacts, timezone.now(), mailing_id=self.mailing.pk)
             self.sent_contacts = []
 
     def add(self, outcome: Outcome) -> None:
@@ -516,6 +516,7 @@ def _send_batch(
 ) -> str:
     """Stream one claimed batch; returns "" to go on, or why to stop."""
     groups = {c.id: domains.group_of(c.email) for c in batch}
+    batch = _guard_gate(mailing.pk, batch, groups, holdings)
     batch = _domain_gate(batch, groups)
     batch, slots = _domain_connections(batch, groups, holdings)
     try:
@@ -653,6 +654,31 @@ def _stream_batch(
         result.reason = control["stop"]
         return "stopped"
     return ""
+
+
+def _guard_gate(
+    mailing_id: int, batch: list[Claimed], groups: dict[int, str], holdings: Holdings
+) -> list[Claimed]:
+    """Mail to a receiving domain group the guard paused for this Mailing waits for a person
+    (delivery.mailings.mailing_pause_group held what was queued; this catches what comes back later)."""
+    paused = set(
+        _retrying(
+            lambda: list(
+                GroupPause.objects.filter(mailing_id=mailing_id, resumed_at__isnull=True).values_list(
+                    "group", flat=True
+                )
+            )
+        )
+    )
+    if not paused:
+        return batch
+    stopped = [c.id for c in batch if groups[c.id] in paused]
+    if not stopped:
+        return batch
+    _retrying(ledger.hold, stopped, timezone.now() + GUARD_HOLD, HoldReason.GUARD)
+    holdings.ids.difference_update(stopped)
+    held = set(stopped)
+    return [c for c in batch if c.id not in held]
 
 
 # Held mail of a receiving domain that comes back between batches (its pace, its connections).

@@ -341,6 +341,37 @@ def release_held(mailing_id: int, reason: str, limit: int) -> int:
         return cursor.rowcount
 
 
+def hold_domains(mailing_id: int, domains: Sequence[str], until: dt.datetime, reason: str) -> int:
+    """The Mailing's queued and held Messages to these receiving domains wait until `until` for
+    `reason` (the guard pausing one receiving domain group); those being sent now are past stopping."""
+    if reason not in HoldReason.values or not reason:
+        raise ValueError(f"unknown hold reason {reason!r}")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE delivery_message SET state = 'deferred', next_attempt_at = %s, hold_reason = %s
+            WHERE mailing_id = %s AND state IN ('queued', 'deferred')
+              AND split_part(lower(email), '@', 2) = ANY(%s)
+            """,
+            [until, reason, mailing_id, [d.lower() for d in domains]],
+        )
+        return cursor.rowcount
+
+
+def release_domains(mailing_id: int, domains: Sequence[str], reason: str) -> int:
+    """The Mailing's Messages to these domains held for `reason` go back to the queue."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE delivery_message SET state = 'queued', next_attempt_at = NULL, hold_reason = ''
+            WHERE mailing_id = %s AND state = 'deferred' AND hold_reason = %s
+              AND split_part(lower(email), '@', 2) = ANY(%s)
+            """,
+            [mailing_id, reason, [d.lower() for d in domains]],
+        )
+        return cursor.rowcount
+
+
 # --- outcomes ---
 
 
@@ -580,21 +611,24 @@ def recover_leases(
 
 
 def requeue_due() -> int:
-    """Held Messages whose time has come go back to the queue; ones older than the maximum age fail."""
+    """Held Messages whose time has come go back to the queue; ones older than the maximum age fail
+    (not those a warm-up holds, never tried; nor those the guard holds until a person resumes them)."""
     max_age = dt.timedelta(seconds=settings.DELIVERY_MAX_AGE_SECONDS)
     with connection.cursor() as cursor:
         cursor.execute(
             """
             UPDATE delivery_message SET state = 'failed', next_attempt_at = NULL, hold_reason = '',
                 smtp_reply = 'gave up: still deferred after the maximum age. Last reply: ' || smtp_reply
+            -- Mail a warm-up or the guard holds was never tried: the age limit is for retries.
             WHERE state = 'deferred' AND created_at < clock_timestamp() - %s
+              AND hold_reason NOT IN ('warmup', 'guard')
             """,
             [max_age],
         )
         cursor.execute(
             """
             UPDATE delivery_message SET state = 'queued', hold_reason = ''
-            WHERE state = 'deferred' AND next_attempt_at <= clock_timestamp()
+            WHERE state = 'deferred' AND next_attempt_at <= clock_timestamp() AND hold_reason <> 'guard'
             """
         )
         return cursor.rowcount

@@ -6,6 +6,7 @@ delivery.runners, which enqueues the send tasks when the transaction commits.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import uuid
@@ -282,3 +283,51 @@ def unsubscribe_by_message(message_id: int, *, source: str = "one-click") -> boo
             data={"source": source, "list_ids": message.mailing.list_ids},
         )
     return True
+
+
+# --- one receiving domain group of a Mailing (the deliverability guard) ---
+
+# Mail the guard holds for a group waits for a person, not a time: its not-before is far away.
+GUARD_HOLD = dt.timedelta(days=3650)
+
+
+def mailing_pause_group(mailing_id: int, group: str, *, reason: str, by: Any = None) -> bool:
+    """Hold this Mailing's mail to one receiving domain group (the others keep flowing); False when
+    that group was already paused, or resumed by a person (then the guard leaves it alone)."""
+    from delivery import domains
+    from delivery.models import GroupPause, HoldReason
+
+    with transaction.atomic():
+        mailing = Mailing.objects.select_for_update().get(pk=mailing_id)
+        pause, created = GroupPause.objects.get_or_create(
+            mailing=mailing, group=group, defaults={"reason": reason[:2000]}
+        )
+        if not created:
+            return False
+        held = ledger.hold_domains(
+            mailing_id, domains.members(group), timezone.now() + GUARD_HOLD, HoldReason.GUARD
+        )
+        audit_record(
+            by, "mailing.group_paused", mailing, details={"group": group, "held": held, "reason": reason}
+        )
+    return True
+
+
+def mailing_resume_group(mailing_id: int, group: str, *, by: Any = None) -> int:
+    """Let a paused receiving domain group go on: its held mail back to the queue; the guard does
+    not pause it again for this Mailing. Returns how many Messages came back."""
+    from delivery import domains
+    from delivery.models import GroupPause, HoldReason
+
+    with transaction.atomic():
+        mailing = Mailing.objects.select_for_update().get(pk=mailing_id)
+        pause = GroupPause.objects.filter(mailing=mailing, group=group, resumed_at__isnull=True).first()
+        if pause is None:
+            raise Conflict(f"{group} is not paused for this mailing", code="state")
+        pause.resumed_at = timezone.now()
+        pause.save(update_fields=["resumed_at"])
+        back = ledger.release_domains(mailing_id, domains.members(group), HoldReason.GUARD)
+        audit_record(by, "mailing.group_resumed", mailing, details={"group": group, "requeued": back})
+        if mailing.state == Mailing.State.SENDING:
+            transaction.on_commit(lambda: runners.dispatch(mailing_id))
+    return back

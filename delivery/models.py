@@ -365,3 +365,22 @@ class WarmupSchedule(models.Model):
     @property
     def target(self) -> str:
         return self.domain or (f"relay {self.relay.name}" if self.relay_id else "?")
+
+
+class GroupPause(models.Model):
+    """One receiving domain group of one Mailing held by the deliverability guard (hold reason
+    `guard`), while the other groups keep flowing. `resumed_at` set: a person let it go on, and the
+    guard leaves that group of that Mailing alone from then on."""
+
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="group_pauses")
+    group = models.CharField(max_length=253)
+    reason = models.TextField(blank=True)
+    paused_at = models.DateTimeField(auto_now_add=True)
+    resumed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["mailing", "group"]
+        constraints = [models.UniqueConstraint(fields=["mailing", "group"], name="delivery_group_pause_once")]
+
+    def __str__(self) -> str:
+        return f"{self.group} of mailing {self.mailing_id}"

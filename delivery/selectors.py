@@ -73,6 +73,7 @@ def mailing_progress(mailing_id: int) -> dict[str, Any]:
         "paused": paused,
         "after_pause": after_pause,
         "warmup": warmup_estimate,
+        "group_pauses": group_pauses([mailing_id]),
     }
 
 
@@ -217,6 +218,55 @@ def guard_stats(mailing_ids: list[int], *, window: int) -> dict[str, int]:
         [mailing_ids, window],
     )[0]
     return {"attempted": row[0], "hard": row[1], "complaints": row[2]}
+
+
+def guard_stats_by_group(mailing_ids: list[int]) -> dict[str, dict[str, int]]:
+    """Per receiving domain group (delivery.domains): attempted messages, hard bounces and
+    complaints among them, over everything these Mailings attempted so far."""
+    from delivery import domains
+
+    if not mailing_ids:
+        return {}
+    rows = _rows(
+        """
+        SELECT split_part(lower(m.email), '@', 2), count(*), count(*) FILTER (WHERE m.bounce_kind = 'hard'),
+            count(*) FILTER (WHERE EXISTS (SELECT 1 FROM delivery_messageevent e
+                WHERE e.message_id = m.id AND e.kind = 'complained'))
+        FROM delivery_message m
+        WHERE m.mailing_id = ANY(%s) AND m.state IN ('sent', 'failed')
+        GROUP BY 1
+        """,
+        [mailing_ids],
+    )
+    out: dict[str, dict[str, int]] = {}
+    for domain, attempted, hard, complaints in rows:
+        figures = out.setdefault(
+            domains.group_of(f"x@{domain}"), {"attempted": 0, "hard": 0, "complaints": 0}
+        )
+        figures["attempted"] += attempted
+        figures["hard"] += hard
+        figures["complaints"] += complaints
+    return out
+
+
+def group_pauses(mailing_ids: list[int]) -> list[dict[str, Any]]:
+    """Receiving domain groups the guard paused for these Mailings: still paused first."""
+    from delivery.models import GroupPause
+
+    rows = GroupPause.objects.filter(mailing_id__in=list(mailing_ids)).order_by("resumed_at", "group")
+    out: dict[str, dict[str, Any]] = {}
+    for pause in rows:
+        entry = out.setdefault(
+            pause.group,
+            {"group": pause.group, "reason": pause.reason, "paused_at": pause.paused_at, "resumed_at": None,
+             "mailing_ids": [], "paused": False},
+        )  # fmt: skip
+        entry["mailing_ids"].append(pause.mailing_id)
+        if pause.resumed_at is None:
+            entry["paused"] = True
+        else:
+            entry["resumed_at"] = pause.resumed_at
+    return list(out.values())
 
 
 def mailing_figures(mailing_ids: list[int]) -> dict[str, Any]:
@@ -483,6 +533,26 @@ def sending_is_set_up() -> bool:
 def a_test_was_sent() -> bool:
     """The home checklist's "send yourself a test" step: any test Mailing that sent a message."""
     return Message.objects.filter(mailing__meta__test=True, state=MessageState.SENT).exists()
+
+
+def mailing_choices(limit: int = 200) -> list[tuple[int, str]]:
+    """Mailings that started sending, newest first, as (id, "name: subject (date)") for menus."""
+    rows = (
+        Mailing.objects.filter(started_at__isnull=False)
+        .exclude(state=Mailing.State.STANDING)
+        .exclude(meta__contains={"test": True})
+        .order_by("-started_at", "-id")
+        .values_list("id", "name", "subject", "started_at")[:limit]
+    )
+    return [
+        (
+            pk,
+            f"{name}: {subject} ({started:%Y-%m-%d})"
+            if name != subject
+            else f"{subject} ({started:%Y-%m-%d})",
+        )
+        for pk, name, subject, started in rows
+    ]
 
 
 # --- what contacts did with a send group's mail, for segment rules (offered through lookups) ---

@@ -453,7 +453,7 @@ def tracking_flush(*, batch: int | None = None) -> int:
     """
     from django.db import transaction
 
-    from contacts.services import contact_record_click, contact_record_open
+    from contacts.services import EngagementHit, contact_record_click, contact_record_open, engagement_record
     from delivery.models import Message, MessageEvent
 
     push_pending()
@@ -482,6 +482,7 @@ def tracking_flush(*, batch: int | None = None) -> int:
         }
         events = []
         engaged: dict[tuple[str, int], dt.datetime] = {}
+        engagement: list[EngagementHit] = []
         for kind, mailing_id, message_id, at, meta in hits:
             message = messages.get(message_id)
             if message is None or message[1] != mailing_id or kind not in ("opened", "clicked"):
@@ -499,11 +500,23 @@ def tracking_flush(*, batch: int | None = None) -> int:
             events.append(
                 MessageEvent(message_id=message_id, mailing_id=mailing_id, kind=kind, at=when, data=data)
             )
+            if message[2] is not None:
+                engagement.append(
+                    EngagementHit(
+                        contact_id=message[2],
+                        mailing_id=mailing_id,
+                        kind=kind,
+                        at=when,
+                        machine=bool(flags),
+                        url=str(meta.get("url", "")) if kind == "clicked" else "",
+                    )
+                )
             if not flags and message[2] is not None:
                 key = (kind, message[2])
                 engaged[key] = max(engaged.get(key, when), when)
         with transaction.atomic():
             MessageEvent.objects.bulk_create(events)
+            engagement_record(engagement)
             for (kind, contact_id), when in engaged.items():
                 (contact_record_open if kind == "opened" else contact_record_click)(contact_id, when)
         written += len(events)

@@ -71,10 +71,20 @@ _ACTIONS = {
 @requires("send_mail")
 @require_POST
 def mailing_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    get_object_or_404(Mailing, pk=pk)
+    if action == "resume-group":
+        group = request.POST.get("group", "").strip().lower()
+        try:
+            back = mailings.mailing_resume_group(pk, group, by=request.user)
+            messages.success(
+                request, f"{group} resumed: {back} message{'s' if back != 1 else ''} back in the queue."
+            )
+        except PlatformError as exc:
+            message_error(request, exc)
+        return redirect("delivery:mailing", pk=pk)
     service = _ACTIONS.get(action)
     if service is None:
         raise Http404("unknown action")
-    get_object_or_404(Mailing, pk=pk)
     try:
         service(pk, by=request.user)
         messages.success(request, f"Mailing {action}d." if action != "cancel" else "Mailing cancelled.")

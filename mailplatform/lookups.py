@@ -14,6 +14,7 @@ from typing import Any
 # The names in use, and what each answers.
 CONTACT_MERGE_DATA = "contact_merge_data"  # (contact ids) -> {id: merge data}, as contacts.selectors
 CUSTOM_FIELD_NAMES = "custom_field_names"  # () -> [key, ...]: the contact custom fields' keys
+MAILING_CHOICES = "mailing_choices"  # () -> [(id, label), ...]: mailings that sent, newest first
 # (op, send group) -> (SQL over contacts alias c, params): who did `op` with that group's mail
 MAILING_ACTIVITY_SQL = "mailing_activity_sql"
 MAILING_GROUPS = "mailing_groups"  # () -> [(send group, name), ...]: recent sends to choose from

@@ -22,6 +22,7 @@ NAV_ITEMS = [
     NavItem("Templates", "templates:index"),
     NavItem("Media", "media:library"),
     NavItem("Campaigns", "campaigns:index"),
+    NavItem("Automations", "automations:index"),
     NavItem("Delivery", "delivery:index"),
     NavItem("Bounces", "bounces:index"),
     NavItem("Captured mail", "captured-messages"),

@@ -58,6 +58,7 @@ urlpatterns += [
     path("templates/", include("templates.urls")),
     path("media/", include("media.urls")),
     path("campaigns/", include("campaigns.urls")),
+    path("automations/", include("automations.urls")),
     path("delivery/", include("delivery.urls")),
     path("bounces/", include("delivery.bounces.urls")),
     path("dns/", include("delivery.dnsauth.urls")),

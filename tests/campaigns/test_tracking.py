@@ -90,6 +90,15 @@ def test_click_redirects_only_to_the_mailing_url_and_records_after_flush(
         delivery_selectors.link_clicks([campaign.mailing_id])[0]["url"]
         == "https://shop.example.com/spring?a=1&b=2"
     )
+    # The contact's engagement row for the mailing: received, opened (a click is an open), clicked.
+    from contacts.models import Engagement
+
+    row = Engagement.objects.get(mailing_id=campaign.mailing_id, contact_id=event.message.contact_id)
+    assert row.sent_at and row.opened_at and row.clicked_at
+    from contacts.models import EngagementLink
+
+    assert row.machine_link_ids is None and len(row.link_ids) == 1
+    assert EngagementLink.objects.get(id=row.link_ids[0]).url == "https://shop.example.com/spring?a=1&b=2"
 
 
 @pytest.mark.parametrize(
@@ -150,6 +159,11 @@ def test_scanner_clicks_are_kept_but_counted_apart(campaign_factory, relay_serve
     assert reasons == ["head-request", "scanner:mimecast", "too-fast"]
     figures = delivery_selectors.mailing_figures([campaign.mailing_id])
     assert figures["unique_clicks"] == 1 and figures["human_clicks"] == 0 and figures["machine_clicks"] == 3
+    # Engagement keeps them apart too: a machine click, no human one.
+    from contacts.models import Engagement
+
+    row = Engagement.objects.get(mailing_id=campaign.mailing_id, machine_clicked_at__isnull=False)
+    assert row.clicked_at is None and row.opened_at is None and row.machine_link_ids
 
 
 def test_tracking_switched_off_leaves_the_mail_alone(campaign_factory, relay_server):

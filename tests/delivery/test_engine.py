@@ -45,6 +45,11 @@ def test_every_contact_gets_exactly_one_message(make_relay, make_audience, start
     from contacts.models import Contact
 
     assert Contact.objects.filter(pk__in=[c.pk for c in contacts], last_sent_at__isnull=False).count() == 40
+    # ... and each recipient's engagement row for this mailing says received.
+    from contacts.models import Engagement
+
+    received = Engagement.objects.filter(mailing_id=mailing.pk, sent_at__isnull=False)
+    assert sorted(received.values_list("contact_id", flat=True)) == sorted(c.pk for c in contacts)
 
 
 def test_message_content_and_headers(make_relay, make_audience, start_mailing, sink, settings):

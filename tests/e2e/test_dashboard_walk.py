@@ -42,8 +42,11 @@ NOT_PAGES = {
     "bounces:event-raw", "bounces:mailbox-poll", "bounces:home-fragment",
     "dnsauth:check-now", "media:upload", "media:picker", "media:file",
     "delivery:warmup-delete", "delivery:relays-usage", "tracking:open", "tracking:click", "tracking:trivial", "bounces:webhook-amazon-ses",
+    "automations:create", "automations:status", "automations:enrol", "automations:run-remove",
+    "automations:step-add", "automations:step-update", "automations:step-delete", "automations:counts",
+    "automations:contact-runs",
 }  # fmt: skip
-OUR_APPS = ("mailplatform.", "contacts.", "templates.", "campaigns.", "delivery.", "media.")
+OUR_APPS = ("mailplatform.", "contacts.", "templates.", "campaigns.", "delivery.", "media.", "automations.")
 
 
 def _routes(patterns, namespace: str = "", prefix: str = ""):
@@ -111,6 +114,14 @@ def _world(admin) -> dict[str, list]:
         url="https://hooks.example.com/x", event_types=["bounced"], by=admin
     )
     bounce = BounceEvent.objects.first()
+    from automations.recipes import recipe_create
+    from automations.scheduler import tick
+    from automations.services import automation_set_status, enrol
+
+    welcome = recipe_create("welcome", list_id=readers.pk, from_email="news@example.com")
+    automation_set_status(welcome.pk, "active")
+    enrol(welcome.pk, [Contact.objects.first().pk])
+    tick()
     pk = {
         "user-update": admin.pk, "webhook-detail": endpoint.pk, "captured-message": captured.pk,
         "contacts:detail": Contact.objects.first().pk, "contacts:list-edit": readers.pk,
@@ -120,6 +131,7 @@ def _world(admin) -> dict[str, list]:
         "campaigns:schedule": draft.pk, "delivery:mailing": sent.mailing_id, "delivery:relay-edit": relay.pk,
         "delivery:warmup-edit": schedule.pk,
         "bounces:mailbox-edit": mailbox.pk, "contacts:field-edit": loyalty.pk,
+        "automations:detail": welcome.pk, "automations:runs": welcome.pk,
     }  # fmt: skip
     urls: dict[str, list] = {}
     for name in _routes(get_resolver().url_patterns):
@@ -133,6 +145,8 @@ def _world(admin) -> dict[str, list]:
             ]
         elif name == "campaigns:report-people":
             urls[name] = [reverse(name, args=[sent.pk, "opened"])]
+        elif name == "automations:recipe":
+            urls[name] = [reverse(name, args=[slug]) for slug in ("welcome", "reengagement", "birthday")]
         elif name == "bounces:event":
             urls[name] = [reverse(name, args=[bounce.pk])] if bounce else []
         elif name in pk:

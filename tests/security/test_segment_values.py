@@ -18,7 +18,15 @@ import re
 import pytest
 
 from contacts import segments, selectors
-from contacts.models import Contact, CustomField, FieldType, MailingList, Subscription
+from contacts.models import (
+    Contact,
+    CustomField,
+    Engagement,
+    EngagementLink,
+    FieldType,
+    MailingList,
+    Subscription,
+)
 from contacts.segments import SegmentError
 
 pytestmark = pytest.mark.django_db
@@ -43,6 +51,11 @@ TEXT_ORACLES = {
     "ends_with": lambda x, v: x is not None and x.lower().endswith(v.lower()),
     "is_empty": lambda x, v: (x or "") == "",
     "is_not_empty": lambda x, v: (x or "") != "",
+}
+# "Clicked a link containing": the contact's clicked URLs, rule value v -> matches?
+LINK_ORACLES = {
+    "contains": lambda urls, v: any(v.lower() in url.lower() for url in urls),
+    "not_contains": lambda urls, v: not any(v.lower() in url.lower() for url in urls),
 }
 # Operators that read no value: what they match whatever value comes with them. Keyed by kind.
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -96,6 +109,16 @@ def people():
             bounce_count=i % 3,
             last_opened_at=None if i % 2 else dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
         )
+    # Engagement (contacts.Engagement): most contacts clicked a link holding a hostile value or a decoy.
+    from contacts.services import EngagementHit, engagement_record
+
+    engagement_record(
+        EngagementHit(
+            c.pk, 1, "clicked", dt.datetime(2026, 1, 1, tzinfo=dt.UTC), url=f"https://x.test/{c.first_name}"
+        )
+        for c in Contact.objects.all()
+        if c.pk % 5
+    )
     news = MailingList.objects.create(name="News")
     for contact in Contact.objects.all()[:5]:
         Subscription.objects.create(contact=contact, mailing_list=news, status="confirmed")
@@ -139,6 +162,13 @@ def test_hostile_values_match_exactly_what_they_say(people, field, kind, op):
         if kind == "text":
             assert op in TEXT_ORACLES, f"text operator {op!r} has no written expectation here"
             expected = {c.pk for c in contacts if TEXT_ORACLES[op](_stored(c, field), value)}
+        elif kind == "link":
+            by_id = dict(EngagementLink.objects.values_list("id", "url"))
+            links = {
+                contact_id: [by_id[i] for i in ids]
+                for contact_id, ids in Engagement.objects.values_list("contact_id", "link_ids")
+            }
+            expected = {c.pk for c in contacts if LINK_ORACLES[op](links.get(c.pk) or [], value)}
         elif (kind, op) in VALUELESS_ORACLES:
             expected = {c.pk for c in contacts if VALUELESS_ORACLES[kind, op](_stored(c, field))}
         else:
