@@ -23,6 +23,7 @@ urlpatterns = [
     path("identities/", views.identities, name="identities"),
     path("identities/<int:pk>/dkim/", views.identity_dkim, name="identity-dkim"),
     path("identities/<int:pk>/delete/", views.identity_delete, name="identity-delete"),
+    path("health/", views.health, name="health"),
     path("warmup/", views.warmup_list, name="warmup"),
     path("warmup/<int:pk>/", views.warmup_list, name="warmup-edit"),
     path("warmup/<int:pk>/delete/", views.warmup_delete, name="warmup-delete"),

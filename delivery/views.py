@@ -264,6 +264,43 @@ def identity_delete(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("delivery:relays")
 
 
+# --- sender health ---
+
+
+@requires("view_dashboard")
+def health(request: HttpRequest) -> HttpResponse:
+    from delivery import charts
+    from delivery.health import THRESHOLDS, sender_health
+
+    sending = request.GET.get("sending", "").strip().lower()
+    receiving = request.GET.get("receiving", "").strip().lower()
+    data = sender_health(sending=sending, receiving=receiving)
+    where = " ".join(
+        filter(None, [f"from {sending}" if sending else "", f"to {receiving}" if receiving else ""])
+    )
+    chart_sets = []
+    for key, label in (("daily", "per day, last 30 days"), ("hourly", "per hour, last 48 hours")):
+        points = data[key]
+        chart_sets.append(
+            {
+                "label": label,
+                "charts": [
+                    charts.rate_chart(points, ["delivered", "deferred"], title=f"Delivered and deferred {label} {where}", floor_peak=100),
+                    charts.rate_chart(points, ["bounced"], thresholds=THRESHOLDS["bounced"], title=f"Bounced {label} {where}"),
+                    charts.rate_chart(
+                        points, ["complained", "unsubscribed"], thresholds=THRESHOLDS["complained"],
+                        title=f"Complaints and unsubscribes {label} {where}",
+                    ),
+                ],
+            }
+        )  # fmt: skip
+    return render(
+        request,
+        "delivery/health.html",
+        {"data": data, "sending": sending, "receiving": receiving, "chart_sets": chart_sets, "where": where},
+    )
+
+
 # --- warm-up schedules (admins) ---
 
 

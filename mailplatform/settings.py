@@ -439,8 +439,6 @@ CONTACTS_CONFIRM_MAX_AGE_DAYS = env_int("CONTACTS_CONFIRM_MAX_AGE_DAYS", 7, mini
 CONTACTS_SUBSCRIBE_RATE_PER_HOUR = env_int("CONTACTS_SUBSCRIBE_RATE_PER_HOUR", 10, minimum=1)
 # Largest CSV accepted for import, in megabytes.
 CONTACTS_IMPORT_MAX_MB = env_int("CONTACTS_IMPORT_MAX_MB", 1024, minimum=1)
-# Distinct clicked URLs kept per contact and mailing for "clicked a link containing" segments.
-ENGAGEMENT_MAX_LINKS = env_int("ENGAGEMENT_MAX_LINKS", 20, minimum=1)
 
 # --- Delivery: the send ledger and engine (docs/architecture.md, "The path of a campaign's message") ---
 
