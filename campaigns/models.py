@@ -60,6 +60,12 @@ class Campaign(models.Model):
         default=0, help_text="Skip contacts mailed in the last N hours; 0 turns the cap off."
     )
 
+    # Sending window: mail goes out only between these times of day (over midnight when the end is
+    # earlier), in this zone or, "contact", in each contact's own (delivery.windows). None: any time.
+    window_start = models.TimeField(null=True, blank=True)
+    window_end = models.TimeField(null=True, blank=True)
+    window_timezone = models.CharField(max_length=64, blank=True, default="contact")
+
     scheduled_at = models.DateTimeField(null=True, blank=True)
     schedule_timezone = models.CharField(max_length=64, blank=True, default="UTC")
     # Set when the platform missed the scheduled time by more than the allowed lateness.

@@ -254,6 +254,7 @@ def campaign_progress(campaign: Campaign) -> dict[str, Any]:
     rate = 0.0
     held: dict[str, int] = {}
     warmup = None
+    window = None
     eta = None
     for mailing_id in campaign_mailing_ids(campaign):
         progress = delivery_selectors.mailing_progress(mailing_id)
@@ -261,6 +262,14 @@ def campaign_progress(campaign: Campaign) -> dict[str, Any]:
             held[reason] = held.get(reason, 0) + count
         if progress["warmup"] and (warmup is None or progress["warmup"]["finish_on"] > warmup["finish_on"]):
             warmup = progress["warmup"]
+        if progress["window"]:
+            # One window for all the campaign's Mailings: what waits outside it, and the earliest next.
+            mine = progress["window"]
+            if window is None:
+                window = dict(mine)
+            else:
+                window["held"] += mine["held"]
+                window["next_at"] = min(filter(None, [window["next_at"], mine["next_at"]]), default=None)
         total += progress["total"]
         done += progress["done"]
         sent += progress["sent"]
@@ -293,6 +302,8 @@ def campaign_progress(campaign: Campaign) -> dict[str, Any]:
         # Waiting in the ledger, by reason (delivery's HoldReason values), and the warm-up's estimate.
         "held": held,
         "warmup": warmup,
+        # The sending window (delivery.windows), what waits outside it and when the next goes.
+        "window": window,
         # Receiving domain groups the guard paused on their own (the rest keeps flowing).
         "group_pauses": delivery_selectors.group_pauses(campaign_mailing_ids(campaign)),
     }

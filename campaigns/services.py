@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 FIELDS = (
     "name", "subject", "preheader", "template", "from_email", "from_name", "reply_to", "segment",
     "track_opens", "track_clicks", "utm_enabled", "utm_source", "utm_medium", "utm_campaign", "frequency_cap_hours", "ab_test", "ab_test_percent", "ab_metric",
-    "ab_wait_minutes",
+    "ab_wait_minutes", "window_start", "window_end", "window_timezone",
 )  # fmt: skip
 LABELS = "ABCD"
 # Values that end up in mail headers: refused at once when they carry line breaks.
@@ -95,6 +95,7 @@ def campaign_update(
             raise Invalid("the A/B test share must be 1 to 100 percent", field="ab_test_percent")
         if campaign.ab_metric not in WinnerMetric.values:
             raise Invalid("the A/B winner is chosen by opens or clicks", field="ab_metric")
+        _check_window(campaign)
         campaign.full_clean(exclude=["template", "segment", "winner", "mailing", "cloned_from", "created_by"])
         campaign.save()
         if lists is not None:
@@ -296,7 +297,29 @@ def _make_mailing(campaign: Campaign, variant: Variant | None, *, label: str = "
             "variant": variant.label if variant is not None else label,
             **({"utm": campaign_utm(campaign)} if campaign.utm_enabled and campaign.track_clicks else {}),
         },
+        send_window=send_window(campaign),
     )
+
+
+def send_window(campaign: Campaign) -> dict[str, Any] | None:
+    """The campaign's sending window as delivery.mailings.mailing_create takes it, or None."""
+    if campaign.window_start is None or campaign.window_end is None:
+        return None
+    return {
+        "start": campaign.window_start.strftime("%H:%M"),
+        "end": campaign.window_end.strftime("%H:%M"),
+        "tz": campaign.window_timezone or "contact",
+    }
+
+
+def _check_window(campaign: Campaign) -> None:
+    from delivery.windows import check_window
+
+    if (campaign.window_start is None) != (campaign.window_end is None):
+        raise Invalid("a sending window needs both a start and an end", field="window_end")
+    window = check_window(send_window(campaign))
+    if window is not None:
+        campaign.window_timezone = window.zone
 
 
 def campaign_utm(campaign: Campaign) -> dict[str, str]:

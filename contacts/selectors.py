@@ -433,3 +433,10 @@ def contacts_exist() -> bool:
 def custom_field_names() -> list[str]:
     """Every custom field's key (what a template writes as contact.<key>)."""
     return list(CustomField.objects.order_by("name").values_list("name", flat=True))
+
+
+def contact_timezones(contact_ids: Iterable[int]) -> dict[int, str]:
+    """Each contact's effective IANA time zone (its own, else settings.DEFAULT_TIMEZONE), by id."""
+    ids = sorted({int(i) for i in contact_ids})
+    rows = Contact.objects.filter(id__in=ids).values_list("id", "timezone")
+    return {pk: zone or settings.DEFAULT_TIMEZONE for pk, zone in rows}

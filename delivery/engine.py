@@ -53,6 +53,7 @@ from delivery import (
     runners,
     verp,
     warmup,
+    windows,
 )
 from delivery import metrics as delivery_metrics
 from delivery.compose import MessageBuilder, Recipient
@@ -476,6 +477,9 @@ def _work_relay(
             result.claimed += len(batch)
             batch = _retrying(_skip_unsendable, mailing, batch)
             if batch:
+                batch = _retrying(_window_gate, mailing, batch)
+                holdings.ids.intersection_update({c.id for c in batch})
+            if batch:
                 batch, capped_by = _retrying(_warmup_gate, mailing, relay.pk, batch)
                 if capped_by:
                     holdings.ids.intersection_update({c.id for c in batch})
@@ -730,6 +734,24 @@ def _warmup_gate(mailing: Mailing, relay_id: int, batch: list[Claimed]) -> tuple
     else:
         ledger.release(later, MessageState.QUEUED)
     return batch[:granted], capped_by
+
+
+def _window_gate(mailing: Mailing, batch: list[Claimed]) -> list[Claimed]:
+    """What of the batch may go now under the Mailing's sending window (delivery.windows); the rest
+    is held in the ledger until its window opens. With one zone for everybody the whole Mailing is
+    outside: what is still queued is held at once, not batch by batch."""
+    window = windows.of(mailing.meta)
+    if window is None:
+        return batch
+    held = windows.outside(window, [(c.id, c.contact_id) for c in batch], timezone.now())
+    if not held:
+        return batch
+    for until, ids in held.items():
+        ledger.hold(ids, until, HoldReason.WINDOW)
+        if not window.per_contact:
+            ledger.hold_queued(mailing.pk, until, HoldReason.WINDOW)
+    waiting = {i for ids in held.values() for i in ids}
+    return [c for c in batch if c.id not in waiting]
 
 
 def _hold_for_warmup(mailing_id: int) -> None:
