@@ -12,6 +12,13 @@ from __future__ import annotations
 
 # (method, path as in the OpenAPI schema) -> the scope a key needs (None: any valid key).
 API_SCOPES: dict[tuple[str, str], str | None] = {
+    ("GET", "/api/v1/automations/"): "automations:read",
+    ("GET", "/api/v1/automations/{id}/"): "automations:read",
+    ("POST", "/api/v1/automations/{id}/enrol"): "automations:write",
+    ("POST", "/api/v1/automations/{id}/remove"): "automations:write",
+    ("GET", "/api/v1/automations/{id}/runs/"): "automations:read",
+    ("POST", "/api/v1/automations/{id}/status"): "automations:write",
+    ("POST", "/api/v1/events"): "events:write",
     ("GET", "/api/v1/bounces/"): "events:read",
     ("GET", "/api/v1/campaigns/"): "campaigns:read",
     ("POST", "/api/v1/campaigns/"): "campaigns:write",
@@ -269,8 +276,11 @@ CAPABILITY_ROLES: dict[str, set[str]] = {
 # Role -> the scopes its API keys may carry until an admin changes the role's ceiling.
 DEFAULT_KEY_SCOPES: dict[str, set[str]] = {
     ADMIN: {"contacts:read", "contacts:write", "templates:read", "templates:write", "campaigns:read",
-            "campaigns:write", "send", "events:read", "webhooks:manage", "relays:admin"},
+            "campaigns:write", "automations:read", "automations:write", "send", "events:read",
+            "events:write", "webhooks:manage", "relays:admin"},
     MARKETER: {"contacts:read", "contacts:write", "templates:read", "templates:write", "campaigns:read",
-               "campaigns:write", "send", "events:read"},
-    DEVELOPER: {"contacts:read", "templates:read", "campaigns:read", "events:read", "webhooks:manage"},
+               "campaigns:write", "automations:read", "automations:write", "send", "events:read",
+               "events:write"},
+    DEVELOPER: {"contacts:read", "templates:read", "campaigns:read", "automations:read", "events:read",
+                "webhooks:manage"},
 }  # fmt: skip
