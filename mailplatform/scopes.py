@@ -33,6 +33,13 @@ SCOPES: dict[str, Scope] = {
         Scope("templates:write", "manage_templates", "Create, change and delete templates"),
         Scope("campaigns:read", "view_dashboard", "Read campaigns and their reports"),
         Scope("campaigns:write", "manage_campaigns", "Create, schedule, send, pause and cancel campaigns"),
+        Scope("automations:read", "view_dashboard", "Read automations, their steps, counts and runs"),
+        Scope(
+            "automations:write",
+            "manage_campaigns",
+            "Activate, pause and archive automations; add contacts to them and take them out",
+        ),
+        Scope("events:write", "manage_contacts", "Post application events (they start automations)"),
         Scope("send", "send_mail", "Send transactional mail"),
         Scope("events:read", "view_dashboard", "Read bounces and message events"),
         Scope("webhooks:manage", "manage_webhooks", "Manage webhook subscriptions and read their deliveries"),

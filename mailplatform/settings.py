@@ -313,6 +313,8 @@ CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
     # A benchmark or a second installation on one Redis can give sending a queue of its own.
     "delivery.tasks.send_*": {"queue": env_str("DELIVERY_SEND_QUEUE", "sending") or "sending"},
     "delivery.tasks.bounce_*": {"queue": "bounces"},
+    # The automations scheduler and its webhook calls (a benchmark gives them a queue of its own).
+    "automations.tasks.*": {"queue": env_str("AUTOMATIONS_QUEUE", "default") or "default"},
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
