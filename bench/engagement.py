@@ -57,8 +57,8 @@ def fill(cursor, contacts: int) -> None:
     # Secondary indexes are dropped while loading and built again after, as they were: the same end
     # state as delivery's writes, reached in a fraction of the time.
     cursor.execute(
-        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'contacts_engagement' "
-        "AND indexname NOT LIKE '%%pkey'"
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN "
+        "('contacts_engagement', 'contacts_engagementclick') AND indexname NOT LIKE '%%pkey'"
     )
     indexes = cursor.fetchall()
     for name, _ in indexes:
@@ -78,15 +78,21 @@ def fill(cursor, contacts: int) -> None:
         # Mailing m went out (MAILINGS - m) weeks ago; r is the row's one random draw.
         cursor.execute(
             """
-            INSERT INTO contacts_engagement (mailing_id, contact_id, sent_at, opened_at, clicked_at,
-                                             machine_opened_at, link_ids)
-            SELECT %(m)s, c, sent,
-                   CASE WHEN r < 0.16 THEN sent + interval '2 hours' END,
-                   CASE WHEN r < 0.04 THEN sent + interval '3 hours' END,
-                   CASE WHEN r >= 0.16 AND r < 0.21 THEN sent + interval '1 minute' END,
-                   CASE WHEN r < 0.04 THEN ARRAY[%(links)s + (CASE WHEN r < 0.01 THEN 20 ELSE (r * 1e6)::int %% 20 END)] END
-            FROM (SELECT c, random() AS r, now() - make_interval(days => 7 * (%(n)s - %(m)s)) AS sent
-                  FROM generate_series(%(first)s, %(first)s + %(contacts)s - 1) AS c) AS draws
+            WITH draws AS MATERIALIZED (
+                SELECT c, random() AS r, now() - make_interval(days => 7 * (%(n)s - %(m)s)) AS sent
+                FROM generate_series(%(first)s, %(first)s + %(contacts)s - 1) AS c
+            ), rows AS (
+                INSERT INTO contacts_engagement (mailing_id, contact_id, sent_at, opened_at, clicked_at,
+                                                 machine_opened_at)
+                SELECT %(m)s, c, sent,
+                       CASE WHEN r < 0.16 THEN sent + interval '2 hours' END,
+                       CASE WHEN r < 0.04 THEN sent + interval '3 hours' END,
+                       CASE WHEN r >= 0.16 AND r < 0.21 THEN sent + interval '1 minute' END
+                FROM draws
+            )
+            INSERT INTO contacts_engagementclick (link_id, machine, contact_id)
+            SELECT %(links)s + (CASE WHEN r < 0.01 THEN 20 ELSE (r * 1e6)::int %% 20 END), FALSE, c
+            FROM draws WHERE r < 0.04
             """,
             {"m": m, "n": MAILINGS, "first": first, "contacts": contacts, "links": first_link + 21 * (m - 1)},
         )
@@ -102,6 +108,8 @@ def fill(cursor, contacts: int) -> None:
     )
     cursor.execute("VACUUM ANALYZE contacts_contact")
     cursor.execute("VACUUM ANALYZE contacts_engagement")
+    cursor.execute("VACUUM ANALYZE contacts_engagementclick")
+    cursor.execute("VACUUM ANALYZE contacts_engagementlink")
 
 
 def main() -> int:
@@ -129,14 +137,15 @@ def run(contacts: int) -> int:
         fill(cursor, contacts)
         cursor.execute(
             "SELECT count(sent_at), count(opened_at), count(clicked_at), count(machine_opened_at), "
-            "pg_total_relation_size('contacts_engagement') FROM contacts_engagement"
+            "pg_total_relation_size('contacts_engagement') + pg_total_relation_size('contacts_engagementclick') "
+            "FROM contacts_engagement"
         )
         received, opened, clicked, machine, table_bytes = cursor.fetchone()
     events = received + opened + clicked + machine
     print(
         f"filled {contacts:,} contacts and {events:,} events ({received:,} received, {opened:,} opened, "
         f"{clicked:,} clicked, {machine:,} machine opens) in {time.perf_counter() - start:.1f}s; "
-        f"engagement table and indexes {table_bytes / 1e6:.0f} MB"
+        f"engagement tables and indexes {table_bytes / 1e6:.0f} MB"
     )
 
     def rules(*conditions):

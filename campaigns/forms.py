@@ -164,11 +164,25 @@ class SettingsForm(forms.Form):
         min_value=1, max_value=60 * 24 * 14, label="A/B test runs for (minutes)"
     )
 
+    window_start = forms.TimeField(
+        required=False, label="Send only from", widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+        help_text="Optional sending window: outside it mail waits in the queue and goes when it opens.",
+    )  # fmt: skip
+    window_end = forms.TimeField(
+        required=False, label="Send only until", widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+        help_text="Earlier than the start: the window runs over midnight.",
+    )  # fmt: skip
+    window_timezone = forms.ChoiceField(label="Sending window's time zone", required=False)
+
     AB_FIELDS = ("ab_test_percent", "ab_metric", "ab_wait_minutes")
 
     def __init__(self, *args: Any, ab_test: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["relays"].queryset = _relays()
+        self.fields["window_timezone"].choices = [
+            ("contact", "Each contact's own time zone"),
+            *timezone_choices(),
+        ]
         if not ab_test:  # no A/B test: its settings are neither shown nor changed
             for name in self.AB_FIELDS:
                 del self.fields[name]
@@ -191,6 +205,9 @@ class SettingsForm(forms.Form):
                     "ab_test_percent",
                     "ab_metric",
                     "ab_wait_minutes",
+                    "window_start",
+                    "window_end",
+                    "window_timezone",
                 )
             },  # fmt: skip
             "relays": list(campaign.relays.values_list("pk", flat=True)),

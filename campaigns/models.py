@@ -60,6 +60,12 @@ class Campaign(models.Model):
         default=0, help_text="Skip contacts mailed in the last N hours; 0 turns the cap off."
     )
 
+    # Sending window: mail goes out only between these times of day (over midnight when the end is
+    # earlier), in this zone or, "contact", in each contact's own (delivery.windows). None: any time.
+    window_start = models.TimeField(null=True, blank=True)
+    window_end = models.TimeField(null=True, blank=True)
+    window_timezone = models.CharField(max_length=64, blank=True, default="contact")
+
     scheduled_at = models.DateTimeField(null=True, blank=True)
     schedule_timezone = models.CharField(max_length=64, blank=True, default="UTC")
     # Set when the platform missed the scheduled time by more than the allowed lateness.
@@ -84,6 +90,11 @@ class Campaign(models.Model):
     cloned_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # A follow-up made by "Resend to non-openers": the campaign it follows up ...
+    resend_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # ... and segment rules (contacts.segments' format) ANDed into the audience when it is planned:
+    # for a resend, "received the original's mail and did not open it (human hits)".
+    audience_rules = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

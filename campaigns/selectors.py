@@ -36,6 +36,7 @@ def audience(
     share: tuple[int, int] | None = None,
     salt: str = "",
     now: dt.datetime | None = None,
+    rules: Any = None,
 ) -> tuple[str, list]:
     """(sql, params) selecting the contact ids to send to, for delivery.mailings.mailing_plan.
 
@@ -46,7 +47,7 @@ def audience(
     from contacts.selectors import audience_sql
 
     sql, params = audience_sql(
-        list_ids=list(list_ids), segment_id=segment_id, exclude_list_ids=list(exclude_list_ids)
+        list_ids=list(list_ids), segment_id=segment_id, exclude_list_ids=list(exclude_list_ids), rules=rules
     )
     if frequency_cap_hours:
         cutoff = (now or timezone.now()) - dt.timedelta(hours=frequency_cap_hours)
@@ -78,6 +79,7 @@ def campaign_audience(campaign: Campaign, *, share: tuple[int, int] | None = Non
         frequency_cap_hours=campaign.frequency_cap_hours,
         share=share,
         salt=f"campaign:{campaign.pk}:",
+        rules=campaign.audience_rules or None,
     )
 
 
@@ -252,6 +254,7 @@ def campaign_progress(campaign: Campaign) -> dict[str, Any]:
     rate = 0.0
     held: dict[str, int] = {}
     warmup = None
+    window = None
     eta = None
     for mailing_id in campaign_mailing_ids(campaign):
         progress = delivery_selectors.mailing_progress(mailing_id)
@@ -259,6 +262,14 @@ def campaign_progress(campaign: Campaign) -> dict[str, Any]:
             held[reason] = held.get(reason, 0) + count
         if progress["warmup"] and (warmup is None or progress["warmup"]["finish_on"] > warmup["finish_on"]):
             warmup = progress["warmup"]
+        if progress["window"]:
+            # One window for all the campaign's Mailings: what waits outside it, and the earliest next.
+            mine = progress["window"]
+            if window is None:
+                window = dict(mine)
+            else:
+                window["held"] += mine["held"]
+                window["next_at"] = min(filter(None, [window["next_at"], mine["next_at"]]), default=None)
         total += progress["total"]
         done += progress["done"]
         sent += progress["sent"]
@@ -291,6 +302,8 @@ def campaign_progress(campaign: Campaign) -> dict[str, Any]:
         # Waiting in the ledger, by reason (delivery's HoldReason values), and the warm-up's estimate.
         "held": held,
         "warmup": warmup,
+        # The sending window (delivery.windows), what waits outside it and when the next goes.
+        "window": window,
         # Receiving domain groups the guard paused on their own (the rest keeps flowing).
         "group_pauses": delivery_selectors.group_pauses(campaign_mailing_ids(campaign)),
     }

@@ -18,7 +18,7 @@ from campaigns.models import EDITABLE_STATES, Campaign, CampaignState, GuardLimi
 from delivery import selectors as delivery_selectors
 from delivery.headers import check_header_value
 from delivery.identities import from_allowed, from_refusal
-from mailplatform.errors import Conflict, Invalid, PlatformError
+from mailplatform.errors import Conflict, Invalid, NotFound, PlatformError
 from mailplatform.services import acting_user, audit_record
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 FIELDS = (
     "name", "subject", "preheader", "template", "from_email", "from_name", "reply_to", "segment",
     "track_opens", "track_clicks", "utm_enabled", "utm_source", "utm_medium", "utm_campaign", "frequency_cap_hours", "ab_test", "ab_test_percent", "ab_metric",
-    "ab_wait_minutes",
+    "ab_wait_minutes", "window_start", "window_end", "window_timezone",
 )  # fmt: skip
 LABELS = "ABCD"
 # Values that end up in mail headers: refused at once when they carry line breaks.
@@ -95,6 +95,7 @@ def campaign_update(
             raise Invalid("the A/B test share must be 1 to 100 percent", field="ab_test_percent")
         if campaign.ab_metric not in WinnerMetric.values:
             raise Invalid("the A/B winner is chosen by opens or clicks", field="ab_metric")
+        _check_window(campaign)
         campaign.full_clean(exclude=["template", "segment", "winner", "mailing", "cloned_from", "created_by"])
         campaign.save()
         if lists is not None:
@@ -161,6 +162,81 @@ def campaign_clone(campaign_id: int, *, by: Any = None) -> Campaign:
     return copy
 
 
+RESEND_MAX_DELAY_HOURS = 24 * 30
+
+
+def resend_rules(mailing_ids: list[int]) -> dict[str, Any]:
+    """Segment rules for "received any of these mailings and opened none of them (human hits)"."""
+    ids = ",".join(str(int(i)) for i in mailing_ids)
+    return {
+        "match": "all",
+        "groups": [
+            {
+                "match": "all",
+                "conditions": [
+                    {"field": "received", "op": "mailing", "value": ids},
+                    {"field": "opened", "op": "not_mailing", "value": ids},
+                ],
+            }
+        ],
+    }
+
+
+def campaign_resend_to_non_openers(
+    campaign_id: int, *, subject: str, delay_hours: int, by: Any = None
+) -> Campaign:
+    """A follow-up of a sent campaign with a new subject, scheduled `delay_hours` from now, to the
+    contacts who received it and did not open it (human opens; a click counts as an open).
+
+    It is a copy of the campaign (content, lists, segment, exclusions, settings; no A/B test and no
+    frequency cap, since everyone in it was mailed by the original) whose audience also carries
+    resend_rules(): planned when it starts, so whoever opened, unsubscribed, bounced or complained
+    by then is not in it. It stays editable until then.
+    """
+    source = Campaign.objects.filter(pk=campaign_id).first()
+    if source is None:
+        raise NotFound("no such campaign")
+    if source.state != CampaignState.SENT:
+        raise Conflict(
+            f"this campaign is {_state_label(source)}: only a sent campaign can be resent", code="state"
+        )
+    mailing_ids = selectors.campaign_mailing_ids(source)
+    if not mailing_ids:
+        raise Conflict("this campaign sent no mail", code="state")
+    subject = (subject or "").strip()
+    if not subject:
+        raise Invalid("a new subject is required", field="subject")
+    if "\r" in subject or "\n" in subject or len(subject) > 998:
+        raise Invalid("the subject must be one line of at most 998 characters", field="subject")
+    if not 0 <= delay_hours <= RESEND_MAX_DELAY_HOURS:
+        raise Invalid(
+            f"the delay is a whole number of hours from 0 to {RESEND_MAX_DELAY_HOURS}", field="delay_hours"
+        )
+    with transaction.atomic():
+        copy = campaign_clone(source.pk, by=by)
+        copy.variants.all().delete()
+        copy.name = f"{source.name} (resend to non-openers)"[:200]
+        copy.subject = subject
+        copy.ab_test = False
+        copy.frequency_cap_hours = 0
+        copy.resend_of = source
+        copy.audience_rules = resend_rules(mailing_ids)
+        copy.scheduled_at = timezone.now() + dt.timedelta(hours=delay_hours)
+        copy.schedule_timezone = "UTC"
+        copy.state = CampaignState.SCHEDULED
+        copy.save()
+        problems = [p for p in selectors.campaign_problems(copy) if not p.startswith("Audience: nobody")]
+        if problems:
+            raise Conflict("; ".join(problems), code="problems", messages=problems)
+        audit_record(
+            by,
+            "campaign.resend_scheduled",
+            copy,
+            details={"from": source.pk, "mailings": mailing_ids, "delay_hours": delay_hours},
+        )
+    return copy
+
+
 def campaign_schedule(campaign_id: int, *, local_time: dt.datetime, tz_name: str, by: Any = None) -> Campaign:
     """Schedule for a wall-clock time in a time zone; checks the campaign could be sent now."""
     try:
@@ -221,7 +297,29 @@ def _make_mailing(campaign: Campaign, variant: Variant | None, *, label: str = "
             "variant": variant.label if variant is not None else label,
             **({"utm": campaign_utm(campaign)} if campaign.utm_enabled and campaign.track_clicks else {}),
         },
+        send_window=send_window(campaign),
     )
+
+
+def send_window(campaign: Campaign) -> dict[str, Any] | None:
+    """The campaign's sending window as delivery.mailings.mailing_create takes it, or None."""
+    if campaign.window_start is None or campaign.window_end is None:
+        return None
+    return {
+        "start": campaign.window_start.strftime("%H:%M"),
+        "end": campaign.window_end.strftime("%H:%M"),
+        "tz": campaign.window_timezone or "contact",
+    }
+
+
+def _check_window(campaign: Campaign) -> None:
+    from delivery.windows import check_window
+
+    if (campaign.window_start is None) != (campaign.window_end is None):
+        raise Invalid("a sending window needs both a start and an end", field="window_end")
+    window = check_window(send_window(campaign))
+    if window is not None:
+        campaign.window_timezone = window.zone
 
 
 def campaign_utm(campaign: Campaign) -> dict[str, str]:

@@ -18,6 +18,7 @@ urlpatterns = [
     path("<int:pk>/report/", views.report, name="report"),
     path("<int:pk>/report.csv", views.report_csv, name="report-csv"),
     path("<int:pk>/report/people/<str:figure>/", views.report_people, name="report-people"),
+    path("<int:pk>/resend/", views.resend, name="resend"),
     path("<int:pk>/do/<str:action>/", views.action, name="action"),
     path("<int:pk>/<str:step>/", views.step, name="step"),
 ]

@@ -96,7 +96,7 @@ def _int_list(values: list[str]) -> list[int]:
 @requires("manage_campaigns")
 def audience_count(request: HttpRequest, pk: int) -> HttpResponse:
     """Live count for the audience step: the form's current choices, after suppressions and the cap."""
-    get_object_or_404(Campaign, pk=pk)
+    campaign = get_object_or_404(Campaign, pk=pk)
     list_ids = _int_list(request.GET.getlist("lists"))
     segment = request.GET.get("segment", "")
     cap = request.GET.get("frequency_cap_hours", "0")
@@ -108,6 +108,7 @@ def audience_count(request: HttpRequest, pk: int) -> HttpResponse:
                 segment_id=int(segment) if segment.isdigit() else None,
                 exclude_list_ids=_int_list(request.GET.getlist("exclude_lists")),
                 frequency_cap_hours=min(int(cap), 24 * 90) if cap.isdigit() else 0,
+                rules=campaign.audience_rules or None,
             )
         )
     return render(request, "campaigns/count_fragment.html", {"count": count})
@@ -292,6 +293,8 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
         "campaigns/detail.html",
         {
             "campaign": campaign,
+            "perms_send_mail": can(request.user, "send_mail"),
+            "resend_delays": RESEND_DELAYS,
             "progress": selectors.campaign_progress(campaign),
             "report": delivery_selectors.mailing_figures(selectors.campaign_mailing_ids(campaign)),
         },
@@ -331,6 +334,34 @@ _ACTIONS = {
         "Back to draft: it will not be sent until you schedule or send it.",
     ),
 }
+
+
+RESEND_DELAYS = [(0, "as soon as possible"), (1, "1 hour"), (6, "6 hours"), (24, "1 day"), (48, "2 days"),
+                 (72, "3 days"), (168, "1 week")]  # fmt: skip
+
+
+@requires("send_mail")
+@require_POST
+def resend(request: HttpRequest, pk: int) -> HttpResponse:
+    """Resend to non-openers: a follow-up campaign, scheduled after the chosen delay."""
+    get_object_or_404(Campaign, pk=pk)
+    delay = request.POST.get("delay_hours", "").strip()
+    try:
+        follow_up = services.campaign_resend_to_non_openers(
+            pk,
+            subject=request.POST.get("subject", ""),
+            delay_hours=int(delay) if delay.isdigit() else -1,
+            by=request.user,
+        )
+    except PlatformError as exc:
+        message_error(request, exc, "Not resent: ")
+        return redirect("campaigns:detail", pk=pk)
+    messages.success(
+        request,
+        f"Scheduled for {follow_up.scheduled_at:%Y-%m-%d %H:%M} UTC: the contacts who received the "
+        "campaign and did not open it, as they are then. You can still edit or unschedule it.",
+    )
+    return redirect("campaigns:detail", pk=follow_up.pk)
 
 
 @requires("send_mail")

@@ -11,8 +11,6 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.contrib.postgres.fields import ArrayField
-from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -300,7 +298,7 @@ class ContactImport(models.Model):
 
 
 class Engagement(models.Model):
-    """What one contact did with one mailing: received, opened, clicked, and which links.
+    """What one contact did with one mailing: received, opened, clicked.
 
     Written by delivery through contacts.services (`contacts_record_sent` with the mailing, and
     `engagement_record` from the tracking flush); segments read it (contacts.segments' received /
@@ -308,6 +306,7 @@ class Engagement(models.Model):
     contact who opens ten times is one row. The mailing is delivery's id, kept as a plain number
     so that contacts stays a leaf. `opened_at` / `clicked_at` are the first human hit (a click
     counts as an open); `machine_*` the first hit delivery classed as a scanner or privacy proxy.
+    The links clicked are in EngagementClick.
     """
 
     pk = models.CompositePrimaryKey("mailing_id", "contact_id")
@@ -318,11 +317,6 @@ class Engagement(models.Model):
     clicked_at = models.DateTimeField(null=True, blank=True)
     machine_opened_at = models.DateTimeField(null=True, blank=True)
     machine_clicked_at = models.DateTimeField(null=True, blank=True)
-    # The links clicked, as EngagementLink ids (distinct, at most ENGAGEMENT_MAX_LINKS per row),
-    # human and machine apart. Ids, not URLs: "clicked a link containing x" finds the few URLs that
-    # contain x in the small link table, then the rows holding one through a GIN index.
-    link_ids = ArrayField(models.BigIntegerField(), null=True, blank=True)
-    machine_link_ids = ArrayField(models.BigIntegerField(), null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -337,15 +331,6 @@ class Engagement(models.Model):
                 fields=["mailing_id", "contact_id"],
                 name="contacts_eng_clicked",
                 condition=models.Q(clicked_at__isnull=False),
-            ),
-            # "Clicked a link containing ...": the rows holding any of the matching links' ids.
-            GinIndex(
-                fields=["link_ids"], name="contacts_eng_links", condition=models.Q(link_ids__isnull=False)
-            ),
-            GinIndex(
-                fields=["machine_link_ids"],
-                name="contacts_eng_machine_links",
-                condition=models.Q(machine_link_ids__isnull=False),
             ),
             # Machine hits are asked for rarely; this stays small.
             models.Index(
@@ -362,10 +347,30 @@ class Engagement(models.Model):
 
 
 class EngagementLink(models.Model):
-    """A URL some contact clicked, once: Engagement rows name it by id. Few rows (a campaign's links)."""
+    """A URL some contact clicked, once (few rows: the campaigns' links)."""
 
     id = models.BigAutoField(primary_key=True)
     url = models.TextField(unique=True)
 
     def __str__(self) -> str:
         return self.url
+
+
+class EngagementClick(models.Model):
+    """Who clicked which link, once per (link, contact, human or machine), whatever the mailing.
+
+    "Clicked a link containing x" finds the few URLs containing x in EngagementLink, then reads
+    this table's primary key alone (an index-only scan, in contact order): no engagement row is
+    visited. Written with the Engagement rows by contacts.services.engagement_record.
+    """
+
+    pk = models.CompositePrimaryKey("link_id", "machine", "contact_id")
+    link_id = models.BigIntegerField()
+    machine = models.BooleanField(default=False)
+    contact_id = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["contact_id"], name="contacts_engclick_contact")]
+
+    def __str__(self) -> str:
+        return f"contact {self.contact_id} clicked link {self.link_id}"

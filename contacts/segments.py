@@ -462,21 +462,21 @@ def _engagement_condition(
     return f"NOT coalesce({recent}, FALSE)", (LIST if machine_column else COLUMN), False
 
 
+_CLICKED_LINK = (
+    "EXISTS (SELECT 1 FROM contacts_engagementclick k WHERE k.link_id = ANY(ARRAY("
+    "SELECT l.id FROM contacts_engagementlink l WHERE lower(l.url) LIKE %s)){machine} AND k.contact_id = c.id)"
+)
+
+
 def _link_condition(op: str, value: Any, machine: bool, params: list, where: str) -> str:
     """Clicked (or never clicked) a link whose URL contains the text, in any mailing; case-insensitive."""
     text = str(value if value is not None else "").strip()
     if not text:
         raise SegmentError(f"{where}: enter a text the link contains")
     params.append("%" + _like_escape(text.lower()) + "%")
-    # The matching links' ids, found once in the small link table (an InitPlan), then the rows
-    # holding any of them through the GIN index on the ids.
-    links = "ARRAY(SELECT l.id FROM contacts_engagementlink l WHERE lower(l.url) LIKE %s)"
-    if machine:
-        params.append(params[-1])
-        test = f"(e.link_ids && {links} OR e.machine_link_ids && {links})"
-    else:
-        test = f"e.link_ids && {links}"
-    exists = _ENGAGED.format(test)
+    # The matching links, found once in the small link table (an InitPlan), then who clicked one
+    # of them from the clicks' primary key alone.
+    exists = _CLICKED_LINK.format(machine="" if machine else " AND NOT k.machine")
     return exists if op == "contains" else f"NOT {exists}"
 
 

@@ -47,8 +47,12 @@ def audience_sql(
     segment_id: int | None = None,
     exclude_list_ids: Sequence[int] = (),
     exclude_segment_ids: Sequence[int] = (),
+    rules: Any = None,
 ) -> tuple[str, list]:
     """`SELECT c.id FROM ...` of sendable contacts, with its parameters.
+
+    `rules` (segment rules, compiled as a saved segment's) narrow it further: a resend's
+    "received that mailing and did not open it".
 
     Sendable: status active, a confirmed subscription on any of `list_ids`, in the segment when one
     is given, no suppression of the address or its domain, and on none of the excluded lists
@@ -67,6 +71,10 @@ def audience_sql(
         condition, segment_params = _segment_condition(segment_id)
         where.append(condition)
         params.extend(segment_params)
+    if rules:
+        condition, rule_params = compile_rules(rules)
+        where.append(condition)
+        params.extend(rule_params)
     if exclude_list_ids:
         where.append(
             "NOT EXISTS (SELECT 1 FROM contacts_subscription s WHERE s.contact_id = c.id "
@@ -425,3 +433,10 @@ def contacts_exist() -> bool:
 def custom_field_names() -> list[str]:
     """Every custom field's key (what a template writes as contact.<key>)."""
     return list(CustomField.objects.order_by("name").values_list("name", flat=True))
+
+
+def contact_timezones(contact_ids: Iterable[int]) -> dict[int, str]:
+    """Each contact's effective IANA time zone (its own, else settings.DEFAULT_TIMEZONE), by id."""
+    ids = sorted({int(i) for i in contact_ids})
+    rows = Contact.objects.filter(id__in=ids).values_list("id", "timezone")
+    return {pk: zone or settings.DEFAULT_TIMEZONE for pk, zone in rows}

@@ -42,6 +42,7 @@ from contacts.models import (
     ContactStatus,
     CustomField,
     Engagement,
+    EngagementClick,
     FieldType,
     ImportMode,
     ImportStatus,
@@ -122,82 +123,65 @@ class EngagementHit:
 def engagement_record(hits: Iterable[EngagementHit]) -> int:
     """Fold opens and clicks into the (mailing, contact) engagement rows; returns rows written.
 
-    Many hits on one row become one upsert: the first human open and click, the first machine
-    ones, and the distinct clicked URLs (at most settings.ENGAGEMENT_MAX_LINKS per row, each cut
-    to 500 characters). A click is also an open. Human hits also move the contact's
-    last_opened_at / last_clicked_at (contact_record_open / _click).
+    Many hits on one row become one upsert: the first human open and click and the first machine
+    ones (a click is also an open). Clicked URLs (cut to 500 characters) go to EngagementLink once
+    and (link, contact, machine) to EngagementClick once. Hits of contacts erased meanwhile write
+    nothing. The caller also moves human hits onto the contact (contact_record_open / _click).
     """
     rows: dict[tuple[int, int], dict[str, Any]] = {}
+    clicks: set[tuple[str, bool, int]] = set()
     for hit in hits:
         if hit.kind not in ("opened", "clicked"):
             continue
         row = rows.setdefault(
             (int(hit.mailing_id), int(hit.contact_id)),
-            {
-                "opened": None,
-                "clicked": None,
-                "m_opened": None,
-                "m_clicked": None,
-                "links": [],
-                "m_links": [],
-            },
+            {"opened": None, "clicked": None, "m_opened": None, "m_clicked": None},
         )
         prefix = "m_" if hit.machine else ""
-        keys = ["opened"] if hit.kind == "opened" else ["opened", "clicked"]
-        for key in keys:
+        for key in ["opened"] if hit.kind == "opened" else ["opened", "clicked"]:
             current = row[prefix + key]
             row[prefix + key] = hit.at if current is None else min(current, hit.at)
         if hit.kind == "clicked" and hit.url:
-            links = row[prefix + "links"]
-            url = hit.url[:500]
-            if url not in links:
-                links.append(url)
+            clicks.add((hit.url[:500], bool(hit.machine), int(hit.contact_id)))
     if not rows:
         return 0
-    limit = settings.ENGAGEMENT_MAX_LINKS
-    link_ids = _link_ids({url for row in rows.values() for url in row["links"] + row["m_links"]})
     values = []
     params: list[Any] = []
     for (mailing_id, contact_id), row in sorted(rows.items()):
-        values.append(
-            "(%s, %s, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::bigint[], %s::bigint[])"
-        )
+        values.append("(%s, %s, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::timestamptz)")
         params.extend(
-            [
-                mailing_id,
-                contact_id,
-                row["opened"],
-                row["clicked"],
-                row["m_opened"],
-                row["m_clicked"],
-                [link_ids[url] for url in row["links"][:limit]] or None,
-                [link_ids[url] for url in row["m_links"][:limit]] or None,
-            ]
+            [mailing_id, contact_id, row["opened"], row["clicked"], row["m_opened"], row["m_clicked"]]
         )
     # Fixed fragments; every value is a parameter.
     sql = (
         "INSERT INTO contacts_engagement AS e (mailing_id, contact_id, opened_at, clicked_at, "  # noqa: S608
-        "machine_opened_at, machine_clicked_at, link_ids, machine_link_ids) "
-        "SELECT v.* FROM (VALUES " + ", ".join(values) + ") AS v(m, c, o, k, mo, mk, l, ml) "
+        "machine_opened_at, machine_clicked_at) "
+        "SELECT v.* FROM (VALUES " + ", ".join(values) + ") AS v(m, c, o, k, mo, mk) "
         "JOIN contacts_contact ct ON ct.id = v.c "
         "ON CONFLICT (mailing_id, contact_id) DO UPDATE SET "
         "opened_at = least(e.opened_at, EXCLUDED.opened_at), "
         "clicked_at = least(e.clicked_at, EXCLUDED.clicked_at), "
         "machine_opened_at = least(e.machine_opened_at, EXCLUDED.machine_opened_at), "
-        "machine_clicked_at = least(e.machine_clicked_at, EXCLUDED.machine_clicked_at), "
-        "link_ids = " + _merge_links("link_ids") + ", "
-        "machine_link_ids = " + _merge_links("machine_link_ids")
+        "machine_clicked_at = least(e.machine_clicked_at, EXCLUDED.machine_clicked_at)"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, limit, limit])
-        return cursor.rowcount
+        cursor.execute(sql, params)
+        written = cursor.rowcount
+        if clicks:
+            link_ids = _link_ids({url for url, _, _ in clicks})
+            ordered = sorted((link_ids[url], machine, contact_id) for url, machine, contact_id in clicks)
+            cursor.execute(
+                "INSERT INTO contacts_engagementclick (link_id, machine, contact_id) "
+                "SELECT k.l, k.m, k.c FROM unnest(%s::bigint[], %s::boolean[], %s::bigint[]) AS k(l, m, c) "
+                "JOIN contacts_contact ct ON ct.id = k.c ON CONFLICT DO NOTHING",
+                [[o[0] for o in ordered], [o[1] for o in ordered], [o[2] for o in ordered]],
+            )
+    return written
 
 
 def _link_ids(urls: set[str]) -> dict[str, int]:
     """Each URL's EngagementLink id, adding the new ones (in sorted order: concurrent flushes
     insert the same URLs without deadlocking)."""
-    if not urls:
-        return {}
     ordered = sorted(urls)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -206,17 +190,6 @@ def _link_ids(urls: set[str]) -> dict[str, int]:
         )
         cursor.execute("SELECT url, id FROM contacts_engagementlink WHERE url = ANY(%s)", [ordered])
         return dict(cursor.fetchall())
-
-
-def _merge_links(column: str) -> str:
-    """The row's link ids plus the new ones, distinct, first ones kept, at most the limit (a parameter)."""
-    # Fixed text around one of our two column names; the limit is a parameter.
-    sql = (
-        "CASE WHEN EXCLUDED.{c} IS NULL THEN e.{c} ELSE (SELECT array_agg(u ORDER BY n) FROM "
-        "(SELECT u, min(n) AS n FROM unnest(coalesce(e.{c}, '{{}}'::bigint[]) || EXCLUDED.{c}) "
-        "WITH ORDINALITY AS x(u, n) GROUP BY u ORDER BY min(n) LIMIT %s) AS kept) END"
-    )
-    return sql.format(c=column)
 
 
 def contact_record_open(contact_id: int, at: dt.datetime) -> None:
@@ -565,7 +538,8 @@ def contact_erase(contact: Contact, *, by: Any) -> None:
     """
     with transaction.atomic():
         audit_record(by, "contact.erased", None, details={"contact_id": contact.pk})
-        Engagement.objects.filter(contact_id=contact.pk).delete()  # (the URLs clicked are nobody's)
+        Engagement.objects.filter(contact_id=contact.pk).delete()
+        EngagementClick.objects.filter(contact_id=contact.pk).delete()  # (the URLs are nobody's)
         contact.delete()
 
 

@@ -53,6 +53,8 @@ from delivery import (
     runners,
     verp,
     warmup,
+    webversion,
+    windows,
 )
 from delivery import metrics as delivery_metrics
 from delivery.compose import MessageBuilder, Recipient
@@ -267,6 +269,7 @@ def _contexts(
     merge = contact_merge_data([c.contact_id for c in batch if c.contact_id is not None])
     # Signing a preferences link costs ~40 µs; only templates that show one pay for it.
     wants_preferences = builder.uses is None or "preferences_url" in builder.uses
+    wants_view = builder.uses is None or "view_in_browser_url" in builder.uses
     contexts = {}
     # A test send renders as the contact the person chose; only a test Mailing may ask for that.
     is_test = bool((mailing.meta or {}).get("test"))
@@ -281,6 +284,8 @@ def _contexts(
             if item.contact_id is not None and wants_preferences
             else unsubscribe,
         }
+        if wants_view:
+            urls["view_in_browser_url"] = webversion.view_url(item.id)
         extra = {k: v for k, v in (item.data or {}).items() if not k.startswith("__")}
         try:
             contexts[item.id] = recipient_context(
@@ -476,6 +481,9 @@ def _work_relay(
             holdings.ids.update(c.id for c in batch)
             result.claimed += len(batch)
             batch = _retrying(_skip_unsendable, mailing, batch)
+            if batch:
+                batch = _retrying(_window_gate, mailing, batch)
+                holdings.ids.intersection_update({c.id for c in batch})
             if batch:
                 batch, capped_by = _retrying(_warmup_gate, mailing, relay.pk, batch)
                 if capped_by:
@@ -731,6 +739,24 @@ def _warmup_gate(mailing: Mailing, relay_id: int, batch: list[Claimed]) -> tuple
     else:
         ledger.release(later, MessageState.QUEUED)
     return batch[:granted], capped_by
+
+
+def _window_gate(mailing: Mailing, batch: list[Claimed]) -> list[Claimed]:
+    """What of the batch may go now under the Mailing's sending window (delivery.windows); the rest
+    is held in the ledger until its window opens. With one zone for everybody the whole Mailing is
+    outside: what is still queued is held at once, not batch by batch."""
+    window = windows.of(mailing.meta)
+    if window is None:
+        return batch
+    held = windows.outside(window, [(c.id, c.contact_id) for c in batch], timezone.now())
+    if not held:
+        return batch
+    for until, ids in held.items():
+        ledger.hold(ids, until, HoldReason.WINDOW)
+        if not window.per_contact:
+            ledger.hold_queued(mailing.pk, until, HoldReason.WINDOW)
+    waiting = {i for ids in held.values() for i in ids}
+    return [c for c in batch if c.id not in waiting]
 
 
 def _hold_for_warmup(mailing_id: int) -> None:

@@ -619,9 +619,9 @@ def requeue_due() -> int:
             """
             UPDATE delivery_message SET state = 'failed', next_attempt_at = NULL, hold_reason = '',
                 smtp_reply = 'gave up: still deferred after the maximum age. Last reply: ' || smtp_reply
-            -- Mail a warm-up or the guard holds was never tried: the age limit is for retries.
+            -- Mail a warm-up, a sending window or the guard holds was never tried: the age limit is for retries.
             WHERE state = 'deferred' AND created_at < clock_timestamp() - %s
-              AND hold_reason NOT IN ('warmup', 'guard')
+              AND hold_reason NOT IN ('warmup', 'window', 'guard')
             """,
             [max_age],
         )

@@ -23,6 +23,7 @@ from delivery.headers import check_extra_headers, check_header_value
 from delivery.identities import check_from
 from delivery.models import Mailing, Message, MessageEvent, Relay
 from delivery.relays import relay_ensure_default
+from delivery.windows import check_window
 from mailplatform.errors import Conflict, Invalid
 from mailplatform.services import audit_record
 
@@ -55,6 +56,7 @@ def mailing_create(
     template_version_id: int | None = None,
     meta: dict[str, Any] | None = None,
     state: str = Mailing.State.DRAFT,
+    send_window: dict[str, Any] | None = None,
 ) -> Mailing:
     """Snapshot what goes out. Raises Invalid naming the field that is wrong (Conflict for a state that forbids it).
 
@@ -64,7 +66,12 @@ def mailing_create(
     send_group: Mailings sharing a group never mail one contact twice (A/B variants of a
         campaign pass e.g. "campaign:12"); default: a group of its own.
     headers: extra headers {name: value}; names the platform writes itself are refused.
+    send_window: {"start": "09:00", "end": "17:00", "tz": zone or "contact"} (delivery.windows):
+        kept in meta["window"]; outside it the engine holds the mail in the ledger.
     """
+    window = check_window(send_window)
+    if window is not None:
+        meta = {**(meta or {}), "window": window.to_meta()}
     if kind not in Mailing.Kind.values:
         raise Invalid(f"kind must be one of {', '.join(Mailing.Kind.values)}", field="kind")
     from_email = from_email.strip()

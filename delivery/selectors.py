@@ -56,6 +56,27 @@ def mailing_progress(mailing_id: int) -> dict[str, Any]:
         eta = None
     elif held_until is not None and not paused:
         eta = max(eta or 0, int((held_until - timezone.now()).total_seconds())) or eta
+    window = None
+    if mailing is not None:
+        from delivery import windows
+
+        send_window = windows.of(Mailing.objects.filter(pk=mailing_id).values_list("meta", flat=True).first())
+        if send_window is not None:
+            next_at = None
+            if held.get(HoldReason.WINDOW):
+                next_at = (
+                    Message.objects.filter(
+                        mailing_id=mailing_id, state=MessageState.DEFERRED, hold_reason=HoldReason.WINDOW
+                    )
+                    .order_by("next_attempt_at")
+                    .values_list("next_attempt_at", flat=True)
+                    .first()
+                )
+            window = {
+                "describe": send_window.describe(),
+                "held": held.get(HoldReason.WINDOW, 0),
+                "next_at": next_at,
+            }
     after_pause = 0
     if paused and mailing.paused_at is not None:
         after_pause = Message.objects.filter(
@@ -68,6 +89,7 @@ def mailing_progress(mailing_id: int) -> dict[str, Any]:
         "percent": int(done * 100 / total) if total else 0,
         "rate_per_s": round(rate, 1),
         "eta_s": eta,
+        "window": window,
         "held": held,
         "held_until": held_until,
         "paused": paused,

@@ -19,7 +19,13 @@ urlpatterns = [
 # Each app's endpoints, named by module path (a string: mailplatform imports no app).
 urlpatterns += [
     path("", include(module))
-    for module in ("contacts.api_urls", "templates.api_urls", "campaigns.api_urls", "delivery.api_urls")
+    for module in (
+        "contacts.api_urls",
+        "templates.api_urls",
+        "campaigns.api_urls",
+        "delivery.api_urls",
+        "automations.api_urls",
+    )
 ]
 
 urlpatterns.append(re_path(r"^.*$", views.NotFoundView.as_view(), name="not-found"))

@@ -126,6 +126,23 @@ class UserRoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
 
 
+class ScopeCeilingForm(forms.Form):
+    """One non-admin role's API key ceiling (Settings > API key limits)."""
+
+    scopes = forms.MultipleChoiceField(
+        widget=forms.CheckboxSelectMultiple, required=False, label="Their keys may carry"
+    )
+
+    def __init__(self, *args, role: str, **kwargs):
+        from mailplatform.scopes import SCOPES, ceiling_choices, scope_ceiling
+
+        super().__init__(*args, prefix=role, **kwargs)
+        self.fields["scopes"].choices = [
+            (name, f"{name} — {SCOPES[name].description}") for name in ceiling_choices()
+        ]
+        self.fields["scopes"].initial = sorted(scope_ceiling(role))
+
+
 class ApiKeyCreateForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What uses this key, e.g. 'signup form on example.com'.")
     scopes = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple)

@@ -17,6 +17,24 @@ class User(AbstractUser):
         super().save(*args, **kwargs)
 
 
+class ScopeCeiling(models.Model):
+    """The most an API key of a non-admin role may do, set by an admin (Settings > API key limits).
+
+    No row for a role: its default, the scopes matching what the role may do in the dashboard
+    (mailplatform.scopes.default_ceiling). Read through mailplatform.scopes.scope_ceiling.
+    """
+
+    role = models.CharField(max_length=16, choices=Role.choices, unique=True)
+    scopes = models.JSONField(default=list)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"API key ceiling for {self.role}"
+
+
 class AuditEntry(models.Model):
     """Who did what to what. Written through mailplatform.services.audit_record only."""
 

@@ -26,13 +26,14 @@ from mailplatform.models import (
     ApiKey,
     AuditEntry,
     CapturedMessage,
+    ScopeCeiling,
     User,
     WebhookCursor,
     WebhookDelivery,
     WebhookEndpoint,
 )
 from mailplatform.roles import Role, can
-from mailplatform.scopes import SCOPES, role_may_grant
+from mailplatform.scopes import SCOPES, ceiling_choices, role_may_grant, scope_ceiling
 
 
 def acting_user(by: Any) -> User | None:
@@ -230,7 +231,11 @@ def api_key_create(
         raise ApiKeyError(f"Unknown scope {unknown[0]!r}.")
     refused = [s for s in scopes if not role_may_grant(user.role, s)]
     if refused:
-        raise ApiKeyError(f"Your role may not grant the scope {refused[0]!r}.")
+        raise ApiKeyError(
+            f"Your role may not grant the scope {refused[0]!r}: it is above what an admin lets "
+            f"{user.get_role_display().lower()}s' keys do (Settings > API key limits).",
+            field="scopes",
+        )
     if expires_at is not None and expires_at <= timezone.now():
         raise ApiKeyError("The expiry must be in the future.")
     name = name.strip()
@@ -252,6 +257,33 @@ def api_key_create(
         )
         audit_record(user, "api_key.created", key, details={"scopes": scopes})
     return key, full_key
+
+
+def scope_ceiling_set(role: str, scopes: Iterable[str], *, by: Any) -> ScopeCeiling:
+    """An admin decides the most the API keys of a non-admin role may do; audited with before/after.
+
+    Keys already made keep their scopes but are checked against the ceiling on every request, so a
+    lowered ceiling takes effect at once.
+    """
+    if not can(acting_user(by), "manage_users"):
+        raise Invalid("Only an admin may change what API keys may do.", code="forbidden", status=403)
+    if role not in Role.values or role == Role.ADMIN:
+        raise Invalid("Choose a non-admin role: admins' keys may carry every scope.", field="role")
+    chosen = sorted(set(scopes))
+    allowed = set(ceiling_choices())
+    refused = [name for name in chosen if name not in allowed]
+    if refused:
+        raise Invalid(f"{refused[0]!r} cannot be given to a non-admin role's keys.", field="scopes")
+    with transaction.atomic():
+        before = sorted(scope_ceiling(role))
+        ceiling, _ = ScopeCeiling.objects.select_for_update().get_or_create(role=role)
+        ceiling.scopes = chosen
+        ceiling.updated_by = acting_user(by)
+        ceiling.save()
+        audit_record(
+            by, "api_key.ceiling_changed", ceiling, details={"role": role, "from": before, "to": chosen}
+        )
+    return ceiling
 
 
 def api_key_revoke(key: ApiKey, *, by: Any) -> ApiKey:

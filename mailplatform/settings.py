@@ -313,6 +313,8 @@ CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
     # A benchmark or a second installation on one Redis can give sending a queue of its own.
     "delivery.tasks.send_*": {"queue": env_str("DELIVERY_SEND_QUEUE", "sending") or "sending"},
     "delivery.tasks.bounce_*": {"queue": "bounces"},
+    # The automations scheduler and its webhook calls (a benchmark gives them a queue of its own).
+    "automations.tasks.*": {"queue": env_str("AUTOMATIONS_QUEUE", "default") or "default"},
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -439,8 +441,6 @@ CONTACTS_CONFIRM_MAX_AGE_DAYS = env_int("CONTACTS_CONFIRM_MAX_AGE_DAYS", 7, mini
 CONTACTS_SUBSCRIBE_RATE_PER_HOUR = env_int("CONTACTS_SUBSCRIBE_RATE_PER_HOUR", 10, minimum=1)
 # Largest CSV accepted for import, in megabytes.
 CONTACTS_IMPORT_MAX_MB = env_int("CONTACTS_IMPORT_MAX_MB", 1024, minimum=1)
-# Distinct clicked URLs kept per contact and mailing for "clicked a link containing" segments.
-ENGAGEMENT_MAX_LINKS = env_int("ENGAGEMENT_MAX_LINKS", 20, minimum=1)
 
 # --- Delivery: the send ledger and engine (docs/architecture.md, "The path of a campaign's message") ---
 

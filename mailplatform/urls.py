@@ -38,6 +38,7 @@ urlpatterns = [
     path("settings/audit/", views.audit_log, name="audit-log"),
     path("settings/api-keys/", views.api_keys, name="api-keys"),
     path("settings/api-keys/<int:pk>/revoke", views.api_key_revoke, name="api-key-revoke"),
+    path("settings/api-key-limits/", views.api_key_limits, name="api-key-limits"),
     path("settings/webhooks/", views.webhooks, name="webhooks"),
     path("settings/webhooks/<int:pk>/", views.webhook_detail, name="webhook-detail"),
     path("captured/", views.captured_messages, name="captured-messages"),

@@ -17,9 +17,11 @@ from django.views.decorators.http import require_GET, require_POST
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from mailplatform import firstrun, selectors, services
+from mailplatform.errors import PlatformError, form_error
 from mailplatform.forms import (
     ApiKeyCreateForm,
     PlatformPasswordResetForm,
+    ScopeCeilingForm,
     ThrottledAuthenticationForm,
     ThrottledPasswordChangeForm,
     UserCreateForm,
@@ -28,6 +30,8 @@ from mailplatform.forms import (
 )
 from mailplatform.models import CapturedMessage, User, WebhookDelivery
 from mailplatform.permissions import requires
+from mailplatform.roles import Role
+from mailplatform.scopes import default_ceiling
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +268,35 @@ def api_keys(request: HttpRequest) -> HttpResponse:
         "now": timezone.now(),
     }
     return render(request, "mailplatform/api_keys.html", context)
+
+
+# The roles whose keys an admin bounds; admins' keys may carry every scope.
+CEILING_ROLES = (Role.DEVELOPER, Role.MARKETER)
+
+
+@requires("manage_users")
+def api_key_limits(request: HttpRequest) -> HttpResponse:
+    """What each non-admin role's API keys may do at most (mailplatform.scopes.scope_ceiling)."""
+    posted = request.POST.get("role") if request.method == "POST" else None
+    if posted is not None and posted not in CEILING_ROLES:
+        return HttpResponse("Unknown role.", status=400)
+    forms = {
+        role: ScopeCeilingForm(request.POST if role == posted else None, role=role) for role in CEILING_ROLES
+    }
+    if posted is not None:
+        form = forms[posted]
+        if form.is_valid():
+            try:
+                services.scope_ceiling_set(posted, form.cleaned_data["scopes"], by=request.user)
+                messages.success(request, f"Saved what {Role(posted).label.lower()}s' API keys may do.")
+                return redirect("api-key-limits")
+            except PlatformError as exc:
+                form_error(form, exc)
+    rows = [
+        {"role": role, "label": Role(role).label, "form": forms[role], "default": default_ceiling(role)}
+        for role in CEILING_ROLES
+    ]
+    return render(request, "mailplatform/api_key_limits.html", {"rows": rows})
 
 
 @require_POST

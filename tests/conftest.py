@@ -52,6 +52,23 @@ def sending_identity(db):
     return identity_for("news@example.com") or identity_save(address="example.com")
 
 
+@pytest.fixture
+def developer_keys_may(db):
+    """developer_keys_may(*scopes): an admin raises the developers' API key ceiling to these scopes
+    beyond their default (what a developer may do in the dashboard), as Settings > API key limits does."""
+    from mailplatform.models import User
+    from mailplatform.scopes import scope_ceiling
+    from mailplatform.services import scope_ceiling_set
+
+    def allow(*scopes: str) -> None:
+        admin = User.objects.filter(role="admin").first() or User.objects.create(
+            username="ceiling-admin", role="admin"
+        )
+        scope_ceiling_set("developer", [*scope_ceiling("developer"), *scopes], by=admin)
+
+    return allow
+
+
 def _client_for(client, user):
     client.force_login(user)
     return client

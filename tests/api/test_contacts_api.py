@@ -8,7 +8,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def writer(api_client_for):
+def writer(api_client_for, developer_keys_may):
+    developer_keys_may("contacts:write")
     return api_client_for("developer", ["contacts:read", "contacts:write"])
 
 

@@ -27,7 +27,7 @@ def test_creates_a_working_key(make_user):
         "--name",
         "deploys",
         "--scope",
-        "send",
+        "webhooks:manage",
         "--scope",
         "events:read",
         stdout=out,
@@ -35,7 +35,7 @@ def test_creates_a_working_key(make_user):
     )
     full_key = out.getvalue().strip()
     key = api_key_by_full_key(full_key)
-    assert key is not None and key.scopes == ["events:read", "send"] and key.name == "deploys"
+    assert key is not None and key.scopes == ["events:read", "webhooks:manage"] and key.name == "deploys"
     assert full_key not in err.getvalue()
 
 
@@ -44,6 +44,7 @@ def test_creates_a_working_key(make_user):
     [
         (["nobody", "--name", "x", "--scope", "send"], "no user named"),
         (["dev", "--name", "x", "--scope", "relays:admin"], "may not grant"),
+        (["dev", "--name", "x", "--scope", "contacts:write"], "may not grant"),  # above the default ceiling
         (["dev", "--name", "x"], "at least one scope"),
         (["dev", "--name", "x", "--scope", "send", "--expires-in-days", "0"], "expires-in-days"),
     ],

@@ -11,7 +11,8 @@ from mailplatform.errors import Conflict, Invalid, PlatformError, Unavailable, f
 pytestmark = pytest.mark.django_db
 
 
-def test_the_api_answers_a_service_refusal_as_a_problem_document(api_client_for):
+def test_the_api_answers_a_service_refusal_as_a_problem_document(api_client_for, developer_keys_may):
+    developer_keys_may("contacts:write")
     api = api_client_for("developer", ["contacts:read", "contacts:write"])
     assert api.post("/api/v1/contacts/", {"email": "dup@example.com"}, format="json").status_code == 201
     again = api.post("/api/v1/contacts/", {"email": "DUP@example.com"}, format="json")

@@ -8,7 +8,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def editor(api_client_for):
+def editor(api_client_for, developer_keys_may):
+    developer_keys_may("templates:write")
     return api_client_for("developer", ["templates:read", "templates:write"])
 
 

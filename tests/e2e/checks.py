@@ -61,3 +61,19 @@ def page_problems(page: Page, *, restore: dict | None = None) -> list[str]:
     if before:
         page.set_viewport_size(before)
     return problems
+
+
+def scroll_overflow(page: Page) -> int:
+    """How far the document scrolls sideways at the current size (0: it fits)."""
+    return page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
+
+
+def problems_here(page: Page) -> list[str]:
+    """axe's serious and critical violations and sideways overflow, both at the current size."""
+    url = page.url
+    problems = [f"{url}: axe {v['impact']} {v['id']} at {v['nodes']}" for v in axe_serious(page)]
+    wider = scroll_overflow(page)
+    if wider > 0:
+        width = page.viewport_size["width"] if page.viewport_size else "?"
+        problems.append(f"{url}: at {width} px the page scrolls sideways by {wider} px: {too_wide(page)}")
+    return problems

@@ -15,8 +15,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def capture_relay(transactional_db):
-    """The platform's capture relay on a free loopback port, as the only relay."""
+def capture_relay(transactional_db, sending_identity):
+    """The platform's capture relay on a free loopback port, as the only relay (with example.com
+    as a sending identity, as an admin sets up before anyone sends)."""
     from delivery.relays import relay_save
     from mailplatform.capture import capture_controller
 

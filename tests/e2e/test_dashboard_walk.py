@@ -36,9 +36,11 @@ NOT_PAGES = {
     "templates:restore", "templates:duplicate", "templates:archive",
     "campaigns:create", "campaigns:home-fragment", "campaigns:progress", "campaigns:count",
     "campaigns:test-send", "campaigns:report-csv", "campaigns:action", "campaigns:spam-check",
+    "campaigns:resend",  # POST only: its form is on the campaign page (walked)
     "delivery:home-fragment", "delivery:mailing-progress", "delivery:mailing-action",
     "delivery:template-test-send", "delivery:contact-timeline", "delivery:relay-test", "delivery:relay-delete",
     "delivery:identity-dkim", "delivery:identity-delete", "delivery:unsubscribe",
+    "delivery:web-version",  # public, per message: walked by tests/delivery/test_web_version.py
     "bounces:event-raw", "bounces:mailbox-poll", "bounces:home-fragment",
     "dnsauth:check-now", "media:upload", "media:picker", "media:file",
     "delivery:warmup-delete", "delivery:relays-usage", "tracking:open", "tracking:click", "tracking:trivial", "bounces:webhook-amazon-ses",

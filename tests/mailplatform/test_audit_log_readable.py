@@ -23,7 +23,9 @@ def test_audit_log_reads_as_words_with_links_and_filters(admin_client, admin_use
     from mailplatform.services import user_set_role
 
     user_set_role(other, "admin", by=admin_user)
-    audit_record(make_user("viewer", "vic"), "relay.tested", None, details={"ok": True, "hosts": ["a", "b"]})
+    audit_record(
+        make_user("developer", "vic"), "relay.tested", None, details={"ok": True, "hosts": ["a", "b"]}
+    )
 
     page = admin_client.get(reverse("audit-log")).content.decode()
     table = page[page.index('id="audit"') :]

@@ -21,7 +21,7 @@ from contacts import segments, selectors
 from contacts.models import (
     Contact,
     CustomField,
-    Engagement,
+    EngagementClick,
     EngagementLink,
     FieldType,
     MailingList,
@@ -164,10 +164,9 @@ def test_hostile_values_match_exactly_what_they_say(people, field, kind, op):
             expected = {c.pk for c in contacts if TEXT_ORACLES[op](_stored(c, field), value)}
         elif kind == "link":
             by_id = dict(EngagementLink.objects.values_list("id", "url"))
-            links = {
-                contact_id: [by_id[i] for i in ids]
-                for contact_id, ids in Engagement.objects.values_list("contact_id", "link_ids")
-            }
+            links: dict[int, list[str]] = {}
+            for contact_id, link_id in EngagementClick.objects.values_list("contact_id", "link_id"):
+                links.setdefault(contact_id, []).append(by_id[link_id])
             expected = {c.pk for c in contacts if LINK_ORACLES[op](links.get(c.pk) or [], value)}
         elif (kind, op) in VALUELESS_ORACLES:
             expected = {c.pk for c in contacts if VALUELESS_ORACLES[kind, op](_stored(c, field))}
