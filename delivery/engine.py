@@ -53,6 +53,7 @@ from delivery import (
     runners,
     verp,
     warmup,
+    webversion,
     windows,
 )
 from delivery import metrics as delivery_metrics
@@ -268,6 +269,7 @@ def _contexts(
     merge = contact_merge_data([c.contact_id for c in batch if c.contact_id is not None])
     # Signing a preferences link costs ~40 µs; only templates that show one pay for it.
     wants_preferences = builder.uses is None or "preferences_url" in builder.uses
+    wants_view = builder.uses is None or "view_in_browser_url" in builder.uses
     contexts = {}
     # A test send renders as the contact the person chose; only a test Mailing may ask for that.
     is_test = bool((mailing.meta or {}).get("test"))
@@ -282,6 +284,8 @@ def _contexts(
             if item.contact_id is not None and wants_preferences
             else unsubscribe,
         }
+        if wants_view:
+            urls["view_in_browser_url"] = webversion.view_url(item.id)
         extra = {k: v for k, v in (item.data or {}).items() if not k.startswith("__")}
         try:
             contexts[item.id] = recipient_context(

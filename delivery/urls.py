@@ -29,4 +29,6 @@ urlpatterns = [
     path("warmup/<int:pk>/delete/", views.warmup_delete, name="warmup-delete"),
     # Public: the one-click unsubscribe link in every message's List-Unsubscribe header.
     path("u/<str:token>/", views.unsubscribe, name="unsubscribe"),
+    # Public: a message's "view in browser" link (delivery.webversion).
+    path("v/<str:token>/", views.web_version, name="web-version"),
 ]

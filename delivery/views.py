@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from delivery import domains, mailings, selectors, transactional, verp, warmup
+from delivery import domains, mailings, selectors, transactional, verp, warmup, webversion
 from delivery import identities as identity_service
 from delivery import relays as relay_service
 from delivery.forms import IdentityForm, LedgerSearchForm, RelayForm, TestSendForm, WarmupForm
@@ -377,3 +377,34 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
 
 
 unsubscribe.public_endpoint = True  # type: ignore[attr-defined]
+
+
+# The web version is the marketer's HTML: it runs no script (a sandbox of its own, no script
+# source), loads nothing but its styles, images and fonts, and is neither framed nor indexed.
+_WEB_VERSION_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline' https:; img-src data: https: http:; font-src https:; "
+    "frame-ancestors 'none'; sandbox allow-popups allow-popups-to-escape-sandbox "
+    "allow-top-navigation-by-user-activation"
+)
+
+
+def web_version(request: HttpRequest, token: str) -> HttpResponse:
+    """Public: the "view in browser" link of one message (delivery.webversion). Not tracked."""
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET"])
+    message_id = webversion.message_for_token(token)
+    html = webversion.web_version_html(message_id) if message_id else None
+    if html is None:
+        response = HttpResponse(
+            "This link is not valid.", status=404, content_type="text/plain; charset=utf-8"
+        )
+    else:
+        response = HttpResponse(html, content_type="text/html; charset=utf-8")
+        response["Content-Security-Policy"] = _WEB_VERSION_POLICY
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+web_version.public_endpoint = True  # type: ignore[attr-defined]

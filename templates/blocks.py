@@ -255,6 +255,7 @@ def _block_mjml(block: dict[str, Any]) -> str:
         return (
             '<mj-text align="center" font-size="12px" color="#6b7280" line-height="1.6">'
             f"{extra}{address}<br>"
+            '<a href="{{ view_in_browser_url }}" style="color:#6b7280">View in browser</a> · '
             '<a href="{{ preferences_url }}" style="color:#6b7280">Preferences</a> · '
             '<a href="{{ unsubscribe_url }}" style="color:#6b7280">Unsubscribe</a>'
             "</mj-text>"

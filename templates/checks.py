@@ -48,6 +48,51 @@ class _LinkScanner(HTMLParser):
                 self.relative_links.append(href)
 
 
+class _EmptyLinks(HTMLParser):
+    """<a> tags whose href is missing a value or blank, with the text they show."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.empty: list[str] = []
+        self._open: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag != "a":
+            return
+        names = {name for name, _ in attrs}
+        href = dict(attrs).get("href")
+        if "href" in names and not (href or "").strip():
+            self._open = []
+            self.empty.append("")
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            self._open.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._open is not None:
+            self.empty[-1] = " ".join("".join(self._open).split()) or "(a link without text)"
+            self._open = None
+
+
+def empty_links(compiled: CompiledTemplate, custom_fields: Iterable[str] | None = None) -> list[str]:
+    """The texts of links whose address is empty in a real message: rendered with the URLs every
+    message carries (unsubscribe, preferences, view in browser), a sample contact and a value for
+    every declared custom field, so only an empty href or a field nothing fills is left empty."""
+    from templates.compiler import TemplateError
+    from templates.context import SAMPLE_CONTACT, SAMPLE_URLS, recipient_context
+
+    contact = {**SAMPLE_CONTACT, **{name: "sample" for name in custom_fields or ()}}
+    try:
+        html = compiled.render(recipient_context(contact=contact, urls=SAMPLE_URLS)).html
+    except TemplateError:
+        return []  # the render's own error is reported where the template is compiled
+    scanner = _EmptyLinks()
+    scanner.feed(html)
+    scanner.close()
+    return scanner.empty
+
+
 def _shorten(items: list[str], limit: int = 3) -> str:
     shown = ", ".join(repr(i[:80]) for i in items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
@@ -130,6 +175,17 @@ def compiled_checks(
                 f"{len(scanner.relative_links)} link(s) or image(s) are not absolute URLs: "
                 f"{_shorten(scanner.relative_links)}. In an email they lead nowhere; use https://...",
                 "warning",
+            )
+        )
+    empty = empty_links(compiled, custom_fields)
+    if empty:
+        hint = " (unless a transactional send passes the data that fills it)" if transactional else ""
+        results.append(
+            CheckResult(
+                "empty_link",
+                f"{len(empty)} link(s) lead nowhere, their address is empty in the mail: {_shorten(empty)}{hint}. "
+                "Fill in the address, or use a field every message has (e.g. {{ view_in_browser_url }}).",
+                "warning" if transactional else "error",
             )
         )
     unknown = unknown_fields(compiled.fields, custom_fields)

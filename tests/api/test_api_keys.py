@@ -38,7 +38,8 @@ def test_scope_rules_by_role():
     admin_only = [s for s in SCOPES if is_admin_only(s)]
     assert admin_only == ["relays:admin"]
     # By default a role's keys may do what the role may do in the dashboard (an admin may change it).
-    developer = {"contacts:read", "templates:read", "campaigns:read", "events:read", "webhooks:manage"}
+    developer = {"contacts:read", "templates:read", "campaigns:read", "automations:read", "events:read",
+                 "webhooks:manage"}  # fmt: skip
     assert {s for s in SCOPES if role_may_grant("developer", s)} == developer
     assert role_may_grant("marketer", "contacts:write") and not role_may_grant("marketer", "webhooks:manage")
 

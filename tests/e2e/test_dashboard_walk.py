@@ -40,6 +40,7 @@ NOT_PAGES = {
     "delivery:home-fragment", "delivery:mailing-progress", "delivery:mailing-action",
     "delivery:template-test-send", "delivery:contact-timeline", "delivery:relay-test", "delivery:relay-delete",
     "delivery:identity-dkim", "delivery:identity-delete", "delivery:unsubscribe",
+    "delivery:web-version",  # public, per message: walked by tests/delivery/test_web_version.py
     "bounces:event-raw", "bounces:mailbox-poll", "bounces:home-fragment",
     "dnsauth:check-now", "media:upload", "media:picker", "media:file",
     "delivery:warmup-delete", "delivery:relays-usage", "tracking:open", "tracking:click", "tracking:trivial", "bounces:webhook-amazon-ses",
