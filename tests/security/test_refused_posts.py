@@ -10,35 +10,13 @@ Which roles are lesser comes from the hand-written truth (tests/permission_truth
 from __future__ import annotations
 
 import pytest
-from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
+from tests.dbstate import changed_tables, db_fingerprint
 from tests.permission_truth import CAPABILITY_ROLES, DASHBOARD
 
 pytestmark = pytest.mark.django_db
-
-# Tables a request may touch without changing anything the platform holds: the visitor's session.
-UNWATCHED = {"django_session"}
-
-
-def db_fingerprint() -> dict[str, str]:
-    """Every table's rows, as one digest each."""
-    digests = {}
-    with connection.cursor() as cursor:
-        for table in sorted(connection.introspection.table_names()):
-            if table in UNWATCHED:
-                continue
-            cursor.execute(
-                f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {connection.ops.quote_name(table)} t"  # noqa: S608
-            )
-            digests[table] = cursor.fetchone()[0]
-    return digests
-
-
-def changed_tables(before: dict[str, str]) -> list[str]:
-    after = db_fingerprint()
-    return sorted(table for table in set(before) | set(after) if before.get(table) != after.get(table))
 
 
 @pytest.fixture
