@@ -15,6 +15,7 @@ COPY media media
 COPY templates templates
 COPY campaigns campaigns
 COPY delivery delivery
+COPY automations automations
 COPY manage.py ./
 RUN pip install --no-deps -e . && DEBUG=true SECRET_KEY=build-only-build-only-build-only-x DATABASE_URL=postgresql://x@localhost/x \
     REDIS_URL=redis://localhost:6379/0 python manage.py collectstatic --noinput

@@ -75,8 +75,9 @@ def tick(
     while time.monotonic() < deadline:
         result = advance_batch(now or timezone.now(), size)
         totals.update(result)
-        # Runs that moved are due again at once (their next step); a batch that moved none is the last.
-        if not result.get("transitions"):
+        # Runs that moved are due again at once (their next step); a full batch may leave more due
+        # behind it. A run that stays is never due again within this tick (its next_at is later).
+        if not result.get("transitions") and result["claimed"] < size:
             break
     return dict(totals)
 

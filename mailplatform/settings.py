@@ -402,6 +402,7 @@ SPECTACULAR_SETTINGS = {
         "MessageEventKindEnum": "delivery.models.MessageEvent.Kind",
         "TemplateKindEnum": "templates.models.EmailTemplate.Kind",
         "SuppressionKindEnum": "contacts.models.SuppressionKind",
+        "AutomationStatusEnum": "automations.models.Status",
     },
 }
 

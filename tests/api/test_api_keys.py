@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from mailplatform.models import ApiKey, AuditEntry
 from mailplatform.scopes import SCOPES, is_admin_only, role_may_grant
 from mailplatform.services import ApiKeyError, api_key_create, api_key_revoke, user_set_active, user_set_role
+from tests.dbstate import changed_tables, db_fingerprint
 
 pytestmark = pytest.mark.django_db
 
@@ -144,7 +145,9 @@ def test_marketer_has_no_key_page(marketer_client):
 def test_developer_sees_and_revokes_only_own_keys(developer_client, make_key):
     other, _ = make_key("developer", ["events:read"], name="someone else's")
     assert "someone else" not in developer_client.get(reverse("api-keys")).content.decode()
+    before = db_fingerprint()
     assert developer_client.post(reverse("api-key-revoke", args=[other.pk])).status_code == 404
+    assert changed_tables(before) == []  # the other key is not revoked
     other.refresh_from_db()
     assert other.revoked_at is None
 

@@ -193,3 +193,15 @@ def test_field_update_and_list_steps(make_contacts, mailing_list):
     assert contact.attributes["stage"] == "onboarded"
     assert Subscription.objects.get(contact=contact, mailing_list=mailing_list).status == "confirmed"
     assert Run.objects.get(automation=automation).status == "done"
+
+
+def test_a_tick_goes_on_past_a_full_batch_of_runs_that_stay(series, make_contacts):
+    automation = series()
+    contacts = make_contacts(10)
+    services.enrol(automation.pk, [c.pk for c in contacts])
+    scheduler.tick(batch=3)
+    moment = later(days=1, minutes=1)
+    scheduler.tick(now=moment, batch=3)
+    runs = Run.objects.filter(automation=automation)
+    assert {r.step.kind for r in runs} == {"branch"}
+    assert not runs.filter(next_at__lte=moment).exists()  # every one was looked at in that tick

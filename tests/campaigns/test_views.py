@@ -8,6 +8,7 @@ from django.urls import reverse
 from campaigns import services, tasks
 from campaigns.models import Campaign, CampaignState
 from delivery.engine import drain
+from tests.dbstate import changed_tables, db_fingerprint
 
 pytestmark = pytest.mark.django_db
 
@@ -86,9 +87,11 @@ def test_developers_read_but_cannot_create_or_send(developer_client, campaign_fa
     campaign = campaign_factory(1)
     assert developer_client.get(reverse("campaigns:index")).status_code == 200
     assert developer_client.get(reverse("campaigns:detail", args=[campaign.pk])).status_code == 200
+    before = db_fingerprint()
     assert developer_client.post(reverse("campaigns:create"), {"name": "x"}).status_code == 403
     assert developer_client.post(reverse("campaigns:send", args=[campaign.pk])).status_code == 403
     assert developer_client.post(reverse("campaigns:action", args=[campaign.pk, "delete"])).status_code == 403
+    assert changed_tables(before) == []  # refused, and nothing done first
     assert developer_client.get(reverse("campaigns:step", args=[campaign.pk, "content"])).status_code == 403
 
 

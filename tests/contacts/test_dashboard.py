@@ -18,6 +18,7 @@ from contacts.models import (
     Suppression,
 )
 from mailplatform.models import AuditEntry
+from tests.dbstate import changed_tables, db_fingerprint
 
 pytestmark = pytest.mark.django_db
 
@@ -53,6 +54,7 @@ def test_developer_reads_but_cannot_change(developer_client):
     contact = Contact.objects.create(email="r@example.com")
     assert developer_client.get(reverse("contacts:index")).status_code == 200
     assert developer_client.get(reverse("contacts:detail", args=[contact.pk])).status_code == 200
+    before = db_fingerprint()
     assert (
         developer_client.post(
             reverse("contacts:detail", args=[contact.pk]), {"status": "blocklisted"}
@@ -65,6 +67,7 @@ def test_developer_reads_but_cannot_change(developer_client):
     assert developer_client.get(reverse("contacts:create")).status_code == 403
     assert developer_client.post(reverse("contacts:contact-erase", args=[contact.pk])).status_code == 403
     assert developer_client.post(reverse("contacts:suppressions"), {"value": "x.example"}).status_code == 403
+    assert changed_tables(before) == []  # refused, and nothing done first
 
 
 def test_create_edit_and_subscribe_contact(marketer_client):

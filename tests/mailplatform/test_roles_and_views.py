@@ -4,6 +4,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from mailplatform.roles import CAPABILITIES, Role, can
+from tests.dbstate import changed_tables, db_fingerprint
 
 PUBLIC_PREFIXES = (
     "login",
@@ -72,14 +73,20 @@ def test_admin_pages_refuse_marketers_and_developers(marketer_client, name):
 
 
 @pytest.mark.django_db
-def test_developer_cannot_manage_users(developer_client):
+def test_developer_cannot_manage_users(developer_client, make_user):
+    target = make_user("marketer", "target")
     assert developer_client.get(reverse("users")).status_code == 403
+    before = db_fingerprint()
     assert (
         developer_client.post(
             reverse("users"), {"username": "x", "email": "x@example.com", "role": "admin"}
         ).status_code
         == 403
     )
+    assert (
+        developer_client.post(reverse("user-update", args=[target.pk]), {"role": "admin"}).status_code == 403
+    )
+    assert changed_tables(before) == []  # no user made, no role changed
 
 
 @pytest.mark.django_db

@@ -6,6 +6,7 @@ from django.urls import reverse
 from mailplatform.models import AuditEntry
 from templates import services
 from templates.models import EmailTemplate
+from tests.dbstate import changed_tables, db_fingerprint
 
 pytestmark = pytest.mark.django_db
 
@@ -40,6 +41,7 @@ def test_list_and_editor_render_for_every_role(template, developer_client):
 
 def test_developer_cannot_save_create_restore_or_archive(template, developer_client):
     edit = reverse("templates:edit", args=[template.pk])
+    before = db_fingerprint()
     assert developer_client.post(edit, _post_data(template, subject="x")).status_code == 403
     assert developer_client.get(reverse("templates:new")).status_code == 403
     version = template.current_version
@@ -49,6 +51,7 @@ def test_developer_cannot_save_create_restore_or_archive(template, developer_cli
     assert developer_client.post(reverse("templates:archive", args=[template.pk])).status_code == 403
     template.refresh_from_db()
     assert template.subject == "Hi {{ contact.first_name }}" and not template.archived
+    assert changed_tables(before) == []  # no version made, nothing restored or archived
 
 
 def test_create_from_starter(marketer_client):

@@ -1,0 +1,295 @@
+"""Automations benchmark: python bench/automations.py --contacts N (default 100,000).
+
+N contacts enter a series: send A, wait a day, branch on "opened A" (deadline a day; openers end),
+send B. Real Celery worker processes run the scheduler (automations.tasks.tick, with the clock
+moved on by the benchmark instead of slept) and send to Postfix's smtp-sink on loopback, which
+dumps every transaction. A transition is one run moving from one step to the next (its send, if
+any, enqueued in the ledger): each run makes four (send A -> wait -> branch -> send B -> end).
+
+Then the same N contacts get one campaign-style Mailing through the same workers to a second
+sink: `ratio` is the automation's sends per second over the campaign's. Both sinks are counted
+per address: `duplicates` and `missing` over the 2N automation mails and N campaign mails.
+
+Runs on a database of its own on the server DATABASE_URL names (or the embedded one), with Celery
+queues and a Redis prefix of its own; the database is dropped afterwards. Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from benchdb import own_database  # noqa: E402
+from loopback import free_port  # noqa: E402
+from send import create_audience, start_sink, stop, template_source  # noqa: E402
+
+from mailplatform.devstack import celery_command  # noqa: E402
+
+DAY = 86400
+
+
+def count_sink(dump: Path, expected: set[str], each: int) -> tuple[int, int, int]:
+    """(received, duplicates, missing) of our addresses at a sink that should have `each` per address."""
+    counts: collections.Counter[str] = collections.Counter()
+    if dump.exists():
+        output = subprocess.run(["grep", "-a", "^X-Rcpt-Args: ", str(dump)], capture_output=True).stdout
+        for line in output.splitlines():
+            address = line.split(b":", 1)[1].strip().split()[0].decode(errors="replace")
+            counts[address.strip("<>").lower()] += 1
+    received = sum(c for a, c in counts.items() if a in expected)
+    duplicates = sum(max(0, counts.get(a, 0) - each) for a in expected)
+    missing = sum(max(0, each - counts.get(a, 0)) for a in expected)
+    return received, duplicates, missing
+
+
+def start_workers(count: int, queues: str, env: dict[str, str]) -> list[subprocess.Popen]:
+    return [
+        subprocess.Popen(
+            celery_command(
+                "worker",
+                "-l",
+                "WARNING",
+                "-P",
+                "solo",
+                "-Q",
+                queues,
+                "-n",
+                f"auto{i}-{os.getpid()}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ),  # fmt: skip
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        for i in range(count)
+    ]
+
+
+def wait_for(condition, workers, timeout: float, label: str) -> float:
+    start = time.perf_counter()
+    last = 0.0
+    while not condition():
+        if time.perf_counter() - start > timeout:
+            raise RuntimeError(f"timed out waiting for {label}")
+        if any(w.poll() is not None for w in workers):
+            raise RuntimeError("a worker exited during the benchmark")
+        if time.perf_counter() - last > 5:
+            last = time.perf_counter()
+            print(f"  waiting for {label} ({time.perf_counter() - start:.0f}s)", flush=True)
+        time.sleep(0.1)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
+    parser.add_argument(
+        "--timeout", type=float, default=3600, help="give up after this many seconds per phase"
+    )
+    args = parser.parse_args()
+    if args.contacts < 1:
+        parser.error("--contacts must be at least 1")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    with own_database("automations"):
+        pid = os.getpid()
+        os.environ["CACHE_KEY_PREFIX"] = f"posthorn-bench-auto-{pid}"
+        os.environ["DELIVERY_SEND_QUEUE"] = f"bench-auto-send-{pid}"
+        os.environ["AUTOMATIONS_QUEUE"] = f"bench-auto-sched-{pid}"
+        os.environ["DELIVERY_PARALLEL"] = str(args.workers)
+        work = Path(tempfile.mkdtemp(prefix="posthorn-bench-auto-"))
+        work.chmod(0o777)  # smtp-sink drops to `nobody` and writes its dump here
+        sinks: list[subprocess.Popen] = []
+        try:
+            import django
+
+            django.setup()
+            return run(args, work, sinks)
+        finally:
+            for sink in sinks:
+                sink.terminate()
+                sink.wait(10)
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, work: Path, sinks: list[subprocess.Popen]) -> int:
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from automations import services
+    from automations.models import Run, RunEvent, Step
+    from automations.selectors import ledger_rows_per_run_and_step, mailing_ids_of
+    from contacts.selectors import audience_sql
+    from delivery import mailings
+    from delivery.models import Message, Relay, SendingIdentity
+    from mailplatform.celery import app
+    from templates.services import template_create
+
+    call_command("migrate", verbosity=0)
+    n = args.contacts
+    start = time.perf_counter()
+    list_id = create_audience(n)
+    print(f"created {n:,} contacts in {time.perf_counter() - start:.1f}s")
+    subject, html = template_source()
+    first = template_create(name="A", subject="A: " + subject, html=html)
+    second = template_create(name="B", subject="B: " + subject, html=html)
+    SendingIdentity.objects.get_or_create(address="example.com")
+    auto_port, campaign_port = free_port(), free_port()
+    sinks.append(start_sink(auto_port, work / "auto.dump"))
+    sinks.append(start_sink(campaign_port, work / "campaign.dump"))
+    auto_relay = Relay.objects.create(
+        name="sink-auto", host="127.0.0.1", port=auto_port, security="none", max_connections=args.workers
+    )
+
+    services.kick = lambda: None  # the benchmark sends the ticks itself, with its clock
+    automation = services.automation_create(
+        name="Bench series", trigger="manual", from_email="news@example.com", from_name="Bench"
+    )
+    services.step_add(automation.pk, kind="send", template_id=first.pk)
+    services.step_add(automation.pk, kind="wait", config={"mode": "duration", "seconds": DAY})
+    branch = services.step_add(
+        automation.pk, kind="branch", config={"condition": "opened", "deadline_seconds": DAY}
+    )
+    services.step_add(automation.pk, kind="end")
+    send_b = services.step_add(automation.pk, kind="send", template_id=second.pk)
+    services.step_update(branch.pk, config={**branch.config, "otherwise": send_b.key})
+    services.automation_set_status(automation.pk, "active")
+    start = time.perf_counter()
+    entered = services.enrol(automation.pk, audience_sql(list_ids=[list_id]))
+    enrol_s = time.perf_counter() - start
+    print(f"enrolled {entered:,} contacts in {enrol_s:.2f}s")
+
+    env = {
+        **os.environ,
+        "DEBUG": "false",
+        "SECRET_KEY": settings.SECRET_KEY,
+        "REDIS_URL": settings.REDIS_URL,
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "PYTHONUNBUFFERED": "1",
+    }
+    queues = f"{os.environ['AUTOMATIONS_QUEUE']},{os.environ['DELIVERY_SEND_QUEUE']}"
+    workers = start_workers(args.workers, queues, env)
+    steps = {s.position: s.pk for s in Step.objects.filter(automation=automation)}
+    t0 = timezone.now()
+
+    def tick(now: dt.datetime) -> None:
+        app.send_task(
+            "automations.tasks.tick", kwargs={"now": now.isoformat()}, queue=os.environ["AUTOMATIONS_QUEUE"]
+        )
+
+    def at_step(position: int) -> int:
+        return Run.objects.filter(automation=automation, status="active", step_id=steps[position]).count()
+
+    def sent_of(step_position: int) -> int:
+        from automations.models import StepMailing
+
+        ids = list(
+            StepMailing.objects.filter(step_id=steps[step_position]).values_list("mailing_id", flat=True)
+        )
+        return Message.objects.filter(mailing_id__in=ids, state__in=["sent", "failed", "skipped"]).count()
+
+    scheduler_s = send_s = 0.0
+    try:
+        from mailplatform.celery import app as celery_app
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(celery_app.control.ping(timeout=0.5) or []) < args.workers:
+            pass
+        # Day 0: everyone is sent A and waits.
+        start = time.perf_counter()
+        tick(t0)
+        scheduler_s += wait_for(lambda: at_step(2) == n, workers, args.timeout, "runs to reach the wait")
+        wait_for(lambda: sent_of(1) == n, workers, args.timeout, "A to be sent")
+        send_s += time.perf_counter() - start
+        # Day 1: the wait is over; nobody opened, so they wait at the branch for its deadline.
+        start = time.perf_counter()
+        tick(t0 + dt.timedelta(days=1, minutes=1))
+        scheduler_s += wait_for(lambda: at_step(3) == n and not Run.objects.filter(automation=automation, step_id=steps[3], next_at__lt=t0 + dt.timedelta(days=1, minutes=2)).exists(), workers, args.timeout, "runs to reach the branch")  # fmt: skip
+        # Day 2: the deadline passed: the other way, send B, the end.
+        start = time.perf_counter()
+        tick(t0 + dt.timedelta(days=2, minutes=5))
+        scheduler_s += wait_for(lambda: not Run.objects.filter(automation=automation, status="active").exists(), workers, args.timeout, "runs to finish")  # fmt: skip
+        wait_for(lambda: sent_of(5) == n, workers, args.timeout, "B to be sent")
+        send_s += time.perf_counter() - start
+
+        # The same messages as a campaign, through the same workers, to the other sink.
+        Relay.objects.filter(pk=auto_relay.pk).update(enabled=False)
+        campaign_relay = Relay.objects.create(
+            name="sink-campaign",
+            host="127.0.0.1",
+            port=campaign_port,
+            security="none",
+            max_connections=args.workers,
+        )
+        mailing = mailings.mailing_create(
+            name="Bench campaign", compiled=__import__("templates.services").services.template_compile(first.pk),
+            from_email="news@example.com", from_name="Bench", list_ids=[list_id], relay_ids=[campaign_relay.pk],
+        )  # fmt: skip
+        start = time.perf_counter()
+        mailings.mailing_start(mailing.pk, audience=audience_sql(list_ids=[list_id]))
+        wait_for(
+            lambda: Message.objects.filter(mailing=mailing, state__in=["sent", "failed", "skipped"]).count() >= n,
+            workers, args.timeout, "the campaign",
+        )  # fmt: skip
+        campaign_s = time.perf_counter() - start
+    finally:
+        stop(workers)
+    transitions = RunEvent.objects.filter(run__automation=automation).exclude(kind="entered").count()
+    rows, keys = ledger_rows_per_run_and_step(automation.pk)
+    states = collections.Counter(
+        Message.objects.filter(mailing_id__in=mailing_ids_of(automation.pk)).values_list("state", flat=True)
+    )
+    print(
+        f"scheduler: {transitions:,} transitions in {scheduler_s:.2f}s; ledger rows {rows:,}, distinct keys {keys:,}"
+    )
+    print(f"automation mail: {states} in {send_s:.2f}s; campaign: {n:,} in {campaign_s:.2f}s")
+    time.sleep(0.5)  # the sinks append to their dumps asynchronously
+    expected = {f"user{i}@example.com" for i in range(1, n + 1)}
+    auto_received, auto_dup, auto_missing = count_sink(work / "auto.dump", expected, 2)
+    camp_received, camp_dup, camp_missing = count_sink(work / "campaign.dump", expected, 1)
+    print(f"sinks: automation {auto_received:,} received; campaign {camp_received:,} received")
+    sends = states.get("sent", 0)
+    sends_per_s = sends / send_s if send_s else 0.0
+    campaign_per_s = n / campaign_s if campaign_s else 0.0
+    print(
+        json.dumps(
+            {
+                "contacts": n,
+                "workers": args.workers,
+                "transitions": transitions,
+                "transitions_per_s": round(transitions / scheduler_s, 1) if scheduler_s else 0.0,
+                "enrol_per_s": round(entered / enrol_s, 1) if enrol_s else 0.0,
+                "sends": sends,
+                "sends_per_s": round(sends_per_s, 1),
+                "campaign_sends_per_s": round(campaign_per_s, 1),
+                "ratio": round(sends_per_s / campaign_per_s, 3) if campaign_per_s else 0.0,
+                "ledger_rows": rows,
+                "ledger_keys": keys,
+                "received": auto_received + camp_received,
+                "duplicates": auto_dup + camp_dup,
+                "missing": auto_missing + camp_missing,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
