@@ -171,6 +171,14 @@ def _welcome_url() -> str:
         return ""
 
 
+def _confirmation_url(list_id: int) -> str:
+    """Delivery's fragment for the list's confirmation mail (contacts names it, never imports it)."""
+    try:
+        return reverse("delivery:list-confirmation", args=[list_id])
+    except NoReverseMatch:
+        return ""
+
+
 def _timeline_url(contact_id: int) -> str:
     try:
         return reverse("delivery:contact-timeline", args=[contact_id])
@@ -308,7 +316,13 @@ def list_edit(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "contacts/list_form.html",
-        {"form": form, "list": mailing_list, "subscribe_url": subscribe_url, "welcome_url": _welcome_url()},
+        {
+            "form": form,
+            "list": mailing_list,
+            "subscribe_url": subscribe_url,
+            "welcome_url": _welcome_url(),
+            "confirmation_url": _confirmation_url(mailing_list.pk),
+        },
     )
 
 
