@@ -470,7 +470,8 @@ def _work_relay(
             batch = _retrying(ledger.claim, mailing.pk, relay.pk, size)
             if not batch:
                 requeued, wait = _retrying(ledger.requeue_held, mailing.pk, _DOMAIN_HOLDS)
-                if requeued:
+                # Another runner may have requeued held mail between our claim and our look.
+                if requeued or _retrying(ledger.has_queued, mailing.pk):
                     continue
                 if wait is not None and wait <= 2.0 and time.monotonic() + wait < deadline:
                     time.sleep(wait + 0.01)  # only held mail is left, and its turn is near
@@ -523,7 +524,7 @@ def _send_batch(
     result: RunResult,
 ) -> str:
     """Stream one claimed batch; returns "" to go on, or why to stop."""
-    groups = {c.id: domains.group_of(c.email) for c in batch}
+    groups = dict(zip((c.id for c in batch), domains.groups_of(c.email for c in batch), strict=True))
     batch = _guard_gate(mailing.pk, batch, groups, holdings)
     batch = _domain_gate(batch, groups)
     batch, slots = _domain_connections(batch, groups, holdings)

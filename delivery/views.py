@@ -286,9 +286,12 @@ def health(request: HttpRequest) -> HttpResponse:
                 "label": label,
                 "charts": [
                     charts.rate_chart(points, ["delivered", "deferred"], title=f"Delivered and deferred {label} {where}", floor_peak=100),
-                    charts.rate_chart(points, ["bounced"], thresholds=THRESHOLDS["bounced"], title=f"Bounced {label} {where}"),
                     charts.rate_chart(
-                        points, ["complained", "unsubscribed"], thresholds=THRESHOLDS["complained"],
+                        points, ["bounced"], thresholds=THRESHOLDS["bounced"], ceiling=10,
+                        title=f"Bounced {label} {where}",
+                    ),
+                    charts.rate_chart(
+                        points, ["complained", "unsubscribed"], thresholds=THRESHOLDS["complained"], ceiling=1,
                         title=f"Complaints and unsubscribes {label} {where}",
                     ),
                 ],

@@ -442,6 +442,16 @@ CONTACTS_CONFIRM_MAX_AGE_DAYS = env_int("CONTACTS_CONFIRM_MAX_AGE_DAYS", 7, mini
 CONTACTS_SUBSCRIBE_RATE_PER_HOUR = env_int("CONTACTS_SUBSCRIBE_RATE_PER_HOUR", 10, minimum=1)
 # Largest CSV accepted for import, in megabytes.
 CONTACTS_IMPORT_MAX_MB = env_int("CONTACTS_IMPORT_MAX_MB", 1024, minimum=1)
+# Signup forms' bot defences (contacts/signup.py): a post sooner than this after the form was shown
+# is too fast for a person; later than the max age, too old (the proof of work expires then too).
+SIGNUP_MIN_SECONDS = env_int("SIGNUP_MIN_SECONDS", 3, minimum=0)
+SIGNUP_MAX_AGE_SECONDS = env_int("SIGNUP_MAX_AGE_SECONDS", 2 * 3600, minimum=60)
+SIGNUP_PER_IP_PER_HOUR = env_int("SIGNUP_PER_IP_PER_HOUR", 20, minimum=1)
+SIGNUP_PER_ADDRESS_PER_HOUR = env_int("SIGNUP_PER_ADDRESS_PER_HOUR", 3, minimum=1)
+# ALTCHA proof of work: on by default; the cost (SHA-256 key derivations per try, about 256 tries
+# expected) is what a browser spends about a second on.
+SIGNUP_ALTCHA = env_bool("SIGNUP_ALTCHA", True)
+SIGNUP_POW_COST = env_int("SIGNUP_POW_COST", 2000, minimum=1)
 
 # --- Delivery: the send ledger and engine (docs/architecture.md, "The path of a campaign's message") ---
 

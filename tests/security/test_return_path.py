@@ -20,6 +20,7 @@ from delivery.bounces.models import BounceEvent, InboundMessage
 from delivery.bounces.server import bounce_controller, flood_reset
 from delivery.bounces.services import UNATTRIBUTED_WHY, bounce_process
 from delivery.verp import message_token, verp_address
+from tests.bounces.dovecot import dovecot  # noqa: F401
 from tests.bounces.test_policy import _dsn, _message, _status
 from tests.conftest import REPO_ROOT, database_url_for_tests
 from tests.delivery.smtp_servers import free_port
@@ -130,3 +131,18 @@ def test_a_feedback_loop_report_is_attributed_by_our_signed_message_id_only() ->
     assert result.outcome == "applied"
     assert _status(angry) == ContactStatus.COMPLAINED
     assert BounceEvent.objects.get(contact_id=angry.pk).attributed_by == "message-id"
+
+
+@pytest.mark.slow
+def test_the_mailbox_poller_follows_the_same_rule(transactional_db, dovecot) -> None:  # noqa: F811
+    """A real Dovecot mailbox holding the same forged DSN: polled, kept as evidence, nobody changed."""
+    from delivery.bounces.mailboxes import mailbox_poll
+    from tests.bounces.test_inbound_paths import _mailbox
+
+    victim = contact_create(email="victim@example.com")
+    dovecot.append(FORGED)
+    assert mailbox_poll(_mailbox(dovecot, "imap")) == 1
+    assert _status(victim) == ContactStatus.ACTIVE
+    event = BounceEvent.objects.get()
+    assert (event.contact_id, event.action) == (None, UNATTRIBUTED_WHY)
+    assert InboundMessage.objects.get(source="mailbox").outcome == "unattributed"

@@ -134,3 +134,62 @@ def test_tokens_verify_under_the_fallback_keys_after_a_rotation(settings):
     with override_settings(SECRET_KEY="a-new-key-" + "n" * 50, SECRET_KEY_FALLBACKS=[]):
         assert verp.message_id_from_address(bounce) is None
         assert tracking.parse_token(track) is None
+
+
+def _admin_form_data(response) -> dict:
+    """A Django admin change form's current values, as a browser would post them back."""
+    form = response.context["adminform"].form
+    data = {}
+    for bound in form:
+        value = bound.value()
+        widget = bound.field.widget
+        if hasattr(widget, "decompress"):  # split date and time
+            for index, part in enumerate(widget.decompress(value)):
+                data[f"{bound.html_name}_{index}"] = "" if part is None else str(part)
+        elif isinstance(value, list | tuple):
+            data[bound.html_name] = [str(v) for v in value]
+        elif isinstance(value, bool):
+            if value:
+                data[bound.html_name] = "on"
+        elif value is not None:
+            data[bound.html_name] = str(value)
+    return data
+
+
+def test_a_role_changed_through_the_django_admin_pages_is_audited(admin_client, make_user):
+    from mailplatform.models import AuditEntry, User
+
+    target = make_user("developer", "devon")
+    url = f"/admin/mailplatform/user/{target.pk}/change/"
+    data = _admin_form_data(admin_client.get(url))
+    data["role"] = "admin"
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
+    assert User.objects.get(pk=target.pk).role == "admin"
+    entry = AuditEntry.objects.get(action="user.role_changed", target_id=str(target.pk))
+    assert entry.actor_label == "boss" and entry.details == {
+        "from": "developer",
+        "to": "admin",
+        "via": "admin",
+    }
+
+
+def test_django_admin_cannot_change_or_delete_audit_entries(admin_client, admin_user):
+    from mailplatform.models import AuditEntry
+    from mailplatform.services import audit_record
+
+    entry = audit_record(admin_user, "contacts.exported", details={"rows": 3})
+    before = list(AuditEntry.objects.values())
+    change = f"/admin/mailplatform/auditentry/{entry.pk}/change/"
+    response = admin_client.post(change, {"action": "nothing.happened", "actor_label": "someone else"})
+    assert response.status_code in (302, 403)  # the read-only view never saves
+    assert (
+        admin_client.post(f"/admin/mailplatform/auditentry/{entry.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
+    bulk = admin_client.post(
+        "/admin/mailplatform/auditentry/",
+        {"action": "delete_selected", "_selected_action": [entry.pk], "post": "yes"},
+    )
+    assert bulk.status_code in (200, 302)
+    assert list(AuditEntry.objects.values()) == before
