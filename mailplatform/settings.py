@@ -505,6 +505,11 @@ DELIVERY_OUTCOME_FLUSH_MS = env_int("DELIVERY_OUTCOME_FLUSH_MS", 250, minimum=10
 DELIVERY_RETRY_BASE_SECONDS = env_int("DELIVERY_RETRY_BASE_SECONDS", 60, minimum=1)
 DELIVERY_RETRY_MAX_SECONDS = env_int("DELIVERY_RETRY_MAX_SECONDS", 3600, minimum=1)
 DELIVERY_MAX_AGE_SECONDS = env_int("DELIVERY_MAX_AGE_SECONDS", 3 * 86400, minimum=60)
+# The frequency cap: no contact is sent more than this many marketing messages (campaigns and
+# automations together) per DELIVERY_FREQUENCY_CAP_HOURS; checked when a message is claimed, a
+# message over the cap is skipped. 0 turns it off (a campaign may still set its own).
+DELIVERY_FREQUENCY_CAP_MESSAGES = env_int("DELIVERY_FREQUENCY_CAP_MESSAGES", 0, minimum=0)
+DELIVERY_FREQUENCY_CAP_HOURS = env_int("DELIVERY_FREQUENCY_CAP_HOURS", 24, minimum=1)
 # A relay that fails is backed off for base * 2^(failures-1) seconds, capped, each wait shortened
 # by a random part (up to half) so runners do not come back together; then one probe tries it.
 DELIVERY_RELAY_BACKOFF_BASE_SECONDS = env_int("DELIVERY_RELAY_BACKOFF_BASE_SECONDS", 2, minimum=1)
