@@ -86,9 +86,56 @@ SCHEDULED = {
 }
 
 
+def exit_sweep(chunk: int = 5000) -> int:
+    """End, now rather than when each is next due, the active runs whose contact unsubscribed,
+    bounced, complained or was suppressed, left the trigger's list, or entered the exit segment;
+    their queued mail is cancelled (automations.services._end_runs). Walks the active runs' contacts
+    in chunks, keyset by contact id."""
+    from automations.models import Run, RunStatus
+    from automations.services import _end_runs
+    from contacts.selectors import contacts_not_subscribed, segment_members, unsendable_contact_ids
+
+    ended = 0
+    after = 0
+    while True:
+        ids = list(
+            Run.objects.filter(status=RunStatus.ACTIVE, contact_id__gt=after)
+            .order_by("contact_id")
+            .values_list("contact_id", flat=True)
+            .distinct()[:chunk]
+        )
+        if not ids:
+            return ended
+        after = ids[-1]
+        gone = unsendable_contact_ids(ids)
+        if gone:
+            with transaction.atomic():
+                runs = Run.objects.filter(status=RunStatus.ACTIVE, contact_id__in=gone)
+                ended += len(_end_runs(runs, "contact unsubscribed, bounced or complained"))
+        for automation in Automation.objects.filter(
+            runs__status=RunStatus.ACTIVE, runs__contact_id__in=ids
+        ).distinct():
+            members = [i for i in ids if i not in gone]
+            left: set[int] = set()
+            if automation.exit_on_unsubscribe and automation.list_ids:
+                left |= contacts_not_subscribed(members, automation.list_ids)
+            if automation.exit_segment_id:
+                left |= segment_members(automation.exit_segment_id, members)
+            if left:
+                with transaction.atomic():
+                    runs = Run.objects.filter(
+                        automation=automation, status=RunStatus.ACTIVE, contact_id__in=left
+                    )
+                    ended += len(_end_runs(runs, "left the automation's list or entered its exit segment"))
+
+
 def scheduled_triggers() -> dict[str, int]:
-    """The beat's look at every active automation with a scheduled trigger."""
+    """The beat's look at every active automation with a scheduled trigger, then the exit sweep."""
     counts: Counter[str] = Counter()
+    try:
+        counts["exited"] = exit_sweep()
+    except Exception:
+        log.exception("automations: the exit sweep failed")
     for automation in Automation.objects.filter(status=Status.ACTIVE, trigger__in=list(SCHEDULED)):
         try:
             counts[automation.trigger] += SCHEDULED[Trigger(automation.trigger)](automation)

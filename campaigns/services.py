@@ -296,6 +296,14 @@ def _make_mailing(campaign: Campaign, variant: Variant | None, *, label: str = "
             "campaign_id": campaign.pk,
             "variant": variant.label if variant is not None else label,
             **({"utm": campaign_utm(campaign)} if campaign.utm_enabled and campaign.track_clicks else {}),
+            # "Skip contacts mailed in the last N hours" is delivery's frequency cap of one message
+            # per N hours, held again when each message is claimed (an automation's mail since the
+            # plan counts); the plan already leaves out whoever was mailed before it.
+            **(
+                {"frequency_cap": {"messages": 1, "hours": campaign.frequency_cap_hours}}
+                if campaign.frequency_cap_hours
+                else {}
+            ),
         },
         send_window=send_window(campaign),
     )

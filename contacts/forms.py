@@ -17,6 +17,7 @@ from contacts.models import (
     ImportMode,
     MailingList,
     Segment,
+    SignupForm,
 )
 from contacts.segments import OPS_BY_KIND, SegmentError, available_fields
 from contacts.validation import EmailError, check_contact_language, check_contact_timezone, check_email
@@ -105,6 +106,27 @@ class MailingListForm(forms.ModelForm):
         model = MailingList
         fields = ["name", "description", "opt_in", "is_public"]
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+
+
+class SignupFormForm(forms.ModelForm):
+    redirect_url = forms.URLField(
+        required=False, assume_scheme="https", max_length=200, label="Redirect URL",
+        help_text="After signing up, go here instead of the thank-you message.",
+    )  # fmt: skip
+
+    class Meta:
+        model = SignupForm
+        fields = [
+            "name", "lists", "ask_first_name", "ask_last_name", "names_required", "consent_text",
+            "thank_you", "redirect_url", "allowed_origins",
+        ]  # fmt: skip
+        widgets = {
+            "lists": forms.CheckboxSelectMultiple,
+            "consent_text": forms.Textarea(attrs={"rows": 2}),
+            "thank_you": forms.Textarea(attrs={"rows": 2}),
+            "allowed_origins": forms.Textarea(attrs={"rows": 3, "placeholder": "https://www.example.com"}),
+        }
+        help_texts = {"allowed_origins": "Sites (one origin a line) that may show the form in an iframe."}
 
 
 BUILTIN_FIELD_NAMES = ("email", "first_name", "last_name", "language", "timezone", "status")

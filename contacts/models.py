@@ -374,3 +374,40 @@ class EngagementClick(models.Model):
 
     def __str__(self) -> str:
         return f"contact {self.contact_id} clicked link {self.link_id}"
+
+
+class SignupForm(models.Model):
+    """A subscribe form for one or more lists, embeddable on other sites (contacts.signup).
+
+    Each list's own opt-in decides single or double opt-in. Three ways to use it: the hosted page,
+    an iframe (only the allowed origins may frame it: CSP frame-ancestors) and a plain HTML snippet
+    that posts cross-origin with no CSRF cookie; every submission passes the bot defences.
+    """
+
+    name = models.CharField(max_length=200)
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    lists = models.ManyToManyField(MailingList, related_name="signup_forms")
+    ask_first_name = models.BooleanField(default=True)
+    ask_last_name = models.BooleanField(default=False)
+    names_required = models.BooleanField(default=False, help_text="The name fields asked must be filled in.")
+    consent_text = models.TextField(
+        blank=True, default="", help_text="Shown beside a checkbox the person must tick; empty: no checkbox."
+    )
+    thank_you = models.TextField(
+        blank=True, default="Thank you. If this is a new subscription, check your inbox to confirm it."
+    )
+    redirect_url = models.URLField(blank=True, default="", help_text="After signing up, go here instead.")
+    # Origins (https://www.example.com), one per line, that may show the form in an iframe.
+    allowed_origins = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def origins(self) -> list[str]:
+        return [line.strip() for line in self.allowed_origins.splitlines() if line.strip()]

@@ -49,6 +49,7 @@ from contacts.models import (
     MailingList,
     OptIn,
     Segment,
+    SignupForm,
     Subscription,
     SubscriptionStatus,
     Suppression,
@@ -837,7 +838,9 @@ def public_subscribe(
     *,
     email: str,
     first_name: str = "",
+    last_name: str = "",
     ip_address: str | None = None,
+    detail: str = "",
 ) -> Subscription | None:
     """A subscribe form was sent. Returns the subscription, or None when nothing may be done.
 
@@ -857,12 +860,13 @@ def public_subscribe(
             contact = Contact.objects.create(
                 email=address,
                 first_name=first_name[:200],
+                last_name=last_name[:200],
                 # Active but in no audience until a subscription is confirmed.
                 status=ContactStatus.ACTIVE,
                 consent_source=ConsentSource.FORM,
                 consent_at=None if mailing_list.opt_in == OptIn.DOUBLE else now,
                 consent_ip=ip_address,
-                consent_detail=f"subscribe form of list {mailing_list.name}"[:300],
+                consent_detail=(detail or f"subscribe form of list {mailing_list.name}")[:300],
             )
         elif contact.status in UNDELIVERABLE_STATUSES:
             return None
@@ -893,6 +897,47 @@ def public_subscribe(
             )
         )
     return subscription
+
+
+def signup_submit(form: SignupForm, data: Any, *, ip_address: str | None) -> None:
+    """A signup form was posted: every bot defence (contacts.signup), then each of its lists.
+
+    Raises SignupRefused (nothing stored) when a defence refuses; otherwise answers nothing, the
+    same whether the address was new, known, already subscribed or may not be changed.
+    """
+    from contacts.signup import check_submission
+
+    submission = check_submission(form, data, ip_address=ip_address)
+    for mailing_list in form.lists.all():
+        public_subscribe(
+            mailing_list,
+            email=submission.email,
+            first_name=submission.first_name,
+            last_name=submission.last_name,
+            ip_address=ip_address,
+            detail=f"signup form {form.name}: list {mailing_list.name}",
+        )
+
+
+def signup_form_save(
+    form: SignupForm | None, *, by: Any, lists: Iterable[MailingList], **fields: Any
+) -> SignupForm:
+    for line in str(fields.get("allowed_origins", "")).splitlines():
+        origin = line.strip()
+        if origin and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
+            raise Invalid(
+                f"{origin[:60]!r} is not an origin like https://www.example.com (no path)",
+                field="allowed_origins",
+            )
+    with transaction.atomic():
+        created = form is None
+        form = form or SignupForm()
+        for name, value in fields.items():
+            setattr(form, name, value)
+        form.save()
+        form.lists.set(list(lists))
+        _audit(by, "signup_form.created" if created else "signup_form.updated", form, name=form.name)
+    return form
 
 
 def _announce_confirmed(contact_id: int, list_id: int) -> None:

@@ -26,6 +26,8 @@ urlpatterns = [
     path("segments/<int:pk>/export.csv", views.segment_export, name="segment-export"),
     path("segments/builder", views.segment_builder, name="segment-builder"),
     path("segments/count", views.segment_count, name="segment-count"),
+    path("signup-forms/", views.signup_forms, name="signup-forms"),
+    path("signup-forms/<int:pk>/", views.signup_form_edit, name="signup-form-edit"),
     path("suppressions/", views.suppressions, name="suppressions"),
     path("suppressions/<int:pk>/delete", views.suppression_delete, name="suppression-delete"),
     path("imports/", views.imports, name="imports"),
@@ -38,4 +40,9 @@ urlpatterns = [
     path("p/subscribe/<uuid:public_id>/", views.subscribe, name="subscribe"),
     path("p/confirm/<str:token>/", views.confirm, name="confirm"),
     path("p/preferences/<str:token>/", views.preferences, name="preferences"),
+    # Signup forms: the hosted page, the iframe, the widget's challenge and the (cross-origin) post.
+    path("p/f/<uuid:public_id>/", views.signup, name="signup"),
+    path("p/f/<uuid:public_id>/frame/", views.signup_frame, name="signup-frame"),
+    path("p/f/<uuid:public_id>/challenge/", views.signup_challenge, name="signup-challenge"),
+    path("p/f/<uuid:public_id>/submit/", views.signup_submit, name="signup-submit"),
 ]

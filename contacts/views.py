@@ -18,11 +18,14 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseNotAllowed,
+    JsonResponse,
     StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.views.decorators.clickjacking import xframe_options_exempt
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from contacts import selectors, services, tokens
@@ -34,6 +37,7 @@ from contacts.forms import (
     ImportUploadForm,
     MailingListForm,
     SegmentForm,
+    SignupFormForm,
     SubscribeForm,
     SuppressionForm,
     builder_context,
@@ -48,6 +52,7 @@ from contacts.models import (
     ImportStatus,
     MailingList,
     Segment,
+    SignupForm,
     Suppression,
 )
 from contacts.segments import SegmentError
@@ -162,6 +167,14 @@ def _welcome_url() -> str:
     """The welcome-series recipe (automations), linked from each list as its welcome mail."""
     try:
         return reverse("automations:recipe", args=["welcome"])
+    except NoReverseMatch:
+        return ""
+
+
+def _confirmation_url(list_id: int) -> str:
+    """Delivery's fragment for the list's confirmation mail (contacts names it, never imports it)."""
+    try:
+        return reverse("delivery:list-confirmation", args=[list_id])
     except NoReverseMatch:
         return ""
 
@@ -303,7 +316,13 @@ def list_edit(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "contacts/list_form.html",
-        {"form": form, "list": mailing_list, "subscribe_url": subscribe_url, "welcome_url": _welcome_url()},
+        {
+            "form": form,
+            "list": mailing_list,
+            "subscribe_url": subscribe_url,
+            "welcome_url": _welcome_url(),
+            "confirmation_url": _confirmation_url(mailing_list.pk),
+        },
     )
 
 
@@ -836,3 +855,159 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             "now": timezone.now(),
         },
     )
+
+
+# --- Signup forms (contacts.signup): the dashboard's builder, and the public form ---
+
+
+@requires("view_dashboard")
+def signup_forms(request: HttpRequest) -> HttpResponse:
+    _post_requires_editor(request)
+    form = SignupFormForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        lists = data.pop("lists")
+        try:
+            signup = services.signup_form_save(None, by=request.user, lists=lists, **data)
+        except PlatformError as exc:
+            form_error(form, exc)
+        else:
+            messages.success(
+                request, f"Created the signup form {signup.name}: embed it with one of the codes below."
+            )
+            return redirect("contacts:signup-form-edit", pk=signup.pk)
+    return render(
+        request,
+        "contacts/signup_forms.html",
+        {"signups": SignupForm.objects.prefetch_related("lists"), "form": form, "can_edit": _editor(request)},
+    )
+
+
+def _embed_codes(signup: SignupForm) -> dict[str, str]:
+    from django.templatetags.static import static
+
+    base = settings.SITE_URL
+    hosted = base + reverse("contacts:signup", args=[signup.public_id])
+    frame = base + reverse("contacts:signup-frame", args=[signup.public_id])
+    context = {
+        "signup": signup,
+        "submit_url": base + reverse("contacts:signup-submit", args=[signup.public_id]),
+        "challenge_url": base + reverse("contacts:signup-challenge", args=[signup.public_id]),
+        "altcha": settings.SIGNUP_ALTCHA,
+        "stamp": "",
+    }
+    from django.template.loader import render_to_string
+
+    fields = render_to_string("contacts/public/_signup_fields.html", context).replace(
+        '  <input type="hidden" name="_ts" value="">\n', ""
+    )
+    script = f'<script type="module" src="{base}{static("contacts/altcha-3.2.2.min.js")}"></script>\n'
+    return {
+        "hosted": hosted,
+        "iframe": f'<iframe src="{frame}" title="{signup.name}" style="border:0;width:100%;min-height:420px"></iframe>',
+        "html": fields.strip() + "\n" + (script if settings.SIGNUP_ALTCHA else ""),
+    }
+
+
+@requires("manage_contacts")
+def signup_form_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    signup = get_object_or_404(SignupForm, pk=pk)
+    form = SignupFormForm(request.POST or None, instance=signup)
+    if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        lists = data.pop("lists")
+        try:
+            services.signup_form_save(signup, by=request.user, lists=lists, **data)
+        except PlatformError as exc:
+            form_error(form, exc)
+        else:
+            messages.success(request, "Saved.")
+            return redirect("contacts:signup-form-edit", pk=signup.pk)
+    return render(
+        request, "contacts/signup_form.html", {"signup": signup, "form": form, "codes": _embed_codes(signup)}
+    )
+
+
+def _public_signup(public_id: str) -> SignupForm:
+    signup = SignupForm.objects.filter(public_id=public_id).first()
+    if signup is None:
+        raise Http404("No such form.")
+    return signup
+
+
+def _signup_page(
+    request: HttpRequest, signup: SignupForm, *, refused: str = "", status: int = 200
+) -> HttpResponse:
+    from contacts.signup import render_stamp
+
+    response = render(
+        request,
+        "contacts/public/signup.html",
+        {
+            "signup": signup,
+            "refused": refused,
+            "stamp": render_stamp(str(signup.public_id)),
+            "submit_url": reverse("contacts:signup-submit", args=[signup.public_id]),
+            "challenge_url": reverse("contacts:signup-challenge", args=[signup.public_id]),
+            "altcha": settings.SIGNUP_ALTCHA,
+        },
+        status=status,
+    )
+    # The ALTCHA widget solves its proof of work in Web Workers it starts from blob: URLs.
+    response._csp_update = {"worker-src": ["'self'", "blob:"]}  # type: ignore[attr-defined]
+    return response
+
+
+@_public
+def signup(request: HttpRequest, public_id: str) -> HttpResponse:
+    """The hosted signup page."""
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET"])
+    return _signup_page(request, _public_signup(public_id))
+
+
+@_public
+@xframe_options_exempt
+def signup_frame(request: HttpRequest, public_id: str) -> HttpResponse:
+    """The form for an iframe: only the form's allowed origins may frame it (CSP frame-ancestors)."""
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET"])
+    signup = _public_signup(public_id)
+    response = _signup_page(request, signup)
+    response._csp_replace = {"frame-ancestors": ["'self'", *signup.origins]}  # type: ignore[attr-defined]
+    return response
+
+
+@_public
+def signup_challenge(request: HttpRequest, public_id: str) -> HttpResponse:
+    """A fresh ALTCHA challenge for the widget; any site may fetch it (the snippet runs on theirs)."""
+    from contacts.signup import challenge
+
+    signup = _public_signup(public_id)
+    response = JsonResponse(challenge(str(signup.public_id)))
+    response["Access-Control-Allow-Origin"] = "*"
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@_public
+@csrf_exempt
+def signup_submit(request: HttpRequest, public_id: str) -> HttpResponse:
+    """A signup form's post, from our pages or from the snippet on another site: no CSRF cookie (the
+    form is signed and proof-of-worked instead; contacts.signup). Refused: says why, stores nothing."""
+    from contacts.signup import SignupRefused
+
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    signup = _public_signup(public_id)
+    try:
+        services.signup_submit(signup, request.POST, ip_address=_client_ip(request))
+    except SignupRefused as exc:
+        back = request.headers.get("Referer") or reverse("contacts:signup", args=[signup.public_id])
+        status = 429 if exc.code == "rate_limited" else 400
+        return render(
+            request, "contacts/public/signup_refused.html", {"refused": str(exc), "back": back}, status=status
+        )
+    if signup.redirect_url:
+        return redirect(signup.redirect_url)
+    return render(request, "contacts/public/signup_done.html", {"signup": signup})

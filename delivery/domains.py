@@ -10,6 +10,7 @@ itself is not backed off for it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 
 from django.conf import settings
@@ -58,8 +59,14 @@ def _tables(_key: tuple) -> tuple[dict[str, str], dict[str, ratelimit.Limits]]:
 
 
 def group_of(email: str) -> str:
-    domain = email.rpartition("@")[2].strip().lower().rstrip(".")
-    return _tables(_settings_key())[0].get(domain, domain)
+    return groups_of([email])[0]
+
+
+def groups_of(emails: Iterable[str]) -> list[str]:
+    """Each address's receiving domain group; the tables are looked up once for the whole batch."""
+    table = _tables(_settings_key())[0]
+    domains = (email.rpartition("@")[2].strip().lower().rstrip(".") for email in emails)
+    return [table.get(domain, domain) for domain in domains]
 
 
 def members(group: str) -> list[str]:

@@ -8,7 +8,12 @@ place: extend `unsendable` (list subscriptions, say) and every path follows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import datetime as dt
+from collections.abc import Iterable, Sequence
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
 
 from delivery.models import Mailing
 
@@ -23,8 +28,9 @@ def unsendable(mailing: Mailing, recipients: Iterable[Recipient]) -> set[int]:
     blocklisted; both refuse a suppressed address or domain and an erased contact
     (contacts.selectors.unsendable_contact_ids). A marketing Mailing sent to lists also needs a
     confirmed subscription on one of them (contacts.selectors.contacts_not_subscribed): a one-click
-    unsubscribe from the list, or any other way of leaving it, stops mail already queued. A bare
-    address: refused when it or its domain is suppressed, or a contact with it is undeliverable.
+    unsubscribe from the list, or any other way of leaving it, stops mail already queued. A
+    marketing Mailing also respects the frequency cap (`over_frequency_cap`). A bare address:
+    refused when it or its domain is suppressed, or a contact with it is undeliverable.
     """
     from contacts.selectors import address_is_suppressed, contacts_not_subscribed, unsendable_contact_ids
 
@@ -36,6 +42,8 @@ def unsendable(mailing: Mailing, recipients: Iterable[Recipient]) -> set[int]:
     )
     if not transactional and mailing.list_ids and contact_ids:
         blocked_contacts |= contacts_not_subscribed(contact_ids, mailing.list_ids)
+    if not transactional and contact_ids:
+        blocked_contacts |= over_frequency_cap(mailing, contact_ids)
     blocked = set()
     for key, contact_id, email in recipients:
         if contact_id is not None:
@@ -44,3 +52,47 @@ def unsendable(mailing: Mailing, recipients: Iterable[Recipient]) -> set[int]:
         elif address_is_suppressed(email):
             blocked.add(key)
     return blocked
+
+
+def frequency_caps(mailing: Mailing) -> list[tuple[int, int]]:
+    """(messages, hours) caps on this Mailing's contacts: the install's (DELIVERY_FREQUENCY_CAP_MESSAGES
+    per DELIVERY_FREQUENCY_CAP_HOURS, off at 0) and the Mailing's own (meta["frequency_cap"], which a
+    campaign's "skip contacts mailed in the last N hours" sets as one message per N hours)."""
+    caps = []
+    if settings.DELIVERY_FREQUENCY_CAP_MESSAGES > 0:
+        caps.append((settings.DELIVERY_FREQUENCY_CAP_MESSAGES, settings.DELIVERY_FREQUENCY_CAP_HOURS))
+    own = (mailing.meta or {}).get("frequency_cap") or {}
+    try:
+        messages, hours = int(own.get("messages", 0)), int(own.get("hours", 0))
+    except (TypeError, ValueError):
+        messages = hours = 0
+    if messages > 0 and hours > 0:
+        caps.append((messages, hours))
+    return caps
+
+
+def over_frequency_cap(
+    mailing: Mailing, contact_ids: Sequence[int], now: dt.datetime | None = None
+) -> set[int]:
+    """Of `contact_ids`, those already sent as many marketing messages (any Mailing: campaigns,
+    automations) within a cap's window as it allows. Checked at claim time, so it holds however the
+    mail was queued; two runners claiming one contact's messages in the same instant may both pass."""
+    caps = frequency_caps(mailing)
+    ids = sorted({int(i) for i in contact_ids})
+    if not caps or not ids:
+        return set()
+    now = now or timezone.now()
+    capped: set[int] = set()
+    with connection.cursor() as cursor:
+        for messages, hours in caps:
+            cursor.execute(
+                """
+                SELECT m.contact_id FROM delivery_message m
+                WHERE m.contact_id = ANY(%s) AND m.state = 'sent' AND m.sent_at > %s
+                  AND m.mailing_id IN (SELECT g.id FROM delivery_mailing g WHERE g.kind = 'marketing')
+                GROUP BY m.contact_id HAVING count(*) >= %s
+                """,
+                [ids, now - dt.timedelta(hours=hours), messages],
+            )
+            capped |= {row[0] for row in cursor.fetchall()}
+    return capped

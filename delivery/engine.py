@@ -524,7 +524,7 @@ def _send_batch(
     result: RunResult,
 ) -> str:
     """Stream one claimed batch; returns "" to go on, or why to stop."""
-    groups = {c.id: domains.group_of(c.email) for c in batch}
+    groups = dict(zip((c.id for c in batch), domains.groups_of(c.email for c in batch), strict=True))
     batch = _guard_gate(mailing.pk, batch, groups, holdings)
     batch = _domain_gate(batch, groups)
     batch, slots = _domain_connections(batch, groups, holdings)

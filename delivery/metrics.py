@@ -23,10 +23,13 @@ OPEN_COUNT_CAP = 100_000
 
 
 def count_outcomes(relay_id: int, from_email: str, *, sent: int, failed: int, deferred: int) -> None:
-    metrics.count("relay", str(relay_id), {"sent": sent, "failed": failed, "deferred": deferred})
     domain = from_email.rpartition("@")[2].lower()
-    if domain:
-        metrics.count("domain", domain, {"sent": sent})
+    metrics.count_each(
+        [
+            ("relay", str(relay_id), {"sent": sent, "failed": failed, "deferred": deferred}),
+            ("domain", domain, {"sent": sent if domain else 0}),
+        ]
+    )
 
 
 def count_connection_error(relay_id: int) -> None:

@@ -442,6 +442,16 @@ CONTACTS_CONFIRM_MAX_AGE_DAYS = env_int("CONTACTS_CONFIRM_MAX_AGE_DAYS", 7, mini
 CONTACTS_SUBSCRIBE_RATE_PER_HOUR = env_int("CONTACTS_SUBSCRIBE_RATE_PER_HOUR", 10, minimum=1)
 # Largest CSV accepted for import, in megabytes.
 CONTACTS_IMPORT_MAX_MB = env_int("CONTACTS_IMPORT_MAX_MB", 1024, minimum=1)
+# Signup forms' bot defences (contacts/signup.py): a post sooner than this after the form was shown
+# is too fast for a person; later than the max age, too old (the proof of work expires then too).
+SIGNUP_MIN_SECONDS = env_int("SIGNUP_MIN_SECONDS", 3, minimum=0)
+SIGNUP_MAX_AGE_SECONDS = env_int("SIGNUP_MAX_AGE_SECONDS", 2 * 3600, minimum=60)
+SIGNUP_PER_IP_PER_HOUR = env_int("SIGNUP_PER_IP_PER_HOUR", 20, minimum=1)
+SIGNUP_PER_ADDRESS_PER_HOUR = env_int("SIGNUP_PER_ADDRESS_PER_HOUR", 3, minimum=1)
+# ALTCHA proof of work: on by default; the cost (SHA-256 key derivations per try, about 256 tries
+# expected) is what a browser spends about a second on.
+SIGNUP_ALTCHA = env_bool("SIGNUP_ALTCHA", True)
+SIGNUP_POW_COST = env_int("SIGNUP_POW_COST", 2000, minimum=1)
 
 # --- Delivery: the send ledger and engine (docs/architecture.md, "The path of a campaign's message") ---
 
@@ -495,6 +505,11 @@ DELIVERY_OUTCOME_FLUSH_MS = env_int("DELIVERY_OUTCOME_FLUSH_MS", 250, minimum=10
 DELIVERY_RETRY_BASE_SECONDS = env_int("DELIVERY_RETRY_BASE_SECONDS", 60, minimum=1)
 DELIVERY_RETRY_MAX_SECONDS = env_int("DELIVERY_RETRY_MAX_SECONDS", 3600, minimum=1)
 DELIVERY_MAX_AGE_SECONDS = env_int("DELIVERY_MAX_AGE_SECONDS", 3 * 86400, minimum=60)
+# The frequency cap: no contact is sent more than this many marketing messages (campaigns and
+# automations together) per DELIVERY_FREQUENCY_CAP_HOURS; checked when a message is claimed, a
+# message over the cap is skipped. 0 turns it off (a campaign may still set its own).
+DELIVERY_FREQUENCY_CAP_MESSAGES = env_int("DELIVERY_FREQUENCY_CAP_MESSAGES", 0, minimum=0)
+DELIVERY_FREQUENCY_CAP_HOURS = env_int("DELIVERY_FREQUENCY_CAP_HOURS", 24, minimum=1)
 # A relay that fails is backed off for base * 2^(failures-1) seconds, capped, each wait shortened
 # by a random part (up to half) so runners do not come back together; then one probe tries it.
 DELIVERY_RELAY_BACKOFF_BASE_SECONDS = env_int("DELIVERY_RELAY_BACKOFF_BASE_SECONDS", 2, minimum=1)

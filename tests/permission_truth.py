@@ -136,6 +136,8 @@ DASHBOARD: dict[str, str | None] = {
     "contacts:field-edit": "manage_contacts",  # contacts/fields/<int:pk>/
     "contacts:field-delete": "manage_contacts",  # contacts/fields/<int:pk>/delete
     "contacts:segments": "view_dashboard",  # contacts/segments/
+    "contacts:signup-forms": "view_dashboard",  # contacts/signup-forms/  (POST: manage_contacts)
+    "contacts:signup-form-edit": "manage_contacts",  # contacts/signup-forms/<int:pk>/
     "contacts:segment-create": "manage_contacts",  # contacts/segments/new/
     "contacts:segment-edit": "manage_contacts",  # contacts/segments/<int:pk>/
     "contacts:segment-delete": "manage_contacts",  # contacts/segments/<int:pk>/delete
@@ -153,6 +155,10 @@ DASHBOARD: dict[str, str | None] = {
     "contacts:subscribe": None,  # contacts/p/subscribe/<uuid:public_id>/  (public)
     "contacts:confirm": None,  # contacts/p/confirm/<str:token>/  (public)
     "contacts:preferences": None,  # contacts/p/preferences/<str:token>/  (public)
+    "contacts:signup": None,  # contacts/p/f/<uuid:public_id>/  (public)
+    "contacts:signup-frame": None,  # contacts/p/f/<uuid:public_id>/frame/  (public)
+    "contacts:signup-challenge": None,  # contacts/p/f/<uuid:public_id>/challenge/  (public)
+    "contacts:signup-submit": None,  # contacts/p/f/<uuid:public_id>/submit/  (public, bot defences)
     "templates:index": "view_dashboard",  # templates/
     "templates:new": "manage_templates",  # templates/new/
     "templates:home-fragment": "view_dashboard",  # templates/home-fragment/
@@ -223,6 +229,7 @@ DASHBOARD: dict[str, str | None] = {
     "delivery:warmup-edit": "manage_relays",  # delivery/warmup/<int:pk>/
     "delivery:warmup-delete": "manage_relays",  # delivery/warmup/<int:pk>/delete/
     "delivery:unsubscribe": None,  # delivery/u/<str:token>/  (public)
+    "delivery:list-confirmation": "manage_contacts",  # delivery/lists/<int:list_id>/confirmation/
     "delivery:web-version": None,  # delivery/v/<str:token>/  (public: a message's signed web version)
     "bounces:index": "view_dashboard",  # bounces/
     "bounces:event": "view_dashboard",  # bounces/events/<int:pk>/

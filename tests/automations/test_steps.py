@@ -123,3 +123,20 @@ def test_the_webhook_step_refuses_private_addresses_and_posts_the_run(settings):
     assert received[0]["contact"]["email"] == "hooked@example.org" and received[0]["run"] == run.pk
     assert run.events.filter(kind="webhook", detail="webhook: 204").exists()
     assert Step.objects.filter(automation=automation).count() == 1
+
+
+def test_the_exit_sweep_ends_a_bounced_contacts_waiting_runs_at_once(series, make_contacts):
+    from automations.triggers import scheduled_triggers
+    from contacts.services import contacts_mark_bounced
+    from delivery.models import Message
+
+    automation = series()
+    bounced, fine = make_contacts(2)
+    services.enrol(automation.pk, [bounced.pk, fine.pk])
+    scheduler.tick()  # mail A queued, both wait a day
+    contacts_mark_bounced({bounced.pk: 1})
+    assert scheduled_triggers()["exited"] == 1
+    assert Run.objects.get(contact=bounced).status == "exited"
+    assert Run.objects.get(contact=fine).status == "active"
+    assert Message.objects.get(contact=bounced).state == "skipped"
+    assert Message.objects.get(contact=fine).state == "queued"

@@ -32,6 +32,9 @@ NOT_PAGES = {
     "contacts:suppression-delete", "contacts:field-delete", "contacts:import-progress", "contacts:import-report",
     "contacts:home-fragment", "contacts:preview-data", "contacts:subscribe", "contacts:confirm",
     "contacts:preferences",
+    # Public signup form pages and endpoints (no dashboard shell): tests/contacts/test_signup_forms.py
+    # and the browser journey tests/e2e/test_signup_journey.py drive them.
+    "contacts:signup", "contacts:signup-frame", "contacts:signup-challenge", "contacts:signup-submit",
     "templates:home-fragment", "templates:preview", "templates:preview-meta", "templates:version-preview",
     "templates:restore", "templates:duplicate", "templates:archive",
     "campaigns:create", "campaigns:home-fragment", "campaigns:progress", "campaigns:count",
@@ -40,6 +43,7 @@ NOT_PAGES = {
     "delivery:home-fragment", "delivery:mailing-progress", "delivery:mailing-action",
     "delivery:template-test-send", "delivery:contact-timeline", "delivery:relay-test", "delivery:relay-delete",
     "delivery:identity-dkim", "delivery:identity-delete", "delivery:unsubscribe",
+    "delivery:list-confirmation",  # a fragment of contacts:list-edit (loaded by htmx), walked there
     "delivery:web-version",  # public, per message: walked by tests/delivery/test_web_version.py
     "bounces:event-raw", "bounces:mailbox-poll", "bounces:home-fragment",
     "dnsauth:check-now", "media:upload", "media:picker", "media:file",
@@ -119,7 +123,9 @@ def _world(admin) -> dict[str, list]:
     from automations.recipes import recipe_create
     from automations.scheduler import tick
     from automations.services import automation_set_status, enrol
+    from contacts.services import signup_form_save
 
+    signup = signup_form_save(None, by=admin, lists=[readers], name="Readers signup", consent_text="I agree.")
     welcome = recipe_create("welcome", list_id=readers.pk, from_email="news@example.com")
     automation_set_status(welcome.pk, "active")
     enrol(welcome.pk, [Contact.objects.first().pk])
@@ -128,6 +134,7 @@ def _world(admin) -> dict[str, list]:
         "user-update": admin.pk, "webhook-detail": endpoint.pk, "captured-message": captured.pk,
         "contacts:detail": Contact.objects.first().pk, "contacts:list-edit": readers.pk,
         "contacts:segment-edit": segment.pk, "contacts:import-detail": upload.pk,
+        "contacts:signup-form-edit": signup.pk,
         "templates:edit": template.pk, "templates:versions": template.pk,
         "campaigns:detail": sent.pk, "campaigns:report": sent.pk, "campaigns:send": draft.pk,
         "campaigns:schedule": draft.pk, "delivery:mailing": sent.mailing_id, "delivery:relay-edit": relay.pk,
