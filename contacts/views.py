@@ -901,7 +901,7 @@ def _embed_codes(signup: SignupForm) -> dict[str, str]:
     fields = render_to_string("contacts/public/_signup_fields.html", context).replace(
         '  <input type="hidden" name="_ts" value="">\n', ""
     )
-    script = f'<script type="module" src="{base}{static("contacts/altcha-3.2.2.min.js")}"></script>\n'
+    script = f'<script async defer src="{base}{static("contacts/altcha-3.2.2.umd.min.js")}"></script>\n'
     return {
         "hosted": hosted,
         "iframe": f'<iframe src="{frame}" title="{signup.name}" style="border:0;width:100%;min-height:420px"></iframe>',
