@@ -785,6 +785,16 @@ def subscribe(request: HttpRequest, public_id: str) -> HttpResponse:
         if _rate_limited(request, "subscribe"):
             return render(request, "contacts/public/rate_limited.html", status=429)
         if form.is_valid():
+            from contacts.signup import SignupRefused, check_name
+
+            # The signup forms' name check (contacts.signup): no links or markup in a name, which
+            # would reach the confirmation mail. (This page keeps its own per-network limit above.)
+            try:
+                check_name(form.cleaned_data["first_name"], "first_name")
+            except SignupRefused as exc:
+                return render(
+                    request, "contacts/public/signup_refused.html", {"refused": str(exc)}, status=400
+                )
             if not form.cleaned_data["website"]:  # the honeypot: bots get the same page, nothing stored
                 try:
                     services.public_subscribe(
