@@ -12,7 +12,9 @@ from django.urls import reverse
 pytestmark = pytest.mark.django_db
 
 
-def test_admins_edit_it_and_templates_see_it(admin_client, make_user, campaign_factory, relay_server):
+def test_admins_edit_it_and_templates_see_it(
+    admin_client, make_user, campaign_factory, relay_server, settings
+):
     from django.test import Client
 
     from campaigns import services
@@ -49,6 +51,15 @@ def test_admins_edit_it_and_templates_see_it(admin_client, make_user, campaign_f
         .get_content()
     )
     assert "Acme Ltd, 1 Road Street, Springfield" in html and 'href="https://acme.example"' in html
+    # ... and the web version shows them as the mail did.
+    from django.test import Client
+
+    from delivery.models import Message
+    from delivery.webversion import view_url
+
+    message = Message.objects.get(mailing_id=campaign.mailing_id)
+    page = Client().get(view_url(message.pk).removeprefix(settings.SITE_URL)).content.decode()
+    assert "Acme Ltd, 1 Road Street, Springfield" in page
 
 
 def test_org_fields_are_known_to_the_checks():
