@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from contacts.imports import STANDARD_TARGETS, ImportFileError, ImportResult, run_import
+from contacts.imports import REPORT_COLUMNS, STANDARD_TARGETS, ImportFileError, ImportResult, run_import
 from mailplatform.services import audit_record
 
 
@@ -88,6 +88,10 @@ def _report_rows(report: Path) -> list[dict[str, Any]]:
         return []
     with report.open(encoding="utf-8", newline="") as handle:
         return [
-            {"index": int(row["row"]) - 2, "email": row["email"].lstrip("'"), "message": row["reason"]}
+            {
+                "index": int(row[REPORT_COLUMNS[0]]) - 2,
+                "email": (row.get("email") or "").lstrip("'"),
+                "message": row[REPORT_COLUMNS[1]],
+            }
             for row in csv.DictReader(handle)
         ]

@@ -171,6 +171,14 @@ def _welcome_url() -> str:
         return ""
 
 
+def _confirmation_url(list_id: int) -> str:
+    """Delivery's fragment for the list's confirmation mail (contacts names it, never imports it)."""
+    try:
+        return reverse("delivery:list-confirmation", args=[list_id])
+    except NoReverseMatch:
+        return ""
+
+
 def _timeline_url(contact_id: int) -> str:
     try:
         return reverse("delivery:contact-timeline", args=[contact_id])
@@ -308,7 +316,13 @@ def list_edit(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "contacts/list_form.html",
-        {"form": form, "list": mailing_list, "subscribe_url": subscribe_url, "welcome_url": _welcome_url()},
+        {
+            "form": form,
+            "list": mailing_list,
+            "subscribe_url": subscribe_url,
+            "welcome_url": _welcome_url(),
+            "confirmation_url": _confirmation_url(mailing_list.pk),
+        },
     )
 
 
@@ -771,6 +785,16 @@ def subscribe(request: HttpRequest, public_id: str) -> HttpResponse:
         if _rate_limited(request, "subscribe"):
             return render(request, "contacts/public/rate_limited.html", status=429)
         if form.is_valid():
+            from contacts.signup import SignupRefused, check_name
+
+            # The signup forms' name check (contacts.signup): no links or markup in a name, which
+            # would reach the confirmation mail. (This page keeps its own per-network limit above.)
+            try:
+                check_name(form.cleaned_data["first_name"], "first_name")
+            except SignupRefused as exc:
+                return render(
+                    request, "contacts/public/signup_refused.html", {"refused": str(exc)}, status=400
+                )
             if not form.cleaned_data["website"]:  # the honeypot: bots get the same page, nothing stored
                 try:
                     services.public_subscribe(
@@ -887,7 +911,7 @@ def _embed_codes(signup: SignupForm) -> dict[str, str]:
     fields = render_to_string("contacts/public/_signup_fields.html", context).replace(
         '  <input type="hidden" name="_ts" value="">\n', ""
     )
-    script = f'<script type="module" src="{base}{static("contacts/altcha-3.2.2.min.js")}"></script>\n'
+    script = f'<script async defer src="{base}{static("contacts/altcha-3.2.2.umd.min.js")}"></script>\n'
     return {
         "hosted": hosted,
         "iframe": f'<iframe src="{frame}" title="{signup.name}" style="border:0;width:100%;min-height:420px"></iframe>',

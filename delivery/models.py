@@ -384,3 +384,26 @@ class GroupPause(models.Model):
 
     def __str__(self) -> str:
         return f"{self.group} of mailing {self.mailing_id}"
+
+
+class ListConfirmation(models.Model):
+    """Which template, from which sending identity, confirms a subscription to one list (double opt-in).
+
+    Contacts asks for the mail through its `confirmation_requested` signal; delivery answers with
+    this list's template (transactional, it must link {{ confirm_url }}) or, without one, the
+    platform's built-in confirmation. Shown and edited as a fragment on the list's page.
+    """
+
+    mailing_list = models.OneToOneField(
+        "contacts.MailingList", on_delete=models.CASCADE, related_name="+", primary_key=True
+    )
+    template = models.ForeignKey(
+        "email_templates.EmailTemplate", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    identity = models.ForeignKey(
+        SendingIdentity, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"confirmation for list {self.mailing_list_id}"

@@ -57,10 +57,10 @@ def _standing_mailing(data: dict[str, Any], lookup: dict[str, Any], **create: An
         return existing
     try:
         with transaction.atomic():
+            create.setdefault("from_email", settings.DELIVERY_DEFAULT_FROM_EMAIL)
+            create.setdefault("from_name", settings.DELIVERY_DEFAULT_FROM_NAME)
             return mailing_create(
                 compiled=data,
-                from_email=settings.DELIVERY_DEFAULT_FROM_EMAIL,
-                from_name=settings.DELIVERY_DEFAULT_FROM_NAME,
                 kind=Mailing.Kind.TRANSACTIONAL,
                 state=Mailing.State.STANDING,
                 track_opens=False,
@@ -272,6 +272,44 @@ def password_reset_send(email: str, reset_url: str) -> Message:
     return transactional_queue(mailing, to=email, data={"reset_url": reset_url}, idempotency_key=key)
 
 
+def _list_confirmation_mailing(list_id: int) -> Mailing | None:
+    """The list's own confirmation mail (ListConfirmation: its template, from its identity), as a
+    standing Mailing per list, identity and content; None when the list has none set."""
+    from delivery.models import ListConfirmation
+    from templates.services import template_compile
+
+    chosen = (
+        ListConfirmation.objects.select_related("identity", "template")
+        .filter(mailing_list_id=list_id)
+        .first()
+    )
+    if chosen is None or chosen.template is None:
+        return None
+    from_email = confirmation_from(chosen.identity)
+    return _standing_mailing(
+        compiled_dict(template_compile(chosen.template_id)),
+        {"meta__confirmation_for": f"{list_id}:{from_email}"},
+        name=f"Subscription confirmations: {chosen.template.name}",
+        send_group=f"system:confirmation:{list_id}",
+        from_email=from_email,
+        template_version_id=chosen.template.current_version_id,
+        meta={
+            "system": "confirmation",
+            "confirmation_for": f"{list_id}:{from_email}",
+            "template": chosen.template_id,
+        },
+    )
+
+
+def confirmation_from(identity: Any) -> str:
+    """A sending identity's From for platform mail: its address, or noreply@ its domain."""
+    if identity is None:
+        return settings.DELIVERY_DEFAULT_FROM_EMAIL
+    if "@" in identity.address:
+        return identity.address
+    return f"{settings.DELIVERY_DEFAULT_FROM_EMAIL.split('@')[0]}@{identity.address}"
+
+
 def confirmation_send(subscription_id: int, confirm_url: str) -> Message | None:
     from contacts.models import Subscription
 
@@ -280,8 +318,44 @@ def confirmation_send(subscription_id: int, confirm_url: str) -> Message | None:
         return None
     key = f"confirm:{subscription_id}:{hashlib.sha256(confirm_url.encode()).hexdigest()[:24]}"
     return transactional_queue(
-        _confirmation_mailing(),
+        _list_confirmation_mailing(subscription.mailing_list_id) or _confirmation_mailing(),
         to=subscription.contact_id,
         data={"confirm_url": confirm_url, "list_name": subscription.mailing_list.name},
         idempotency_key=key,
     )
+
+
+def list_confirmation_save(
+    list_id: int, *, template_id: int | None, identity_id: int | None, by: Any = None
+) -> Any:
+    """Choose the list's confirmation template and identity (None, None: the built-in mail).
+
+    The template must be transactional and link {{ confirm_url }}; the identity's From must be
+    allowed (delivery.identities)."""
+    from delivery.models import ListConfirmation, SendingIdentity
+    from mailplatform.services import audit_record
+    from templates.models import EmailTemplate
+    from templates.services import template_compile
+
+    template = EmailTemplate.objects.filter(pk=template_id).first() if template_id else None
+    if template_id and template is None:
+        raise Invalid("no such template", field="template")
+    if template is not None and "confirm_url" not in template_compile(template.pk).fields:
+        raise Invalid(
+            'the template has no confirmation link: add <a href="{{ confirm_url }}">Confirm</a>',
+            field="template",
+        )
+    identity = SendingIdentity.objects.filter(pk=identity_id).first() if identity_id else None
+    if identity_id and identity is None:
+        raise Invalid("no such sending identity", field="identity")
+    chosen, _ = ListConfirmation.objects.update_or_create(
+        mailing_list_id=list_id, defaults={"template": template, "identity": identity}
+    )
+    if by is not None:
+        audit_record(
+            by,
+            "list.confirmation_mail",
+            chosen,
+            details={"list": list_id, "template": template_id, "identity": identity_id},
+        )
+    return chosen

@@ -31,4 +31,6 @@ urlpatterns = [
     path("u/<str:token>/", views.unsubscribe, name="unsubscribe"),
     # Public: a message's "view in browser" link (delivery.webversion).
     path("v/<str:token>/", views.web_version, name="web-version"),
+    # Fragment on a contacts list's page: its confirmation mail.
+    path("lists/<int:list_id>/confirmation/", views.list_confirmation, name="list-confirmation"),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ObjectDoesNotExist
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
@@ -411,3 +412,43 @@ def web_version(request: HttpRequest, token: str) -> HttpResponse:
 
 
 web_version.public_endpoint = True  # type: ignore[attr-defined]
+
+
+@requires("manage_contacts")
+def list_confirmation(request: HttpRequest, list_id: int) -> HttpResponse:
+    """Fragment on a list's page: the confirmation mail (template and identity) of its double opt-in."""
+    from contacts.models import MailingList
+    from delivery.models import ListConfirmation
+    from templates.models import EmailTemplate
+
+    mailing_list = get_object_or_404(MailingList, pk=list_id)
+    error = saved = ""
+    if request.method == "POST":
+        template_id = request.POST.get("template", "")
+        identity_id = request.POST.get("identity", "")
+        try:
+            transactional.list_confirmation_save(
+                mailing_list.pk,
+                template_id=int(template_id) if template_id.isdigit() else None,
+                identity_id=int(identity_id) if identity_id.isdigit() else None,
+                by=request.user,
+            )
+            saved = "Saved: new confirmation mails use it."
+        except PlatformError as exc:
+            error = str(exc)
+    chosen = ListConfirmation.objects.filter(mailing_list_id=mailing_list.pk).first()
+    return render(
+        request,
+        "delivery/list_confirmation.html",
+        {
+            "list": mailing_list,
+            "chosen": chosen,
+            "templates": EmailTemplate.objects.filter(
+                transactional=True, archived=False, kind="template"
+            ).order_by("name"),
+            "identities": SendingIdentity.objects.order_by("address"),
+            "error": error,
+            "saved": saved,
+            "default_from": settings.DELIVERY_DEFAULT_FROM_EMAIL,
+        },
+    )

@@ -75,16 +75,26 @@ class _EmptyLinks(HTMLParser):
             self._open = None
 
 
-def empty_links(compiled: CompiledTemplate, custom_fields: Iterable[str] | None = None) -> list[str]:
+def empty_links(
+    compiled: CompiledTemplate, custom_fields: Iterable[str] | None = None, *, transactional: bool = False
+) -> list[str]:
     """The texts of links whose address is empty in a real message: rendered with the URLs every
     message carries (unsubscribe, preferences, view in browser), a sample contact and a value for
-    every declared custom field, so only an empty href or a field nothing fills is left empty."""
+    every declared custom field (and, for transactional mail, for every top-level name the send's
+    data may bring), so only an empty href or a field nothing fills is left empty."""
     from templates.compiler import TemplateError
-    from templates.context import SAMPLE_CONTACT, SAMPLE_URLS, recipient_context
+    from templates.context import RESERVED, SAMPLE_CONTACT, SAMPLE_URLS, recipient_context
 
     contact = {**SAMPLE_CONTACT, **{name: "sample" for name in custom_fields or ()}}
+    extra = {}
+    if transactional:
+        extra = {
+            path: "https://example.com/sample"
+            for path in compiled.fields
+            if "." not in path and path not in RESERVED and path.isidentifier()
+        }
     try:
-        html = compiled.render(recipient_context(contact=contact, urls=SAMPLE_URLS)).html
+        html = compiled.render(recipient_context(contact=contact, urls=SAMPLE_URLS, extra=extra)).html
     except TemplateError:
         return []  # the render's own error is reported where the template is compiled
     scanner = _EmptyLinks()
@@ -177,7 +187,7 @@ def compiled_checks(
                 "warning",
             )
         )
-    empty = empty_links(compiled, custom_fields)
+    empty = empty_links(compiled, custom_fields, transactional=transactional)
     if empty:
         hint = " (unless a transactional send passes the data that fills it)" if transactional else ""
         results.append(

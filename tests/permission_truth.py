@@ -229,6 +229,7 @@ DASHBOARD: dict[str, str | None] = {
     "delivery:warmup-edit": "manage_relays",  # delivery/warmup/<int:pk>/
     "delivery:warmup-delete": "manage_relays",  # delivery/warmup/<int:pk>/delete/
     "delivery:unsubscribe": None,  # delivery/u/<str:token>/  (public)
+    "delivery:list-confirmation": "manage_contacts",  # delivery/lists/<int:list_id>/confirmation/
     "delivery:web-version": None,  # delivery/v/<str:token>/  (public: a message's signed web version)
     "bounces:index": "view_dashboard",  # bounces/
     "bounces:event": "view_dashboard",  # bounces/events/<int:pk>/

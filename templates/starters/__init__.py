@@ -78,6 +78,16 @@ STARTERS: dict[str, Starter] = {
             transactional=True,
             outline=("heading", "text", "divider", "columns", "columns", "divider", "text", "footer"),
         ),
+        Starter(
+            "confirmation",
+            "Subscription confirmation (transactional)",
+            "The double opt-in mail: a list's page can send this instead of the built-in one.",
+            "Please confirm your subscription to {{ list_name }}",
+            "One click and you are in.",
+            "confirmation.html",
+            transactional=True,
+            outline=("text", "text", "button", "text"),
+        ),
     )
 }
 

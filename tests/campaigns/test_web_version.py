@@ -124,7 +124,8 @@ UNSUB = '<a href="{{ unsubscribe_url }}">Unsubscribe</a>'
 def test_a_link_to_an_empty_or_unfilled_address_fails_the_checks(link):
     checks = _checks(f"<p>{link}</p>{UNSUB}")
     assert checks["empty_link"].severity == "error"
-    assert _checks(f"<p>{link}</p>", transactional=True)["empty_link"].severity == "warning"
+    if "web_url" not in link:  # (a transactional send may pass web_url as data: not flagged there)
+        assert _checks(f"<p>{link}</p>", transactional=True)["empty_link"].severity == "warning"
 
 
 @pytest.mark.parametrize(
@@ -155,7 +156,7 @@ def test_no_starter_links_to_an_empty_address(key):
     assert "empty_link" not in {
         c.code for c in template_checks(template, transactional=starter.transactional)
     }
-    if key != "receipt":  # the marketing starters carry a working "View in browser" link
+    if not starter.transactional:  # the marketing starters carry a working "View in browser" link
         from templates.services import template_compile
 
         assert "view_in_browser_url" in template_compile(template.pk).fields

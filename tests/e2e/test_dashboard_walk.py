@@ -43,6 +43,7 @@ NOT_PAGES = {
     "delivery:home-fragment", "delivery:mailing-progress", "delivery:mailing-action",
     "delivery:template-test-send", "delivery:contact-timeline", "delivery:relay-test", "delivery:relay-delete",
     "delivery:identity-dkim", "delivery:identity-delete", "delivery:unsubscribe",
+    "delivery:list-confirmation",  # a fragment of contacts:list-edit (loaded by htmx), walked there
     "delivery:web-version",  # public, per message: walked by tests/delivery/test_web_version.py
     "bounces:event-raw", "bounces:mailbox-poll", "bounces:home-fragment",
     "dnsauth:check-now", "media:upload", "media:picker", "media:file",
