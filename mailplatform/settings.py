@@ -586,6 +586,10 @@ TRACKING_FLUSH_BATCH = env_int("TRACKING_FLUSH_BATCH", 2000, minimum=1)
 # A scheduled campaign the platform missed (it was stopped) by more than this is not sent late
 # on its own: it waits for a person to send or reschedule it.
 CAMPAIGNS_MAX_LATENESS_MINUTES = env_int("CAMPAIGNS_MAX_LATENESS_MINUTES", 30, minimum=1)
+# The public archive of campaigns (campaigns.archive): off unless switched on; then only campaigns a
+# person published appear, rendered with fallback data, never a recipient's.
+CAMPAIGNS_ARCHIVE = env_bool("CAMPAIGNS_ARCHIVE", False)
+CAMPAIGNS_ARCHIVE_TITLE = env_str("CAMPAIGNS_ARCHIVE_TITLE", "Newsletter archive") or "Newsletter archive"
 # How often the beat task starts due campaigns, decides A/B tests and runs the deliverability guard.
 CAMPAIGNS_TICK_SECONDS = env_int("CAMPAIGNS_TICK_SECONDS", 15, minimum=1)
 # Sending to more recipients than this from the dashboard asks the person to type the count
