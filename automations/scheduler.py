@@ -16,6 +16,7 @@ import logging
 import time
 import zoneinfo
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,12 +63,17 @@ class Outcome:
 
 
 def tick(
-    now: dt.datetime | None = None, *, batch: int | None = None, max_seconds: float | None = None
+    now: dt.datetime | None = None,
+    *,
+    batch: int | None = None,
+    max_seconds: float | None = None,
+    after_batch: Callable[[], bool] | None = None,
 ) -> dict[str, int]:
     """Advance every due run (in batches) until none is due or the time is up; counts by kind.
 
     `now` is the scheduler's clock: tests and the benchmark pass a later time to move time on
-    instead of sleeping. Without it each batch reads the clock.
+    instead of sleeping. Without it each batch reads the clock. `after_batch` is called after each
+    batch; returning False stops the tick (the task's single-flight lock was lost).
     """
     size = batch or settings.AUTOMATIONS_BATCH_SIZE
     deadline = time.monotonic() + (max_seconds or settings.AUTOMATIONS_TICK_MAX_SECONDS)
@@ -79,29 +85,30 @@ def tick(
         # behind it. A run that stays is never due again within this tick (its next_at is later).
         if not result.get("transitions") and result["claimed"] < size:
             break
+        if after_batch is not None and not after_batch():
+            break
     return dict(totals)
 
 
 def _claim(now: dt.datetime, size: int) -> list[Due]:
+    # The columns come from the locking SELECT itself: a row another scheduler moved on and committed
+    # while this statement waited is re-read at its new version (PostgreSQL re-checks the locked
+    # row), never processed again at the step it has left, as a join back to the table would.
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            WITH picked AS MATERIALIZED (
-                SELECT r.id FROM automations_run r
-                WHERE r.status = 'active' AND r.next_at <= %s
-                  AND r.automation_id IN (SELECT a.id FROM automations_automation a WHERE a.status = 'active')
-                ORDER BY r.next_at, r.id
-                LIMIT %s
-                FOR UPDATE OF r SKIP LOCKED
-            )
             SELECT r.id, r.automation_id, r.contact_id, r.step_id, r.step_entered_at, r.wait_until,
                 r.last_send_step_id, r.last_sent_at, r.entered_at
-            FROM automations_run r JOIN picked p ON p.id = r.id
-            ORDER BY r.id
+            FROM automations_run r
+            WHERE r.status = 'active' AND r.next_at <= %s
+              AND r.automation_id IN (SELECT a.id FROM automations_automation a WHERE a.status = 'active')
+            ORDER BY r.next_at, r.id
+            LIMIT %s
+            FOR UPDATE OF r SKIP LOCKED
             """,
             [now, size],
         )
-        return [Due(*row) for row in cursor.fetchall()]
+        return sorted((Due(*row) for row in cursor.fetchall()), key=lambda due: due.id)
 
 
 class Flow:

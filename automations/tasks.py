@@ -10,10 +10,29 @@ def tick(now: str | None = None) -> dict[str, int]:
     """Advance every due run. `now` (ISO 8601) moves the scheduler's clock: the benchmark's way to
     let days pass without waiting for them."""
     import datetime as dt
+    import secrets
 
     from automations.scheduler import tick as run_tick
+    from mailplatform.redis_cache import redis_client, redis_key
 
-    return run_tick(dt.datetime.fromisoformat(now) if now else None)
+    # One scheduler task at a time: beat and kicks queue more while one runs, and each would hold a
+    # worker the sending needs. The lock lives 15 s and is renewed after every batch, so a killed
+    # worker's lock lapses quickly; correctness never rests on it (SKIP LOCKED and the ledger keys do).
+    client, key, token = redis_client(), redis_key("automations", "tick-lock"), secrets.token_hex(8)
+    if not client.set(key, token, nx=True, px=15_000):
+        return {"skipped": 1}
+
+    def renew() -> bool:
+        if client.get(key) not in (token, token.encode()):
+            return False
+        client.pexpire(key, 15_000)
+        return True
+
+    try:
+        return run_tick(dt.datetime.fromisoformat(now) if now else None, after_batch=renew)
+    finally:
+        if client.get(key) in (token, token.encode()):
+            client.delete(key)
 
 
 @shared_task(name="automations.tasks.triggers", ignore_result=True)

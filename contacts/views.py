@@ -785,6 +785,16 @@ def subscribe(request: HttpRequest, public_id: str) -> HttpResponse:
         if _rate_limited(request, "subscribe"):
             return render(request, "contacts/public/rate_limited.html", status=429)
         if form.is_valid():
+            from contacts.signup import SignupRefused, check_name
+
+            # The signup forms' name check (contacts.signup): no links or markup in a name, which
+            # would reach the confirmation mail. (This page keeps its own per-network limit above.)
+            try:
+                check_name(form.cleaned_data["first_name"], "first_name")
+            except SignupRefused as exc:
+                return render(
+                    request, "contacts/public/signup_refused.html", {"refused": str(exc)}, status=400
+                )
             if not form.cleaned_data["website"]:  # the honeypot: bots get the same page, nothing stored
                 try:
                     services.public_subscribe(
@@ -901,7 +911,7 @@ def _embed_codes(signup: SignupForm) -> dict[str, str]:
     fields = render_to_string("contacts/public/_signup_fields.html", context).replace(
         '  <input type="hidden" name="_ts" value="">\n', ""
     )
-    script = f'<script type="module" src="{base}{static("contacts/altcha-3.2.2.min.js")}"></script>\n'
+    script = f'<script async defer src="{base}{static("contacts/altcha-3.2.2.umd.min.js")}"></script>\n'
     return {
         "hosted": hosted,
         "iframe": f'<iframe src="{frame}" title="{signup.name}" style="border:0;width:100%;min-height:420px"></iframe>',

@@ -109,6 +109,7 @@ DASHBOARD: dict[str, str | None] = {
     "password_reset_complete": None,  # password/reset/complete/  (public)
     "settings": "view_dashboard",  # settings/
     "users": "manage_users",  # settings/users/
+    "organisation": "manage_users",  # settings/organisation/
     "user-update": "manage_users",  # settings/users/<int:pk>/
     "audit-log": "view_audit_log",  # settings/audit/
     "api-keys": "manage_api_keys",  # settings/api-keys/

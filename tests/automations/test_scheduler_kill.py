@@ -47,8 +47,8 @@ def test_sigkill_during_a_tick_enqueues_no_step_twice(transactional_db, make_tem
         )
         enrol(automation.pk, Contact.objects.values_list("id", flat=True))
 
-        # A worker that only schedules (small batches: a tick is many transactions), killed mid-tick.
-        env = {"AUTOMATIONS_QUEUE": "automations-kill-test", "AUTOMATIONS_BATCH_SIZE": "25"}
+        # A worker that only schedules (batches of 5: a tick is hundreds of transactions), killed mid-tick.
+        env = {"AUTOMATIONS_QUEUE": "automations-kill-test", "AUTOMATIONS_BATCH_SIZE": "5"}
         scheduler = start_celery_worker(queues="automations-kill-test", env=env, label="scheduler")
         try:
             from mailplatform.celery import app
@@ -57,7 +57,7 @@ def test_sigkill_during_a_tick_enqueues_no_step_twice(transactional_db, make_tem
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 rows, _ = _ledger(automation.pk)
-                if rows >= 200:
+                if rows >= 50:
                     break
                 time.sleep(0.05)
             scheduler.send_signal(signal.SIGKILL)

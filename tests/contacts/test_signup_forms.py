@@ -173,3 +173,12 @@ def test_allowed_origins_are_checked(signup, admin_user):
         services.signup_form_save(
             signup, by=admin_user, lists=list(signup.lists.all()), allowed_origins="https://x.example/path"
         )
+
+
+def test_the_lists_own_subscribe_page_refuses_names_with_links():
+    news = MailingList.objects.create(name="Weekly", opt_in="double", is_public=True)
+    url = reverse("contacts:subscribe", args=[news.public_id])
+    spam = Client().post(url, {"email": "x@example.com", "first_name": "Cheap pills at pills.example.com"})
+    assert spam.status_code == 400 and b"web address" in spam.content
+    assert not Contact.objects.filter(email="x@example.com").exists()
+    assert Client().post(url, {"email": "y@example.com", "first_name": "Yvonne"}).status_code == 200
