@@ -451,6 +451,11 @@ SIGNUP_PER_ADDRESS_PER_HOUR = env_int("SIGNUP_PER_ADDRESS_PER_HOUR", 3, minimum=
 # ALTCHA proof of work: on by default; the cost (SHA-256 key derivations per try, about 256 tries
 # expected) is what a browser spends about a second on.
 SIGNUP_ALTCHA = env_bool("SIGNUP_ALTCHA", True)
+# Instead of ALTCHA, a third-party challenge when its keys are set: "hcaptcha" or "turnstile"
+# (Cloudflare). The site key goes into the form, the secret verifies each post with the provider.
+SIGNUP_CAPTCHA = env_choice("SIGNUP_CAPTCHA", "", ("", "hcaptcha", "turnstile"))
+SIGNUP_CAPTCHA_SITE_KEY = env_str("SIGNUP_CAPTCHA_SITE_KEY", "") or ""
+SIGNUP_CAPTCHA_SECRET = env_str("SIGNUP_CAPTCHA_SECRET", "") or ""
 SIGNUP_POW_COST = env_int("SIGNUP_POW_COST", 2000, minimum=1)
 
 # --- Delivery: the send ledger and engine (docs/architecture.md, "The path of a campaign's message") ---
