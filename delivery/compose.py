@@ -24,7 +24,7 @@ from typing import Any
 from django.conf import settings
 
 from delivery import tracking, verp
-from delivery.dkim import DkimSigner
+from delivery.dkim import BodyHash, DkimSigner, canonical_lines
 from delivery.headers import LINE_BREAKS, encode_unstructured, format_address
 from templates.compiler import slot_values
 
@@ -100,20 +100,45 @@ def encode_attachments(attachments: Sequence[Mapping[str, Any]], boundary: str) 
 class _Part:
     """One body part (html or text) as pre-encoded literal chunks and slot indexes."""
 
-    __slots__ = ("chunks", "indexes")
+    __slots__ = ("canonical", "chunks", "clean", "indexes")
 
     def __init__(self, literals: list[str], indexes: list[int]) -> None:
         self.chunks = [qp(literal) for literal in literals]
+        # DKIM's relaxed form of each literal chunk, once per mailing (every piece is whole lines).
+        self.canonical = [canonical_lines(chunk) for chunk in self.chunks]
+        self.clean = all(c is chunk for c, chunk in zip(self.canonical, self.chunks, strict=True))
         self.indexes = indexes
 
-    def fill(self, values: list[str], encoded: Sequence[bytes] = ()) -> bytes:
+    def _values(self, values: list[str], encoded: Sequence[bytes]) -> list[bytes]:
         # Slots past the template's own are tracking URLs, encoded once per message (`encoded`).
         count = len(values)
-        out = [self.chunks[0]]
-        for index, chunk in zip(self.indexes, self.chunks[1:], strict=True):
-            out.append(qp(values[index]) if index < count else encoded[index - count])
-            out.append(chunk)
+        return [qp(values[index]) if index < count else encoded[index - count] for index in self.indexes]
+
+    def _join(self, chunks: list[bytes], values: list[bytes]) -> bytes:
+        out: list[bytes] = [b""] * (2 * len(values) + 1)
+        out[0::2] = chunks
+        out[1::2] = values
         return b"".join(out)
+
+    def fill(self, values: list[str], encoded: Sequence[bytes] = ()) -> bytes:
+        return self._join(self.chunks, self._values(values, encoded))
+
+    def fill_signed(
+        self, values: list[str], encoded: Sequence[bytes] = (), *, first: bool = True
+    ) -> tuple[bytes, bytes]:
+        """(fill's bytes, their relaxed canonical form) for DKIM; without the first chunk's when
+        `first` is false (the caller hashed it already, once per mailing)."""
+        pieces = self._values(values, encoded)
+        raw = self._join(self.chunks, pieces)
+        merged = b"".join(pieces)
+        if b"  " in merged or b"\t" in merged or b" \r\n" in merged:
+            canonical_pieces = [canonical_lines(piece) for piece in pieces]
+            canonical = self._join(self.canonical, canonical_pieces)
+        elif self.clean:
+            canonical = raw  # nothing to change: the common case
+        else:
+            canonical = self._join(self.canonical, pieces)
+        return raw, canonical if first else canonical[len(self.canonical[0]) :]
 
 
 @dataclass
@@ -202,6 +227,19 @@ class MessageBuilder:
             self._mixed_close = encode_attachments(self.compiled["attachments"], self._mixed_boundary)
         self._date_second = -1
         self._date = b""
+        # DKIM: what every message shares is canonicalised and hashed here, once per mailing.
+        self._prepared = None
+        if self.signer is not None:
+            variable = ("message-id", "date", "to", "list-unsubscribe")
+            self._prepared = self.signer.prepare(
+                self._head, variable if self._constant_subject else (*variable, "subject")
+            )
+            prefix = self._mixed_open + self._body_open
+            if self._fast:
+                prefix += self._text.chunks[0]
+            self._body_hash = BodyHash(prefix)
+            self._canonical_middle = canonical_lines(self._body_middle)
+            self._canonical_tail = canonical_lines(self._body_close + self._mixed_close)
 
     def _constant_head(self) -> bytes:
         lines = [f"From: {format_address(self.from_email, self.from_name)}"]
@@ -248,8 +286,12 @@ class MessageBuilder:
                         self.mailing_id, recipient.message_id, len(self._links), self._pixel
                     )
                 ]
-            text = self._text.fill(values, tracked)
-            html = self._html.fill(escaped, tracked)
+            if self._prepared is not None:
+                text, canonical_text = self._text.fill_signed(values, tracked, first=False)
+                html, canonical_html = self._html.fill_signed(escaped, tracked)
+            else:
+                text = self._text.fill(values, tracked)
+                html = self._html.fill(escaped, tracked)
             if self._constant_subject:
                 subject = None
             else:
@@ -276,30 +318,54 @@ class MessageBuilder:
                     plain, mailing_id=self.mailing_id, message_id=recipient.message_id, links=self._links
                 )
             subject, html, text = rendered.subject, qp(body), qp(plain)
+            if self._prepared is not None:
+                canonical_text, canonical_html = canonical_lines(text), canonical_lines(html)
         message_id = recipient.message_id
         unsubscribe = recipient.unsubscribe_token or verp.message_token(message_id, "unsubscribe")
+        message_id_value = self.message_id_header(message_id).encode()
+        date = self._date_header()
+        to = b"<" + recipient.email.encode() + b">"
+        unsubscribe_value = b"".join(
+            (
+                b"<",
+                self.unsubscribe_prefix.encode(),
+                unsubscribe.encode(),
+                b"/>, <mailto:unsubscribe+",
+                unsubscribe.encode(),
+                b"@",
+                self._bounce_domain,
+                b"?subject=unsubscribe>",
+            )
+        )
         head = [
             b"Message-ID: ",
-            self.message_id_header(message_id).encode(),
+            message_id_value,
             b"\r\nDate: ",
-            self._date_header(),
-            b"\r\nTo: <",
-            recipient.email.encode(),
-            b">\r\nList-Unsubscribe: <",
-            self.unsubscribe_prefix.encode(),
-            unsubscribe.encode(),
-            b"/>, <mailto:unsubscribe+",
-            unsubscribe.encode(),
-            b"@",
-            self._bounce_domain,
-            b"?subject=unsubscribe>\r\n",
+            date,
+            b"\r\nTo: ",
+            to,
+            b"\r\nList-Unsubscribe: ",
+            unsubscribe_value,
+            b"\r\n",
         ]
+        subject_value = b""
         if subject is not None:
-            head += [b"Subject: ", encode_unstructured(subject.translate(_NO_BREAKS)).encode(), b"\r\n"]
+            subject_value = encode_unstructured(subject.translate(_NO_BREAKS)).encode()
+            head += [b"Subject: ", subject_value, b"\r\n"]
         head.append(self._head)
         header_block = b"".join(head)
         body = b"".join((self._mixed_open, self._body_open, text, self._body_middle, html, self._body_close))
-        if self.signer is not None:
+        if self._prepared is not None:
+            assert self.signer is not None
+            rest = canonical_text + self._canonical_middle + canonical_html + self._canonical_tail
+            values = (message_id_value, date, to, unsubscribe_value)
+            if subject is not None:
+                values = (*values, subject_value)
+            header_block = (
+                self.signer.signature_prepared(self._prepared, values, self._body_hash.digest(rest))
+                + header_block
+            )
+        elif self.signer is not None:
             header_block = self.signer.signature_header(header_block, body + self._mixed_close) + header_block
         # The attachments need no dot-stuffing (base64 and our part headers never start a line with
         # "."): only the per-recipient part is scanned, the mailing's encoded files are appended.

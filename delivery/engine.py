@@ -264,9 +264,11 @@ def _contexts(
 ) -> dict[int, dict[str, Any]]:
     from contacts.selectors import contact_merge_data
     from contacts.tokens import preferences_url
+    from mailplatform.selectors import org_data
     from templates.context import recipient_context
 
     merge = contact_merge_data([c.contact_id for c in batch if c.contact_id is not None])
+    org = org_data()  # once per batch: {{ org.* }}
     # Signing a preferences link costs ~40 µs; only templates that show one pay for it.
     wants_preferences = builder.uses is None or "preferences_url" in builder.uses
     wants_view = builder.uses is None or "view_in_browser_url" in builder.uses
@@ -289,13 +291,15 @@ def _contexts(
         extra = {k: v for k, v in (item.data or {}).items() if not k.startswith("__")}
         try:
             contexts[item.id] = recipient_context(
-                contact=contact or {"email": item.email}, urls=urls, extra=extra
+                contact=contact or {"email": item.email}, urls=urls, extra=extra, org=org
             )
         except ValueError:
             # Transactional data that clashes with a reserved name: the caller's data loses.
-            safe = {k: v for k, v in extra.items() if k not in ("contact", *urls, "view_in_browser_url")}
+            safe = {
+                k: v for k, v in extra.items() if k not in ("contact", "org", *urls, "view_in_browser_url")
+            }
             contexts[item.id] = recipient_context(
-                contact=contact or {"email": item.email}, urls=urls, extra=safe
+                contact=contact or {"email": item.email}, urls=urls, extra=safe, org=org
             )
     return contexts
 

@@ -53,11 +53,17 @@ end
 
 if op == 'dslots' then
   -- Turns for mail held for a receiving domain, shared by every worker so that held mail comes
-  -- back at the domain's pace, not once per worker. KEYS: slots. ARGV: op, count, interval, not before (s)
+  -- back at the domain's pace, not once per worker. KEYS: slots[, bucket]. ARGV: op, count, interval, not before (s)
   local count, interval = tonumber(ARGV[2]), tonumber(ARGV[3])
   local start = math.max(now + tonumber(ARGV[4]), tonumber(redis.call('GET', KEYS[1]) or '0'))
   local finish = start + count * interval
   redis.call('SET', KEYS[1], tostring(finish), 'EX', math.ceil(finish - now) + 60)
+  if KEYS[2] then
+    -- The turns are the domain's pace until `finish`: its bucket is empty until then and fills from
+    -- there, or the tokens it gathered meanwhile would go out on top of the turns.
+    redis.call('HSET', KEYS[2], 'tokens', '0', 'ts', tostring(finish))
+    redis.call('EXPIRE', KEYS[2], math.ceil(finish - now) + 3600)
+  end
   return {count, tostring(start - now)}
 end
 
@@ -96,6 +102,7 @@ if op == 'take' or op == 'dtake' then
   local grant = want
   local wait = 0
   local tokens = 0
+  local bucket_ts = now
   if rate > 0 then
     local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
     tokens = tonumber(b[1])
@@ -105,9 +112,11 @@ if op == 'take' or op == 'dtake' then
       ts = now
     end
     tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+    -- A bucket emptied until a domain's held turns are over (dslots) does not fill before then.
+    if ts > now then bucket_ts = ts end
     local whole = math.floor(tokens)
     if whole < grant then grant = whole end
-    if grant < 1 then wait = (1 - tokens) / rate end
+    if grant < 1 then wait = (1 - tokens) / rate + (bucket_ts - now) end
   end
   local hour_key = KEYS[2] .. ':' .. math.floor(now / 3600)
   local day_key = KEYS[3] .. ':' .. math.floor(now / 86400)
@@ -133,8 +142,8 @@ if op == 'take' or op == 'dtake' then
     end
   end
   if rate > 0 then
-    redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-    redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
+    redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(bucket_ts))
+    redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate + bucket_ts - now) + 60)
   end
   return {grant, tostring(wait), tostring(rate)}
 end
@@ -253,7 +262,8 @@ def domain_take(group: str, want: int, limits: Limits, aimd: Aimd) -> tuple[int,
 def domain_turns(group: str, count: int, interval: float, not_before: float) -> float:
     """Reserve `count` turns `interval` apart for held mail of this domain, after every turn already
     given out (by any worker) and not before `not_before` seconds from now; seconds until the first."""
-    _count, start = _call([f"{_domain_prefix(group)}:turns"], ["dslots", count, interval, not_before])
+    base = _domain_prefix(group)
+    _count, start = _call([f"{base}:turns", f"{base}:bucket"], ["dslots", count, interval, not_before])
     return float(start) + interval
 
 

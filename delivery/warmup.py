@@ -19,7 +19,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from delivery import ledger, ratelimit
@@ -160,7 +160,22 @@ def release(mailing_id: int) -> int:
         left = min(left, sum(room([s]) for s in relays.values()))
     if left <= 0:
         return 0
-    return ledger.release_held(mailing_id, HoldReason.WARMUP, min(left, 1 << 30))
+    with transaction.atomic():
+        # One release at a time per Mailing (runners and the watchdog all call this), and what is
+        # already back in the queue counts against the room: never more out than today's caps take,
+        # or a later message could be granted before an earlier one.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [RELEASE_LOCK_NAMESPACE, mailing_id])
+        waiting = Message.objects.filter(
+            mailing_id=mailing_id, state__in=[MessageState.QUEUED, MessageState.SENDING]
+        ).count()
+        left -= waiting
+        if left <= 0:
+            return 0
+        return ledger.release_held(mailing_id, HoldReason.WARMUP, min(left, 1 << 30))
+
+
+RELEASE_LOCK_NAMESPACE = 0x7761726D  # "warm": keeps these advisory locks apart from other apps'
 
 
 def _pool_ids(mailing: Mailing) -> list[int]:

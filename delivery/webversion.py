@@ -54,11 +54,16 @@ def web_version_html(message_id: int) -> str | None:
         else unsubscribe,
         "view_in_browser_url": view_url(message.pk),
     }
-    extra = {k: v for k, v in data.items() if not k.startswith("__") and k not in ("contact", *URL_NAMES)}
+    extra = {
+        k: v for k, v in data.items() if not k.startswith("__") and k not in ("contact", "org", *URL_NAMES)
+    }
     compiled = CompiledTemplate.from_dict(message.mailing.compiled)
-    html = compiled.render(
-        recipient_context(contact=contact or {"email": message.email}, urls=urls, extra=extra)
-    ).html
+    from mailplatform.selectors import org_data
+
+    context = recipient_context(
+        contact=contact or {"email": message.email}, urls=urls, extra=extra, org=org_data()
+    )
+    html = compiled.render(context).html
     head = _HEAD.search(html)
     if head:
         return html[: head.end()] + _NOINDEX + html[head.end() :]

@@ -173,3 +173,22 @@ class WebhookCreateForm(forms.Form):
         from mailplatform.webhooks import EVENT_TYPES
 
         self.fields["event_types"].choices = [(e, e) for e in EVENT_TYPES]
+
+
+class OrganisationForm(forms.ModelForm):
+    logo_url = forms.URLField(required=False, assume_scheme="https", label="Logo URL")
+    public_base_url = forms.URLField(required=False, assume_scheme="https", label="Public web address")
+
+    class Meta:
+        from mailplatform.models import Organisation
+
+        model = Organisation
+        fields = [
+            "name",
+            "postal_address",
+            "logo_url",
+            "default_from_email",
+            "default_reply_to",
+            "public_base_url",
+        ]
+        widgets = {"postal_address": forms.Textarea(attrs={"rows": 3})}

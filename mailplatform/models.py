@@ -171,3 +171,27 @@ class WebhookCursor(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Organisation(models.Model):
+    """Who sends the mail (one row, admins edit it under Settings): templates see it as {{ org.* }}.
+
+    CAN-SPAM asks bulk mail for a valid postal address; {{ org.postal_address }} puts it in a footer.
+    """
+
+    name = models.CharField(max_length=200, blank=True, default="")
+    postal_address = models.TextField(blank=True, default="", help_text="Required in bulk mail by CAN-SPAM.")
+    logo_url = models.URLField(
+        blank=True, default="", help_text="An absolute https:// address (e.g. from Media)."
+    )
+    default_from_email = models.EmailField(blank=True, default="", verbose_name="default From address")
+    default_reply_to = models.EmailField(blank=True, default="", verbose_name="default Reply-To address")
+    public_base_url = models.URLField(
+        blank=True,
+        default="",
+        help_text="Your public web address, e.g. https://www.example.com (as {{ org.website }}).",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name or "Organisation"

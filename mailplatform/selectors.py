@@ -313,3 +313,32 @@ def webhook_deliveries(
     if status:
         deliveries = deliveries.filter(status=status)
     return deliveries
+
+
+# --- The organisation ({{ org.* }} in templates) ---
+
+ORG_FIELDS = ("name", "postal_address", "logo_url", "from_email", "reply_to", "website")
+_ORG_CACHE_KEY = "mailplatform:org"
+
+
+def org_data() -> dict[str, str]:
+    """The organisation's details as plain strings for templates (`org.name`, `org.postal_address`,
+    `org.logo_url`, `org.from_email`, `org.reply_to`, `org.website`); cached until they are saved."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    data = cache.get(_ORG_CACHE_KEY)
+    if data is None:
+        from mailplatform.models import Organisation
+
+        org = Organisation.objects.order_by("pk").first() or Organisation()
+        data = {
+            "name": org.name,
+            "postal_address": org.postal_address,
+            "logo_url": org.logo_url,
+            "from_email": org.default_from_email or settings.DELIVERY_DEFAULT_FROM_EMAIL,
+            "reply_to": org.default_reply_to,
+            "website": org.public_base_url or settings.SITE_URL,
+        }
+        cache.set(_ORG_CACHE_KEY, data, timeout=300)
+    return dict(data)

@@ -550,3 +550,20 @@ def webhook_cursor_step(name: str, step: Callable[[dict[str, Any]], tuple[dict[s
         cursor.state = state
         cursor.save(update_fields=["state", "updated_at"])
     return queued
+
+
+def organisation_save(*, by: Any, **fields: Any) -> Any:
+    """Save the organisation's details (one row), audited; templates see them at once."""
+    from mailplatform.models import Organisation
+    from mailplatform.selectors import _ORG_CACHE_KEY
+
+    with transaction.atomic():
+        org = Organisation.objects.select_for_update().order_by("pk").first() or Organisation()
+        for name, value in fields.items():
+            setattr(org, name, value.strip() if isinstance(value, str) else value)
+        org.full_clean()
+        org.save()
+        audit_record(by, "organisation.updated", org, details={"fields": sorted(fields)})
+    transaction.on_commit(lambda: cache.delete(_ORG_CACHE_KEY))
+    cache.delete(_ORG_CACHE_KEY)
+    return org

@@ -34,6 +34,7 @@ urlpatterns = [
     ),
     path("settings/", views.settings_index, name="settings"),
     path("settings/users/", views.users, name="users"),
+    path("settings/organisation/", views.organisation, name="organisation"),
     path("settings/users/<int:pk>/", views.user_update, name="user-update"),
     path("settings/audit/", views.audit_log, name="audit-log"),
     path("settings/api-keys/", views.api_keys, name="api-keys"),

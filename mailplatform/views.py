@@ -357,3 +357,18 @@ def webhook_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "mailplatform/webhook_detail.html",
         {"endpoint": endpoint, "page": page, "status": status, "statuses": statuses},
     )
+
+
+@requires("manage_users")
+def organisation(request: HttpRequest) -> HttpResponse:
+    """The organisation's name, postal address, logo, default From / Reply-To and web address."""
+    from mailplatform.forms import OrganisationForm
+    from mailplatform.models import Organisation
+
+    org = Organisation.objects.order_by("pk").first() or Organisation()
+    form = OrganisationForm(request.POST or None, instance=org)
+    if request.method == "POST" and form.is_valid():
+        services.organisation_save(by=request.user, **form.cleaned_data)
+        messages.success(request, "Saved: templates use it from now on.")
+        return redirect("organisation")
+    return render(request, "mailplatform/organisation.html", {"form": form})

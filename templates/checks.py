@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 
 from templates.compiler import CompiledTemplate
-from templates.context import CONTACT_FIELDS, URL_NAMES
+from templates.context import CONTACT_FIELDS, ORG_FIELDS, URL_NAMES
 
 GMAIL_CLIP_BYTES = 102 * 1024
 # Every contact's merge data has these (contacts.selectors.contact_merge_data), custom fields besides.
@@ -83,7 +83,7 @@ def empty_links(
     every declared custom field (and, for transactional mail, for every top-level name the send's
     data may bring), so only an empty href or a field nothing fills is left empty."""
     from templates.compiler import TemplateError
-    from templates.context import RESERVED, SAMPLE_CONTACT, SAMPLE_URLS, recipient_context
+    from templates.context import RESERVED, SAMPLE_CONTACT, SAMPLE_ORG, SAMPLE_URLS, recipient_context
 
     contact = {**SAMPLE_CONTACT, **{name: "sample" for name in custom_fields or ()}}
     extra = {}
@@ -94,7 +94,9 @@ def empty_links(
             if "." not in path and path not in RESERVED and path.isidentifier()
         }
     try:
-        html = compiled.render(recipient_context(contact=contact, urls=SAMPLE_URLS, extra=extra)).html
+        html = compiled.render(
+            recipient_context(contact=contact, urls=SAMPLE_URLS, extra=extra, org=SAMPLE_ORG)
+        ).html
     except TemplateError:
         return []  # the render's own error is reported where the template is compiled
     scanner = _EmptyLinks()
@@ -120,6 +122,9 @@ def unknown_fields(fields: Iterable[str], custom_fields: Iterable[str] | None = 
         if head == "contact":
             name = re.split(r"[.\[]", rest, maxsplit=1)[0]
             if not name or (custom_fields is not None and name not in known_contact):
+                unknown.append(path)
+        elif head == "org":
+            if rest.split(".")[0] not in ORG_FIELDS:
                 unknown.append(path)
         elif head not in URL_NAMES:
             unknown.append(path)

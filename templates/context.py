@@ -3,6 +3,7 @@
 Variables (documented in the editor's help):
   contact.email, contact.first_name, contact.last_name, contact.<custom field>
   unsubscribe_url, preferences_url, view_in_browser_url
+  org.name, org.postal_address, org.logo_url, org.from_email, org.reply_to, org.website
   any key of `extra` (transactional sends pass their data here, e.g. order.number)
 """
 
@@ -16,7 +17,9 @@ from templates.liquid_env import plain_data
 
 URL_NAMES = ("unsubscribe_url", "preferences_url", "view_in_browser_url")
 CONTACT_FIELDS = ("email", "first_name", "last_name")
-RESERVED = frozenset({"contact", *URL_NAMES})
+RESERVED = frozenset({"contact", "org", *URL_NAMES})
+# The organisation's details (mailplatform.selectors.org_data), as {{ org.<name> }}.
+ORG_FIELDS = ("name", "postal_address", "logo_url", "from_email", "reply_to", "website")
 RESERVED_DATA = frozenset({"contact"})
 
 # Shown in the editor's help and used by the preview when no contact is chosen.
@@ -28,6 +31,10 @@ VARIABLE_HELP: tuple[tuple[str, str], ...] = (
     ("unsubscribe_url", "One-click unsubscribe link for this recipient (required in marketing mail)"),
     ("preferences_url", "The recipient's subscription preferences page"),
     ("view_in_browser_url", "This message as a web page"),
+    ("org.name", "Your organisation's name (Settings → Organisation)"),
+    ("org.postal_address", "Your postal address (bulk mail must show one)"),
+    ("org.logo_url", "Your logo's address"),
+    ("org.website", "Your public web address"),
     ("<name>", "Data passed with a transactional send, e.g. order.number"),
 )
 
@@ -48,10 +55,23 @@ SAMPLE_URLS = {
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _NESTED = ("fields", "attributes", "custom_fields")
 _EMPTY_URLS = dict.fromkeys(URL_NAMES, "")
+_EMPTY_ORG = dict.fromkeys(ORG_FIELDS, "")
+SAMPLE_ORG = {
+    "name": "Example Ltd",
+    "postal_address": "1 Example Street, Exampletown",
+    "logo_url": "https://example.com/logo.png",
+    "from_email": "news@example.com",
+    "reply_to": "hello@example.com",
+    "website": "https://example.com",
+}
 
 
 def recipient_context(
-    *, contact: Mapping[str, Any], urls: Mapping[str, str], extra: Mapping[str, Any] | None = None
+    *,
+    contact: Mapping[str, Any],
+    urls: Mapping[str, str],
+    extra: Mapping[str, Any] | None = None,
+    org: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Build the context for one recipient from plain mappings.
 
@@ -74,7 +94,11 @@ def recipient_context(
             # Standard fields win over a custom field that happens to share their name.
             if name not in flat or name not in contact and flat[name] == "":
                 flat[str(name)] = value if type(value) in _SCALARS else plain_data(value, 1)
-    context: dict[str, Any] = {"contact": flat, **_EMPTY_URLS}
+    context: dict[str, Any] = {
+        "contact": flat,
+        "org": dict(org) if org is not None else _EMPTY_ORG,
+        **_EMPTY_URLS,
+    }
     for name, url in urls.items():
         if name in RESERVED_DATA:
             raise Invalid(f"'{name}' is not a URL name", code="reserved_name", field="data")
@@ -92,6 +116,9 @@ def recipient_context(
     return context
 
 
-def sample_context(contact: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The preview's context: sample data, or the given contact's plain data."""
-    return recipient_context(contact=contact or SAMPLE_CONTACT, urls=SAMPLE_URLS)
+def sample_context(
+    contact: Mapping[str, Any] | None = None, org: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The preview's context: sample data, or the given contact's plain data (and the organisation's
+    details when given: mailplatform.selectors.org_data)."""
+    return recipient_context(contact=contact or SAMPLE_CONTACT, urls=SAMPLE_URLS, org=org or SAMPLE_ORG)

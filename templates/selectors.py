@@ -10,7 +10,7 @@ from django.db.models import Count, QuerySet
 
 from templates.checks import CheckResult, compiled_checks
 from templates.compiler import CompiledTemplate, RenderedEmail, TemplateError, compile_template
-from templates.context import SAMPLE_CONTACT, SAMPLE_URLS, recipient_context, sample_context
+from templates.context import SAMPLE_CONTACT, SAMPLE_ORG, SAMPLE_URLS, recipient_context, sample_context
 from templates.liquid_env import plain_data
 from templates.models import EmailTemplate, TemplateVersion
 
@@ -177,7 +177,12 @@ def template_preview(
         )
     data = dict(data or {})
     contact = data.pop("contact", None)
-    context = sample_context(contact) if not data else {**sample_context(contact), **plain_data(data)}
+    from mailplatform.selectors import org_data
+
+    org = {**SAMPLE_ORG, **{k: v for k, v in org_data().items() if v}}  # the real details where set
+    context = (
+        sample_context(contact, org) if not data else {**sample_context(contact, org), **plain_data(data)}
+    )
     return compiled, compiled.render(context)
 
 
@@ -211,11 +216,12 @@ def template_render(
 
     For review pages in other apps ("preview as this contact"); sample links fill in missing URLs.
     """
+    from mailplatform.selectors import org_data
     from templates.services import template_compile
 
     compiled = template_compile(template_id, version_id)
     context = recipient_context(
-        contact=contact or SAMPLE_CONTACT, urls={**SAMPLE_URLS, **(urls or {})}, extra=extra
+        contact=contact or SAMPLE_CONTACT, urls={**SAMPLE_URLS, **(urls or {})}, extra=extra, org=org_data()
     )
     return compiled.render(context)
 

@@ -109,6 +109,7 @@ DASHBOARD: dict[str, str | None] = {
     "password_reset_complete": None,  # password/reset/complete/  (public)
     "settings": "view_dashboard",  # settings/
     "users": "manage_users",  # settings/users/
+    "organisation": "manage_users",  # settings/organisation/
     "user-update": "manage_users",  # settings/users/<int:pk>/
     "audit-log": "view_audit_log",  # settings/audit/
     "api-keys": "manage_api_keys",  # settings/api-keys/
@@ -192,6 +193,9 @@ DASHBOARD: dict[str, str | None] = {
     "campaigns:report-csv": "view_dashboard",  # campaigns/<int:pk>/report.csv
     "campaigns:report-people": "view_dashboard",  # campaigns/<int:pk>/report/people/<str:figure>/
     "campaigns:resend": "send_mail",  # campaigns/<int:pk>/resend/
+    "campaigns:archive": None,  # campaigns/archive/  (public when CAMPAIGNS_ARCHIVE is on)
+    "campaigns:archive-item": None,  # campaigns/archive/<int:pk>/  (public)
+    "campaigns:archive-feed": None,  # campaigns/archive/feed.<str:kind>  (public)
     "campaigns:action": "send_mail",  # campaigns/<int:pk>/do/<str:action>/
     "campaigns:step": "manage_campaigns",  # campaigns/<int:pk>/<str:step>/
     "automations:index": "view_dashboard",  # automations/

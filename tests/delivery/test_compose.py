@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
+import hashlib
 
 import dkim as dkimpy
 import pytest
@@ -141,10 +143,34 @@ def test_dkim_signature_verifies_and_covers_list_unsubscribe():
 
     assert dkimpy.verify(raw, dnsfunc=dnsfunc)
     signature = raw.split(b"\r\n\r\n")[0].split(b"DKIM-Signature:")[1].split(b"\r\nMessage-ID")[0]
-    assert b"list-unsubscribe:list-unsubscribe-post" in signature
+    signed = signature.split(b"h=")[1].split(b";")[0].split(b":")
+    assert b"list-unsubscribe" in signed and b"list-unsubscribe-post" in signed
     # A changed List-Unsubscribe no longer verifies.
     tampered = raw.replace(b"List-Unsubscribe: <http", b"List-Unsubscribe: <xttp", 1)
     assert not dkimpy.verify(tampered, dnsfunc=dnsfunc)
+
+
+@pytest.mark.parametrize("tracked", [False, True])
+def test_dkim_of_a_prepared_mailing_verifies_for_every_recipient(tracked):
+    """What every message shares is canonicalised and hashed once per mailing (MessageBuilder);
+    whitespace in merge values (runs, tabs, trailing) and per-message tracking URLs must still
+    give the body hash of the whole message, and the header hash of the headers as sent."""
+    pem, public = generate_private_key()
+    builder = _builder(signer=DkimSigner("example.com", "s1", pem), track_opens=tracked, track_clicks=tracked)
+    assert builder._prepared is not None  # the prepared path, not the general one
+    dns = {b"s1._domainkey.example.com.": f"v=DKIM1; k=rsa; p={public}".encode()}
+
+    def dnsfunc(name, timeout=5):
+        return dns.get(name if isinstance(name, bytes) else name.encode())
+
+    names = ["Ada", "  Grace\t Hopper  ", "tab\tend\t", "", "Zoë   " * 30, "line\nbreak "]
+    for n, name in enumerate(names):
+        raw, _ = _parse(builder.build(Recipient(n + 1, f"r{n}@example.org", _context(name))))
+        head, body = raw.split(b"\r\n\r\n", 1)
+        body_hash = head.split(b"bh=")[1].split(b";")[0]
+        assert body_hash == base64.b64encode(hashlib.sha256(canonical_body(body)).digest())
+        assert dkimpy.verify(raw, dnsfunc=dnsfunc), name
+        assert not dkimpy.verify(raw.replace(b"To: <r", b"To: <x", 1), dnsfunc=dnsfunc)
 
 
 def test_relaxed_body_canonicalisation():

@@ -216,3 +216,33 @@ def test_a_domains_concurrent_connections_are_bounded_across_runners(
         assert domains.connections_in_use("few.test") == 0  # every place given back
     else:
         assert handler.most == 2  # the check can see two at once: the limit is what prevents it
+
+
+@pytest.mark.slow
+def test_two_runners_hold_a_limited_domain_to_its_rate_over_a_longer_send(
+    transactional_db, settings, make_relay, start_mailing
+):
+    """A domain whose share of the send comes up a little faster than its limit: its held mail goes
+    out on its turns and, in between, newcomers take from its bucket. The turns are the pace, so the
+    bucket stays empty until they are over: no burst on top of them (bench/send.py --domains)."""
+    settings.DELIVERY_DOMAIN_LIMITS = {"paced.test": {"per_second": 40}}
+    settings.DELIVERY_BATCH_SIZE = 40
+    arrivals = Arrivals(throttle=0)
+    handler = RecordingHandler(rcpt_reply=arrivals.rcpt)
+    with SmtpServer(handler) as server:
+        # The relay's pace sets the send's: 200/s, a quarter of it to paced.test (50/s > 40/s).
+        make_relay(server, max_connections=2, per_second=200, burst=20)
+        mailing = start_mailing(
+            _audience({"free1.test": 300, "paced.test": 300, "free2.test": 300, "free3.test": 300})
+        )
+        runners = [threading.Thread(target=_drain, args=(mailing.pk,)) for _ in range(2)]
+        for runner in runners:
+            runner.start()
+        for runner in runners:
+            runner.join(timeout=120)
+    paced = sorted(t for a, t in arrivals.at.items() if a.endswith("@paced.test"))
+    assert len(paced) == 300 and len(arrivals.at) == 1200
+    # After the first second's burst (40), the other 260 at 40/s: 6.5 s, not faster.
+    rate = (len(paced) - 40) / (paced[-1] - paced[0])
+    print(f"\npaced.test: {rate:.1f} msg/s for a limit of 40")
+    assert rate <= 40 * 1.05, rate

@@ -81,3 +81,25 @@ def test_connection_slots_are_leases():
     assert ratelimit.usage(RELAY)["connections"] == 0
     assert first.acquire() == 0.0
     assert second.refresh()  # expired, but there is room again, so it is taken back
+
+
+def test_a_domains_bucket_stays_empty_while_its_held_mail_has_turns():
+    """Turns given out for a domain's held mail are its pace: the bucket does not gather tokens
+    meanwhile (they would go out on top of the turns) and fills from empty once they are over."""
+    from mailplatform.redis_cache import redis_client, redis_key
+
+    group = "turns.test"
+    redis_client().delete(*[redis_key("delivery", "domain", group, k) for k in ("bucket", "turns", "aimd")])
+    limits = Limits(per_second=20, burst=20)
+    aimd = ratelimit.Aimd(start=20, floor=0.1, ceiling=200, increase=0.05)
+    granted, _wait, _rate = ratelimit.domain_take(group, 20, limits, aimd)
+    assert granted == 20  # a fresh bucket is full
+    first = ratelimit.domain_turns(group, 10, 0.05, 0.0)  # ten held messages, 0.05 s apart
+    assert 0 < first <= 0.1
+    granted, wait, _rate = ratelimit.domain_take(group, 20, limits, aimd)
+    assert granted == 0 and 0.5 <= wait <= 0.6  # nothing before the turns are over
+    deadline = time.monotonic() + 5
+    while ratelimit.domain_turns_ahead(group) > 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    granted, _wait, _rate = ratelimit.domain_take(group, 20, limits, aimd)
+    assert granted <= 2  # filling from empty at 20/s, not a full bucket of 20
