@@ -46,7 +46,6 @@ from contacts.models import (
 )
 from contacts.validation import (
     EmailError,
-    address_flags,
     check_contact_language,
     check_contact_timezone,
     check_email,
@@ -409,8 +408,6 @@ def _parse_into_stage(
     stage: str,
     report: _Report,
     progress: Progress | None,
-    *,
-    drop_flagged: bool = False,
 ) -> tuple[int, int]:
     """COPY good rows into `stage`; returns (data rows read, duplicates reported).
 
@@ -463,13 +460,6 @@ def _parse_into_stage(
                     except EmailError as exc:
                         report.add(row_no, record, f"email: {exc}")
                         continue
-                    if drop_flagged:
-                        flags = address_flags(email)
-                        if flags:
-                            report.add(
-                                row_no, record, f"email: a {' and '.join(flags)} address, dropped as asked"
-                            )
-                            continue
                     own = [""] * len(positions)
                     problem = None
                     for index, target, position, check in standard:
@@ -667,7 +657,6 @@ def run_import(
     report_path: Path | None = None,
     label: str = "import",
     progress: Progress | None = None,
-    drop_flagged: bool = False,
 ) -> ImportResult:
     """Import `path`; ImportFileError (nothing stored) when the file as a whole is unusable."""
     if mode not in ImportMode.values:
@@ -691,7 +680,7 @@ def run_import(
                     + "attrs jsonb NOT NULL) ON COMMIT DROP"
                 )
             result.rows, result.duplicates = _parse_into_stage(
-                path, fmt, email_index, columns, stage, report, progress, drop_flagged=drop_flagged
+                path, fmt, email_index, columns, stage, report, progress
             )
             result.invalid = report.count - result.duplicates
             if progress:

@@ -78,32 +78,3 @@ def test_the_command(people):
         call_command("sunset", "--months", "6")
     with pytest.raises(CommandError, match="no list named"):
         call_command("sunset", "--after-mailing", "1", "--list", "Nope")
-
-
-def test_an_import_keeps_or_drops_role_and_disposable_addresses(tmp_path):
-    csv_path = tmp_path / "in.csv"
-    csv_path.write_text("email\nann@example.org\ninfo@example.org\nbob@yopmail.com\n")
-    out = StringIO()
-    call_command(
-        "import_contacts", str(csv_path), "--no-progress", "--list", "A", stdout=out, stderr=StringIO()
-    )
-    assert Contact.objects.count() == 3  # kept by default (flagged on their pages)
-    Contact.objects.all().delete()
-    call_command(
-        "import_contacts", str(csv_path), "--no-progress", "--list", "B", "--drop-role-and-disposable",
-        stdout=out, stderr=StringIO(),
-    )  # fmt: skip
-    assert list(Contact.objects.values_list("email", flat=True)) == ["ann@example.org"]
-    from contacts.models import ContactImport
-
-    last = ContactImport.objects.order_by("-id").first()
-    assert last.drop_flagged and last.invalid == 2
-    from pathlib import Path
-
-    from django.conf import settings
-
-    report = Path(last.report_path)
-    report = report if report.is_absolute() else Path(settings.MEDIA_ROOT) / report
-    text = report.read_text()
-    assert "info@example.org" in text and "a role address, dropped as asked" in text
-    assert "bob@yopmail.com" in text and "a disposable address, dropped as asked" in text
