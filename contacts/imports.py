@@ -397,7 +397,35 @@ STANDARD_TARGETS: dict[str, Callable[[str], str] | None] = {
     "language": check_contact_language,
     "timezone": check_contact_timezone,
 }
-_STAGE_COLUMNS = f"(email, email_lower, {', '.join(STANDARD_TARGETS)}, attrs)"
+_STAGE_COLUMNS = f"(row_no, email, email_lower, {', '.join(STANDARD_TARGETS)}, attrs, raw)"
+
+
+class _SeenFilter:
+    """A Bloom filter of the addresses read so far: its size is bounded (at most 64 MB, about
+    half a bit per byte of the file), where a set of the addresses grew with the file (~110 bytes
+    an address, 1.1 GB at ten million). A row it says may have been seen keeps its cells in the
+    stage (`raw`) so that, if the database finds it really is a duplicate, the report can show it;
+    the database decides, so a false positive costs only those cells."""
+
+    __slots__ = ("_bits", "_mask")
+
+    def __init__(self, file_bytes: int) -> None:
+        size = 1 << 16
+        while size < min(file_bytes // 2, 1 << 29):
+            size <<= 1
+        self._bits = bytearray(size >> 3)
+        self._mask = size - 1
+
+    def seen_or_add(self, key: str) -> bool:
+        h = hash(key)
+        h1, h2 = h & 0xFFFFFFFF, (h >> 32) | 1
+        bits, mask, seen = self._bits, self._mask, True
+        for index in (h1 & mask, (h1 + h2) & mask, (h1 + 2 * h2) & mask):
+            byte, bit = index >> 3, 1 << (index & 7)
+            if not bits[byte] & bit:
+                bits[byte] |= bit
+                seen = False
+        return seen
 
 
 def _parse_into_stage(
@@ -411,9 +439,9 @@ def _parse_into_stage(
 ) -> tuple[int, int]:
     """COPY good rows into `stage`; returns (data rows read, duplicates reported).
 
-    Duplicates are found here, keyed by the lower-cased address: the first valid row wins.
-    The map costs ~110 bytes per distinct address (~110 MB for a million), far less than a
-    sort of the staged rows would cost the database in time.
+    Duplicates, keyed by the lower-cased address (the first valid row wins), are found by the
+    database among the rows `_SeenFilter` flags (`_drop_duplicates`): memory stays flat whatever
+    the file's size.
     """
     total = path.stat().st_size
     width = len(fmt.headers)
@@ -430,8 +458,8 @@ def _parse_into_stage(
         if c.target not in STANDARD_TARGETS
     ]
     encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    rows = duplicates = 0
-    seen: dict[str, int] = {}
+    rows = 0
+    seen = _SeenFilter(total)
     raw, text = _open_text(path, fmt.encoding)
     with raw, text, connection.cursor() as cursor:
         reader = _reader(text, fmt.delimiter)
@@ -497,12 +525,8 @@ def _parse_into_stage(
                         report.add(row_no, record, problem)
                         continue
                     key = email.lower()
-                    first_row = seen.setdefault(key, row_no)
-                    if first_row != row_no:
-                        duplicates += 1
-                        report.add(row_no, record, f"duplicate of row {first_row}")
-                        continue
-                    copy.write_row((email, key, *own, encode(values)))
+                    raw_cells = record if seen.seen_or_add(key) else None
+                    copy.write_row((row_no, email, key, *own, encode(values), raw_cells))
         except csv.Error as exc:
             raise _csv_error(exc, row_no + 1) from None
         except UnicodeDecodeError as exc:
@@ -511,7 +535,34 @@ def _parse_into_stage(
             ) from None
     if progress:
         progress("reading", total, total)
-    return rows, duplicates
+    return rows, _drop_duplicates(stage, report)
+
+
+def _drop_duplicates(stage: str, report: _Report) -> int:
+    """Remove from `stage` every row whose address an earlier staged row has; report them (in
+    row order, after the invalid rows) with their cells, streamed through a server-side cursor."""
+    duplicates = f"{stage}_duplicates"
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {stage}")
+        cursor.execute(
+            f"""
+            CREATE TEMPORARY TABLE {duplicates} ON COMMIT DROP AS
+            SELECT s.row_no, min(f.row_no) AS first_row, min(s.raw) AS raw
+              FROM {stage} s JOIN {stage} f ON f.email_lower = s.email_lower AND f.row_no < s.row_no
+             WHERE s.raw IS NOT NULL
+             GROUP BY s.row_no
+            """  # noqa: S608
+        )
+        count = cursor.rowcount
+        if not count:
+            return 0
+        cursor.execute(f"DELETE FROM {stage} s USING {duplicates} d WHERE s.row_no = d.row_no")  # noqa: S608
+    with connection.connection.cursor(name=f"{duplicates}_read") as rows:
+        rows.itersize = 5000
+        rows.execute(f"SELECT row_no, first_row, raw FROM {duplicates} ORDER BY row_no")  # noqa: S608
+        for row_no, first_row, raw in rows:
+            report.add(row_no, raw, f"duplicate of row {first_row}")
+    return count
 
 
 def _merge(stage: str, mode: str, list_ids: list[int], label: str, result: ImportResult) -> None:
@@ -675,9 +726,10 @@ def run_import(
                 # Room for the duplicate check's sort and the merge's hash joins, this transaction only.
                 cursor.execute("SET LOCAL work_mem = '64MB'")
                 cursor.execute(
-                    f"CREATE TEMPORARY TABLE {stage} (email text NOT NULL, email_lower text NOT NULL, "
+                    f"CREATE TEMPORARY TABLE {stage} (row_no bigint NOT NULL, email text NOT NULL, "
+                    + "email_lower text NOT NULL, "
                     + "".join(f"{n} text NOT NULL, " for n in STANDARD_TARGETS)
-                    + "attrs jsonb NOT NULL) ON COMMIT DROP"
+                    + "attrs jsonb NOT NULL, raw text[]) ON COMMIT DROP"
                 )
             result.rows, result.duplicates = _parse_into_stage(
                 path, fmt, email_index, columns, stage, report, progress
