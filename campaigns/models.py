@@ -90,6 +90,8 @@ class Campaign(models.Model):
     cloned_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Published to the public archive (campaigns.archive) by a person; None: not in it.
+    archived_at = models.DateTimeField(null=True, blank=True)
     # A follow-up made by "Resend to non-openers": the campaign it follows up ...
     resend_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # ... and segment rules (contacts.segments' format) ANDed into the audience when it is planned:

@@ -8,6 +8,10 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("new/", views.create, name="create"),
     path("home-fragment/", views.home_fragment, name="home-fragment"),
+    # The public archive (off unless CAMPAIGNS_ARCHIVE): published campaigns with fallback data.
+    path("archive/", views.archive, name="archive"),
+    path("archive/<int:pk>/", views.archive_item, name="archive-item"),
+    path("archive/feed.<str:kind>", views.archive_feed, name="archive-feed"),
     path("<int:pk>/", views.detail, name="detail"),
     path("<int:pk>/progress/", views.progress_fragment, name="progress"),
     path("<int:pk>/count/", views.audience_count, name="count"),

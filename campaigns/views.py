@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
@@ -294,6 +295,7 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "campaign": campaign,
             "perms_send_mail": can(request.user, "send_mail"),
+            "archive_on": settings.CAMPAIGNS_ARCHIVE,
             "resend_delays": RESEND_DELAYS,
             "progress": selectors.campaign_progress(campaign),
             "report": delivery_selectors.mailing_figures(selectors.campaign_mailing_ids(campaign)),
@@ -325,7 +327,21 @@ def progress_fragment(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
+def _archive_publish(pk: int, *, by: Any) -> Any:
+    from campaigns.archive import archive_publish
+
+    return archive_publish(pk, by=by)
+
+
+def _archive_remove(pk: int, *, by: Any) -> Any:
+    from campaigns.archive import archive_remove
+
+    return archive_remove(pk, by=by)
+
+
 _ACTIONS = {
+    "archive": (_archive_publish, "Published to the public archive."),
+    "unarchive": (_archive_remove, "Removed from the public archive."),
     "pause": (services.campaign_pause, "Paused."),
     "resume": (services.campaign_resume, "Resumed."),
     "cancel": (services.campaign_cancel, "Cancelled."),
@@ -531,3 +547,56 @@ def report_people(request: HttpRequest, pk: int, figure: str) -> HttpResponse:
             "can_save": segment_op is not None and can(request.user, "manage_contacts"),
         },
     )  # fmt: skip
+
+
+# --- The public archive (campaigns.archive): off unless CAMPAIGNS_ARCHIVE ---
+
+# Archived mail is the marketer's HTML: no script, nothing but its own styles, images and fonts.
+_ARCHIVE_ITEM_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline' https:; img-src data: https: http:; font-src https:; "
+    "frame-ancestors 'none'; sandbox allow-popups allow-popups-to-escape-sandbox "
+    "allow-top-navigation-by-user-activation"
+)
+
+
+def _archive_on() -> None:
+    if not settings.CAMPAIGNS_ARCHIVE:
+        raise Http404("The archive is switched off.")
+
+
+def archive(request: HttpRequest) -> HttpResponse:
+    from campaigns.archive import archived, rendered
+
+    _archive_on()
+    entries = [{"campaign": c, "subject": rendered(c)[0] or c.name} for c in archived()]
+    return render(
+        request, "campaigns/archive.html", {"entries": entries, "title": settings.CAMPAIGNS_ARCHIVE_TITLE}
+    )
+
+
+def archive_item(request: HttpRequest, pk: int) -> HttpResponse:
+    from campaigns.archive import archived_one, rendered
+
+    _archive_on()
+    campaign = archived_one(pk)
+    if campaign is None:
+        raise Http404("No such archived campaign.")
+    _, html = rendered(campaign)
+    response = HttpResponse(html, content_type="text/html; charset=utf-8")
+    response["Content-Security-Policy"] = _ARCHIVE_ITEM_POLICY
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def archive_feed(request: HttpRequest, kind: str) -> HttpResponse:
+    from campaigns.archive import feed
+
+    _archive_on()
+    if kind not in ("atom", "rss"):
+        raise Http404("No such feed.")
+    content_type = "application/atom+xml" if kind == "atom" else "application/rss+xml"
+    return HttpResponse(feed(kind, settings.SITE_URL), content_type=f"{content_type}; charset=utf-8")
+
+
+for _view in (archive, archive_item, archive_feed):
+    _view.public_endpoint = True  # type: ignore[attr-defined]

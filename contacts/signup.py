@@ -8,6 +8,7 @@ A submission passes, in order, or is refused with a SignupRefused that says why,
 3. the proof of work (ALTCHA, `altcha` on PyPI; the MIT widget is vendored in
    contacts/static/contacts/): a challenge HMAC-signed with a key derived from SECRET_KEY, for this
    form, expiring after SIGNUP_MAX_AGE_SECONDS; each solved challenge is accepted once (Redis);
+   or, with SIGNUP_CAPTCHA and its keys, hCaptcha or Cloudflare Turnstile verified with the provider;
 4. the signed render time: the challenge carries the time it was issued (signed with it), and the
    hosted pages also render a signed `_ts`; a post sooner than SIGNUP_MIN_SECONDS after it (too fast
    for a person) or later than SIGNUP_MAX_AGE_SECONDS is refused;
@@ -124,6 +125,53 @@ def check_proof(payload: str, form_key: str, now: float) -> None:
         raise SignupRefused("this anti-robot check was already used: reload the page")
 
 
+# Third-party challenges (switched on with SIGNUP_CAPTCHA and its keys): the form field their widget
+# fills, their script, and their verification endpoint.
+PROVIDERS = {
+    "hcaptcha": (
+        "h-captcha-response",
+        "https://js.hcaptcha.com/1/api.js",
+        "https://api.hcaptcha.com/siteverify",
+    ),
+    "turnstile": (
+        "cf-turnstile-response",
+        "https://challenges.cloudflare.com/turnstile/v0/api.js",
+        "https://challenges.cloudflare.com/turnstile/v0/siteverify",
+    ),
+}
+
+
+def third_party() -> str:
+    """The third-party challenge in use ("hcaptcha", "turnstile"), or "" (ALTCHA or none)."""
+    provider = settings.SIGNUP_CAPTCHA
+    if provider and settings.SIGNUP_CAPTCHA_SITE_KEY and settings.SIGNUP_CAPTCHA_SECRET:
+        return provider
+    return ""
+
+
+def check_third_party(provider: str, token: str, ip_address: str | None) -> None:
+    """Ask hCaptcha / Turnstile whether this response token is a solved challenge (once: they refuse
+    a token used before)."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    if not token:
+        raise SignupRefused("the anti-robot check was not done: wait for it to finish, then send the form")
+    _, _, endpoint = PROVIDERS[provider]
+    body = {"secret": settings.SIGNUP_CAPTCHA_SECRET, "response": token}
+    if ip_address:
+        body["remoteip"] = ip_address
+    request = urllib.request.Request(endpoint, data=urllib.parse.urlencode(body).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 -- a fixed https endpoint
+            verdict = json.loads(answer.read().decode())
+    except (OSError, ValueError):
+        raise SignupRefused("the anti-robot check could not be verified just now: try again") from None
+    if not verdict.get("success"):
+        raise SignupRefused("the anti-robot check failed: reload the page")
+
+
 def _over_limit(key: str, limit: int) -> bool:
     cache.add(key, 0, timeout=3600)
     try:
@@ -159,14 +207,32 @@ def check_submission(
         raise SignupRefused("this submission looks automated and was not accepted")
     email = str(data.get("email", "")).strip()
     check_limits(ip_address=ip_address, email=email)
-    if pow_required and settings.SIGNUP_ALTCHA:
+    provider = third_party()
+    altcha_on = pow_required and settings.SIGNUP_ALTCHA and not provider
+    if provider and pow_required:
+        check_third_party(provider, str(data.get(PROVIDERS[provider][0], "")), ip_address)
+    if altcha_on:
         check_proof(str(data.get("altcha", "")), key, now)
-    if data.get("_ts") or not (pow_required and settings.SIGNUP_ALTCHA):
+    # The render time is signed into the ALTCHA challenge; a third-party token expires on its own, so
+    # there the snippet (static HTML on another site) may post without `_ts`; our pages send one.
+    if data.get("_ts") or not (altcha_on or provider):
         check_stamp(str(data.get("_ts", "")), key, now)
     try:
         email = check_email(email)
     except EmailError as exc:
         raise SignupRefused(str(exc), field="email") from None
+    if getattr(form, "refuse_flagged", False):
+        from contacts.validation import address_flags
+
+        flags = address_flags(email)
+        if "role" in flags:
+            raise SignupRefused(
+                "please sign up with a personal address, not a role address like info@", field="email"
+            )
+        if "disposable" in flags:
+            raise SignupRefused(
+                "please sign up with an address you keep, not a disposable one", field="email"
+            )
     first = check_name(str(data.get("first_name", "")), "first_name") if form.ask_first_name else ""
     last = check_name(str(data.get("last_name", "")), "last_name") if form.ask_last_name else ""
     if form.names_required and ((form.ask_first_name and not first) or (form.ask_last_name and not last)):
@@ -174,3 +240,20 @@ def check_submission(
     if form.consent_text and not data.get("consent"):
         raise SignupRefused("please tick the box to agree", field="consent")
     return Submission(email=email, first_name=first, last_name=last)
+
+
+def widget() -> dict[str, str]:
+    """What the form pages draw: {"kind": "altcha" | "hcaptcha" | "turnstile" | "", ...}."""
+    provider = third_party()
+    if provider:
+        _, script, _ = PROVIDERS[provider]
+        css = "h-captcha" if provider == "hcaptcha" else "cf-turnstile"
+        origin = "/".join(script.split("/")[:3])
+        return {
+            "kind": provider,
+            "script": script,
+            "css": css,
+            "site_key": settings.SIGNUP_CAPTCHA_SITE_KEY,
+            "origin": origin,
+        }
+    return {"kind": "altcha" if settings.SIGNUP_ALTCHA else ""}

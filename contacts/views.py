@@ -56,7 +56,7 @@ from contacts.models import (
     Suppression,
 )
 from contacts.segments import SegmentError
-from contacts.validation import EmailError
+from contacts.validation import EmailError, address_flags
 from mailplatform.errors import PlatformError, form_error, message_error
 from mailplatform.permissions import requires
 from mailplatform.roles import can
@@ -226,6 +226,7 @@ def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "subscriptions": selectors.subscriptions_of(contact),
         "other_lists": MailingList.objects.exclude(subscriptions__contact=contact).order_by("name"),
         "timeline_url": _timeline_url(contact.pk),
+        "address_flags": address_flags(contact.email),
         "runs_url": _runs_url(contact.pk),
         "preferences_url": tokens.preferences_url(contact.pk),
         "can_edit": _editor(request),
@@ -903,7 +904,7 @@ def _embed_codes(signup: SignupForm) -> dict[str, str]:
         "signup": signup,
         "submit_url": base + reverse("contacts:signup-submit", args=[signup.public_id]),
         "challenge_url": base + reverse("contacts:signup-challenge", args=[signup.public_id]),
-        "altcha": settings.SIGNUP_ALTCHA,
+        "widget": signup_widget(),
         "stamp": "",
     }
     from django.template.loader import render_to_string
@@ -911,11 +912,16 @@ def _embed_codes(signup: SignupForm) -> dict[str, str]:
     fields = render_to_string("contacts/public/_signup_fields.html", context).replace(
         '  <input type="hidden" name="_ts" value="">\n', ""
     )
-    script = f'<script async defer src="{base}{static("contacts/altcha-3.2.2.umd.min.js")}"></script>\n'
+    widget = context["widget"]
+    script = ""
+    if widget["kind"] == "altcha":
+        script = f'<script async defer src="{base}{static("contacts/altcha-3.2.2.umd.min.js")}"></script>\n'
+    elif widget["kind"]:
+        script = f'<script async defer src="{widget["script"]}"></script>\n'
     return {
         "hosted": hosted,
         "iframe": f'<iframe src="{frame}" title="{signup.name}" style="border:0;width:100%;min-height:420px"></iframe>',
-        "html": fields.strip() + "\n" + (script if settings.SIGNUP_ALTCHA else ""),
+        "html": fields.strip() + "\n" + script,
     }
 
 
@@ -938,6 +944,12 @@ def signup_form_edit(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
+def signup_widget() -> dict[str, str]:
+    from contacts.signup import widget
+
+    return widget()
+
+
 def _public_signup(public_id: str) -> SignupForm:
     signup = SignupForm.objects.filter(public_id=public_id).first()
     if signup is None:
@@ -950,6 +962,7 @@ def _signup_page(
 ) -> HttpResponse:
     from contacts.signup import render_stamp
 
+    widget = signup_widget()
     response = render(
         request,
         "contacts/public/signup.html",
@@ -959,12 +972,17 @@ def _signup_page(
             "stamp": render_stamp(str(signup.public_id)),
             "submit_url": reverse("contacts:signup-submit", args=[signup.public_id]),
             "challenge_url": reverse("contacts:signup-challenge", args=[signup.public_id]),
-            "altcha": settings.SIGNUP_ALTCHA,
+            "widget": widget,
         },
         status=status,
     )
-    # The ALTCHA widget solves its proof of work in Web Workers it starts from blob: URLs.
-    response._csp_update = {"worker-src": ["'self'", "blob:"]}  # type: ignore[attr-defined]
+    # The ALTCHA widget solves its proof of work in Web Workers it starts from blob: URLs; hCaptcha
+    # and Turnstile load their script and frame from their own origin.
+    update: dict[str, list[str]] = {"worker-src": ["'self'", "blob:"]}
+    if widget["kind"] not in ("altcha", ""):
+        origin = [widget["origin"]]
+        update.update({"script-src": origin, "frame-src": origin, "connect-src": origin})
+    response._csp_update = update  # type: ignore[attr-defined]
     return response
 
 

@@ -451,6 +451,11 @@ SIGNUP_PER_ADDRESS_PER_HOUR = env_int("SIGNUP_PER_ADDRESS_PER_HOUR", 3, minimum=
 # ALTCHA proof of work: on by default; the cost (SHA-256 key derivations per try, about 256 tries
 # expected) is what a browser spends about a second on.
 SIGNUP_ALTCHA = env_bool("SIGNUP_ALTCHA", True)
+# Instead of ALTCHA, a third-party challenge when its keys are set: "hcaptcha" or "turnstile"
+# (Cloudflare). The site key goes into the form, the secret verifies each post with the provider.
+SIGNUP_CAPTCHA = env_choice("SIGNUP_CAPTCHA", "", ("", "hcaptcha", "turnstile"))
+SIGNUP_CAPTCHA_SITE_KEY = env_str("SIGNUP_CAPTCHA_SITE_KEY", "") or ""
+SIGNUP_CAPTCHA_SECRET = env_str("SIGNUP_CAPTCHA_SECRET", "") or ""
 SIGNUP_POW_COST = env_int("SIGNUP_POW_COST", 2000, minimum=1)
 
 # --- Delivery: the send ledger and engine (docs/architecture.md, "The path of a campaign's message") ---
@@ -586,6 +591,10 @@ TRACKING_FLUSH_BATCH = env_int("TRACKING_FLUSH_BATCH", 2000, minimum=1)
 # A scheduled campaign the platform missed (it was stopped) by more than this is not sent late
 # on its own: it waits for a person to send or reschedule it.
 CAMPAIGNS_MAX_LATENESS_MINUTES = env_int("CAMPAIGNS_MAX_LATENESS_MINUTES", 30, minimum=1)
+# The public archive of campaigns (campaigns.archive): off unless switched on; then only campaigns a
+# person published appear, rendered with fallback data, never a recipient's.
+CAMPAIGNS_ARCHIVE = env_bool("CAMPAIGNS_ARCHIVE", False)
+CAMPAIGNS_ARCHIVE_TITLE = env_str("CAMPAIGNS_ARCHIVE_TITLE", "Newsletter archive") or "Newsletter archive"
 # How often the beat task starts due campaigns, decides A/B tests and runs the deliverability guard.
 CAMPAIGNS_TICK_SECONDS = env_int("CAMPAIGNS_TICK_SECONDS", 15, minimum=1)
 # Sending to more recipients than this from the dashboard asks the person to type the count

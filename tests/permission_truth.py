@@ -193,6 +193,9 @@ DASHBOARD: dict[str, str | None] = {
     "campaigns:report-csv": "view_dashboard",  # campaigns/<int:pk>/report.csv
     "campaigns:report-people": "view_dashboard",  # campaigns/<int:pk>/report/people/<str:figure>/
     "campaigns:resend": "send_mail",  # campaigns/<int:pk>/resend/
+    "campaigns:archive": None,  # campaigns/archive/  (public when CAMPAIGNS_ARCHIVE is on)
+    "campaigns:archive-item": None,  # campaigns/archive/<int:pk>/  (public)
+    "campaigns:archive-feed": None,  # campaigns/archive/feed.<str:kind>  (public)
     "campaigns:action": "send_mail",  # campaigns/<int:pk>/do/<str:action>/
     "campaigns:step": "manage_campaigns",  # campaigns/<int:pk>/<str:step>/
     "automations:index": "view_dashboard",  # automations/

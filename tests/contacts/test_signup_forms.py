@@ -182,3 +182,61 @@ def test_the_lists_own_subscribe_page_refuses_names_with_links():
     assert spam.status_code == 400 and b"web address" in spam.content
     assert not Contact.objects.filter(email="x@example.com").exists()
     assert Client().post(url, {"email": "y@example.com", "first_name": "Yvonne"}).status_code == 200
+
+
+@pytest.mark.parametrize("provider", ["hcaptcha", "turnstile"])
+def test_hcaptcha_or_turnstile_can_be_switched_on_with_their_keys(signup, settings, monkeypatch, provider):
+    """Their HTTPS verification API is mocked (a third party); the rest is ours and real."""
+    import io
+    import json
+    import urllib.request
+
+    from contacts.signup import PROVIDERS
+
+    settings.SIGNUP_CAPTCHA = provider
+    settings.SIGNUP_CAPTCHA_SITE_KEY = "site-key-1"
+    settings.SIGNUP_CAPTCHA_SECRET = "secret-1"
+    field, script, endpoint = PROVIDERS[provider]
+    asked = []
+
+    def fake_urlopen(request, timeout):
+        asked.append((request.full_url, request.data.decode()))
+        return io.BytesIO(json.dumps({"success": "good-token" in request.data.decode()}).encode())
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    page = Client().get(reverse("contacts:signup", args=[signup.public_id]))
+    html = page.content.decode()
+    assert 'data-sitekey="site-key-1"' in html and script in html and "altcha-widget" not in html
+    origin = "/".join(script.split("/")[:3])
+    assert origin in page["Content-Security-Policy"]
+    url = reverse("contacts:signup-submit", args=[signup.public_id])
+    base = {"email": "ann@example.com", "consent": "1"}
+    refused = Client().post(url, {**base, field: "bad-token"})
+    assert refused.status_code == 400 and b"anti-robot check failed" in refused.content
+    assert Client().post(url, base).status_code == 400  # no token at all
+    assert not Contact.objects.exists()
+    assert Client().post(url, {**base, field: "good-token"}).status_code == 200
+    assert Contact.objects.filter(email="ann@example.com").exists()
+    assert asked[0][0] == endpoint and "secret=secret-1" in asked[0][1]
+
+
+def test_role_and_disposable_addresses_are_flagged_and_a_form_may_refuse_them(
+    signup, admin_client, admin_user
+):
+    from contacts.validation import address_flags
+
+    assert address_flags("postmaster@example.org") == ["role"]
+    assert address_flags("Info+news@Example.org") == ["role"]
+    assert address_flags("ann@mailinator.com") == ["disposable"]
+    assert address_flags("ann@example.org") == []
+    # Kept by default (flagged on the contact's page) ...
+    assert post(Client(), signup, email="info@example.org").status_code == 200
+    contact = Contact.objects.get(email="info@example.org")
+    page = admin_client.get(reverse("contacts:detail", args=[contact.pk])).content.decode()
+    assert 'data-address-flag="role"' in page
+    # ... or refused, when the form says so.
+    services.signup_form_save(signup, by=admin_user, lists=list(signup.lists.all()), refuse_flagged=True)
+    refused = post(Client(), signup, email="ann@mailinator.com")
+    assert refused.status_code == 400 and b"disposable" in refused.content
+    assert not Contact.objects.filter(email="ann@mailinator.com").exists()
+    assert post(Client(), signup, email="sales@example.org").status_code == 400

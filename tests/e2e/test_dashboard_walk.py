@@ -39,6 +39,7 @@ NOT_PAGES = {
     "templates:restore", "templates:duplicate", "templates:archive",
     "campaigns:create", "campaigns:home-fragment", "campaigns:progress", "campaigns:count",
     "campaigns:test-send", "campaigns:report-csv", "campaigns:action", "campaigns:spam-check",
+    "campaigns:archive", "campaigns:archive-item", "campaigns:archive-feed",  # public, off by default: tests/campaigns/test_archive.py
     "campaigns:resend",  # POST only: its form is on the campaign page (walked)
     "delivery:home-fragment", "delivery:mailing-progress", "delivery:mailing-action",
     "delivery:template-test-send", "delivery:contact-timeline", "delivery:relay-test", "delivery:relay-delete",
