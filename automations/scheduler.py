@@ -44,8 +44,6 @@ class Due:
     step_entered_at: dt.datetime
     wait_until: dt.datetime | None
     last_send_step_id: int | None
-    last_sent_at: dt.datetime | None
-    entered_at: dt.datetime
 
 
 @dataclass(slots=True)
@@ -98,7 +96,7 @@ def _claim(now: dt.datetime, size: int) -> list[Due]:
         cursor.execute(
             """
             SELECT r.id, r.automation_id, r.contact_id, r.step_id, r.step_entered_at, r.wait_until,
-                r.last_send_step_id, r.last_sent_at, r.entered_at
+                r.last_send_step_id
             FROM automations_run r
             WHERE r.status = 'active' AND r.next_at <= %s
               AND r.automation_id IN (SELECT a.id FROM automations_automation a WHERE a.status = 'active')
@@ -386,7 +384,7 @@ def _segment_hits(flow: Flow, runs: list[Due], kinds: dict[int, Any]) -> set[int
 def _event_hits(flow: Flow, runs: list[Due], kinds: dict[int, Any]) -> set[int]:
     """Runs at an event branch whose contact had that event since the run entered."""
     asked = [
-        (run.id, run.contact_id, str(flow.steps[run.step_id].config.get("event", "")), run.entered_at)
+        (run.id, run.contact_id, str(flow.steps[run.step_id].config.get("event", "")))
         for run in runs
         if kinds[run.id] == StepKind.BRANCH
         and (flow.steps[run.step_id].config or {}).get("condition") == "event"
@@ -396,12 +394,12 @@ def _event_hits(flow: Flow, runs: list[Due], kinds: dict[int, Any]) -> set[int]:
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT q.run_id FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::timestamptz[])
-                AS q(run_id, contact_id, name, since)
+            SELECT q.run_id FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS q(run_id, contact_id, name)
+            JOIN automations_run r ON r.id = q.run_id
             WHERE EXISTS (SELECT 1 FROM automations_event e
-                          WHERE e.contact_id = q.contact_id AND e.name = q.name AND e.at >= q.since)
+                          WHERE e.contact_id = q.contact_id AND e.name = q.name AND e.at >= r.entered_at)
             """,
-            [[a[0] for a in asked], [a[1] for a in asked], [a[2] for a in asked], [a[3] for a in asked]],
+            [[a[0] for a in asked], [a[1] for a in asked], [a[2] for a in asked]],
         )
         return {row[0] for row in cursor.fetchall()}
 
@@ -491,51 +489,66 @@ def _apply_contact_steps(flow: Flow, fields: dict[int, list[int]], lists: dict[i
 
 
 def _write(outcomes: list[Outcome], sends: dict[int, list[Due]], now: dt.datetime) -> None:
-    """Every run's new place in one UPDATE, and the moves' history in one INSERT."""
+    """The runs' new places and the moves' history, set-wise: one UPDATE for runs that moved on (only
+    integer arrays: the times are this batch's `now`), one for runs that ended, one for runs that
+    stay (their next look), one INSERT of history. Arrays of times cost far more to send than ids."""
     sent_step = {run.id: step_id for step_id, group in sends.items() for run in group}
-    ids, steps, statuses, next_ats, entered, waits, last_steps, last_sent, finished, reasons = (
-        [] for _ in range(10)
-    )
+    moved_ids, moved_steps, moved_sends = [], [], []
+    ended_ids, ended_status, ended_reasons = [], [], []
+    stay_ids, stay_next, stay_waits = [], [], []
     history: list[tuple[int, int | None, str, str]] = []
     for o in outcomes:
         run = o.run
-        ids.append(run.id)
-        statuses.append(str(o.status))
-        reasons.append(o.reason[:200])
-        finished.append(now if o.status != RunStatus.ACTIVE else None)
-        if o.moved:
-            steps.append(o.step_id if o.status == RunStatus.ACTIVE else None)
-            # A run that moved is due again at once: the next batch takes its next step.
-            next_ats.append(now if o.status == RunStatus.ACTIVE and o.step_id is not None else None)
-            if o.status == RunStatus.ACTIVE and o.step_id is None:
-                statuses[-1], finished[-1], reasons[-1] = str(RunStatus.DONE), now, "reached the end"
-            entered.append(now)
-            waits.append(None)
-            history.append((run.id, run.step_id, o.event or str(o.status), o.reason[:300]))
+        if not o.moved:
+            stay_ids.append(run.id)
+            stay_next.append(o.next_at)
+            stay_waits.append(o.wait_until)
+            continue
+        history.append((run.id, run.step_id, o.event or str(o.status), o.reason[:300]))
+        if o.status == RunStatus.ACTIVE and o.step_id is not None:
+            moved_ids.append(run.id)
+            moved_steps.append(o.step_id)
+            moved_sends.append(sent_step.get(run.id))
         else:
-            steps.append(run.step_id)
-            next_ats.append(o.next_at)
-            entered.append(run.step_entered_at)
-            waits.append(o.wait_until)
-        if run.id in sent_step:
-            last_steps.append(sent_step[run.id])
-            last_sent.append(now)
-        else:
-            last_steps.append(run.last_send_step_id)
-            last_sent.append(run.last_sent_at)
+            ended_ids.append(run.id)
+            finished = o.status == RunStatus.ACTIVE  # moved past the last step
+            ended_status.append(str(RunStatus.DONE) if finished else str(o.status))
+            ended_reasons.append("reached the end" if finished else o.reason[:200])
     with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            UPDATE automations_run AS r SET step_id = v.step_id, status = v.status, next_at = v.next_at,
-                step_entered_at = v.entered, wait_until = v.wait_until, last_send_step_id = v.last_step,
-                last_sent_at = v.last_sent, finished_at = v.finished, exit_reason = v.reason
-            FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::timestamptz[], %s::timestamptz[],
-                        %s::timestamptz[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::text[])
-                AS v(id, step_id, status, next_at, entered, wait_until, last_step, last_sent, finished, reason)
-            WHERE r.id = v.id
-            """,
-            [ids, steps, statuses, next_ats, entered, waits, last_steps, last_sent, finished, reasons],
-        )
+        if moved_ids:
+            # A run that moved is due again at once: the next batch takes its next step.
+            cursor.execute(
+                """
+                UPDATE automations_run AS r SET step_id = v.step_id, next_at = %s, step_entered_at = %s,
+                    wait_until = NULL,
+                    last_send_step_id = coalesce(v.sent_step, r.last_send_step_id),
+                    last_sent_at = CASE WHEN v.sent_step IS NULL THEN r.last_sent_at ELSE %s END
+                FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS v(id, step_id, sent_step)
+                WHERE r.id = v.id
+                """,
+                [now, now, now, moved_ids, moved_steps, moved_sends],
+            )
+        if ended_ids:
+            cursor.execute(
+                """
+                UPDATE automations_run AS r SET step_id = NULL, status = v.status, next_at = NULL,
+                    wait_until = NULL, finished_at = %s, exit_reason = v.reason,
+                    last_send_step_id = coalesce(v.sent_step, r.last_send_step_id),
+                    last_sent_at = CASE WHEN v.sent_step IS NULL THEN r.last_sent_at ELSE %s END
+                FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[]) AS v(id, status, reason, sent_step)
+                WHERE r.id = v.id
+                """,
+                [now, now, ended_ids, ended_status, ended_reasons, [sent_step.get(i) for i in ended_ids]],
+            )
+        if stay_ids:
+            cursor.execute(
+                """
+                UPDATE automations_run AS r SET next_at = v.next_at, wait_until = v.wait_until
+                FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS v(id, next_at, wait_until)
+                WHERE r.id = v.id
+                """,
+                [stay_ids, stay_next, stay_waits],
+            )
         if history:
             cursor.execute(
                 """

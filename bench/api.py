@@ -190,6 +190,53 @@ def run(args: argparse.Namespace) -> int:
             run_import(path, mode="upsert", label="bench reference")
             ref_s += time.perf_counter() - begin
     ref_per_s = rows / ref_s
+
+    # The rows entry itself (contacts.bulk.contacts_bulk_upsert -> imports.run_import_rows: cells
+    # from memory into COPY, no file), the same kind of batches, alternating with the file import
+    # so that load falls on both alike; CPU seconds of this process beside wall time.
+    from contacts.bulk import contacts_bulk_upsert
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = Path(f"/proc/{cursor.fetchone()[0]}/stat")
+
+    def backend_cpu() -> float:
+        # The PostgreSQL backend's user+system CPU seconds, when the server runs on this host.
+        try:
+            fields = backend.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    rows_s = file_s = rows_cpu = file_cpu = rows_db = file_db = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        for number in range(args.batches):
+            rows_batch = batch(2 * args.batches + number)
+            begin, cpu, db = time.perf_counter(), time.process_time(), backend_cpu()
+            contacts_bulk_upsert(rows_batch, mode="upsert", list_ids=[], by=None, via="bench")
+            rows_s += time.perf_counter() - begin
+            rows_cpu += time.process_time() - cpu
+            rows_db += backend_cpu() - db
+            path = Path(tmp) / f"alt{number}.csv"
+            with path.open("w", encoding="utf-8", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["email", "first_name", "attr:score"])
+                for row in batch(3 * args.batches + number):
+                    writer.writerow(
+                        [row["email"], row["first_name"], (row.get("attributes") or {}).get("score", "")]
+                    )
+            begin, cpu, db = time.perf_counter(), time.process_time(), backend_cpu()
+            run_import(path, mode="upsert", label="bench reference")
+            file_s += time.perf_counter() - begin
+            file_cpu += time.process_time() - cpu
+            file_db += backend_cpu() - db
+    rows_per_s, file_per_s = rows / rows_s, rows / file_s
+    print(
+        f"rows entry (no file): {rows_per_s:,.0f}/s, {1e6 * rows_cpu / rows:.1f} us CPU a row here; "
+        f"import service from a file, alternating: {file_per_s:,.0f}/s, {1e6 * file_cpu / rows:.1f} us CPU a row; "
+        f"ratio {rows_per_s / file_per_s:.2f}; PostgreSQL backend CPU a row: {1e6 * rows_db / rows:.1f} us"
+        f" (rows entry), {1e6 * file_db / rows:.1f} us (file)"
+    )
     print(
         f"bulk upsert: {rows:,} contacts in {args.batches} calls, {bulk_per_s:,.0f}/s "
         f"({created:,} created, {updated:,} updated; import service alone {ref_per_s:,.0f}/s, "
@@ -215,6 +262,13 @@ def run(args: argparse.Namespace) -> int:
                 "bulk_upsert_per_s": round(bulk_per_s, 1),
                 "import_service_per_s": round(ref_per_s, 1),
                 "bulk_vs_import_service": round(bulk_per_s / ref_per_s, 2),
+                "bulk_rows_entry_per_s": round(rows_per_s, 1),
+                "bulk_rows_entry_cpu_us_per_row": round(1e6 * rows_cpu / rows, 2),
+                "import_file_alternating_per_s": round(file_per_s, 1),
+                "import_file_cpu_us_per_row": round(1e6 * file_cpu / rows, 2),
+                "rows_entry_vs_import_file": round(rows_per_s / file_per_s, 2),
+                "bulk_rows_entry_db_cpu_us_per_row": round(1e6 * rows_db / rows, 2),
+                "import_file_db_cpu_us_per_row": round(1e6 * file_db / rows, 2),
             }
         )
     )

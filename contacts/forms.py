@@ -118,7 +118,7 @@ class SignupFormForm(forms.ModelForm):
         model = SignupForm
         fields = [
             "name", "lists", "ask_first_name", "ask_last_name", "names_required", "consent_text",
-            "thank_you", "redirect_url", "allowed_origins",
+            "thank_you", "redirect_url", "refuse_flagged", "allowed_origins",
         ]  # fmt: skip
         widgets = {
             "lists": forms.CheckboxSelectMultiple,

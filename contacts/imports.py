@@ -28,7 +28,7 @@ import io
 import json
 import re
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -363,15 +363,18 @@ class _Report:
     """Bad rows, streamed to a CSV file as they are found: each row with the file's own columns as
     they were (so it can be fixed and imported again), then its row number and what was wrong."""
 
-    def __init__(self, path: Path | None, headers: list[str] | None = None) -> None:
+    def __init__(self, path: Path | None, headers: list[str] | None = None, keep: list | None = None) -> None:
         self.path = path
         self.headers = list(headers or ["email"])
         self.count = 0
+        self.keep = keep  # (row, cells, reason) of each bad row, for callers without a file
         self._handle = None
         self._writer = None
 
     def add(self, row: int, record: list[str], reason: str) -> None:
         self.count += 1
+        if self.keep is not None:
+            self.keep.append((row, record, reason))
         if self.path is None:
             return
         if self._writer is None:
@@ -397,7 +400,35 @@ STANDARD_TARGETS: dict[str, Callable[[str], str] | None] = {
     "language": check_contact_language,
     "timezone": check_contact_timezone,
 }
-_STAGE_COLUMNS = f"(email, email_lower, {', '.join(STANDARD_TARGETS)}, attrs)"
+_STAGE_COLUMNS = f"(row_no, email, email_lower, {', '.join(STANDARD_TARGETS)}, attrs, raw)"
+
+
+class _SeenFilter:
+    """A Bloom filter of the addresses read so far: its size is bounded (at most 64 MB, about
+    half a bit per byte of the file), where a set of the addresses grew with the file (~110 bytes
+    an address, 1.1 GB at ten million). A row it says may have been seen keeps its cells in the
+    stage (`raw`) so that, if the database finds it really is a duplicate, the report can show it;
+    the database decides, so a false positive costs only those cells."""
+
+    __slots__ = ("_bits", "_mask")
+
+    def __init__(self, file_bytes: int) -> None:
+        size = 1 << 16
+        while size < min(file_bytes // 2, 1 << 29):
+            size <<= 1
+        self._bits = bytearray(size >> 3)
+        self._mask = size - 1
+
+    def seen_or_add(self, key: str) -> bool:
+        h = hash(key)
+        h1, h2 = h & 0xFFFFFFFF, (h >> 32) | 1
+        bits, mask, seen = self._bits, self._mask, True
+        for index in (h1 & mask, (h1 + h2) & mask, (h1 + 2 * h2) & mask):
+            byte, bit = index >> 3, 1 << (index & 7)
+            if not bits[byte] & bit:
+                bits[byte] |= bit
+                seen = False
+        return seen
 
 
 def _parse_into_stage(
@@ -409,14 +440,53 @@ def _parse_into_stage(
     report: _Report,
     progress: Progress | None,
 ) -> tuple[int, int]:
+    """The file's rows through `_stage_records`, with csv and encoding errors as ImportFileError."""
+    total = path.stat().st_size
+    raw, text = _open_text(path, fmt.encoding)
+    position = [1]  # the row last read (the header is row 1)
+    with raw, text:
+        reader = _reader(text, fmt.delimiter)
+
+        def records() -> Iterator[list[str]]:
+            for record in reader:
+                position[0] += 1
+                yield record
+
+        try:
+            next(reader)
+            rows = _stage_records(
+                records(), len(fmt.headers), email_index, columns, stage, report, progress,
+                total=total, done=raw.tell,
+            )  # fmt: skip
+        except csv.Error as exc:
+            raise _csv_error(exc, position[0] + 1) from None
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(
+                f"row {position[0] + 1}: the text is not {fmt.encoding} ({exc.reason})"
+            ) from None
+    if progress:
+        progress("reading", total, total)
+    return rows, _drop_duplicates(stage, report)
+
+
+def _stage_records(
+    records: Iterator[list[str]],
+    width: int,
+    email_index: int,
+    columns: list[_Column],
+    stage: str,
+    report: _Report,
+    progress: Progress | None,
+    *,
+    total: int,
+    done: Callable[[], int],
+) -> int:
     """COPY good rows into `stage`; returns (data rows read, duplicates reported).
 
-    Duplicates are found here, keyed by the lower-cased address: the first valid row wins.
-    The map costs ~110 bytes per distinct address (~110 MB for a million), far less than a
-    sort of the staged rows would cost the database in time.
+    Duplicates, keyed by the lower-cased address (the first valid row wins), are found by the
+    database among the rows `_SeenFilter` flags (`_drop_duplicates`): memory stays flat whatever
+    the file's size.
     """
-    total = path.stat().st_size
-    width = len(fmt.headers)
     positions = {target: position for position, target in enumerate(STANDARD_TARGETS)}
     checks = {n: lru_cache(maxsize=4096)(check) for n, check in STANDARD_TARGETS.items() if check is not None}
     standard = [
@@ -430,88 +500,99 @@ def _parse_into_stage(
         if c.target not in STANDARD_TARGETS
     ]
     encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    rows = duplicates = 0
-    seen: dict[str, int] = {}
-    raw, text = _open_text(path, fmt.encoding)
-    with raw, text, connection.cursor() as cursor:
-        reader = _reader(text, fmt.delimiter)
+    rows = 0
+    seen = _SeenFilter(total)
+    with connection.cursor() as cursor:
         row_no = 1
-        try:
-            next(reader)
-            with cursor.copy(f"COPY {stage} {_STAGE_COLUMNS} FROM STDIN") as copy:
-                for record in reader:
-                    row_no += 1
-                    if not record or (len(record) == 1 and not record[0].strip()):
-                        continue  # blank line
-                    rows += 1
-                    if rows % 20000 == 0 and progress:
-                        progress("reading", raw.tell(), total)
-                    if len(record) < width:
-                        record.extend([""] * (width - len(record)))
-                    elif len(record) > width and any(v.strip() for v in record[width:]):
-                        report.add(row_no, record, f"{len(record)} fields, but the header has {width}")
-                        continue
-                    raw_email = record[email_index]
-                    if "\x00" in "".join(record):
-                        report.add(row_no, record, "contains a NUL character")
+        with cursor.copy(f"COPY {stage} {_STAGE_COLUMNS} FROM STDIN") as copy:
+            for record in records:
+                row_no += 1
+                if not record or (len(record) == 1 and not record[0].strip()):
+                    continue  # blank line
+                rows += 1
+                if rows % 20000 == 0 and progress:
+                    progress("reading", done(), total)
+                if len(record) < width:
+                    record.extend([""] * (width - len(record)))
+                elif len(record) > width and any(v.strip() for v in record[width:]):
+                    report.add(row_no, record, f"{len(record)} fields, but the header has {width}")
+                    continue
+                raw_email = record[email_index]
+                if "\x00" in "".join(record):
+                    report.add(row_no, record, "contains a NUL character")
+                    continue
+                try:
+                    email = check_email(raw_email)
+                except EmailError as exc:
+                    report.add(row_no, record, f"email: {exc}")
+                    continue
+                own = [""] * len(positions)
+                problem = None
+                for index, target, position, check in standard:
+                    value = record[index].strip()
+                    if not value:
+                        continue  # an empty cell: the contact keeps (or defaults) its value
+                    if check is None:
+                        if len(value) > NAME_LIMIT:
+                            problem = f"{target}: longer than {NAME_LIMIT} characters"
+                            break
+                        own[position] = value
                         continue
                     try:
-                        email = check_email(raw_email)
-                    except EmailError as exc:
-                        report.add(row_no, record, f"email: {exc}")
-                        continue
-                    own = [""] * len(positions)
-                    problem = None
-                    for index, target, position, check in standard:
-                        value = record[index].strip()
-                        if not value:
-                            continue  # an empty cell: the contact keeps (or defaults) its value
-                        if check is None:
-                            if len(value) > NAME_LIMIT:
-                                problem = f"{target}: longer than {NAME_LIMIT} characters"
-                                break
-                            own[position] = value
+                        own[position] = check(value)
+                    except ValueError as exc:
+                        problem = f"{target}: {exc}"
+                        break
+                values: dict[str, Any] = {}
+                if problem is None:
+                    for index, target, convert in attrs:
+                        value = record[index]
+                        if value == "":
+                            continue
+                        if convert is None:
+                            values[target] = value
                             continue
                         try:
-                            own[position] = check(value)
+                            typed = convert(value)
                         except ValueError as exc:
                             problem = f"{target}: {exc}"
                             break
-                    values: dict[str, Any] = {}
-                    if problem is None:
-                        for index, target, convert in attrs:
-                            value = record[index]
-                            if value == "":
-                                continue
-                            if convert is None:
-                                values[target] = value
-                                continue
-                            try:
-                                typed = convert(value)
-                            except ValueError as exc:
-                                problem = f"{target}: {exc}"
-                                break
-                            if typed is not None:
-                                values[target] = typed
-                    if problem is not None:
-                        report.add(row_no, record, problem)
-                        continue
-                    key = email.lower()
-                    first_row = seen.setdefault(key, row_no)
-                    if first_row != row_no:
-                        duplicates += 1
-                        report.add(row_no, record, f"duplicate of row {first_row}")
-                        continue
-                    copy.write_row((email, key, *own, encode(values)))
-        except csv.Error as exc:
-            raise _csv_error(exc, row_no + 1) from None
-        except UnicodeDecodeError as exc:
-            raise ImportFileError(
-                f"row {row_no + 1}: the text is not {fmt.encoding} ({exc.reason})"
-            ) from None
-    if progress:
-        progress("reading", total, total)
-    return rows, duplicates
+                        if typed is not None:
+                            values[target] = typed
+                if problem is not None:
+                    report.add(row_no, record, problem)
+                    continue
+                key = email.lower()
+                raw_cells = record if seen.seen_or_add(key) else None
+                copy.write_row((row_no, email, key, *own, encode(values), raw_cells))
+    return rows
+
+
+def _drop_duplicates(stage: str, report: _Report) -> int:
+    """Remove from `stage` every row whose address an earlier staged row has; report them (in
+    row order, after the invalid rows) with their cells, streamed through a server-side cursor."""
+    duplicates = f"{stage}_duplicates"
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {stage}")
+        cursor.execute(
+            f"""
+            CREATE TEMPORARY TABLE {duplicates} ON COMMIT DROP AS
+            SELECT s.row_no, min(f.row_no) AS first_row, min(s.raw) AS raw
+              FROM {stage} s JOIN {stage} f ON f.email_lower = s.email_lower AND f.row_no < s.row_no
+             WHERE s.raw IS NOT NULL
+             GROUP BY s.row_no
+            """  # noqa: S608
+        )
+        count = cursor.rowcount
+        if not count:
+            return 0
+        cursor.execute(f"DELETE FROM {stage} s USING {duplicates} d WHERE s.row_no = d.row_no")  # noqa: S608
+    with connection.connection.cursor(name=f"{duplicates}_read") as rows:
+        rows.itersize = 5000
+        rows.execute(f"SELECT row_no, first_row, raw FROM {duplicates} ORDER BY row_no")  # noqa: S608
+        for row_no, first_row, raw in rows:
+            report.add(row_no, raw, f"duplicate of row {first_row}")
+    return count
 
 
 def _merge(stage: str, mode: str, list_ids: list[int], label: str, result: ImportResult) -> None:
@@ -661,12 +742,59 @@ def run_import(
     """Import `path`; ImportFileError (nothing stored) when the file as a whole is unusable."""
     if mode not in ImportMode.values:
         raise ImportFileError(f"mode must be one of {', '.join(ImportMode.values)}")
-    list_ids = sorted({int(i) for i in list_ids or []})
     fmt = sniff(path)
-    mapping = mapping or suggest_mapping(fmt.headers)
-    email_index, columns, new_fields = _resolve_columns(fmt.headers, mapping)
+
+    def stage_rows(stage, email_index, columns, report) -> tuple[int, int]:
+        return _parse_into_stage(path, fmt, email_index, columns, stage, report, progress)
+
+    return _run(fmt.headers, stage_rows, mode, list_ids, mapping, report_path, label, progress)
+
+
+def run_import_rows(
+    headers: list[str],
+    records: Iterable[list[str]],
+    *,
+    mode: str = ImportMode.UPSERT,
+    list_ids: list[int] | None = None,
+    mapping: dict[str, str] | None = None,
+    report_path: Path | None = None,
+    label: str = "import",
+    size_hint: int = 0,
+    bad_rows: list | None = None,
+) -> ImportResult:
+    """`run_import` for rows already in memory (the API's bulk upsert): `records` are the cells
+    of each row under `headers` (row 2 is the first, as in a file), COPYed straight from the
+    iterator, no file in between. `size_hint` (about the rows' bytes) sizes the duplicate filter;
+    `bad_rows`, when given, receives (row, cells, reason) of each refused row."""
+    if mode not in ImportMode.values:
+        raise ImportFileError(f"mode must be one of {', '.join(ImportMode.values)}")
+
+    def stage_rows(stage, email_index, columns, report) -> tuple[int, int]:
+        rows = _stage_records(
+            iter(records), len(headers), email_index, columns, stage, report, None,
+            total=size_hint, done=lambda: 0,
+        )  # fmt: skip
+        return rows, _drop_duplicates(stage, report)
+
+    return _run(headers, stage_rows, mode, list_ids, mapping, report_path, label, None, bad_rows)
+
+
+def _run(
+    headers: list[str],
+    stage_rows: Callable[[str, int, list[_Column], _Report], tuple[int, int]],
+    mode: str,
+    list_ids: list[int] | None,
+    mapping: dict[str, str] | None,
+    report_path: Path | None,
+    label: str,
+    progress: Progress | None,
+    bad_rows: list | None = None,
+) -> ImportResult:
+    list_ids = sorted({int(i) for i in list_ids or []})
+    mapping = mapping or suggest_mapping(headers)
+    email_index, columns, new_fields = _resolve_columns(headers, mapping)
     result = ImportResult(lists=list_ids)
-    report = _Report(report_path, fmt.headers)
+    report = _Report(report_path, headers, bad_rows)
     stage = f"contacts_import_stage_{secrets.token_hex(6)}"
     try:
         # One transaction from staging to merge: a failure anywhere stores nothing.
@@ -675,13 +803,12 @@ def run_import(
                 # Room for the duplicate check's sort and the merge's hash joins, this transaction only.
                 cursor.execute("SET LOCAL work_mem = '64MB'")
                 cursor.execute(
-                    f"CREATE TEMPORARY TABLE {stage} (email text NOT NULL, email_lower text NOT NULL, "
+                    f"CREATE TEMPORARY TABLE {stage} (row_no bigint NOT NULL, email text NOT NULL, "
+                    + "email_lower text NOT NULL, "
                     + "".join(f"{n} text NOT NULL, " for n in STANDARD_TARGETS)
-                    + "attrs jsonb NOT NULL) ON COMMIT DROP"
+                    + "attrs jsonb NOT NULL, raw text[]) ON COMMIT DROP"
                 )
-            result.rows, result.duplicates = _parse_into_stage(
-                path, fmt, email_index, columns, stage, report, progress
-            )
+            result.rows, result.duplicates = stage_rows(stage, email_index, columns, report)
             result.invalid = report.count - result.duplicates
             if progress:
                 progress("merging", 1, 3)

@@ -397,6 +397,11 @@ class SignupForm(models.Model):
         blank=True, default="Thank you. If this is a new subscription, check your inbox to confirm it."
     )
     redirect_url = models.URLField(blank=True, default="", help_text="After signing up, go here instead.")
+    refuse_flagged = models.BooleanField(
+        default=False,
+        verbose_name="Refuse role and disposable addresses",
+        help_text="postmaster@, info@ … and throwaway domains: refused here instead of flagged.",
+    )
     # Origins (https://www.example.com), one per line, that may show the form in an iframe.
     allowed_origins = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)

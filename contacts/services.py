@@ -1064,3 +1064,91 @@ def contact_export_data(contact: Contact, *, by: Any) -> dict[str, Any]:
     }
     audit_record(by, "contact.data_exported", contact)
     return data
+
+
+# --- List hygiene: the sunset policy ---
+
+SUNSET_SOURCE = "sunset"
+
+
+def sunset_run(
+    *,
+    months: int,
+    after_mailing_ids: Iterable[int],
+    grace_days: int = 7,
+    list_ids: Iterable[int] | None = None,
+    by: Any = None,
+    dry_run: bool = False,
+) -> int:
+    """Move out of the active audience the contacts who did not engage, after a re-engagement attempt.
+
+    A contact is sunset when it is active, had one of `after_mailing_ids` (the re-engagement mail)
+    at least `grace_days` ago and did not open it, and has no human open or click in `months`
+    months. Its confirmed subscriptions (on `list_ids`, or all) become unsubscribed with source
+    "sunset": no audience includes it, the contact itself is untouched, and sunset_restore brings
+    exactly those subscriptions back. Audited; returns how many contacts (with dry_run, would be).
+    """
+    mailings = sorted({int(i) for i in after_mailing_ids})
+    if not mailings:
+        raise Invalid("name the re-engagement mailing(s) the contacts had first", field="after_mailing_ids")
+    if not 1 <= months <= 120:
+        raise Invalid("months must be between 1 and 120", field="months")
+    now = timezone.now()
+    cutoff = now - dt.timedelta(days=30 * months)
+    lists = sorted({int(i) for i in list_ids}) if list_ids else None
+    sql = (
+        "SELECT c.id FROM contacts_contact c WHERE c.status = %s "
+        "AND coalesce(greatest(c.last_opened_at, c.last_clicked_at), '-infinity') < %s "
+        "AND EXISTS (SELECT 1 FROM contacts_engagement e WHERE e.contact_id = c.id AND e.mailing_id = ANY(%s) "
+        "AND e.sent_at <= %s) "
+        "AND NOT EXISTS (SELECT 1 FROM contacts_engagement e WHERE e.contact_id = c.id "
+        "AND e.mailing_id = ANY(%s) AND e.opened_at IS NOT NULL) "
+        "AND EXISTS (SELECT 1 FROM contacts_subscription s WHERE s.contact_id = c.id AND s.status = %s "
+        "AND (%s::bigint[] IS NULL OR s.mailing_list_id = ANY(%s::bigint[])))"
+    )
+    params: list[Any] = [
+        ContactStatus.ACTIVE, cutoff, mailings, now - dt.timedelta(days=grace_days), mailings,
+        SubscriptionStatus.CONFIRMED,
+    ]  # fmt: skip
+    params.extend([lists, lists])
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = [row[0] for row in cursor.fetchall()]
+        if dry_run or not ids:
+            return len(ids)
+        subscriptions = Subscription.objects.filter(contact_id__in=ids, status=SubscriptionStatus.CONFIRMED)
+        if lists:
+            subscriptions = subscriptions.filter(mailing_list_id__in=lists)
+        left = subscriptions.update(
+            status=SubscriptionStatus.UNSUBSCRIBED, unsubscribed_at=now, source=SUNSET_SOURCE, updated_at=now
+        )
+        audit_record(
+            by or "sunset policy",
+            "contacts.sunset",
+            None,
+            details={
+                "contacts": len(ids),
+                "subscriptions": left,
+                "months": months,
+                "after_mailings": mailings,
+            },
+        )
+    return len(ids)
+
+
+def sunset_restore(*, contact_ids: Iterable[int] | None = None, by: Any = None) -> int:
+    """Undo the sunset: the subscriptions it ended are confirmed again (of these contacts, or all)."""
+    subscriptions = Subscription.objects.filter(status=SubscriptionStatus.UNSUBSCRIBED, source=SUNSET_SOURCE)
+    if contact_ids is not None:
+        subscriptions = subscriptions.filter(contact_id__in=_ids(contact_ids))
+    with transaction.atomic():
+        restored = subscriptions.update(
+            status=SubscriptionStatus.CONFIRMED,
+            unsubscribed_at=None,
+            source="sunset-restored",
+            updated_at=timezone.now(),
+        )
+        audit_record(
+            by or "sunset policy", "contacts.sunset_restored", None, details={"subscriptions": restored}
+        )
+    return restored

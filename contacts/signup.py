@@ -221,6 +221,18 @@ def check_submission(
         email = check_email(email)
     except EmailError as exc:
         raise SignupRefused(str(exc), field="email") from None
+    if getattr(form, "refuse_flagged", False):
+        from contacts.validation import address_flags
+
+        flags = address_flags(email)
+        if "role" in flags:
+            raise SignupRefused(
+                "please sign up with a personal address, not a role address like info@", field="email"
+            )
+        if "disposable" in flags:
+            raise SignupRefused(
+                "please sign up with an address you keep, not a disposable one", field="email"
+            )
     first = check_name(str(data.get("first_name", "")), "first_name") if form.ask_first_name else ""
     last = check_name(str(data.get("last_name", "")), "last_name") if form.ask_last_name else ""
     if form.names_required and ((form.ask_first_name and not first) or (form.ask_last_name and not last)):

@@ -111,3 +111,30 @@ def coerce_value(kind: str, raw: Any) -> Any:
         except ValueError:
             raise ValueError(f"{text[:40]!r} is not a date (YYYY-MM-DD)") from None
     raise ValueError(f"unknown field type {kind}")
+
+
+# Role addresses (a function, not a person: often many readers, often complaints) and well-known
+# disposable-address domains. Flagged, not refused: the marketer chooses (a signup form may refuse
+# them). The domain list is a short built-in one, not a maintained feed.
+ROLE_LOCAL_PARTS = frozenset(
+    "abuse admin administrator billing contact help hostmaster info mail marketing no-reply noc noreply "
+    "office postmaster root sales security support team webmaster".split()
+)
+DISPOSABLE_DOMAINS = frozenset(
+    "10minutemail.com 20minutemail.com discard.email dispostable.com emailondeck.com fakeinbox.com "
+    "getairmail.com getnada.com guerrillamail.com guerrillamail.net guerrillamailblock.com maildrop.cc "
+    "mailinator.com mailnesia.com mintemail.com mohmal.com mytemp.email sharklasers.com spamgourmet.com "
+    "temp-mail.org tempmail.com tempmail.net tempmailo.com throwawaymail.com trashmail.com "
+    "yopmail.com yopmail.net".split()
+)
+
+
+def address_flags(email: str) -> list[str]:
+    """["role"] for postmaster@, info@ …; ["disposable"] for a throwaway domain; both, or none."""
+    local, _, domain = email.strip().lower().rpartition("@")
+    flags = []
+    if local.split("+")[0] in ROLE_LOCAL_PARTS:
+        flags.append("role")
+    if domain in DISPOSABLE_DOMAINS:
+        flags.append("disposable")
+    return flags

@@ -56,7 +56,7 @@ from contacts.models import (
     Suppression,
 )
 from contacts.segments import SegmentError
-from contacts.validation import EmailError
+from contacts.validation import EmailError, address_flags
 from mailplatform.errors import PlatformError, form_error, message_error
 from mailplatform.permissions import requires
 from mailplatform.roles import can
@@ -226,6 +226,7 @@ def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "subscriptions": selectors.subscriptions_of(contact),
         "other_lists": MailingList.objects.exclude(subscriptions__contact=contact).order_by("name"),
         "timeline_url": _timeline_url(contact.pk),
+        "address_flags": address_flags(contact.email),
         "runs_url": _runs_url(contact.pk),
         "preferences_url": tokens.preferences_url(contact.pk),
         "can_edit": _editor(request),

@@ -170,7 +170,7 @@ def test_wait_until_a_weekday_at_local_time(make_template):
     step = Step(kind="wait", config={"mode": "weekday", "weekday": 0, "time": "09:30"})
     # A Wednesday evening in Tokyo: the next Monday 09:30 Tokyo time.
     start = dt.datetime(2026, 3, 4, 12, 0, tzinfo=dt.UTC)
-    run = Due(1, 1, 1, 1, start, None, None, None, start)
+    run = Due(1, 1, 1, 1, start, None, None)
     target = wait_target(step, run, {"timezone": "Asia/Tokyo"})
     local = target.astimezone(zoneinfo.ZoneInfo("Asia/Tokyo"))
     assert (local.weekday(), local.hour, local.minute) == (0, 9, 30)

@@ -72,6 +72,41 @@ def test_command_imports_into_new_list_with_typed_fields(tmp_path):
     assert reasons["5"] == "duplicate of row 3"
 
 
+def test_duplicates_are_decided_by_the_database_whatever_the_filter_flags(tmp_path, monkeypatch):
+    """The bounded seen-filter only chooses which rows keep their cells for the report: with every
+    row flagged (all false positives but the real duplicates) the result is the same."""
+    from contacts import imports
+
+    monkeypatch.setattr(imports._SeenFilter, "seen_or_add", lambda self, key: True)
+    path = write(
+        tmp_path,
+        "email,first_name\na@example.com,A\nB@example.com,B\nb@EXAMPLE.com,B2\nc@example.com,C\n"
+        "a@example.com,A2\nbad,X\nb@example.com,B3\n",
+    )
+    report_path = tmp_path / "report.csv"
+    result = run_import(path, report_path=report_path)
+    assert Contact.objects.count() == 3
+    assert Contact.objects.get(email__iexact="b@example.com").first_name == "B"
+    assert (result.created, result.duplicates, result.invalid) == (3, 3, 1)
+    reasons = {row[2]: (row[0], row[3]) for row in csv.reader(report_path.open())}
+    assert reasons["4"] == ("b@EXAMPLE.com", "duplicate of row 3")
+    assert reasons["6"] == ("a@example.com", "duplicate of row 2")
+    assert reasons["8"] == ("b@example.com", "duplicate of row 3")
+
+
+def test_seen_filter_never_misses_and_stays_bounded():
+    from contacts.imports import _SeenFilter
+
+    seen = _SeenFilter(10**12)
+    assert len(seen._bits) == (1 << 29) // 8  # 64 MB at most, whatever the file
+    small = _SeenFilter(1000)
+    keys = [f"user{n}@example.com" for n in range(20000)]
+    assert not small.seen_or_add("first@example.com")
+    for key in keys:
+        small.seen_or_add(key)
+    assert all(small.seen_or_add(k) for k in keys)  # the second time, always flagged
+
+
 def test_reimport_updates_and_never_resubscribes(tmp_path):
     path = write(tmp_path, "email,first_name\na@example.com,A\nb@example.com,B\nc@example.com,C\n")
     run(path, "--list", "L")

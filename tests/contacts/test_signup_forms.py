@@ -218,3 +218,25 @@ def test_hcaptcha_or_turnstile_can_be_switched_on_with_their_keys(signup, settin
     assert Client().post(url, {**base, field: "good-token"}).status_code == 200
     assert Contact.objects.filter(email="ann@example.com").exists()
     assert asked[0][0] == endpoint and "secret=secret-1" in asked[0][1]
+
+
+def test_role_and_disposable_addresses_are_flagged_and_a_form_may_refuse_them(
+    signup, admin_client, admin_user
+):
+    from contacts.validation import address_flags
+
+    assert address_flags("postmaster@example.org") == ["role"]
+    assert address_flags("Info+news@Example.org") == ["role"]
+    assert address_flags("ann@mailinator.com") == ["disposable"]
+    assert address_flags("ann@example.org") == []
+    # Kept by default (flagged on the contact's page) ...
+    assert post(Client(), signup, email="info@example.org").status_code == 200
+    contact = Contact.objects.get(email="info@example.org")
+    page = admin_client.get(reverse("contacts:detail", args=[contact.pk])).content.decode()
+    assert 'data-address-flag="role"' in page
+    # ... or refused, when the form says so.
+    services.signup_form_save(signup, by=admin_user, lists=list(signup.lists.all()), refuse_flagged=True)
+    refused = post(Client(), signup, email="ann@mailinator.com")
+    assert refused.status_code == 400 and b"disposable" in refused.content
+    assert not Contact.objects.filter(email="ann@mailinator.com").exists()
+    assert post(Client(), signup, email="sales@example.org").status_code == 400

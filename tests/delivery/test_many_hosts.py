@@ -59,7 +59,7 @@ def test_two_worker_groups_on_different_hosts_share_one_mailing(
 
     sent_by = {
         host: sum(
-            int(n) for n in re.findall(r"runner stopped \(\w+\) after (\d+) sent", logs[host].read_text())
+            int(n) for n in re.findall(r"runner stopped \([^)]*\) after (\d+) sent", logs[host].read_text())
         )
         for host in GROUPS
     }
