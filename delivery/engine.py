@@ -669,12 +669,16 @@ def _stream_batch(
     return ""
 
 
-def _guard_gate(
-    mailing_id: int, batch: list[Claimed], groups: dict[int, str], holdings: Holdings
-) -> list[Claimed]:
-    """Mail to a receiving domain group the guard paused for this Mailing waits for a person
-    (delivery.mailings.mailing_pause_group held what was queued; this catches what comes back later)."""
-    paused = set(
+# Groups the guard paused, per Mailing, read at most every DELIVERY_GATE_CACHE_SECONDS per process
+# (the pause itself holds what is queued at once; this gate catches what comes back later).
+_pauses: dict[int, tuple[float, set[str]]] = {}
+
+
+def _paused_groups(mailing_id: int) -> set[str]:
+    cached = _pauses.get(mailing_id)
+    if cached is not None and time.monotonic() - cached[0] < settings.DELIVERY_GATE_CACHE_SECONDS:
+        return cached[1]
+    groups = set(
         _retrying(
             lambda: list(
                 GroupPause.objects.filter(mailing_id=mailing_id, resumed_at__isnull=True).values_list(
@@ -683,6 +687,18 @@ def _guard_gate(
             )
         )
     )
+    if len(_pauses) > 200:
+        _pauses.clear()
+    _pauses[mailing_id] = (time.monotonic(), groups)
+    return groups
+
+
+def _guard_gate(
+    mailing_id: int, batch: list[Claimed], groups: dict[int, str], holdings: Holdings
+) -> list[Claimed]:
+    """Mail to a receiving domain group the guard paused for this Mailing waits for a person
+    (delivery.mailings.mailing_pause_group held what was queued; this catches what comes back later)."""
+    paused = _paused_groups(mailing_id)
     if not paused:
         return batch
     stopped = [c.id for c in batch if groups[c.id] in paused]

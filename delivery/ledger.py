@@ -310,8 +310,7 @@ def hold(ids: Sequence[int], until: dt.datetime, reason: str) -> None:
 def hold_queued(mailing_id: int, until: dt.datetime, reason: str) -> int:
     """Every queued Message of the Mailing waits until `until` for `reason` (a warm-up cap used up:
     nothing of it may go today). Their order is kept: release_held brings them back oldest first."""
-    if reason not in HoldReason.values or not reason:
-        raise ValueError(f"unknown hold reason {reason!r}")
+    _check_hold_reason(reason)
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE delivery_message SET state = 'deferred', next_attempt_at = %s, hold_reason = %s "
@@ -344,8 +343,7 @@ def release_held(mailing_id: int, reason: str, limit: int) -> int:
 def hold_domains(mailing_id: int, domains: Sequence[str], until: dt.datetime, reason: str) -> int:
     """The Mailing's queued and held Messages to these receiving domains wait until `until` for
     `reason` (the guard pausing one receiving domain group); those being sent now are past stopping."""
-    if reason not in HoldReason.values or not reason:
-        raise ValueError(f"unknown hold reason {reason!r}")
+    _check_hold_reason(reason)
     with connection.cursor() as cursor:
         cursor.execute(
             """

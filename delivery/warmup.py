@@ -16,9 +16,11 @@ takes effect at once. `estimate` is what the progress pages say about when the m
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -98,13 +100,31 @@ def from_domain(from_email: str) -> str:
     return from_email.rpartition("@")[2].strip().lower().rstrip(".")
 
 
+# The engine asks at every batch: the enabled schedules are read at most every
+# DELIVERY_GATE_CACHE_SECONDS per process (a change in the dashboard reaches every worker within it).
+_cache: tuple[float, list[WarmupSchedule]] = (0.0, [])
+
+
+def _enabled() -> list[WarmupSchedule]:
+    global _cache
+    if time.monotonic() - _cache[0] >= settings.DELIVERY_GATE_CACHE_SECONDS:
+        _cache = (time.monotonic(), list(WarmupSchedule.objects.filter(enabled=True).select_related("relay")))
+    return _cache[1]
+
+
+def forget_cached() -> None:
+    global _cache
+    _cache = (0.0, [])
+
+
 def domain_schedule(from_email: str) -> WarmupSchedule | None:
-    return WarmupSchedule.objects.filter(enabled=True, domain=from_domain(from_email)).first()
+    domain = from_domain(from_email)
+    return next((s for s in _enabled() if s.domain and s.domain == domain), None)
 
 
 def relay_schedules(relay_ids: Sequence[int]) -> dict[int, WarmupSchedule]:
-    rows = WarmupSchedule.objects.filter(enabled=True, relay_id__in=list(relay_ids))
-    return {s.relay_id: s for s in rows}
+    wanted = set(relay_ids)
+    return {s.relay_id: s for s in _enabled() if s.relay_id in wanted}
 
 
 def room(schedules: Sequence[WarmupSchedule], want: int = 1 << 30) -> int:
@@ -309,6 +329,8 @@ def warmup_save(
     schedule.enabled = enabled
     with transaction.atomic():
         schedule.save()
+        forget_cached()
+        transaction.on_commit(forget_cached)
         audit_record(
             by,
             "warmup.created" if creating else "warmup.updated",
@@ -328,6 +350,7 @@ def warmup_delete(schedule: WarmupSchedule, *, by: Any = None) -> None:
     with transaction.atomic():
         audit_record(by, "warmup.deleted", schedule, details={"target": schedule.target})
         schedule.delete()
+        transaction.on_commit(forget_cached)
 
 
 def schedules_overview() -> list[dict[str, Any]]:

@@ -533,6 +533,9 @@ DELIVERY_RETENTION_DAYS = env_int("DELIVERY_RETENTION_DAYS", 400, minimum=0)
 # domain. A 4.7.x rate-limit reply for a domain halves its rate (from AIMD_START_PER_SECOND when
 # it had no limit) and it grows back by AIMD_INCREASE msg/s per second until it reaches its
 # limit (or AIMD_CEILING_PER_SECOND for an unlimited domain), when the slowdown is forgotten.
+# How long a worker keeps the warm-up schedules and the guard's paused domain groups it read (the
+# engine asks at every batch); a change reaches every worker within it.
+DELIVERY_GATE_CACHE_SECONDS = env_float("DELIVERY_GATE_CACHE_SECONDS", 2.0, minimum=0.0)
 DELIVERY_DOMAIN_GROUPS = env_json("DELIVERY_DOMAIN_GROUPS", {})
 DELIVERY_DOMAIN_LIMITS = env_json("DELIVERY_DOMAIN_LIMITS", {})
 DELIVERY_DOMAIN_AIMD_START_PER_SECOND = env_float("DELIVERY_DOMAIN_AIMD_START_PER_SECOND", 20.0, minimum=0.01)

@@ -17,3 +17,6 @@ WHITENOISE_AUTOREFRESH = True
 # Uploaded media of test runs stays apart from `make run`'s library.
 if MEDIA_STORAGE == "filesystem":  # noqa: F405
     STORAGES["media"]["OPTIONS"]["location"] = VAR_DIR / "test-media"  # noqa: F405
+# Tests reuse ids across test databases: no worker or test may keep another test's schedules or pauses.
+os.environ.setdefault("DELIVERY_GATE_CACHE_SECONDS", "0")
+DELIVERY_GATE_CACHE_SECONDS = float(os.environ["DELIVERY_GATE_CACHE_SECONDS"])

@@ -180,3 +180,16 @@ def test_the_dashboard_offers_starters_edits_and_audits_schedules(admin_client, 
 
 def test_a_marketer_cannot_change_warmups(marketer_client):
     assert marketer_client.get(reverse("delivery:warmup")).status_code == 403
+
+
+def test_a_worker_reads_schedules_once_a_while_and_a_save_here_forgets_them(
+    db, settings, django_assert_num_queries
+):
+    settings.DELIVERY_GATE_CACHE_SECONDS = 60
+    warmup.forget_cached()
+    assert warmup.domain_schedule("a@example.com") is None
+    with django_assert_num_queries(0):  # read once, kept
+        assert warmup.domain_schedule("b@example.com") is None
+    schedule = warmup.warmup_save(domain="example.com", caps="5")
+    assert warmup.domain_schedule("a@example.com") == schedule  # the save forgot the old read
+    warmup.forget_cached()
