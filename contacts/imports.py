@@ -369,6 +369,7 @@ class _Report:
         self.headers = list(headers or ["email"])
         self.count = 0
         self.keep = keep  # (row, cells, reason) of each bad row, for callers without a file
+        self.flagged = 0  # staged rows the seen-filter flagged: none, no duplicate to look for
         self._handle = None
         self._writer = None
 
@@ -576,7 +577,10 @@ def _stage_records(
                     report.add(row_no, record, problem)
                     continue
                 key = email.lower()
-                raw_cells = record if seen.seen_or_add(key) else None
+                raw_cells = None
+                if seen.seen_or_add(key):
+                    raw_cells = record
+                    report.flagged += 1
                 copy.write_row((row_no, email, key, *own, encode(values), raw_cells))
     return rows
 
@@ -584,6 +588,8 @@ def _stage_records(
 def _drop_duplicates(stage: str, report: _Report) -> int:
     """Remove from `stage` every row whose address an earlier staged row has; report them (in
     row order, after the invalid rows) with their cells, streamed through a server-side cursor."""
+    if not report.flagged:
+        return 0
     duplicates = f"{stage}_duplicates"
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {stage}")
