@@ -302,7 +302,9 @@ def test_bad_rows_keep_their_columns_and_import_again_once_fixed(tmp_path):
 def test_role_and_disposable_addresses_are_kept_by_default_or_dropped_to_the_bad_rows(tmp_path):
     """Issue #16 item 8: role (info@ …) and disposable-domain addresses, flagged by the same
     `contacts.validation.address_flags` as signup forms; the marketer keeps (default) or drops them."""
-    path = write(tmp_path, "email,first_name\nann@example.org,Ann\ninfo@example.org,Info\nbob@yopmail.com,Bob\n")
+    path = write(
+        tmp_path, "email,first_name\nann@example.org,Ann\ninfo@example.org,Info\nbob@yopmail.com,Bob\n"
+    )
     run(path, "--list", "Kept")
     assert sorted(Contact.objects.values_list("email", flat=True)) == [
         "ann@example.org",
