@@ -46,6 +46,7 @@ from contacts.models import (
 )
 from contacts.validation import (
     EmailError,
+    address_flags,
     check_contact_language,
     check_contact_timezone,
     check_email,
@@ -368,6 +369,7 @@ class _Report:
         self.headers = list(headers or ["email"])
         self.count = 0
         self.keep = keep  # (row, cells, reason) of each bad row, for callers without a file
+        self.flagged = 0  # staged rows the seen-filter flagged: none, no duplicate to look for
         self._handle = None
         self._writer = None
 
@@ -439,6 +441,8 @@ def _parse_into_stage(
     stage: str,
     report: _Report,
     progress: Progress | None,
+    *,
+    drop_flagged: bool = False,
 ) -> tuple[int, int]:
     """The file's rows through `_stage_records`, with csv and encoding errors as ImportFileError."""
     total = path.stat().st_size
@@ -456,7 +460,7 @@ def _parse_into_stage(
             next(reader)
             rows = _stage_records(
                 records(), len(fmt.headers), email_index, columns, stage, report, progress,
-                total=total, done=raw.tell,
+                total=total, done=raw.tell, drop_flagged=drop_flagged,
             )  # fmt: skip
         except csv.Error as exc:
             raise _csv_error(exc, position[0] + 1) from None
@@ -480,8 +484,12 @@ def _stage_records(
     *,
     total: int,
     done: Callable[[], int],
+    drop_flagged: bool = False,
 ) -> int:
     """COPY good rows into `stage`; returns (data rows read, duplicates reported).
+
+    With `drop_flagged`, role (info@ …) and disposable-domain addresses
+    (`contacts.validation.address_flags`) go to the bad rows with the reason instead of the stage.
 
     Duplicates, keyed by the lower-cased address (the first valid row wins), are found by the
     database among the rows `_SeenFilter` flags (`_drop_duplicates`): memory stays flat whatever
@@ -526,6 +534,12 @@ def _stage_records(
                 except EmailError as exc:
                     report.add(row_no, record, f"email: {exc}")
                     continue
+                if drop_flagged:
+                    flags = address_flags(email)
+                    if flags:
+                        reason = f"email: a {' and '.join(flags)} address, dropped as asked"
+                        report.add(row_no, record, reason)
+                        continue
                 own = [""] * len(positions)
                 problem = None
                 for index, target, position, check in standard:
@@ -563,7 +577,10 @@ def _stage_records(
                     report.add(row_no, record, problem)
                     continue
                 key = email.lower()
-                raw_cells = record if seen.seen_or_add(key) else None
+                raw_cells = None
+                if seen.seen_or_add(key):
+                    raw_cells = record
+                    report.flagged += 1
                 copy.write_row((row_no, email, key, *own, encode(values), raw_cells))
     return rows
 
@@ -571,6 +588,8 @@ def _stage_records(
 def _drop_duplicates(stage: str, report: _Report) -> int:
     """Remove from `stage` every row whose address an earlier staged row has; report them (in
     row order, after the invalid rows) with their cells, streamed through a server-side cursor."""
+    if not report.flagged:
+        return 0
     duplicates = f"{stage}_duplicates"
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {stage}")
@@ -738,14 +757,20 @@ def run_import(
     report_path: Path | None = None,
     label: str = "import",
     progress: Progress | None = None,
+    drop_flagged: bool = False,
 ) -> ImportResult:
-    """Import `path`; ImportFileError (nothing stored) when the file as a whole is unusable."""
+    """Import `path`; ImportFileError (nothing stored) when the file as a whole is unusable.
+
+    `drop_flagged`: role and disposable addresses go to the bad rows (default: kept, and flagged
+    on the contact's page)."""
     if mode not in ImportMode.values:
         raise ImportFileError(f"mode must be one of {', '.join(ImportMode.values)}")
     fmt = sniff(path)
 
     def stage_rows(stage, email_index, columns, report) -> tuple[int, int]:
-        return _parse_into_stage(path, fmt, email_index, columns, stage, report, progress)
+        return _parse_into_stage(
+            path, fmt, email_index, columns, stage, report, progress, drop_flagged=drop_flagged
+        )
 
     return _run(fmt.headers, stage_rows, mode, list_ids, mapping, report_path, label, progress)
 
