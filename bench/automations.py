@@ -34,50 +34,16 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from benchdb import own_database  # noqa: E402
 from loopback import free_port  # noqa: E402
-from send import create_audience, start_sink, stop, template_source  # noqa: E402
-
-from mailplatform.devstack import celery_command  # noqa: E402
+from send import (  # noqa: E402
+    count_sink,
+    create_audience,
+    start_sink,
+    start_workers,
+    stop,
+    template_source,
+)
 
 DAY = 86400
-
-
-def count_sink(dump: Path, expected: set[str], each: int) -> tuple[int, int, int]:
-    """(received, duplicates, missing) of our addresses at a sink that should have `each` per address."""
-    counts: collections.Counter[str] = collections.Counter()
-    if dump.exists():
-        output = subprocess.run(["grep", "-a", "^X-Rcpt-Args: ", str(dump)], capture_output=True).stdout
-        for line in output.splitlines():
-            address = line.split(b":", 1)[1].strip().split()[0].decode(errors="replace")
-            counts[address.strip("<>").lower()] += 1
-    received = sum(c for a, c in counts.items() if a in expected)
-    duplicates = sum(max(0, counts.get(a, 0) - each) for a in expected)
-    missing = sum(max(0, each - counts.get(a, 0)) for a in expected)
-    return received, duplicates, missing
-
-
-def start_workers(count: int, queues: str, env: dict[str, str]) -> list[subprocess.Popen]:
-    return [
-        subprocess.Popen(
-            celery_command(
-                "worker",
-                "-l",
-                "WARNING",
-                "-P",
-                "solo",
-                "-Q",
-                queues,
-                "-n",
-                f"auto{i}-{os.getpid()}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ),  # fmt: skip
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
-        for i in range(count)
-    ]
 
 
 def wait_for(condition, workers, timeout: float, label: str, beat=None) -> float:
@@ -191,7 +157,7 @@ def run(args: argparse.Namespace, work: Path, sinks: list[subprocess.Popen]) -> 
         "PYTHONUNBUFFERED": "1",
     }
     queues = f"{os.environ['AUTOMATIONS_QUEUE']},{os.environ['DELIVERY_SEND_QUEUE']}"
-    workers = start_workers(args.workers, queues, env)
+    workers = start_workers(args.workers, env, queues=queues, label="auto")
     steps = {s.position: s.pk for s in Step.objects.filter(automation=automation)}
     t0 = timezone.now()
 

@@ -194,31 +194,32 @@ def smtp_source_seconds(source: str, n: int, port: int) -> float:
     return time.perf_counter() - start
 
 
-def start_workers(count: int, env: dict[str, str]) -> list[subprocess.Popen]:
-    workers = []
-    for index in range(count):
-        workers.append(
-            subprocess.Popen(
-                celery_command(
-                    "worker",
-                    "-l",
-                    "WARNING",
-                    "-P",
-                    "solo",
-                    "-Q",
-                    env["DELIVERY_SEND_QUEUE"],
-                    "-n",
-                    f"bench{index}-{os.getpid()}@%h",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                ),
-                cwd=REPO,
-                env=env,
-                stdout=subprocess.DEVNULL,
-            )
+def start_workers(
+    count: int, env: dict[str, str], *, queues: str | None = None, label: str = "bench"
+) -> list[subprocess.Popen]:
+    """`count` solo workers named `<label><i>-<pid>@host` on `queues` (default: the send queue)."""
+    return [
+        subprocess.Popen(
+            celery_command(
+                "worker",
+                "-l",
+                "WARNING",
+                "-P",
+                "solo",
+                "-Q",
+                queues or env["DELIVERY_SEND_QUEUE"],
+                "-n",
+                f"{label}{index}-{os.getpid()}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ),  # fmt: skip
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
         )
-    return workers
+        for index in range(count)
+    ]
 
 
 def workers_cpu_seconds(processes: list[subprocess.Popen]) -> float:
@@ -248,8 +249,9 @@ def stop(processes: list[subprocess.Popen]) -> None:
             process.kill()
 
 
-def count_sink(dump: Path, expected: set[str]) -> tuple[int, int, int]:
-    """(received, duplicates, missing) from the sink's dump: one X-Rcpt-Args line per recipient."""
+def count_sink(dump: Path, expected: set[str], each: int = 1) -> tuple[int, int, int]:
+    """(received, duplicates, missing) of our addresses in the sink's dump (one X-Rcpt-Args line per
+    recipient), where each address should have arrived `each` times."""
     counts: collections.Counter[str] = collections.Counter()
     if dump.exists():
         output = subprocess.run(
@@ -258,9 +260,10 @@ def count_sink(dump: Path, expected: set[str]) -> tuple[int, int, int]:
         for line in output.splitlines():
             address = line.split(b":", 1)[1].strip().split()[0].decode(errors="replace")
             counts[address.strip("<>").lower()] += 1
-    ours = {a: c for a, c in counts.items() if a in expected}
-    duplicates = sum(c - 1 for c in ours.values())
-    return sum(ours.values()), duplicates, len(expected - set(ours))
+    received = sum(c for a, c in counts.items() if a in expected)
+    duplicates = sum(max(0, counts.get(a, 0) - each) for a in expected)
+    missing = sum(max(0, each - counts.get(a, 0)) for a in expected)
+    return received, duplicates, missing
 
 
 def dkim_rate(builder_fields: dict, seconds: float = 2.0) -> tuple[float, float]:
