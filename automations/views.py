@@ -142,6 +142,16 @@ def _flow_response(request: HttpRequest, automation_id: int) -> HttpResponse:
     return redirect("automations:detail", pk=automation_id)
 
 
+def _refused(request: HttpRequest, automation_id: int, exc: PlatformError, *, prefix: str) -> HttpResponse:
+    """The refusal goes into the page's messages; under htmx the page reloads to show it."""
+    message_error(request, exc, prefix=prefix)
+    if request.headers.get("HX-Request"):
+        response = HttpResponse(status=204)
+        response["HX-Refresh"] = "true"
+        return response
+    return _flow_response(request, automation_id)
+
+
 @requires("view_dashboard")
 def flow_counts(request: HttpRequest, pk: int) -> HttpResponse:
     """The steps' counts, swapped into the flow out of band (the page polls this)."""
@@ -168,11 +178,7 @@ def step_add(request: HttpRequest, pk: int) -> HttpResponse:
             after=int(after) if after not in (None, "") else None, by=request.user,
         )  # fmt: skip
     except PlatformError as exc:
-        message_error(request, exc, prefix="The step was not added: ")
-        if request.headers.get("HX-Request"):
-            response = HttpResponse(status=204)
-            response["HX-Refresh"] = "true"
-            return response
+        return _refused(request, pk, exc, prefix="The step was not added: ")
     return _flow_response(request, pk)
 
 
@@ -188,11 +194,7 @@ def step_update(request: HttpRequest, pk: int, step_id: int) -> HttpResponse:
         template_id, config = form.values(step.kind)
         services.step_update(step.pk, template_id=template_id, config=config, by=request.user)
     except PlatformError as exc:
-        message_error(request, exc, prefix=f"Step {step.position} was not saved: ")
-        if request.headers.get("HX-Request"):
-            response = HttpResponse(status=204)
-            response["HX-Refresh"] = "true"
-            return response
+        return _refused(request, pk, exc, prefix=f"Step {step.position} was not saved: ")
     return _flow_response(request, pk)
 
 

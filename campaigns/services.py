@@ -19,6 +19,7 @@ from delivery import selectors as delivery_selectors
 from delivery.headers import check_header_value
 from delivery.identities import from_allowed, from_refusal
 from mailplatform.errors import Conflict, Invalid, NotFound, PlatformError
+from mailplatform.selectors import org_data
 from mailplatform.services import acting_user, audit_record
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,14 @@ HEADER_FIELDS = frozenset({"subject", "preheader", "from_email", "from_name", "r
 def campaign_create(*, name: str, by: Any = None, **fields: Any) -> Campaign:
     if not name.strip():
         raise Invalid("a name is required", field="name")
+    # Settings > Organisation's default From and Reply-To, when set, are a new campaign's defaults
+    # (what its settings step shows first); unset, the platform's DELIVERY_DEFAULT_FROM_EMAIL.
+    org = org_data()
     campaign = Campaign(
         name=name.strip()[:200],
-        from_email=settings.DELIVERY_DEFAULT_FROM_EMAIL,
+        from_email=org["from_email"] or settings.DELIVERY_DEFAULT_FROM_EMAIL,
         from_name=settings.DELIVERY_DEFAULT_FROM_NAME,
+        reply_to=org["reply_to"],
         created_by=acting_user(by),
     )
     with transaction.atomic():

@@ -209,6 +209,11 @@ class ImportStartForm(forms.Form):
     mode = forms.ChoiceField(choices=ImportMode.choices, initial=ImportMode.UPSERT)
     lists = forms.ModelMultipleChoiceField(queryset=MailingList.objects.all(), required=False)
     new_list = forms.CharField(max_length=200, required=False, label="…or a new list named")
+    drop_flagged = forms.BooleanField(
+        required=False,
+        label="Drop role and disposable addresses",
+        help_text="info@, postmaster@ … and throwaway domains go to the bad rows instead of being imported.",
+    )
 
 
 class SubscribeForm(forms.Form):

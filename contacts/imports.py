@@ -46,6 +46,7 @@ from contacts.models import (
 )
 from contacts.validation import (
     EmailError,
+    address_flags,
     check_contact_language,
     check_contact_timezone,
     check_email,
@@ -440,6 +441,8 @@ def _parse_into_stage(
     stage: str,
     report: _Report,
     progress: Progress | None,
+    *,
+    drop_flagged: bool = False,
 ) -> tuple[int, int]:
     """The file's rows through `_stage_records`, with csv and encoding errors as ImportFileError."""
     total = path.stat().st_size
@@ -457,7 +460,7 @@ def _parse_into_stage(
             next(reader)
             rows = _stage_records(
                 records(), len(fmt.headers), email_index, columns, stage, report, progress,
-                total=total, done=raw.tell,
+                total=total, done=raw.tell, drop_flagged=drop_flagged,
             )  # fmt: skip
         except csv.Error as exc:
             raise _csv_error(exc, position[0] + 1) from None
@@ -481,8 +484,12 @@ def _stage_records(
     *,
     total: int,
     done: Callable[[], int],
+    drop_flagged: bool = False,
 ) -> int:
     """COPY good rows into `stage`; returns (data rows read, duplicates reported).
+
+    With `drop_flagged`, role (info@ …) and disposable-domain addresses
+    (`contacts.validation.address_flags`) go to the bad rows with the reason instead of the stage.
 
     Duplicates, keyed by the lower-cased address (the first valid row wins), are found by the
     database among the rows `_SeenFilter` flags (`_drop_duplicates`): memory stays flat whatever
@@ -527,6 +534,12 @@ def _stage_records(
                 except EmailError as exc:
                     report.add(row_no, record, f"email: {exc}")
                     continue
+                if drop_flagged:
+                    flags = address_flags(email)
+                    if flags:
+                        reason = f"email: a {' and '.join(flags)} address, dropped as asked"
+                        report.add(row_no, record, reason)
+                        continue
                 own = [""] * len(positions)
                 problem = None
                 for index, target, position, check in standard:
@@ -744,14 +757,20 @@ def run_import(
     report_path: Path | None = None,
     label: str = "import",
     progress: Progress | None = None,
+    drop_flagged: bool = False,
 ) -> ImportResult:
-    """Import `path`; ImportFileError (nothing stored) when the file as a whole is unusable."""
+    """Import `path`; ImportFileError (nothing stored) when the file as a whole is unusable.
+
+    `drop_flagged`: role and disposable addresses go to the bad rows (default: kept, and flagged
+    on the contact's page)."""
     if mode not in ImportMode.values:
         raise ImportFileError(f"mode must be one of {', '.join(ImportMode.values)}")
     fmt = sniff(path)
 
     def stage_rows(stage, email_index, columns, report) -> tuple[int, int]:
-        return _parse_into_stage(path, fmt, email_index, columns, stage, report, progress)
+        return _parse_into_stage(
+            path, fmt, email_index, columns, stage, report, progress, drop_flagged=drop_flagged
+        )
 
     return _run(fmt.headers, stage_rows, mode, list_ids, mapping, report_path, label, progress)
 

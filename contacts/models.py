@@ -263,6 +263,8 @@ class ContactImport(models.Model):
     mailing_lists = models.ManyToManyField(MailingList, blank=True, related_name="imports")
     # CSV header -> target ("email", "first_name", "last_name", "attr:<name>", or "" to skip).
     mapping = models.JSONField(default=dict, blank=True)
+    # Role (info@ …) and disposable-domain addresses: kept (and flagged) or dropped to the bad rows.
+    drop_flagged = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.PENDING)
     total_bytes = models.BigIntegerField(default=0)
     processed_bytes = models.BigIntegerField(default=0)

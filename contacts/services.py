@@ -697,6 +697,7 @@ def contact_import_create(
     mapping: dict[str, str] | None = None,
     by: Any = None,
     draft: bool = False,
+    drop_flagged: bool = False,
 ) -> ContactImport:
     """Record an import; a draft waits for its column mapping (contact_import_start)."""
     if mode not in ImportMode.values:
@@ -707,6 +708,7 @@ def contact_import_create(
             path=path,
             mode=mode,
             mapping=mapping or {},
+            drop_flagged=drop_flagged,
             total_bytes=Path(path).stat().st_size,
             created_by=acting_user(by),
             status=ImportStatus.DRAFT if draft else ImportStatus.PENDING,
@@ -718,14 +720,20 @@ def contact_import_create(
 
 
 def contact_import_start(
-    contact_import: ContactImport, *, mode: str, list_ids: Iterable[int], mapping: dict[str, str], by: Any
+    contact_import: ContactImport,
+    *,
+    mode: str,
+    list_ids: Iterable[int],
+    mapping: dict[str, str],
+    by: Any,
+    drop_flagged: bool = False,
 ) -> ContactImport:
     """Settle a draft's mode, lists and mapping and queue it for a worker."""
     if mode not in ImportMode.values:
         raise Invalid(f"mode must be one of {', '.join(ImportMode.values)}", field="mode")
     with transaction.atomic():
         updated = ContactImport.objects.filter(pk=contact_import.pk, status=ImportStatus.DRAFT).update(
-            mode=mode, mapping=mapping, status=ImportStatus.PENDING
+            mode=mode, mapping=mapping, drop_flagged=drop_flagged, status=ImportStatus.PENDING
         )
         if not updated:
             return contact_import  # started already (a double click)
@@ -789,6 +797,7 @@ def _contact_import_run_locked(
             report_path=report_path,
             label=f"import #{import_id} {contact_import.filename}"[:300],
             progress=report,
+            drop_flagged=contact_import.drop_flagged,
         )
     except ImportFileError as exc:
         ContactImport.objects.filter(pk=import_id).update(

@@ -673,6 +673,7 @@ def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
                     list_ids=list_ids,
                     mapping=mapping,
                     by=request.user,
+                    drop_flagged=form.cleaned_data["drop_flagged"],
                 )
                 return redirect("contacts:import-detail", contact_import.pk)
         columns = [

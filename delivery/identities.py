@@ -83,6 +83,20 @@ def from_allowed(from_email: str) -> bool:
     return domain == _default_domain() and not SendingIdentity.objects.exists()
 
 
+def platform_from_email() -> str:
+    """The From of the platform's own mail (built-in confirmations, password resets): the
+    organisation's default From (Settings > Organisation) when it is set and an enabled sending
+    identity allows it now, else DELIVERY_DEFAULT_FROM_EMAIL (a From nobody may send from never
+    replaces one that works)."""
+    from mailplatform.selectors import org_data
+
+    chosen = org_data()["from_email"].strip()
+    default = settings.DELIVERY_DEFAULT_FROM_EMAIL
+    if chosen and chosen.lower() != default.strip().lower() and identity_for(chosen) is not None:
+        return chosen
+    return default
+
+
 def identity_ensure_default() -> SendingIdentity | None:
     """A fresh install's one identity: the domain of DELIVERY_DEFAULT_FROM_EMAIL, the From of the
     mail it sends through its capture relay (test sends, confirmations, password resets). Made by

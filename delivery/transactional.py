@@ -246,13 +246,17 @@ def _system_html(path: Path) -> str:
 
 def _system_mailing(system: str, name: str, subject: str, html_path: Path) -> Mailing:
     """The standing Mailing of one kind of platform mail, made once per version of its content."""
+    from delivery.identities import platform_from_email
     from templates.compiler import compile_template
 
+    # The From is part of the lookup: a new organisation default From gets its own standing Mailing.
+    from_email = platform_from_email()
     return _standing_mailing(
         compiled_dict(compile_template(subject=subject, html=_system_html(html_path))),
-        {"meta__system": system},
+        {"meta__system": system, "from_email": from_email},
         name=name,
         send_group=f"system:{system}",
+        from_email=from_email,
         meta={"system": system},
     )
 
@@ -302,9 +306,12 @@ def _list_confirmation_mailing(list_id: int) -> Mailing | None:
 
 
 def confirmation_from(identity: Any) -> str:
-    """A sending identity's From for platform mail: its address, or noreply@ its domain."""
+    """A sending identity's From for platform mail: its address, or noreply@ its domain; none
+    chosen: the platform's From (delivery.identities.platform_from_email)."""
     if identity is None:
-        return settings.DELIVERY_DEFAULT_FROM_EMAIL
+        from delivery.identities import platform_from_email
+
+        return platform_from_email()
     if "@" in identity.address:
         return identity.address
     return f"{settings.DELIVERY_DEFAULT_FROM_EMAIL.split('@')[0]}@{identity.address}"

@@ -192,3 +192,8 @@ class OrganisationForm(forms.ModelForm):
             "public_base_url",
         ]
         widgets = {"postal_address": forms.Textarea(attrs={"rows": 3})}
+        help_texts = {
+            "default_from_email": "New campaigns start with it. The platform's own mail (confirmations, "
+            "password resets) goes from it only while an enabled sending identity allows it.",
+            "default_reply_to": "New campaigns start with it.",
+        }

@@ -78,3 +78,23 @@ def test_a_developer_reads_but_does_not_change(developer_client, series):
         == 403
     )
     assert Automation.objects.get(pk=automation.pk).status == "active"
+
+
+def test_a_refused_step_edit_keeps_the_step_and_says_why(marketer_client):
+    automation = services.automation_create(name="Drip", trigger="manual")
+    marketer_client.post(
+        f"/automations/{automation.pk}/steps/",
+        {"kind": "wait", "new-amount": 3, "new-unit": "3600"},
+        HTTP_HX_REQUEST="true",
+    )
+    wait = Step.objects.get(automation=automation, kind="wait")
+    response = marketer_client.post(
+        f"/automations/{automation.pk}/steps/{wait.pk}/",
+        {f"s{wait.pk}-mode": "duration", f"s{wait.pk}-amount": "-1", f"s{wait.pk}-unit": "86400"},
+        HTTP_HX_REQUEST="true",
+    )
+    # Under htmx the page reloads to show the message; the step is as it was.
+    assert response.status_code == 204 and response["HX-Refresh"] == "true"
+    assert Step.objects.get(pk=wait.pk).config == {"mode": "duration", "seconds": 3 * 3600}
+    page = marketer_client.get(f"/automations/{automation.pk}/").content.decode()
+    assert f"Step {wait.position} was not saved" in page

@@ -297,3 +297,31 @@ def test_bad_rows_keep_their_columns_and_import_again_once_fixed(tmp_path):
     assert Contact.objects.get(email="bea@example.com").attributes == {"points": 4, "city": "Oslo"}
     assert Contact.objects.get(email="carl@example.com").first_name == "Carl"
     assert not CustomField.objects.filter(name__in=["import_row", "import_problem"]).exists()
+
+
+def test_role_and_disposable_addresses_are_kept_by_default_or_dropped_to_the_bad_rows(tmp_path):
+    """Issue #16 item 8: role (info@ …) and disposable-domain addresses, flagged by the same
+    `contacts.validation.address_flags` as signup forms; the marketer keeps (default) or drops them."""
+    path = write(
+        tmp_path, "email,first_name\nann@example.org,Ann\ninfo@example.org,Info\nbob@yopmail.com,Bob\n"
+    )
+    run(path, "--list", "Kept")
+    assert sorted(Contact.objects.values_list("email", flat=True)) == [
+        "ann@example.org",
+        "bob@yopmail.com",
+        "info@example.org",
+    ]
+    Contact.objects.all().delete()
+    run(path, "--list", "Dropped", "--drop-role-and-disposable")
+    assert list(Contact.objects.values_list("email", flat=True)) == ["ann@example.org"]
+    record = ContactImport.objects.order_by("-id").first()
+    assert record.drop_flagged and (record.created, record.invalid) == (1, 2)
+    rows = list(csv.reader(Path(record.report_path).open()))
+    assert rows[0] == ["email", "first_name", "import row", "import problem"]
+    assert rows[1] == ["info@example.org", "Info", "3", "email: a role address, dropped as asked"]
+    assert rows[2] == ["bob@yopmail.com", "Bob", "4", "email: a disposable address, dropped as asked"]
+    # A row both role and disposable says both; run_import itself defaults to keeping.
+    both = write(tmp_path, "email\nadmin@mailinator.com\n", name="both.csv")
+    assert run_import(both, report_path=tmp_path / "b.csv", drop_flagged=True).invalid == 1
+    assert "a role and disposable address" in (tmp_path / "b.csv").read_text()
+    assert run_import(both).created == 1

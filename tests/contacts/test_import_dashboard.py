@@ -91,3 +91,30 @@ def test_import_runs_on_a_worker_with_live_progress(celery_worker_process, clien
     from pathlib import Path
 
     assert not Path(contact_import.path).exists()  # the upload held personal data
+
+
+@pytest.mark.django_db
+def test_the_mapping_step_offers_to_drop_role_and_disposable_addresses(marketer_client):
+    """Issue #16 item 8: the choice on the mapping step, default keep; dropped rows in the bad-rows CSV."""
+    from contacts import services
+
+    content = b"email\nann@example.org\npostmaster@example.org\nzed@yopmail.com\n"
+    for drop, expected in ((False, 3), (True, 1)):
+        Contact.objects.all().delete()
+        detail = _upload(marketer_client, content).url
+        page = marketer_client.get(detail).content.decode()
+        assert 'name="drop_flagged"' in page and "Drop role and disposable addresses" in page
+        data = {"col0": "email", "mode": "upsert", "new_list": "Mapped"}
+        if drop:
+            data["drop_flagged"] = "on"
+        assert marketer_client.post(detail, data).status_code == 302
+        contact_import = ContactImport.objects.order_by("-id").first()
+        assert contact_import.drop_flagged is drop
+        contact_import = services.contact_import_run(contact_import.pk)
+        assert Contact.objects.count() == expected
+        if drop:
+            assert contact_import.invalid == 2
+            report = marketer_client.get(reverse("contacts:import-report", args=[contact_import.pk]))
+            text = b"".join(report.streaming_content if report.streaming else [report.content]).decode()
+            assert "postmaster@example.org" in text and "a role address, dropped as asked" in text
+            assert "zed@yopmail.com" in text and "a disposable address, dropped as asked" in text

@@ -27,8 +27,14 @@ class Command(BaseCommand):
         )
         parser.add_argument("--mode", choices=ImportMode.values, default=ImportMode.UPSERT)
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        parser.add_argument(
+            "--drop-role-and-disposable",
+            action="store_true",
+            help="send role (info@ …) and disposable-domain addresses to the bad rows instead of importing them",
+        )
 
     def handle(self, *args, file: str, lists: list[str], mode: str, no_progress: bool, **options) -> None:
+        drop_flagged = bool(options.get("drop_role_and_disposable"))
         path = Path(file)
         if not path.is_file():
             raise CommandError(f"{file}: no such file")
@@ -39,6 +45,7 @@ class Command(BaseCommand):
             mode=mode,
             list_ids=[m.pk for m in mailing_lists],
             by="manage.py import_contacts",
+            drop_flagged=drop_flagged,
         )
         bar = tqdm(
             total=path.stat().st_size,
