@@ -471,8 +471,21 @@ def _work_relay(
                 # Held mail is only requeued between batches: keep them short (a fraction of a
                 # second) so that it goes out close to its turn.
                 size = min(size, HELD_BATCH_SIZE)
-            batch = _retrying(ledger.claim, mailing.pk, relay.pk, size)
-            if not batch:
+            with warmup.claiming_in_turn(mailing, relay.pk):
+                batch = _retrying(ledger.claim, mailing.pk, relay.pk, size)
+                claimed, capped_by = bool(batch), ""
+                if batch:
+                    holdings.ids.update(c.id for c in batch)
+                    result.claimed += len(batch)
+                    batch = _retrying(_skip_unsendable, mailing, batch)
+                if batch:
+                    batch = _retrying(_window_gate, mailing, batch)
+                    holdings.ids.intersection_update({c.id for c in batch})
+                if batch:
+                    batch, capped_by = _retrying(_warmup_gate, mailing, relay.pk, batch)
+                    if capped_by:
+                        holdings.ids.intersection_update({c.id for c in batch})
+            if not claimed:
                 requeued, wait = _retrying(ledger.requeue_held, mailing.pk, _DOMAIN_HOLDS)
                 # Another runner may have requeued held mail between our claim and our look.
                 if requeued or _retrying(ledger.has_queued, mailing.pk):
@@ -482,18 +495,6 @@ def _work_relay(
                     continue
                 result.reason = "empty"
                 return "empty"
-            holdings.ids.update(c.id for c in batch)
-            result.claimed += len(batch)
-            batch = _retrying(_skip_unsendable, mailing, batch)
-            if batch:
-                batch = _retrying(_window_gate, mailing, batch)
-                holdings.ids.intersection_update({c.id for c in batch})
-            if batch:
-                batch, capped_by = _retrying(_warmup_gate, mailing, relay.pk, batch)
-                if capped_by:
-                    holdings.ids.intersection_update({c.id for c in batch})
-            else:
-                capped_by = ""
             if not batch:
                 holdings.ids.clear()
                 if capped_by == "relay":

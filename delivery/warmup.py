@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
@@ -157,6 +158,23 @@ def grant(mailing: Mailing, relay_id: int, want: int) -> tuple[int, str]:
     return granted, "relay"
 
 
+@contextmanager
+def claiming_in_turn(mailing: Mailing, relay_id: int) -> Iterator[None]:
+    """While a warm-up schedule applies, the Mailing's runners claim a batch and take today's places
+    for it one at a time. Claims go oldest first, and so do the places: two runners granting at once
+    would let a later batch take the places of an earlier one (out of order across the days)."""
+    if domain_schedule(mailing.from_email) is None and relay_id not in relay_schedules([relay_id]):
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [CLAIM_LOCK_NAMESPACE, mailing.pk])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [CLAIM_LOCK_NAMESPACE, mailing.pk])
+
+
 def hold_until() -> dt.datetime:
     """Mail over today's cap waits for the next UTC day (release may bring it back sooner)."""
     return day_start(today() + dt.timedelta(days=1))
@@ -196,6 +214,7 @@ def release(mailing_id: int) -> int:
 
 
 RELEASE_LOCK_NAMESPACE = 0x7761726D  # "warm": keeps these advisory locks apart from other apps'
+CLAIM_LOCK_NAMESPACE = 0x77636C6D  # "wclm"
 
 
 def _pool_ids(mailing: Mailing) -> list[int]:

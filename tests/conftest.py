@@ -25,6 +25,20 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REQUIRE_BROWSER = os.environ.get("POSTHORN_REQUIRE_BROWSER") == "1"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_org_cache() -> Iterator[None]:
+    """The organisation's details (org_data) are cached in Redis, which outlives each test's
+    rolled-back database: every test starts and ends without them, so one test's organisation
+    (its default From, say) never leaks into another's campaigns or mail."""
+    from django.core.cache import cache
+
+    from mailplatform.selectors import _ORG_CACHE_KEY
+
+    cache.delete(_ORG_CACHE_KEY)
+    yield
+    cache.delete(_ORG_CACHE_KEY)
+
+
 @pytest.fixture
 def make_user(db) -> Callable[..., object]:
     from mailplatform.models import User

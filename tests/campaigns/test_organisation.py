@@ -12,19 +12,6 @@ from django.urls import reverse
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fresh_org_cache():
-    """org_data() is cached in Redis, which outlives each test's rolled-back database: start and end
-    without it, so one test's organisation never leaks into another's defaults."""
-    from django.core.cache import cache
-
-    from mailplatform.selectors import _ORG_CACHE_KEY
-
-    cache.delete(_ORG_CACHE_KEY)
-    yield
-    cache.delete(_ORG_CACHE_KEY)
-
-
 def test_admins_edit_it_and_templates_see_it(
     admin_client, make_user, campaign_factory, relay_server, settings
 ):
