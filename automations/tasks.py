@@ -20,6 +20,11 @@ def tick(now: str | None = None) -> dict[str, int]:
     # worker's lock lapses quickly; correctness never rests on it (SKIP LOCKED and the ledger keys do).
     client, key, token = redis_client(), redis_key("automations", "tick-lock"), secrets.token_hex(8)
     if not client.set(key, token, nx=True, px=15_000):
+        # Another tick runs (or a killed worker's lock has not lapsed yet). Come back in a second
+        # (at most one such return a second): a run that joined after that tick claimed its batch
+        # would otherwise wait for beat's next round, or for ever where no beat runs.
+        if client.set(redis_key("automations", "tick-again"), 1, nx=True, px=1000):
+            tick.apply_async(kwargs={"now": now}, countdown=1)
         return {"skipped": 1}
 
     def renew() -> bool:
