@@ -60,6 +60,14 @@ def test_dev_stack_starts_everything_and_stops_everything(transactional_db, tmp_
         assert process.poll() is None, (tmp_path / "dev.log").read_text()
         children = psutil.Process(process.pid).children(recursive=True)
         assert len(children) >= 4
+        # The capture relay is not in the health check: it may still be starting.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", capture_port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
         with socket.create_connection(("127.0.0.1", capture_port), timeout=5) as sock:
             assert sock.recv(100).startswith(b"220")
         deadline = time.monotonic() + 30
