@@ -526,6 +526,8 @@ DELIVERY_TASK_SECONDS = env_int("DELIVERY_TASK_SECONDS", 60, minimum=1)
 DELIVERY_SMTP_TIMEOUT = env_int("DELIVERY_SMTP_TIMEOUT", 30, minimum=1)
 # Ledger rows and their events older than this are pruned by a beat task; 0 keeps them forever.
 DELIVERY_RETENTION_DAYS = env_int("DELIVERY_RETENTION_DAYS", 400, minimum=0)
+# Rows the prune deletes per transaction: small, so none holds its locks for long (delivery.ledger.prune).
+DELIVERY_PRUNE_BATCH = env_int("DELIVERY_PRUNE_BATCH", 1000, minimum=1)
 
 # Per receiving domain limits (delivery/domains.py). Groups of domains one receiver runs, as JSON
 # {"group": ["domain", ...]} merged over the built-in gmail, microsoft and yahoo groups; limits as
