@@ -12,12 +12,14 @@ size, so what changes is only the data around them:
 - segment_count_ms: bench/import_contacts.py's three-condition segment (score > 50, on the list,
   first name starts with "a") counted by contacts.selectors.segment_count;
 - claim_batch_ms: delivery.ledger.claim of one batch (DELIVERY_BATCH_SIZE) from a sending Mailing
-  of --queued Messages (each batch handed back with ledger.release, as a pause would);
+  of --queued Messages, a new one at each size (each batch then left in a final state, skipped);
 - progress_page_ms: that Mailing's progress fragment; report_page_ms: the report page of a sent
   campaign of --campaign recipients (its counts grow with its own rows, not the table's);
 - prune_max_lock_ms: delivery.ledger.prune of one old Mailing (--campaign Messages past the
   retention) while another connection claims and releases batches: the longest transaction of the
-  prune (how long any lock it takes is held), with claim_max_during_prune_ms beside it.
+  prune (how long any lock it takes is held), with claim_max_during_prune_ms beside it and
+  sender_lock_wait_max_ms, the longest the sender was seen waiting on a lock (pg_stat_activity
+  sampled every ~2 ms).
 Timings are medians of --repeat runs, in wall ms; `load` is the 1-minute load average.
 --explain prints EXPLAIN (ANALYZE, BUFFERS) of the segment count and the claim at each size.
 
@@ -88,8 +90,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=sizes, default=sizes("100000,1000000"))
     parser.add_argument("--ledger-rows", type=sizes, default=None, help="per size (default: as --contacts)")
-    parser.add_argument("--campaign", type=int, default=100_000, help="report campaign's recipients")
-    parser.add_argument("--queued", type=int, default=100_000, help="the sending Mailing's queued Messages")
+    parser.add_argument("--campaign", type=int, default=50_000, help="report campaign's recipients")
+    parser.add_argument("--queued", type=int, default=50_000, help="the sending Mailing's queued Messages")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--pages", type=int, default=20, help="API pages per size")
     parser.add_argument("--explain", action="store_true")
@@ -103,8 +105,8 @@ def main() -> int:
         parser.error("sizes grow: give them smallest first")
     args.campaign = min(args.campaign, args.contacts[0])
     args.queued = min(args.queued, args.contacts[0])
-    if min(args.ledger_rows) < 2 * args.campaign + args.queued:
-        parser.error("--ledger-rows must hold the campaign, the old Mailing and the queue")
+    if min(args.ledger_rows) < args.campaign + args.queued:
+        parser.error("--ledger-rows must hold the report campaign and the sending Mailing")
     need = (args.contacts[-1] + args.ledger_rows[-1]) * BYTES_PER_ROW
     free = shutil.disk_usage("/").free
     print(f"disk: {free / 1e9:.1f} GB free, about {need / 1e9:.1f} GB needed at the largest size")
@@ -301,21 +303,22 @@ def fill_ledger(target: int, state: dict) -> None:
 
 
 def setup_fixed(args: argparse.Namespace, state: dict) -> None:
-    """The objects measured at every size: the sent campaign, the sending Mailing."""
+    """The sent campaign whose report is measured at every size."""
     from campaigns.models import Campaign
 
     report = _mailing("report", "done", days_ago=2)
-    sending = _mailing("sending", "sending")
-    _bulk(
-        "delivery_message",
-        [
-            _messages_sql(report.pk, report.send_group, args.campaign, "sent", 2),
-            _messages_sql(sending.pk, sending.send_group, args.queued, "queued", 0),
-        ],
-    )
+    _bulk("delivery_message", [_messages_sql(report.pk, report.send_group, args.campaign, "sent", 2)])
     _bulk("delivery_messageevent", _events_sql([report.pk]))
     campaign = Campaign.objects.create(name="report", state="sent", mailing=report)
-    state.update(report=report.pk, sending=sending.pk, campaign=campaign.pk)
+    state.update(report=report.pk, campaign=campaign.pk)
+
+
+def add_sending(args: argparse.Namespace, state: dict) -> None:
+    """A Mailing being sent, newest in the ledger as a real one is: --queued Messages waiting."""
+    n = state["sending_n"] = state.get("sending_n", 0) + 1
+    sending = _mailing(f"sending-{n}", "sending")
+    _bulk("delivery_message", [_messages_sql(sending.pk, sending.send_group, args.queued, "queued", 0)])
+    state["sending"] = sending.pk
 
 
 def add_old_mailing(args: argparse.Namespace, state: dict) -> int:
@@ -407,15 +410,18 @@ def measure(args: argparse.Namespace, state: dict, size: int, ledger_rows: int) 
     matched = contact_selectors.segment_count(rules)
     segment_count_ms = median_ms(lambda: contact_selectors.segment_count(rules), repeat)
 
-    batch = settings.DELIVERY_BATCH_SIZE
+    claims = max(repeat, 10)
+    # The engine's batch, smaller only where --queued could not feed the claims (a tiny run).
+    batch = max(1, min(settings.DELIVERY_BATCH_SIZE, args.queued // (2 * claims)))
     relay = state["relay"]
     claim_times: list[float] = []
-    for _ in range(max(repeat, 10)):
+    for _ in range(claims):
         begin = time.perf_counter()
         claimed = ledger.claim(state["sending"], relay, batch)
         claim_times.append((time.perf_counter() - begin) * 1000)
         assert claimed, "the sending Mailing ran dry"
-        ledger.release([c.id for c in claimed], "queued")
+        # Done with, as a send would leave them (not back in the queue, to be claimed again).
+        ledger.release([c.id for c in claimed], "skipped")
     claim_batch_ms = statistics.median(claim_times)
 
     progress_url = f"/delivery/mailings/{state['sending']}/progress/"
@@ -452,29 +458,61 @@ def measure(args: argparse.Namespace, state: dict, size: int, ledger_rows: int) 
             )
         )
 
-    # The prune removes one old Mailing while another connection sends (claims and hands back).
+    # The prune removes one old Mailing while another connection sends (claims batches and is
+    # done with them); a third samples whether that sender waits on a lock, and for how long.
     old = add_old_mailing(args, state)
     stop = threading.Event()
     during: list[float] = []
+    sender_pid: list[int] = []
+    ready = threading.Event()
 
     def sender() -> None:
         try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                sender_pid.append(cursor.fetchone()[0])
+            ready.set()
             while not stop.is_set():
                 begin = time.perf_counter()
                 claimed = ledger.claim(state["sending"], relay, batch)
                 during.append((time.perf_counter() - begin) * 1000)
-                ledger.release([c.id for c in claimed], "queued")
+                if not claimed:
+                    break
+                ledger.release([c.id for c in claimed], "skipped")
+        finally:
+            ready.set()
+            connections.close_all()
+
+    waits: list[float] = []
+
+    def sampler() -> None:
+        ready.wait()
+        waiting_since = None
+        try:
+            with connection.cursor() as cursor:
+                while not stop.is_set() and sender_pid:
+                    cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", sender_pid)
+                    row = cursor.fetchone()
+                    now = time.perf_counter()
+                    if row and row[0] == "Lock":
+                        waiting_since = waiting_since or now
+                    elif waiting_since is not None:
+                        waits.append((now - waiting_since) * 1000)
+                        waiting_since = None
+                    time.sleep(0.002)
         finally:
             connections.close_all()
 
-    thread = threading.Thread(target=sender)
-    thread.start()
+    threads = [threading.Thread(target=sender), threading.Thread(target=sampler)]
+    for thread in threads:
+        thread.start()
     transactions: list[float] = []
     begin = time.perf_counter()
     pruned = ledger.prune(days=settings.DELIVERY_RETENTION_DAYS, on_batch=transactions.append)
     prune_s = time.perf_counter() - begin
     stop.set()
-    thread.join()
+    for thread in threads:
+        thread.join()
     from delivery.models import Mailing
 
     assert not Mailing.objects.filter(pk=old).exists(), "the old Mailing was not pruned"
@@ -492,6 +530,7 @@ def measure(args: argparse.Namespace, state: dict, size: int, ledger_rows: int) 
         "segment_count_ms": round(segment_count_ms, 2),
         "segment_matched": matched,
         "claim_batch_ms": round(claim_batch_ms, 2),
+        "claim_batch": batch,
         "progress_page_ms": round(progress_page_ms, 2),
         "report_page_ms": round(report_page_ms, 2),
         "prune_max_lock_ms": round(max(transactions, default=0.0), 2),
@@ -501,6 +540,7 @@ def measure(args: argparse.Namespace, state: dict, size: int, ledger_rows: int) 
         "claims_during_prune": len(during),
         "claim_max_during_prune_ms": round(max(during, default=0.0), 2),
         "claim_p50_during_prune_ms": round(statistics.median(during), 2) if during else 0.0,
+        "sender_lock_wait_max_ms": round(max(waits, default=0.0), 2),
     }
     return figures
 
@@ -538,6 +578,7 @@ def run(args: argparse.Namespace) -> int:
         state["contacts"] = size
         if index == 0:
             setup_fixed(args, state)
+        add_sending(args, state)
         fill_ledger(ledger_rows, state)
         print(f"filled {size:,} contacts, {ledger_rows:,} ledger rows in {time.perf_counter() - start:.0f}s")
         figures = measure(args, state, size, ledger_rows)

@@ -137,6 +137,11 @@ if EMBEDDED_POSTGRES:
 
     _database_url = postgres_database_url()
 DATABASES = {"default": parse_database_url("DATABASE_URL", _database_url)}
+# No JIT: PostgreSQL compiles any plan whose estimate passes jit_above_cost, and at ten million
+# contacts a segment count or a report's subquery paid 0.5-1.6 s of LLVM inlining and optimisation
+# for a query that runs in less (bench/scale.py, the note of issue #18). DATABASE_URL's own
+# `?options=` wins.
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault("options", "-c jit=off")
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Separate test databases let several test runs share one server.
