@@ -122,4 +122,4 @@ def test_results_by_domain_and_the_timeline_read_only_the_campaigns_own_events(c
     )  # fmt: skip
     points = engagement_timeline([mine])
     assert {p["unit"] for p in points} == {"minute"}
-    assert points[0]["at"] == now + dt.timedelta(minutes=1) and points[-1]["at"] == now + dt.timedelta(minutes=5)
+    assert [points[0]["at"], points[-1]["at"]] == [now + dt.timedelta(minutes=m) for m in (1, 5)]

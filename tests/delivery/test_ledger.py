@@ -166,7 +166,8 @@ def _ledger_rows(count: int, *, days_ago: int, state: str = "sent") -> tuple[Mai
     )
     Mailing.objects.filter(pk=mailing.pk).update(finished_at=at)
     rows = Message.objects.bulk_create(
-        Message(mailing=mailing, send_group=name, email=f"p{n}@example.com", state=state) for n in range(count)
+        Message(mailing=mailing, send_group=name, email=f"p{n}@example.com", state=state)
+        for n in range(count)
     )
     Message.objects.filter(mailing=mailing).update(created_at=at)
     return mailing, rows
@@ -180,7 +181,9 @@ def test_prune_deletes_in_short_batches_and_keeps_what_is_not_done():
     recent, recent_rows = _ledger_rows(1, days_ago=1)
     long_ago = timezone.now() - dt.timedelta(days=450)
     for message in (*old_rows, recent_rows[0]):
-        MessageEvent.objects.create(message=message, mailing_id=message.mailing_id, kind="opened", at=long_ago)
+        MessageEvent.objects.create(
+            message=message, mailing_id=message.mailing_id, kind="opened", at=long_ago
+        )
     kept_event = MessageEvent.objects.create(
         message=recent_rows[0], mailing=recent, kind="opened", at=timezone.now()
     )
