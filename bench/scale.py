@@ -534,6 +534,7 @@ def measure(args: argparse.Namespace, state: dict, size: int, ledger_rows: int) 
         "progress_page_ms": round(progress_page_ms, 2),
         "report_page_ms": round(report_page_ms, 2),
         "prune_max_lock_ms": round(max(transactions, default=0.0), 2),
+        "prune_p50_lock_ms": round(statistics.median(transactions), 2) if transactions else 0.0,
         "prune_transactions": len(transactions),
         "pruned": pruned,
         "prune_s": round(prune_s, 2),

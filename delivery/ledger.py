@@ -650,58 +650,56 @@ def prune(
     if days <= 0:
         return 0
     cutoff = timezone.now() - dt.timedelta(days=days)
-    total = 0
-    # Keyset on created_at: each batch starts where the last one stopped instead of walking again
-    # over the index entries of rows already deleted (dead until the next vacuum).
-    after = None
-    while True:
-        begin = time.perf_counter()
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                """
-                WITH doomed AS MATERIALIZED (
-                    SELECT id, created_at FROM delivery_message
-                    WHERE created_at < %s AND created_at >= coalesce(%s, '-infinity'::timestamptz)
-                      AND state IN ('sent', 'failed', 'skipped')
-                    ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED
-                ), events AS (
-                    DELETE FROM delivery_messageevent WHERE message_id IN (SELECT id FROM doomed)
-                ), gone AS (
-                    DELETE FROM delivery_message WHERE id IN (SELECT id FROM doomed) RETURNING id
-                )
-                SELECT (SELECT count(*) FROM gone), (SELECT max(created_at) FROM doomed)
-                """,
-                [cutoff, after, batch],
-            )
-            deleted, last = cursor.fetchone()
-        _timed(on_batch, begin)
-        total += deleted
-        if deleted < batch:
-            break
-        after = last
-    # Events outlive nothing: old events of kept Messages go too (opens and clicks pile up), as
-    # short transactions of their own, oldest first.
-    while True:
-        begin = time.perf_counter()
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                """
-                DELETE FROM delivery_messageevent WHERE id IN (
-                    SELECT id FROM delivery_messageevent WHERE at < %s ORDER BY at LIMIT %s
-                    FOR UPDATE SKIP LOCKED)
-                """,
-                [cutoff, batch],
-            )
-            deleted = cursor.rowcount
-        _timed(on_batch, begin)
-        if deleted < batch:
-            break
+    # Old events first (opens and clicks pile up, also on kept Messages), then the old Messages
+    # with whatever events they still have. In this order neither pass walks over the index
+    # entries of rows the other deleted (dead until the next vacuum): events last, after the
+    # Messages took theirs, spent a quarter of a second on those before finding nothing.
+    _in_batches(_OLD_EVENTS, cutoff, batch, on_batch)
+    total = _in_batches(_OLD_MESSAGES, cutoff, batch, on_batch)
     Mailing.objects.filter(
         state__in=[Mailing.State.DONE, Mailing.State.CANCELLED], finished_at__lt=cutoff, messages__isnull=True
     ).delete()
     return total
 
 
-def _timed(on_batch: Callable[[float], None] | None, begin: float) -> None:
-    if on_batch is not None:
-        on_batch((time.perf_counter() - begin) * 1000)
+# Each takes (cutoff, after, batch) and returns (rows deleted, the last time it reached). `after`
+# is a keyset on the time: each batch starts where the last stopped instead of walking again over
+# the entries of rows already deleted.
+_OLD_EVENTS = """
+    WITH doomed AS MATERIALIZED (
+        SELECT id, at FROM delivery_messageevent
+        WHERE at < %s AND at >= coalesce(%s, '-infinity'::timestamptz)
+        ORDER BY at LIMIT %s FOR UPDATE SKIP LOCKED
+    ), gone AS (
+        DELETE FROM delivery_messageevent WHERE id IN (SELECT id FROM doomed) RETURNING id
+    )
+    SELECT (SELECT count(*) FROM gone), (SELECT max(at) FROM doomed)
+"""
+_OLD_MESSAGES = """
+    WITH doomed AS MATERIALIZED (
+        SELECT id, created_at FROM delivery_message
+        WHERE created_at < %s AND created_at >= coalesce(%s, '-infinity'::timestamptz)
+          AND state IN ('sent', 'failed', 'skipped')
+        ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED
+    ), events AS (
+        DELETE FROM delivery_messageevent WHERE message_id IN (SELECT id FROM doomed)
+    ), gone AS (
+        DELETE FROM delivery_message WHERE id IN (SELECT id FROM doomed) RETURNING id
+    )
+    SELECT (SELECT count(*) FROM gone), (SELECT max(created_at) FROM doomed)
+"""
+
+
+def _in_batches(sql: str, cutoff: dt.datetime, batch: int, on_batch: Callable[[float], None] | None) -> int:
+    total = 0
+    after = None
+    while True:
+        begin = time.perf_counter()
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, [cutoff, after, batch])
+            deleted, after = cursor.fetchone()
+        if on_batch is not None:
+            on_batch((time.perf_counter() - begin) * 1000)
+        total += deleted
+        if deleted < batch:
+            return total
