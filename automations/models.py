@@ -172,11 +172,17 @@ class Run(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     automation = models.ForeignKey(Automation, on_delete=models.CASCADE, related_name="runs")
-    # No database constraint, as delivery's ledger: a bulk enrolment inserts many rows at once.
+    # No database constraint, as delivery's ledger: a bulk enrolment inserts many rows at once. No
+    # index of its own either: automations_run_contact leads with it.
     contact = models.ForeignKey(
-        "contacts.Contact", on_delete=models.CASCADE, related_name="+", db_constraint=False
+        "contacts.Contact", on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
     )
-    step = models.ForeignKey(Step, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # No database constraint: the scheduler moves thousands of runs a second from step to step, and
+    # the constraint checked each move at commit. Step deletion goes through the ORM (SET_NULL), and
+    # the scheduler ends a run whose step is gone.
+    step = models.ForeignKey(
+        Step, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_constraint=False
+    )
     status = models.CharField(max_length=8, choices=RunStatus.choices, default=RunStatus.ACTIVE)
     next_at = models.DateTimeField(null=True, blank=True)
     step_entered_at = models.DateTimeField()
@@ -211,7 +217,10 @@ class RunEvent(models.Model):
     """A run's history: entered, each step passed, how it ended."""
 
     id = models.BigAutoField(primary_key=True)
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events", db_constraint=False)
+    # No index of its own: automations_runevent_run leads with it.
+    run = models.ForeignKey(
+        Run, on_delete=models.CASCADE, related_name="events", db_constraint=False, db_index=False
+    )
     step_id = models.BigIntegerField(null=True, blank=True)
     kind = models.CharField(max_length=20)
     at = models.DateTimeField()

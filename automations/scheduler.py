@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from automations.models import Automation, RunStatus, Step, StepKind, StepMailing
 from mailplatform.errors import PlatformError
+from mailplatform.sqlarrays import int_array
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,8 @@ def _claim(now: dt.datetime, size: int) -> list[Due]:
     # while this statement waited is re-read at its new version (PostgreSQL re-checks the locked
     # row), never processed again at the step it has left, as a join back to the table would.
     # Times come as integer microseconds: loading timestamps cost more than the rest of the claim.
+    # Ordered by next_at alone, the due index's order: with a tie-breaker PostgreSQL sorted every due
+    # run for each batch (all of them due at once: a scan and sort of the lot per batch).
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -113,7 +116,7 @@ def _claim(now: dt.datetime, size: int) -> list[Due]:
             FROM automations_run r
             WHERE r.status = 'active' AND r.next_at <= %s
               AND r.automation_id IN (SELECT a.id FROM automations_automation a WHERE a.status = 'active')
-            ORDER BY r.next_at, r.id
+            ORDER BY r.next_at
             LIMIT %s
             FOR UPDATE OF r SKIP LOCKED
             """,
@@ -317,6 +320,7 @@ def _round(
     segment_hits = _segment_hits(flow, live)
     event_hits = _event_hits(flow, live)
 
+    check = now + dt.timedelta(seconds=settings.AUTOMATIONS_ENGAGEMENT_CHECK_SECONDS)
     decided: list[Outcome] = []
     sends: dict[int, list[Due]] = defaultdict(list)
     field_updates: dict[int, list[int]] = defaultdict(list)
@@ -347,7 +351,6 @@ def _round(
                 elif deadline <= now:
                     decided.append(Outcome(run, True, flow.otherwise(step), event=f"branch: not {condition}"))
                 else:
-                    check = now + dt.timedelta(seconds=settings.AUTOMATIONS_ENGAGEMENT_CHECK_SECONDS)
                     decided.append(Outcome(run, False, run.step_id, next_at=min(deadline, check)))
                 continue
             if condition == "field":
@@ -389,11 +392,10 @@ def _round(
         transaction.on_commit(lambda: _enqueue_webhooks(webhooks))
 
     going: list[Due] = []
-    retry = now + dt.timedelta(seconds=settings.AUTOMATIONS_ENGAGEMENT_CHECK_SECONDS)
     for outcome in decided:
         run = outcome.run
         if run.id in held:
-            final[run.id] = Outcome(run, False, run.step_id, next_at=retry)
+            final[run.id] = Outcome(run, False, run.step_id, next_at=check)
             continue
         if not outcome.moved:
             final[run.id] = outcome
@@ -533,7 +535,7 @@ def _queue_sends(flow: Flow, step: Step, runs: list[Due]) -> int:
             CASE WHEN r.data ? 'event' THEN jsonb_build_object('event', r.data->'event') ELSE '{}'::jsonb END
         FROM automations_run r WHERE r.id = ANY(%s::bigint[])
         """,
-        [str(step.pk), _ints([r.id for r in runs])],
+        [str(step.pk), int_array([r.id for r in runs])],
     )
     queued = mailing_queue_keyed(mailing_id, source=source)
     Automation.objects.filter(pk=step.automation_id).exclude(last_error="").update(last_error="")
@@ -564,12 +566,6 @@ def _apply_contact_steps(flow: Flow, fields: dict[int, list[int]], lists: dict[i
                 contact_unsubscribe(contact_id, list_ids=[list_id], source="automation")
 
 
-def _ints(values: list[int]) -> str:
-    """An integer array as one text parameter (`%s::bigint[]`): psycopg's client-side binding quotes
-    a list element by element, which cost the scheduler more than the SQL it sends."""
-    return "{" + ",".join(map(str, values)) + "}"
-
-
 def _write(
     final: dict[int, Outcome], history: list[tuple[int, int | None, str, str]], now: dt.datetime
 ) -> None:
@@ -577,7 +573,8 @@ def _write(
 
     A batch's runs end up in few distinct places (a step, a wait's end, a status), so each distinct
     place is sent once and each run as two integers (its id, the number of its place); the same for
-    the history rows. Arrays of times and texts per run cost far more to send than the SQL costs."""
+    the history rows, both as one array literal (mailplatform.sqlarrays): arrays of times and texts
+    per run cost far more to send than the SQL costs."""
     places: dict[tuple[Any, ...], int] = {}
     ids: list[int] = []
     refs: list[int] = []
@@ -615,7 +612,7 @@ def _write(
                     ON p.n = v.place
                 WHERE r.id = v.id
                 """,
-                [now, now, now, _ints(ids), _ints(refs), *columns],
+                [now, now, now, int_array(ids), int_array(refs), *columns],
             )
         if event_runs:
             columns = [list(column) for column in zip(*kinds, strict=True)]
@@ -629,7 +626,7 @@ def _write(
                     ON k.n = v.kind
                 ORDER BY v.n
                 """,
-                [now, _ints(event_runs), _ints(event_refs), *columns],
+                [now, int_array(event_runs), int_array(event_refs), *columns],
             )
 
 

@@ -56,52 +56,58 @@ SCHEDULER_APP = f"posthorn-bench-scheduler-{os.getpid()}"
 
 
 class SchedulerCpu:
-    """CPU seconds of the scheduler workers and of their PostgreSQL backends (found by the
-    application_name PGAPPNAME gives them; read from /proc, so only for a server on this machine)
-    between start() and stop(). The workers keep their one connection (DATABASE_CONN_MAX_AGE) so no
-    backend's seconds leave with it. Without scheduler workers of their own there is nothing apart to
-    measure: the figures are None."""
+    """CPU seconds of the scheduler workers and of their PostgreSQL backends between start() and
+    stop(). The backends are found by the application_name PGAPPNAME gives them and read from /proc
+    (so only for a server on this machine) at every sample(): a backend that closes loses at most its
+    last moments. Without scheduler workers of their own there is nothing apart to measure: None."""
 
     def __init__(self, workers: list[subprocess.Popen]) -> None:
         self.workers = workers
-        self.begin: tuple[float, float | None] = (0.0, None)
-        self.end: tuple[float, float | None] = (0.0, None)
+        self.worker = [0.0, 0.0]
+        self.backends: dict[int, list[float]] = {}  # pid: [seconds at start or 0, seconds last seen]
+        self.readable = True
+        self.running = False
 
-    def _read(self) -> tuple[float, float | None]:
+    def sample(self, *, first: bool = False) -> None:
+        if not self.workers or not (self.running or first):
+            return
         from django.db import connection
 
         with connection.cursor() as cursor:
             cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", [SCHEDULER_APP])
             pids = [row[0] for row in cursor.fetchall()]
-        database: float | None = 0.0
         for pid in pids:
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
-                database = None
-                break
-            database += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return workers_cpu_seconds(self.workers), database
+                self.readable = False
+                continue
+            seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            self.backends.setdefault(pid, [seconds if first else 0.0, seconds])[1] = seconds
 
     def start(self) -> None:
         if self.workers:
-            self.begin = self._read()
+            self.worker[0] = workers_cpu_seconds(self.workers)
+            self.sample(first=True)
+            self.running = True
 
     def stop(self) -> None:
         if self.workers:
-            self.end = self._read()
+            self.sample()
+            self.worker[1] = workers_cpu_seconds(self.workers)
+            self.running = False
 
     def seconds(self) -> dict[str, float | None]:
         if not self.workers:
             return {"worker": None, "database": None, "total": None}
-        worker = round(self.end[0] - self.begin[0], 2)
-        database = None
-        if self.begin[1] is not None and self.end[1] is not None:
-            database = round(self.end[1] - self.begin[1], 2)
-        return {"worker": worker, "database": database, "total": worker + (database or 0.0)}
+        worker = round(self.worker[1] - self.worker[0], 2)
+        database = round(sum(last - first for first, last in self.backends.values()), 2)
+        if not self.readable:
+            return {"worker": worker, "database": None, "total": worker}
+        return {"worker": worker, "database": database, "total": worker + database}
 
 
-def wait_for(condition, workers, timeout: float, label: str, beat=None) -> float:
+def wait_for(condition, workers, timeout: float, label: str, beat=None, sample=None) -> float:
     """Seconds until `condition()` holds; `beat()` is called every 2 s meanwhile (as Celery beat would
     queue the scheduler again: one tick stops after AUTOMATIONS_TICK_MAX_SECONDS)."""
     start = time.perf_counter()
@@ -118,6 +124,8 @@ def wait_for(condition, workers, timeout: float, label: str, beat=None) -> float
         if time.perf_counter() - last > 5:
             last = time.perf_counter()
             print(f"  waiting for {label} ({time.perf_counter() - start:.0f}s)", flush=True)
+        if sample is not None:
+            sample()
         time.sleep(0.1)
     return time.perf_counter() - start
 
@@ -223,7 +231,7 @@ def run(args: argparse.Namespace, work: Path, sinks: list[subprocess.Popen]) -> 
     if args.scheduler_workers:
         schedulers = start_workers(
             args.scheduler_workers,
-            {**env, "PGAPPNAME": SCHEDULER_APP, "DATABASE_CONN_MAX_AGE": "86400"},
+            {**env, "PGAPPNAME": SCHEDULER_APP},
             queues=scheduler_queue,
             label="sched",
         )
@@ -263,7 +271,12 @@ def run(args: argparse.Namespace, work: Path, sinks: list[subprocess.Popen]) -> 
         start = time.perf_counter()
         tick(t0)
         scheduler_s += wait_for(
-            lambda: at_step(2) == n, workers, args.timeout, "runs to reach the wait", beat=lambda: tick(t0)
+            lambda: at_step(2) == n,
+            workers,
+            args.timeout,
+            "runs to reach the wait",
+            beat=lambda: tick(t0),
+            sample=cpu.sample,
         )
         wait_for(lambda: sent_of(1) == n, workers, args.timeout, "A to be sent")
         send_s += time.perf_counter() - start
@@ -271,12 +284,12 @@ def run(args: argparse.Namespace, work: Path, sinks: list[subprocess.Popen]) -> 
         start = time.perf_counter()
         day1 = t0 + dt.timedelta(days=1, minutes=1)
         tick(day1)
-        scheduler_s += wait_for(lambda: at_step(3) == n and not Run.objects.filter(automation=automation, step_id=steps[3], next_at__lte=day1).exists(), workers, args.timeout, "runs to reach the branch", beat=lambda: tick(day1))  # fmt: skip
+        scheduler_s += wait_for(lambda: at_step(3) == n and not Run.objects.filter(automation=automation, step_id=steps[3], next_at__lte=day1).exists(), workers, args.timeout, "runs to reach the branch", beat=lambda: tick(day1), sample=cpu.sample)  # fmt: skip
         # Day 2: the deadline passed: the other way, send B, the end.
         start = time.perf_counter()
         day2 = t0 + dt.timedelta(days=2, minutes=5)
         tick(day2)
-        scheduler_s += wait_for(lambda: not Run.objects.filter(automation=automation, status="active").exists(), workers, args.timeout, "runs to finish", beat=lambda: tick(day2))  # fmt: skip
+        scheduler_s += wait_for(lambda: not Run.objects.filter(automation=automation, status="active").exists(), workers, args.timeout, "runs to finish", beat=lambda: tick(day2), sample=cpu.sample)  # fmt: skip
         cpu.stop()
         wait_for(lambda: sent_of(5) == n, workers, args.timeout, "B to be sent")
         send_s += time.perf_counter() - start
