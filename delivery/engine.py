@@ -249,14 +249,19 @@ def _mailing_state(mailing_id: int) -> str | None:
 
 
 def _skip_unsendable(mailing: Mailing, batch: list[Claimed]) -> list[Claimed]:
-    """Claim-time re-check: an unsubscribe or bounce since planning stops mail already queued."""
+    """Claim-time re-check: an unsubscribe or bounce since planning stops mail already queued; mail
+    to a contact over a frequency cap waits in the ledger until the cap has room (and is checked again)."""
     blocked = eligibility.unsendable(mailing, [(c.id, c.contact_id, c.email) for c in batch])
-    if not blocked:
-        return batch
-    ledger.release(
-        sorted(blocked), MessageState.SKIPPED, "not sent: the contact became unsendable before sending"
-    )
-    return [c for c in batch if c.id not in blocked]
+    if blocked:
+        ledger.release(
+            sorted(blocked), MessageState.SKIPPED, "not sent: the contact became unsendable before sending"
+        )
+        batch = [c for c in batch if c.id not in blocked]
+    held = eligibility.frequency_holds(mailing, [(c.id, c.contact_id, c.email) for c in batch])
+    for until, ids in held.items():
+        ledger.hold(ids, until, HoldReason.FREQUENCY)
+    waiting = {i for ids in held.values() for i in ids}
+    return [c for c in batch if c.id not in waiting] if waiting else batch
 
 
 def _contexts(

@@ -617,9 +617,10 @@ def requeue_due() -> int:
             """
             UPDATE delivery_message SET state = 'failed', next_attempt_at = NULL, hold_reason = '',
                 smtp_reply = 'gave up: still deferred after the maximum age. Last reply: ' || smtp_reply
-            -- Mail a warm-up, a sending window or the guard holds was never tried: the age limit is for retries.
+            -- Mail a warm-up, a sending window, the guard or a frequency cap holds was never tried:
+            -- the age limit is for retries.
             WHERE state = 'deferred' AND created_at < clock_timestamp() - %s
-              AND hold_reason NOT IN ('warmup', 'window', 'guard')
+              AND hold_reason NOT IN ('warmup', 'window', 'guard', 'frequency')
             """,
             [max_age],
         )

@@ -222,6 +222,8 @@ class HoldReason(models.TextChoices):
     CONNECTIONS = "connection", "Receiving domain's connections in use"
     # The deliverability guard paused one receiving domain group of the Mailing (not before: the far future).
     GUARD = "guard", "Paused by the guard for its receiving domain"
+    # The contact had as much marketing mail as a frequency cap allows: it goes when the cap has room.
+    FREQUENCY = "frequency", "Over the contact's frequency cap"
 
 
 class Message(models.Model):
