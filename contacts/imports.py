@@ -571,14 +571,18 @@ def _stage_records(
                     continue
                 address = record[email_index].strip()
                 match = fast_address(address) if len(address) <= 254 else None
-                if match is not None:
-                    email = match["local"] + "@" + match["domain"].lower()
-                else:
+                if match is None:
                     try:
                         email = check_email(address)
                     except EmailError as exc:
                         report.add(row_no, record, f"email: {exc}")
                         continue
+                    key = email.lower()
+                elif address.islower():
+                    email = key = address  # ASCII with no capital: already normalised and keyed
+                else:
+                    email = match["local"] + "@" + match["domain"].lower()
+                    key = email.lower()
                 if drop_flagged:
                     flags = address_flags(email)
                     if flags:
@@ -625,7 +629,6 @@ def _stage_records(
                 if problem is not None:
                     report.add(row_no, record, problem)
                     continue
-                key = email.lower()
                 raw_cells = None
                 if seen.seen_or_add(key):
                     raw_cells = record
