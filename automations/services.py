@@ -333,6 +333,45 @@ def step_update(
     return step
 
 
+def step_move(step_id: int, *, up: bool, by: Any = None) -> Step:
+    """Swap a step with the one above (or below). Runs stay with their step, wherever it goes;
+    a move that would make a branch's other way lead backwards is refused (no run may loop)."""
+    with transaction.atomic():
+        step = Step.objects.select_for_update().filter(pk=step_id).first()
+        if step is None:
+            raise NotFound(f"step {step_id} does not exist")
+        automation = _get(step.automation_id, lock=True)
+        if automation.status == Status.ARCHIVED:
+            raise Conflict("an archived automation cannot be changed", code="state")
+        neighbours = Step.objects.filter(automation=automation).select_for_update()
+        other = (
+            neighbours.filter(position__lt=step.position).order_by("-position")
+            if up
+            else neighbours.filter(position__gt=step.position).order_by("position")
+        ).first()
+        if other is None:
+            raise Conflict(f"step {step.position} is already the {'first' if up else 'last'}", code="edge")
+        positions = {s.key: s.position for s in Step.objects.filter(automation=automation)}
+        positions[step.key], positions[other.key] = other.position, step.position
+        for branching in Step.objects.filter(automation=automation, config__has_key="otherwise"):
+            target = branching.config.get("otherwise")
+            if target and positions.get(target, 0) <= positions[branching.key]:
+                raise Conflict(
+                    f"step {branching.position}'s other way would lead backwards: change it first",
+                    code="backwards",
+                )
+        Step.objects.filter(pk=other.pk).update(position=step.position)
+        Step.objects.filter(pk=step.pk).update(position=other.position)
+        audit_record(
+            by,
+            "automation.step_moved",
+            automation,
+            details={"step": step.pk, "from": step.position, "to": other.position},
+        )
+        step.position = other.position
+    return step
+
+
 def step_delete(step_id: int, *, by: Any = None) -> int:
     """Remove a step; its runs move on to the next step (or finish). Returns how many runs moved."""
     with transaction.atomic():
