@@ -642,7 +642,9 @@ def _drop_duplicates(stage: str, report: _Report) -> int:
     row order, after the invalid rows) with their cells, streamed through a server-side cursor.
     The stage is complete here: its statistics are taken for this pass and the merge's joins."""
     with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {stage}")
+        # Only the columns joins and filters use: the names' and the attributes' statistics (jsonb
+        # above all) cost more than the plans need (~3 µs a row of a 10,000-row API call).
+        cursor.execute(f"ANALYZE {stage} (row_no, email_lower, raw)")
     if not report.flagged:
         return 0
     duplicates = f"{stage}_duplicates"
@@ -706,7 +708,7 @@ def _merge_split(stage: str, mode: str, list_ids: list[int], label: str, result:
     with connection.cursor() as cursor:
         existing = _match_existing(cursor, stage, matched, mode)
         if existing:
-            cursor.execute(f"ANALYZE {matched}")
+            cursor.execute(f"ANALYZE {matched}")  # narrow: cheap; the UPDATE then probes by id
             cursor.execute(
                 f"""
                 UPDATE contacts_contact c
