@@ -223,9 +223,47 @@ def apply_rate(count: int, seconds: float, batch: int, clients: int) -> dict[str
         }
 
 
+def _cpu_seconds(pid: int) -> float:
+    """user + system CPU of one process so far (Linux /proc), 0 when it is gone."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _process_tree(pid: int) -> list[int]:
+    """`pid` and every process below it (the listener's classifier processes)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents[int(entry)] = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])  # noqa: SIM115
+            except OSError:
+                continue
+    tree, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        tree += frontier
+    return tree
+
+
+def _backend_pids() -> list[int]:
+    """PostgreSQL backends on this benchmark's database (the listener's, ours), when local."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        return [row[0] for row in cursor.fetchall()]
+
+
 def listener_rate(jobs: list[tuple[bytes, str]], seconds: float, clients: int) -> dict[str, object]:
     """`manage.py bounce_server` in a process of its own, fed by `clients` concurrent SMTP
-    sessions as several MTAs would: accepted messages per second, each committed before its 250."""
+    sessions as several MTAs would: accepted messages per second, each committed before its 250.
+
+    CPU per bounce (user + system, from /proc) of the listener with its classifier processes,
+    of the sending clients (this process) and of PostgreSQL's backends on this database: their
+    sum bounds the rate on this machine at `cores / cpu` whatever else runs beside it."""
     import smtplib
     import subprocess
     import threading
@@ -233,10 +271,15 @@ def listener_rate(jobs: list[tuple[bytes, str]], seconds: float, clients: int) -
     from loopback import free_port, wait_for_port
 
     port = free_port()
+    from django.conf import settings
+
     env = {
         **os.environ,
         "BOUNCE_DOMAIN": "bounce.example.net",
         "BOUNCE_MAX_PER_MINUTE_PER_CLIENT": "1000000000",
+        # as deployed: DEBUG off (no SQL capture); the same key, so the VERP tokens verify
+        "DEBUG": "false",
+        "SECRET_KEY": settings.SECRET_KEY,
     }
     server = subprocess.Popen(
         [sys.executable, "manage.py", "bounce_server", "--host", "127.0.0.1", "--port", str(port)],
@@ -247,33 +290,63 @@ def listener_rate(jobs: list[tuple[bytes, str]], seconds: float, clients: int) -
     try:
         wait_for_port(port, server, seconds=60)
         accepted = [0] * clients
-        deadline = time.perf_counter() + max(seconds, 0.5)
+        deadline = 0.0
 
-        def client(slot: int) -> None:
+        def client(slot: int, count: int | None) -> None:
             with smtplib.SMTP("127.0.0.1", port, timeout=60) as session:
                 session.ehlo("mx.example.org")
                 index = slot
-                while time.perf_counter() < deadline:
+                sent = 0
+                while (count is None and time.perf_counter() < deadline) or (
+                    count is not None and sent < count
+                ):
                     raw, envelope = jobs[index % len(jobs)]
                     session.mail("")
                     session.rcpt(envelope.rpartition("@")[0] + "@bounce.example.net")
-                    accepted[slot] += session.data(raw)[0] == 250
+                    ok = session.data(raw)[0] == 250
+                    if count is None:
+                        accepted[slot] += ok
                     index += clients
+                    sent += 1
 
-        threads = [threading.Thread(target=client, args=(slot,)) for slot in range(clients)]
+        # Warm up (database connection, classifier processes) outside the measured window.
+        client(0, 3)
+        listener_pids = _process_tree(server.pid)
+        backends = _backend_pids()
+        before = {pid: _cpu_seconds(pid) for pid in listener_pids + backends}
+        client_before = time.process_time()
+        deadline = time.perf_counter() + max(seconds, 0.5)
+        threads = [threading.Thread(target=client, args=(slot, None)) for slot in range(clients)]
         started = time.perf_counter()
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         elapsed = time.perf_counter() - started
+        client_cpu = time.process_time() - client_before
+        listener_pids = _process_tree(server.pid)
+        backends = _backend_pids()
+        listener_cpu = sum(_cpu_seconds(pid) - before.get(pid, 0.0) for pid in listener_pids)
+        database_cpu = sum(_cpu_seconds(pid) - before.get(pid, 0.0) for pid in backends)
     finally:
         server.terminate()
         server.wait(30)
+    done = max(sum(accepted), 1)
+    total = listener_cpu + client_cpu + database_cpu
+    cores = os.cpu_count() or 1
     return {
         "listener_clients": clients,
         "listener_accepted": sum(accepted),
         "listener_bounces_per_s": round(sum(accepted) / elapsed, 1),
+        "listener_processes": len(listener_pids),
+        "listener_cpu_ms_per_bounce": round(1000 * listener_cpu / done, 3),
+        "client_cpu_ms_per_bounce": round(1000 * client_cpu / done, 3),
+        "database_cpu_ms_per_bounce": round(1000 * database_cpu / done, 3),
+        "total_cpu_ms_per_bounce": round(1000 * total / done, 3),
+        "cores": cores,
+        # what the measured CPU per bounce allows on this machine's cores with nothing else running
+        "cpu_bound_bounces_per_s": round(cores * done / total, 1) if total else 0.0,
+        "load_1min": round(os.getloadavg()[0], 2),
     }
 
 
