@@ -177,8 +177,10 @@ def stop_processes(processes: list[subprocess.Popen]) -> None:
 
 @pytest.fixture
 def celery_worker_process(transactional_db) -> Iterator[subprocess.Popen]:
-    """A real Celery worker process on the test database and Redis; for tests about workers."""
-    process = start_celery_worker()
+    """A real Celery worker process on the test database and Redis; for tests about workers.
+    With POSTHORN_TEST_WORKER_LOG=<file> it logs at INFO into that file (to see what it did)."""
+    log = os.environ.get("POSTHORN_TEST_WORKER_LOG")
+    process = start_celery_worker(log_file=Path(log) if log else None)
     yield process
     stop_processes([process])
 
