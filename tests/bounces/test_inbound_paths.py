@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
+import signal
 import smtplib
 import socket
 import subprocess
@@ -14,6 +16,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from delivery.bounces import server
 from delivery.bounces.mailboxes import mailbox_password, mailbox_poll, mailbox_set_password
 from delivery.bounces.models import BounceEvent, BounceMailbox, InboundMessage
 from delivery.bounces.server import GroupCommit, bounce_controller, flood_reset
@@ -173,10 +176,62 @@ def test_the_listener_stores_messages_that_arrive_together_in_one_transaction(tr
     finally:
         store.close()
     assert len({r.inbound_id for r in results}) == 5 and all(r.outcome == "unattributed" for r in results)
+    assert _one_transaction()
+    assert InboundMessage.objects.count() == 5
+
+
+def _one_transaction() -> bool:
     with connection.cursor() as cursor:  # rows written by one transaction share its xmin
         cursor.execute(f"SELECT count(DISTINCT xmin::text) FROM {InboundMessage._meta.db_table}")  # noqa: S608
-        assert cursor.fetchone()[0] == 1
-    assert InboundMessage.objects.count() == 5
+        return cursor.fetchone()[0] == 1
+
+
+def test_classifier_processes_read_the_messages_and_the_store_thread_stores_them_together(
+    transactional_db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def not_here(raw: bytes):
+        raise AssertionError("classified in the listener's own process")
+
+    monkeypatch.setattr(server, "classify_safely", not_here)  # the processes import their own copy
+    store = GroupCommit(classify_processes=2)
+    store.start()
+    items = [
+        Inbound(
+            raw=(SAMPLES / "exim-text.eml").read_bytes(), source="smtp", envelope_to=(f"b+{n}@x.example",)
+        )
+        for n in range(9)
+    ]
+
+    async def sessions() -> list:
+        return await asyncio.gather(*(store.store(item) for item in items))
+
+    try:
+        results = asyncio.run(sessions())
+    finally:
+        store.close()
+    assert [r.outcome for r in results] == ["unattributed"] * 9  # one answer each, after its commit
+    assert len({r.inbound_id for r in results}) == 9 and _one_transaction()
+    assert set(BounceEvent.objects.values_list("recipient", flat=True)) == {"gone@example.com"}
+
+
+def test_a_killed_classifier_process_costs_no_message(transactional_db) -> None:
+    store = GroupCommit(classify_processes=1)
+    store.start()
+    (worker,) = [p for p in multiprocessing.active_children() if p.name.startswith("SpawnProcess")]
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.join(10)
+    item = Inbound(raw=(SAMPLES / "exim-text.eml").read_bytes(), source="smtp")
+
+    async def session() -> list:
+        return [await store.store(item), await store.store(item)]
+
+    try:
+        # the first is read by the store thread while a new process starts, the second by that one
+        results = asyncio.run(session())
+    finally:
+        store.close()
+    assert [r.outcome for r in results] == ["unattributed"] * 2
+    assert BounceEvent.objects.filter(recipient="gone@example.com").count() == 2
 
 
 # --- The mailbox poller, against a real Dovecot ---
