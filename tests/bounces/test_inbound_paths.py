@@ -21,6 +21,7 @@ from delivery.bounces.mailboxes import mailbox_password, mailbox_poll, mailbox_s
 from delivery.bounces.models import BounceEvent, BounceMailbox, InboundMessage
 from delivery.bounces.server import GroupCommit, bounce_controller, flood_reset
 from delivery.bounces.services import Inbound
+from mailplatform.redis_cache import redis_client
 from tests.bounces.dovecot import dovecot  # noqa: F401  (fixture)
 from tests.conftest import REPO_ROOT, database_url_for_tests
 
@@ -144,6 +145,18 @@ def test_the_flood_limit_holds_across_listener_processes(listener) -> None:
     finally:
         second.stop()
     assert codes == [250] * 5 + [421]
+
+
+def test_without_redis_the_flood_limit_holds_per_process(listener, settings) -> None:
+    shared = redis_client()
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    codes = []
+    for _ in range(7):
+        with smtplib.SMTP("127.0.0.1", listener, timeout=10) as client:
+            client.ehlo("mx.example.org")
+            codes.append(client.mail("")[0])
+    assert codes == [250] * 5 + [421] * 2
+    assert not shared.exists(server._flood_key("bounce.example.net", "127.0.0.1"))  # counted here
 
 
 def test_listener_survives_garbage(listener) -> None:
@@ -277,3 +290,24 @@ def test_poller_records_a_wrong_password_without_raising(transactional_db, dovec
     assert mailbox_poll(mailbox) == 0
     mailbox.refresh_from_db()
     assert "AUTHENTICATIONFAILED" in mailbox.last_error or "failed" in mailbox.last_error.lower()
+
+
+PATHS = [
+    "<>", "<> SIZE=100", "<>\tX", "<a@b.c>", "<a@b.c> SIZE=100", "<a@b.c>  SIZE=100 BODY=8BITMIME ",
+    "<bounces+1-abc@bounce.example.net>", " <a@b.c>", "<a@b.c>\tSIZE=1", "<Ab@Cd.EF>",
+    "< a@b.c >", '<"a b"@c.d>', "<a.b@c>x", "<a..b@c>", "<.a@b>", "<a@b.c> (comment)", "<a@[1.2.3.4]>",
+    "a@b.c", "<@x:a@b.c>", "<a@-b.c>", "<x@b.c> ", "<a@b.c > X", "<" + "x" * 70 + "@b.c>", "", "<a@b.c",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("local_part_limit", [0, 64])
+def test_the_listener_reads_mail_and_rcpt_paths_as_aiosmtpd_does(local_part_limit: int) -> None:
+    # Its shortcut for the plain forms must answer what the RFC 5322 parser answers, whatever comes.
+    from aiosmtpd.smtp import SMTP
+
+    from delivery.bounces.server import BounceSMTP
+
+    ours = BounceSMTP(None, enable_SMTPUTF8=True)
+    theirs = SMTP(None, enable_SMTPUTF8=True)
+    ours.local_part_limit = theirs.local_part_limit = local_part_limit
+    assert [ours._getaddr(path) for path in PATHS] == [theirs._getaddr(path) for path in PATHS]
