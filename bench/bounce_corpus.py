@@ -1,6 +1,7 @@
 """Classifier accuracy against sisimai's answers on the shared corpus, and its speed.
 
     python bench/bounce_corpus.py [--corpus DIR] [--seconds 5] [--confusion] [--apply 2000] [--listener-clients 8]
+                                  [--listener-corpus]
 
 Prints per-kind agreement and (with --confusion) the confusion matrix; the LAST line is one
 JSON object. Parsing needs no database. With --apply N (default 2000, 0 to skip) it also
@@ -8,7 +9,10 @@ times parse + attribution + policy over N token-attributed bounces on a database
 (posthorn_bench_bounces_<pid>, dropped afterwards): bounces_per_s through the batch path the
 mailbox poller and webhooks use (bounces_process, --batch per transaction), and
 single_bounces_per_s through bounce_process, one message per transaction (the MTA pipe), and
-listener_bounces_per_s through `manage.py bounce_server` fed by concurrent SMTP sessions.
+listener_bounces_per_s through `manage.py bounce_server` fed by concurrent SMTP sessions
+(small generated DSNs, or with --listener-corpus the corpus's own messages), with the CPU each
+bounce cost the listener, the senders and PostgreSQL (`total_cpu_ms_per_bounce`,
+`cpu_bound_bounces_per_s`: what that CPU allows on this machine's cores).
 The reference run is the standard library's email parser alone over the same files (ratio).
 """
 
@@ -149,9 +153,12 @@ def run(corpus: Path, seconds: float, confusion: bool) -> dict[str, object]:
     }
 
 
-def apply_rate(count: int, seconds: float, batch: int, clients: int) -> dict[str, object]:
+def apply_rate(
+    count: int, seconds: float, batch: int, clients: int, listener_corpus: Path | None = None
+) -> dict[str, object]:
     """`count` token-attributed DSNs through the batch path (repeated for at least `seconds`),
-    then through the one-message path for a fifth of that time."""
+    then through the one-message path for a fifth of that time. `listener_corpus`: the listener
+    is fed the corpus's real bounces (each with one of the tokens) instead of the small DSNs."""
     sys.path.insert(0, str(REPO / "bench"))
     from benchdb import own_database
 
@@ -209,6 +216,14 @@ def apply_rate(count: int, seconds: float, batch: int, clients: int) -> dict[str
             if time.perf_counter() - single_started >= seconds / 5:
                 break
         single_elapsed = time.perf_counter() - single_started
+        if listener_corpus is not None:
+            # real reports: larger, every MTA's format, a boundary of their own (not err/, not/, nor mac/'s bare CRs)
+            real = [
+                path.read_bytes()
+                for path in sorted((listener_corpus / "maildir").rglob("*"))
+                if path.is_file() and path.parent.name not in ("err", "not", "mac")
+            ]
+            jobs = [(real[index % len(real)], envelope) for index, (_, envelope) in enumerate(jobs)]
         listener = listener_rate(jobs, seconds, clients)
         return {
             "applied": done,
@@ -336,6 +351,7 @@ def listener_rate(jobs: list[tuple[bytes, str]], seconds: float, clients: int) -
     cores = os.cpu_count() or 1
     return {
         "listener_clients": clients,
+        "listener_bytes_per_message": round(sum(len(raw) for raw, _ in jobs) / len(jobs)),
         "listener_accepted": sum(accepted),
         "listener_bounces_per_s": round(sum(accepted) / elapsed, 1),
         "listener_processes": len(listener_pids),
@@ -360,6 +376,11 @@ def main() -> None:
     parser.add_argument(
         "--listener-clients", type=int, default=8, help="concurrent SMTP sessions feeding bounce_server"
     )
+    parser.add_argument(
+        "--listener-corpus",
+        action="store_true",
+        help="feed the listener the corpus's bounces (each with a token) instead of small generated DSNs",
+    )
     args = parser.parse_args()
     if not (args.corpus / "expected.tsv").is_file():
         parser.error(f"--corpus: no expected.tsv in {args.corpus}")
@@ -369,7 +390,15 @@ def main() -> None:
         parser.error("--batch and --listener-clients must be at least 1")
     figures = run(args.corpus, args.seconds, args.confusion)
     if args.apply:
-        figures.update(apply_rate(args.apply, args.seconds, args.batch, args.listener_clients))
+        figures.update(
+            apply_rate(
+                args.apply,
+                args.seconds,
+                args.batch,
+                args.listener_clients,
+                args.corpus if args.listener_corpus else None,
+            )
+        )
     print(json.dumps(figures))
 
 
