@@ -129,7 +129,9 @@ class GroupCommit:
                 reports = list(await self._classify([item.raw for item, _ in batch]))
             except Exception:  # a classifier process died: a new pool, and the store thread reads these
                 log.exception("bounce listener: classifier processes failed, starting new ones")
-                self._classifier = self._new_classifier()
+                broken, self._classifier = self._classifier, self._new_classifier()
+                if broken is not None:
+                    broken.shutdown(wait=False, cancel_futures=True)
                 reports = [None] * len(batch)
             finally:
                 self._classifying -= 1
