@@ -138,6 +138,11 @@ if EMBEDDED_POSTGRES:
 
     _database_url = postgres_database_url()
 DATABASES = {"default": parse_database_url("DATABASE_URL", _database_url)}
+# No JIT: PostgreSQL compiles any plan whose estimate passes jit_above_cost, and at ten million
+# contacts a segment count or a report's subquery paid 0.5-1.6 s of LLVM inlining and optimisation
+# for a query that runs in less (bench/scale.py, the note of issue #18). DATABASE_URL's own
+# `?options=` wins.
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault("options", "-c jit=off")
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Separate test databases let several test runs share one server.
@@ -527,6 +532,8 @@ DELIVERY_TASK_SECONDS = env_int("DELIVERY_TASK_SECONDS", 60, minimum=1)
 DELIVERY_SMTP_TIMEOUT = env_int("DELIVERY_SMTP_TIMEOUT", 30, minimum=1)
 # Ledger rows and their events older than this are pruned by a beat task; 0 keeps them forever.
 DELIVERY_RETENTION_DAYS = env_int("DELIVERY_RETENTION_DAYS", 400, minimum=0)
+# Rows the prune deletes per transaction: small, so none holds its locks for long (delivery.ledger.prune).
+DELIVERY_PRUNE_BATCH = env_int("DELIVERY_PRUNE_BATCH", 1000, minimum=1)
 
 # Per receiving domain limits (delivery/domains.py). Groups of domains one receiver runs, as JSON
 # {"group": ["domain", ...]} merged over the built-in gmail, microsoft and yahoo groups; limits as
