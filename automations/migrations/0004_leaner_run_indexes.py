@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('automations', '0002_last_error'),
+        ('automations', '0003_webhook_secret'),
         ('contacts', '0011_import_drop_flagged'),
     ]
 
