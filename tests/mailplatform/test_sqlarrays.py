@@ -19,7 +19,7 @@ def test_int_array_round_trips_and_refuses_what_is_not_an_integer():
 
 
 def test_text_array_round_trips_quotes_backslashes_commas_and_null_words():
-    values = ['a,b', 'say "hi"', "back\\slash", "{braces}", "NULL", " spaced ", "", "it's", "é"]
+    values = ["a,b", 'say "hi"', "back\\slash", "{braces}", "NULL", " spaced ", "", "it's", "é"]
     with connection.cursor() as cursor:
         cursor.execute("SELECT %s::text[]", [text_array(values)])
         assert cursor.fetchone()[0] == values
