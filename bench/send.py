@@ -132,6 +132,12 @@ def main() -> int:
         "--profile", metavar="DIR", help="run the workers under cProfile: DIR/worker<i>.prof (both sends)"
     )
     parser.add_argument(
+        "--statements",
+        metavar="DIR",
+        help="record the PostgreSQL backend CPU of each statement the workers run: DIR/worker<i>.json "
+        "(bench/statement_cpu.py; both sends)",
+    )
+    parser.add_argument(
         "--domains", action="store_true", help="20 receiving domains, one of them limited: see the docstring"
     )
     parser.add_argument(
@@ -244,9 +250,11 @@ def start_workers(
     queues: str | None = None,
     label: str = "bench",
     profile: Path | None = None,
+    statements: Path | None = None,
 ) -> list[subprocess.Popen]:
     """`count` solo workers named `<label><i>-<pid>@host` on `queues` (default: the send queue);
-    with `profile`, each under cProfile, writing `<profile>/worker<i>.prof` when it stops."""
+    with `profile`, each under cProfile, writing `<profile>/worker<i>.prof` when it stops; with
+    `statements`, each recording its statements' PostgreSQL CPU in `<statements>/worker<i>.json`."""
 
     def command(index: int) -> list[str]:
         argv = celery_command(
@@ -263,6 +271,10 @@ def start_workers(
                 "--without-mingle",
                 "--without-heartbeat",
             )  # fmt: skip
+        if statements is not None:
+            statements.mkdir(parents=True, exist_ok=True)
+            out = str(statements / f"worker{index}.json")
+            argv = [argv[0], str(REPO / "bench" / "statement_cpu.py"), out, *argv[3:]]
         if profile is None:
             return argv
         profile.mkdir(parents=True, exist_ok=True)
@@ -452,7 +464,8 @@ def run(args: argparse.Namespace, work: Path) -> int:
     source = postfix_tool("smtp-source")
     sinks: list[subprocess.Popen] = []
     profile = Path(args.profile).resolve() if args.profile else None
-    workers = start_workers(args.workers, _worker_env({}), profile=profile)
+    statements = Path(args.statements).resolve() if args.statements else None
+    workers = start_workers(args.workers, _worker_env({}), profile=profile, statements=statements)
     try:
         _wait_for_workers(args.workers)
         # 1. Counted: the sink dumps every transaction, and every recipient is counted in the dump.
