@@ -9,8 +9,9 @@ class AutomationsConfig(AppConfig):
         from django.conf import settings
 
         from automations.receivers import list_joined
+        from automations.selectors import scheduler_backlog_metrics
         from contacts.signals import subscription_confirmed
-        from mailplatform import beat
+        from mailplatform import beat, metrics
 
         # Joined a list (confirmed, on a double opt-in list): contacts sends, automations listens.
         subscription_confirmed.connect(list_joined, dispatch_uid="automations.list_joined")
@@ -18,3 +19,4 @@ class AutomationsConfig(AppConfig):
         beat.every(
             settings.AUTOMATIONS_TRIGGERS_SECONDS, "automations.tasks.triggers", name="automations-triggers"
         )
+        metrics.register("automations", scheduler_backlog_metrics)

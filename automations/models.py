@@ -78,6 +78,9 @@ class Automation(models.Model):
     recipe = models.CharField(max_length=32, blank=True, default="")
     # Why the scheduler could not send for it (a from address no longer allowed, say); cleared on success.
     last_error = models.TextField(blank=True, default="")
+    # Its webhook steps sign their posts with this (Posthorn-Signature, as outbound webhooks do);
+    # made with the first webhook step, encrypted with the platform key.
+    webhook_secret_encrypted = models.TextField(blank=True, default="")
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
-from automations.models import Automation, Run, RunEvent, RunStatus, Step, StepKind, StepMailing
+from automations.models import Automation, Run, RunEvent, RunStatus, Status, Step, StepKind, StepMailing
 
 
 def mailing_ids_of(automation_id: int) -> list[int]:
@@ -79,3 +79,38 @@ def ledger_rows_per_run_and_step(automation_id: int) -> tuple[int, int]:
     from delivery.selectors import ledger_key_counts
 
     return ledger_key_counts(mailing_ids_of(automation_id))
+
+
+def webhook_secret(automation: Automation) -> str:
+    """The secret its webhook steps sign with, for the receiver's side ("" before the first one)."""
+    from mailplatform.crypto import decrypt
+
+    return decrypt(automation.webhook_secret_encrypted)
+
+
+def scheduler_backlog_metrics() -> list[Any]:
+    """Prometheus: runs of active automations whose next move is due, and how late the latest is
+    (one query on the partial index of due runs): a scheduler that falls behind shows here first."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from mailplatform.metrics import gauge, single
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT count(*), min(r.next_at) FROM automations_run r
+            JOIN automations_automation a ON a.id = r.automation_id
+            WHERE r.status = %s AND r.next_at <= %s AND a.status = %s
+            """,
+            [RunStatus.ACTIVE, timezone.now(), Status.ACTIVE],
+        )
+        due, oldest = cursor.fetchone()
+    late = (timezone.now() - oldest).total_seconds() if oldest else 0.0
+    return [
+        single(gauge("automation_runs_due", "Runs of active automations whose next move is due"), due),
+        single(
+            gauge("automation_oldest_due_seconds", "How long the most overdue run has waited for its move"),
+            max(late, 0.0),
+        ),
+    ]

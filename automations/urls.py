@@ -18,4 +18,5 @@ urlpatterns = [
     path("<int:pk>/steps/", views.step_add, name="step-add"),
     path("<int:pk>/steps/<int:step_id>/", views.step_update, name="step-update"),
     path("<int:pk>/steps/<int:step_id>/delete/", views.step_delete, name="step-delete"),
+    path("<int:pk>/steps/<int:step_id>/move/", views.step_move, name="step-move"),
 ]

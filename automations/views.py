@@ -96,6 +96,7 @@ def _flow_context(automation: Automation) -> dict[str, Any]:
         "kinds": StepKind.choices,
         "all_fields": FIELDS_BY_KIND,
         "editable": automation.status != Status.ARCHIVED,
+        "webhook_secret": selectors.webhook_secret(automation),
     }
 
 
@@ -207,7 +208,18 @@ def step_delete(request: HttpRequest, pk: int, step_id: int) -> HttpResponse:
         if moved:
             messages.info(request, f"{moved} contacts waiting there moved on to the next step.")
     except PlatformError as exc:
-        message_error(request, exc)
+        return _refused(request, pk, exc, prefix="The step was not removed: ")
+    return _flow_response(request, pk)
+
+
+@requires("manage_campaigns")
+@require_POST
+def step_move(request: HttpRequest, pk: int, step_id: int) -> HttpResponse:
+    get_object_or_404(Step, pk=step_id, automation_id=pk)
+    try:
+        services.step_move(step_id, up=request.POST.get("direction") == "up", by=request.user)
+    except PlatformError as exc:
+        return _refused(request, pk, exc, prefix="The step was not moved: ")
     return _flow_response(request, pk)
 
 

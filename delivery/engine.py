@@ -406,6 +406,19 @@ def run(
         # Out of time or stopping: the slot passes to the successor the task queues (runners.handover).
         if result.reason not in ("time", STOPPING):
             holdings.release(runner)
+        if result.reason == "empty" and token is not None:
+            _dispatch_if_queued_meanwhile(mailing_id)
+
+
+def _dispatch_if_queued_meanwhile(mailing_id: int) -> None:
+    """Mail queued on a standing Mailing between this runner's last look and its leaving found its
+    place still taken, so that mail's dispatch queued nobody: look again now the place is free.
+    Whichever comes second, this look or that dispatch, sees the other (the watchdog only later)."""
+    try:
+        if ledger.has_queued(mailing_id):
+            runners.dispatch(mailing_id)
+    except Exception as exc:  # the database or Redis being away: the watchdog's round covers it
+        log.warning("mailing %s: no look for mail queued meanwhile (the watchdog will): %s", mailing_id, exc)
 
 
 # Why a runner stopped when its worker was asked to (SIGTERM): the task queues a successor.

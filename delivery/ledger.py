@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -635,36 +636,73 @@ def requeue_due() -> int:
         return cursor.rowcount
 
 
-def prune(*, days: int | None = None, batch: int = 10000) -> int:
-    """Delete ledger rows (and their events) older than the retention; finished Mailings only."""
+def prune(
+    *, days: int | None = None, batch: int | None = None, on_batch: Callable[[float], None] | None = None
+) -> int:
+    """Delete ledger rows (and their events) older than the retention; finished Mailings only.
+
+    The ledger cannot be partitioned by time (its unique constraints, send group and contact, and
+    the idempotency key, cannot include a time column), so it is pruned in short transactions of
+    `batch` rows (DELIVERY_PRUNE_BATCH): each holds its row locks for tens of milliseconds, so a
+    bounce, a click or a runner touching one of those rows never waits long. Rows another
+    transaction holds are skipped (SKIP LOCKED), left for the next run, never waited for.
+    `on_batch` is given each transaction's duration in ms (the benchmark's longest lock).
+    """
     days = settings.DELIVERY_RETENTION_DAYS if days is None else days
+    batch = settings.DELIVERY_PRUNE_BATCH if batch is None else batch
     if days <= 0:
         return 0
     cutoff = timezone.now() - dt.timedelta(days=days)
-    total = 0
-    while True:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                """
-                WITH doomed AS (
-                    SELECT id FROM delivery_message
-                    WHERE created_at < %s AND state IN ('sent', 'failed', 'skipped')
-                    ORDER BY created_at LIMIT %s
-                ), events AS (
-                    DELETE FROM delivery_messageevent WHERE message_id IN (SELECT id FROM doomed)
-                )
-                DELETE FROM delivery_message WHERE id IN (SELECT id FROM doomed)
-                """,
-                [cutoff, batch],
-            )
-            deleted = cursor.rowcount
-        total += deleted
-        if deleted < batch:
-            break
-    # Events outlive nothing: old events of kept Messages go too (opens and clicks pile up).
-    with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM delivery_messageevent WHERE at < %s", [cutoff])
+    # Old events first (opens and clicks pile up, also on kept Messages), then the old Messages
+    # with whatever events they still have. In this order neither pass walks over the index
+    # entries of rows the other deleted (dead until the next vacuum): events last, after the
+    # Messages took theirs, spent a quarter of a second on those before finding nothing.
+    _in_batches(_OLD_EVENTS, cutoff, batch, on_batch)
+    total = _in_batches(_OLD_MESSAGES, cutoff, batch, on_batch)
     Mailing.objects.filter(
         state__in=[Mailing.State.DONE, Mailing.State.CANCELLED], finished_at__lt=cutoff, messages__isnull=True
     ).delete()
     return total
+
+
+# Each takes (cutoff, after, batch) and returns (rows deleted, the last time it reached). `after`
+# is a keyset on the time: each batch starts where the last stopped instead of walking again over
+# the entries of rows already deleted.
+_OLD_EVENTS = """
+    WITH doomed AS MATERIALIZED (
+        SELECT id, at FROM delivery_messageevent
+        WHERE at < %s AND at >= coalesce(%s, '-infinity'::timestamptz)
+        ORDER BY at LIMIT %s FOR UPDATE SKIP LOCKED
+    ), gone AS (
+        DELETE FROM delivery_messageevent WHERE id IN (SELECT id FROM doomed) RETURNING id
+    )
+    SELECT (SELECT count(*) FROM gone), (SELECT max(at) FROM doomed)
+"""
+_OLD_MESSAGES = """
+    WITH doomed AS MATERIALIZED (
+        SELECT id, created_at FROM delivery_message
+        WHERE created_at < %s AND created_at >= coalesce(%s, '-infinity'::timestamptz)
+          AND state IN ('sent', 'failed', 'skipped')
+        ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED
+    ), events AS (
+        DELETE FROM delivery_messageevent WHERE message_id IN (SELECT id FROM doomed)
+    ), gone AS (
+        DELETE FROM delivery_message WHERE id IN (SELECT id FROM doomed) RETURNING id
+    )
+    SELECT (SELECT count(*) FROM gone), (SELECT max(created_at) FROM doomed)
+"""
+
+
+def _in_batches(sql: str, cutoff: dt.datetime, batch: int, on_batch: Callable[[float], None] | None) -> int:
+    total = 0
+    after = None
+    while True:
+        begin = time.perf_counter()
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, [cutoff, after, batch])
+            deleted, after = cursor.fetchone()
+        if on_batch is not None:
+            on_batch((time.perf_counter() - begin) * 1000)
+        total += deleted
+        if deleted < batch:
+            return total

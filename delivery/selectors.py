@@ -385,9 +385,20 @@ def engagement_timeline(mailing_ids: list[int]) -> list[dict[str, Any]]:
     its `unit`, and its label is what a person reads (14:05, Dec 06 15:00, Dec 09)."""
     if not mailing_ids:
         return []
+    # First and last hit per (mailing, kind) from the report index's ends: a plain min(at) let the
+    # planner walk the whole `at` index from the oldest event of any mailing (0.5 s at a million).
     span = _rows(
-        "SELECT least((SELECT min(started_at) FROM delivery_mailing WHERE id = ANY(%s)), min(at)), max(at)"
-        " FROM delivery_messageevent WHERE mailing_id = ANY(%s) AND kind IN ('opened', 'clicked')",
+        """
+        SELECT least((SELECT min(started_at) FROM delivery_mailing WHERE id = ANY(%s)), min(s.first)),
+            max(s.last)
+        FROM unnest(%s::bigint[]) AS g(id) CROSS JOIN unnest(ARRAY['opened', 'clicked']) AS k(kind)
+        CROSS JOIN LATERAL (
+            SELECT (SELECT e.at FROM delivery_messageevent e WHERE e.mailing_id = g.id AND e.kind = k.kind
+                    ORDER BY e.at LIMIT 1) AS first,
+                (SELECT e.at FROM delivery_messageevent e WHERE e.mailing_id = g.id AND e.kind = k.kind
+                 ORDER BY e.at DESC LIMIT 1) AS last
+        ) s
+        """,
         [mailing_ids, mailing_ids],
     )[0]
     if span[0] is None:
@@ -429,19 +440,27 @@ def results_by_domain(mailing_ids: list[int], *, limit: int = 10) -> list[dict[s
     """Per receiving domain (the largest first): sent, bounced, opened and clicked (human)."""
     if not mailing_ids:
         return []
+    # The Mailings' own human opens and clicks, one row per Message, read through the report index
+    # (mailing, kind): as EXISTS per Message the planner hashed every opened event of every mailing
+    # (1.4 s at a million Messages, growing with the table, not the campaign).
     rows = _rows(
         f"""
+        WITH hits AS (
+            SELECT e.message_id, bool_or(e.kind = 'opened') AS opened, bool_or(e.kind = 'clicked') AS clicked
+            FROM delivery_messageevent e
+            WHERE e.mailing_id = ANY(%s) AND e.kind IN ('opened', 'clicked') AND {HUMAN_SQL}
+            GROUP BY e.message_id
+        )
         SELECT split_part(lower(m.email), '@', 2) AS domain, count(*),
             count(*) FILTER (WHERE m.state = 'sent'),
             count(*) FILTER (WHERE m.bounce_kind <> ''),
-            count(*) FILTER (WHERE EXISTS (SELECT 1 FROM delivery_messageevent e
-                WHERE e.message_id = m.id AND e.kind = 'opened' AND {HUMAN_SQL})),
-            count(*) FILTER (WHERE EXISTS (SELECT 1 FROM delivery_messageevent e
-                WHERE e.message_id = m.id AND e.kind = 'clicked' AND {HUMAN_SQL}))
-        FROM delivery_message m WHERE m.mailing_id = ANY(%s)
+            count(*) FILTER (WHERE h.opened),
+            count(*) FILTER (WHERE h.clicked)
+        FROM delivery_message m LEFT JOIN hits h ON h.message_id = m.id
+        WHERE m.mailing_id = ANY(%s)
         GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %s
         """,  # noqa: S608
-        [mailing_ids, limit],
+        [mailing_ids, mailing_ids, limit],
     )
     return [
         {

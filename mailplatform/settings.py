@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -137,6 +138,11 @@ if EMBEDDED_POSTGRES:
 
     _database_url = postgres_database_url()
 DATABASES = {"default": parse_database_url("DATABASE_URL", _database_url)}
+# No JIT: PostgreSQL compiles any plan whose estimate passes jit_above_cost, and at ten million
+# contacts a segment count or a report's subquery paid 0.5-1.6 s of LLVM inlining and optimisation
+# for a query that runs in less (bench/scale.py, the note of issue #18). DATABASE_URL's own
+# `?options=` wins.
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault("options", "-c jit=off")
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Separate test databases let several test runs share one server.
@@ -526,6 +532,8 @@ DELIVERY_TASK_SECONDS = env_int("DELIVERY_TASK_SECONDS", 60, minimum=1)
 DELIVERY_SMTP_TIMEOUT = env_int("DELIVERY_SMTP_TIMEOUT", 30, minimum=1)
 # Ledger rows and their events older than this are pruned by a beat task; 0 keeps them forever.
 DELIVERY_RETENTION_DAYS = env_int("DELIVERY_RETENTION_DAYS", 400, minimum=0)
+# Rows the prune deletes per transaction: small, so none holds its locks for long (delivery.ledger.prune).
+DELIVERY_PRUNE_BATCH = env_int("DELIVERY_PRUNE_BATCH", 1000, minimum=1)
 
 # Per receiving domain limits (delivery/domains.py). Groups of domains one receiver runs, as JSON
 # {"group": ["domain", ...]} merged over the built-in gmail, microsoft and yahoo groups; limits as
@@ -555,6 +563,9 @@ BOUNCE_SMTP_HOST = env_str("BOUNCE_SMTP_HOST", "127.0.0.1")
 BOUNCE_SMTP_PORT = env_int("BOUNCE_SMTP_PORT", 2526, minimum=1)
 BOUNCE_MAX_MESSAGE_BYTES = env_int("BOUNCE_MAX_MESSAGE_BYTES", 10 * 1024 * 1024, minimum=1024)
 BOUNCE_MAX_PER_MINUTE_PER_CLIENT = env_int("BOUNCE_MAX_PER_MINUTE_PER_CLIENT", 600, minimum=1)
+# Processes the SMTP listener classifies in (0: in the listener itself), beside the one that
+# speaks SMTP and stores (delivery/bounces/server.py).
+BOUNCE_CLASSIFY_PROCESSES = env_int("BOUNCE_CLASSIFY_PROCESSES", min(os.cpu_count() or 1, 4), minimum=0)
 BOUNCE_POLL_SECONDS = env_int("BOUNCE_POLL_SECONDS", 120, minimum=10)
 CELERY_TASK_ROUTES["delivery.bounces.tasks.*"] = {"queue": "bounces"}
 # ESP tracking webhooks (/bounces/webhooks/<esp>/tracking/): basic auth "user:password" in the URL

@@ -211,6 +211,7 @@ DASHBOARD: dict[str, str | None] = {
     "automations:step-add": "manage_campaigns",  # automations/<int:pk>/steps/
     "automations:step-update": "manage_campaigns",  # automations/<int:pk>/steps/<int:step_id>/
     "automations:step-delete": "manage_campaigns",  # automations/<int:pk>/steps/<int:step_id>/delete/
+    "automations:step-move": "manage_campaigns",  # automations/<int:pk>/steps/<int:step_id>/move/
     "delivery:index": "view_dashboard",  # delivery/
     "delivery:home-fragment": "view_dashboard",  # delivery/home-fragment/
     "delivery:mailing": "view_dashboard",  # delivery/mailings/<int:pk>/

@@ -98,3 +98,70 @@ def test_a_refused_step_edit_keeps_the_step_and_says_why(marketer_client):
     assert Step.objects.get(pk=wait.pk).config == {"mode": "duration", "seconds": 3 * 3600}
     page = marketer_client.get(f"/automations/{automation.pk}/").content.decode()
     assert f"Step {wait.position} was not saved" in page
+
+
+def test_steps_move_up_and_down_with_their_runs_and_never_behind_a_branch_to_them(
+    marketer_client, series, make_contacts
+):
+    """The builder's Move buttons swap a step with its neighbour; a contact waiting at a step moves
+    with it; a move that would turn a branch's other way backwards is refused and changes nothing."""
+    from automations.models import Run
+    from mailplatform.models import AuditEntry
+
+    automation = series()  # 1 send, 2 wait, 3 branch (otherwise → 5), 4 send, 5 end
+    (contact,) = make_contacts(1)
+    services.enrol(automation.pk, [contact.pk])
+    scheduler.tick()
+    wait = Step.objects.get(automation=automation, kind="wait")
+    assert Run.objects.get().step_id == wait.pk
+    htmx = {"HTTP_HX_REQUEST": "true"}
+    page = marketer_client.get(f"/automations/{automation.pk}/").content.decode()
+    assert "Move step 2 up" in page and "Move step 1 up" not in page and "Move step 5 down" not in page
+
+    response = marketer_client.post(
+        f"/automations/{automation.pk}/steps/{wait.pk}/move/", {"direction": "up"}, **htmx
+    )
+    assert response.status_code == 200 and 'id="flow"' in response.content.decode()
+    kinds = list(
+        Step.objects.filter(automation=automation).order_by("position").values_list("kind", flat=True)
+    )
+    assert kinds == ["wait", "send", "branch", "send", "end"]
+    assert Run.objects.get().step_id == wait.pk  # the contact waits where they waited
+    assert AuditEntry.objects.filter(action="automation.step_moved").count() == 1
+
+    # The end step (the branch's other way, step 5) cannot go above the branch (step 3).
+    end = Step.objects.get(automation=automation, kind="end")
+    marketer_client.post(f"/automations/{automation.pk}/steps/{end.pk}/move/", {"direction": "up"}, **htmx)
+    response = marketer_client.post(
+        f"/automations/{automation.pk}/steps/{end.pk}/move/", {"direction": "up"}, **htmx
+    )
+    assert response.status_code == 204 and response["HX-Refresh"] == "true"
+    kinds = list(
+        Step.objects.filter(automation=automation).order_by("position").values_list("kind", flat=True)
+    )
+    assert kinds == ["wait", "send", "branch", "end", "send"]
+    shown = marketer_client.get(f"/automations/{automation.pk}/").content.decode()
+    assert "other way would lead backwards" in shown
+
+
+def test_a_developer_cannot_move_steps(developer_client, series):
+    automation = series()
+    first = Step.objects.get(automation=automation, position=1)
+    response = developer_client.post(
+        f"/automations/{automation.pk}/steps/{first.pk}/move/", {"direction": "down"}
+    )
+    assert response.status_code == 403
+    assert Step.objects.get(pk=first.pk).position == 1
+
+
+def test_the_webhook_signing_secret_shows_to_editors_only(client, make_user, settings):
+    from automations.selectors import webhook_secret
+
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True
+    automation = services.automation_create(name="Hooked", trigger="manual")
+    services.step_add(automation.pk, kind="webhook", config={"url": "http://127.0.0.1:9/hook"})
+    secret = webhook_secret(Automation.objects.get(pk=automation.pk))
+    client.force_login(make_user("marketer", "mara"))
+    assert secret in client.get(f"/automations/{automation.pk}/").content.decode()
+    client.force_login(make_user("developer", "dev"))
+    assert secret not in client.get(f"/automations/{automation.pk}/").content.decode()

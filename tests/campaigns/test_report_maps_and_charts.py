@@ -84,3 +84,42 @@ def test_a_short_send_charts_by_the_minute(marketer_client, campaign_factory):
     page = marketer_client.get(reverse("campaigns:report", args=[campaign.pk])).content.decode()
     chart = page[page.index('<svg class="chart"') : page.index("</svg>")]
     assert chart.count("<circle") >= 3 * 3  # three minutes, three series: not one hourly point
+
+
+def test_results_by_domain_and_the_timeline_read_only_the_campaigns_own_events(campaign_factory):
+    from delivery.models import Mailing, Message, MessageEvent
+    from delivery.selectors import engagement_timeline, results_by_domain
+
+    campaign = campaign_factory(4)
+    other = campaign_factory(mailing_list=campaign.lists.get(), name="Other")
+    services.campaign_start(campaign.pk)
+    services.campaign_start(other.pk)
+    campaign.refresh_from_db()
+    other.refresh_from_db()
+    now = timezone.now().replace(second=0, microsecond=0)
+    Mailing.objects.update(started_at=now)
+    Message.objects.update(state="sent", sent_at=now)
+
+    def hit(mailing_id: int, email: str, kind: str, at: dt.datetime, machine: bool = False) -> None:
+        message = Message.objects.get(mailing_id=mailing_id, email=email)
+        data = {"machine": "proxy"} if machine else {}
+        MessageEvent.objects.create(message=message, mailing_id=mailing_id, kind=kind, at=at, data=data)
+
+    mine = campaign.mailing_id
+    hit(mine, "person0@example.org", "opened", now + dt.timedelta(minutes=1))
+    hit(mine, "person0@example.org", "opened", now + dt.timedelta(minutes=2))  # one person, once
+    hit(mine, "person1@example.org", "opened", now + dt.timedelta(minutes=3), machine=True)
+    hit(mine, "person2@example.org", "clicked", now + dt.timedelta(minutes=4))
+    hit(mine, "person3@example.org", "clicked", now + dt.timedelta(minutes=5), machine=True)
+    # The other campaign's hits, a week before and after: in neither figure nor span.
+    for email in ("person1@example.org", "person3@example.org"):
+        hit(other.mailing_id, email, "opened", now - dt.timedelta(days=7))
+        hit(other.mailing_id, email, "clicked", now + dt.timedelta(days=7))
+
+    [row] = results_by_domain([mine])
+    assert (row["domain"], row["total"], row["sent"], row["opened"], row["clicked"]) == (
+        "example.org", 4, 4, 1, 1,
+    )  # fmt: skip
+    points = engagement_timeline([mine])
+    assert {p["unit"] for p in points} == {"minute"}
+    assert [points[0]["at"], points[-1]["at"]] == [now + dt.timedelta(minutes=m) for m in (1, 5)]

@@ -156,3 +156,74 @@ def test_report_figures_read_the_stored_bounce_kind(make_relay, make_audience, s
     importlib.import_module("delivery.migrations.0005_message_bounce_kind").fill(apps, None)
     kinds = dict(Message.objects.filter(pk__in=[hard, raw]).values_list("pk", "bounce_kind"))
     assert kinds == {hard: "hard", raw: "block"}
+
+
+def _ledger_rows(count: int, *, days_ago: int, state: str = "sent") -> tuple[Mailing, list[Message]]:
+    at = timezone.now() - dt.timedelta(days=days_ago)
+    name = f"m{Mailing.objects.count()}-{days_ago}-{state}"
+    mailing = Mailing.objects.create(
+        name=name, send_group=name, from_email="a@example.com", subject="s", compiled={}, state="done"
+    )
+    Mailing.objects.filter(pk=mailing.pk).update(finished_at=at)
+    rows = Message.objects.bulk_create(
+        Message(mailing=mailing, send_group=name, email=f"p{n}@example.com", state=state)
+        for n in range(count)
+    )
+    Message.objects.filter(mailing=mailing).update(created_at=at)
+    return mailing, rows
+
+
+def test_prune_deletes_in_short_batches_and_keeps_what_is_not_done():
+    from delivery.models import MessageEvent
+
+    old, old_rows = _ledger_rows(5, days_ago=500)
+    _, open_rows = _ledger_rows(1, days_ago=500, state="queued")
+    recent, recent_rows = _ledger_rows(1, days_ago=1)
+    long_ago = timezone.now() - dt.timedelta(days=450)
+    for message in (*old_rows, recent_rows[0]):
+        MessageEvent.objects.create(
+            message=message, mailing_id=message.mailing_id, kind="opened", at=long_ago
+        )
+    kept_event = MessageEvent.objects.create(
+        message=recent_rows[0], mailing=recent, kind="opened", at=timezone.now()
+    )
+    batches: list[float] = []
+    assert ledger.prune(days=400, batch=2, on_batch=batches.append) == 5
+    # Six old events in 2 + 2 + 2 (and one that finds none), then the Messages in 2 + 2 + 1: each
+    # its own transaction, timed.
+    assert len(batches) == 7 and all(ms >= 0 for ms in batches)
+    assert set(Message.objects.values_list("pk", flat=True)) == {open_rows[0].pk, recent_rows[0].pk}
+    assert list(MessageEvent.objects.values_list("pk", flat=True)) == [kept_event.pk]
+    assert not Mailing.objects.filter(pk=old.pk).exists()
+    assert ledger.prune(days=400, batch=2) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prune_skips_a_row_another_transaction_holds_instead_of_waiting():
+    import threading
+
+    from django.db import connections, transaction
+
+    _, rows = _ledger_rows(3, days_ago=500)
+    held, done = threading.Event(), threading.Event()
+
+    def hold_one() -> None:
+        try:
+            with transaction.atomic():
+                Message.objects.select_for_update().get(pk=rows[0].pk)
+                held.set()
+                done.wait(30)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=hold_one)
+    thread.start()
+    try:
+        assert held.wait(30)
+        # Waiting for the lock would block here until `done` (30 s): SKIP LOCKED leaves the row.
+        assert ledger.prune(days=400, batch=10) == 2
+        assert list(Message.objects.values_list("pk", flat=True)) == [rows[0].pk]
+    finally:
+        done.set()
+        thread.join()
+    assert ledger.prune(days=400, batch=10) == 1

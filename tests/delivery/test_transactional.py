@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
+import json
 
 import pytest
 
 from delivery import engine, transactional
 from delivery.models import Mailing, Message
+from delivery.runners import SEND_TASK
 from mailplatform.errors import PlatformError as ValidationError
 
 pytestmark = pytest.mark.django_db
@@ -186,3 +189,51 @@ def test_a_fresh_install_sends_transactional_mail_through_the_capture_relay(rece
     assert [r.rcpt_tos for r in sink.handler.received] == [["first@example.org"]]
     message.refresh_from_db()
     assert message.state == "sent"
+
+
+def _runners_queued_for(mailing_id: int) -> list[str]:
+    """The tokens of the send tasks waiting in the broker for this Mailing."""
+    from mailplatform.celery import app
+
+    with app.connection_for_write() as connection:
+        waiting = [json.loads(raw) for raw in connection.default_channel.client.lrange("sending", 0, -1)]
+    tasks = [json.loads(base64.b64decode(w["body"]))[0] for w in waiting if w["headers"]["task"] == SEND_TASK]
+    return [token for mailing, token in tasks if mailing == mailing_id]
+
+
+def test_mail_queued_as_the_last_runner_leaves_empty_gets_a_runner(
+    receipt_template, make_relay, sink, settings
+):
+    """The race of a standing Mailing: mail arrives after its only runner's last look but before it
+    gives up its place, so the mail's dispatch finds no room. The leaving runner looks once more."""
+    from delivery import ledger, runners
+
+    settings.DELIVERY_PARALLEL = 1
+    make_relay(sink)
+    first = transactional.transactional_send(template_id=receipt_template.pk, to="a@example.net", data={})
+    mailing_id = first.mailing_id
+    engine.drain(mailing_id)
+    token = "the-last-runner"
+    assert runners.semaphore(mailing_id, token, lease=30, limit=1).acquire() == 0.0
+    looks: list[bool] = []
+    real_look = ledger.has_queued
+
+    def look_while_mail_arrives(mid: int) -> bool:
+        looks.append(real_look(mid))
+        if len(looks) == 1:
+            transactional.transactional_send(template_id=receipt_template.pk, to="b@example.net", data={})
+            assert runners.dispatch(mid) == 0  # the runner still holds the only place
+        return looks[-1]
+
+    before = _runners_queued_for(mailing_id)  # ids repeat across test databases: older runs' tasks
+    ledger.has_queued = look_while_mail_arrives
+    try:
+        result = engine.run(mailing_id, token, seconds=10)
+    finally:
+        ledger.has_queued = real_look
+    assert result.reason == "empty" and looks[0] is False
+    queued = [token for token in _runners_queued_for(mailing_id) if token not in before]
+    assert len(queued) == 1, queued
+    # That runner sends it.
+    engine.run(mailing_id, queued[0], seconds=10)
+    assert [r.rcpt_tos[0] for r in sink.handler.received] == ["a@example.net", "b@example.net"]

@@ -1,0 +1,44 @@
+"""bench/scale.py runs once at a tiny size: every figure of issue #18 item 7, per size and summed up."""
+
+import pytest
+
+from tests.bench.runner import run_bench, run_bench_refused, server_databases, server_env
+
+PER_SIZE = (
+    "contacts_page_ms",
+    "api_list_p95_ms",
+    "segment_count_ms",
+    "claim_batch_ms",
+    "progress_page_ms",
+    "report_page_ms",
+    "prune_max_lock_ms",
+)
+
+
+@pytest.mark.django_db
+def test_scale_bench_small():
+    before = server_databases()
+    figures = run_bench(
+        "bench/scale.py",
+        *("--contacts", "300,600", "--campaign", "100", "--queued", "100", "--repeat", "1", "--pages", "2"),
+        env=server_env(),
+    )
+    assert figures["sizes"] == [300, 600]
+    small, large = figures["results"]
+    for row, size in ((small, 300), (large, 600)):
+        assert row["size"] == size and row["ledger_rows"] == size
+        assert all(row[key] > 0 for key in PER_SIZE), row
+        # The old Mailing went (its 100 Messages, in transactions of DELIVERY_PRUNE_BATCH), and the
+        # sender claimed beside it without waiting on the prune's locks for long.
+        assert row["pruned"] == 100 and row["prune_transactions"] >= 2
+        assert row["claims_during_prune"] >= 1 and row["sender_lock_wait_max_ms"] < 1000
+    # The segment: first name "a…" (1 in 12), score > 50 (1 in 2), on the list (19 in 20).
+    assert 0 < small["segment_matched"] < large["segment_matched"] < 600 / 12
+    assert set(figures["growth_first_to_last"]) >= set(PER_SIZE)
+    assert figures["prune_max_lock_ms"] == max(small["prune_max_lock_ms"], large["prune_max_lock_ms"])
+    left = server_databases() - before
+    assert not any(name.startswith("posthorn_bench_scale_") for name in left)
+
+
+def test_scale_bench_refuses_sizes_that_shrink():
+    assert "smallest first" in run_bench_refused("bench/scale.py", "--contacts", "1000,500")
