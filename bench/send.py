@@ -482,6 +482,9 @@ def run(args: argparse.Namespace, work: Path) -> int:
             )
             print(f"counted: {received:,} received, {duplicates} duplicates, {missing} missing")
             source_rate = n / smtp_source_seconds(source, n, port)
+            dumping = sinks.pop()
+            dumping.terminate()  # done with: it is not to take the machine's time in the wire run
+            dumping.wait(10)
             print(
                 f"smtp-source into the dumping sink: {source_rate:,.0f} msg/s; ratio {checked.rate / source_rate:.2f}"
             )
