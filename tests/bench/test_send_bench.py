@@ -17,7 +17,9 @@ def test_send_bench_small():
     # Against the wire: a second send into a sink without a dump, which counts what it gets.
     assert figures["wire_sent"] == 300 and figures["wire_received"] == 300
     assert figures["wire_msgs_per_s"] > 0 and figures["smtp_source_no_dump_per_s"] > 0
-    assert abs(figures["wire_ratio"] - figures["wire_msgs_per_s"] / figures["smtp_source_no_dump_per_s"]) < 0.01
+    assert (
+        abs(figures["wire_ratio"] - figures["wire_msgs_per_s"] / figures["smtp_source_no_dump_per_s"]) < 0.01
+    )
     # The CPU of the workers, of the database's backends (the test server runs on this host) and
     # of the run's own Redis, per message, and their sum.
     parts = [figures[f"cpu_us_per_msg_{name}"] for name in ("workers", "postgres", "redis")]
