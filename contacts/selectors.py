@@ -194,13 +194,19 @@ def contact_merge_data(contact_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
     ids = sorted({int(i) for i in contact_ids})
     kinds = dict(CustomField.objects.values_list("name", "type"))
     result: dict[int, dict[str, Any]] = {}
-    rows = Contact.objects.filter(id__in=ids).values_list(
-        "id", "email", "first_name", "last_name", "language", "timezone", "attributes"
-    )
+    # One array parameter and one fetch: a send asks for a batch of hundreds at a time, and an
+    # `id IN (%s, %s, ...)` list and a server-side cursor cost more than the rows themselves.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, email, first_name, last_name, language, timezone, attributes "
+            "FROM contacts_contact WHERE id = ANY(%s)",
+            [ids],
+        )
+        rows = cursor.fetchall()
     language_default, timezone_default = settings.DEFAULT_LANGUAGE, settings.DEFAULT_TIMEZONE
-    for contact_id, email, first_name, last_name, language, zone, attributes in rows.iterator(
-        chunk_size=2000
-    ):
+    for contact_id, email, first_name, last_name, language, zone, attributes in rows:
+        if isinstance(attributes, str):  # Django leaves JSONB undecoded on a raw cursor
+            attributes = json.loads(attributes)
         data: dict[str, Any] = dict.fromkeys(kinds)
         for name, value in (attributes or {}).items():
             data[name] = typed_value(kinds.get(name, FieldType.TEXT), value)

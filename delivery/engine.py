@@ -587,12 +587,12 @@ def _stream_batch(
     deadline: float,
     result: RunResult,
 ) -> str:
-    tokens = {c.id: verp.message_token(c.id, "unsubscribe") for c in batch}
+    tokens = verp.message_tokens((c.id for c in batch), "unsubscribe")
     contexts = _retrying(_contexts, mailing, builder, batch, tokens)
     recorder = Recorder(
         mailing=mailing, relay_id=relay.pk, contact_of={c.id: c.contact_id for c in batch}, holdings=holdings
     )
-    mail_from = {c.id: verp.verp_address(c.id).encode() for c in batch}
+    mail_from = verp.verp_addresses(c.id for c in batch)
     untried = {c.id for c in batch}
     control: dict[str, Any] = {"stop": "", "tokens": 0, "state_at": time.monotonic(), "announced": 0}
 
