@@ -321,6 +321,8 @@ def test_an_import_runs_once_and_a_dead_workers_import_runs_again(tmp_path):
     with psycopg.connect(database_url_for_tests(), autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock(%s, %s)", [services.IMPORT_LOCK_NAMESPACE, record.pk])
         assert services.contact_import_run(record.pk).status == ImportStatus.PENDING
+        # Let go before closing: a closed session's locks are freed when its backend exits, a moment later.
+        other.execute("SELECT pg_advisory_unlock(%s, %s)", [services.IMPORT_LOCK_NAMESPACE, record.pk])
     # A worker died mid-run: the row says running, nothing was stored, the next run completes it.
     ContactImport.objects.filter(pk=record.pk).update(status=ImportStatus.RUNNING)
     assert services.contact_import_run(record.pk).status == ImportStatus.DONE
