@@ -78,6 +78,9 @@ class Automation(models.Model):
     recipe = models.CharField(max_length=32, blank=True, default="")
     # Why the scheduler could not send for it (a from address no longer allowed, say); cleared on success.
     last_error = models.TextField(blank=True, default="")
+    # Its webhook steps sign their posts with this (Posthorn-Signature, as outbound webhooks do);
+    # made with the first webhook step, encrypted with the platform key.
+    webhook_secret_encrypted = models.TextField(blank=True, default="")
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -172,11 +175,17 @@ class Run(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     automation = models.ForeignKey(Automation, on_delete=models.CASCADE, related_name="runs")
-    # No database constraint, as delivery's ledger: a bulk enrolment inserts many rows at once.
+    # No database constraint, as delivery's ledger: a bulk enrolment inserts many rows at once. No
+    # index of its own either: automations_run_contact leads with it.
     contact = models.ForeignKey(
-        "contacts.Contact", on_delete=models.CASCADE, related_name="+", db_constraint=False
+        "contacts.Contact", on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
     )
-    step = models.ForeignKey(Step, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # No database constraint: the scheduler moves thousands of runs a second from step to step, and
+    # the constraint checked each move at commit. Step deletion goes through the ORM (SET_NULL), and
+    # the scheduler ends a run whose step is gone.
+    step = models.ForeignKey(
+        Step, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_constraint=False
+    )
     status = models.CharField(max_length=8, choices=RunStatus.choices, default=RunStatus.ACTIVE)
     next_at = models.DateTimeField(null=True, blank=True)
     step_entered_at = models.DateTimeField()
@@ -211,7 +220,10 @@ class RunEvent(models.Model):
     """A run's history: entered, each step passed, how it ended."""
 
     id = models.BigAutoField(primary_key=True)
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events", db_constraint=False)
+    # No index of its own: automations_runevent_run leads with it.
+    run = models.ForeignKey(
+        Run, on_delete=models.CASCADE, related_name="events", db_constraint=False, db_index=False
+    )
     step_id = models.BigIntegerField(null=True, blank=True)
     kind = models.CharField(max_length=20)
     at = models.DateTimeField()

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from automations.models import Automation, RunStatus, Step, StepKind, StepMailing
 from mailplatform.errors import PlatformError
+from mailplatform.sqlarrays import int_array
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ def message_key(run_id: int, step_id: int) -> str:
 
 @dataclass(slots=True)
 class Due:
+    """A claimed run where it is now: it moves through the batch's rounds (see advance_batch)."""
+
     id: int
     automation_id: int
     contact_id: int
@@ -44,11 +47,13 @@ class Due:
     step_entered_at: dt.datetime
     wait_until: dt.datetime | None
     last_send_step_id: int | None
+    moved: bool = False  # it left the step it was claimed at
+    sent_step_id: int | None = None  # the last send step it passed in this batch
 
 
 @dataclass(slots=True)
 class Outcome:
-    """Where a run goes: `moved` to `step_id` (None: finished), or stays (`next_at` only changes)."""
+    """What a run does at its step: `moved` to `step_id` (None: finished), or stays (`next_at` only changes)."""
 
     run: Due
     moved: bool
@@ -88,25 +93,37 @@ def tick(
     return dict(totals)
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _at(microseconds: int | None) -> dt.datetime | None:
+    return None if microseconds is None else _EPOCH + dt.timedelta(microseconds=microseconds)
+
+
 def _claim(now: dt.datetime, size: int) -> list[Due]:
     # The columns come from the locking SELECT itself: a row another scheduler moved on and committed
     # while this statement waited is re-read at its new version (PostgreSQL re-checks the locked
     # row), never processed again at the step it has left, as a join back to the table would.
+    # Times come as integer microseconds: loading timestamps cost more than the rest of the claim.
+    # Ordered by next_at alone, the due index's order: with a tie-breaker PostgreSQL sorted every due
+    # run for each batch (all of them due at once: a scan and sort of the lot per batch).
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT r.id, r.automation_id, r.contact_id, r.step_id, r.step_entered_at, r.wait_until,
-                r.last_send_step_id
+            SELECT r.id, r.automation_id, r.contact_id, r.step_id,
+                (extract(epoch FROM r.step_entered_at) * 1000000)::bigint,
+                (extract(epoch FROM r.wait_until) * 1000000)::bigint, r.last_send_step_id
             FROM automations_run r
             WHERE r.status = 'active' AND r.next_at <= %s
               AND r.automation_id IN (SELECT a.id FROM automations_automation a WHERE a.status = 'active')
-            ORDER BY r.next_at, r.id
+            ORDER BY r.next_at
             LIMIT %s
             FOR UPDATE OF r SKIP LOCKED
             """,
             [now, size],
         )
-        return sorted((Due(*row) for row in cursor.fetchall()), key=lambda due: due.id)
+        rows = sorted(cursor.fetchall())
+    return [Due(i, a, c, s, _at(entered), _at(until), last) for i, a, c, s, entered, until, last in rows]  # type: ignore[arg-type]
 
 
 class Flow:
@@ -128,6 +145,20 @@ class Flow:
             for index, step in enumerate(steps):
                 self.next_of[step.pk] = steps[index + 1].pk if index + 1 < len(steps) else None
         self.by_key = by_key
+        # Per step, what its runs need fetched (looked up once here, not once per run).
+        self.kind: dict[int | None, str | None] = {pk: step.kind for pk, step in self.steps.items()}
+        self.condition: dict[int | None, str] = {
+            pk: str((step.config or {}).get("condition", "opened"))
+            for pk, step in self.steps.items()
+            if step.kind == StepKind.BRANCH
+        }
+        self.needs_contact: set[int | None] = {
+            pk
+            for pk, step in self.steps.items()
+            if step.kind in (StepKind.WAIT, StepKind.BRANCH)
+            and (step.config or {}).get("mode", "") in ("weekday", "date_field")
+            or self.condition.get(pk) == "field"
+        }
 
     def otherwise(self, step: Step) -> int | None:
         key = str((step.config or {}).get("otherwise") or "")
@@ -198,8 +229,21 @@ def _field_holds(config: dict[str, Any], contact: dict[str, Any] | None) -> bool
     return same if op == "equals" else not same
 
 
+# Steps after which a run goes on to its next step in the same batch. After one that changes the
+# contact (a field, a list) or calls out, it stops and is due again at once: the next batch checks its
+# exits (it may have just left the automation's list) before anything else happens to it.
+_GOES_ON_AFTER = frozenset({StepKind.SEND, StepKind.WAIT, StepKind.BRANCH, StepKind.SPLIT})
+# A flow only leads forward, so a run passes each step at most once; this bounds a batch all the same.
+_MAX_ROUNDS = 50
+
+
 def advance_batch(now: dt.datetime, size: int) -> dict[str, int]:
-    """Claim up to `size` due runs and advance each by one step, set-wise, in one transaction."""
+    """Claim up to `size` due runs and move each as far as it can go now, set-wise, in one transaction.
+
+    The runs go step after step in rounds (all of the batch's runs at once in each round) until each
+    must wait (a wait step, a branch's deadline), ends, or has passed a step that changes the contact:
+    a send followed by a wait costs one claim and one write-back, not two. Each move is a transition
+    (a history row)."""
     from contacts.selectors import contacts_not_subscribed, segment_members, unsendable_contact_ids
 
     counts: Counter[str] = Counter()
@@ -209,7 +253,8 @@ def advance_batch(now: dt.datetime, size: int) -> dict[str, int]:
         if not runs:
             return dict(counts)
         flow = Flow({r.automation_id for r in runs})
-        outcomes: list[Outcome] = []
+        final: dict[int, Outcome] = {}  # where each run is left: staying, or ended
+        history: list[tuple[int, int | None, str, str]] = []  # (run, step left, kind, detail)
         live: list[Due] = []
 
         # Exits first: unsubscribed, bounced, complained, suppressed or erased contacts; left the
@@ -227,118 +272,152 @@ def advance_batch(now: dt.datetime, size: int) -> dict[str, int]:
             if automation.exit_segment_id:
                 inside = segment_members(automation.exit_segment_id, ids)
                 left |= {(automation_id, -c) for c in inside}
+        exited: list[Outcome] = []
         for run in runs:
             if run.contact_id in gone:
-                outcomes.append(_end(run, RunStatus.EXITED, "contact unsubscribed, bounced or complained"))
+                exited.append(_end(run, RunStatus.EXITED, "contact unsubscribed, bounced or complained"))
             elif (run.automation_id, run.contact_id) in left:
-                outcomes.append(_end(run, RunStatus.EXITED, "left the automation's list"))
+                exited.append(_end(run, RunStatus.EXITED, "left the automation's list"))
             elif (run.automation_id, -run.contact_id) in left:
-                outcomes.append(_end(run, RunStatus.EXITED, "entered the exit segment"))
+                exited.append(_end(run, RunStatus.EXITED, "entered the exit segment"))
             else:
                 live.append(run)
+        for outcome in exited:
+            history.append((outcome.run.id, outcome.run.step_id, outcome.event, outcome.reason[:300]))
+            final[outcome.run.id] = outcome
 
-        # What the steps need to know, fetched set-wise.
-        kinds = {r.id: flow.steps[r.step_id].kind if r.step_id in flow.steps else None for r in live}
-        need_data = {
-            r.contact_id
-            for r in live
-            if kinds[r.id] in (StepKind.WAIT, StepKind.BRANCH)
-            and (flow.steps[r.step_id].config or {}).get("mode", "") in ("weekday", "date_field")
-            or kinds[r.id] == StepKind.BRANCH
-            and (flow.steps[r.step_id].config or {}).get("condition") == "field"
-        }
-        contacts = _contact_data(need_data)
-        engaged = _engagement(flow, live, kinds)
-        segment_hits = _segment_hits(flow, live, kinds)
-        event_hits = _event_hits(flow, live, kinds)
-
-        sends: dict[int, list[Due]] = defaultdict(list)
-        field_updates: dict[int, list[int]] = defaultdict(list)
-        list_changes: dict[int, list[int]] = defaultdict(list)
-        webhooks: list[tuple[int, int]] = []
-        for run in live:
-            step = flow.steps.get(run.step_id) if run.step_id is not None else None
-            if step is None:
-                outcomes.append(_end(run, RunStatus.DONE, "reached the end"))
-                continue
-            config = step.config or {}
-            nxt = flow.next_of.get(step.pk)
-            if step.kind == StepKind.SEND:
-                sends[step.pk].append(run)
-                outcomes.append(Outcome(run, True, nxt, event="sent"))
-            elif step.kind == StepKind.WAIT:
-                target = run.wait_until or wait_target(step, run, contacts.get(run.contact_id))
-                if target <= now:
-                    outcomes.append(Outcome(run, True, nxt, event="waited"))
-                else:
-                    outcomes.append(Outcome(run, False, run.step_id, next_at=target, wait_until=target))
-            elif step.kind == StepKind.BRANCH:
-                condition = config.get("condition", "opened")
-                if condition in ("opened", "clicked"):
-                    deadline = run.step_entered_at + dt.timedelta(
-                        seconds=int(config.get("deadline_seconds", 0))
-                    )
-                    if run.id in engaged:
-                        outcomes.append(Outcome(run, True, nxt, event=f"branch: {condition}"))
-                    elif deadline <= now:
-                        outcomes.append(
-                            Outcome(run, True, flow.otherwise(step), event=f"branch: not {condition}")
-                        )
-                    else:
-                        check = now + dt.timedelta(seconds=settings.AUTOMATIONS_ENGAGEMENT_CHECK_SECONDS)
-                        outcomes.append(Outcome(run, False, run.step_id, next_at=min(deadline, check)))
-                    continue
-                if condition == "field":
-                    holds = _field_holds(config, contacts.get(run.contact_id))
-                elif condition == "segment":
-                    holds = run.id in segment_hits
-                else:
-                    holds = run.id in event_hits
-                target = nxt if holds else flow.otherwise(step)
-                outcomes.append(Outcome(run, True, target, event=f"branch: {'yes' if holds else 'no'}"))
-            elif step.kind == StepKind.SPLIT:
-                first = _split_share(run.id, step.pk) < int(config.get("percent", 50))
-                target = nxt if first else flow.otherwise(step)
-                outcomes.append(Outcome(run, True, target, event=f"split: {'A' if first else 'B'}"))
-            elif step.kind == StepKind.UPDATE_FIELD:
-                field_updates[step.pk].append(run.contact_id)
-                outcomes.append(Outcome(run, True, nxt, event="field updated"))
-            elif step.kind in (StepKind.ADD_LIST, StepKind.REMOVE_LIST):
-                list_changes[step.pk].append(run.contact_id)
-                outcomes.append(Outcome(run, True, nxt, event=step.get_kind_display().lower()))
-            elif step.kind == StepKind.WEBHOOK:
-                webhooks.append((run.id, step.pk))
-                outcomes.append(Outcome(run, True, nxt, event="webhook called"))
-            else:  # end
-                outcomes.append(_end(run, RunStatus.DONE, "reached an end step"))
-
-        for step_id, group in list(sends.items()):
-            try:
-                with transaction.atomic():
-                    counts["sent"] += _queue_sends(flow, flow.steps[step_id], group)
-            except PlatformError as exc:
-                # The step cannot send now (its template's from address is no longer allowed, say):
-                # its runs stay where they are and look again later; the automation shows why.
-                _hold(outcomes, group, now, f"step {flow.steps[step_id].position}: {exc}")
-                del sends[step_id]
-        _apply_contact_steps(flow, field_updates, list_changes)
-        _write(outcomes, sends, now)
-        _cancel_ended(flow, [o for o in outcomes if o.status == RunStatus.EXITED])
-        if webhooks:
-            transaction.on_commit(lambda: _enqueue_webhooks(webhooks))
-        for outcome in outcomes:
-            counts["transitions" if outcome.moved else "waiting"] += 1
+        for _ in range(_MAX_ROUNDS):
+            if not live:
+                break
+            live = _round(flow, live, now, final, history, counts)
+        for run in live:  # still going after the last round: due again at once
+            final[run.id] = Outcome(run, False, run.step_id, next_at=now)
+        _write(final, history, now)
+        _cancel_ended(flow, exited)
+        counts["transitions"] = len(history)
+        for outcome in final.values():
             if outcome.status != RunStatus.ACTIVE:
                 counts[str(outcome.status)] += 1
+            elif outcome.next_at is not None and outcome.next_at > now:
+                counts["waiting"] += 1
     return dict(counts)
 
 
-def _hold(outcomes: list[Outcome], group: list[Due], now: dt.datetime, error: str) -> None:
-    held = {run.id for run in group}
-    retry = now + dt.timedelta(seconds=settings.AUTOMATIONS_ENGAGEMENT_CHECK_SECONDS)
-    for index, outcome in enumerate(outcomes):
-        if outcome.run.id in held:
-            outcomes[index] = Outcome(outcome.run, False, outcome.run.step_id, next_at=retry)
+def _round(
+    flow: Flow,
+    live: list[Due],
+    now: dt.datetime,
+    final: dict[int, Outcome],
+    history: list[tuple[int, int | None, str, str]],
+    counts: Counter[str],
+) -> list[Due]:
+    """Each run takes the step it is at; returns the runs that moved on and may go further now.
+    Runs that stay or end are put in `final`, each move in `history`."""
+    # What the steps need to know, fetched set-wise.
+    need_data = {r.contact_id for r in live if r.step_id in flow.needs_contact}
+    contacts = _contact_data(need_data)
+    engaged = _engagement(flow, live)
+    segment_hits = _segment_hits(flow, live)
+    event_hits = _event_hits(flow, live)
+
+    check = now + dt.timedelta(seconds=settings.AUTOMATIONS_ENGAGEMENT_CHECK_SECONDS)
+    decided: list[Outcome] = []
+    sends: dict[int, list[Due]] = defaultdict(list)
+    field_updates: dict[int, list[int]] = defaultdict(list)
+    list_changes: dict[int, list[int]] = defaultdict(list)
+    webhooks: list[tuple[int, int]] = []
+    for run in live:
+        step = flow.steps.get(run.step_id) if run.step_id is not None else None
+        if step is None:
+            decided.append(_end(run, RunStatus.DONE, "reached the end"))
+            continue
+        config = step.config or {}
+        nxt = flow.next_of.get(step.id)
+        if step.kind == StepKind.SEND:
+            sends[step.id].append(run)
+            decided.append(Outcome(run, True, nxt, event="sent"))
+        elif step.kind == StepKind.WAIT:
+            target = run.wait_until or wait_target(step, run, contacts.get(run.contact_id))
+            if target <= now:
+                decided.append(Outcome(run, True, nxt, event="waited"))
+            else:
+                decided.append(Outcome(run, False, run.step_id, next_at=target, wait_until=target))
+        elif step.kind == StepKind.BRANCH:
+            condition = config.get("condition", "opened")
+            if condition in ("opened", "clicked"):
+                deadline = run.step_entered_at + dt.timedelta(seconds=int(config.get("deadline_seconds", 0)))
+                if run.id in engaged:
+                    decided.append(Outcome(run, True, nxt, event=f"branch: {condition}"))
+                elif deadline <= now:
+                    decided.append(Outcome(run, True, flow.otherwise(step), event=f"branch: not {condition}"))
+                else:
+                    decided.append(Outcome(run, False, run.step_id, next_at=min(deadline, check)))
+                continue
+            if condition == "field":
+                holds = _field_holds(config, contacts.get(run.contact_id))
+            elif condition == "segment":
+                holds = run.id in segment_hits
+            else:
+                holds = run.id in event_hits
+            target_step = nxt if holds else flow.otherwise(step)
+            decided.append(Outcome(run, True, target_step, event=f"branch: {'yes' if holds else 'no'}"))
+        elif step.kind == StepKind.SPLIT:
+            first = _split_share(run.id, step.id) < int(config.get("percent", 50))
+            target_step = nxt if first else flow.otherwise(step)
+            decided.append(Outcome(run, True, target_step, event=f"split: {'A' if first else 'B'}"))
+        elif step.kind == StepKind.UPDATE_FIELD:
+            field_updates[step.id].append(run.contact_id)
+            decided.append(Outcome(run, True, nxt, event="field updated"))
+        elif step.kind in (StepKind.ADD_LIST, StepKind.REMOVE_LIST):
+            list_changes[step.id].append(run.contact_id)
+            decided.append(Outcome(run, True, nxt, event=step.get_kind_display().lower()))
+        elif step.kind == StepKind.WEBHOOK:
+            webhooks.append((run.id, step.id))
+            decided.append(Outcome(run, True, nxt, event="webhook called"))
+        else:  # end
+            decided.append(_end(run, RunStatus.DONE, "reached an end step"))
+
+    held: set[int] = set()
+    for step_id, group in sends.items():
+        try:
+            with transaction.atomic():
+                counts["sent"] += _queue_sends(flow, flow.steps[step_id], group)
+        except PlatformError as exc:
+            # The step cannot send now (its template's from address is no longer allowed, say):
+            # its runs stay where they are and look again later; the automation shows why.
+            _hold(group, f"step {flow.steps[step_id].position}: {exc}")
+            held |= {run.id for run in group}
+    _apply_contact_steps(flow, field_updates, list_changes)
+    if webhooks:
+        transaction.on_commit(lambda: _enqueue_webhooks(webhooks))
+
+    going: list[Due] = []
+    for outcome in decided:
+        run = outcome.run
+        if run.id in held:
+            final[run.id] = Outcome(run, False, run.step_id, next_at=check)
+            continue
+        if not outcome.moved:
+            final[run.id] = outcome
+            continue
+        step = flow.steps.get(run.step_id) if run.step_id is not None else None
+        history.append((run.id, run.step_id, outcome.event or str(outcome.status), outcome.reason[:300]))
+        if step is not None and step.kind == StepKind.SEND:
+            run.sent_step_id = run.last_send_step_id = step.id
+        if outcome.status != RunStatus.ACTIVE:
+            final[run.id] = outcome
+        elif outcome.step_id is None:  # moved past the last step
+            final[run.id] = Outcome(run, True, None, status=RunStatus.DONE, reason="reached the end")
+        else:
+            run.step_id, run.step_entered_at, run.wait_until, run.moved = outcome.step_id, now, None, True
+            if step is not None and step.kind in _GOES_ON_AFTER:
+                going.append(run)
+            else:
+                final[run.id] = Outcome(run, False, run.step_id, next_at=now)
+    return going
+
+
+def _hold(group: list[Due], error: str) -> None:
     automation_id = group[0].automation_id
     Automation.objects.filter(pk=automation_id).update(last_error=error[:2000])
     log.warning("automation %s: %s", automation_id, error)
@@ -348,15 +427,15 @@ def _end(run: Due, status: str, reason: str) -> Outcome:
     return Outcome(run, True, None, status=status, reason=reason, event=str(status))
 
 
-def _engagement(flow: Flow, runs: list[Due], kinds: dict[int, Any]) -> set[int]:
+def _engagement(flow: Flow, runs: list[Due]) -> set[int]:
     """Runs at an opened/clicked branch whose previous message a person opened (clicked)."""
     from delivery.selectors import keys_engaged
 
     wanted: dict[bool, dict[str, int]] = {True: {}, False: {}}
     for run in runs:
-        if kinds[run.id] != StepKind.BRANCH or run.last_send_step_id is None:
+        if run.last_send_step_id is None:
             continue
-        condition = (flow.steps[run.step_id].config or {}).get("condition")
+        condition = flow.condition.get(run.step_id)
         if condition in ("opened", "clicked"):
             wanted[condition == "clicked"][message_key(run.id, run.last_send_step_id)] = run.id
     hits: set[int] = set()
@@ -366,13 +445,13 @@ def _engagement(flow: Flow, runs: list[Due], kinds: dict[int, Any]) -> set[int]:
     return hits
 
 
-def _segment_hits(flow: Flow, runs: list[Due], kinds: dict[int, Any]) -> set[int]:
+def _segment_hits(flow: Flow, runs: list[Due]) -> set[int]:
     from contacts.selectors import segment_members
 
     by_segment: dict[int, list[Due]] = defaultdict(list)
     for run in runs:
-        config = flow.steps[run.step_id].config if kinds[run.id] == StepKind.BRANCH else {}
-        if (config or {}).get("condition") == "segment":
+        if flow.condition.get(run.step_id) == "segment":
+            config = flow.steps[run.step_id].config or {}
             by_segment[int(config.get("segment_id") or 0)].append(run)
     hits: set[int] = set()
     for segment_id, group in by_segment.items():
@@ -381,13 +460,12 @@ def _segment_hits(flow: Flow, runs: list[Due], kinds: dict[int, Any]) -> set[int
     return hits
 
 
-def _event_hits(flow: Flow, runs: list[Due], kinds: dict[int, Any]) -> set[int]:
+def _event_hits(flow: Flow, runs: list[Due]) -> set[int]:
     """Runs at an event branch whose contact had that event since the run entered."""
     asked = [
         (run.id, run.contact_id, str(flow.steps[run.step_id].config.get("event", "")))
         for run in runs
-        if kinds[run.id] == StepKind.BRANCH
-        and (flow.steps[run.step_id].config or {}).get("condition") == "event"
+        if flow.condition.get(run.step_id) == "event"
     ]
     if not asked:
         return set()
@@ -455,9 +533,9 @@ def _queue_sends(flow: Flow, step: Step, runs: list[Due]) -> int:
         """
         SELECT r.contact_id, 'automation:' || r.id || ':' || %s::text,
             CASE WHEN r.data ? 'event' THEN jsonb_build_object('event', r.data->'event') ELSE '{}'::jsonb END
-        FROM automations_run r WHERE r.id = ANY(%s)
+        FROM automations_run r WHERE r.id = ANY(%s::bigint[])
         """,
-        [str(step.pk), [r.id for r in runs]],
+        [str(step.pk), int_array([r.id for r in runs])],
     )
     queued = mailing_queue_keyed(mailing_id, source=source)
     Automation.objects.filter(pk=step.automation_id).exclude(last_error="").update(last_error="")
@@ -488,75 +566,67 @@ def _apply_contact_steps(flow: Flow, fields: dict[int, list[int]], lists: dict[i
                 contact_unsubscribe(contact_id, list_ids=[list_id], source="automation")
 
 
-def _write(outcomes: list[Outcome], sends: dict[int, list[Due]], now: dt.datetime) -> None:
-    """The runs' new places and the moves' history, set-wise: one UPDATE for runs that moved on (only
-    integer arrays: the times are this batch's `now`), one for runs that ended, one for runs that
-    stay (their next look), one INSERT of history. Arrays of times cost far more to send than ids."""
-    sent_step = {run.id: step_id for step_id, group in sends.items() for run in group}
-    moved_ids, moved_steps, moved_sends = [], [], []
-    ended_ids, ended_status, ended_reasons = [], [], []
-    stay_ids, stay_next, stay_waits = [], [], []
-    history: list[tuple[int, int | None, str, str]] = []
-    for o in outcomes:
+def _write(
+    final: dict[int, Outcome], history: list[tuple[int, int | None, str, str]], now: dt.datetime
+) -> None:
+    """The runs' new places and the moves' history, set-wise: one UPDATE, one INSERT.
+
+    A batch's runs end up in few distinct places (a step, a wait's end, a status), so each distinct
+    place is sent once and each run as two integers (its id, the number of its place); the same for
+    the history rows, both as one array literal (mailplatform.sqlarrays): arrays of times and texts
+    per run cost far more to send than the SQL costs."""
+    places: dict[tuple[Any, ...], int] = {}
+    ids: list[int] = []
+    refs: list[int] = []
+    for run_id, o in final.items():
         run = o.run
-        if not o.moved:
-            stay_ids.append(run.id)
-            stay_next.append(o.next_at)
-            stay_waits.append(o.wait_until)
-            continue
-        history.append((run.id, run.step_id, o.event or str(o.status), o.reason[:300]))
-        if o.status == RunStatus.ACTIVE and o.step_id is not None:
-            moved_ids.append(run.id)
-            moved_steps.append(o.step_id)
-            moved_sends.append(sent_step.get(run.id))
+        if o.status == RunStatus.ACTIVE:
+            place = (run.moved, str(o.status), o.step_id, o.next_at, o.wait_until, "", run.sent_step_id)
         else:
-            ended_ids.append(run.id)
-            finished = o.status == RunStatus.ACTIVE  # moved past the last step
-            ended_status.append(str(RunStatus.DONE) if finished else str(o.status))
-            ended_reasons.append("reached the end" if finished else o.reason[:200])
+            place = (run.moved, str(o.status), None, None, None, o.reason[:200], run.sent_step_id)
+        ids.append(run_id)
+        refs.append(places.setdefault(place, len(places) + 1))
+    kinds: dict[tuple[int | None, str, str], int] = {}
+    event_runs: list[int] = []
+    event_refs: list[int] = []
+    for run_id, step_id, kind, detail in history:
+        event_runs.append(run_id)
+        event_refs.append(kinds.setdefault((step_id, kind, detail), len(kinds) + 1))
     with connection.cursor() as cursor:
-        if moved_ids:
-            # A run that moved is due again at once: the next batch takes its next step.
+        if ids:
+            # A run that moved and stops (next_at = now) is due again at once: the next batch takes it on.
+            columns = [list(column) for column in zip(*places, strict=True)]
             cursor.execute(
                 """
-                UPDATE automations_run AS r SET step_id = v.step_id, next_at = %s, step_entered_at = %s,
-                    wait_until = NULL,
-                    last_send_step_id = coalesce(v.sent_step, r.last_send_step_id),
-                    last_sent_at = CASE WHEN v.sent_step IS NULL THEN r.last_sent_at ELSE %s END
-                FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS v(id, step_id, sent_step)
+                UPDATE automations_run AS r SET status = p.status, step_id = p.step_id,
+                    next_at = p.next_at, wait_until = p.wait_until,
+                    step_entered_at = CASE WHEN p.moved THEN %s ELSE r.step_entered_at END,
+                    finished_at = CASE WHEN p.status = 'active' THEN r.finished_at ELSE %s END,
+                    exit_reason = CASE WHEN p.status = 'active' THEN r.exit_reason ELSE p.reason END,
+                    last_send_step_id = coalesce(p.sent_step, r.last_send_step_id),
+                    last_sent_at = CASE WHEN p.sent_step IS NULL THEN r.last_sent_at ELSE %s END
+                FROM unnest(%s::bigint[], %s::int[]) AS v(id, place)
+                JOIN unnest(%s::bool[], %s::text[], %s::bigint[], %s::timestamptz[], %s::timestamptz[],
+                            %s::text[], %s::bigint[])
+                    WITH ORDINALITY AS p(moved, status, step_id, next_at, wait_until, reason, sent_step, n)
+                    ON p.n = v.place
                 WHERE r.id = v.id
                 """,
-                [now, now, now, moved_ids, moved_steps, moved_sends],
+                [now, now, now, int_array(ids), int_array(refs), *columns],
             )
-        if ended_ids:
-            cursor.execute(
-                """
-                UPDATE automations_run AS r SET step_id = NULL, status = v.status, next_at = NULL,
-                    wait_until = NULL, finished_at = %s, exit_reason = v.reason,
-                    last_send_step_id = coalesce(v.sent_step, r.last_send_step_id),
-                    last_sent_at = CASE WHEN v.sent_step IS NULL THEN r.last_sent_at ELSE %s END
-                FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[]) AS v(id, status, reason, sent_step)
-                WHERE r.id = v.id
-                """,
-                [now, now, ended_ids, ended_status, ended_reasons, [sent_step.get(i) for i in ended_ids]],
-            )
-        if stay_ids:
-            cursor.execute(
-                """
-                UPDATE automations_run AS r SET next_at = v.next_at, wait_until = v.wait_until
-                FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS v(id, next_at, wait_until)
-                WHERE r.id = v.id
-                """,
-                [stay_ids, stay_next, stay_waits],
-            )
-        if history:
+        if event_runs:
+            columns = [list(column) for column in zip(*kinds, strict=True)]
+            # In the order the moves were made: a run's history reads in its id order.
             cursor.execute(
                 """
                 INSERT INTO automations_runevent (run_id, step_id, kind, at, detail)
-                SELECT h.run_id, h.step_id, h.kind, %s, h.detail
-                FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[]) AS h(run_id, step_id, kind, detail)
+                SELECT v.run_id, k.step_id, k.kind, %s, k.detail
+                FROM unnest(%s::bigint[], %s::int[]) WITH ORDINALITY AS v(run_id, kind, n)
+                JOIN unnest(%s::bigint[], %s::text[], %s::text[]) WITH ORDINALITY AS k(step_id, kind, detail, n)
+                    ON k.n = v.kind
+                ORDER BY v.n
                 """,
-                [now, *[list(column) for column in zip(*history, strict=True)]],
+                [now, int_array(event_runs), int_array(event_refs), *columns],
             )
 
 

@@ -81,6 +81,13 @@ def ledger_rows_per_run_and_step(automation_id: int) -> tuple[int, int]:
     return ledger_key_counts(mailing_ids_of(automation_id))
 
 
+def webhook_secret(automation: Automation) -> str:
+    """The secret its webhook steps sign with, for the receiver's side ("" before the first one)."""
+    from mailplatform.crypto import decrypt
+
+    return decrypt(automation.webhook_secret_encrypted)
+
+
 def scheduler_backlog_metrics() -> list[Any]:
     """Prometheus: runs of active automations whose next move is due, and how late the latest is
     (one query on the partial index of due runs): a scheduler that falls behind shows here first."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -288,6 +289,8 @@ def step_add(
             Step.objects.filter(automation=automation, position__gte=position).update(
                 position=models_F("position") + 1
             )
+        if kind == StepKind.WEBHOOK and not automation.webhook_secret_encrypted:
+            _webhook_secret_ensure(automation)
         step = Step.objects.create(
             automation=automation,
             key=secrets.token_hex(4),
@@ -303,6 +306,13 @@ def step_add(
             details={"step": step.pk, "kind": kind, "position": position},
         )
     return step
+
+
+def _webhook_secret_ensure(automation: Automation) -> None:
+    from mailplatform.crypto import encrypt
+
+    automation.webhook_secret_encrypted = encrypt("whsec_" + secrets.token_urlsafe(32))
+    automation.save(update_fields=["webhook_secret_encrypted"])
 
 
 def models_F(name: str) -> Any:
@@ -657,7 +667,8 @@ def event_record(
 def webhook_call(run_id: int, step_id: int) -> None:
     """POST the run's contact and automation to the step's URL (the SSRF check of outbound webhooks)."""
     from contacts.selectors import contact_merge_data
-    from mailplatform.webhooks import post
+    from mailplatform.crypto import decrypt
+    from mailplatform.webhooks import SIGNATURE_HEADER, post, sign
 
     run = Run.objects.filter(pk=run_id).select_related("automation").first()
     step = Step.objects.filter(pk=step_id).first()
@@ -674,11 +685,10 @@ def webhook_call(run_id: int, step_id: int) -> None:
         },
         default=str,
     ).encode()
-    result = post(
-        str(step.config.get("url", "")),
-        body,
-        {"Content-Type": "application/json", "User-Agent": "Posthorn-Automations"},
-        timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-    )
+    headers = {"Content-Type": "application/json", "User-Agent": "Posthorn-Automations"}
+    secret = decrypt(run.automation.webhook_secret_encrypted)
+    if secret:
+        headers[SIGNATURE_HEADER] = sign(secret, body, int(time.time()))
+    result = post(str(step.config.get("url", "")), body, headers, timeout=settings.WEBHOOK_TIMEOUT_SECONDS)
     detail = f"webhook: {result.status_code or result.error}"[:300]
     RunEvent.objects.create(run_id=run_id, step_id=step_id, kind="webhook", at=timezone.now(), detail=detail)

@@ -96,6 +96,7 @@ def _flow_context(automation: Automation) -> dict[str, Any]:
         "kinds": StepKind.choices,
         "all_fields": FIELDS_BY_KIND,
         "editable": automation.status != Status.ARCHIVED,
+        "webhook_secret": selectors.webhook_secret(automation),
     }
 
 

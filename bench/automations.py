@@ -6,6 +6,11 @@ moved on by the benchmark instead of slept) and send to Postfix's smtp-sink on l
 dumps every transaction. A transition is one run moving from one step to the next (its send, if
 any, enqueued in the ledger): each run makes four (send A -> wait -> branch -> send B -> end).
 
+The scheduler runs on a worker of its own (`--scheduler-workers`, 1), as in docker-compose.yml where
+the `default` worker schedules and the `sending` one sends; 0 puts it on the send workers. Its CPU
+seconds (the worker process, and its PostgreSQL backend's when the server is local) are printed with
+`transitions_per_cpu_s`: on a shared machine they say more than the wall time.
+
 Then the same N contacts get one campaign-style Mailing through the same workers to a second
 sink: `ratio` is the automation's sends per second over the campaign's. Both sinks are counted
 per address: `duplicates` and `missing` over the 2N automation mails and N campaign mails.
@@ -41,12 +46,68 @@ from send import (  # noqa: E402
     start_workers,
     stop,
     template_source,
+    workers_cpu_seconds,
 )
 
 DAY = 86400
 
 
-def wait_for(condition, workers, timeout: float, label: str, beat=None) -> float:
+SCHEDULER_APP = f"posthorn-bench-scheduler-{os.getpid()}"
+
+
+class SchedulerCpu:
+    """CPU seconds of the scheduler workers and of their PostgreSQL backends between start() and
+    stop(). The backends are found by the application_name PGAPPNAME gives them and read from /proc
+    (so only for a server on this machine) at every sample(): a backend that closes loses at most its
+    last moments. Without scheduler workers of their own there is nothing apart to measure: None."""
+
+    def __init__(self, workers: list[subprocess.Popen]) -> None:
+        self.workers = workers
+        self.worker = [0.0, 0.0]
+        self.backends: dict[int, list[float]] = {}  # pid: [seconds at start or 0, seconds last seen]
+        self.readable = True
+        self.running = False
+
+    def sample(self, *, first: bool = False) -> None:
+        if not self.workers or not (self.running or first):
+            return
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", [SCHEDULER_APP])
+            pids = [row[0] for row in cursor.fetchall()]
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                self.readable = False
+                continue
+            seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            self.backends.setdefault(pid, [seconds if first else 0.0, seconds])[1] = seconds
+
+    def start(self) -> None:
+        if self.workers:
+            self.worker[0] = workers_cpu_seconds(self.workers)
+            self.sample(first=True)
+            self.running = True
+
+    def stop(self) -> None:
+        if self.workers:
+            self.sample()
+            self.worker[1] = workers_cpu_seconds(self.workers)
+            self.running = False
+
+    def seconds(self) -> dict[str, float | None]:
+        if not self.workers:
+            return {"worker": None, "database": None, "total": None}
+        worker = round(self.worker[1] - self.worker[0], 2)
+        database = round(sum(last - first for first, last in self.backends.values()), 2)
+        if not self.readable:
+            return {"worker": worker, "database": None, "total": worker}
+        return {"worker": worker, "database": database, "total": worker + database}
+
+
+def wait_for(condition, workers, timeout: float, label: str, beat=None, sample=None) -> float:
     """Seconds until `condition()` holds; `beat()` is called every 2 s meanwhile (as Celery beat would
     queue the scheduler again: one tick stops after AUTOMATIONS_TICK_MAX_SECONDS)."""
     start = time.perf_counter()
@@ -63,6 +124,8 @@ def wait_for(condition, workers, timeout: float, label: str, beat=None) -> float
         if time.perf_counter() - last > 5:
             last = time.perf_counter()
             print(f"  waiting for {label} ({time.perf_counter() - start:.0f}s)", flush=True)
+        if sample is not None:
+            sample()
         time.sleep(0.1)
     return time.perf_counter() - start
 
@@ -70,7 +133,13 @@ def wait_for(condition, workers, timeout: float, label: str, beat=None) -> float
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=100_000)
-    parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="Celery worker processes that send")
+    parser.add_argument(
+        "--scheduler-workers",
+        type=int,
+        default=1,
+        help="Celery worker processes that only schedule (0: the send workers schedule too)",
+    )
     parser.add_argument(
         "--timeout", type=float, default=3600, help="give up after this many seconds per phase"
     )
@@ -79,6 +148,8 @@ def main() -> int:
         parser.error("--contacts must be at least 1")
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.scheduler_workers < 0:
+        parser.error("--scheduler-workers must be 0 or more")
     with own_database("automations"):
         pid = os.getpid()
         os.environ["CACHE_KEY_PREFIX"] = f"posthorn-bench-auto-{pid}"
@@ -156,8 +227,18 @@ def run(args: argparse.Namespace, work: Path, sinks: list[subprocess.Popen]) -> 
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "PYTHONUNBUFFERED": "1",
     }
-    queues = f"{os.environ['AUTOMATIONS_QUEUE']},{os.environ['DELIVERY_SEND_QUEUE']}"
-    workers = start_workers(args.workers, env, queues=queues, label="auto")
+    send_queue, scheduler_queue = os.environ["DELIVERY_SEND_QUEUE"], os.environ["AUTOMATIONS_QUEUE"]
+    if args.scheduler_workers:
+        schedulers = start_workers(
+            args.scheduler_workers,
+            {**env, "PGAPPNAME": SCHEDULER_APP},
+            queues=scheduler_queue,
+            label="sched",
+        )
+        workers = schedulers + start_workers(args.workers, env, queues=send_queue, label="auto")
+    else:
+        workers = start_workers(args.workers, env, queues=f"{scheduler_queue},{send_queue}", label="auto")
+        schedulers = []
     steps = {s.position: s.pk for s in Step.objects.filter(automation=automation)}
     t0 = timezone.now()
 
@@ -178,17 +259,24 @@ def run(args: argparse.Namespace, work: Path, sinks: list[subprocess.Popen]) -> 
         return Message.objects.filter(mailing_id__in=ids, state__in=["sent", "failed", "skipped"]).count()
 
     scheduler_s = send_s = 0.0
+    cpu = SchedulerCpu(schedulers)
     try:
         from mailplatform.celery import app as celery_app
 
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(celery_app.control.ping(timeout=0.5) or []) < args.workers:
+        while time.monotonic() < deadline and len(celery_app.control.ping(timeout=0.5) or []) < len(workers):
             pass
+        cpu.start()
         # Day 0: everyone is sent A and waits.
         start = time.perf_counter()
         tick(t0)
         scheduler_s += wait_for(
-            lambda: at_step(2) == n, workers, args.timeout, "runs to reach the wait", beat=lambda: tick(t0)
+            lambda: at_step(2) == n,
+            workers,
+            args.timeout,
+            "runs to reach the wait",
+            beat=lambda: tick(t0),
+            sample=cpu.sample,
         )
         wait_for(lambda: sent_of(1) == n, workers, args.timeout, "A to be sent")
         send_s += time.perf_counter() - start
@@ -196,12 +284,13 @@ def run(args: argparse.Namespace, work: Path, sinks: list[subprocess.Popen]) -> 
         start = time.perf_counter()
         day1 = t0 + dt.timedelta(days=1, minutes=1)
         tick(day1)
-        scheduler_s += wait_for(lambda: at_step(3) == n and not Run.objects.filter(automation=automation, step_id=steps[3], next_at__lte=day1).exists(), workers, args.timeout, "runs to reach the branch", beat=lambda: tick(day1))  # fmt: skip
+        scheduler_s += wait_for(lambda: at_step(3) == n and not Run.objects.filter(automation=automation, step_id=steps[3], next_at__lte=day1).exists(), workers, args.timeout, "runs to reach the branch", beat=lambda: tick(day1), sample=cpu.sample)  # fmt: skip
         # Day 2: the deadline passed: the other way, send B, the end.
         start = time.perf_counter()
         day2 = t0 + dt.timedelta(days=2, minutes=5)
         tick(day2)
-        scheduler_s += wait_for(lambda: not Run.objects.filter(automation=automation, status="active").exists(), workers, args.timeout, "runs to finish", beat=lambda: tick(day2))  # fmt: skip
+        scheduler_s += wait_for(lambda: not Run.objects.filter(automation=automation, status="active").exists(), workers, args.timeout, "runs to finish", beat=lambda: tick(day2), sample=cpu.sample)  # fmt: skip
+        cpu.stop()
         wait_for(lambda: sent_of(5) == n, workers, args.timeout, "B to be sent")
         send_s += time.perf_counter() - start
 
@@ -241,6 +330,8 @@ def run(args: argparse.Namespace, work: Path, sinks: list[subprocess.Popen]) -> 
     auto_received, auto_dup, auto_missing = count_sink(work / "auto.dump", expected, 2)
     camp_received, camp_dup, camp_missing = count_sink(work / "campaign.dump", expected, 1)
     print(f"sinks: automation {auto_received:,} received; campaign {camp_received:,} received")
+    scheduler_cpu = cpu.seconds()
+    print(f"scheduler CPU: {scheduler_cpu} s (worker, database backend) at load {os.getloadavg()[0]:.1f}")
     sends = states.get("sent", 0)
     sends_per_s = sends / send_s if send_s else 0.0
     campaign_per_s = n / campaign_s if campaign_s else 0.0
@@ -251,6 +342,12 @@ def run(args: argparse.Namespace, work: Path, sinks: list[subprocess.Popen]) -> 
                 "workers": args.workers,
                 "transitions": transitions,
                 "transitions_per_s": round(transitions / scheduler_s, 1) if scheduler_s else 0.0,
+                "scheduler_workers": args.scheduler_workers,
+                "scheduler_cpu_s": scheduler_cpu["worker"],
+                "scheduler_db_cpu_s": scheduler_cpu["database"],
+                "transitions_per_cpu_s": round(transitions / scheduler_cpu["total"], 1)
+                if scheduler_cpu["total"]
+                else None,
                 "enrol_per_s": round(entered / enrol_s, 1) if enrol_s else 0.0,
                 "sends": sends,
                 "sends_per_s": round(sends_per_s, 1),

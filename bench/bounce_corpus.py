@@ -1,6 +1,7 @@
 """Classifier accuracy against sisimai's answers on the shared corpus, and its speed.
 
     python bench/bounce_corpus.py [--corpus DIR] [--seconds 5] [--confusion] [--apply 2000] [--listener-clients 8]
+                                  [--listener-corpus]
 
 Prints per-kind agreement and (with --confusion) the confusion matrix; the LAST line is one
 JSON object. Parsing needs no database. With --apply N (default 2000, 0 to skip) it also
@@ -8,7 +9,10 @@ times parse + attribution + policy over N token-attributed bounces on a database
 (posthorn_bench_bounces_<pid>, dropped afterwards): bounces_per_s through the batch path the
 mailbox poller and webhooks use (bounces_process, --batch per transaction), and
 single_bounces_per_s through bounce_process, one message per transaction (the MTA pipe), and
-listener_bounces_per_s through `manage.py bounce_server` fed by concurrent SMTP sessions.
+listener_bounces_per_s through `manage.py bounce_server` fed by concurrent SMTP sessions
+(small generated DSNs, or with --listener-corpus the corpus's own messages), with the CPU each
+bounce cost the listener, the senders and PostgreSQL (`total_cpu_ms_per_bounce`,
+`cpu_bound_bounces_per_s`: what that CPU allows on this machine's cores).
 The reference run is the standard library's email parser alone over the same files (ratio).
 """
 
@@ -149,9 +153,12 @@ def run(corpus: Path, seconds: float, confusion: bool) -> dict[str, object]:
     }
 
 
-def apply_rate(count: int, seconds: float, batch: int, clients: int) -> dict[str, object]:
+def apply_rate(
+    count: int, seconds: float, batch: int, clients: int, listener_corpus: Path | None = None
+) -> dict[str, object]:
     """`count` token-attributed DSNs through the batch path (repeated for at least `seconds`),
-    then through the one-message path for a fifth of that time."""
+    then through the one-message path for a fifth of that time. `listener_corpus`: the listener
+    is fed the corpus's real bounces (each with one of the tokens) instead of the small DSNs."""
     sys.path.insert(0, str(REPO / "bench"))
     from benchdb import own_database
 
@@ -209,6 +216,14 @@ def apply_rate(count: int, seconds: float, batch: int, clients: int) -> dict[str
             if time.perf_counter() - single_started >= seconds / 5:
                 break
         single_elapsed = time.perf_counter() - single_started
+        if listener_corpus is not None:
+            # real reports: larger, every MTA's format, a boundary of their own (not err/, not/, nor mac/'s bare CRs)
+            real = [
+                path.read_bytes()
+                for path in sorted((listener_corpus / "maildir").rglob("*"))
+                if path.is_file() and path.parent.name not in ("err", "not", "mac")
+            ]
+            jobs = [(real[index % len(real)], envelope) for index, (_, envelope) in enumerate(jobs)]
         listener = listener_rate(jobs, seconds, clients)
         return {
             "applied": done,
@@ -223,9 +238,47 @@ def apply_rate(count: int, seconds: float, batch: int, clients: int) -> dict[str
         }
 
 
+def _cpu_seconds(pid: int) -> float:
+    """user + system CPU of one process so far (Linux /proc), 0 when it is gone."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _process_tree(pid: int) -> list[int]:
+    """`pid` and every process below it (the listener's classifier processes)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents[int(entry)] = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])  # noqa: SIM115
+            except OSError:
+                continue
+    tree, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        tree += frontier
+    return tree
+
+
+def _backend_pids() -> list[int]:
+    """PostgreSQL backends on this benchmark's database (the listener's, ours), when local."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        return [row[0] for row in cursor.fetchall()]
+
+
 def listener_rate(jobs: list[tuple[bytes, str]], seconds: float, clients: int) -> dict[str, object]:
     """`manage.py bounce_server` in a process of its own, fed by `clients` concurrent SMTP
-    sessions as several MTAs would: accepted messages per second, each committed before its 250."""
+    sessions as several MTAs would: accepted messages per second, each committed before its 250.
+
+    CPU per bounce (user + system, from /proc) of the listener with its classifier processes,
+    of the sending clients (this process) and of PostgreSQL's backends on this database: their
+    sum bounds the rate on this machine at `cores / cpu` whatever else runs beside it."""
     import smtplib
     import subprocess
     import threading
@@ -233,10 +286,15 @@ def listener_rate(jobs: list[tuple[bytes, str]], seconds: float, clients: int) -
     from loopback import free_port, wait_for_port
 
     port = free_port()
+    from django.conf import settings
+
     env = {
         **os.environ,
         "BOUNCE_DOMAIN": "bounce.example.net",
         "BOUNCE_MAX_PER_MINUTE_PER_CLIENT": "1000000000",
+        # as deployed: DEBUG off (no SQL capture); the same key, so the VERP tokens verify
+        "DEBUG": "false",
+        "SECRET_KEY": settings.SECRET_KEY,
     }
     server = subprocess.Popen(
         [sys.executable, "manage.py", "bounce_server", "--host", "127.0.0.1", "--port", str(port)],
@@ -247,33 +305,64 @@ def listener_rate(jobs: list[tuple[bytes, str]], seconds: float, clients: int) -
     try:
         wait_for_port(port, server, seconds=60)
         accepted = [0] * clients
-        deadline = time.perf_counter() + max(seconds, 0.5)
+        deadline = 0.0
 
-        def client(slot: int) -> None:
+        def client(slot: int, count: int | None) -> None:
             with smtplib.SMTP("127.0.0.1", port, timeout=60) as session:
                 session.ehlo("mx.example.org")
                 index = slot
-                while time.perf_counter() < deadline:
+                sent = 0
+                while (count is None and time.perf_counter() < deadline) or (
+                    count is not None and sent < count
+                ):
                     raw, envelope = jobs[index % len(jobs)]
                     session.mail("")
                     session.rcpt(envelope.rpartition("@")[0] + "@bounce.example.net")
-                    accepted[slot] += session.data(raw)[0] == 250
+                    ok = session.data(raw)[0] == 250
+                    if count is None:
+                        accepted[slot] += ok
                     index += clients
+                    sent += 1
 
-        threads = [threading.Thread(target=client, args=(slot,)) for slot in range(clients)]
+        # Warm up (database connection, classifier processes) outside the measured window.
+        client(0, 3)
+        listener_pids = _process_tree(server.pid)
+        backends = _backend_pids()
+        before = {pid: _cpu_seconds(pid) for pid in listener_pids + backends}
+        client_before = time.process_time()
+        deadline = time.perf_counter() + max(seconds, 0.5)
+        threads = [threading.Thread(target=client, args=(slot, None)) for slot in range(clients)]
         started = time.perf_counter()
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         elapsed = time.perf_counter() - started
+        client_cpu = time.process_time() - client_before
+        listener_pids = _process_tree(server.pid)
+        backends = _backend_pids()
+        listener_cpu = sum(_cpu_seconds(pid) - before.get(pid, 0.0) for pid in listener_pids)
+        database_cpu = sum(_cpu_seconds(pid) - before.get(pid, 0.0) for pid in backends)
     finally:
         server.terminate()
         server.wait(30)
+    done = max(sum(accepted), 1)
+    total = listener_cpu + client_cpu + database_cpu
+    cores = os.cpu_count() or 1
     return {
         "listener_clients": clients,
+        "listener_bytes_per_message": round(sum(len(raw) for raw, _ in jobs) / len(jobs)),
         "listener_accepted": sum(accepted),
         "listener_bounces_per_s": round(sum(accepted) / elapsed, 1),
+        "listener_processes": len(listener_pids),
+        "listener_cpu_ms_per_bounce": round(1000 * listener_cpu / done, 3),
+        "client_cpu_ms_per_bounce": round(1000 * client_cpu / done, 3),
+        "database_cpu_ms_per_bounce": round(1000 * database_cpu / done, 3),
+        "total_cpu_ms_per_bounce": round(1000 * total / done, 3),
+        "cores": cores,
+        # what the measured CPU per bounce allows on this machine's cores with nothing else running
+        "cpu_bound_bounces_per_s": round(cores * done / total, 1) if total else 0.0,
+        "load_1min": round(os.getloadavg()[0], 2),
     }
 
 
@@ -287,6 +376,11 @@ def main() -> None:
     parser.add_argument(
         "--listener-clients", type=int, default=8, help="concurrent SMTP sessions feeding bounce_server"
     )
+    parser.add_argument(
+        "--listener-corpus",
+        action="store_true",
+        help="feed the listener the corpus's bounces (each with a token) instead of small generated DSNs",
+    )
     args = parser.parse_args()
     if not (args.corpus / "expected.tsv").is_file():
         parser.error(f"--corpus: no expected.tsv in {args.corpus}")
@@ -296,7 +390,15 @@ def main() -> None:
         parser.error("--batch and --listener-clients must be at least 1")
     figures = run(args.corpus, args.seconds, args.confusion)
     if args.apply:
-        figures.update(apply_rate(args.apply, args.seconds, args.batch, args.listener_clients))
+        figures.update(
+            apply_rate(
+                args.apply,
+                args.seconds,
+                args.batch,
+                args.listener_clients,
+                args.corpus if args.listener_corpus else None,
+            )
+        )
     print(json.dumps(figures))
 
 

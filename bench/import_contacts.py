@@ -5,7 +5,9 @@ duplicates), imports it into a new list through the same service as `manage.py i
 imports it again (every row now an existing contact), then times the contacts page and a
 3-condition segment count over the result. The reference run, in the same process, is a bare
 COPY of the same file into an unindexed table: the ratio says what the checks, the dedup and the
-merge cost on top of moving the bytes.
+merge cost on top of moving the bytes. Beside wall time, the CPU seconds of this process and of
+its PostgreSQL backend (read from /proc when the server runs on this host, else 0) for each run:
+on a shared machine they move far less with the load than wall time does.
 
 Runs on a database of its own (posthorn_bench_import_<pid>) on the server DATABASE_URL names,
 or on the embedded server; the database is dropped afterwards. Last line: one JSON object.
@@ -104,6 +106,23 @@ def run(rows: int) -> int:
     CustomField.objects.create(name="signup_date", label="Signup date", type="date")
     CustomField.objects.create(name="vip", label="VIP", type="boolean")
 
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = Path(f"/proc/{cursor.fetchone()[0]}/stat")
+
+    def cpu() -> tuple[float, float]:
+        # (this process, the PostgreSQL backend): user+system CPU seconds.
+        try:
+            fields = backend.read_text().rsplit(")", 1)[1].split()
+            db = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            db = 0.0
+        return time.process_time(), db
+
+    def spent(before: tuple[float, float]) -> tuple[float, float]:
+        now = cpu()
+        return round(now[0] - before[0], 3), round(now[1] - before[1], 3)
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "contacts.csv"
         start = time.perf_counter()
@@ -115,7 +134,7 @@ def run(rows: int) -> int:
         # Reference: the same bytes through csv + COPY into a bare table.
         with connection.cursor() as cursor:
             cursor.execute("CREATE UNLOGGED TABLE bench_reference (cols text[])")
-            start = time.perf_counter()
+            start, used = time.perf_counter(), cpu()
             with (
                 path.open(encoding="utf-8", newline="") as handle,
                 cursor.copy("COPY bench_reference (cols) FROM STDIN") as copy,
@@ -123,29 +142,36 @@ def run(rows: int) -> int:
                 for record in csv.reader(handle):
                     copy.write_row((record,))
             reference_s = time.perf_counter() - start
+            reference_cpu = spent(used)
             cursor.execute("DROP TABLE bench_reference")
-        print(f"reference (csv + COPY, no checks): {reference_s:.2f}s")
+        print(
+            f"reference (csv + COPY, no checks): {reference_s:.2f}s "
+            f"(CPU {reference_cpu[0]:.2f}s here, {reference_cpu[1]:.2f}s PostgreSQL)"
+        )
 
         mailing_list = MailingList.objects.create(name="Bench")
 
-        def one_import() -> tuple[float, object]:
+        def one_import() -> tuple[float, object, tuple[float, float]]:
             record = services.contact_import_create(
                 path=str(path), filename=path.name, mode="upsert", list_ids=[mailing_list.pk]
             )
-            start = time.perf_counter()
+            start, used = time.perf_counter(), cpu()
             result = services.contact_import_run(record.pk)
-            return time.perf_counter() - start, result
+            return time.perf_counter() - start, result, spent(used)
 
-        first_s, first = one_import()
+        first_s, first, first_cpu = one_import()
         print(
-            f"first import: {first_s:.2f}s ({rows / first_s:,.0f} rows/s, {first_s / reference_s:.1f}x reference): "
+            f"first import: {first_s:.2f}s ({rows / first_s:,.0f} rows/s, {first_s / reference_s:.1f}x reference; "
+            f"CPU {first_cpu[0]:.2f}s here, {first_cpu[1]:.2f}s PostgreSQL): "
             f"{first.created} created, {first.invalid} invalid, {first.duplicates} duplicates"
         )
-        reimport_s, again = one_import()
+        reimport_s, again, reimport_cpu = one_import()
         print(
-            f"re-import: {reimport_s:.2f}s ({rows / reimport_s:,.0f} rows/s): "
+            f"re-import: {reimport_s:.2f}s ({rows / reimport_s:,.0f} rows/s; "
+            f"CPU {reimport_cpu[0]:.2f}s here, {reimport_cpu[1]:.2f}s PostgreSQL): "
             f"{again.updated} updated, {again.unchanged} unchanged, {again.created} created"
         )
+        load = os.getloadavg()[0]
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     with connection.cursor() as cursor:
@@ -194,6 +220,13 @@ def run(rows: int) -> int:
                 "reimport_per_s": round(rows / reimport_s, 1),
                 "reference_s": round(reference_s, 3),
                 "first_vs_reference": round(first_s / reference_s, 2),
+                "first_cpu_s": first_cpu[0],
+                "first_db_cpu_s": first_cpu[1],
+                "reimport_cpu_s": reimport_cpu[0],
+                "reimport_db_cpu_s": reimport_cpu[1],
+                "reference_cpu_s": reference_cpu[0],
+                "reference_db_cpu_s": reference_cpu[1],
+                "load_average_1m": round(load, 2),
                 "peak_rss_mb": round(peak_rss_mb, 1),
                 "contacts_page_ms": round(contacts_page_ms, 2),
                 "segment_count_ms": round(segment_count_ms, 2),

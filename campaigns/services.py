@@ -302,10 +302,11 @@ def _make_mailing(campaign: Campaign, variant: Variant | None, *, label: str = "
             "variant": variant.label if variant is not None else label,
             **({"utm": campaign_utm(campaign)} if campaign.utm_enabled and campaign.track_clicks else {}),
             # "Skip contacts mailed in the last N hours" is delivery's frequency cap of one message
-            # per N hours, held again when each message is claimed (an automation's mail since the
-            # plan counts); the plan already leaves out whoever was mailed before it.
+            # per N hours that skips (not holds) mail over it, checked again when each message is
+            # claimed (an automation's mail since the plan counts); the plan already leaves out
+            # whoever was mailed before it.
             **(
-                {"frequency_cap": {"messages": 1, "hours": campaign.frequency_cap_hours}}
+                {"frequency_cap": {"messages": 1, "hours": campaign.frequency_cap_hours, "over": "skip"}}
                 if campaign.frequency_cap_hours
                 else {}
             ),

@@ -44,6 +44,11 @@ def qp(text: str) -> bytes:
     """Quoted-printable bytes of `text` ending at a line boundary (a soft break when the text does not)."""
     if not text:
         return b""
+    if len(text) <= 70 and text.isascii() and text.isprintable() and "=" not in text:
+        # A short line of printable ASCII (a name, a city: most merge values) is its own encoding,
+        # except a space at its end or a lone "." (b2a_qp encodes both): skip binascii's round trip.
+        if text[-1] != " " and text != ".":
+            return text.encode() + b"=\r\n"
     encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True)
     encoded = encoded.replace(b"\n", b"\r\n")
     if not encoded.endswith(b"\r\n"):

@@ -249,14 +249,19 @@ def _mailing_state(mailing_id: int) -> str | None:
 
 
 def _skip_unsendable(mailing: Mailing, batch: list[Claimed]) -> list[Claimed]:
-    """Claim-time re-check: an unsubscribe or bounce since planning stops mail already queued."""
+    """Claim-time re-check: an unsubscribe or bounce since planning stops mail already queued; mail
+    to a contact over a frequency cap waits in the ledger until the cap has room (and is checked again)."""
     blocked = eligibility.unsendable(mailing, [(c.id, c.contact_id, c.email) for c in batch])
-    if not blocked:
-        return batch
-    ledger.release(
-        sorted(blocked), MessageState.SKIPPED, "not sent: the contact became unsendable before sending"
-    )
-    return [c for c in batch if c.id not in blocked]
+    if blocked:
+        ledger.release(
+            sorted(blocked), MessageState.SKIPPED, "not sent: the contact became unsendable before sending"
+        )
+        batch = [c for c in batch if c.id not in blocked]
+    held = eligibility.frequency_holds(mailing, [(c.id, c.contact_id, c.email) for c in batch])
+    for until, ids in held.items():
+        ledger.hold(ids, until, HoldReason.FREQUENCY)
+    waiting = {i for ids in held.values() for i in ids}
+    return [c for c in batch if c.id not in waiting] if waiting else batch
 
 
 def _contexts(
@@ -582,12 +587,12 @@ def _stream_batch(
     deadline: float,
     result: RunResult,
 ) -> str:
-    tokens = {c.id: verp.message_token(c.id, "unsubscribe") for c in batch}
+    tokens = verp.message_tokens((c.id for c in batch), "unsubscribe")
     contexts = _retrying(_contexts, mailing, builder, batch, tokens)
     recorder = Recorder(
         mailing=mailing, relay_id=relay.pk, contact_of={c.id: c.contact_id for c in batch}, holdings=holdings
     )
-    mail_from = {c.id: verp.verp_address(c.id).encode() for c in batch}
+    mail_from = verp.verp_addresses(c.id for c in batch)
     untried = {c.id for c in batch}
     control: dict[str, Any] = {"stop": "", "tokens": 0, "state_at": time.monotonic(), "announced": 0}
 

@@ -54,6 +54,13 @@ def _update_many(sql_set: str, rows: list[tuple], width: int, extra: list[Any]) 
         cursor.execute(sql_set.format(values=values), [*extra, *params])
 
 
+def _outcome_columns(outcomes: Sequence[Outcome]) -> list[list]:
+    """(ids, codes, replies) of outcomes as three arrays, for `unnest(%s::bigint[], %s::smallint[],
+    %s::text[])`: one parameter a column whatever the count, where a VALUES list had three a row
+    (the send path's most frequent statement: its text, and so its parsing, no longer grows with it)."""
+    return [[o.key for o in outcomes], [o.code or None for o in outcomes], [o.reply[:1000] for o in outcomes]]
+
+
 # --- planning and queueing ---
 
 
@@ -395,32 +402,28 @@ def record_outcomes(
     ones (the data went and no reply came: it may have been accepted) count an attempt and are
     marked recovered.
     """
-    with transaction.atomic():
+    with transaction.atomic(), connection.cursor() as cursor:
         if sent:
-            _update_many(
+            cursor.execute(
                 """
                 UPDATE delivery_message AS m SET state = 'sent', sent_at = %s, relay_id = %s,
-                    smtp_code = v.code::smallint, smtp_reply = v.reply::text, attempts = m.attempts + 1,
+                    smtp_code = v.code, smtp_reply = v.reply, attempts = m.attempts + 1,
                     lease_expires_at = NULL, next_attempt_at = NULL, hold_reason = ''
-                FROM (VALUES {values}) AS v(id, code, reply)
+                FROM unnest(%s::bigint[], %s::smallint[], %s::text[]) AS v(id, code, reply)
                 WHERE m.id = v.id
                 """,
-                [(o.key, o.code, o.reply[:1000]) for o in sent],
-                3,
-                [now, relay_id],
+                [now, relay_id, *_outcome_columns(sent)],
             )
         if failed:
-            _update_many(
+            cursor.execute(
                 """
                 UPDATE delivery_message AS m SET state = 'failed', relay_id = %s,
-                    smtp_code = v.code::smallint, smtp_reply = v.reply::text, attempts = m.attempts + 1,
+                    smtp_code = v.code, smtp_reply = v.reply, attempts = m.attempts + 1,
                     lease_expires_at = NULL, next_attempt_at = NULL, hold_reason = ''
-                FROM (VALUES {values}) AS v(id, code, reply)
+                FROM unnest(%s::bigint[], %s::smallint[], %s::text[]) AS v(id, code, reply)
                 WHERE m.id = v.id
                 """,
-                [(o.key, o.code or None, o.reply[:1000]) for o in failed],
-                3,
-                [relay_id],
+                [relay_id, *_outcome_columns(failed)],
             )
             _failure_events(mailing_id, failed, now)
         if deferred:
@@ -618,9 +621,10 @@ def requeue_due() -> int:
             """
             UPDATE delivery_message SET state = 'failed', next_attempt_at = NULL, hold_reason = '',
                 smtp_reply = 'gave up: still deferred after the maximum age. Last reply: ' || smtp_reply
-            -- Mail a warm-up, a sending window or the guard holds was never tried: the age limit is for retries.
+            -- Mail a warm-up, a sending window, the guard or a frequency cap holds was never tried:
+            -- the age limit is for retries.
             WHERE state = 'deferred' AND created_at < clock_timestamp() - %s
-              AND hold_reason NOT IN ('warmup', 'window', 'guard')
+              AND hold_reason NOT IN ('warmup', 'window', 'guard', 'frequency')
             """,
             [max_age],
         )

@@ -222,6 +222,8 @@ class HoldReason(models.TextChoices):
     CONNECTIONS = "connection", "Receiving domain's connections in use"
     # The deliverability guard paused one receiving domain group of the Mailing (not before: the far future).
     GUARD = "guard", "Paused by the guard for its receiving domain"
+    # The contact had as much marketing mail as a frequency cap allows: it goes when the cap has room.
+    FREQUENCY = "frequency", "Over the contact's frequency cap"
 
 
 class Message(models.Model):
@@ -231,7 +233,9 @@ class Message(models.Model):
     Hold = HoldReason
 
     id = models.BigAutoField(primary_key=True)
-    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="messages")
+    # No single-column indexes on mailing or contact: delivery_msg_progress and delivery_msg_contact
+    # lead with them, and every index here costs each claim and each outcome a write.
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="messages", db_index=False)
     send_group = models.CharField(max_length=100)
     # No database constraint (as contacts' own subscriptions): PostgreSQL would check it row by row
     # when a plan inserts a million Messages. Erasing a contact nulls it through the ORM.
@@ -242,6 +246,7 @@ class Message(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
         db_constraint=False,
+        db_index=False,
     )
     email = models.CharField(max_length=320)
     state = models.CharField(max_length=10, choices=MessageState.choices, default=MessageState.QUEUED)

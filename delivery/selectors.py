@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from delivery import ratelimit
 from delivery.models import HoldReason, Mailing, Message, MessageEvent, MessageState, Relay, SendingIdentity
+from mailplatform.sqlarrays import text_array
 
 STATES = [s.value for s in MessageState]
 
@@ -653,12 +654,12 @@ def keys_engaged(keys: Sequence[str], *, clicked: bool) -> set[str]:
     rows = _rows(
         f"""
         SELECT m.idempotency_key FROM delivery_message m
-        WHERE m.idempotency_key = ANY(%s) AND EXISTS (
+        WHERE m.idempotency_key = ANY(%s::text[]) AND EXISTS (
             SELECT 1 FROM delivery_messageevent e
             WHERE e.message_id = m.id AND e.kind = ANY(%s) AND {HUMAN_SQL}
         )
         """,  # noqa: S608 - fixed SQL fragments
-        [list(keys), kinds],
+        [text_array(keys), kinds],  # thousands of keys: one array literal (mailplatform.sqlarrays)
     )
     return {row[0] for row in rows}
 

@@ -8,11 +8,12 @@ The same scheme signs the mailto: unsubscribe address and the one-click unsubscr
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import re
+from collections.abc import Iterable
 from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
 
@@ -26,13 +27,43 @@ def _key(purpose: str, secret: str) -> bytes:
     return hashlib.sha256(f"posthorn-verp:{purpose}:".encode() + secret.encode()).digest()
 
 
+# Lower-case base32 (RFC 4648's alphabet) of 10 bits at a time: 40 bits are four look-ups.
+_B32 = "abcdefghijklmnopqrstuvwxyz234567"
+_B32_PAIRS = [a + b for a in _B32 for b in _B32]
+
+
+def _b32_40(digest: bytes) -> str:
+    """base64.b32encode(digest[:5]).decode().lower(), without its general machinery."""
+    n = int.from_bytes(digest[:_MAC_BYTES], "big")
+    pairs = _B32_PAIRS
+    return pairs[n >> 30] + pairs[(n >> 20) & 1023] + pairs[(n >> 10) & 1023] + pairs[n & 1023]
+
+
+@lru_cache(maxsize=8)
+def _pads(purpose: str, secret: str) -> tuple[Any, Any]:
+    """SHA-256 states after the key's inner and outer pads (RFC 2104), once per key."""
+    key = _key(purpose, secret).ljust(64, b"\0")  # a 32-byte key is padded to the 64-byte block
+    return (
+        hashlib.sha256(bytes(b ^ 0x36 for b in key)),
+        hashlib.sha256(bytes(b ^ 0x5C for b in key)),
+    )
+
+
 def _mac(purpose: str, message_id: int, secret: str | None = None) -> str:
-    key = _key(purpose, secret if secret is not None else settings.SECRET_KEY)
-    digest = hmac.new(key, str(message_id).encode(), hashlib.sha256).digest()
-    return base64.b32encode(digest[:_MAC_BYTES]).decode().lower()
+    # HMAC-SHA256 from copies of the padded key's states: the same bytes as hmac.new(key, ...)
+    # at a quarter of its cost (~1.3 us against ~5.8), which a send pays three times per message
+    # (return path, unsubscribe, Message-ID).
+    inner, outer = _pads(purpose, secret if secret is not None else settings.SECRET_KEY)
+    inner = inner.copy()
+    inner.update(str(message_id).encode())
+    outer = outer.copy()
+    outer.update(inner.digest())
+    return _b32_40(outer.digest())
 
 
+@lru_cache(maxsize=4096)
 def base36(number: int) -> str:
+    # Cached: a message's id is put in base 36 for each of its tokens, at the moment it is sent.
     if number == 0:
         return "0"
     out = []
@@ -61,8 +92,29 @@ def message_id_from_token(token: str, purpose: str = "bounce") -> int | None:
     return None
 
 
+def message_tokens(message_ids: Iterable[int], purpose: str = "bounce") -> dict[int, str]:
+    """message_token of each id, the key looked up once (a send's batch: hundreds at a time)."""
+    inner, outer = _pads(purpose, settings.SECRET_KEY)
+    tokens = {}
+    for message_id in message_ids:
+        if message_id < 0:
+            raise ValueError("message ids are positive")
+        mac_inner = inner.copy()
+        mac_inner.update(str(message_id).encode())
+        mac = outer.copy()
+        mac.update(mac_inner.digest())
+        tokens[message_id] = f"{base36(message_id)}-{_b32_40(mac.digest())}"
+    return tokens
+
+
 def verp_address(message_id: int) -> str:
     return f"bounces+{message_token(message_id)}@{settings.BOUNCE_DOMAIN}"
+
+
+def verp_addresses(message_ids: Iterable[int]) -> dict[int, bytes]:
+    """verp_address of each id, encoded for the SMTP envelope."""
+    domain = settings.BOUNCE_DOMAIN
+    return {i: f"bounces+{token}@{domain}".encode() for i, token in message_tokens(message_ids).items()}
 
 
 def unsubscribe_address(message_id: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -562,6 +563,9 @@ BOUNCE_SMTP_HOST = env_str("BOUNCE_SMTP_HOST", "127.0.0.1")
 BOUNCE_SMTP_PORT = env_int("BOUNCE_SMTP_PORT", 2526, minimum=1)
 BOUNCE_MAX_MESSAGE_BYTES = env_int("BOUNCE_MAX_MESSAGE_BYTES", 10 * 1024 * 1024, minimum=1024)
 BOUNCE_MAX_PER_MINUTE_PER_CLIENT = env_int("BOUNCE_MAX_PER_MINUTE_PER_CLIENT", 600, minimum=1)
+# Processes the SMTP listener classifies in (0: in the listener itself), beside the one that
+# speaks SMTP and stores (delivery/bounces/server.py).
+BOUNCE_CLASSIFY_PROCESSES = env_int("BOUNCE_CLASSIFY_PROCESSES", min(os.cpu_count() or 1, 4), minimum=0)
 BOUNCE_POLL_SECONDS = env_int("BOUNCE_POLL_SECONDS", 120, minimum=10)
 CELERY_TASK_ROUTES["delivery.bounces.tasks.*"] = {"queue": "bounces"}
 # ESP tracking webhooks (/bounces/webhooks/<esp>/tracking/): basic auth "user:password" in the URL

@@ -179,6 +179,11 @@ def stop_processes(processes: list[subprocess.Popen]) -> None:
 def celery_worker_process(transactional_db) -> Iterator[subprocess.Popen]:
     """A real Celery worker process on the test database and Redis; for tests about workers.
     With POSTHORN_TEST_WORKER_LOG=<file> it logs at INFO into that file (to see what it did)."""
+    from mailplatform.celery import app
+
+    # Tasks other tests queued without a worker name other tests' rows: running them first would only
+    # hold this test's own tasks up behind them (a solo worker takes one at a time).
+    app.control.purge()
     log = os.environ.get("POSTHORN_TEST_WORKER_LOG")
     process = start_celery_worker(log_file=Path(log) if log else None)
     yield process

@@ -10,14 +10,17 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import logging
 import re
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses, parseaddr
 
 from delivery.bounces import rules
 
+log = logging.getLogger(__name__)
 MAX_PARSE_BYTES = 2 * 1024 * 1024  # the report is at the top; a 50 MB attachment is not read
 MAX_DEPTH = 24
 MAX_PARTS = 200
@@ -64,7 +67,7 @@ class BounceRecipient:
     reply_code: str = ""
 
     def as_dict(self) -> dict[str, str]:
-        return asdict(self)
+        return dict(self.__dict__)  # every field is a str: no deep copy (asdict) needed
 
 
 @dataclass
@@ -838,6 +841,21 @@ def classify(raw: bytes | str, *, _forwarded: bool = False) -> BounceReport:
         report.format = "text"
         return report
     return (None if _forwarded else _forwarded_report(parts)) or report
+
+
+def classify_safely(raw: bytes | str) -> BounceReport:
+    """classify(), never raising: the classifier is bounded, but no inbound path may die of it."""
+    try:
+        return classify(raw)
+    except Exception as exc:
+        log.exception("bounce classifier failed")
+        return BounceReport(format="none", errors=[repr(exc)])
+
+
+def classify_each(raws: Sequence[bytes]) -> list[BounceReport]:
+    """classify_safely() over several messages: one task of the SMTP listener's classifier
+    processes (pure Python, no database, so it runs in any process)."""
+    return [classify_safely(raw) for raw in raws]
 
 
 def _forwarded_report(parts: list[tuple[Message, int, bool]]) -> BounceReport | None:

@@ -34,7 +34,7 @@ from contacts import services as contacts
 from contacts.selectors import contact_ids_by_address
 from delivery import ledger, verp
 from delivery.bounces import bulk, rules
-from delivery.bounces.classifier import BounceRecipient, BounceReport, classify, classify_refusal
+from delivery.bounces.classifier import BounceRecipient, BounceReport, classify_refusal, classify_safely
 from delivery.bounces.models import BounceEvent, BouncePolicy, InboundMessage
 from delivery.bounces.selectors import MessageInfo, messages_info
 from delivery.mailings import unsubscribe_by_message
@@ -280,14 +280,6 @@ def _count_for_metrics(events: list[BounceEvent]) -> None:
 # --- Inbound messages (SMTP listener, MTA pipe, mailbox poller, bench) ---
 
 
-def _classify(raw: bytes) -> BounceReport:
-    try:
-        return classify(raw)
-    except Exception as exc:  # the classifier is bounded, but the listener must never die of it
-        log.exception("bounce classifier failed")
-        return BounceReport(format="none", errors=[repr(exc)])
-
-
 def _mailto_unsubscribe(envelope_to: Sequence[str]) -> bool | None:
     """List-Unsubscribe's mailto: target lives on the bounce domain too. None: not one."""
     for address in envelope_to:
@@ -309,13 +301,23 @@ def bounce_process(
     return bounces_process([item], fall_back=False)[0]
 
 
-def bounces_process(items: Sequence[Inbound], *, fall_back: bool = True) -> list[ProcessResult]:
+def bounces_process(
+    items: Sequence[Inbound],
+    *,
+    reports: Sequence[BounceReport] | None = None,
+    fall_back: bool = True,
+) -> list[ProcessResult]:
     """Many inbound messages in one transaction: classified in Python, then stored, attributed and
     put through the policy in a few set-based statements. If the batch fails (one poisonous
-    message), each message is retried in a transaction of its own so the others still land."""
+    message), each message is retried in a transaction of its own so the others still land.
+    `reports`: the items' classifications when the caller made them already (the SMTP listener
+    classifies in processes of its own, off the thread that stores)."""
     if not items:
         return []
-    reports = [_classify(item.raw) for item in items]
+    if reports is None:
+        reports = [classify_safely(item.raw) for item in items]
+    elif len(reports) != len(items):
+        raise ValueError("one report per item")
     try:
         with transaction.atomic():
             return _process_batch(items, reports)
@@ -324,16 +326,16 @@ def bounces_process(items: Sequence[Inbound], *, fall_back: bool = True) -> list
             raise
         log.exception("bounce batch of %d failed: processing one by one", len(items))
     results: list[ProcessResult] = []
-    for item in items:
+    for item, report in zip(items, reports, strict=True):
         try:
-            results.append(bounces_process([item], fall_back=False)[0])
+            results.append(bounces_process([item], reports=[report], fall_back=False)[0])
         except Exception:  # this one message is the poison: the caller keeps it for a later try
             log.exception("bounce from %s could not be processed", item.envelope_from or "?")
             results.append(ProcessResult(inbound_id=None, outcome="error"))
     return results
 
 
-def _process_batch(items: Sequence[Inbound], reports: list[BounceReport]) -> list[ProcessResult]:
+def _process_batch(items: Sequence[Inbound], reports: Sequence[BounceReport]) -> list[ProcessResult]:
     now = timezone.now()
     results = [ProcessResult(inbound_id=None, outcome="none") for _ in items]
     tokens: list[int | None] = [None] * len(items)

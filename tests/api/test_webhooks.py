@@ -277,6 +277,7 @@ def test_webhook_secrets_rotate_with_every_other_secret(settings, capsys):
         ("delivery.SendingIdentity", "dkim_private_key_encrypted"),
         ("bounces.BounceMailbox", "password_encrypted"),
         ("mailplatform.WebhookEndpoint", "secret_encrypted"),
+        ("automations.Automation", "webhook_secret_encrypted"),
     }
     endpoint, secret = _subscribe("https://hooks.example.com/in", ["bounced"])
     new_key = Fernet.generate_key().decode()

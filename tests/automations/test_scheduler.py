@@ -205,3 +205,48 @@ def test_a_tick_goes_on_past_a_full_batch_of_runs_that_stay(series, make_contact
     runs = Run.objects.filter(automation=automation)
     assert {r.step.kind for r in runs} == {"branch"}
     assert not runs.filter(next_at__lte=moment).exists()  # every one was looked at in that tick
+
+
+def test_one_batch_moves_a_run_on_until_it_must_wait_and_stops_after_changing_its_contact(
+    make_template, make_contacts
+):
+    import datetime as dt
+
+    from automations.models import RunEvent
+    from automations.selectors import ledger_rows_per_run_and_step
+    from automations.services import automation_create, automation_set_status, enrol, step_add
+    from contacts.models import CustomField
+
+    CustomField.objects.create(name="stage", label="Stage", type="text")
+    automation = automation_create(name="Chain", trigger="manual")
+    step_add(automation.pk, kind="send", template_id=make_template("A").pk)
+    step_add(automation.pk, kind="send", template_id=make_template("B").pk)
+    step_add(automation.pk, kind="update_field", config={"field": "stage", "value": "two mails"})
+    step_add(automation.pk, kind="wait", config={"mode": "duration", "seconds": 3600})
+    step_add(automation.pk, kind="end")
+    automation_set_status(automation.pk, "active")
+    contacts = make_contacts(3)
+    enrol(automation.pk, [c.pk for c in contacts])
+    moment = later()
+
+    # Send, send, update the field: three moves in one batch; then it stops, due again at once.
+    result = scheduler.advance_batch(moment, 100)
+    assert (result["claimed"], result["transitions"], result["sent"]) == (3, 9, 6)
+    assert _messages(automation).count() == 6
+    runs = list(Run.objects.filter(automation=automation))
+    assert {r.step.kind for r in runs} == {"wait"} and {r.next_at for r in runs} == {moment}
+    assert {r.last_send_step_id for r in runs} == {Step.objects.get(automation=automation, position=2).pk}
+    history = list(RunEvent.objects.filter(run=runs[0]).exclude(kind="entered").order_by("id"))
+    assert [(e.kind, Step.objects.get(pk=e.step_id).position) for e in history] == [
+        ("sent", 1),
+        ("sent", 2),
+        ("field updated", 3),
+    ]
+    # The next batch checks its exits, then it waits an hour from now.
+    result = scheduler.advance_batch(moment, 100)
+    assert (result["claimed"], result["transitions"], result["waiting"]) == (3, 0, 3)
+    assert {r.wait_until for r in Run.objects.filter(automation=automation)} == {
+        moment + dt.timedelta(hours=1)
+    }
+    # One ledger row per run and send step.
+    assert ledger_rows_per_run_and_step(automation.pk) == (6, 6)

@@ -88,16 +88,22 @@ def test_an_event_branch_and_the_exit_segment(make_contacts):
     assert run.status == "exited" and run.exit_reason == "entered the exit segment"
 
 
-def test_the_webhook_step_refuses_private_addresses_and_posts_the_run(settings):
+def test_the_webhook_step_refuses_private_addresses_and_posts_the_run_signed(settings):
+    from automations.selectors import webhook_secret
+    from mailplatform.webhooks import verify
+
     automation = services.automation_create(name="Hook", trigger="manual")
     with pytest.raises(Invalid, match="private"):
         services.step_add(automation.pk, kind="webhook", config={"url": "http://127.0.0.1:9/hook"})
 
     received: list[dict] = []
+    signed: list[tuple[bytes, str]] = []
 
     class Hook(http.server.BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            signed.append((body, self.headers.get("Posthorn-Signature", "")))
             self.send_response(204)
             self.end_headers()
 
@@ -121,6 +127,12 @@ def test_the_webhook_step_refuses_private_addresses_and_posts_the_run(settings):
     finally:
         server.shutdown()
     assert received[0]["contact"]["email"] == "hooked@example.org" and received[0]["run"] == run.pk
+    # Signed with the automation's secret (made with its first webhook step), as outbound webhooks are.
+    automation.refresh_from_db()
+    secret = webhook_secret(automation)
+    assert secret.startswith("whsec_") and [verify(secret, body, header) for body, header in signed] == [True]
+    assert not verify("whsec_another", *signed[0])
+    assert "whsec_" not in automation.webhook_secret_encrypted  # stored encrypted
     assert run.events.filter(kind="webhook", detail="webhook: 204").exists()
     assert Step.objects.filter(automation=automation).count() == 1
 

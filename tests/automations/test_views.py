@@ -152,3 +152,16 @@ def test_a_developer_cannot_move_steps(developer_client, series):
     )
     assert response.status_code == 403
     assert Step.objects.get(pk=first.pk).position == 1
+
+
+def test_the_webhook_signing_secret_shows_to_editors_only(client, make_user, settings):
+    from automations.selectors import webhook_secret
+
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True
+    automation = services.automation_create(name="Hooked", trigger="manual")
+    services.step_add(automation.pk, kind="webhook", config={"url": "http://127.0.0.1:9/hook"})
+    secret = webhook_secret(Automation.objects.get(pk=automation.pk))
+    client.force_login(make_user("marketer", "mara"))
+    assert secret in client.get(f"/automations/{automation.pk}/").content.decode()
+    client.force_login(make_user("developer", "dev"))
+    assert secret not in client.get(f"/automations/{automation.pk}/").content.decode()

@@ -13,6 +13,10 @@ def test_bounce_corpus_bench_small() -> None:
     assert figures["parse_per_s"] > 0 and figures["bounces_per_s"] > 0 and figures["applied"] >= 20
     assert figures["batch"] == 7 and figures["single_applied"] >= 1 and figures["single_bounces_per_s"] > 0
     assert figures["listener_accepted"] >= 1 and figures["listener_bounces_per_s"] > 0
+    # the listener runs with its classifier processes, and what each bounce cost is accounted
+    assert figures["listener_processes"] >= 2 and figures["listener_cpu_ms_per_bounce"] > 0
+    assert figures["total_cpu_ms_per_bounce"] >= figures["listener_cpu_ms_per_bounce"]
+    assert figures["cpu_bound_bounces_per_s"] > 0
 
 
 def test_bounce_corpus_bench_refuses_a_missing_corpus(tmp_path) -> None:

@@ -18,5 +18,10 @@ def test_import_bench_runs_and_prints_json():
     assert figures["reimport_updated"] + figures["reimport_unchanged"] == figures["created"]
     for key in ("first_per_s", "reimport_per_s", "peak_rss_mb", "contacts_page_ms", "segment_count_ms"):
         assert figures[key] > 0
+    # CPU seconds beside wall time (the backend's are 0 when the server is on another host).
+    for key in ("first_cpu_s", "reimport_cpu_s", "reference_cpu_s"):
+        assert figures[key] > 0
+    for key in ("first_db_cpu_s", "reimport_db_cpu_s", "reference_db_cpu_s", "load_average_1m"):
+        assert figures[key] >= 0
     left = server_databases() - before
     assert not any(name.startswith("posthorn_bench_import_") for name in left)

@@ -14,6 +14,24 @@ def test_send_bench_small():
     assert figures["msgs_per_s"] > 0 and figures["smtp_source_per_s"] > 0 and figures["dkim_sign_per_s"] > 0
     assert abs(figures["ratio"] - figures["msgs_per_s"] / figures["smtp_source_per_s"]) < 0.01
     assert figures["worker_cpu_ms_per_message"] > 0 and figures["messages_per_hour_per_process"] > 0
+    # Against the wire: a second send into a sink without a dump, which counts what it gets.
+    assert figures["wire_sent"] == 300 and figures["wire_received"] == 300
+    assert figures["wire_msgs_per_s"] > 0 and figures["smtp_source_no_dump_per_s"] > 0
+    assert (
+        abs(figures["wire_ratio"] - figures["wire_msgs_per_s"] / figures["smtp_source_no_dump_per_s"]) < 0.01
+    )
+    # The CPU of the workers, of the database's backends (the test server runs on this host) and
+    # of the run's own Redis, per message, and their sum.
+    parts = [figures[f"cpu_us_per_msg_{name}"] for name in ("workers", "postgres", "redis")]
+    assert parts[0] > 0 and parts[1] > 0, figures
+    assert abs(figures["cpu_us_per_msg"] - sum(parts)) < 0.5
+
+
+def test_send_bench_no_dump_only_sends_against_the_wire():
+    figures = run_bench("bench/send.py", "--no-dump", "--messages", "200", env=worker_env())
+    assert figures["received"] == figures["duplicates"] == figures["missing"] == -1
+    assert figures["sent"] == figures["wire_sent"] == figures["wire_received"] == 200
+    assert figures["wire_ratio"] > 0 and figures["cpu_us_per_msg"] > 0
 
 
 def test_send_bench_refuses_a_bad_size():

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from contacts.models import Contact, ContactStatus, Subscription, Suppression
 from contacts.services import contact_create, mailing_list_get_or_create
-from delivery.bounces import services
+from delivery.bounces import bulk, services
 from delivery.bounces.models import BounceEvent, BouncePolicy, InboundMessage
 from delivery.bounces.services import EspEvent, Inbound, bounces_process, esp_events_process
 from delivery.models import MessageEvent
@@ -102,6 +103,30 @@ def test_the_number_of_statements_does_not_grow_with_the_batch() -> None:
     # (Django counts its own statements; the unnest inserts of bulk.py are fixed per table anyway.)
     BouncePolicy.current()  # created once, on first use
     assert _statements(30) == _statements(3) <= 12
+
+
+def test_a_bulk_insert_returns_each_rows_own_id() -> None:
+    # ids come back in the rows' order, whatever order PostgreSQL inserts them in
+    values = [
+        {
+            "received_at": timezone.now(),
+            "source": "smtp",
+            "subject": f"subject {n}",
+            "size": n,
+            "raw": bytes([n]) * n,
+        }
+        for n in reversed(range(256))
+    ]
+    rows = [[value.get(name, "") for name in services.INBOUND_FIELDS] for value in values]
+    ids = bulk.insert_rows(InboundMessage, services.INBOUND_FIELDS, rows)
+    stored = {m.pk: m for m in InboundMessage.objects.all()}
+    assert len(set(ids)) == len(stored) == 256
+    for pk, value in zip(ids, values, strict=True):
+        assert (stored[pk].subject, stored[pk].size, bytes(stored[pk].raw)) == (
+            value["subject"],
+            value["size"],
+            value["raw"],
+        )
 
 
 def test_a_poisonous_message_does_not_hold_back_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:

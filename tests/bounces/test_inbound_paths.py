@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
+import signal
 import smtplib
 import socket
 import subprocess
@@ -14,10 +16,12 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from delivery.bounces import server
 from delivery.bounces.mailboxes import mailbox_password, mailbox_poll, mailbox_set_password
 from delivery.bounces.models import BounceEvent, BounceMailbox, InboundMessage
 from delivery.bounces.server import GroupCommit, bounce_controller, flood_reset
 from delivery.bounces.services import Inbound
+from mailplatform.redis_cache import redis_client
 from tests.bounces.dovecot import dovecot  # noqa: F401  (fixture)
 from tests.conftest import REPO_ROOT, database_url_for_tests
 
@@ -143,6 +147,18 @@ def test_the_flood_limit_holds_across_listener_processes(listener) -> None:
     assert codes == [250] * 5 + [421]
 
 
+def test_without_redis_the_flood_limit_holds_per_process(listener, settings) -> None:
+    shared = redis_client()
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    codes = []
+    for _ in range(7):
+        with smtplib.SMTP("127.0.0.1", listener, timeout=10) as client:
+            client.ehlo("mx.example.org")
+            codes.append(client.mail("")[0])
+    assert codes == [250] * 5 + [421] * 2
+    assert not shared.exists(server._flood_key("bounce.example.net", "127.0.0.1"))  # counted here
+
+
 def test_listener_survives_garbage(listener) -> None:
     with smtplib.SMTP("127.0.0.1", listener, timeout=10) as client:
         client.ehlo("mx.example.org")
@@ -173,10 +189,62 @@ def test_the_listener_stores_messages_that_arrive_together_in_one_transaction(tr
     finally:
         store.close()
     assert len({r.inbound_id for r in results}) == 5 and all(r.outcome == "unattributed" for r in results)
+    assert _one_transaction()
+    assert InboundMessage.objects.count() == 5
+
+
+def _one_transaction() -> bool:
     with connection.cursor() as cursor:  # rows written by one transaction share its xmin
         cursor.execute(f"SELECT count(DISTINCT xmin::text) FROM {InboundMessage._meta.db_table}")  # noqa: S608
-        assert cursor.fetchone()[0] == 1
-    assert InboundMessage.objects.count() == 5
+        return cursor.fetchone()[0] == 1
+
+
+def test_classifier_processes_read_the_messages_and_the_store_thread_stores_them_together(
+    transactional_db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def not_here(raw: bytes):
+        raise AssertionError("classified in the listener's own process")
+
+    monkeypatch.setattr(server, "classify_safely", not_here)  # the processes import their own copy
+    store = GroupCommit(classify_processes=2)
+    store.start()
+    items = [
+        Inbound(
+            raw=(SAMPLES / "exim-text.eml").read_bytes(), source="smtp", envelope_to=(f"b+{n}@x.example",)
+        )
+        for n in range(9)
+    ]
+
+    async def sessions() -> list:
+        return await asyncio.gather(*(store.store(item) for item in items))
+
+    try:
+        results = asyncio.run(sessions())
+    finally:
+        store.close()
+    assert [r.outcome for r in results] == ["unattributed"] * 9  # one answer each, after its commit
+    assert len({r.inbound_id for r in results}) == 9 and _one_transaction()
+    assert set(BounceEvent.objects.values_list("recipient", flat=True)) == {"gone@example.com"}
+
+
+def test_a_killed_classifier_process_costs_no_message(transactional_db) -> None:
+    store = GroupCommit(classify_processes=1)
+    store.start()
+    (worker,) = [p for p in multiprocessing.active_children() if p.name.startswith("SpawnProcess")]
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.join(10)
+    item = Inbound(raw=(SAMPLES / "exim-text.eml").read_bytes(), source="smtp")
+
+    async def session() -> list:
+        return [await store.store(item), await store.store(item)]
+
+    try:
+        # the first is read by the store thread while a new process starts, the second by that one
+        results = asyncio.run(session())
+    finally:
+        store.close()
+    assert [r.outcome for r in results] == ["unattributed"] * 2
+    assert BounceEvent.objects.filter(recipient="gone@example.com").count() == 2
 
 
 # --- The mailbox poller, against a real Dovecot ---
@@ -222,3 +290,24 @@ def test_poller_records_a_wrong_password_without_raising(transactional_db, dovec
     assert mailbox_poll(mailbox) == 0
     mailbox.refresh_from_db()
     assert "AUTHENTICATIONFAILED" in mailbox.last_error or "failed" in mailbox.last_error.lower()
+
+
+PATHS = [
+    "<>", "<> SIZE=100", "<>\tX", "<a@b.c>", "<a@b.c> SIZE=100", "<a@b.c>  SIZE=100 BODY=8BITMIME ",
+    "<bounces+1-abc@bounce.example.net>", " <a@b.c>", "<a@b.c>\tSIZE=1", "<Ab@Cd.EF>",
+    "< a@b.c >", '<"a b"@c.d>', "<a.b@c>x", "<a..b@c>", "<.a@b>", "<a@b.c> (comment)", "<a@[1.2.3.4]>",
+    "a@b.c", "<@x:a@b.c>", "<a@-b.c>", "<x@b.c> ", "<a@b.c > X", "<" + "x" * 70 + "@b.c>", "", "<a@b.c",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("local_part_limit", [0, 64])
+def test_the_listener_reads_mail_and_rcpt_paths_as_aiosmtpd_does(local_part_limit: int) -> None:
+    # Its shortcut for the plain forms must answer what the RFC 5322 parser answers, whatever comes.
+    from aiosmtpd.smtp import SMTP
+
+    from delivery.bounces.server import BounceSMTP
+
+    ours = BounceSMTP(None, enable_SMTPUTF8=True)
+    theirs = SMTP(None, enable_SMTPUTF8=True)
+    ours.local_part_limit = theirs.local_part_limit = local_part_limit
+    assert [ours._getaddr(path) for path in PATHS] == [theirs._getaddr(path) for path in PATHS]

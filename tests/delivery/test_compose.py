@@ -197,3 +197,27 @@ def test_display_names_and_long_subjects():
     assert format_address("a@example.com", "Zoë").startswith("=?utf-8?b?")
     folded = encode_unstructured("word " * 40)
     assert all(len(line) <= 78 for line in folded.split("\r\n"))
+
+
+def test_short_values_encode_as_binascii_does():
+    """qp's shortcut for short printable values gives binascii's bytes exactly: a trailing space,
+    a lone dot, "=", tabs, non-ASCII and long lines still go through b2a_qp."""
+    import binascii
+    import random
+
+    def reference(text: str) -> bytes:
+        if not text:
+            return b""
+        encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True)
+        encoded = encoded.replace(b"\n", b"\r\n")
+        return encoded if encoded.endswith(b"\r\n") else encoded + b"=\r\n"
+
+    rng = random.Random(11)
+    printable = [chr(c) for c in range(32, 127)]
+    odd = [*printable, "\t", "\x01", "\x7f", "é", "€", "=", ".", " ", "\r\n", "\n"]
+    cases = ["", ".", " ", "a ", ". ", "..", "=", "a=b", "x" * 70, "x" * 71, "x" * 76, "x" * 77, ".a", "a\t"]
+    for _ in range(20000):
+        alphabet = odd if rng.random() < 0.3 else printable
+        cases.append("".join(rng.choice(alphabet) for _ in range(rng.choice([1, 2, 5, 40, 70, 71, 80]))))
+    for text in cases:
+        assert qp(text) == reference(text), repr(text)

@@ -1,6 +1,7 @@
 """The frequency cap: delivery counts every marketing message sent to a contact (campaigns and
-automations alike) and skips one over the cap when it is claimed; a campaign's "skip contacts
-mailed in the last N hours" is a cap of one per N hours on its Mailing."""
+automations alike); a message over the cap when it is claimed waits in the ledger until the cap has
+room, and is sent then (checked again). A campaign's "skip contacts mailed in the last N hours" is a
+cap of one per N hours on its Mailing that skips instead."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
-from delivery.eligibility import over_frequency_cap, unsendable
+from delivery import engine, ledger
+from delivery.eligibility import frequency_holds, over_frequency_cap, unsendable
 from delivery.mailings import mailing_create
 from delivery.models import Message
 
@@ -56,7 +58,13 @@ def test_the_install_cap_counts_marketing_mail_of_any_mailing(settings):
     next_one = _mailing(automation_id=2)
     ids = [busy.pk, quiet.pk, old.pk]
     assert over_frequency_cap(next_one, ids) == {busy.pk}
-    assert unsendable(next_one, [(c, c, "") for c in ids]) == {busy.pk}
+    assert (
+        unsendable(next_one, [(c, c, "") for c in ids]) == set()
+    )  # over the install's cap: held, not refused
+    ((until, held),) = frequency_holds(next_one, [(c, c, "") for c in ids]).items()
+    assert held == [busy.pk]
+    # Two messages in 24 h: room again when the older one (3 h ago) leaves the window.
+    assert abs(until - (timezone.now() + dt.timedelta(hours=21))) < dt.timedelta(minutes=1)
     assert unsendable(_mailing("transactional"), [(busy.pk, busy.pk, busy.email)]) == set()  # never capped
     settings.DELIVERY_FREQUENCY_CAP_MESSAGES = 0
     assert over_frequency_cap(next_one, ids) == set()
@@ -74,6 +82,59 @@ def test_a_campaigns_cap_applies_at_claim_time_to_mail_sent_after_its_plan(campa
     # After the plan, an automation mails the first contact: the campaign's message to them is skipped.
     _sent(contacts[0], _mailing(automation_id=1), 1)
     assert over_frequency_cap(mailing, [c.pk for c in contacts]) == {contacts[0].pk}
+    # The campaign's own cap skips (its setting says so); it holds nothing.
+    recipients = [(c.pk, c.pk, c.email) for c in contacts]
+    assert unsendable(mailing, recipients) == {contacts[0].pk}
+    assert frequency_holds(mailing, recipients) == {}
+
+
+def test_mail_over_the_cap_waits_with_its_reason_and_goes_when_the_cap_has_room(
+    settings, make_relay, make_audience, start_mailing, sink
+):
+    from django.template.loader import render_to_string
+
+    from delivery.selectors import mailing_progress
+
+    settings.DELIVERY_FREQUENCY_CAP_MESSAGES = 1
+    settings.DELIVERY_FREQUENCY_CAP_HOURS = 24
+    make_relay(sink)
+    mailing_list, (busy, quiet) = make_audience(2)
+    earlier = _mailing(automation_id=1)
+    _sent(busy, earlier, 23)  # one marketing message 23 h ago: the cap has room again in an hour
+    mailing = start_mailing(mailing_list)
+    engine.drain(mailing.pk)
+    assert sink.handler.recipients() == [quiet.email]
+    held = Message.objects.get(mailing=mailing, contact=busy)
+    assert (held.state, held.hold_reason, held.attempts) == ("deferred", "frequency", 0)
+    assert abs(held.next_attempt_at - (timezone.now() + dt.timedelta(hours=1))) < dt.timedelta(minutes=1)
+    assert mailing_progress(mailing.pk)["held"] == {"frequency": 1}
+    note = render_to_string("delivery/held_note.html", {"progress": mailing_progress(mailing.pk)})
+    assert "Held by the frequency cap:</strong> 1 message waits until its contact is under the cap" in note
+    assert held.next_attempt_at > timezone.now() and ledger.requeue_due() == 0  # not before its time
+
+    # Its time comes while the cap is still full (another campaign mailed them meanwhile): the
+    # claim-time re-check holds it again.
+    _sent(busy, _mailing(campaign_id=9), 0.5)
+    Message.objects.filter(pk=held.pk).update(next_attempt_at=timezone.now() - dt.timedelta(seconds=1))
+    assert ledger.requeue_due() == 1
+    engine.drain(mailing.pk)
+    held.refresh_from_db()
+    assert (held.state, held.hold_reason) == ("deferred", "frequency")
+    assert sink.handler.recipients() == [quiet.email]
+
+    # The cap has room: it goes, once.
+    Message.objects.filter(mailing__in=[earlier], contact=busy).update(
+        sent_at=timezone.now() - dt.timedelta(days=2)
+    )
+    Message.objects.filter(sent_at__gt=timezone.now() - dt.timedelta(hours=1), contact=busy).update(
+        sent_at=timezone.now() - dt.timedelta(days=2)
+    )
+    Message.objects.filter(pk=held.pk).update(next_attempt_at=timezone.now() - dt.timedelta(seconds=1))
+    assert ledger.requeue_due() == 1
+    engine.drain(mailing.pk)
+    held.refresh_from_db()
+    assert held.state == "sent" and held.attempts == 1
+    assert sorted(sink.handler.recipients()) == sorted([quiet.email, busy.email])
 
 
 @pytest.fixture

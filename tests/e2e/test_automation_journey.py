@@ -72,11 +72,6 @@ def _confirm_path(message) -> str:
     return re.search(r'href="https?://[^/"]+(/contacts/p/confirm/[^"]+)"', html).group(1)
 
 
-@pytest.mark.xfail(
-    reason="the first welcome mail did not reach Captured mail in three full-suite CI runs (stop 12);"
-    " cause not found yet: see issue #15's note",
-    strict=False,
-)
 def test_a_welcome_series_from_the_recipe(
     live_server, page: Page, make_user, capture_relay, celery_worker_process
 ):

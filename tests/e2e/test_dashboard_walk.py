@@ -50,7 +50,7 @@ NOT_PAGES = {
     "dnsauth:check-now", "media:upload", "media:picker", "media:file",
     "delivery:warmup-delete", "delivery:relays-usage", "tracking:open", "tracking:click", "tracking:trivial", "bounces:webhook-amazon-ses",
     "automations:create", "automations:status", "automations:enrol", "automations:run-remove",
-    "automations:step-add", "automations:step-update", "automations:step-delete", "automations:counts",
+    "automations:step-add", "automations:step-update", "automations:step-delete", "automations:step-move", "automations:counts",
     "automations:contact-runs",
 }  # fmt: skip
 OUR_APPS = ("mailplatform.", "contacts.", "templates.", "campaigns.", "delivery.", "media.", "automations.")

@@ -49,11 +49,14 @@ def test_a_dsn_without_our_token_piped_to_process_bounce_changes_nobody() -> Non
     assert InboundMessage.objects.get().outcome == "unattributed"
 
 
-@pytest.fixture
-def listener(transactional_db):
+# The rule holds whether the listener classifies in its own process or in classifier processes.
+@pytest.fixture(params=[0, 2], ids=["classified-in-listener", "classifier-processes"])
+def listener(request, transactional_db):
     flood_reset(DOMAIN, "127.0.0.1")
     port = free_port()
-    controller = bounce_controller("127.0.0.1", port, max_bytes=64 * 1024, per_minute=50, domain=DOMAIN)
+    controller = bounce_controller(
+        "127.0.0.1", port, max_bytes=64 * 1024, per_minute=50, domain=DOMAIN, classify_processes=request.param
+    )
     controller.start()
     yield port
     controller.stop()

@@ -21,6 +21,7 @@ class Command(BaseCommand):
             port,
             max_bytes=settings.BOUNCE_MAX_MESSAGE_BYTES,
             per_minute=settings.BOUNCE_MAX_PER_MINUTE_PER_CLIENT,
+            classify_processes=settings.BOUNCE_CLASSIFY_PROCESSES,
         )
         serve_until_stopped(
             controller,
