@@ -321,16 +321,22 @@ def models_F(name: str) -> Any:
     return F(name)
 
 
+def _step_to_change(step_id: int) -> tuple[Step, Automation]:
+    """The step and its automation, both locked for the change; an archived automation's are not."""
+    step = Step.objects.select_for_update().filter(pk=step_id).first()
+    if step is None:
+        raise NotFound(f"step {step_id} does not exist")
+    automation = _get(step.automation_id, lock=True)
+    if automation.status == Status.ARCHIVED:
+        raise Conflict("an archived automation cannot be changed", code="state")
+    return step, automation
+
+
 def step_update(
     step_id: int, *, template_id: int | None = None, config: dict[str, Any] | None = None, by: Any = None
 ) -> Step:
     with transaction.atomic():
-        step = Step.objects.select_for_update().filter(pk=step_id).first()
-        if step is None:
-            raise NotFound(f"step {step_id} does not exist")
-        automation = _get(step.automation_id, lock=True)
-        if automation.status == Status.ARCHIVED:
-            raise Conflict("an archived automation cannot be changed", code="state")
+        step, automation = _step_to_change(step_id)
         step.config = _check_step(automation, step.kind, template_id, config or {}, step.position)
         if step.kind == StepKind.SEND:
             step.template_id = template_id
@@ -347,12 +353,7 @@ def step_move(step_id: int, *, up: bool, by: Any = None) -> Step:
     """Swap a step with the one above (or below). Runs stay with their step, wherever it goes;
     a move that would make a branch's other way lead backwards is refused (no run may loop)."""
     with transaction.atomic():
-        step = Step.objects.select_for_update().filter(pk=step_id).first()
-        if step is None:
-            raise NotFound(f"step {step_id} does not exist")
-        automation = _get(step.automation_id, lock=True)
-        if automation.status == Status.ARCHIVED:
-            raise Conflict("an archived automation cannot be changed", code="state")
+        step, automation = _step_to_change(step_id)
         neighbours = Step.objects.filter(automation=automation).select_for_update()
         other = (
             neighbours.filter(position__lt=step.position).order_by("-position")
@@ -385,10 +386,7 @@ def step_move(step_id: int, *, up: bool, by: Any = None) -> Step:
 def step_delete(step_id: int, *, by: Any = None) -> int:
     """Remove a step; its runs move on to the next step (or finish). Returns how many runs moved."""
     with transaction.atomic():
-        step = Step.objects.select_for_update().filter(pk=step_id).first()
-        if step is None:
-            raise NotFound(f"step {step_id} does not exist")
-        automation = _get(step.automation_id, lock=True)
+        step, automation = _step_to_change(step_id)
         if Step.objects.filter(automation=automation, config__otherwise=step.key).exists():
             raise Conflict("another step's branch leads here: change it first", code="referenced")
         following = (

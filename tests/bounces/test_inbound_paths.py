@@ -174,23 +174,28 @@ def test_listener_survives_garbage(listener) -> None:
 
 def test_the_listener_stores_messages_that_arrive_together_in_one_transaction(transactional_db) -> None:
     store = GroupCommit()
+    results = _store_at_once(store, 5)
+    assert len({r.inbound_id for r in results}) == 5 and all(r.outcome == "unattributed" for r in results)
+    assert _one_transaction()
+    assert InboundMessage.objects.count() == 5
+
+
+def _store_at_once(store: GroupCommit, count: int) -> list:
+    """`count` sessions hand the listener's store a bounce each at the same time; the store closes."""
     items = [
         Inbound(
             raw=(SAMPLES / "exim-text.eml").read_bytes(), source="smtp", envelope_to=(f"b+{n}@x.example",)
         )
-        for n in range(5)
+        for n in range(count)
     ]
 
     async def sessions() -> list:
         return await asyncio.gather(*(store.store(item) for item in items))
 
     try:
-        results = asyncio.run(sessions())
+        return asyncio.run(sessions())
     finally:
         store.close()
-    assert len({r.inbound_id for r in results}) == 5 and all(r.outcome == "unattributed" for r in results)
-    assert _one_transaction()
-    assert InboundMessage.objects.count() == 5
 
 
 def _one_transaction() -> bool:
@@ -208,20 +213,7 @@ def test_classifier_processes_read_the_messages_and_the_store_thread_stores_them
     monkeypatch.setattr(server, "classify_safely", not_here)  # the processes import their own copy
     store = GroupCommit(classify_processes=2)
     store.start()
-    items = [
-        Inbound(
-            raw=(SAMPLES / "exim-text.eml").read_bytes(), source="smtp", envelope_to=(f"b+{n}@x.example",)
-        )
-        for n in range(9)
-    ]
-
-    async def sessions() -> list:
-        return await asyncio.gather(*(store.store(item) for item in items))
-
-    try:
-        results = asyncio.run(sessions())
-    finally:
-        store.close()
+    results = _store_at_once(store, 9)
     assert [r.outcome for r in results] == ["unattributed"] * 9  # one answer each, after its commit
     assert len({r.inbound_id for r in results}) == 9 and _one_transaction()
     assert set(BounceEvent.objects.values_list("recipient", flat=True)) == {"gone@example.com"}
