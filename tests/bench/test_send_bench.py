@@ -22,8 +22,10 @@ def test_send_bench_small():
     )
     # The CPU of the workers, of the database's backends (the test server runs on this host) and
     # of the run's own Redis, per message, and their sum.
+    # /proc counts CPU in 10 ms ticks: 300 messages' database backends may not reach one each (a
+    # quiet CI run measured 0.0), so only the workers' share must show; the full-size run has them all.
     parts = [figures[f"cpu_us_per_msg_{name}"] for name in ("workers", "postgres", "redis")]
-    assert parts[0] > 0 and parts[1] > 0, figures
+    assert parts[0] > 0 and min(parts) >= 0, figures
     assert abs(figures["cpu_us_per_msg"] - sum(parts)) < 0.5
 
 
