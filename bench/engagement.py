@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -32,18 +31,14 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from benchdb import own_database  # noqa: E402
+from measure import median_ms  # noqa: E402
 
 MAILINGS = 8
 
 
 def timed_ms(fn, repeat: int = 5) -> float:
     fn()  # warm-up: the first run reads the pages into the cache
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return median_ms(fn, repeat)
 
 
 def fill(cursor, contacts: int) -> None:

@@ -21,7 +21,6 @@ import json
 import os
 import random
 import resource
-import statistics
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from benchdb import own_database  # noqa: E402
+from measure import median_ms, three_condition_segment  # noqa: E402
 
 CITIES = ["Berlin", "Lyon", "Porto", "Oslo", "Turin", "Ghent", "Cork", "Brno", "Graz", "Malmö"]
 PLANS = ["free", "pro", "team", "enterprise"]
@@ -66,15 +66,6 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
                     rng.choice(PLANS),
                 ]
             )
-
-
-def timed_ms(fn, repeat: int = 5) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def main() -> int:
@@ -186,22 +177,10 @@ def run(rows: int) -> int:
             response = client.get(url)
             assert response.status_code == 200, (url, response.status_code)
 
-    contacts_page_ms = timed_ms(contacts_page) / 3
-    rules = {
-        "match": "all",
-        "groups": [
-            {
-                "match": "all",
-                "conditions": [
-                    {"field": "attr:score", "op": "gt", "value": "50"},
-                    {"field": "list", "op": "in", "value": mailing_list.pk},
-                    {"field": "first_name", "op": "starts_with", "value": "a"},
-                ],
-            }
-        ],
-    }
+    contacts_page_ms = median_ms(contacts_page) / 3
+    rules = three_condition_segment(mailing_list.pk)
     matched = selectors.segment_count(rules)
-    segment_count_ms = timed_ms(lambda: selectors.segment_count(rules))
+    segment_count_ms = median_ms(lambda: selectors.segment_count(rules))
     print(
         f"contacts page: {contacts_page_ms:.1f} ms; segment count ({matched:,} match): {segment_count_ms:.1f} ms"
     )

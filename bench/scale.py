@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from benchdb import own_database  # noqa: E402
+from measure import median_ms, three_condition_segment  # noqa: E402
 
 FIRST = ["Ann", "Bob", "Cleo", "Dan", "Eve", "Finn", "Gus", "Hana", "Ivo", "Jo", "Kai", "Lea"]
 LAST = ["Berg", "Costa", "Dubois", "Eriksen", "Fischer", "García", "Horvat", "Ivanova", "Jensen"]
@@ -66,15 +67,6 @@ def sizes(text: str) -> list[int]:
     if not values or min(values) < 100:
         raise argparse.ArgumentTypeError("every size must be at least 100")
     return values
-
-
-def median_ms(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -333,21 +325,6 @@ def add_old_mailing(args: argparse.Namespace, state: dict) -> int:
 # --- measuring ---
 
 
-SEGMENT = {
-    "match": "all",
-    "groups": [
-        {
-            "match": "all",
-            "conditions": [
-                {"field": "attr:score", "op": "gt", "value": "50"},
-                {"field": "list", "op": "in", "value": None},
-                {"field": "first_name", "op": "starts_with", "value": "a"},
-            ],
-        }
-    ],
-}
-
-
 def explain(sql: str, params: list, *, rollback: bool = False, jit: bool = False) -> str:
     from django.db import connection, transaction
 
@@ -407,8 +384,7 @@ def measure(args: argparse.Namespace, state: dict, size: int, ledger_rows: int) 
                 break
     api_list_p95_ms = percentile(api_ms, 0.95)
 
-    rules = json.loads(json.dumps(SEGMENT))
-    rules["groups"][0]["conditions"][1]["value"] = state["list"]
+    rules = three_condition_segment(state["list"])
     matched = contact_selectors.segment_count(rules)
     segment_count_ms = median_ms(lambda: contact_selectors.segment_count(rules), repeat)
 
