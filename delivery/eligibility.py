@@ -79,14 +79,6 @@ def frequency_caps(mailing: Mailing) -> list[tuple[int, int]]:
     return [(messages, hours) for messages, hours, _ in _caps(mailing)]
 
 
-def over_frequency_cap(
-    mailing: Mailing, contact_ids: Sequence[int], now: dt.datetime | None = None
-) -> set[int]:
-    """Of `contact_ids`, those already sent as many marketing messages (any Mailing: campaigns,
-    automations) within a cap's window as it allows."""
-    return set(frequency_cap_until(mailing, contact_ids, now))
-
-
 def frequency_holds(
     mailing: Mailing, recipients: Iterable[Recipient], now: dt.datetime | None = None
 ) -> dict[dt.datetime, list[int]]:
