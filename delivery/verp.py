@@ -53,10 +53,12 @@ def _mac(purpose: str, message_id: int, secret: str | None = None) -> str:
     # HMAC-SHA256 from copies of the padded key's states: the same bytes as hmac.new(key, ...)
     # at a quarter of its cost (~1.3 us against ~5.8), which a send pays three times per message
     # (return path, unsubscribe, Message-ID).
-    inner, outer = _pads(purpose, secret if secret is not None else settings.SECRET_KEY)
-    inner = inner.copy()
+    return _mac_from(_pads(purpose, secret if secret is not None else settings.SECRET_KEY), message_id)
+
+
+def _mac_from(pads: tuple[Any, Any], message_id: int) -> str:
+    inner, outer = pads[0].copy(), pads[1].copy()
     inner.update(str(message_id).encode())
-    outer = outer.copy()
     outer.update(inner.digest())
     return _b32_40(outer.digest())
 
@@ -94,16 +96,12 @@ def message_id_from_token(token: str, purpose: str = "bounce") -> int | None:
 
 def message_tokens(message_ids: Iterable[int], purpose: str = "bounce") -> dict[int, str]:
     """message_token of each id, the key looked up once (a send's batch: hundreds at a time)."""
-    inner, outer = _pads(purpose, settings.SECRET_KEY)
+    pads = _pads(purpose, settings.SECRET_KEY)
     tokens = {}
     for message_id in message_ids:
         if message_id < 0:
             raise ValueError("message ids are positive")
-        mac_inner = inner.copy()
-        mac_inner.update(str(message_id).encode())
-        mac = outer.copy()
-        mac.update(mac_inner.digest())
-        tokens[message_id] = f"{base36(message_id)}-{_b32_40(mac.digest())}"
+        tokens[message_id] = f"{base36(message_id)}-{_mac_from(pads, message_id)}"
     return tokens
 
 
