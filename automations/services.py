@@ -510,14 +510,11 @@ def _entry_detail(automation: Automation) -> str:
 
 
 def kick() -> None:
-    """Run the scheduler soon (a worker takes the tick) instead of waiting for beat; at most one
-    kick a second however many contacts join (a Redis key decides), since one tick takes them all."""
-    from automations.tasks import tick
-    from mailplatform.redis_cache import redis_client, redis_key
+    """Run the scheduler soon (a worker takes the tick) instead of waiting for beat."""
+    from automations.tasks import tick_soon
 
     try:
-        if redis_client().set(redis_key("automations", "kick"), 1, nx=True, px=1000):
-            tick.delay()
+        tick_soon()
     except Exception:  # Redis or the broker being away only delays the journey until the next beat
         pass
 

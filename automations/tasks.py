@@ -20,11 +20,10 @@ def tick(now: str | None = None) -> dict[str, int]:
     # worker's lock lapses quickly; correctness never rests on it (SKIP LOCKED and the ledger keys do).
     client, key, token = redis_client(), redis_key("automations", "tick-lock"), secrets.token_hex(8)
     if not client.set(key, token, nx=True, px=15_000):
-        # Another tick runs (or a killed worker's lock has not lapsed yet). Come back in a second
-        # (at most one such return a second): a run that joined after that tick claimed its batch
-        # would otherwise wait for beat's next round, or for ever where no beat runs.
-        if client.set(redis_key("automations", "tick-again"), 1, nx=True, px=1000):
-            tick.apply_async(kwargs={"now": now}, countdown=1)
+        # Another tick runs (or a killed worker's lock has not lapsed yet), and it may have claimed its
+        # batch before this run joined: come back a second later rather than wait for beat's next
+        # round, or for ever where no beat runs.
+        tick_soon(now, at_once=False)
         return {"skipped": 1}
 
     def renew() -> bool:
@@ -38,6 +37,23 @@ def tick(now: str | None = None) -> dict[str, int]:
     finally:
         if client.get(key) in (token, token.encode()):
             client.delete(key)
+
+
+def tick_soon(now: str | None = None, *, at_once: bool = True) -> None:
+    """Queue a tick, at most one now and one a second later per second however many ask (a contact
+    joining, an automation activated, a tick finding the lock held), and never none: a request that
+    finds a tick just queued (Redis keys decide) is covered by the one a second later, which starts
+    after it. Dropping it instead left a run that joined within a second of another waiting for ever
+    where no beat runs."""
+    from mailplatform.redis_cache import redis_client, redis_key
+
+    client, clock = redis_client(), now or "now"  # a moved clock's ticks are counted on their own
+    if at_once and client.set(redis_key("automations", "kick", clock), 1, nx=True, px=1000):
+        tick.apply_async(kwargs={"now": now})
+    # The key lapses before the queued tick is due (900 ms < 1 s), so whoever asks after the key has
+    # gone is sure to find that tick still ahead of it or to queue the next.
+    elif client.set(redis_key("automations", "tick-later", clock), 1, nx=True, px=900):
+        tick.apply_async(kwargs={"now": now}, countdown=1)
 
 
 @shared_task(name="automations.tasks.triggers", ignore_result=True)

@@ -72,11 +72,6 @@ def _confirm_path(message) -> str:
     return re.search(r'href="https?://[^/"]+(/contacts/p/confirm/[^"]+)"', html).group(1)
 
 
-@pytest.mark.xfail(
-    reason="failed in 1 of 6 full fresh-clone runs (c06b0a8): the run stayed due at its first step, never"
-    " claimed by the worker's tick after the enrolment's kick; cause not found (issue #15's note)",
-    strict=False,
-)
 def test_a_welcome_series_from_the_recipe(
     live_server, page: Page, make_user, capture_relay, celery_worker_process
 ):
