@@ -780,17 +780,19 @@ def _merge_split(
     matched = f"{tmp}_matched"
     staged = result.rows - result.invalid - result.duplicates
     with connection.cursor() as cursor:
-        existing = 0 if all_new else _match_existing(cursor, stage, matched, mode)
-        if existing:
-            cursor.execute(f"ANALYZE {matched}")  # narrow: cheap; the UPDATE then probes by id
-            cursor.execute(
+        existing, changing = (0, 0) if all_new else _match_existing(cursor, stage, matched, mode)
+        if changing:
+            # ANALYZE (narrow: cheap) lets the UPDATE probe contacts by id.
+            _execute_all(
+                cursor,
                 f"""
+                ANALYZE {matched};
                 UPDATE contacts_contact c
                    SET {"".join(f"{n} = CASE WHEN s.{n} <> '' THEN s.{n} ELSE c.{n} END, " for n in own)}
                        attributes = c.attributes || s.attrs, updated_at = now()
                   FROM {matched} m JOIN {stage} s ON s.row_no = m.row_no
                  WHERE m.changed AND c.id = m.id AND {_changed("s", "c")}
-                """  # noqa: S608
+                """,  # noqa: S608
             )
             result.updated = cursor.rowcount
         new_rows = f"FROM {stage} s"
@@ -828,39 +830,53 @@ def _merge_split(
             _settle_matched(cursor, matched, list_ids, result)
 
 
-def _match_existing(cursor: Any, stage: str, matched: str, mode: str) -> int:
+def _execute_all(cursor: Any, sql: str, params: list | None = None) -> None:
+    """Run `sql`, statements separated by `;`, in one round trip (the cursor binds on the client),
+    and stay on the last one's result. A chunked import runs its statements once a slice: on a
+    loaded machine each round trip waits for both processes to be scheduled again."""
+    cursor.execute(sql, params)
+    while cursor.nextset():
+        pass
+
+
+def _match_existing(cursor: Any, stage: str, matched: str, mode: str) -> tuple[int, int]:
     """Fill `matched` (row_no, id, status, changed) with the staged rows that are contacts
-    already; returns how many. One pass finds them and whether the row changes each: a re-import
-    of unchanged rows then writes nothing to contacts (no new tuple versions).
+    already; returns how many, and how many of them change. One pass finds them and whether the
+    row changes each: a re-import of unchanged rows then writes nothing to contacts (no new tuple
+    versions).
 
     Each row probes the unique index on lower(email) (the LIMIT keeps the planner from turning
     the lateral query into a join): a chunked import merges a slice of the file at a time, and a
     hash join would read the whole contacts table once per slice."""
     changed = _changed("s", "c") if mode == ImportMode.UPSERT else "false"
     own = "".join(f"c.{n}, " for n in STANDARD_TARGETS)
-    cursor.execute(
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {matched} "
-        "(row_no bigint, id bigint, status text, changed boolean) ON COMMIT DROP"
-    )
-    cursor.execute(f"TRUNCATE {matched}")
-    cursor.execute(
+    _execute_all(
+        cursor,
         f"""
-        INSERT INTO {matched} (row_no, id, status, changed)
-        SELECT s.row_no, c.id, c.status, {changed} AS changed
-          FROM {stage} s CROSS JOIN LATERAL (
-               SELECT c.id, c.status, {own}c.attributes FROM contacts_contact c
-                WHERE lower(c.email) = s.email_lower LIMIT 1) c
-        """  # noqa: S608
+        CREATE TEMPORARY TABLE IF NOT EXISTS {matched}
+            (row_no bigint, id bigint, status text, changed boolean) ON COMMIT DROP;
+        TRUNCATE {matched};
+        WITH found AS (
+            INSERT INTO {matched} (row_no, id, status, changed)
+            SELECT s.row_no, c.id, c.status, {changed} AS changed
+              FROM {stage} s CROSS JOIN LATERAL (
+                   SELECT c.id, c.status, {own}c.attributes FROM contacts_contact c
+                    WHERE lower(c.email) = s.email_lower LIMIT 1) c
+            RETURNING changed)
+        SELECT count(*), count(*) FILTER (WHERE changed) FROM found
+        """,  # noqa: S608
     )
-    return cursor.rowcount
+    existing, changing = cursor.fetchone()
+    return existing, changing
 
 
 def _settle_matched(cursor: Any, matched: str, list_ids: list[int], result: ImportResult) -> None:
     """The file's existing contacts (`matched`: id, status): count the protected (not active, or
     active but gone from one of the lists) and subscribe the active ones to the lists."""
-    cursor.execute(f"SELECT count(*) FROM {matched} WHERE status <> %s", [ContactStatus.ACTIVE])  # noqa: S608
-    result.protected = cursor.fetchone()[0]
+    inactive = f"SELECT count(*) FROM {matched} WHERE status <> %s"  # noqa: S608
     if not list_ids:
+        cursor.execute(inactive, [ContactStatus.ACTIVE])
+        result.protected = cursor.fetchone()[0]
         return
     # One probe of the unique (list, contact) index per active contact and list reads the pair's
     # subscription, if any (a scalar subquery: always a probe, never a pass over the whole
@@ -884,7 +900,7 @@ def _settle_matched(cursor: Any, matched: str, list_ids: list[int], result: Impo
             ON CONFLICT (mailing_list_id, contact_id) DO UPDATE
                SET status = EXCLUDED.status, confirmed_at = now(), updated_at = now()
              WHERE contacts_subscription.status = %s)
-        SELECT count(DISTINCT contact_id) FILTER (WHERE current = %s) FROM pairs
+        SELECT count(DISTINCT contact_id) FILTER (WHERE current = %s) + ({inactive}) FROM pairs
         """,  # noqa: S608
         [
             list_ids,
@@ -893,9 +909,10 @@ def _settle_matched(cursor: Any, matched: str, list_ids: list[int], result: Impo
             SubscriptionStatus.UNCONFIRMED,
             SubscriptionStatus.UNCONFIRMED,
             SubscriptionStatus.UNSUBSCRIBED,
+            ContactStatus.ACTIVE,
         ],
     )
-    result.protected += cursor.fetchone()[0]
+    result.protected = cursor.fetchone()[0]
 
 
 def _merge_on_conflict(
@@ -1057,9 +1074,10 @@ def run_import(
 
 
 # Rows per slice of a chunked import: small enough that the first slice's reading and the last
-# one's merge (the parts that cannot overlap) are short, large enough that each slice's fixed
-# statements (~10, a few ms) stay a small share. Two slices at most are held in memory.
-CHUNK_ROWS = 50_000
+# one's merge (the parts that cannot overlap) are short (~1 s each), large enough that each
+# slice's round trips (5-7; on a loaded machine each can wait tens of ms for both processes to
+# be scheduled) stay a small share. Two slices at most are held in memory.
+CHUNK_ROWS = 100_000
 
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]").search
 
@@ -1175,7 +1193,6 @@ def _merge_in_chunks(
                 # `stage` holds one slice at a time; `keys` every row's address (for the
                 # duplicate check at the end) and `flagged` the flagged rows.
                 with connection.cursor() as cursor:
-                    cursor.execute(f"TRUNCATE {stage}")
                     with cursor.copy(f"COPY {stage} {_STAGE_COLUMNS} FROM STDIN") as copy:
                         copy.write(data)
                 del data, message
@@ -1187,8 +1204,12 @@ def _merge_in_chunks(
                     _merge(first, mode, result.lists, label, part, stage, all_new=all_new)
                     _add_counts(result, part)
                 with connection.cursor() as cursor:
-                    cursor.execute(f"INSERT INTO {keys} SELECT row_no, email_lower FROM {stage}")  # noqa: S608
-                    cursor.execute(f"INSERT INTO {flagged} SELECT * FROM {stage} WHERE raw IS NOT NULL")  # noqa: S608
+                    _execute_all(
+                        cursor,
+                        f"INSERT INTO {keys} SELECT row_no, email_lower FROM {stage}; "  # noqa: S608
+                        f"INSERT INTO {flagged} SELECT * FROM {stage} WHERE raw IS NOT NULL; "
+                        f"TRUNCATE {stage}",
+                    )
     finally:
         if end is None:
             with contextlib.suppress(ProcessLookupError):

@@ -153,7 +153,7 @@ def test_split_merge_and_the_on_conflict_fallback_agree(tmp_path, monkeypatch, m
         def missing_every_contact(cursor, stage, matched, mode):
             real(cursor, stage, matched, mode)
             cursor.execute(f"DELETE FROM {matched}")
-            return 0
+            return 0, 0
 
         monkeypatch.setattr(imports, "_match_existing", missing_every_contact)
     path = write(
