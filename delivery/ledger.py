@@ -540,13 +540,15 @@ def record_bounces(events: Sequence[tuple[int, int, str, dict[str, Any], dt.date
     """Events the bounces app attributed to Messages: (message id, mailing id, kind, data, at).
 
     A `bounced` event's classified kind (data["kind"]) is kept on its Message as `bounce_kind`
-    (the last one wins), which is what the reports count. One insert and one update per batch.
+    (the last one wins), which is what the reports count. One insert and one update per batch,
+    neither waiting for an answer (in the bounce listener's pipeline they share its commit's
+    round trip).
     """
     if not events:
         return 0
-    from delivery.bounces.bulk import insert_rows
+    from delivery.bounces.bulk import insert_rows_unanswered
 
-    insert_rows(MessageEvent, ["message", "mailing", "kind", "data", "at"], events)
+    insert_rows_unanswered(MessageEvent, ["message", "mailing", "kind", "data", "at"], events)
     kinds = {
         message_id: data["kind"]
         for message_id, _, kind, data, _ in events
