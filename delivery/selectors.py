@@ -466,15 +466,21 @@ def results_by_domain(mailing_ids: list[int], *, limit: int = 10) -> list[dict[s
             FROM delivery_messageevent e
             WHERE e.mailing_id = ANY(%s) AND e.kind IN ('opened', 'clicked') AND {HUMAN_SQL}
             GROUP BY e.message_id
+        ), by_domain AS (
+            -- Grouped by the domain as written first, lowered once per distinct spelling after:
+            -- lower() per Message was a fifth of the query (a locale-aware conversion per row).
+            SELECT split_part(m.email, '@', 2) AS domain, count(*) AS total,
+                count(*) FILTER (WHERE m.state = 'sent') AS sent,
+                count(*) FILTER (WHERE m.bounce_kind <> '') AS bounced,
+                count(*) FILTER (WHERE h.opened) AS opened,
+                count(*) FILTER (WHERE h.clicked) AS clicked
+            FROM delivery_message m LEFT JOIN hits h ON h.message_id = m.id
+            WHERE m.mailing_id = ANY(%s)
+            GROUP BY 1
         )
-        SELECT lower(split_part(m.email, '@', 2)) AS domain, count(*),
-            count(*) FILTER (WHERE m.state = 'sent'),
-            count(*) FILTER (WHERE m.bounce_kind <> ''),
-            count(*) FILTER (WHERE h.opened),
-            count(*) FILTER (WHERE h.clicked)
-        FROM delivery_message m LEFT JOIN hits h ON h.message_id = m.id
-        WHERE m.mailing_id = ANY(%s)
-        GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %s
+        SELECT lower(domain), sum(total)::bigint, sum(sent)::bigint, sum(bounced)::bigint,
+            sum(opened)::bigint, sum(clicked)::bigint
+        FROM by_domain GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %s
         """,  # noqa: S608
         [mailing_ids, mailing_ids, limit],
     )
