@@ -36,6 +36,15 @@ def message_key(run_id: int, step_id: int) -> str:
     return f"automation:{run_id}:{step_id}"
 
 
+def run_and_step_of(key: str) -> tuple[int, int] | None:
+    """The run and send step a ledger key names (message_key's inverse); None for others' keys."""
+    prefix, _, rest = key.partition(":")
+    run, _, step = rest.partition(":")
+    if prefix != "automation" or not run.isdigit() or not step.isdigit():
+        return None
+    return int(run), int(step)
+
+
 @dataclass(slots=True)
 class Due:
     """A claimed run where it is now: it moves through the batch's rounds (see advance_batch)."""
@@ -320,7 +329,7 @@ def _round(
     segment_hits = _segment_hits(flow, live)
     event_hits = _event_hits(flow, live)
 
-    check = now + dt.timedelta(seconds=settings.AUTOMATIONS_ENGAGEMENT_CHECK_SECONDS)
+    retry_held = now + dt.timedelta(seconds=settings.AUTOMATIONS_HELD_RETRY_SECONDS)
     decided: list[Outcome] = []
     sends: dict[int, list[Due]] = defaultdict(list)
     field_updates: dict[int, list[int]] = defaultdict(list)
@@ -350,8 +359,8 @@ def _round(
                     decided.append(Outcome(run, True, nxt, event=f"branch: {condition}"))
                 elif deadline <= now:
                     decided.append(Outcome(run, True, flow.otherwise(step), event=f"branch: not {condition}"))
-                else:
-                    decided.append(Outcome(run, False, run.step_id, next_at=min(deadline, check)))
+                else:  # an open or click wakes it before (runs_wake_engaged); else the deadline
+                    decided.append(Outcome(run, False, run.step_id, next_at=deadline))
                 continue
             if condition == "field":
                 holds = _field_holds(config, contacts.get(run.contact_id))
@@ -395,7 +404,7 @@ def _round(
     for outcome in decided:
         run = outcome.run
         if run.id in held:
-            final[run.id] = Outcome(run, False, run.step_id, next_at=check)
+            final[run.id] = Outcome(run, False, run.step_id, next_at=retry_held)
             continue
         if not outcome.moved:
             final[run.id] = outcome

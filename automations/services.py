@@ -600,6 +600,42 @@ def runs_end_for_contacts(contact_ids: Iterable[int], reason: str) -> int:
         return len(_end_runs(Run.objects.filter(contact_id__in=ids, status=RunStatus.ACTIVE), reason))
 
 
+def runs_wake_engaged(engaged: dict[str, str]) -> int:
+    """Runs waiting at an "opened" (or "clicked") branch for a message just opened (clicked) are due
+    now: the scheduler takes the branch's yes way at once instead of at its deadline. `engaged` maps
+    delivery's idempotency keys to "opened" or "clicked" (messages_engaged). Returns how many woke."""
+    from automations.scheduler import run_and_step_of
+    from mailplatform.sqlarrays import int_array
+
+    runs, send_steps, clicked = [], [], []
+    for key, kind in engaged.items():
+        named = run_and_step_of(key)
+        if named is not None:
+            runs.append(named[0])
+            send_steps.append(named[1])
+            clicked.append("t" if kind == "clicked" else "f")
+    if not runs:
+        return 0
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE automations_run r SET next_at = %s
+            FROM unnest(%s::bigint[], %s::bigint[], %s::bool[]) AS h(run_id, send_step_id, clicked),
+                 automations_step s
+            WHERE r.id = h.run_id AND r.status = 'active' AND r.last_send_step_id = h.send_step_id
+              AND r.next_at > %s AND s.id = r.step_id AND s.kind = 'branch'
+              AND (coalesce(s.config->>'condition', 'opened') = 'opened'
+                   OR s.config->>'condition' = 'clicked' AND h.clicked)
+            """,
+            [now, int_array(runs), int_array(send_steps), "{" + ",".join(clicked) + "}", now],
+        )
+        woke = cursor.rowcount
+    if woke:
+        transaction.on_commit(kick)
+    return woke
+
+
 # --- events ---
 
 

@@ -26,8 +26,11 @@ import codecs
 import csv
 import io
 import json
+import queue
 import re
 import secrets
+import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -477,14 +480,16 @@ def _parse_into_stage(
                 total=total, done=raw.tell, drop_flagged=drop_flagged,
             )  # fmt: skip
         except _RecordError as exc:
-            if isinstance(exc.error, csv.Error):
-                raise _csv_error(exc.error, exc.row) from None
-            raise ImportFileError(
-                f"row {exc.row}: the text is not {fmt.encoding} ({exc.error.reason})"
-            ) from None
+            raise _file_error(exc, fmt) from None
     if progress:
         progress("reading", total, total)
     return rows, _drop_duplicates(stage, report)
+
+
+def _file_error(exc: _RecordError, fmt: CsvFormat) -> ImportFileError:
+    if isinstance(exc.error, csv.Error):
+        return _csv_error(exc.error, exc.row)
+    return ImportFileError(f"row {exc.row}: the text is not {fmt.encoding} ({exc.error.reason})")
 
 
 class _RecordError(Exception):
@@ -509,8 +514,44 @@ def _stage_records(
     done: Callable[[], int],
     drop_flagged: bool = False,
 ) -> int:
-    """COPY good rows into `stage`; returns the data rows read. A reader's csv.Error or
-    UnicodeDecodeError comes out as _RecordError with the row it failed on.
+    """COPY the good rows of `records` (`_staged_rows`) into `stage`; returns the data rows read."""
+    counter = _Counter()
+    staged = _staged_rows(
+        records, width, email_index, columns, report, counter, progress,
+        total=total, done=done, drop_flagged=drop_flagged,
+    )  # fmt: skip
+    with connection.cursor() as cursor:
+        with cursor.copy(f"COPY {stage} {_STAGE_COLUMNS} FROM STDIN") as copy:
+            write_row = copy.write_row
+            for row in staged:
+                write_row(row)
+    return counter.rows
+
+
+@dataclass
+class _Counter:
+    rows: int = 0  # data rows read (good, bad and duplicate; not blank lines)
+    flagged: int = 0  # rows the seen-filter flagged (staged with their cells in `raw`)
+    done: int = 0  # bytes of the file read, as last reported
+
+
+def _staged_rows(
+    records: Iterable[list[str]],
+    width: int,
+    email_index: int,
+    columns: list[_Column],
+    report: _Report,
+    counter: _Counter,
+    progress: Progress | None,
+    *,
+    total: int,
+    done: Callable[[], int],
+    drop_flagged: bool = False,
+) -> Iterator[tuple]:
+    """The stage's rows (in `_STAGE_COLUMNS` order) of the good rows of `records`; bad rows go to
+    `report`, and `counter` counts the rows read. A reader's csv.Error or UnicodeDecodeError comes
+    out as _RecordError with the row it failed on. No database work: the chunked import runs this
+    in a thread of its own while the database merges the chunk before.
 
     With `drop_flagged`, role (info@ …) and disposable-domain addresses
     (`contacts.validation.address_flags`) go to the bad rows with the reason instead of the stage.
@@ -543,98 +584,98 @@ def _stage_records(
     seen = _SeenFilter(total)
     row_no = 1
     records = iter(records)
-    with connection.cursor() as cursor:
-        with cursor.copy(f"COPY {stage} {_STAGE_COLUMNS} FROM STDIN") as copy:
-            write_row = copy.write_row
-            while True:
-                try:
-                    record = next(records)
-                except StopIteration:
-                    break
-                except (csv.Error, UnicodeDecodeError) as exc:
-                    raise _RecordError(row_no + 1, exc) from None
-                row_no += 1
-                if len(record) != width or width == 1:
-                    if not record or (len(record) == 1 and not record[0].strip()):
-                        continue  # blank line
-                    if len(record) < width:
-                        record.extend([""] * (width - len(record)))
-                    elif len(record) > width and any(v.strip() for v in record[width:]):
-                        rows += 1
-                        report.add(row_no, record, f"{len(record)} fields, but the header has {width}")
-                        continue
-                rows += 1
-                if rows % 20000 == 0 and progress:
-                    progress("reading", done(), total)
-                if "\x00" in "".join(record):
-                    report.add(row_no, record, "contains a NUL character")
+    try:
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                break
+            except (csv.Error, UnicodeDecodeError) as exc:
+                raise _RecordError(row_no + 1, exc) from None
+            row_no += 1
+            if len(record) != width or width == 1:
+                if not record or (len(record) == 1 and not record[0].strip()):
+                    continue  # blank line
+                if len(record) < width:
+                    record.extend([""] * (width - len(record)))
+                elif len(record) > width and any(v.strip() for v in record[width:]):
+                    rows += 1
+                    report.add(row_no, record, f"{len(record)} fields, but the header has {width}")
                     continue
-                address = record[email_index].strip()
-                match = fast_address(address) if len(address) <= 254 else None
-                if match is None:
+            rows += 1
+            if rows % 20000 == 0 and progress:
+                progress("reading", done(), total)
+            if "\x00" in "".join(record):
+                report.add(row_no, record, "contains a NUL character")
+                continue
+            address = record[email_index].strip()
+            match = fast_address(address) if len(address) <= 254 else None
+            if match is None:
+                try:
+                    email = check_email(address)
+                except EmailError as exc:
+                    report.add(row_no, record, f"email: {exc}")
+                    continue
+                key = email.lower()
+            elif address.islower():
+                email = key = address  # ASCII with no capital: already normalised and keyed
+            else:
+                email = match["local"] + "@" + match["domain"].lower()
+                key = email.lower()
+            if drop_flagged:
+                flags = address_flags(email)
+                if flags:
+                    reason = f"email: a {' and '.join(flags)} address, dropped as asked"
+                    report.add(row_no, record, reason)
+                    continue
+            problem = None
+            if standard:
+                own = list(no_own)
+                for index, target, position, check in standard:
+                    value = record[index].strip()
+                    if not value:
+                        continue  # an empty cell: the contact keeps (or defaults) its value
+                    if check is None:
+                        if len(value) > NAME_LIMIT:
+                            problem = f"{target}: longer than {NAME_LIMIT} characters"
+                            break
+                        own[position] = value
+                        continue
                     try:
-                        email = check_email(address)
-                    except EmailError as exc:
-                        report.add(row_no, record, f"email: {exc}")
+                        own[position] = check(value)
+                    except ValueError as exc:
+                        problem = f"{target}: {exc}"
+                        break
+            else:
+                own = no_own
+            pieces = []
+            if problem is None:
+                for index, target, fragment, memo in attrs:
+                    value = record[index]
+                    if value == "":
                         continue
-                    key = email.lower()
-                elif address.islower():
-                    email = key = address  # ASCII with no capital: already normalised and keyed
-                else:
-                    email = match["local"] + "@" + match["domain"].lower()
-                    key = email.lower()
-                if drop_flagged:
-                    flags = address_flags(email)
-                    if flags:
-                        reason = f"email: a {' and '.join(flags)} address, dropped as asked"
-                        report.add(row_no, record, reason)
-                        continue
-                problem = None
-                if standard:
-                    own = list(no_own)
-                    for index, target, position, check in standard:
-                        value = record[index].strip()
-                        if not value:
-                            continue  # an empty cell: the contact keeps (or defaults) its value
-                        if check is None:
-                            if len(value) > NAME_LIMIT:
-                                problem = f"{target}: longer than {NAME_LIMIT} characters"
-                                break
-                            own[position] = value
-                            continue
+                    piece = memo.get(value)
+                    if piece is None:
                         try:
-                            own[position] = check(value)
+                            piece = fragment(value)
                         except ValueError as exc:
                             problem = f"{target}: {exc}"
                             break
-                else:
-                    own = no_own
-                pieces = []
-                if problem is None:
-                    for index, target, fragment, memo in attrs:
-                        value = record[index]
-                        if value == "":
-                            continue
-                        piece = memo.get(value)
-                        if piece is None:
-                            try:
-                                piece = fragment(value)
-                            except ValueError as exc:
-                                problem = f"{target}: {exc}"
-                                break
-                            if len(memo) < MEMO_CELLS:
-                                memo[value] = piece
-                        if piece:
-                            pieces.append(piece)
-                if problem is not None:
-                    report.add(row_no, record, problem)
-                    continue
-                raw_cells = None
-                if seen.seen_or_add(key):
-                    raw_cells = record
-                    report.flagged += 1
-                write_row((row_no, email, key, *own, "{" + ",".join(pieces) + "}", raw_cells))
-    return rows
+                        if len(memo) < MEMO_CELLS:
+                            memo[value] = piece
+                    if piece:
+                        pieces.append(piece)
+            if problem is not None:
+                report.add(row_no, record, problem)
+                continue
+            raw_cells = None
+            if seen.seen_or_add(key):
+                raw_cells = record
+                report.flagged += 1
+                counter.flagged += 1
+            yield (row_no, email, key, *own, "{" + ",".join(pieces) + "}", raw_cells)
+    finally:
+        counter.rows = rows
 
 
 def _drop_duplicates(stage: str, report: _Report) -> int:
@@ -649,30 +690,43 @@ def _drop_duplicates(stage: str, report: _Report) -> int:
         return 0
     duplicates = f"{stage}_duplicates"
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            CREATE TEMPORARY TABLE {duplicates} ON COMMIT DROP AS
-            SELECT s.row_no, s.ctid AS tid, min(f.row_no) AS first_row, min(s.raw) AS raw
-              FROM {stage} s JOIN {stage} f ON f.email_lower = s.email_lower AND f.row_no < s.row_no
-             WHERE s.raw IS NOT NULL
-             GROUP BY s.row_no, s.ctid
-            """  # noqa: S608
-        )
-        count = cursor.rowcount
+        count = _find_duplicates(cursor, stage, stage, duplicates)
         if not count:
             return 0
         # By row address (a TID scan of the few duplicates), not a join that hashes the whole stage.
         cursor.execute(f"DELETE FROM {stage} WHERE ctid = ANY(ARRAY(SELECT tid FROM {duplicates}))")  # noqa: S608
+    _report_duplicates(duplicates, report)
+    return count
+
+
+def _find_duplicates(cursor: Any, flagged: str, stage: str, duplicates: str) -> int:
+    """Fill `duplicates` (row_no, tid, first_row, raw) with the rows of `flagged` (a table or a
+    subquery over the stage) whose address an earlier row of `stage` has; returns how many. Only
+    flagged rows can be duplicates: the seen-filter never misses an address it saw."""
+    cursor.execute(
+        f"""
+        CREATE TEMPORARY TABLE {duplicates} ON COMMIT DROP AS
+        SELECT s.row_no, s.ctid AS tid, min(f.row_no) AS first_row, min(s.raw) AS raw
+          FROM {flagged} s JOIN {stage} f ON f.email_lower = s.email_lower AND f.row_no < s.row_no
+         WHERE s.raw IS NOT NULL
+         GROUP BY s.row_no, s.ctid
+        """  # noqa: S608
+    )
+    return cursor.rowcount
+
+
+def _report_duplicates(duplicates: str, report: _Report) -> None:
     with connection.connection.cursor(name=f"{duplicates}_read") as rows:
         rows.itersize = 5000
         rows.execute(f"SELECT row_no, first_row, raw FROM {duplicates} ORDER BY row_no")  # noqa: S608
         for row_no, first_row, raw in rows:
             report.add(row_no, raw, f"duplicate of row {first_row}")
-    return count
 
 
-def _merge(stage: str, mode: str, list_ids: list[int], label: str, result: ImportResult) -> None:
-    """Merge the staged rows into contacts (and the lists' subscriptions), counting in `result`.
+def _merge(
+    stage: str, mode: str, list_ids: list[int], label: str, result: ImportResult, tmp: str = ""
+) -> None:
+    """Merge the staged rows (`stage`: a table, or a parenthesised query over one) into contacts (and the lists' subscriptions), counting in `result`.
 
     Upsert and add go the split way (`_merge_split`): the file's rows that match a contact are
     found in one join, only those whose values change are updated, and the rest are plain
@@ -681,15 +735,20 @@ def _merge(stage: str, mode: str, list_ids: list[int], label: str, result: Impor
     a conflict check on the subscription too, ~19 µs of backend CPU a row. Should an address
     appear between the join and the insert (a signup in the meantime), the insert's unique
     violation rolls the split merge back to its savepoint and the general statement runs instead.
+
+    `tmp` names this merge's temporary tables (default: the stage's name). A chunked import's
+    merges share them (emptied each time): a table made and dropped per slice would hold its
+    locks until commit, and the lock table is shared by every session.
     """
+    tmp = tmp or stage
     if mode in (ImportMode.UPSERT, ImportMode.ADD):
         try:
             with transaction.atomic():
-                _merge_split(stage, mode, list_ids, label, result)
+                _merge_split(stage, mode, list_ids, label, result, tmp)
             return
         except IntegrityError:
             result.created = result.updated = result.unchanged = result.protected = 0
-    _merge_on_conflict(stage, mode, list_ids, label, result)
+    _merge_on_conflict(stage, mode, list_ids, label, result, tmp)
 
 
 def _changed(new: str, old: str) -> str:
@@ -701,9 +760,11 @@ def _changed(new: str, old: str) -> str:
     )
 
 
-def _merge_split(stage: str, mode: str, list_ids: list[int], label: str, result: ImportResult) -> None:
+def _merge_split(
+    stage: str, mode: str, list_ids: list[int], label: str, result: ImportResult, tmp: str
+) -> None:
     own = list(STANDARD_TARGETS)
-    matched = f"{stage}_matched"
+    matched = f"{tmp}_matched"
     staged = result.rows - result.invalid - result.duplicates
     with connection.cursor() as cursor:
         existing = _match_existing(cursor, stage, matched, mode)
@@ -756,14 +817,26 @@ def _merge_split(stage: str, mode: str, list_ids: list[int], label: str, result:
 
 def _match_existing(cursor: Any, stage: str, matched: str, mode: str) -> int:
     """Fill `matched` (row_no, id, status, changed) with the staged rows that are contacts
-    already; returns how many. One join finds them and whether the row changes each: a re-import
-    of unchanged rows then writes nothing to contacts (no new tuple versions)."""
+    already; returns how many. One pass finds them and whether the row changes each: a re-import
+    of unchanged rows then writes nothing to contacts (no new tuple versions).
+
+    Each row probes the unique index on lower(email) (the LIMIT keeps the planner from turning
+    the lateral query into a join): a chunked import merges a slice of the file at a time, and a
+    hash join would read the whole contacts table once per slice."""
     changed = _changed("s", "c") if mode == ImportMode.UPSERT else "false"
+    own = "".join(f"c.{n}, " for n in STANDARD_TARGETS)
+    cursor.execute(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {matched} "
+        "(row_no bigint, id bigint, status text, changed boolean) ON COMMIT DROP"
+    )
+    cursor.execute(f"TRUNCATE {matched}")
     cursor.execute(
         f"""
-        CREATE TEMPORARY TABLE {matched} ON COMMIT DROP AS
+        INSERT INTO {matched} (row_no, id, status, changed)
         SELECT s.row_no, c.id, c.status, {changed} AS changed
-          FROM {stage} s JOIN contacts_contact c ON lower(c.email) = s.email_lower
+          FROM {stage} s CROSS JOIN LATERAL (
+               SELECT c.id, c.status, {own}c.attributes FROM contacts_contact c
+                WHERE lower(c.email) = s.email_lower LIMIT 1) c
         """  # noqa: S608
     )
     return cursor.rowcount
@@ -776,45 +849,45 @@ def _settle_matched(cursor: Any, matched: str, list_ids: list[int], result: Impo
     result.protected = cursor.fetchone()[0]
     if not list_ids:
         return
-    # Contacts the file left unchanged still join the lists. The anti-join skips, in one hashed
-    # pass, the pairs that are already settled (confirmed, or left), which is far cheaper than a
-    # million ON CONFLICT probes on a re-import.
+    # One probe of the unique (list, contact) index per active contact and list reads the pair's
+    # subscription, if any (a scalar subquery: always a probe, never a pass over the whole
+    # subscription table, which a chunked import would pay once per slice). Pairs already settled
+    # (confirmed, or left) are skipped, far cheaper than a million ON CONFLICT probes on a
+    # re-import; the same pairs count the active contacts that left one of these lists (they stay
+    # out of it).
     cursor.execute(
         f"""
-        INSERT INTO contacts_subscription (contact_id, mailing_list_id, status, source,
-            created_at, confirmed_at, updated_at)
-        SELECT m.id, l.id, %s, 'import', now(), now(), now()
-          FROM {matched} m CROSS JOIN unnest(%s::bigint[]) AS l(id)
-         WHERE m.status = %s
-           AND NOT EXISTS (SELECT 1 FROM contacts_subscription sub
-                            WHERE sub.contact_id = m.id AND sub.mailing_list_id = l.id
-                              AND sub.status <> %s)
-        ON CONFLICT (mailing_list_id, contact_id) DO UPDATE
-           SET status = EXCLUDED.status, confirmed_at = now(), updated_at = now()
-         WHERE contacts_subscription.status = %s
+        WITH pairs AS MATERIALIZED (
+            SELECT m.id AS contact_id, l.id AS list_id,
+                   (SELECT sub.status FROM contacts_subscription sub
+                     WHERE sub.mailing_list_id = l.id AND sub.contact_id = m.id) AS current
+              FROM {matched} m CROSS JOIN unnest(%s::bigint[]) AS l(id)
+             WHERE m.status = %s),
+        subscribed AS (
+            INSERT INTO contacts_subscription (contact_id, mailing_list_id, status, source,
+                created_at, confirmed_at, updated_at)
+            SELECT contact_id, list_id, %s, 'import', now(), now(), now()
+              FROM pairs WHERE current IS NULL OR current = %s
+            ON CONFLICT (mailing_list_id, contact_id) DO UPDATE
+               SET status = EXCLUDED.status, confirmed_at = now(), updated_at = now()
+             WHERE contacts_subscription.status = %s)
+        SELECT count(DISTINCT contact_id) FILTER (WHERE current = %s) FROM pairs
         """,  # noqa: S608
         [
-            SubscriptionStatus.CONFIRMED,
             list_ids,
             ContactStatus.ACTIVE,
+            SubscriptionStatus.CONFIRMED,
             SubscriptionStatus.UNCONFIRMED,
             SubscriptionStatus.UNCONFIRMED,
+            SubscriptionStatus.UNSUBSCRIBED,
         ],
-    )
-    # Active contacts that left one of these lists stay out of it.
-    cursor.execute(
-        f"""
-        SELECT count(*) FROM {matched} m
-         WHERE m.status = %s AND EXISTS (
-            SELECT 1 FROM contacts_subscription sub
-             WHERE sub.contact_id = m.id AND sub.mailing_list_id = ANY(%s) AND sub.status = %s)
-        """,  # noqa: S608
-        [ContactStatus.ACTIVE, list_ids, SubscriptionStatus.UNSUBSCRIBED],
     )
     result.protected += cursor.fetchone()[0]
 
 
-def _merge_on_conflict(stage: str, mode: str, list_ids: list[int], label: str, result: ImportResult) -> None:
+def _merge_on_conflict(
+    stage: str, mode: str, list_ids: list[int], label: str, result: ImportResult, tmp: str
+) -> None:
     status = {
         ImportMode.UPSERT: ContactStatus.ACTIVE,
         ImportMode.ADD: ContactStatus.ACTIVE,
@@ -893,7 +966,8 @@ def _merge_on_conflict(stage: str, mode: str, list_ids: list[int], label: str, r
             if result.unchanged == 0 and result.updated == 0:
                 return  # every address was new: nobody to protect, every subscription made above
             # One pass matches the file to its contacts; the counts and subscriptions reuse it.
-            matched = f"{stage}_matched"
+            matched = f"{tmp}_conflicting"
+            cursor.execute(f"DROP TABLE IF EXISTS {matched}")  # a slice before may have come this way
             cursor.execute(
                 f"CREATE TEMPORARY TABLE {matched} ON COMMIT DROP AS SELECT c.id, c.status {join}"  # noqa: S608
             )
@@ -934,6 +1008,32 @@ def run_import(
     if mode not in ImportMode.values:
         raise ImportFileError(f"mode must be one of {', '.join(ImportMode.values)}")
     fmt = sniff(path)
+    if mode in (ImportMode.UPSERT, ImportMode.ADD):
+        total = path.stat().st_size
+
+        def staged(email_index, columns, report, counter) -> Iterator[tuple]:
+            raw, text = _open_text(path, fmt.encoding)
+            with raw, text:
+                reader = _reader(text, fmt.delimiter)
+                try:
+                    next(reader)
+                    yield from _staged_rows(
+                        reader, len(fmt.headers), email_index, columns, report, counter,
+                        lambda stage, done, total: setattr(counter, "done", done),
+                        total=total, done=raw.tell, drop_flagged=drop_flagged,
+                    )  # fmt: skip
+                except _RecordError as exc:
+                    raise _file_error(exc, fmt) from None
+
+        def stage_and_merge(stage, email_index, columns, report, result) -> None:
+            _merge_in_chunks(
+                lambda counter: staged(email_index, columns, report, counter),
+                stage, mode, label, result, report, progress, total,
+            )  # fmt: skip
+
+        return _run(
+            fmt.headers, None, mode, list_ids, mapping, report_path, label, progress, None, stage_and_merge
+        )
 
     def stage_rows(stage, email_index, columns, report) -> tuple[int, int]:
         return _parse_into_stage(
@@ -941,6 +1041,144 @@ def run_import(
         )
 
     return _run(fmt.headers, stage_rows, mode, list_ids, mapping, report_path, label, progress)
+
+
+# Rows per slice of a chunked import: small enough that the first slice's reading and the last
+# one's merge (the parts that cannot overlap) are short, large enough that each slice's fixed
+# statements (~10, a few ms) stay a small share. Three slices at most are held in memory.
+CHUNK_ROWS = 50_000
+
+
+class _ReaderStopped(Exception):
+    """The import gave up (an error in the merge): the reading thread ends without a word."""
+
+
+def _merge_in_chunks(
+    staged: Callable[[_Counter], Iterator[tuple]],
+    stage: str,
+    mode: str,
+    label: str,
+    result: ImportResult,
+    report: _Report,
+    progress: Progress | None,
+    total: int,
+) -> None:
+    """Read the file in a thread of its own while the database merges what was read before it.
+
+    The file is read (and checked) in slices of CHUNK_ROWS staged rows; each slice is COPYed into
+    the stage (emptied each time) and merged at once, on this thread's connection, in the
+    import's one transaction, while the reading thread goes on with the next slice. The wall time
+    is then about the slower of Python and PostgreSQL, not their sum. Upsert and add only: the
+    other modes stage the whole file, then merge.
+
+    Duplicates: a row the seen-filter did not flag is the first of its address in the file (the
+    filter never misses an address it saw), so it merges with its slice. Flagged rows wait: once
+    the file is read, those whose address an earlier row has are the duplicates (reported as
+    before), and the rest merge last. The first row of each address still wins.
+    """
+    counter = _Counter()
+    slices: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item: Any) -> None:
+        while not stop.is_set():
+            try:
+                slices.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _ReaderStopped
+
+    def read() -> None:
+        try:
+            rows: list[tuple] = []
+            for row in staged(counter):
+                rows.append(row)
+                if len(rows) >= CHUNK_ROWS:
+                    put((rows, counter.done))
+                    rows = []
+            if rows:
+                put((rows, counter.done))
+            put(None)
+        except _ReaderStopped:
+            return
+        except BaseException as exc:  # handed to the merging thread, which raises it
+            try:
+                put(exc)
+            except _ReaderStopped:
+                return
+
+    keys, flagged = f"{stage}_keys", f"{stage}_flagged"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TEMPORARY TABLE {keys} (row_no bigint, email_lower text) ON COMMIT DROP")
+        cursor.execute(f"CREATE TEMPORARY TABLE {flagged} (LIKE {stage}) ON COMMIT DROP")
+    reader = threading.Thread(target=read, name="contacts-import-reader", daemon=True)
+    # The merging thread waits on the database with the GIL released; when an answer comes, the
+    # reading thread holds the GIL for up to the switch interval (5 ms by default) while the
+    # database idles. A shorter interval for the import's duration keeps that wait small.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    reader.start()
+    try:
+        while (item := slices.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            rows, done = item
+            # `stage` holds one slice at a time; `keys` every row's address (for the duplicate
+            # check at the end) and `flagged` the flagged rows.
+            with connection.cursor() as cursor:
+                cursor.execute(f"TRUNCATE {stage}")
+                with cursor.copy(f"COPY {stage} {_STAGE_COLUMNS} FROM STDIN") as copy:
+                    write_row = copy.write_row
+                    for row in rows:
+                        write_row(row)
+            first_rows = sum(1 for row in rows if row[-1] is None)
+            del rows, item
+            if progress:
+                progress("reading", done, total)
+            if first_rows:
+                part = ImportResult(rows=first_rows)
+                first = f"(SELECT * FROM {stage} WHERE raw IS NULL)"  # noqa: S608
+                _merge(first, mode, result.lists, label, part, stage)
+                _add_counts(result, part)
+            with connection.cursor() as cursor:
+                cursor.execute(f"INSERT INTO {keys} SELECT row_no, email_lower FROM {stage}")  # noqa: S608
+                cursor.execute(f"INSERT INTO {flagged} SELECT * FROM {stage} WHERE raw IS NOT NULL")  # noqa: S608
+    finally:
+        stop.set()
+        reader.join()
+        sys.setswitchinterval(interval)
+    result.rows = counter.rows
+    if counter.flagged:
+        duplicates = f"{stage}_duplicates"
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {flagged} (row_no, email_lower)")
+            result.duplicates = _find_duplicates(cursor, flagged, keys, duplicates)
+            if result.duplicates:
+                cursor.execute(f"DELETE FROM {flagged} WHERE ctid = ANY(ARRAY(SELECT tid FROM {duplicates}))")  # noqa: S608
+        if result.duplicates:
+            _report_duplicates(duplicates, report)
+        last_rows = counter.flagged - result.duplicates
+        if last_rows:
+            part = ImportResult(rows=last_rows)
+            _merge(flagged, mode, result.lists, label, part)
+            _add_counts(result, part)
+
+
+def _add_counts(result: ImportResult, part: ImportResult) -> None:
+    result.created += part.created
+    result.updated += part.updated
+    result.unchanged += part.unchanged
+    result.protected += part.protected
+
+
+def _stage_table(stage: str) -> str:
+    return (
+        f"CREATE TEMPORARY TABLE {stage} (row_no bigint NOT NULL, email text NOT NULL, "
+        + "email_lower text NOT NULL, "
+        + "".join(f"{n} text NOT NULL, " for n in STANDARD_TARGETS)
+        + "attrs jsonb NOT NULL, raw text[]) ON COMMIT DROP"
+    )
 
 
 def run_import_rows(
@@ -974,7 +1212,7 @@ def run_import_rows(
 
 def _run(
     headers: list[str],
-    stage_rows: Callable[[str, int, list[_Column], _Report], tuple[int, int]],
+    stage_rows: Callable[[str, int, list[_Column], _Report], tuple[int, int]] | None,
     mode: str,
     list_ids: list[int] | None,
     mapping: dict[str, str] | None,
@@ -982,7 +1220,9 @@ def _run(
     label: str,
     progress: Progress | None,
     bad_rows: list | None = None,
+    stage_and_merge: Callable[[str, int, list[_Column], _Report, ImportResult], None] | None = None,
 ) -> ImportResult:
+    """Stage with `stage_rows` then merge, or both at once with `stage_and_merge` (chunked)."""
     list_ids = sorted({int(i) for i in list_ids or []})
     mapping = mapping or suggest_mapping(headers)
     email_index, columns, new_fields = _resolve_columns(headers, mapping)
@@ -997,21 +1237,21 @@ def _run(
                 # million staged rows against a million contacts: ~250 MB of hash), this
                 # transaction only.
                 cursor.execute("SET LOCAL work_mem = '256MB'")
-                cursor.execute(
-                    f"CREATE TEMPORARY TABLE {stage} (row_no bigint NOT NULL, email text NOT NULL, "
-                    + "email_lower text NOT NULL, "
-                    + "".join(f"{n} text NOT NULL, " for n in STANDARD_TARGETS)
-                    + "attrs jsonb NOT NULL, raw text[]) ON COMMIT DROP"
-                )
-            result.rows, result.duplicates = stage_rows(stage, email_index, columns, report)
-            result.invalid = report.count - result.duplicates
-            if progress:
-                progress("merging", 1, 3)
+                cursor.execute(_stage_table(stage))
             for name, header in new_fields:
                 CustomField.objects.get_or_create(
                     name=name, defaults={"label": header, "type": FieldType.TEXT}
                 )
-            _merge(stage, mode, list_ids, label, result)
+            if stage_and_merge is not None:
+                stage_and_merge(stage, email_index, columns, report, result)
+                result.invalid = report.count - result.duplicates
+            else:
+                assert stage_rows is not None
+                result.rows, result.duplicates = stage_rows(stage, email_index, columns, report)
+                result.invalid = report.count - result.duplicates
+                if progress:
+                    progress("merging", 1, 3)
+                _merge(stage, mode, list_ids, label, result)
         if progress:
             progress("done", 3, 3)
     finally:

@@ -68,6 +68,13 @@ def dot_stuff(data: bytes) -> bytes:
     return b"." + data if data.startswith(b".") else data
 
 
+def _stuffed(piece: bytes) -> bytes:
+    """dot_stuff(piece) for a short piece, which seldom needs it: most come back as they are."""
+    if piece[:1] == b"." or b"\r\n." in piece:
+        return dot_stuff(piece)
+    return piece
+
+
 def _filename_params(filename: str) -> str:
     """`; filename="..."` for ASCII names, RFC 2231 `filename*=utf-8''...` otherwise."""
     if filename.isascii() and not any(ch in filename for ch in '"\\\r\n'):
@@ -103,12 +110,20 @@ def encode_attachments(attachments: Sequence[Mapping[str, Any]], boundary: str) 
 
 
 class _Part:
-    """One body part (html or text) as pre-encoded literal chunks and slot indexes."""
+    """One body part (html or text) as pre-encoded literal chunks and slot indexes.
 
-    __slots__ = ("canonical", "chunks", "clean", "indexes")
+    Every chunk and every encoded value starts and ends at a line boundary (qp ends each with a
+    hard or soft line break), so dot-stuffing them one by one gives the bytes dot-stuffing their
+    join would: the literal chunks are stuffed here, once per mailing, and a message only scans
+    its short values (`fill` and `fill_signed` return SMTP data; DKIM hashes the unstuffed form).
+    """
+
+    __slots__ = ("canonical", "chunks", "clean", "indexes", "wire", "wire_is_raw")
 
     def __init__(self, literals: list[str], indexes: list[int]) -> None:
         self.chunks = [qp(literal) for literal in literals]
+        self.wire = [dot_stuff(chunk) for chunk in self.chunks]
+        self.wire_is_raw = all(w is c for w, c in zip(self.wire, self.chunks, strict=True))
         # DKIM's relaxed form of each literal chunk, once per mailing (every piece is whole lines).
         self.canonical = [canonical_lines(chunk) for chunk in self.chunks]
         self.clean = all(c is chunk for c, chunk in zip(self.canonical, self.chunks, strict=True))
@@ -126,21 +141,25 @@ class _Part:
         return b"".join(out)
 
     def fill(self, values: list[str], encoded: Sequence[bytes] = ()) -> bytes:
-        return self._join(self.chunks, self._values(values, encoded))
+        """The part's SMTP data (dot-stuffed) for these values."""
+        return self._join(self.wire, [_stuffed(piece) for piece in self._values(values, encoded)])
 
     def fill_signed(
         self, values: list[str], encoded: Sequence[bytes] = (), *, first: bool = True
     ) -> tuple[bytes, bytes]:
-        """(fill's bytes, their relaxed canonical form) for DKIM; without the first chunk's when
-        `first` is false (the caller hashed it already, once per mailing)."""
+        """(fill's bytes, the relaxed canonical form of the unstuffed part) for DKIM; without the
+        first chunk's when `first` is false (the caller hashed it already, once per mailing)."""
         pieces = self._values(values, encoded)
-        raw = self._join(self.chunks, pieces)
+        wire_pieces = [_stuffed(piece) for piece in pieces]
+        raw = self._join(self.wire, wire_pieces)
         merged = b"".join(pieces)
         if b"  " in merged or b"\t" in merged or b" \r\n" in merged:
             canonical_pieces = [canonical_lines(piece) for piece in pieces]
             canonical = self._join(self.canonical, canonical_pieces)
-        elif self.clean:
-            canonical = raw  # nothing to change: the common case
+        elif (
+            self.clean and self.wire_is_raw and all(w is p for w, p in zip(wire_pieces, pieces, strict=True))
+        ):
+            canonical = raw  # nothing to change (no dot to unstuff either): the common case
         else:
             canonical = self._join(self.canonical, pieces)
         return raw, canonical if first else canonical[len(self.canonical[0]) :]
@@ -325,6 +344,7 @@ class MessageBuilder:
             subject, html, text = rendered.subject, qp(body), qp(plain)
             if self._prepared is not None:
                 canonical_text, canonical_html = canonical_lines(text), canonical_lines(html)
+            text, html = dot_stuff(text), dot_stuff(html)
         message_id = recipient.message_id
         unsubscribe = recipient.unsubscribe_token or verp.message_token(message_id, "unsubscribe")
         message_id_value = self.message_id_header(message_id).encode()
@@ -359,7 +379,6 @@ class MessageBuilder:
             head += [b"Subject: ", subject_value, b"\r\n"]
         head.append(self._head)
         header_block = b"".join(head)
-        body = b"".join((self._mixed_open, self._body_open, text, self._body_middle, html, self._body_close))
         if self._prepared is not None:
             assert self.signer is not None
             rest = canonical_text + self._canonical_middle + canonical_html + self._canonical_tail
@@ -370,8 +389,19 @@ class MessageBuilder:
                 self.signer.signature_prepared(self._prepared, values, self._body_hash.digest(rest))
                 + header_block
             )
-        elif self.signer is not None:
-            header_block = self.signer.signature_header(header_block, body + self._mixed_close) + header_block
-        # The attachments need no dot-stuffing (base64 and our part headers never start a line with
-        # "."): only the per-recipient part is scanned, the mailing's encoded files are appended.
-        return dot_stuff(header_block + b"\r\n" + body) + self._mixed_close
+        # `text` and `html` are dot-stuffed already (_Part). The part headers and boundaries never
+        # start a line with "." (they start with "--" or a header name), nor do the attachments'
+        # base64 lines: only the header block is scanned here, a line of it could in theory.
+        return b"".join(
+            (
+                dot_stuff(header_block),
+                b"\r\n",
+                self._mixed_open,
+                self._body_open,
+                text,
+                self._body_middle,
+                html,
+                self._body_close,
+                self._mixed_close,
+            )
+        )

@@ -455,6 +455,7 @@ def tracking_flush(*, batch: int | None = None) -> int:
 
     from contacts.services import EngagementHit, contact_record_click, contact_record_open, engagement_record
     from delivery.models import Message, MessageEvent
+    from delivery.signals import messages_engaged
 
     push_pending()
     size = batch or settings.TRACKING_FLUSH_BATCH
@@ -477,12 +478,13 @@ def tracking_flush(*, batch: int | None = None) -> int:
         messages = {
             row[0]: row
             for row in Message.objects.filter(pk__in={h[2] for h in hits}).values_list(
-                "id", "mailing_id", "contact_id", "sent_at"
+                "id", "mailing_id", "contact_id", "sent_at", "idempotency_key"
             )
         }
         events = []
         engaged: dict[tuple[str, int], dt.datetime] = {}
         engagement: list[EngagementHit] = []
+        keyed: dict[str, str] = {}  # idempotency key -> "opened" or "clicked", human hits only
         for kind, mailing_id, message_id, at, meta in hits:
             message = messages.get(message_id)
             if message is None or message[1] != mailing_id or kind not in ("opened", "clicked"):
@@ -514,11 +516,15 @@ def tracking_flush(*, batch: int | None = None) -> int:
             if not flags and message[2] is not None:
                 key = (kind, message[2])
                 engaged[key] = max(engaged.get(key, when), when)
+            if not flags and message[4]:
+                keyed[message[4]] = "clicked" if kind == "clicked" else keyed.get(message[4], kind)
         with transaction.atomic():
             MessageEvent.objects.bulk_create(events)
             engagement_record(engagement)
             for (kind, contact_id), when in engaged.items():
                 (contact_record_open if kind == "opened" else contact_record_click)(contact_id, when)
+            if keyed:
+                messages_engaged.send(sender=MessageEvent, engaged=keyed)
         written += len(events)
         if len(raw) < size:
             return written

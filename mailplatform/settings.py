@@ -626,5 +626,6 @@ AUTOMATIONS_TICK_MAX_SECONDS = env_int("AUTOMATIONS_TICK_MAX_SECONDS", 50, minim
 # How often the scheduled triggers (segments entered, date fields, campaign opens and clicks) and the
 # exit sweep (unsubscribed, bounced, complained, entered the exit segment) run.
 AUTOMATIONS_TRIGGERS_SECONDS = env_int("AUTOMATIONS_TRIGGERS_SECONDS", 60, minimum=1)
-# A run waiting for an open or a click before its deadline looks again this often.
-AUTOMATIONS_ENGAGEMENT_CHECK_SECONDS = env_int("AUTOMATIONS_ENGAGEMENT_CHECK_SECONDS", 300, minimum=1)
+# A run whose send step cannot send now (its from address no longer allowed, say) tries again this
+# often. (A run waiting at an opened/clicked branch needs no such retry: the open wakes it.)
+AUTOMATIONS_HELD_RETRY_SECONDS = env_int("AUTOMATIONS_HELD_RETRY_SECONDS", 300, minimum=1)

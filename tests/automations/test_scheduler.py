@@ -250,3 +250,42 @@ def test_one_batch_moves_a_run_on_until_it_must_wait_and_stops_after_changing_it
     }
     # One ledger row per run and send step.
     assert ledger_rows_per_run_and_step(automation.pk) == (6, 6)
+
+
+HUMAN = {
+    "ua": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 Version/17.0 Safari/605.1.15"
+}
+PROXY = {"ua": "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"}
+
+
+@pytest.mark.parametrize("condition", ["opened", "clicked"])
+def test_an_open_or_click_wakes_the_run_at_its_branch_at_once(condition, make_template, make_contacts):
+    """Tracking's flush wakes the run waiting on that very message: the yes way is taken on the next
+    tick, not at the deadline; a proxy's open wakes nobody, nor does an open at a "clicked" branch."""
+    from delivery import tracking
+
+    automation = services.automation_create(name="Nudge", trigger="manual")
+    services.step_add(automation.pk, kind="send", template_id=make_template("First", "First").pk)
+    branch = services.step_add(
+        automation.pk, kind="branch", config={"condition": condition, "deadline_seconds": 7 * 86400}
+    )
+    services.step_add(automation.pk, kind="send", template_id=make_template("Second", "Second").pk)
+    end = services.step_add(automation.pk, kind="end")
+    services.step_update(branch.pk, config={**branch.config, "otherwise": end.key})
+    services.automation_set_status(automation.pk, "active")
+    contacts = make_contacts(3)
+    services.enrol(automation.pk, [c.pk for c in contacts])
+    scheduler.tick()
+    human, proxied, opened_only = list(_messages(automation))
+    assert Run.objects.filter(automation=automation, step=branch, next_at__gt=later(days=6)).count() == 3
+
+    tracking.buffer_event(condition, human.mailing_id, human.pk, HUMAN)
+    tracking.buffer_event("opened", proxied.mailing_id, proxied.pk, PROXY)
+    if condition == "clicked":
+        tracking.buffer_event("opened", opened_only.mailing_id, opened_only.pk, HUMAN)
+    tracking.tracking_flush()
+    scheduler.tick()  # now, not a week on
+
+    seconds = _messages(automation).exclude(pk__in=[human.pk, proxied.pk, opened_only.pk])
+    assert [m.contact_id for m in seconds] == [human.contact_id]
+    assert Run.objects.filter(automation=automation, step=branch).count() == 2  # still waiting

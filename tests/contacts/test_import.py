@@ -386,3 +386,76 @@ def test_role_and_disposable_addresses_are_kept_by_default_or_dropped_to_the_bad
     assert run_import(both, report_path=tmp_path / "b.csv", drop_flagged=True).invalid == 1
     assert "a role and disposable address" in (tmp_path / "b.csv").read_text()
     assert run_import(both).created == 1
+
+
+def _reader_threads() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "contacts-import-reader"]
+
+
+@pytest.mark.parametrize("flag_every_row", [False, True])
+def test_a_chunked_import_keeps_the_first_row_of_each_address_across_slices(
+    tmp_path, monkeypatch, flag_every_row
+):
+    """Slices of two rows merge while the file is still being read: an address seen in an
+    earlier slice (another case too) is a duplicate, not an update, and the first row wins; with
+    every row flagged by the seen-filter the result is the same (they all merge at the end)."""
+    from contacts import imports
+
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
+    if flag_every_row:
+        monkeypatch.setattr(imports._SeenFilter, "seen_or_add", lambda self, key: True)
+    lst = MailingList.objects.create(name="L")
+    old = Contact.objects.create(email="old@example.com", first_name="Before")
+    path = write(
+        tmp_path,
+        "email,first_name,plan\na@example.com,A,pro\nold@example.com,Old,\nbad,X,\nB@example.com,B,\n"
+        "A@EXAMPLE.com,A2,team\nc@example.com,C,\nb@example.com,B3,\nold@example.com,Old2,\nd@example.com,D,\n",
+    )
+    result = run_import(path, list_ids=[lst.id], report_path=tmp_path / "r.csv")
+    assert (result.rows, result.created, result.updated, result.unchanged) == (9, 4, 1, 0)
+    assert (result.invalid, result.duplicates) == (1, 3)
+    assert Contact.objects.get(email__iexact="a@example.com").first_name == "A"
+    assert Contact.objects.get(email__iexact="a@example.com").attributes == {"plan": "pro"}
+    assert Contact.objects.get(email__iexact="b@example.com").first_name == "B"
+    old.refresh_from_db()
+    assert old.first_name == "Old"
+    assert Subscription.objects.filter(mailing_list=lst, status=SubscriptionStatus.CONFIRMED).count() == 5
+    reasons = {row[-2]: row[-1] for row in csv.reader((tmp_path / "r.csv").open())}
+    assert reasons["6"] == "duplicate of row 2" and reasons["8"] == "duplicate of row 5"
+    assert reasons["9"] == "duplicate of row 3" and reasons["4"].startswith("email:")
+    assert not _reader_threads()
+
+
+def test_a_chunked_import_that_fails_in_a_later_slice_stores_nothing(tmp_path, monkeypatch):
+    """Slices merged before the failure are rolled back with the rest: one transaction."""
+    from contacts import imports
+
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
+    rows = "".join(f"u{i}@example.com,U\n" for i in range(9))
+    path = write(tmp_path, "email,first_name\n" + rows + '"broken@example.com,X\n')
+    with pytest.raises(ImportFileError, match="row 11"):
+        run_import(path)
+    assert Contact.objects.count() == 0
+    assert not _reader_threads()
+
+
+def test_a_merge_error_stops_the_reading_thread_and_stores_nothing(tmp_path, monkeypatch):
+    from contacts import imports
+
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
+    real, calls = imports._merge, []
+
+    def fail_the_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("the database went away")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(imports, "_merge", fail_the_third)
+    path = write(tmp_path, "email\n" + "".join(f"u{i}@example.com\n" for i in range(5000)))
+    with pytest.raises(RuntimeError, match="went away"):
+        run_import(path)
+    assert Contact.objects.count() == 0
+    assert not _reader_threads()

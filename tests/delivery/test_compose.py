@@ -123,6 +123,22 @@ def test_every_line_starting_with_a_dot_is_stuffed():
         assert not line.startswith(b".") or line.startswith(b"..")
 
 
+@pytest.mark.parametrize("tracked", [False, True])
+def test_parts_stuffed_piece_by_piece_are_the_whole_message_stuffed(tracked):
+    """The literal chunks are dot-stuffed once per mailing and each message's values on their own:
+    the bytes are those of stuffing the whole message, and every dot arrives (none doubled)."""
+    builder = _builder(track_opens=tracked, track_clicks=tracked)
+    for name in [".Dotty", "a\n.b\n..c", ".", "..", "x" * 80 + ".y", "plain", ""]:
+        url = "https://example.com/" + "." * 90 + "/?a=1"
+        raw = builder.build(Recipient(5, "x@example.org", _context(name, url)))
+        unstuffed = raw.replace(b"\r\n..", b"\r\n.")
+        assert dot_stuff(unstuffed) == raw, name
+        text = list(_parse(raw)[1].iter_parts())[0].get_content().replace("\r\n", "\n")
+        assert text.startswith(f"Hi {name or 'there'},\n.dot line\n"), name
+        if not tracked:
+            assert text.endswith(f"{url}\n")
+
+
 def test_quoted_printable_segments_round_trip():
     import quopri
 
@@ -163,7 +179,7 @@ def test_dkim_of_a_prepared_mailing_verifies_for_every_recipient(tracked):
     def dnsfunc(name, timeout=5):
         return dns.get(name if isinstance(name, bytes) else name.encode())
 
-    names = ["Ada", "  Grace\t Hopper  ", "tab\tend\t", "", "Zoë   " * 30, "line\nbreak "]
+    names = ["Ada", "  Grace\t Hopper  ", "tab\tend\t", "", "Zoë   " * 30, "line\nbreak ", ".dot\n.line"]
     for n, name in enumerate(names):
         raw, _ = _parse(builder.build(Recipient(n + 1, f"r{n}@example.org", _context(name))))
         head, body = raw.split(b"\r\n\r\n", 1)
