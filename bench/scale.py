@@ -455,22 +455,8 @@ def measure(args: argparse.Namespace, state: dict, size: int, ledger_rows: int) 
         print(f"--- claim at {ledger_rows:,} ledger rows")
         with connection.cursor() as cursor:
             cursor.execute("SELECT min(id) FROM delivery_message WHERE mailing_id = %s", [state["sending"]])
-        print(
-            explain(
-                """
-                WITH picked AS MATERIALIZED (
-                    SELECT id FROM delivery_message WHERE mailing_id = %s AND state = 'queued'
-                      AND EXISTS (SELECT 1 FROM delivery_mailing g WHERE g.id = mailing_id
-                                  AND g.state = ANY(%s))
-                    ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
-                UPDATE delivery_message m SET state = 'sending', lease_expires_at = clock_timestamp()
-                    + interval '5 minutes', relay_id = %s
-                FROM picked WHERE m.id = picked.id RETURNING m.id, m.email, m.contact_id, m.data
-                """,
-                [state["sending"], ["sending", "standing"], batch, relay],
-                rollback=True,
-            )
-        )
+        # The engine's own statement: the plan shown is the one it runs.
+        print(explain(ledger.CLAIM_SQL, ledger.claim_params(state["sending"], relay, batch), rollback=True))
 
     # The prune removes one old Mailing while another connection sends (claims batches and is
     # done with them); a third samples whether that sender waits on a lock, and for how long.
