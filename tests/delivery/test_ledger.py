@@ -227,3 +227,32 @@ def test_prune_skips_a_row_another_transaction_holds_instead_of_waiting():
         done.set()
         thread.join()
     assert ledger.prune(days=400, batch=10) == 1
+
+
+def test_the_claim_reads_its_index_whatever_the_statistics_say(make_relay):
+    """Analysed while every row was queued (a fresh ledger, a first big Mailing), the planner took
+    "state = 'queued'" for no filter at all: it walked the primary key from the lowest id past every
+    row already claimed, and hash-joined the pick with a scan of the whole ledger. Each claim then
+    cost more than the last. The claim must read delivery_msg_claim and the picked rows by id."""
+    from django.db import connection, transaction
+
+    relay = make_relay(port=25)
+    mailing = Mailing.objects.create(
+        name="big", send_group="big", from_email="a@example.com", subject="s", compiled={}, state="sending"
+    )
+    Message.objects.bulk_create(
+        Message(mailing=mailing, send_group="big", email=f"p{n}@example.com") for n in range(3000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE delivery_message")
+    claimed = [c.id for _ in range(3) for c in ledger.claim(mailing.pk, relay.pk, 500)]
+    assert len(claimed) == len(set(claimed)) == 1500
+    assert claimed == sorted(claimed) == list(range(claimed[0], claimed[0] + 1500))
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + ledger.CLAIM_SQL, ledger.claim_params(mailing.pk, relay.pk, 500))
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Index Scan using delivery_msg_claim on delivery_message" in plan, plan
+    assert "Seq Scan on delivery_message" not in plan, plan
+    assert "Index Scan using delivery_message_pkey on delivery_message m" in plan, plan
+    assert len(ledger.claim(mailing.pk, relay.pk, 2000)) == 1500
