@@ -36,8 +36,10 @@ def pipelined() -> contextlib.AbstractContextManager[Any]:
 
 def fetch_later(sql: str, params: Sequence[Any]) -> Callable[[], list[tuple]]:
     """Send a query now, read its rows when called (in a pipeline, the first read waits for
-    every statement sent before it, in one round trip)."""
-    cursor = connection.cursor()
+    every statement sent before it, in one round trip). Server-side binding: a query whose text
+    does not change is prepared by psycopg after a few runs and no longer planned each time."""
+    connection.ensure_connection()
+    cursor = psycopg.Cursor(connection.connection)
     cursor.execute(sql, params)
 
     def rows() -> list[tuple]:
@@ -47,12 +49,6 @@ def fetch_later(sql: str, params: Sequence[Any]) -> Callable[[], list[tuple]]:
             cursor.close()
 
     return rows
-
-
-def queryset_later(queryset: models.QuerySet) -> Callable[[], list[tuple]]:
-    """fetch_later for a values_list queryset (its columns in its order, no conversions)."""
-    sql, params = queryset.query.sql_with_params()
-    return fetch_later(sql, params)
 
 
 def draw_ids(model: type[models.Model], count: int) -> Callable[[], list[int]]:

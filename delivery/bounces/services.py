@@ -39,6 +39,7 @@ from delivery.bounces.models import BounceEvent, BouncePolicy, InboundMessage
 from delivery.bounces.selectors import (
     MessageInfo,
     SoftHistory,
+    bounce_policy_later,
     messages_info,
     messages_info_later,
     soft_history,
@@ -245,8 +246,7 @@ def _policy_apply(
     bulk.insert_objects(events, EVENT_FIELDS, event_ids)
     _count_for_metrics(events)
     # No audit rows: contacts' services write one only for a person (`by`), and a bounce has none.
-    contacts.contacts_record_soft_bounces(effects.soft)
-    contacts.contacts_mark_bounced(effects.bounced)
+    contacts.contacts_record_bounces(effects.soft, effects.bounced)
     contacts.contacts_mark_complained(effects.complained, source=f"bounce:{lines[0].source}")
     ledger.record_bounces(
         [
@@ -361,7 +361,8 @@ def _process_batch(items: Sequence[Inbound], reports: Sequence[BounceReport]) ->
     event_ids = bulk.draw_ids(BounceEvent, sum(len(report.recipients) for report in reports))
     history = soft_history_of_messages_later(named, now)
     infos_later = messages_info_later(named)
-    policy = BouncePolicy.current()
+    policy_later = bounce_policy_later()
+    policy = policy_later()
     infos = infos_later()
     pending: list[tuple[int, PolicyLine]] = []
     for index, report in enumerate(reports):
