@@ -58,3 +58,22 @@ def own_database(label: str) -> Iterator[str]:
         connections.close_all()
         with admin_connect(base) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def named_database(name: str) -> Iterator[str]:
+    """Point DATABASE_URL at `name` on the same server, creating it if it is missing; never dropped
+    (a database a benchmark grows once and measures again, such as ten million contacts)."""
+    base = base_database_url()
+    with admin_connect(base) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    os.environ["DATABASE_URL"] = with_database(base, name)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailplatform.settings")
+    os.environ.setdefault("DEBUG", "true")
+    try:
+        yield name
+    finally:
+        from django.db import connections
+
+        connections.close_all()

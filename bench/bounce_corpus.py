@@ -1,7 +1,7 @@
 """Classifier accuracy against sisimai's answers on the shared corpus, and its speed.
 
     python bench/bounce_corpus.py [--corpus DIR] [--seconds 5] [--confusion] [--apply 2000] [--listener-clients 8]
-                                  [--listener-corpus]
+                                  [--listener-corpus] [--pipe-clients 20]
 
 Prints per-kind agreement and (with --confusion) the confusion matrix; the LAST line is one
 JSON object. Parsing needs no database. With --apply N (default 2000, 0 to skip) it also
@@ -12,7 +12,10 @@ single_bounces_per_s through bounce_process, one message per transaction (the MT
 listener_bounces_per_s through `manage.py bounce_server` fed by concurrent SMTP sessions
 (small generated DSNs, or with --listener-corpus the corpus's own messages), with the CPU each
 bounce cost the listener, the senders and PostgreSQL (`total_cpu_ms_per_bounce`,
-`cpu_bound_bounces_per_s`: what that CPU allows on this machine's cores).
+`cpu_bound_bounces_per_s`: what that CPU allows on this machine's cores), and the MTA pipe run as
+Postfix runs it, a process per message, --pipe-clients at a time: `pipe_bounces_per_s` handing
+each to the listener (delivery/bounces/pipe.py), `pipe_local_bounces_per_s` the old way (Django
+and a transaction per message).
 The reference run is the standard library's email parser alone over the same files (ratio).
 """
 
@@ -154,7 +157,12 @@ def run(corpus: Path, seconds: float, confusion: bool) -> dict[str, object]:
 
 
 def apply_rate(
-    count: int, seconds: float, batch: int, clients: int, listener_corpus: Path | None = None
+    count: int,
+    seconds: float,
+    batch: int,
+    clients: int,
+    listener_corpus: Path | None = None,
+    pipe_clients: int = 0,
 ) -> dict[str, object]:
     """`count` token-attributed DSNs through the batch path (repeated for at least `seconds`),
     then through the one-message path for a fifth of that time. `listener_corpus`: the listener
@@ -224,7 +232,7 @@ def apply_rate(
                 if path.is_file() and path.parent.name not in ("err", "not", "mac")
             ]
             jobs = [(real[index % len(real)], envelope) for index, (_, envelope) in enumerate(jobs)]
-        listener = listener_rate(jobs, seconds, clients)
+        listener = listener_rate(jobs, seconds, clients, pipe_clients)
         return {
             "applied": done,
             "batch": batch,
@@ -236,6 +244,9 @@ def apply_rate(
             **listener,
             "listener_ratio": round(listener["listener_bounces_per_s"] / (single / single_elapsed), 2),
         }
+
+
+SENDERS_ADDRESS = "127.0.0.2"  # Linux answers the whole of 127.0.0.0/8 on the loopback
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -272,7 +283,9 @@ def _backend_pids() -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def listener_rate(jobs: list[tuple[bytes, str]], seconds: float, clients: int) -> dict[str, object]:
+def listener_rate(
+    jobs: list[tuple[bytes, str]], seconds: float, clients: int, pipe_clients: int = 0
+) -> dict[str, object]:
     """`manage.py bounce_server` in a process of its own, fed by `clients` concurrent SMTP
     sessions as several MTAs would: accepted messages per second, each committed before its 250.
 
@@ -292,6 +305,7 @@ def listener_rate(jobs: list[tuple[bytes, str]], seconds: float, clients: int) -
         **os.environ,
         "BOUNCE_DOMAIN": "bounce.example.net",
         "BOUNCE_MAX_PER_MINUTE_PER_CLIENT": "1000000000",
+        "BOUNCE_FLOOD_EXEMPT_PEERS": "127.0.0.1",  # the pipe's handoff comes from the local MTA
         # as deployed: DEBUG off (no SQL capture); the same key, so the VERP tokens verify
         "DEBUG": "false",
         "SECRET_KEY": settings.SECRET_KEY,
@@ -308,7 +322,9 @@ def listener_rate(jobs: list[tuple[bytes, str]], seconds: float, clients: int) -
         deadline = 0.0
 
         def client(slot: int, count: int | None) -> None:
-            with smtplib.SMTP("127.0.0.1", port, timeout=60) as session:
+            # From another loopback address: the flood limit counts these senders as it would
+            # remote MTAs; only the pipe's handoff (from 127.0.0.1, the local MTA) is exempt.
+            with smtplib.SMTP("127.0.0.1", port, timeout=60, source_address=(SENDERS_ADDRESS, 0)) as session:
                 session.ehlo("mx.example.org")
                 index = slot
                 sent = 0
@@ -343,6 +359,7 @@ def listener_rate(jobs: list[tuple[bytes, str]], seconds: float, clients: int) -
         backends = _backend_pids()
         listener_cpu = sum(_cpu_seconds(pid) - before.get(pid, 0.0) for pid in listener_pids)
         database_cpu = sum(_cpu_seconds(pid) - before.get(pid, 0.0) for pid in backends)
+        pipe = pipe_rate(jobs, seconds, pipe_clients, port, env, server.pid) if pipe_clients else {}
     finally:
         server.terminate()
         server.wait(30)
@@ -363,6 +380,76 @@ def listener_rate(jobs: list[tuple[bytes, str]], seconds: float, clients: int) -
         # what the measured CPU per bounce allows on this machine's cores with nothing else running
         "cpu_bound_bounces_per_s": round(cores * done / total, 1) if total else 0.0,
         "load_1min": round(os.getloadavg()[0], 2),
+        **pipe,
+    }
+
+
+def pipe_rate(
+    jobs: list[tuple[bytes, str]],
+    seconds: float,
+    clients: int,
+    port: int,
+    env: dict[str, str],
+    server_pid: int,
+) -> dict[str, object]:
+    """The MTA's pipe under concurrency, as Postfix runs it: `clients` at a time, a process per
+    message. `python -m delivery.bounces.pipe` hands each to the running listener (its group
+    commit); the reference is the old way, `manage.py process_bounce --no-handoff` (Django
+    started and one transaction per message), with as many at a time as there are cores (it is
+    CPU-bound: more only queue). CPU per bounce: the pipe processes, the listener and PostgreSQL."""
+    import resource
+    import subprocess
+    import threading
+
+    pipe_env = {**env, "BOUNCE_SMTP_HOST": "127.0.0.1", "BOUNCE_SMTP_PORT": str(port)}
+
+    def run(command: list[str], clients: int, seconds: float) -> tuple[int, float, float]:
+        stored = [0] * clients
+        deadline = time.perf_counter() + seconds
+
+        def client(slot: int) -> None:
+            index = slot
+            while True:
+                raw, envelope = jobs[index % len(jobs)]
+                rcpt = envelope.rpartition("@")[0] + "@bounce.example.net"
+                done = subprocess.run(
+                    [*command, "--recipient", rcpt], cwd=REPO, env=pipe_env, input=raw, capture_output=True
+                )
+                stored[slot] += done.returncode == 0
+                index += clients
+                if time.perf_counter() >= deadline:
+                    return
+
+        pids = _process_tree(server_pid) + _backend_pids()
+        before = {pid: _cpu_seconds(pid) for pid in pids}
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        threads = [threading.Thread(target=client, args=(slot,)) for slot in range(clients)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        pids = _process_tree(server_pid) + _backend_pids()
+        cpu = sum(_cpu_seconds(pid) - before.get(pid, 0.0) for pid in pids)
+        cpu += (children.ru_utime - children_before.ru_utime) + (children.ru_stime - children_before.ru_stime)
+        return sum(stored), elapsed, cpu
+
+    handed, handed_s, handed_cpu = run([sys.executable, "-m", "delivery.bounces.pipe"], clients, seconds)
+    local_clients = os.cpu_count() or 1
+    local, local_s, local_cpu = run(
+        [sys.executable, "manage.py", "process_bounce", "--no-handoff"], local_clients, min(seconds, 3.0)
+    )
+    return {
+        "pipe_clients": clients,
+        "pipe_stored": handed,
+        "pipe_bounces_per_s": round(handed / handed_s, 1),
+        "pipe_cpu_ms_per_bounce": round(1000 * handed_cpu / max(handed, 1), 3),
+        "pipe_local_clients": local_clients,
+        "pipe_local_stored": local,
+        "pipe_local_bounces_per_s": round(local / local_s, 1),
+        "pipe_local_cpu_ms_per_bounce": round(1000 * local_cpu / max(local, 1), 3),
     }
 
 
@@ -381,11 +468,19 @@ def main() -> None:
         action="store_true",
         help="feed the listener the corpus's bounces (each with a token) instead of small generated DSNs",
     )
+    parser.add_argument(
+        "--pipe-clients",
+        type=int,
+        default=20,
+        help="MTA pipe processes at a time handing messages to the listener (0: skip the pipe)",
+    )
     args = parser.parse_args()
     if not (args.corpus / "expected.tsv").is_file():
         parser.error(f"--corpus: no expected.tsv in {args.corpus}")
     if args.apply < 0 or args.seconds < 0:
         parser.error("--apply and --seconds must not be negative")
+    if args.pipe_clients < 0:
+        parser.error("--pipe-clients must not be negative")
     if args.batch < 1 or args.listener_clients < 1:
         parser.error("--batch and --listener-clients must be at least 1")
     figures = run(args.corpus, args.seconds, args.confusion)
@@ -397,6 +492,7 @@ def main() -> None:
                 args.batch,
                 args.listener_clients,
                 args.corpus if args.listener_corpus else None,
+                args.pipe_clients,
             )
         )
     print(json.dumps(figures))

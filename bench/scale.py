@@ -24,7 +24,10 @@ Timings are medians of --repeat runs, in wall ms; `load` is the 1-minute load av
 --explain prints EXPLAIN (ANALYZE, BUFFERS) of the segment count and the claim at each size.
 
 Runs on posthorn_bench_scale_<pid> on the server DATABASE_URL names (or the embedded one) and
-drops it afterwards (--keep leaves it, for EXPLAIN work). One JSON line per size; the last line
+drops it afterwards (--keep leaves it, for EXPLAIN work). --database NAME grows and keeps that
+database instead, and measures one that already holds contacts again without filling anew: a
+size it already has (or exceeds) is only measured, so a ten-million build is made once and
+measured as often as needed (`--contacts 10000000 --database NAME`). One JSON line per size; the last line
 one JSON object with every size and the growth from the first size to the last.
 """
 
@@ -46,7 +49,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from benchdb import own_database  # noqa: E402
+from benchdb import named_database, own_database  # noqa: E402
 from measure import median_ms, three_condition_segment  # noqa: E402
 
 FIRST = ["Ann", "Bob", "Cleo", "Dan", "Eve", "Finn", "Gus", "Hana", "Ivo", "Jo", "Kai", "Lea"]
@@ -88,6 +91,7 @@ def main() -> int:
     parser.add_argument("--pages", type=int, default=20, help="API pages per size")
     parser.add_argument("--explain", action="store_true")
     parser.add_argument("--keep", action="store_true", help="leave the database (prints its name)")
+    parser.add_argument("--database", help="grow (or reuse) this database and keep it")
     args = parser.parse_args()
     if args.ledger_rows is None:
         args.ledger_rows = list(args.contacts)
@@ -105,11 +109,12 @@ def main() -> int:
     if need > free * 0.8:
         parser.error(f"not enough free disk for {args.contacts[-1]:,} contacts: {free / 1e9:.1f} GB free")
 
+    if args.database:
+        with named_database(args.database):
+            _environment()
+            return run(args)
     with own_database("scale") as name:
-        os.environ["ALLOWED_HOSTS"] = "testserver,127.0.0.1,localhost"
-        os.environ["CACHE_KEY_PREFIX"] = f"posthorn-bench-scale-{os.getpid()}"
-        os.environ["DEBUG"] = "false"  # as deployed: no SQL capture
-        os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(48))
+        _environment()
         code = run(args)
         if args.keep:
             print(f"kept database {name}; drop it yourself")
@@ -118,6 +123,13 @@ def main() -> int:
             connections.close_all()
             os._exit(code)  # skip own_database's drop
         return code
+
+
+def _environment() -> None:
+    os.environ["ALLOWED_HOSTS"] = "testserver,127.0.0.1,localhost"
+    os.environ["CACHE_KEY_PREFIX"] = f"posthorn-bench-scale-{os.getpid()}"
+    os.environ["DEBUG"] = "false"  # as deployed: no SQL capture
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(48))
 
 
 # --- filling (setup, not measured) ---
@@ -143,17 +155,25 @@ def _plain_indexes(table: str) -> list[str]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def _bulk(table: str, statements: list[tuple[str, list]]) -> None:
-    """Run the inserts with the table's plain indexes dropped, then build them again (faster by far)."""
-    indexes = _plain_indexes(table)
+def _bulk(table: str, statements: list[tuple[str, list]], *, rebuild: bool = True) -> None:
+    """Run the inserts with the table's plain indexes dropped, then build them again (faster by far
+    for millions of rows; `rebuild=False` for a few thousand into a big table, which keeps them)."""
+    if not statements:
+        return
+    indexes = _plain_indexes(table) if rebuild else []
     with _cursor() as cursor:
         cursor.execute("SET maintenance_work_mem = '512MB'")
         for definition in indexes:
             cursor.execute("DROP INDEX " + definition.split(" INDEX ", 1)[1].split(" ON ", 1)[0])
-        for sql, params in statements:
-            cursor.execute(sql, params)
-        for definition in indexes:
-            cursor.execute(definition)
+        try:
+            for sql, params in statements:
+                cursor.execute(sql, params)
+        finally:
+            # Even when an insert failed (a --database build stopped by the server, say "out of
+            # shared memory" while other sessions held its lock table): a kept database without
+            # its indexes would be measured wrong on the next run, not refilled.
+            for definition in indexes:
+                cursor.execute(definition)
         cursor.execute(f"VACUUM ANALYZE {table}")
 
 
@@ -305,11 +325,28 @@ def setup_fixed(args: argparse.Namespace, state: dict) -> None:
     state.update(report=report.pk, campaign=campaign.pk)
 
 
+def _resume(state: dict) -> None:
+    """What an earlier run left in a --database: its filler Mailings, the report campaign."""
+    from campaigns.models import Campaign
+    from delivery.models import Mailing
+
+    state["mailings"] = Mailing.objects.filter(name__startswith="filler-").count()
+    state["sending_n"] = Mailing.objects.filter(name__startswith="sending-").count()
+    state["old"] = Mailing.objects.filter(name__startswith="old-").count()
+    campaign = Campaign.objects.filter(name="report", state="sent").order_by("pk").first()
+    if campaign is not None:
+        state.update(report=campaign.mailing_id, campaign=campaign.pk)
+
+
 def add_sending(args: argparse.Namespace, state: dict) -> None:
     """A Mailing being sent, newest in the ledger as a real one is: --queued Messages waiting."""
     n = state["sending_n"] = state.get("sending_n", 0) + 1
     sending = _mailing(f"sending-{n}", "sending")
-    _bulk("delivery_message", [_messages_sql(sending.pk, sending.send_group, args.queued, "queued", 0)])
+    _bulk(
+        "delivery_message",
+        [_messages_sql(sending.pk, sending.send_group, args.queued, "queued", 0)],
+        rebuild=False,
+    )
     state["sending"] = sending.pk
 
 
@@ -317,8 +354,10 @@ def add_old_mailing(args: argparse.Namespace, state: dict) -> int:
     """One finished Mailing past the retention, for the prune to remove."""
     n = state["old"] = state.get("old", 0) + 1
     old = _mailing(f"old-{n}", "done", days_ago=500)
-    _bulk("delivery_message", [_messages_sql(old.pk, old.send_group, args.campaign, "sent", 500)])
-    _bulk("delivery_messageevent", _events_sql([old.pk]))
+    _bulk(
+        "delivery_message", [_messages_sql(old.pk, old.send_group, args.campaign, "sent", 500)], rebuild=False
+    )
+    _bulk("delivery_messageevent", _events_sql([old.pk]), rebuild=False)
     return old.pk
 
 
@@ -421,22 +460,8 @@ def measure(args: argparse.Namespace, state: dict, size: int, ledger_rows: int) 
         print(f"--- claim at {ledger_rows:,} ledger rows")
         with connection.cursor() as cursor:
             cursor.execute("SELECT min(id) FROM delivery_message WHERE mailing_id = %s", [state["sending"]])
-        print(
-            explain(
-                """
-                WITH picked AS MATERIALIZED (
-                    SELECT id FROM delivery_message WHERE mailing_id = %s AND state = 'queued'
-                      AND EXISTS (SELECT 1 FROM delivery_mailing g WHERE g.id = mailing_id
-                                  AND g.state = ANY(%s))
-                    ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
-                UPDATE delivery_message m SET state = 'sending', lease_expires_at = clock_timestamp()
-                    + interval '5 minutes', relay_id = %s
-                FROM picked WHERE m.id = picked.id RETURNING m.id, m.email, m.contact_id, m.data
-                """,
-                [state["sending"], ["sending", "standing"], batch, relay],
-                rollback=True,
-            )
-        )
+        # The engine's own statement: the plan shown is the one it runs.
+        print(explain(ledger.CLAIM_SQL, ledger.claim_params(state["sending"], relay, batch), rollback=True))
 
     # The prune removes one old Mailing while another connection sends (claims batches and is
     # done with them); a third samples whether that sender waits on a lock, and for how long.
@@ -500,8 +525,12 @@ def measure(args: argparse.Namespace, state: dict, size: int, ledger_rows: int) 
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM delivery_messageevent")
         events = cursor.fetchone()[0]
+        cursor.execute("SELECT coalesce(max(id), 0) FROM contacts_contact")
+        held = cursor.fetchone()[0]
     figures = {
         "size": size,
+        # More than `size` where --database held more already (contact ids are 1..N).
+        "contacts_held": held,
         "ledger_rows": ledger_rows,
         "events": events,
         "load": load(),
@@ -539,25 +568,28 @@ def run(args: argparse.Namespace) -> int:
     from mailplatform.services import api_key_create
 
     call_command("migrate", verbosity=0)
-    CustomField.objects.create(name="score", label="Score", type="number")
-    CustomField.objects.create(name="signup_date", label="Signup date", type="date")
-    CustomField.objects.create(name="vip", label="VIP", type="boolean")
-    mailing_list = MailingList.objects.create(name="Bench")
-    relay = Relay.objects.create(name="bench", host="127.0.0.1", port=2525)
-    user = User.objects.create(username="bench", role="admin")
+    # get_or_create throughout: --database may name one an earlier run filled.
+    CustomField.objects.get_or_create(name="score", defaults={"label": "Score", "type": "number"})
+    CustomField.objects.get_or_create(name="signup_date", defaults={"label": "Signup date", "type": "date"})
+    CustomField.objects.get_or_create(name="vip", defaults={"label": "VIP", "type": "boolean"})
+    mailing_list = MailingList.objects.filter(name="Bench").order_by("pk").first()
+    mailing_list = mailing_list or MailingList.objects.create(name="Bench")
+    relay, _ = Relay.objects.get_or_create(name="bench", defaults={"host": "127.0.0.1", "port": 2525})
+    user, _ = User.objects.get_or_create(username="bench", defaults={"role": "admin"})
     _, key = api_key_create(
         user=user, name="bench", scopes=["contacts:read"], rate_limit_per_minute=10_000_000
     )
     client = Client()
     client.force_login(user)
     state: dict = {"list": mailing_list.pk, "relay": relay.pk, "key": key, "client": client}
+    _resume(state)
 
     results = []
-    for index, (size, ledger_rows) in enumerate(zip(args.contacts, args.ledger_rows, strict=True)):
+    for size, ledger_rows in zip(args.contacts, args.ledger_rows, strict=True):
         start = time.perf_counter()
         fill_contacts(size, mailing_list.pk)
         state["contacts"] = size
-        if index == 0:
+        if "campaign" not in state:
             setup_fixed(args, state)
         add_sending(args, state)
         fill_ledger(ledger_rows, state)

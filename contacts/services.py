@@ -222,23 +222,47 @@ def _by_count(counts: Mapping[int, int]) -> dict[int, list[int]]:
     return groups
 
 
-def contacts_mark_bounced(counts: Mapping[int, int]) -> None:
-    """Hard bounces, set-wise: `counts` maps contact id -> bounces to count. Status bounced, except
-    for blocklisted and complained contacts, which stay as they are."""
-    if not counts:
+def contacts_record_bounces(soft: Mapping[int, int], hard: Mapping[int, int]) -> None:
+    """Soft and hard bounces, set-wise, in one statement whatever the number of contacts (the
+    bounce listener stores a group per transaction: its statements are CPU its senders wait for).
+
+    `soft` / `hard` map contact id -> bounces to count. Soft bounces are only counted (the
+    delivery policy decides what they mean). A hard bounce counts, touches updated_at and makes
+    the status bounced, except for blocklisted and complained contacts, which stay as they are.
+    Rows are updated in id order, so two of these never wait on each other in a cycle."""
+    ids = sorted(set(soft) | set(hard))
+    if not ids:
         return
-    now = timezone.now()
-    for count, ids in _by_count(counts).items():
-        Contact.objects.filter(id__in=ids).update(bounce_count=F("bounce_count") + count, updated_at=now)
-    Contact.objects.filter(
-        id__in=list(counts), status__in=[ContactStatus.ACTIVE, ContactStatus.UNSUBSCRIBED]
-    ).update(status=ContactStatus.BOUNCED)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE contacts_contact AS c SET
+                soft_bounce_count = c.soft_bounce_count + v.soft,
+                bounce_count = c.bounce_count + v.hard,
+                updated_at = CASE WHEN v.hard > 0 THEN %s ELSE c.updated_at END,
+                status = CASE WHEN v.hard > 0 AND c.status = ANY(%s) THEN %s ELSE c.status END
+            FROM unnest(%s::bigint[], %s::integer[], %s::integer[]) AS v(id, soft, hard)
+            WHERE c.id = v.id
+            """,
+            [
+                timezone.now(),
+                [ContactStatus.ACTIVE.value, ContactStatus.UNSUBSCRIBED.value],
+                ContactStatus.BOUNCED.value,
+                ids,
+                [soft.get(contact_id, 0) for contact_id in ids],
+                [hard.get(contact_id, 0) for contact_id in ids],
+            ],
+        )
+
+
+def contacts_mark_bounced(counts: Mapping[int, int]) -> None:
+    """Hard bounces, set-wise (contacts_record_bounces)."""
+    contacts_record_bounces({}, counts)
 
 
 def contacts_record_soft_bounces(counts: Mapping[int, int]) -> None:
-    """Soft bounces, set-wise: only counted (the delivery policy decides what they mean)."""
-    for count, ids in _by_count(counts).items():
-        Contact.objects.filter(id__in=ids).update(soft_bounce_count=F("soft_bounce_count") + count)
+    """Soft bounces, set-wise (contacts_record_bounces)."""
+    contacts_record_bounces(counts, {})
 
 
 def contacts_mark_complained(emails: Mapping[int, str], *, source: str) -> None:

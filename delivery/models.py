@@ -233,7 +233,7 @@ class Message(models.Model):
     Hold = HoldReason
 
     id = models.BigAutoField(primary_key=True)
-    # No single-column indexes on mailing or contact: delivery_msg_progress and delivery_msg_contact
+    # No single-column indexes on mailing or contact: delivery_msg_outcome and delivery_msg_contact
     # lead with them, and every index here costs each claim and each outcome a write.
     mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="messages", db_index=False)
     send_group = models.CharField(max_length=100)
@@ -292,8 +292,16 @@ class Message(models.Model):
             models.Index(
                 fields=["lease_expires_at"], condition=Q(state="sending"), name="delivery_msg_lease"
             ),
-            # Progress counts per state, the contact's timeline, the ledger search by address.
-            models.Index(fields=["mailing", "state"], name="delivery_msg_progress"),
+            # Progress counts per state, and the report's counts by state and bounce kind from the
+            # index alone; the contact's timeline; the ledger search by address.
+            models.Index(fields=["mailing", "state"], include=["bounce_kind"], name="delivery_msg_outcome"),
+            # The report's "not received" list: the few Messages of a mailing that failed, were
+            # skipped, wait, or bounced, in id order, without reading the others.
+            models.Index(
+                fields=["mailing", "id"],
+                condition=Q(state__in=["failed", "skipped", "deferred"]) | ~Q(bounce_kind=""),
+                name="delivery_msg_not_received",
+            ),
             models.Index(fields=["contact", "id"], name="delivery_msg_contact"),
             # The ledger search by address (exact or prefix, any case) uses delivery_msg_email_lower,
             # lower(email) text_pattern_ops, made by migration 0003 in SQL.

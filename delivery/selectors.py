@@ -209,7 +209,7 @@ def _home_figures() -> dict[str, Any]:
 HUMAN_SQL = "coalesce(e.data->>'machine', '') = ''"
 # The stored bounce kind (Message.bounce_kind, the bounce classifier's word) as the reports' three
 # classes: "unknown" counts as soft, as the bounce policy treats it.
-_SOFT = "bounce_kind IN ('soft', 'unknown')"
+_REPORT_CLASS = {"hard": "hard", "soft": "soft", "unknown": "soft", "block": "block"}
 
 
 def _rows(sql: str, params: Sequence[Any]) -> list[tuple]:
@@ -303,19 +303,9 @@ def mailing_figures(mailing_ids: list[int]) -> dict[str, Any]:
         0,
     )  # fmt: skip
     if mailing_ids:
-        row = _rows(
-            f"""
-            SELECT count(*), count(*) FILTER (WHERE state = 'sent'), count(*) FILTER (WHERE state = 'failed'),
-                count(*) FILTER (WHERE state = 'skipped'),
-                count(*) FILTER (WHERE state IN ('queued', 'sending', 'deferred')),
-                count(*) FILTER (WHERE bounce_kind <> ''), count(*) FILTER (WHERE bounce_kind = 'hard'),
-                count(*) FILTER (WHERE {_SOFT}), count(*) FILTER (WHERE bounce_kind = 'block')
-            FROM delivery_message WHERE mailing_id = ANY(%s)
-            """,  # noqa: S608 - fixed SQL fragments
-            [mailing_ids],
-        )[0]
-        keys = ("total", "sent", "failed", "skipped", "queued", "bounced", "hard", "soft", "block")
-        figures.update(zip(keys, row, strict=True))
+        figures.update(_message_figures(mailing_ids))
+        # Only the kinds counted here, through the report index (mailing, kind): a campaign's
+        # 'sent' events (one per Message, most of its events) are not read.
         row = _rows(
             f"""
             SELECT
@@ -330,7 +320,8 @@ def mailing_figures(mailing_ids: list[int]) -> dict[str, Any]:
                 count(*) FILTER (WHERE e.kind = 'clicked' AND NOT {HUMAN_SQL}),
                 count(DISTINCT e.message_id) FILTER (WHERE e.kind = 'unsubscribed'),
                 count(DISTINCT e.message_id) FILTER (WHERE e.kind = 'complained')
-            FROM delivery_messageevent e WHERE e.mailing_id = ANY(%s)
+            FROM delivery_messageevent e
+            WHERE e.mailing_id = ANY(%s) AND e.kind IN ('opened', 'clicked', 'unsubscribed', 'complained')
             """,  # noqa: S608 - fixed SQL fragments
             [mailing_ids],
         )[0]
@@ -356,6 +347,30 @@ def mailing_figures(mailing_ids: list[int]) -> dict[str, Any]:
         rates[key] = rate(figures[key], figures["delivered"])
     figures["rates"] = rates
     return figures
+
+
+def _message_figures(mailing_ids: list[int]) -> dict[str, int]:
+    """The Messages' counts by state and bounce kind: one group per pair, summed here. The groups
+    come from delivery_msg_outcome (mailing, state) INCLUDE (bounce_kind) alone once a finished
+    mailing's rows are all-visible, and nine FILTERed counts per row cost more than the grouping."""
+    counts = dict.fromkeys(
+        ("total", "sent", "failed", "skipped", "queued", "bounced", "hard", "soft", "block"), 0
+    )
+    rows = _rows(
+        "SELECT state, bounce_kind, count(*) FROM delivery_message WHERE mailing_id = ANY(%s) GROUP BY 1, 2",
+        [mailing_ids],
+    )
+    for state, bounce_kind, count in rows:
+        counts["total"] += count
+        if state in ("sent", "failed", "skipped"):
+            counts[state] += count
+        elif state in ("queued", "sending", "deferred"):
+            counts["queued"] += count
+        if bounce_kind:
+            counts["bounced"] += count
+            if bounce_kind in _REPORT_CLASS:
+                counts[_REPORT_CLASS[bounce_kind]] += count
+    return counts
 
 
 def link_clicks(mailing_ids: list[int]) -> list[dict[str, Any]]:
@@ -451,15 +466,21 @@ def results_by_domain(mailing_ids: list[int], *, limit: int = 10) -> list[dict[s
             FROM delivery_messageevent e
             WHERE e.mailing_id = ANY(%s) AND e.kind IN ('opened', 'clicked') AND {HUMAN_SQL}
             GROUP BY e.message_id
+        ), by_domain AS (
+            -- Grouped by the domain as written first, lowered once per distinct spelling after:
+            -- lower() per Message was a fifth of the query (a locale-aware conversion per row).
+            SELECT split_part(m.email, '@', 2) AS domain, count(*) AS total,
+                count(*) FILTER (WHERE m.state = 'sent') AS sent,
+                count(*) FILTER (WHERE m.bounce_kind <> '') AS bounced,
+                count(*) FILTER (WHERE h.opened) AS opened,
+                count(*) FILTER (WHERE h.clicked) AS clicked
+            FROM delivery_message m LEFT JOIN hits h ON h.message_id = m.id
+            WHERE m.mailing_id = ANY(%s)
+            GROUP BY 1
         )
-        SELECT split_part(lower(m.email), '@', 2) AS domain, count(*),
-            count(*) FILTER (WHERE m.state = 'sent'),
-            count(*) FILTER (WHERE m.bounce_kind <> ''),
-            count(*) FILTER (WHERE h.opened),
-            count(*) FILTER (WHERE h.clicked)
-        FROM delivery_message m LEFT JOIN hits h ON h.message_id = m.id
-        WHERE m.mailing_id = ANY(%s)
-        GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %s
+        SELECT lower(domain), sum(total)::bigint, sum(sent)::bigint, sum(bounced)::bigint,
+            sum(opened)::bigint, sum(clicked)::bigint
+        FROM by_domain GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %s
         """,  # noqa: S608
         [mailing_ids, mailing_ids, limit],
     )

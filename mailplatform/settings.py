@@ -563,6 +563,10 @@ BOUNCE_SMTP_HOST = env_str("BOUNCE_SMTP_HOST", "127.0.0.1")
 BOUNCE_SMTP_PORT = env_int("BOUNCE_SMTP_PORT", 2526, minimum=1)
 BOUNCE_MAX_MESSAGE_BYTES = env_int("BOUNCE_MAX_MESSAGE_BYTES", 10 * 1024 * 1024, minimum=1024)
 BOUNCE_MAX_PER_MINUTE_PER_CLIENT = env_int("BOUNCE_MAX_PER_MINUTE_PER_CLIENT", 600, minimum=1)
+# Client addresses the listener's flood limit does not count: the local MTA handing over its pipe's
+# messages (delivery/bounces/pipe.py), which is one client for every host it heard from. They still
+# go through every other check (attribution only by our signed token).
+BOUNCE_FLOOD_EXEMPT_PEERS = env_list("BOUNCE_FLOOD_EXEMPT_PEERS", [])
 # Processes the SMTP listener classifies in (0: in the listener itself), beside the one that
 # speaks SMTP and stores (delivery/bounces/server.py).
 BOUNCE_CLASSIFY_PROCESSES = env_int("BOUNCE_CLASSIFY_PROCESSES", min(os.cpu_count() or 1, 4), minimum=0)

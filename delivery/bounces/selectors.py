@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from delivery.bounces import rules
+from delivery.bounces import bulk, rules
 from delivery.bounces.models import BounceEvent, BouncePolicy
-from delivery.models import Message
+from delivery.models import Mailing, Message
 
 
 @dataclass(frozen=True)
@@ -29,23 +30,88 @@ class MessageInfo:
 
 def messages_info(message_ids: Iterable[int]) -> dict[int, MessageInfo]:
     """The Messages these ids name, in one query; absent ids are absent from the answer."""
+    return messages_info_later(message_ids)()
+
+
+def messages_info_later(message_ids: Iterable[int]) -> Callable[[], dict[int, MessageInfo]]:
+    """messages_info, its query sent now and its answer read when called (bulk.fetch_later)."""
     ids = sorted({int(i) for i in message_ids})
     if not ids:
-        return {}
-    rows = Message.objects.filter(pk__in=ids).values(
-        "id", "email", "contact_id", "mailing_id", "relay_id", "mailing__from_email"
+        return dict
+    # SQL of our own: compiling the ORM's query cost more CPU than PostgreSQL spent running it.
+    rows = bulk.fetch_later(
+        f"SELECT m.id, m.email, m.contact_id, m.mailing_id, m.relay_id, g.from_email FROM {Message._meta.db_table} m "  # noqa: S608
+        f"LEFT JOIN {Mailing._meta.db_table} g ON g.id = m.mailing_id WHERE m.id = ANY(%s)",
+        [ids],
     )
-    return {
-        row["id"]: MessageInfo(
-            id=row["id"],
-            email=(row["email"] or "").lower(),
-            contact_id=row["contact_id"],
-            mailing_id=row["mailing_id"],
-            relay_id=row["relay_id"],
-            sending_domain=(row["mailing__from_email"] or "").rpartition("@")[2].lower(),
+    return lambda: {
+        message_id: MessageInfo(
+            id=message_id,
+            email=(email or "").lower(),
+            contact_id=contact_id,
+            mailing_id=mailing_id,
+            relay_id=relay_id,
+            sending_domain=(from_email or "").rpartition("@")[2].lower(),
         )
-        for row in rows
+        for message_id, email, contact_id, mailing_id, relay_id, from_email in rows()
     }
+
+
+def bounce_policy_later() -> Callable[[], BouncePolicy]:
+    """BouncePolicy.current(), its row asked for now and read when called (bulk.fetch_later)."""
+    fields = [field.attname for field in BouncePolicy._meta.concrete_fields]
+    rows = bulk.fetch_later(
+        f"SELECT {', '.join(fields)} FROM {BouncePolicy._meta.db_table} WHERE id = 1",  # noqa: S608
+        [],
+    )
+
+    def policy() -> BouncePolicy:
+        found = rows()
+        return BouncePolicy.from_db("default", fields, found[0]) if found else BouncePolicy.current()
+
+    return policy
+
+
+SoftHistory = dict[int, list[tuple[object, dt.datetime]]]
+
+
+def _history(rows: Iterable[tuple[int, int | None, int, dt.datetime]]) -> SoftHistory:
+    history: SoftHistory = defaultdict(list)
+    for contact_id, mailing_id, event_id, at in rows:
+        history[contact_id].append((mailing_id if mailing_id is not None else ("event", event_id), at))
+    return history
+
+
+def soft_history(contact_ids: set[int], since: dt.datetime) -> SoftHistory:
+    """Earlier soft bounces of these contacts: (mailing key, at); an event without a mailing is a
+    key of its own."""
+    if not contact_ids:
+        return defaultdict(list)
+    return _history(
+        BounceEvent.objects.filter(
+            contact_id__in=contact_ids, kind__in=[rules.SOFT, rules.UNKNOWN], at__gte=since
+        ).values_list("contact_id", "mailing_id", "id", "at")
+    )
+
+
+def soft_history_of_messages_later(message_ids: Iterable[int], now: dt.datetime) -> Callable[[], SoftHistory]:
+    """soft_history of the contacts these Messages went to, over the policy's window back from
+    `now`, sent now and read when called: one query whose contacts and window come from the
+    database, so it shares a round trip with messages_info_later and the policy's read."""
+    ids = sorted({int(i) for i in message_ids})
+    if not ids:
+        return lambda: defaultdict(list)
+    window = BouncePolicy._meta.get_field("soft_bounce_window_days")
+    rows = bulk.fetch_later(
+        f"SELECT e.contact_id, e.mailing_id, e.id, e.at FROM {BounceEvent._meta.db_table} e "  # noqa: S608
+        # ARRAY(...) is computed once, so the (contact_id, kind, at) index answers the rest (an
+        # IN (subquery) could be planned as a scan of every event)
+        f"WHERE e.contact_id = ANY(ARRAY(SELECT m.contact_id FROM {Message._meta.db_table} m WHERE m.id = ANY(%s))) "
+        "AND e.kind = ANY(%s) AND e.at >= %s - make_interval(days => COALESCE("
+        f"(SELECT p.{window.column} FROM {BouncePolicy._meta.db_table} p WHERE p.id = 1), %s))",
+        [ids, [rules.SOFT, rules.UNKNOWN], now, window.default],
+    )
+    return lambda: _history(rows())
 
 
 def bounce_events(

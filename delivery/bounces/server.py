@@ -3,7 +3,8 @@
 It accepts RCPT only for addresses at BOUNCE_DOMAIN, limits message size, recipients per
 message and messages per client address per minute, counted in Redis across every listener
 process (a flood from one host is refused with
-a temporary code, so a real MTA retries later), and never dies of a message it cannot read.
+a temporary code, so a real MTA retries later; BOUNCE_FLOOD_EXEMPT_PEERS, the local MTA handing
+over its pipe, are not counted), and never dies of a message it cannot read.
 
 Messages from all sessions go through two stages, each taking whatever arrived while it was busy:
 classification in processes of their own (`BOUNCE_CLASSIFY_PROCESSES`; pure Python, so in one
@@ -23,6 +24,7 @@ import re
 import secrets
 import time
 from collections import defaultdict, deque
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import redis.asyncio
@@ -218,9 +220,16 @@ class GroupCommit:
 
 
 class BounceHandler:
-    def __init__(self, domain: str, per_minute: int, classify_processes: int = 0) -> None:
+    def __init__(
+        self,
+        domain: str,
+        per_minute: int,
+        classify_processes: int = 0,
+        flood_exempt: frozenset[str] = frozenset(),
+    ) -> None:
         self.domain = domain.lower()
         self.per_minute = per_minute
+        self.flood_exempt = flood_exempt
         self._seen: dict[str, deque[float]] = defaultdict(deque)
         self.group_commit = GroupCommit(classify_processes)
         self._flood_client: redis.asyncio.Redis | None = None
@@ -266,7 +275,7 @@ class BounceHandler:
         self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
     ) -> str:
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
-        if await self._flooding(peer):
+        if peer not in self.flood_exempt and await self._flooding(peer):
             log.warning("bounce listener: %s sends too fast, deferred", peer)
             return "421 4.7.0 Too many messages from your address, try again later"
         envelope.mail_from = address
@@ -354,9 +363,10 @@ def bounce_controller(
     per_minute: int,
     domain: str | None = None,
     classify_processes: int = 0,
+    flood_exempt: Iterable[str] = (),
 ) -> BounceController:
     return BounceController(
-        BounceHandler(domain or bounce_domain(), per_minute, classify_processes),
+        BounceHandler(domain or bounce_domain(), per_minute, classify_processes, frozenset(flood_exempt)),
         hostname=host,
         port=port,
         data_size_limit=max_bytes,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.utils import parseaddr
@@ -36,7 +36,15 @@ from delivery import ledger, verp
 from delivery.bounces import bulk, rules
 from delivery.bounces.classifier import BounceRecipient, BounceReport, classify_refusal, classify_safely
 from delivery.bounces.models import BounceEvent, BouncePolicy, InboundMessage
-from delivery.bounces.selectors import MessageInfo, messages_info
+from delivery.bounces.selectors import (
+    MessageInfo,
+    SoftHistory,
+    bounce_policy_later,
+    messages_info,
+    messages_info_later,
+    soft_history,
+    soft_history_of_messages_later,
+)
 from delivery.mailings import unsubscribe_by_message
 from mailplatform import metrics
 
@@ -141,24 +149,10 @@ class _Effects:
     complained: dict[int, str] = field(default_factory=dict)
 
 
-def _soft_history(contact_ids: set[int], since: dt.datetime) -> dict[int, list[tuple[object, dt.datetime]]]:
-    """Earlier soft bounces of these contacts: (mailing key, at); an event without a mailing is a
-    key of its own."""
-    history: dict[int, list[tuple[object, dt.datetime]]] = defaultdict(list)
-    if not contact_ids:
-        return history
-    rows = BounceEvent.objects.filter(
-        contact_id__in=contact_ids, kind__in=[rules.SOFT, rules.UNKNOWN], at__gte=since
-    ).values_list("contact_id", "mailing_id", "id", "at")
-    for contact_id, mailing_id, event_id, at in rows:
-        history[contact_id].append((mailing_id if mailing_id is not None else ("event", event_id), at))
-    return history
-
-
 def _decide(
     line: PolicyLine,
     policy: BouncePolicy,
-    history: dict[int, list[tuple[object, dt.datetime]]],
+    history: SoftHistory,
     effects: _Effects,
 ) -> str:
     """The policy for one line (in batch order). Returns what it did (kept on the event)."""
@@ -202,19 +196,30 @@ _MESSAGE_EVENT_KIND = {
 }
 
 
-def _policy_apply(lines: list[PolicyLine], policy: BouncePolicy | None = None) -> list[BounceEvent]:
+def _policy_apply(
+    lines: list[PolicyLine],
+    policy: BouncePolicy | None = None,
+    *,
+    history: SoftHistory | None = None,
+    event_ids: Sequence[int] | None = None,
+) -> list[BounceEvent]:
     """Store the lines as events and apply the policy to their contacts, in a handful of
-    statements whatever the number of lines. Runs inside the caller's transaction."""
+    statements whatever the number of lines. Runs inside the caller's transaction.
+
+    `history`: the soft bounces of (at least) the lines' contacts over the policy's window back
+    from the earliest line, when the caller read it already; `event_ids`: ids drawn for the
+    events (bulk.draw_ids, at least one a line), so that no write waits for an answer."""
     if not lines:
         return []
     policy = policy or BouncePolicy.current()
-    soft_contacts = {
-        line.contact_id
-        for line in lines
-        if line.contact_id is not None and line.kind in (rules.SOFT, rules.UNKNOWN)
-    }
-    earliest = min(line.at for line in lines) - dt.timedelta(days=policy.soft_bounce_window_days)
-    history = _soft_history(soft_contacts, earliest)
+    if history is None:
+        soft_contacts = {
+            line.contact_id
+            for line in lines
+            if line.contact_id is not None and line.kind in (rules.SOFT, rules.UNKNOWN)
+        }
+        earliest = min(line.at for line in lines) - dt.timedelta(days=policy.soft_bounce_window_days)
+        history = soft_history(soft_contacts, earliest)
     effects = _Effects()
     events = [
         BounceEvent(
@@ -238,11 +243,10 @@ def _policy_apply(lines: list[PolicyLine], policy: BouncePolicy | None = None) -
         )
         for line in lines
     ]
-    bulk.insert_objects(events, EVENT_FIELDS)
+    bulk.insert_objects(events, EVENT_FIELDS, event_ids)
     _count_for_metrics(events)
     # No audit rows: contacts' services write one only for a person (`by`), and a bounce has none.
-    contacts.contacts_record_soft_bounces(effects.soft)
-    contacts.contacts_mark_bounced(effects.bounced)
+    contacts.contacts_record_bounces(effects.soft, effects.bounced)
     contacts.contacts_mark_complained(effects.complained, source=f"bounce:{lines[0].source}")
     ledger.record_bounces(
         [
@@ -319,7 +323,8 @@ def bounces_process(
     elif len(reports) != len(items):
         raise ValueError("one report per item")
     try:
-        with transaction.atomic():
+        # Pipelined: the group's reads share one round trip, its writes another, then the commit.
+        with transaction.atomic(), bulk.pipelined():
             return _process_batch(items, reports)
     except Exception:
         if not fall_back:
@@ -350,7 +355,15 @@ def _process_batch(items: Sequence[Inbound], reports: Sequence[BounceReport]) ->
             continue
         tokens[index], outcome, attributed_by[index] = _token_message_id(report, item.envelope_to)
         results[index].outcome = outcome
-    infos = messages_info({t for t in tokens if t is not None})
+    named = {t for t in tokens if t is not None}
+    # Sent together, read together (bulk.pipelined): one round trip for every read of the group.
+    inbound_ids = bulk.draw_ids(InboundMessage, len(items))
+    event_ids = bulk.draw_ids(BounceEvent, sum(len(report.recipients) for report in reports))
+    history = soft_history_of_messages_later(named, now)
+    infos_later = messages_info_later(named)
+    policy_later = bounce_policy_later()
+    policy = policy_later()
+    infos = infos_later()
     pending: list[tuple[int, PolicyLine]] = []
     for index, report in enumerate(reports):
         result = results[index]
@@ -392,12 +405,12 @@ def _process_batch(items: Sequence[Inbound], reports: Sequence[BounceReport]) ->
         )
         for item, report, result in zip(items, reports, results, strict=True)
     ]
-    bulk.insert_objects(inbound, INBOUND_FIELDS)
+    bulk.insert_objects(inbound, INBOUND_FIELDS, inbound_ids())
     for row, result in zip(inbound, results, strict=True):
         result.inbound_id = row.pk
     for index, line in pending:
         line.inbound_id = inbound[index].pk
-    events = _policy_apply([line for _, line in pending])
+    events = _policy_apply([line for _, line in pending], policy, history=history(), event_ids=event_ids())
     for (index, _pending_line), event in zip(pending, events, strict=True):
         results[index].events.append(event.pk)
         results[index].actions.append(event.action)

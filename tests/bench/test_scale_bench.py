@@ -1,6 +1,10 @@
 """bench/scale.py runs once at a tiny size: every figure of issue #18 item 7, per size and summed up."""
 
+import os
+
+import psycopg
 import pytest
+from django.db import connection
 
 from tests.bench.runner import run_bench, run_bench_refused, server_databases, server_env
 
@@ -42,3 +46,35 @@ def test_scale_bench_small():
 
 def test_scale_bench_refuses_sizes_that_shrink():
     assert "smallest first" in run_bench_refused("bench/scale.py", "--contacts", "1000,500")
+
+
+def _admin_params() -> dict:
+    params = connection.settings_dict
+    return {
+        "dbname": "postgres",
+        "user": params["USER"],
+        "password": params["PASSWORD"] or None,
+        "host": params["HOST"],
+        "port": params["PORT"] or 5432,
+    }
+
+
+@pytest.mark.django_db
+def test_scale_bench_grows_a_named_database_once_and_measures_it_again():
+    name = f"posthorn_bench_scale_named_{os.getpid()}"
+    args = ("--campaign", "100", "--queued", "100", "--repeat", "1", "--pages", "2", "--database", name)
+    try:
+        first = run_bench("bench/scale.py", "--contacts", "300", *args, env=server_env())
+        assert name in server_databases()  # kept
+        again = run_bench("bench/scale.py", "--contacts", "300", *args, env=server_env())
+        grown = run_bench("bench/scale.py", "--contacts", "300,500", *args, env=server_env())
+    finally:
+        with psycopg.connect(**_admin_params(), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    # The second run filled nothing: the same contacts, the same report campaign's events (its
+    # prune removed only the old Mailing it added itself), and the same segment.
+    assert first["results"][0]["contacts_held"] == again["results"][0]["contacts_held"] == 300
+    assert again["results"][0]["events"] == first["results"][0]["events"]
+    assert again["results"][0]["segment_matched"] == first["results"][0]["segment_matched"]
+    # A larger size grows it from where it was.
+    assert [row["contacts_held"] for row in grown["results"]] == [300, 500]

@@ -37,15 +37,26 @@ def _free_port() -> int:
 # --- process_bounce (an MTA's pipe) ---
 
 
-def _process_bounce(raw: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
-    env = {
+def _pipe_env(listener_port: int | None = None) -> dict[str, str]:
+    return {
         **os.environ,
         "DATABASE_URL": database_url_for_tests(),
         "REDIS_URL": settings.REDIS_URL,
         "DJANGO_SETTINGS_MODULE": "mailplatform.settings_test",
+        # no listener there (a free port): the message is processed in the pipe's own process
+        "BOUNCE_SMTP_PORT": str(listener_port or _free_port()),
     }
+
+
+def _process_bounce(
+    raw: bytes,
+    *args: str,
+    command: tuple[str, ...] = ("manage.py", "process_bounce"),
+    listener_port: int | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    env = _pipe_env(listener_port)
     return subprocess.run(
-        [sys.executable, "manage.py", "process_bounce", *args],
+        [sys.executable, *command, *args],
         cwd=REPO_ROOT,
         env=env,
         input=raw,
@@ -81,6 +92,90 @@ def test_process_bounce_with_nothing_on_stdin_says_so() -> None:
     result = _process_bounce(b"")
     assert result.returncode == 1
     assert b"no message on stdin" in result.stderr and b"Traceback" not in result.stderr
+
+
+PIPE_MODULE = ("-m", "delivery.bounces.pipe")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pipe_module_without_a_listener_processes_the_message_itself() -> None:
+    raw = (SAMPLES / "exim-text.eml").read_bytes()
+    result = _process_bounce(raw, "--recipient", "bounces@elsewhere.example", command=PIPE_MODULE)
+    assert result.returncode == 0, result.stderr
+    assert b"processing here" in result.stderr and b"unattributed" in result.stdout
+    assert InboundMessage.objects.get().source == "pipe"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("exempt", [False, True], ids=["counted", "exempt"])
+def test_the_pipe_hands_each_message_to_the_listener_and_none_is_lost(exempt: bool) -> None:
+    """Each pipe process gives its message to the listener (stored in the listener's group, 250
+    once committed); one the flood limit refuses is processed in the pipe's own process."""
+    flood_reset("bounce.example.net", "127.0.0.1")
+    port = _free_port()
+    controller = bounce_controller(
+        "127.0.0.1",
+        port,
+        max_bytes=64 * 1024,
+        per_minute=3,
+        domain="bounce.example.net",
+        flood_exempt=["127.0.0.1"] if exempt else [],
+    )
+    controller.start()
+    try:
+        raw = (SAMPLES / "exim-text.eml").read_bytes()
+        results = [
+            _process_bounce(
+                raw, "--recipient", "bounces@bounce.example.net", command=PIPE_MODULE, listener_port=port
+            )
+            for _ in range(5)
+        ]
+    finally:
+        controller.stop()
+        flood_reset("bounce.example.net", "127.0.0.1")
+    assert [r.returncode for r in results] == [0] * 5, [r.stderr for r in results]
+    by_listener = sum(b"stored by the bounce listener: 250" in r.stdout for r in results)
+    sources = sorted(InboundMessage.objects.values_list("source", flat=True))
+    if exempt:
+        assert by_listener == 5 and sources == ["smtp"] * 5
+    else:  # three a minute from 127.0.0.1: the other two went the slow way, none lost
+        assert by_listener == 3 and sources == ["pipe"] * 2 + ["smtp"] * 3
+
+
+def _silent_after_data(sock: socket.socket) -> None:
+    """An SMTP server that takes the message and closes without answering it."""
+    conn, _ = sock.accept()
+    with conn, conn.makefile("rb") as reader:
+        conn.sendall(b"220 silent ESMTP\r\n")
+        while line := reader.readline():
+            verb = line[:4].upper()
+            if verb == b"DATA":
+                conn.sendall(b"354 go ahead\r\n")
+                while (line := reader.readline()) and line != b".\r\n":
+                    pass
+                return  # the message is in, the answer never comes
+            conn.sendall(b"250 OK\r\n")
+
+
+def test_the_pipe_asks_the_mta_to_retry_when_the_listener_never_answers_the_message() -> None:
+    import threading
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        server_thread = threading.Thread(target=_silent_after_data, args=(sock,))
+        server_thread.start()
+        result = _process_bounce(
+            b"Subject: x\r\n\r\nhello\r\n",
+            "--recipient",
+            "bounces@bounce.example.net",
+            command=PIPE_MODULE,
+            listener_port=sock.getsockname()[1],
+        )
+        server_thread.join(10)
+    # maybe stored, maybe not: processing it here could store it twice, so the MTA keeps it
+    assert result.returncode == 75, result.stderr
+    assert b"did not answer" in result.stderr
 
 
 # --- The SMTP listener ---

@@ -120,6 +120,14 @@ def test_results_by_domain_and_the_timeline_read_only_the_campaigns_own_events(c
     assert (row["domain"], row["total"], row["sent"], row["opened"], row["clicked"]) == (
         "example.org", 4, 4, 1, 1,
     )  # fmt: skip
+    # A domain however it is written is one domain (grouped as written, lowered after): the
+    # figures stay, and no second row appears.
+    for email, written in (
+        ("person0@example.org", "person0@Example.ORG"),
+        ("person2@example.org", "person2@EXAMPLE.org"),
+    ):
+        Message.objects.filter(mailing_id=mine, email=email).update(email=written)
+    assert results_by_domain([mine]) == [row]
     points = engagement_timeline([mine])
     assert {p["unit"] for p in points} == {"minute"}
     assert [points[0]["at"], points[-1]["at"]] == [now + dt.timedelta(minutes=m) for m in (1, 5)]

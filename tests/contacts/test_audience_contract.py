@@ -150,6 +150,29 @@ def test_bounce_complaint_unsubscribe(lists, admin_user):
     assert AuditEntry.objects.filter(action="contact.unsubscribed", actor_label="boss").count() == 1
 
 
+def test_soft_and_hard_bounces_are_recorded_together(lists, django_assert_num_queries):
+    news, _ = lists
+    both = _contact("both@example.com", lists=[news])
+    unsubscribed = _contact("u@example.com", status=ContactStatus.UNSUBSCRIBED)
+    soft_only = _contact("s@example.com")
+    blocked = _contact("b@example.com", status=ContactStatus.BLOCKLISTED)
+    before = {c.email: c.updated_at for c in Contact.objects.all()}
+    with django_assert_num_queries(1):  # one statement whatever the number of contacts
+        services.contacts_record_bounces(
+            {both.id: 1, soft_only.id: 2}, {both.id: 1, unsubscribed.id: 3, blocked.id: 1}
+        )
+    states = {c.email: (c.status, c.bounce_count, c.soft_bounce_count) for c in Contact.objects.all()}
+    assert states == {
+        "both@example.com": (ContactStatus.BOUNCED, 1, 1),
+        "u@example.com": (ContactStatus.BOUNCED, 3, 0),
+        "s@example.com": (ContactStatus.ACTIVE, 0, 2),
+        "b@example.com": (ContactStatus.BLOCKLISTED, 1, 0),
+    }
+    # a soft bounce alone changes nothing a person would see
+    assert Contact.objects.get(pk=soft_only.pk).updated_at == before["s@example.com"]
+    assert Contact.objects.get(pk=both.pk).updated_at > before["both@example.com"]
+
+
 def test_set_wise_bounce_and_complaint_writes(lists):
     news, _ = lists
     active = _contact("a@example.com", lists=[news])

@@ -53,6 +53,43 @@ def test_a_relay_deferral_is_a_hold_with_its_reason(make_relay, make_audience, s
     assert message.attempts == 1 and message.next_attempt_at >= now + dt.timedelta(seconds=59)
 
 
+def test_outcomes_keep_their_codes_and_replies_exactly(make_relay, make_audience, start_mailing, sink):
+    """Outcomes go to PostgreSQL as one JSON parameter: quotes, backslashes, non-ASCII and a
+    missing code (None) arrive as they were."""
+    from delivery.smtp import FAILED, SENT
+
+    relay = make_relay(sink)
+    mailing_list, _ = make_audience(3)
+    mailing = start_mailing(mailing_list)
+    first, second, third = ledger.claim(mailing.pk, relay.pk, 3)
+    replies = {first.id: '2.0.0 Ok: "queued" as \\ABC é', second.id: "{not, an array}", third.id: "x" * 1200}
+    ledger.record_outcomes(
+        mailing.pk,
+        relay.pk,
+        sent=[
+            Outcome(first.id, SENT, 250, replies[first.id], "data"),
+            Outcome(second.id, SENT, 251, replies[second.id], "data"),
+        ],
+        failed=[Outcome(third.id, FAILED, 0, replies[third.id], "build")],
+        deferred=[],
+        returned=[],
+        now=timezone.now(),
+    )
+    rows = {m.pk: m for m in Message.objects.filter(mailing=mailing)}
+    assert (rows[first.id].state, rows[first.id].smtp_code, rows[first.id].smtp_reply) == (
+        "sent",
+        250,
+        replies[first.id],
+    )
+    assert (rows[second.id].smtp_code, rows[second.id].smtp_reply) == (251, replies[second.id])
+    assert (rows[third.id].state, rows[third.id].smtp_code, rows[third.id].smtp_reply) == (
+        "failed",
+        None,
+        "x" * 1000,
+    )
+    assert all(m.attempts == 1 and m.relay_id == relay.pk for m in rows.values())
+
+
 def test_the_one_eligibility_check_follows_the_kind(make_audience, compiled, sending_identity):
     from contacts.services import contact_unsubscribe, suppressions_add
     from delivery.mailings import mailing_create
@@ -227,3 +264,32 @@ def test_prune_skips_a_row_another_transaction_holds_instead_of_waiting():
         done.set()
         thread.join()
     assert ledger.prune(days=400, batch=10) == 1
+
+
+def test_the_claim_reads_its_index_whatever_the_statistics_say(make_relay):
+    """Analysed while every row was queued (a fresh ledger, a first big Mailing), the planner took
+    "state = 'queued'" for no filter at all: it walked the primary key from the lowest id past every
+    row already claimed, and hash-joined the pick with a scan of the whole ledger. Each claim then
+    cost more than the last. The claim must read delivery_msg_claim and the picked rows by id."""
+    from django.db import connection, transaction
+
+    relay = make_relay(port=25)
+    mailing = Mailing.objects.create(
+        name="big", send_group="big", from_email="a@example.com", subject="s", compiled={}, state="sending"
+    )
+    Message.objects.bulk_create(
+        Message(mailing=mailing, send_group="big", email=f"p{n}@example.com") for n in range(3000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE delivery_message")
+    claimed = [c.id for _ in range(3) for c in ledger.claim(mailing.pk, relay.pk, 500)]
+    assert len(claimed) == len(set(claimed)) == 1500
+    assert claimed == sorted(claimed) == list(range(claimed[0], claimed[0] + 1500))
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + ledger.CLAIM_SQL, ledger.claim_params(mailing.pk, relay.pk, 500))
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Index Scan using delivery_msg_claim on delivery_message" in plan, plan
+    assert "Seq Scan on delivery_message" not in plan, plan
+    assert "Index Scan using delivery_message_pkey on delivery_message m" in plan, plan
+    assert len(ledger.claim(mailing.pk, relay.pk, 2000)) == 1500

@@ -30,8 +30,13 @@ FORGED = _dsn("victim@example.com", "5.1.1", "550 5.1.1 User unknown")
 
 
 def _process_bounce(raw: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "DATABASE_URL": database_url_for_tests(), "REDIS_URL": settings.REDIS_URL,
-           "DJANGO_SETTINGS_MODULE": "mailplatform.settings_test"}  # fmt: skip
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_for_tests(),
+        "REDIS_URL": settings.REDIS_URL,
+        "DJANGO_SETTINGS_MODULE": "mailplatform.settings_test",
+        "BOUNCE_SMTP_PORT": str(free_port()),
+    }  # fmt: skip  (no listener there: processed in the pipe)
     return subprocess.run(
         [sys.executable, "manage.py", "process_bounce", *args],
         cwd=REPO_ROOT, env=env, input=raw, capture_output=True, timeout=60,
@@ -84,6 +89,35 @@ def test_the_listener_changes_nobody_without_our_token_and_answers_every_message
         _send(listener, verp_address(_message(ghost).pk).replace(settings.BOUNCE_DOMAIN, DOMAIN), real),
     ]
     assert len(set(replies)) == 1 and replies[0][0] == 250, replies
+    assert _status(victim) == ContactStatus.ACTIVE
+    assert _status(ghost) == ContactStatus.BOUNCED
+
+
+def test_the_pipe_hands_its_messages_to_the_listener_which_changes_nobody_without_our_token(
+    listener, settings
+) -> None:
+    settings.BOUNCE_DOMAIN = DOMAIN
+    victim = contact_create(email="victim@example.com")
+    ghost = contact_create(email="ghost@example.com")
+    real = _dsn("ghost@example.com", "5.1.1", "550 5.1.1 User unknown")
+    env = {**os.environ, "BOUNCE_SMTP_PORT": str(listener)}
+    results = [
+        subprocess.run(
+            [sys.executable, "-m", "delivery.bounces.pipe", "--recipient", rcpt],
+            cwd=REPO_ROOT,
+            env=env,
+            input=raw,
+            capture_output=True,
+            timeout=60,
+        )  # fmt: skip
+        for rcpt, raw in [
+            (f"bounces@{DOMAIN}", FORGED),
+            (verp_address(_message(ghost).pk).replace(settings.BOUNCE_DOMAIN, DOMAIN), real),
+        ]
+    ]
+    assert [(r.returncode, r.stdout) for r in results] == [
+        (0, b"stored by the bounce listener: 250 2.0.0 Accepted\n")
+    ] * 2
     assert _status(victim) == ContactStatus.ACTIVE
     assert _status(ghost) == ContactStatus.BOUNCED
 

@@ -22,6 +22,7 @@ class Command(BaseCommand):
             max_bytes=settings.BOUNCE_MAX_MESSAGE_BYTES,
             per_minute=settings.BOUNCE_MAX_PER_MINUTE_PER_CLIENT,
             classify_processes=settings.BOUNCE_CLASSIFY_PROCESSES,
+            flood_exempt=settings.BOUNCE_FLOOD_EXEMPT_PEERS,
         )
         serve_until_stopped(
             controller,
