@@ -6,7 +6,8 @@ imports it again (every row now an existing contact), then times the contacts pa
 3-condition segment count over the result. The reference run, in the same process, is a bare
 COPY of the same file into an unindexed table: the ratio says what the checks, the dedup and the
 merge cost on top of moving the bytes. Beside wall time, the CPU seconds of this process and of
-its PostgreSQL backend (read from /proc when the server runs on this host, else 0) for each run:
+its PostgreSQL backend (read from /proc when the server runs on this host, else 0) for each run
+(this process's figure includes the import's reading process, a child it forks and waits for):
 on a shared machine they move far less with the load than wall time does.
 
 Runs on a database of its own (posthorn_bench_import_<pid>) on the server DATABASE_URL names,
@@ -102,13 +103,15 @@ def run(rows: int) -> int:
         backend = Path(f"/proc/{cursor.fetchone()[0]}/stat")
 
     def cpu() -> tuple[float, float]:
-        # (this process, the PostgreSQL backend): user+system CPU seconds.
+        # (this process and the children it waited for: a chunked import's reading process, the
+        # PostgreSQL backend): user+system CPU seconds.
         try:
             fields = backend.read_text().rsplit(")", 1)[1].split()
             db = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         except OSError:
             db = 0.0
-        return time.process_time(), db
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + children.ru_utime + children.ru_stime, db
 
     def spent(before: tuple[float, float]) -> tuple[float, float]:
         now = cpu()
@@ -164,6 +167,9 @@ def run(rows: int) -> int:
         )
         load = os.getloadavg()[0]
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # The largest child's peak: the import's reading process (forked, so it shares pages
+        # with this one until either writes them).
+        reader_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE contacts_contact; ANALYZE contacts_subscription")
@@ -207,6 +213,7 @@ def run(rows: int) -> int:
                 "reference_db_cpu_s": reference_cpu[1],
                 "load_average_1m": round(load, 2),
                 "peak_rss_mb": round(peak_rss_mb, 1),
+                "reader_peak_rss_mb": round(reader_rss_mb, 1),
                 "contacts_page_ms": round(contacts_page_ms, 2),
                 "segment_count_ms": round(segment_count_ms, 2),
                 "segment_matched": matched,

@@ -165,10 +165,15 @@ def _bulk(table: str, statements: list[tuple[str, list]], *, rebuild: bool = Tru
         cursor.execute("SET maintenance_work_mem = '512MB'")
         for definition in indexes:
             cursor.execute("DROP INDEX " + definition.split(" INDEX ", 1)[1].split(" ON ", 1)[0])
-        for sql, params in statements:
-            cursor.execute(sql, params)
-        for definition in indexes:
-            cursor.execute(definition)
+        try:
+            for sql, params in statements:
+                cursor.execute(sql, params)
+        finally:
+            # Even when an insert failed (a --database build stopped by the server, say "out of
+            # shared memory" while other sessions held its lock table): a kept database without
+            # its indexes would be measured wrong on the next run, not refilled.
+            for definition in indexes:
+                cursor.execute(definition)
         cursor.execute(f"VACUUM ANALYZE {table}")
 
 

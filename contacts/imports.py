@@ -23,14 +23,16 @@ Modes:
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import json
-import queue
+import os
+import pickle
 import re
 import secrets
-import sys
-import threading
+import signal
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -392,6 +394,7 @@ class _Report:
         self.count = 0
         self.keep = keep  # (row, cells, reason) of each bad row, for callers without a file
         self.flagged = 0  # staged rows the seen-filter flagged: none, no duplicate to look for
+        self.continued = False  # another process (a chunked import's reader) began the file
         self._handle = None
         self._writer = None
 
@@ -403,9 +406,10 @@ class _Report:
             return
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = self.path.open("w", encoding="utf-8", newline="")
+            self._handle = self.path.open("a" if self.continued else "w", encoding="utf-8", newline="")
             self._writer = csv.writer(self._handle)
-            self._writer.writerow([neutralise_cell(h) for h in self.headers] + list(REPORT_COLUMNS))
+            if not self.continued:
+                self._writer.writerow([neutralise_cell(h) for h in self.headers] + list(REPORT_COLUMNS))
         cells = [neutralise_cell(value.replace("\x00", "")[:10_000]) for value in record]
         cells += [""] * (len(self.headers) - len(cells))
         self._writer.writerow([*cells, row, neutralise_cell(reason[:500])])
@@ -724,7 +728,14 @@ def _report_duplicates(duplicates: str, report: _Report) -> None:
 
 
 def _merge(
-    stage: str, mode: str, list_ids: list[int], label: str, result: ImportResult, tmp: str = ""
+    stage: str,
+    mode: str,
+    list_ids: list[int],
+    label: str,
+    result: ImportResult,
+    tmp: str = "",
+    *,
+    all_new: bool = False,
 ) -> None:
     """Merge the staged rows (`stage`: a table, or a parenthesised query over one) into contacts (and the lists' subscriptions), counting in `result`.
 
@@ -739,12 +750,14 @@ def _merge(
     `tmp` names this merge's temporary tables (default: the stage's name). A chunked import's
     merges share them (emptied each time): a table made and dropped per slice would hold its
     locks until commit, and the lock table is shared by every session.
+    `all_new`: the caller knows no staged address had a contact when the import began (the
+    split merge then skips looking; one created since is caught by the fallback as above).
     """
     tmp = tmp or stage
     if mode in (ImportMode.UPSERT, ImportMode.ADD):
         try:
             with transaction.atomic():
-                _merge_split(stage, mode, list_ids, label, result, tmp)
+                _merge_split(stage, mode, list_ids, label, result, tmp, all_new)
             return
         except IntegrityError:
             result.created = result.updated = result.unchanged = result.protected = 0
@@ -761,23 +774,25 @@ def _changed(new: str, old: str) -> str:
 
 
 def _merge_split(
-    stage: str, mode: str, list_ids: list[int], label: str, result: ImportResult, tmp: str
+    stage: str, mode: str, list_ids: list[int], label: str, result: ImportResult, tmp: str, all_new: bool
 ) -> None:
     own = list(STANDARD_TARGETS)
     matched = f"{tmp}_matched"
     staged = result.rows - result.invalid - result.duplicates
     with connection.cursor() as cursor:
-        existing = _match_existing(cursor, stage, matched, mode)
-        if existing:
-            cursor.execute(f"ANALYZE {matched}")  # narrow: cheap; the UPDATE then probes by id
-            cursor.execute(
+        existing, changing = (0, 0) if all_new else _match_existing(cursor, stage, matched, mode)
+        if changing:
+            # ANALYZE (narrow: cheap) lets the UPDATE probe contacts by id.
+            _execute_all(
+                cursor,
                 f"""
+                ANALYZE {matched};
                 UPDATE contacts_contact c
                    SET {"".join(f"{n} = CASE WHEN s.{n} <> '' THEN s.{n} ELSE c.{n} END, " for n in own)}
                        attributes = c.attributes || s.attrs, updated_at = now()
                   FROM {matched} m JOIN {stage} s ON s.row_no = m.row_no
                  WHERE m.changed AND c.id = m.id AND {_changed("s", "c")}
-                """  # noqa: S608
+                """,  # noqa: S608
             )
             result.updated = cursor.rowcount
         new_rows = f"FROM {stage} s"
@@ -815,39 +830,53 @@ def _merge_split(
             _settle_matched(cursor, matched, list_ids, result)
 
 
-def _match_existing(cursor: Any, stage: str, matched: str, mode: str) -> int:
+def _execute_all(cursor: Any, sql: str, params: list | None = None) -> None:
+    """Run `sql`, statements separated by `;`, in one round trip (the cursor binds on the client),
+    and stay on the last one's result. A chunked import runs its statements once a slice: on a
+    loaded machine each round trip waits for both processes to be scheduled again."""
+    cursor.execute(sql, params)
+    while cursor.nextset():
+        pass
+
+
+def _match_existing(cursor: Any, stage: str, matched: str, mode: str) -> tuple[int, int]:
     """Fill `matched` (row_no, id, status, changed) with the staged rows that are contacts
-    already; returns how many. One pass finds them and whether the row changes each: a re-import
-    of unchanged rows then writes nothing to contacts (no new tuple versions).
+    already; returns how many, and how many of them change. One pass finds them and whether the
+    row changes each: a re-import of unchanged rows then writes nothing to contacts (no new tuple
+    versions).
 
     Each row probes the unique index on lower(email) (the LIMIT keeps the planner from turning
     the lateral query into a join): a chunked import merges a slice of the file at a time, and a
     hash join would read the whole contacts table once per slice."""
     changed = _changed("s", "c") if mode == ImportMode.UPSERT else "false"
     own = "".join(f"c.{n}, " for n in STANDARD_TARGETS)
-    cursor.execute(
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {matched} "
-        "(row_no bigint, id bigint, status text, changed boolean) ON COMMIT DROP"
-    )
-    cursor.execute(f"TRUNCATE {matched}")
-    cursor.execute(
+    _execute_all(
+        cursor,
         f"""
-        INSERT INTO {matched} (row_no, id, status, changed)
-        SELECT s.row_no, c.id, c.status, {changed} AS changed
-          FROM {stage} s CROSS JOIN LATERAL (
-               SELECT c.id, c.status, {own}c.attributes FROM contacts_contact c
-                WHERE lower(c.email) = s.email_lower LIMIT 1) c
-        """  # noqa: S608
+        CREATE TEMPORARY TABLE IF NOT EXISTS {matched}
+            (row_no bigint, id bigint, status text, changed boolean) ON COMMIT DROP;
+        TRUNCATE {matched};
+        WITH found AS (
+            INSERT INTO {matched} (row_no, id, status, changed)
+            SELECT s.row_no, c.id, c.status, {changed} AS changed
+              FROM {stage} s CROSS JOIN LATERAL (
+                   SELECT c.id, c.status, {own}c.attributes FROM contacts_contact c
+                    WHERE lower(c.email) = s.email_lower LIMIT 1) c
+            RETURNING changed)
+        SELECT count(*), count(*) FILTER (WHERE changed) FROM found
+        """,  # noqa: S608
     )
-    return cursor.rowcount
+    existing, changing = cursor.fetchone()
+    return existing, changing
 
 
 def _settle_matched(cursor: Any, matched: str, list_ids: list[int], result: ImportResult) -> None:
     """The file's existing contacts (`matched`: id, status): count the protected (not active, or
     active but gone from one of the lists) and subscribe the active ones to the lists."""
-    cursor.execute(f"SELECT count(*) FROM {matched} WHERE status <> %s", [ContactStatus.ACTIVE])  # noqa: S608
-    result.protected = cursor.fetchone()[0]
+    inactive = f"SELECT count(*) FROM {matched} WHERE status <> %s"  # noqa: S608
     if not list_ids:
+        cursor.execute(inactive, [ContactStatus.ACTIVE])
+        result.protected = cursor.fetchone()[0]
         return
     # One probe of the unique (list, contact) index per active contact and list reads the pair's
     # subscription, if any (a scalar subquery: always a probe, never a pass over the whole
@@ -871,7 +900,7 @@ def _settle_matched(cursor: Any, matched: str, list_ids: list[int], result: Impo
             ON CONFLICT (mailing_list_id, contact_id) DO UPDATE
                SET status = EXCLUDED.status, confirmed_at = now(), updated_at = now()
              WHERE contacts_subscription.status = %s)
-        SELECT count(DISTINCT contact_id) FILTER (WHERE current = %s) FROM pairs
+        SELECT count(DISTINCT contact_id) FILTER (WHERE current = %s) + ({inactive}) FROM pairs
         """,  # noqa: S608
         [
             list_ids,
@@ -880,9 +909,10 @@ def _settle_matched(cursor: Any, matched: str, list_ids: list[int], result: Impo
             SubscriptionStatus.UNCONFIRMED,
             SubscriptionStatus.UNCONFIRMED,
             SubscriptionStatus.UNSUBSCRIBED,
+            ContactStatus.ACTIVE,
         ],
     )
-    result.protected += cursor.fetchone()[0]
+    result.protected = cursor.fetchone()[0]
 
 
 def _merge_on_conflict(
@@ -1044,13 +1074,60 @@ def run_import(
 
 
 # Rows per slice of a chunked import: small enough that the first slice's reading and the last
-# one's merge (the parts that cannot overlap) are short, large enough that each slice's fixed
-# statements (~10, a few ms) stay a small share. Three slices at most are held in memory.
-CHUNK_ROWS = 50_000
+# one's merge (the parts that cannot overlap) are short (~1 s each), large enough that each
+# slice's round trips (5-7; on a loaded machine each can wait tens of ms for both processes to
+# be scheduled) stay a small share. Two slices at most are held in memory.
+CHUNK_ROWS = 100_000
+
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]").search
 
 
-class _ReaderStopped(Exception):
-    """The import gave up (an error in the merge): the reading thread ends without a word."""
+def _copy_text(value: str) -> str:
+    """A value as COPY's text format writes it (NUL never gets here: such rows are refused)."""
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _copy_line(row: tuple) -> str:
+    """One stage row (`_STAGE_COLUMNS`) as a line of COPY text, as psycopg's write_row makes it:
+    made here so that the reading process does it, not the merging one."""
+    *values, raw = row
+    line = "\x00".join([str(values[0]), *values[1:]])
+    if _COPY_SPECIAL(line):
+        line = "\t".join(_copy_text(v) for v in [str(values[0]), *values[1:]])
+    else:
+        line = line.replace("\x00", "\t")
+    if raw is None:
+        return line + "\t\\N\n"
+    cells = ",".join('"' + c.replace("\\", "\\\\").replace('"', '\\"') + '"' for c in raw)
+    return line + "\t" + _copy_text("{" + cells + "}") + "\n"
+
+
+def _read_slices(staged: Callable[[_Counter], Iterator[tuple]], out: IO[bytes], report: _Report) -> None:
+    """The reading process: the file's staged rows as COPY text, a slice at a time, down `out`
+    (pickled: ("slice", bytes, rows merged with it, bytes of the file read), then ("end", rows
+    read, rows flagged, bad rows) or ("file_error", message) or ("error", traceback))."""
+    counter = _Counter()
+    try:
+        lines: list[str] = []
+        first_rows = 0
+        for row in staged(counter):
+            lines.append(_copy_line(row))
+            if row[-1] is None:
+                first_rows += 1
+            if len(lines) >= CHUNK_ROWS:
+                pickle.dump(("slice", "".join(lines).encode(), first_rows, counter.done), out, protocol=5)
+                lines, first_rows = [], 0
+        if lines:
+            pickle.dump(("slice", "".join(lines).encode(), first_rows, counter.done), out, protocol=5)
+        report.close()
+        pickle.dump(("end", counter.rows, counter.flagged, report.count), out)
+    except ImportFileError as exc:
+        pickle.dump(("file_error", str(exc)), out)
+    except BrokenPipeError:
+        return  # the merging process gave up
+    except BaseException:
+        pickle.dump(("error", traceback.format_exc()), out)
+    out.flush()
 
 
 def _merge_in_chunks(
@@ -1063,93 +1140,85 @@ def _merge_in_chunks(
     progress: Progress | None,
     total: int,
 ) -> None:
-    """Read the file in a thread of its own while the database merges what was read before it.
+    """Read the file in a process of its own while the database merges what was read before it.
 
-    The file is read (and checked) in slices of CHUNK_ROWS staged rows; each slice is COPYed into
-    the stage (emptied each time) and merged at once, on this thread's connection, in the
-    import's one transaction, while the reading thread goes on with the next slice. The wall time
-    is then about the slower of Python and PostgreSQL, not their sum. Upsert and add only: the
-    other modes stage the whole file, then merge.
+    The file is read (and checked) in slices of CHUNK_ROWS staged rows by a forked process, which
+    also writes the bad rows' report and turns the rows into COPY text; each slice is COPYed into
+    the stage (emptied each time) and merged at once, on this process's connection, in the
+    import's one transaction, while the reader goes on with the next slice. The wall time is then
+    about the slower of Python and PostgreSQL, not their sum. A process, not a thread: the two
+    sides share no GIL, which on a loaded machine kept the merging side waiting for its turn.
+    Upsert and add only: the other modes stage the whole file, then merge.
 
     Duplicates: a row the seen-filter did not flag is the first of its address in the file (the
     filter never misses an address it saw), so it merges with its slice. Flagged rows wait: once
     the file is read, those whose address an earlier row has are the duplicates (reported as
     before), and the rest merge last. The first row of each address still wins.
     """
-    counter = _Counter()
-    slices: queue.Queue = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def put(item: Any) -> None:
-        while not stop.is_set():
-            try:
-                slices.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-        raise _ReaderStopped
-
-    def read() -> None:
-        try:
-            rows: list[tuple] = []
-            for row in staged(counter):
-                rows.append(row)
-                if len(rows) >= CHUNK_ROWS:
-                    put((rows, counter.done))
-                    rows = []
-            if rows:
-                put((rows, counter.done))
-            put(None)
-        except _ReaderStopped:
-            return
-        except BaseException as exc:  # handed to the merging thread, which raises it
-            try:
-                put(exc)
-            except _ReaderStopped:
-                return
-
     keys, flagged = f"{stage}_keys", f"{stage}_flagged"
     with connection.cursor() as cursor:
+        # Into an empty table (a first import), no row of the file can match a contact: the rows
+        # merged are each the first of their address, so not even the import's own contacts.
+        # Then no slice looks for contacts (~1.2 µs a row).
+        cursor.execute("SELECT NOT EXISTS (SELECT 1 FROM contacts_contact)")
+        all_new = cursor.fetchone()[0]
         cursor.execute(f"CREATE TEMPORARY TABLE {keys} (row_no bigint, email_lower text) ON COMMIT DROP")
         cursor.execute(f"CREATE TEMPORARY TABLE {flagged} (LIKE {stage}) ON COMMIT DROP")
-    reader = threading.Thread(target=read, name="contacts-import-reader", daemon=True)
-    # The merging thread waits on the database with the GIL released; when an answer comes, the
-    # reading thread holds the GIL for up to the switch interval (5 ms by default) while the
-    # database idles. A shorter interval for the import's duration keeps that wait small.
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(0.0005)
-    reader.start()
+    readable, writable = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the reader: no database, and none of the parent's objects cleaned up (os._exit)
+        os.close(readable)
+        try:
+            with os.fdopen(writable, "wb", buffering=1 << 20) as out:
+                _read_slices(staged, out, report)
+        finally:
+            os._exit(0)
+    os.close(writable)
+    end = None
     try:
-        while (item := slices.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            rows, done = item
-            # `stage` holds one slice at a time; `keys` every row's address (for the duplicate
-            # check at the end) and `flagged` the flagged rows.
-            with connection.cursor() as cursor:
-                cursor.execute(f"TRUNCATE {stage}")
-                with cursor.copy(f"COPY {stage} {_STAGE_COLUMNS} FROM STDIN") as copy:
-                    write_row = copy.write_row
-                    for row in rows:
-                        write_row(row)
-            first_rows = sum(1 for row in rows if row[-1] is None)
-            del rows, item
-            if progress:
-                progress("reading", done, total)
-            if first_rows:
-                part = ImportResult(rows=first_rows)
-                first = f"(SELECT * FROM {stage} WHERE raw IS NULL)"  # noqa: S608
-                _merge(first, mode, result.lists, label, part, stage)
-                _add_counts(result, part)
-            with connection.cursor() as cursor:
-                cursor.execute(f"INSERT INTO {keys} SELECT row_no, email_lower FROM {stage}")  # noqa: S608
-                cursor.execute(f"INSERT INTO {flagged} SELECT * FROM {stage} WHERE raw IS NOT NULL")  # noqa: S608
+        with os.fdopen(readable, "rb", buffering=1 << 20) as inp:
+            while True:
+                try:
+                    message = pickle.load(inp)
+                except EOFError:
+                    raise RuntimeError("the import's reading process ended without a word") from None
+                if message[0] == "file_error":
+                    raise ImportFileError(message[1])
+                if message[0] == "error":
+                    raise RuntimeError(f"the import's reading process failed:\n{message[1]}")
+                if message[0] == "end":
+                    end = message
+                    break
+                _, data, first_rows, done = message
+                # `stage` holds one slice at a time; `keys` every row's address (for the
+                # duplicate check at the end) and `flagged` the flagged rows.
+                with connection.cursor() as cursor:
+                    with cursor.copy(f"COPY {stage} {_STAGE_COLUMNS} FROM STDIN") as copy:
+                        copy.write(data)
+                del data, message
+                if progress:
+                    progress("reading", done, total)
+                if first_rows:
+                    part = ImportResult(rows=first_rows)
+                    first = f"(SELECT * FROM {stage} WHERE raw IS NULL)"  # noqa: S608
+                    _merge(first, mode, result.lists, label, part, stage, all_new=all_new)
+                    _add_counts(result, part)
+                with connection.cursor() as cursor:
+                    _execute_all(
+                        cursor,
+                        f"INSERT INTO {keys} SELECT row_no, email_lower FROM {stage}; "  # noqa: S608
+                        f"INSERT INTO {flagged} SELECT * FROM {stage} WHERE raw IS NOT NULL; "
+                        f"TRUNCATE {stage}",
+                    )
     finally:
-        stop.set()
-        reader.join()
-        sys.setswitchinterval(interval)
-    result.rows = counter.rows
-    if counter.flagged:
+        if end is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    _, result.rows, flagged_rows, report.count = end
+    report.continued = report.count > 0
+    report.flagged = flagged_rows
+    if flagged_rows:
         duplicates = f"{stage}_duplicates"
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {flagged} (row_no, email_lower)")
@@ -1158,10 +1227,10 @@ def _merge_in_chunks(
                 cursor.execute(f"DELETE FROM {flagged} WHERE ctid = ANY(ARRAY(SELECT tid FROM {duplicates}))")  # noqa: S608
         if result.duplicates:
             _report_duplicates(duplicates, report)
-        last_rows = counter.flagged - result.duplicates
+        last_rows = flagged_rows - result.duplicates
         if last_rows:
             part = ImportResult(rows=last_rows)
-            _merge(flagged, mode, result.lists, label, part)
+            _merge(flagged, mode, result.lists, label, part, all_new=all_new)
             _add_counts(result, part)
 
 

@@ -153,7 +153,7 @@ def test_split_merge_and_the_on_conflict_fallback_agree(tmp_path, monkeypatch, m
         def missing_every_contact(cursor, stage, matched, mode):
             real(cursor, stage, matched, mode)
             cursor.execute(f"DELETE FROM {matched}")
-            return 0
+            return 0, 0
 
         monkeypatch.setattr(imports, "_match_existing", missing_every_contact)
     path = write(
@@ -388,15 +388,38 @@ def test_role_and_disposable_addresses_are_kept_by_default_or_dropped_to_the_bad
     assert run_import(both).created == 1
 
 
-def _reader_threads() -> list:
-    import threading
+@pytest.fixture
+def reader_pids(monkeypatch):
+    """The pids of the reading processes chunked imports fork."""
+    import os
 
-    return [t for t in threading.enumerate() if t.name == "contacts-import-reader"]
+    real, pids = os.fork, []
+
+    def fork():
+        pid = real()
+        if pid:
+            pids.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", fork)
+    return pids
+
+
+def _all_reaped(pids) -> bool:
+    import os
+
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue  # waited for already: gone
+        return False
+    return bool(pids)
 
 
 @pytest.mark.parametrize("flag_every_row", [False, True])
 def test_a_chunked_import_keeps_the_first_row_of_each_address_across_slices(
-    tmp_path, monkeypatch, flag_every_row
+    tmp_path, monkeypatch, flag_every_row, reader_pids
 ):
     """Slices of two rows merge while the file is still being read: an address seen in an
     earlier slice (another case too) is a duplicate, not an update, and the first row wins; with
@@ -425,10 +448,10 @@ def test_a_chunked_import_keeps_the_first_row_of_each_address_across_slices(
     reasons = {row[-2]: row[-1] for row in csv.reader((tmp_path / "r.csv").open())}
     assert reasons["6"] == "duplicate of row 2" and reasons["8"] == "duplicate of row 5"
     assert reasons["9"] == "duplicate of row 3" and reasons["4"].startswith("email:")
-    assert not _reader_threads()
+    assert _all_reaped(reader_pids)
 
 
-def test_a_chunked_import_that_fails_in_a_later_slice_stores_nothing(tmp_path, monkeypatch):
+def test_a_chunked_import_that_fails_in_a_later_slice_stores_nothing(tmp_path, monkeypatch, reader_pids):
     """Slices merged before the failure are rolled back with the rest: one transaction."""
     from contacts import imports
 
@@ -438,10 +461,10 @@ def test_a_chunked_import_that_fails_in_a_later_slice_stores_nothing(tmp_path, m
     with pytest.raises(ImportFileError, match="row 11"):
         run_import(path)
     assert Contact.objects.count() == 0
-    assert not _reader_threads()
+    assert _all_reaped(reader_pids)
 
 
-def test_a_merge_error_stops_the_reading_thread_and_stores_nothing(tmp_path, monkeypatch):
+def test_a_merge_error_stops_the_reading_process_and_stores_nothing(tmp_path, monkeypatch, reader_pids):
     from contacts import imports
 
     monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
@@ -458,4 +481,60 @@ def test_a_merge_error_stops_the_reading_thread_and_stores_nothing(tmp_path, mon
     with pytest.raises(RuntimeError, match="went away"):
         run_import(path)
     assert Contact.objects.count() == 0
-    assert not _reader_threads()
+    assert _all_reaped(reader_pids)
+
+
+def test_a_first_import_into_an_empty_table_still_meets_a_contact_created_meanwhile(tmp_path, monkeypatch):
+    """Into an empty contacts table the slices do not look for existing contacts; one that
+    appears meanwhile (here: just before the first slice merges) makes the plain insert fail, and
+    that slice merges through INSERT … ON CONFLICT instead."""
+    from contacts import imports
+
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
+    real, calls = imports._merge, []
+
+    def someone_else_first(*args, **kwargs):
+        if not calls:
+            Contact.objects.create(email="B@example.com", first_name="Other", last_name="Keep")
+        calls.append(kwargs.get("all_new"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(imports, "_merge", someone_else_first)
+    path = write(tmp_path, "email,first_name\na@example.com,A\nb@example.com,B\nc@example.com,C\n")
+    result = run_import(path)
+    assert calls[0] is True
+    assert (result.created, result.updated, result.unchanged) == (2, 1, 0)
+    assert Contact.objects.count() == 3
+    b = Contact.objects.get(email__iexact="b@example.com")
+    assert (b.first_name, b.last_name) == ("B", "Keep")
+
+
+def test_a_chunked_import_stages_backslashes_tabs_newlines_and_quotes_as_they_are(tmp_path, monkeypatch):
+    """The reading process writes COPY text itself: every character COPY treats specially comes
+    through as it was, in the contact's fields and attributes and in a duplicate's reported cells."""
+    from contacts import imports
+
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
+    name = 'Back\\slash\tTab "quoted" \\N'
+    note = "line one\nline two\r\n{a,b} \\t"
+    path = write(
+        tmp_path,
+        "email,first_name,note\n"
+        + csv_line(["a@example.com", name, note])
+        + csv_line(["b@example.com", "B", ""])
+        + csv_line(["A@example.com", name + "2", note + "2"]),
+    )
+    result = run_import(path, report_path=tmp_path / "r.csv")
+    assert (result.created, result.duplicates) == (2, 1)
+    a = Contact.objects.get(email="a@example.com")
+    assert (a.first_name, a.attributes) == (name, {"note": note})
+    report = list(csv.reader((tmp_path / "r.csv").open(newline="")))
+    assert report[1][:3] == ["A@example.com", name + "2", note + "2"]
+
+
+def csv_line(cells):
+    from io import StringIO
+
+    out = StringIO()
+    csv.writer(out).writerow(cells)
+    return out.getvalue()

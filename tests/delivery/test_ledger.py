@@ -53,6 +53,43 @@ def test_a_relay_deferral_is_a_hold_with_its_reason(make_relay, make_audience, s
     assert message.attempts == 1 and message.next_attempt_at >= now + dt.timedelta(seconds=59)
 
 
+def test_outcomes_keep_their_codes_and_replies_exactly(make_relay, make_audience, start_mailing, sink):
+    """Outcomes go to PostgreSQL as one JSON parameter: quotes, backslashes, non-ASCII and a
+    missing code (None) arrive as they were."""
+    from delivery.smtp import FAILED, SENT
+
+    relay = make_relay(sink)
+    mailing_list, _ = make_audience(3)
+    mailing = start_mailing(mailing_list)
+    first, second, third = ledger.claim(mailing.pk, relay.pk, 3)
+    replies = {first.id: '2.0.0 Ok: "queued" as \\ABC é', second.id: "{not, an array}", third.id: "x" * 1200}
+    ledger.record_outcomes(
+        mailing.pk,
+        relay.pk,
+        sent=[
+            Outcome(first.id, SENT, 250, replies[first.id], "data"),
+            Outcome(second.id, SENT, 251, replies[second.id], "data"),
+        ],
+        failed=[Outcome(third.id, FAILED, 0, replies[third.id], "build")],
+        deferred=[],
+        returned=[],
+        now=timezone.now(),
+    )
+    rows = {m.pk: m for m in Message.objects.filter(mailing=mailing)}
+    assert (rows[first.id].state, rows[first.id].smtp_code, rows[first.id].smtp_reply) == (
+        "sent",
+        250,
+        replies[first.id],
+    )
+    assert (rows[second.id].smtp_code, rows[second.id].smtp_reply) == (251, replies[second.id])
+    assert (rows[third.id].state, rows[third.id].smtp_code, rows[third.id].smtp_reply) == (
+        "failed",
+        None,
+        "x" * 1000,
+    )
+    assert all(m.attempts == 1 and m.relay_id == relay.pk for m in rows.values())
+
+
 def test_the_one_eligibility_check_follows_the_kind(make_audience, compiled, sending_identity):
     from contacts.services import contact_unsubscribe, suppressions_add
     from delivery.mailings import mailing_create
