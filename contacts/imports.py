@@ -682,14 +682,17 @@ def _staged_rows(
         counter.rows = rows
 
 
-def _drop_duplicates(stage: str, report: _Report) -> int:
+def _drop_duplicates(stage: str, report: _Report, *, analyze: bool = True) -> int:
     """Remove from `stage` every row whose address an earlier staged row has; report them (in
     row order, after the invalid rows) with their cells, streamed through a server-side cursor.
-    The stage is complete here: its statistics are taken for this pass and the merge's joins."""
-    with connection.cursor() as cursor:
-        # Only the columns joins and filters use: the names' and the attributes' statistics (jsonb
-        # above all) cost more than the plans need (~3 µs a row of a 10,000-row API call).
-        cursor.execute(f"ANALYZE {stage} (row_no, email_lower, raw)")
+    The stage is complete here: its statistics are taken for this pass and the merge's joins,
+    unless `analyze` is false (an API call's upsert: at most 10,000 rows, whose joins are hashed
+    or probed whatever the statistics say)."""
+    if analyze:
+        with connection.cursor() as cursor:
+            # Only the columns joins and filters use: the names' and the attributes' statistics
+            # (jsonb above all) cost more than the plans need.
+            cursor.execute(f"ANALYZE {stage} (row_no, email_lower, raw)")
     if not report.flagged:
         return 0
     duplicates = f"{stage}_duplicates"
@@ -1277,7 +1280,7 @@ def run_import_rows(
             iter(records), len(headers), email_index, columns, stage, report, None,
             total=size_hint, done=lambda: 0,
         )  # fmt: skip
-        return rows, _drop_duplicates(stage, report)
+        return rows, _drop_duplicates(stage, report, analyze=mode not in (ImportMode.UPSERT, ImportMode.ADD))
 
     return _run(headers, stage_rows, mode, list_ids, mapping, report_path, label, None, bad_rows)
 
