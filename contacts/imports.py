@@ -1116,6 +1116,9 @@ def _read_slices(staged: Callable[[_Counter], Iterator[tuple]], out: IO[bytes], 
                 first_rows += 1
             if len(lines) >= CHUNK_ROWS:
                 pickle.dump(("slice", "".join(lines).encode(), first_rows, counter.done), out, protocol=5)
+                # At once: the message's last bytes would otherwise wait in the buffer for the
+                # next slice, and the merging side with them.
+                out.flush()
                 lines, first_rows = [], 0
         if lines:
             pickle.dump(("slice", "".join(lines).encode(), first_rows, counter.done), out, protocol=5)
