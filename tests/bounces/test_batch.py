@@ -151,6 +151,24 @@ def test_a_poisonous_message_does_not_hold_back_the_rest(monkeypatch: pytest.Mon
     assert InboundMessage.objects.count() == 2  # the poison left no half-written trace
 
 
+def test_a_message_postgresql_refuses_mid_pipeline_does_not_hold_back_the_rest() -> None:
+    """The group's writes wait for no answer (pipeline mode): PostgreSQL's refusal of one row comes
+    back with the commit's round trip, the whole group rolls back and each message is stored on
+    its own, the connection usable again."""
+    ghost = contact_create(email="ghost@example.com")
+    other = contact_create(email="other@example.com")
+    items = [
+        _bounce(ghost, UNKNOWN),
+        # text columns cannot hold NUL: refused by the server, not by Python
+        Inbound(raw=b"Subject: x\n\ny", source="mailbox", envelope_from="nul\x00@example.org"),
+        _bounce(other, UNKNOWN),
+    ]
+    results = bounces_process(items)
+    assert [r.outcome for r in results] == ["applied", "error", "applied"]
+    assert _status(ghost) == ContactStatus.BOUNCED and _status(other) == ContactStatus.BOUNCED
+    assert InboundMessage.objects.count() == 2 and BounceEvent.objects.count() == 2
+
+
 def test_esp_events_in_one_request_are_stored_once_each() -> None:
     contact = contact_create(email="ghost@example.com")
     event = EspEvent("Postmark", "ev-1", "Ghost <ghost@example.com>", "hard", "userunknown", "5.1.1", "550")
