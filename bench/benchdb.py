@@ -38,13 +38,8 @@ def admin_connect(url: str):
 
 
 @contextmanager
-def own_database(label: str) -> Iterator[str]:
-    """Create `posthorn_bench_<label>_<pid>`, point DATABASE_URL at it, drop it on the way out."""
-    base = base_database_url()
-    name = f"posthorn_bench_{label}_{os.getpid()}"
-    with admin_connect(base) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
+def _pointed_at(base: str, name: str) -> Iterator[str]:
+    """DATABASE_URL (and the settings a benchmark runs with) on database `name` of `base`'s server."""
     os.environ["DATABASE_URL"] = with_database(base, name)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailplatform.settings")
     # A benchmark runs on a developer's checkout like `make run` (a generated SECRET_KEY in var/);
@@ -56,6 +51,20 @@ def own_database(label: str) -> Iterator[str]:
         from django.db import connections
 
         connections.close_all()
+
+
+@contextmanager
+def own_database(label: str) -> Iterator[str]:
+    """Create `posthorn_bench_<label>_<pid>`, point DATABASE_URL at it, drop it on the way out."""
+    base = base_database_url()
+    name = f"posthorn_bench_{label}_{os.getpid()}"
+    with admin_connect(base) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with _pointed_at(base, name):
+            yield name
+    finally:
         with admin_connect(base) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -68,12 +77,5 @@ def named_database(name: str) -> Iterator[str]:
     with admin_connect(base) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
-    os.environ["DATABASE_URL"] = with_database(base, name)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailplatform.settings")
-    os.environ.setdefault("DEBUG", "true")
-    try:
+    with _pointed_at(base, name):
         yield name
-    finally:
-        from django.db import connections
-
-        connections.close_all()

@@ -28,8 +28,10 @@ import email.policy
 import json
 import os
 import sys
+import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -283,6 +285,17 @@ def _backend_pids() -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
+def _in_threads(target: Callable[..., None], calls: list[tuple]) -> float:
+    """Seconds for `target` to run once per argument tuple, each call in a thread of its own, all at once."""
+    threads = [threading.Thread(target=target, args=args) for args in calls]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
 def listener_rate(
     jobs: list[tuple[bytes, str]], seconds: float, clients: int, pipe_clients: int = 0
 ) -> dict[str, object]:
@@ -294,7 +307,6 @@ def listener_rate(
     sum bounds the rate on this machine at `cores / cpu` whatever else runs beside it."""
     import smtplib
     import subprocess
-    import threading
 
     from loopback import free_port, wait_for_port
 
@@ -347,13 +359,7 @@ def listener_rate(
         before = {pid: _cpu_seconds(pid) for pid in listener_pids + backends}
         client_before = time.process_time()
         deadline = time.perf_counter() + max(seconds, 0.5)
-        threads = [threading.Thread(target=client, args=(slot, None)) for slot in range(clients)]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - started
+        elapsed = _in_threads(client, [(slot, None) for slot in range(clients)])
         client_cpu = time.process_time() - client_before
         listener_pids = _process_tree(server.pid)
         backends = _backend_pids()
@@ -399,7 +405,6 @@ def pipe_rate(
     CPU-bound: more only queue). CPU per bounce: the pipe processes, the listener and PostgreSQL."""
     import resource
     import subprocess
-    import threading
 
     pipe_env = {**env, "BOUNCE_SMTP_HOST": "127.0.0.1", "BOUNCE_SMTP_PORT": str(port)}
 
@@ -423,13 +428,7 @@ def pipe_rate(
         pids = _process_tree(server_pid) + _backend_pids()
         before = {pid: _cpu_seconds(pid) for pid in pids}
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        threads = [threading.Thread(target=client, args=(slot,)) for slot in range(clients)]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - started
+        elapsed = _in_threads(client, [(slot,) for slot in range(clients)])
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         pids = _process_tree(server_pid) + _backend_pids()
         cpu = sum(_cpu_seconds(pid) - before.get(pid, 0.0) for pid in pids)
