@@ -17,7 +17,6 @@ import datetime as dt
 import json
 import logging
 import re
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,14 +213,6 @@ def contact_record_click(contact_id: int, at: dt.datetime) -> None:
     )
 
 
-def _by_count(counts: Mapping[int, int]) -> dict[int, list[int]]:
-    """Contact ids grouped by how much to add: one UPDATE per distinct count."""
-    groups: dict[int, list[int]] = defaultdict(list)
-    for contact_id, count in counts.items():
-        groups[count].append(contact_id)
-    return groups
-
-
 def contacts_record_bounces(soft: Mapping[int, int], hard: Mapping[int, int]) -> None:
     """Soft and hard bounces, set-wise, in one statement whatever the number of contacts (the
     bounce listener stores a group per transaction: its statements are CPU its senders wait for).
@@ -258,11 +249,6 @@ def contacts_record_bounces(soft: Mapping[int, int], hard: Mapping[int, int]) ->
 def contacts_mark_bounced(counts: Mapping[int, int]) -> None:
     """Hard bounces, set-wise (contacts_record_bounces)."""
     contacts_record_bounces({}, counts)
-
-
-def contacts_record_soft_bounces(counts: Mapping[int, int]) -> None:
-    """Soft bounces, set-wise (contacts_record_bounces)."""
-    contacts_record_bounces(counts, {})
 
 
 def contacts_mark_complained(emails: Mapping[int, str], *, source: str) -> None:

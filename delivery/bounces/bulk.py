@@ -66,17 +66,16 @@ def draw_ids(model: type[models.Model], count: int) -> Callable[[], list[int]]:
 
 
 @functools.cache
-def _statement(model: type[models.Model], fields: tuple[str, ...], ids: str) -> tuple[str, tuple[bool, ...]]:
+def _statement(model: type[models.Model], fields: tuple[str, ...], ids: str) -> str:
     """The insert for `model`'s `fields` (names and types come from the model, never from input),
-    and which columns are JSON; built once per model, field list and `ids`: "draw" (from the
+    built once per model, field list and `ids`: "draw" (from the
     sequence, returned in the rows' order), "given" (the first array) or "default" (not returned)."""
     meta = model._meta
     pk = meta.pk
     columns = [meta.get_field(name) for name in fields]
-    is_json = tuple(isinstance(field, models.JSONField) for field in columns)
     casts = [
-        "jsonb[]" if json_field else f"{field.db_type(connection)}[]"
-        for field, json_field in zip(columns, is_json, strict=True)
+        "jsonb[]" if isinstance(field, models.JSONField) else f"{field.db_type(connection)}[]"
+        for field in columns
     ]
     quote = connection.ops.quote_name
     values = [f"v{index}" for index in range(len(columns))]
@@ -99,7 +98,7 @@ def _statement(model: type[models.Model], fields: tuple[str, ...], ids: str) -> 
             f"SELECT id, {', '.join(values)} FROM r) "
             "SELECT id FROM r ORDER BY n"
         )
-    return sql, is_json
+    return sql
 
 
 def _arrays(
@@ -128,7 +127,7 @@ def insert_rows(model: type[models.Model], fields: Sequence[str], rows: Sequence
     """Insert `rows` (values in `fields` order) into `model`'s table; returns their new ids."""
     if not rows:
         return []
-    sql, _ = _statement(model, tuple(fields), "draw")
+    sql = _statement(model, tuple(fields), "draw")
     with _binary_cursor() as cursor:
         cursor.execute(sql, _arrays(model, fields, rows), binary=True)
         return [row[0] for row in cursor.fetchall()]
@@ -144,7 +143,7 @@ def insert_rows_unanswered(
     a pipeline it shares the next round trip (an error surfaces there, or at commit)."""
     if not rows:
         return
-    sql, _ = _statement(model, tuple(fields), "default" if ids is None else "given")
+    sql = _statement(model, tuple(fields), "default" if ids is None else "given")
     arrays = _arrays(model, fields, rows)
     if ids is not None:
         if len(ids) != len(rows):

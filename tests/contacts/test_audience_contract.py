@@ -179,7 +179,7 @@ def test_set_wise_bounce_and_complaint_writes(lists):
     complained = _contact("c@example.com", status=ContactStatus.COMPLAINED)
     blocked = _contact("b@example.com", status=ContactStatus.BLOCKLISTED, lists=[news])
     services.contacts_mark_bounced({active.id: 2, complained.id: 1})
-    services.contacts_record_soft_bounces({blocked.id: 3})
+    services.contacts_record_bounces({blocked.id: 3}, {})
     services.contacts_mark_complained({blocked.id: blocked.email}, source="arf")
     states = {c.email: (c.status, c.bounce_count, c.soft_bounce_count) for c in Contact.objects.all()}
     assert states == {
