@@ -27,6 +27,8 @@ import os
 import smtplib
 import socket
 import sys
+from collections.abc import Callable
+from typing import TextIO
 
 EX_TEMPFAIL = 75  # sysexits.h: the MTA keeps the message and retries
 DEFAULT_HOST = "127.0.0.1"
@@ -72,6 +74,30 @@ def handoff(
         return Handoff.REFUSED, f"listener failed before the message: {exc}"
 
 
+def handoff_or_process(
+    raw: bytes,
+    sender: str,
+    recipients: list[str],
+    *,
+    host: str,
+    port: int,
+    process: Callable[[], int],
+    stdout: TextIO,
+    stderr: TextIO,
+) -> int:
+    """Hand the message to the listener, or `process` it here where the listener did not take
+    it; the exit status for the MTA (75 when nobody knows whether it was stored)."""
+    outcome, reply = handoff(raw, sender, recipients, host=host, port=port)
+    if outcome is Handoff.STORED:
+        stdout.write(f"stored by the bounce listener: {reply}\n")
+        return 0
+    if outcome is Handoff.UNKNOWN:
+        stderr.write(f"bounce listener did not answer, try again later: {reply}\n")
+        return EX_TEMPFAIL
+    stderr.write(f"bounce listener did not take it ({reply}): processing here\n")
+    return process()
+
+
 def read_message(stream, limit: int) -> bytes:
     """The message on `stream`, at most `limit` bytes kept; read to the end so the MTA's pipe
     does not break."""
@@ -106,21 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     if not raw.strip():
         print("no message on stdin", file=sys.stderr)
         return 1
-    outcome, reply = handoff(
+    return handoff_or_process(
         raw,
         args.sender,
         args.recipient,
         host=os.environ.get("BOUNCE_SMTP_HOST") or DEFAULT_HOST,
         port=int(os.environ.get("BOUNCE_SMTP_PORT") or DEFAULT_PORT),
+        process=lambda: _process_here(raw, args.sender, args.recipient),
+        stdout=sys.stdout,
+        stderr=sys.stderr,
     )
-    if outcome is Handoff.STORED:
-        print(f"stored by the bounce listener: {reply}")
-        return 0
-    if outcome is Handoff.UNKNOWN:
-        print(f"bounce listener did not answer, try again later: {reply}", file=sys.stderr)
-        return EX_TEMPFAIL
-    print(f"bounce listener did not take it ({reply}): processing here", file=sys.stderr)
-    return _process_here(raw, args.sender, args.recipient)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from delivery.bounces.pipe import EX_TEMPFAIL, Handoff, handoff, read_message
+from delivery.bounces.pipe import EX_TEMPFAIL, handoff_or_process, read_message
 from delivery.bounces.services import bounce_process
 
 
@@ -49,16 +49,22 @@ class Command(BaseCommand):
         raw = read_message(sys.stdin.buffer, settings.BOUNCE_MAX_MESSAGE_BYTES)
         if not raw.strip():
             raise CommandError("no message on stdin")
-        if not no_handoff:
-            outcome, reply = handoff(
-                raw, sender, recipient, host=settings.BOUNCE_SMTP_HOST, port=settings.BOUNCE_SMTP_PORT
+
+        def here() -> int:
+            return process_here(raw, sender, recipient, self.stdout, self.stderr)
+
+        if no_handoff:
+            status = here()
+        else:
+            status = handoff_or_process(
+                raw,
+                sender,
+                recipient,
+                host=settings.BOUNCE_SMTP_HOST,
+                port=settings.BOUNCE_SMTP_PORT,
+                process=here,
+                stdout=self.stdout,
+                stderr=self.stderr,
             )
-            if outcome is Handoff.STORED:
-                self.stdout.write(f"stored by the bounce listener: {reply}")
-                return
-            if outcome is Handoff.UNKNOWN:
-                self.stderr.write(f"bounce listener did not answer, try again later: {reply}")
-                sys.exit(EX_TEMPFAIL)
-        status = process_here(raw, sender, recipient, self.stdout, self.stderr)
         if status:
             sys.exit(status)
