@@ -472,22 +472,42 @@ def _parse_into_stage(
     *,
     drop_flagged: bool = False,
 ) -> tuple[int, int]:
-    """The file's rows through `_stage_records`, with csv and encoding errors as ImportFileError."""
+    """COPY the file's good rows (`_file_rows`) into `stage`; (data rows read, duplicates)."""
     total = path.stat().st_size
+    counter = _Counter()
+    _copy_rows(
+        stage,
+        _file_rows(path, fmt, email_index, columns, report, counter, progress, drop_flagged=drop_flagged),
+    )
+    if progress:
+        progress("reading", total, total)
+    return counter.rows, _drop_duplicates(stage, report)
+
+
+def _file_rows(
+    path: Path,
+    fmt: CsvFormat,
+    email_index: int,
+    columns: list[_Column],
+    report: _Report,
+    counter: _Counter,
+    progress: Progress | None,
+    *,
+    drop_flagged: bool = False,
+) -> Iterator[tuple]:
+    """The stage rows of the file's good rows (`_staged_rows`), with csv and encoding errors as
+    ImportFileError."""
     raw, text = _open_text(path, fmt.encoding)
     with raw, text:
         reader = _reader(text, fmt.delimiter)
         try:
             next(reader)
-            rows = _stage_records(
-                reader, len(fmt.headers), email_index, columns, stage, report, progress,
-                total=total, done=raw.tell, drop_flagged=drop_flagged,
+            yield from _staged_rows(
+                reader, len(fmt.headers), email_index, columns, report, counter, progress,
+                total=path.stat().st_size, done=raw.tell, drop_flagged=drop_flagged,
             )  # fmt: skip
         except _RecordError as exc:
             raise _file_error(exc, fmt) from None
-    if progress:
-        progress("reading", total, total)
-    return rows, _drop_duplicates(stage, report)
 
 
 def _file_error(exc: _RecordError, fmt: CsvFormat) -> ImportFileError:
@@ -520,16 +540,22 @@ def _stage_records(
 ) -> int:
     """COPY the good rows of `records` (`_staged_rows`) into `stage`; returns the data rows read."""
     counter = _Counter()
-    staged = _staged_rows(
-        records, width, email_index, columns, report, counter, progress,
-        total=total, done=done, drop_flagged=drop_flagged,
+    _copy_rows(
+        stage,
+        _staged_rows(
+            records, width, email_index, columns, report, counter, progress,
+            total=total, done=done, drop_flagged=drop_flagged,
+        ),
     )  # fmt: skip
+    return counter.rows
+
+
+def _copy_rows(stage: str, rows: Iterable[tuple]) -> None:
     with connection.cursor() as cursor:
         with cursor.copy(f"COPY {stage} {_STAGE_COLUMNS} FROM STDIN") as copy:
             write_row = copy.write_row
-            for row in staged:
+            for row in rows:
                 write_row(row)
-    return counter.rows
 
 
 @dataclass
@@ -555,7 +581,7 @@ def _staged_rows(
     """The stage's rows (in `_STAGE_COLUMNS` order) of the good rows of `records`; bad rows go to
     `report`, and `counter` counts the rows read. A reader's csv.Error or UnicodeDecodeError comes
     out as _RecordError with the row it failed on. No database work: the chunked import runs this
-    in a thread of its own while the database merges the chunk before.
+    in its reading process while the database merges the slice before (`_merge_in_chunks`).
 
     With `drop_flagged`, role (info@ …) and disposable-domain addresses
     (`contacts.validation.address_flags`) go to the bad rows with the reason instead of the stage.
@@ -1044,25 +1070,17 @@ def run_import(
     if mode in (ImportMode.UPSERT, ImportMode.ADD):
         total = path.stat().st_size
 
-        def staged(email_index, columns, report, counter) -> Iterator[tuple]:
-            raw, text = _open_text(path, fmt.encoding)
-            with raw, text:
-                reader = _reader(text, fmt.delimiter)
-                try:
-                    next(reader)
-                    yield from _staged_rows(
-                        reader, len(fmt.headers), email_index, columns, report, counter,
-                        lambda stage, done, total: setattr(counter, "done", done),
-                        total=total, done=raw.tell, drop_flagged=drop_flagged,
-                    )  # fmt: skip
-                except _RecordError as exc:
-                    raise _file_error(exc, fmt) from None
-
         def stage_and_merge(stage, email_index, columns, report, result) -> None:
-            _merge_in_chunks(
-                lambda counter: staged(email_index, columns, report, counter),
-                stage, mode, label, result, report, progress, total,
-            )  # fmt: skip
+            def staged(counter: _Counter) -> Iterator[tuple]:
+                # The reading process reports how far it read through the slices it hands over.
+                def read_to(_stage: str, done: int, _total: int) -> None:
+                    counter.done = done
+
+                return _file_rows(
+                    path, fmt, email_index, columns, report, counter, read_to, drop_flagged=drop_flagged
+                )
+
+            _merge_in_chunks(staged, stage, mode, label, result, report, progress, total)
 
         return _run(
             fmt.headers, None, mode, list_ids, mapping, report_path, label, progress, None, stage_and_merge
