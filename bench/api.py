@@ -20,7 +20,6 @@ import argparse
 import csv
 import json
 import os
-import resource
 import secrets
 import statistics
 import sys
@@ -33,6 +32,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from benchdb import own_database  # noqa: E402
+from cpuwatch import cpu_seconds  # noqa: E402
+from measure import own_cpu_s  # noqa: E402
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -199,29 +200,20 @@ def run(args: argparse.Namespace) -> int:
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
-        backend = Path(f"/proc/{cursor.fetchone()[0]}/stat")
+        backend = cursor.fetchone()[0]
 
     def backend_cpu() -> float:
         # The PostgreSQL backend's user+system CPU seconds, when the server runs on this host.
-        try:
-            fields = backend.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def own_cpu() -> float:
-        # This process and the children it waited for (a file import's reading process).
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return time.process_time() + children.ru_utime + children.ru_stime
+        return cpu_seconds(backend) or 0.0
 
     rows_s = file_s = rows_cpu = file_cpu = rows_db = file_db = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         for number in range(args.batches):
             rows_batch = batch(2 * args.batches + number)
-            begin, cpu, db = time.perf_counter(), own_cpu(), backend_cpu()
+            begin, cpu, db = time.perf_counter(), own_cpu_s(), backend_cpu()
             contacts_bulk_upsert(rows_batch, mode="upsert", list_ids=[], by=None, via="bench")
             rows_s += time.perf_counter() - begin
-            rows_cpu += own_cpu() - cpu
+            rows_cpu += own_cpu_s() - cpu
             rows_db += backend_cpu() - db
             path = Path(tmp) / f"alt{number}.csv"
             with path.open("w", encoding="utf-8", newline="") as handle:
@@ -231,10 +223,10 @@ def run(args: argparse.Namespace) -> int:
                     writer.writerow(
                         [row["email"], row["first_name"], (row.get("attributes") or {}).get("score", "")]
                     )
-            begin, cpu, db = time.perf_counter(), own_cpu(), backend_cpu()
+            begin, cpu, db = time.perf_counter(), own_cpu_s(), backend_cpu()
             run_import(path, mode="upsert", label="bench reference")
             file_s += time.perf_counter() - begin
-            file_cpu += own_cpu() - cpu
+            file_cpu += own_cpu_s() - cpu
             file_db += backend_cpu() - db
     rows_per_s, file_per_s = rows / rows_s, rows / file_s
     print(

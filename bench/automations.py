@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from benchdb import own_database  # noqa: E402
+from cpuwatch import cpu_seconds  # noqa: E402
 from loopback import free_port  # noqa: E402
 from send import (  # noqa: E402
     count_sink,
@@ -77,12 +78,10 @@ class SchedulerCpu:
             cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", [SCHEDULER_APP])
             pids = [row[0] for row in cursor.fetchall()]
         for pid in pids:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
+            seconds = cpu_seconds(pid)
+            if seconds is None:
                 self.readable = False
                 continue
-            seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
             self.backends.setdefault(pid, [seconds if first else 0.0, seconds])[1] = seconds
 
     def start(self) -> None:

@@ -252,12 +252,10 @@ SENDERS_ADDRESS = "127.0.0.2"  # Linux answers the whole of 127.0.0.0/8 on the l
 
 
 def _cpu_seconds(pid: int) -> float:
-    """user + system CPU of one process so far (Linux /proc), 0 when it is gone."""
-    try:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """user + system CPU of one process so far, 0 when it is gone."""
+    from cpuwatch import cpu_seconds
+
+    return cpu_seconds(pid) or 0.0
 
 
 def _process_tree(pid: int) -> list[int]:

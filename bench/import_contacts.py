@@ -32,7 +32,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from benchdb import own_database  # noqa: E402
-from measure import median_ms, three_condition_segment  # noqa: E402
+from cpuwatch import cpu_seconds  # noqa: E402
+from measure import median_ms, own_cpu_s, three_condition_segment  # noqa: E402
 
 CITIES = ["Berlin", "Lyon", "Porto", "Oslo", "Turin", "Ghent", "Cork", "Brno", "Graz", "Malmö"]
 PLANS = ["free", "pro", "team", "enterprise"]
@@ -100,18 +101,12 @@ def run(rows: int) -> int:
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
-        backend = Path(f"/proc/{cursor.fetchone()[0]}/stat")
+        backend = cursor.fetchone()[0]
 
     def cpu() -> tuple[float, float]:
         # (this process and the children it waited for: a chunked import's reading process, the
-        # PostgreSQL backend): user+system CPU seconds.
-        try:
-            fields = backend.read_text().rsplit(")", 1)[1].split()
-            db = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except OSError:
-            db = 0.0
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return time.process_time() + children.ru_utime + children.ru_stime, db
+        # PostgreSQL backend when the server runs on this host): user+system CPU seconds.
+        return own_cpu_s(), cpu_seconds(backend) or 0.0
 
     def spent(before: tuple[float, float]) -> tuple[float, float]:
         now = cpu()

@@ -3,6 +3,7 @@ three-condition segment (bench/scale.py counts the very same one at sizes no imp
 
 from __future__ import annotations
 
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -16,6 +17,13 @@ def median_ms(fn: Callable[[], object], repeat: int = 5) -> float:
         fn()
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
+
+
+def own_cpu_s() -> float:
+    """User + system CPU seconds of this process and of the children it waited for (a file
+    import's reading process, which it forks)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def three_condition_segment(list_id: int | None) -> dict[str, Any]:
