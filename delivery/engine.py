@@ -64,6 +64,7 @@ from delivery.mailings import GUARD_HOLD, mailing_clear_error, mailing_finish_if
 from delivery.models import GroupPause, HoldReason, Mailing, MessageState, Relay
 from delivery.smtp import DEFERRED, FAILED, SENT, Envelope, Outcome, RelayConnection, RelayError
 from mailplatform import crypto, logs
+from mailplatform.redis_cache import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -209,22 +210,28 @@ class Recorder:
             now=now,
             throttled=throttled,
         )
+        self.buffer = []
+        written = [o.key for o in outcomes]
+        # What Redis is told after a write (counters, settled in-flight ids, the sent rate) goes as
+        # one pipeline: one round trip a flush, not three (each ~200-350 us of redis-py's CPU).
+        pipe = redis_client().pipeline(transaction=False)
         delivery_metrics.count_outcomes(
             self.relay_id,
             self.mailing.from_email,
             sent=len(sent),
             failed=len(failed),
             deferred=len(deferred) + len(throttled),
+            pipe=pipe,
         )
-        self.buffer = []
-        written = [o.key for o in outcomes]
-        inflight.settle(self.mailing.pk, written)
+        inflight.settle(self.mailing.pk, written, pipe=pipe)
+        if sent:
+            ratelimit.count_sent(self.mailing.pk, len(sent), pipe=pipe)
+        pipe.execute()
         if self.holdings is not None:
             self.holdings.ids.difference_update(written)
         if sent:
             self.sent_contacts.extend(c for c in (self.contact_of.get(o.key) for o in sent) if c is not None)
             self.sent_total += len(sent)
-            ratelimit.count_sent(self.mailing.pk, len(sent))
         refused = [o for o in failed if o.stage in ledger.REFUSAL_STAGES]
         if refused:
             _record_refusals(refused)
