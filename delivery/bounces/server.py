@@ -49,17 +49,25 @@ CONNECTION_CHECK_SECONDS = 1.0  # how often the store thread checks its database
 
 # A sliding one-minute window per client address in a Redis sorted set: the limit holds across
 # every listener process (several behind one MX, restarts), like the relay limits in
-# delivery/ratelimit.py. Redis's clock, one atomic script.
+# delivery/ratelimit.py. Redis's clock, one atomic script. It answers several MAIL commands at
+# once (KEYS[i] and ARGV[i + 1] each), one after the other as separate calls would: the SMTP loop
+# asks once for every MAIL that arrived while its previous question was out.
 _FLOOD_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
-  return 1
+local limit = tonumber(ARGV[1])
+local answers = {}
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - 60)
+  if redis.call('ZCARD', key) >= limit then
+    answers[i] = 1
+  else
+    redis.call('ZADD', key, now, ARGV[i + 1])
+    redis.call('EXPIRE', key, 61)
+    answers[i] = 0
+  end
 end
-redis.call('ZADD', KEYS[1], now, ARGV[2])
-redis.call('EXPIRE', KEYS[1], 61)
-return 0
+return answers
 """
 
 
@@ -235,10 +243,39 @@ class BounceHandler:
         self._flood_client: redis.asyncio.Redis | None = None
         self._flood_script: AsyncScript | None = None
         self._flood_loop: asyncio.AbstractEventLoop | None = None
+        self._flood_waiting: list[tuple[str, asyncio.Future[bool]]] = []  # SMTP loop only
+        self._flood_asking = False
+        self._flood_task: asyncio.Future[None] | None = None  # held: the loop keeps only a weak reference
 
     async def _flooding(self, peer: str) -> bool:
         # Asked from the SMTP loop itself (redis.asyncio): a thread per MAIL FROM cost more than
-        # the question.
+        # the question. MAILs that arrive while a question is out wait for the next one, which
+        # asks for all of them in one call (a call cost the loop more than the rest of a MAIL).
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._flood_waiting.append((peer, answer))
+        if not self._flood_asking:
+            self._flood_asking = True
+            self._flood_task = asyncio.ensure_future(self._flood_ask())
+        return await answer
+
+    async def _flood_ask(self) -> None:
+        try:
+            while self._flood_waiting:
+                asked, self._flood_waiting = self._flood_waiting, []
+                try:
+                    answers = await self._flood_answers([peer for peer, _ in asked])
+                except Exception as exc:  # each MAIL hears it, as when it asked alone
+                    for _, answer in asked:
+                        if not answer.done():
+                            answer.set_exception(exc)
+                    continue
+                for (_, answer), flooding in zip(asked, answers, strict=True):
+                    if not answer.done():  # (a session that went away)
+                        answer.set_result(flooding)
+        finally:
+            self._flood_asking = False
+
+    async def _flood_answers(self, peers: list[str]) -> list[bool]:
         try:
             loop = asyncio.get_running_loop()
             if self._flood_script is None or self._flood_loop is not loop:
@@ -247,14 +284,15 @@ class BounceHandler:
                 )
                 self._flood_client, self._flood_loop = client, loop
                 self._flood_script = client.register_script(_FLOOD_SCRIPT)
-            member = f"{time.time_ns()}:{secrets.token_hex(4)}"
-            return bool(
-                await self._flood_script(keys=[_flood_key(self.domain, peer)], args=[self.per_minute, member])
+            members = [f"{time.time_ns()}:{secrets.token_hex(4)}" for _ in peers]
+            answers = await self._flood_script(
+                keys=[_flood_key(self.domain, peer) for peer in peers], args=[self.per_minute, *members]
             )
+            return [bool(answer) for answer in answers]
         except (RedisError, OSError):
             # Redis away: this process's own count still bounds the flood.
             log.warning("bounce listener: Redis unavailable, flood limit is per process", exc_info=True)
-            return self._flooding_here(peer)
+            return [self._flooding_here(peer) for peer in peers]
 
     async def close(self) -> None:
         if self._flood_client is not None:

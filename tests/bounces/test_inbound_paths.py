@@ -254,6 +254,30 @@ def test_without_redis_the_flood_limit_holds_per_process(listener, settings) -> 
     assert not shared.exists(server._flood_key("bounce.example.net", "127.0.0.1"))  # counted here
 
 
+def test_mail_commands_that_arrive_together_are_counted_in_one_question_as_if_one_by_one(
+    transactional_db,
+) -> None:
+    # One script call answers every MAIL that waited: each client's window fills in arrival order.
+    handler = server.BounceHandler("bounce.example.net", per_minute=3)
+    peers = ["192.0.2.1", "192.0.2.2"]
+    for peer in peers:
+        flood_reset("bounce.example.net", peer)
+
+    async def together() -> tuple[list[bool], list[bool]]:
+        try:
+            asked = await handler._flood_answers([peers[0]] * 2 + [peers[1]] + [peers[0]] * 3)
+            waited = await asyncio.gather(*(handler._flooding(peer) for peer in [peers[1]] * 3))
+            return asked, list(waited)
+        finally:
+            await handler.close()
+
+    try:
+        assert asyncio.run(together()) == ([False, False, False, False, True, True], [False, False, True])
+    finally:
+        for peer in peers:
+            flood_reset("bounce.example.net", peer)
+
+
 def test_listener_survives_garbage(listener) -> None:
     with smtplib.SMTP("127.0.0.1", listener, timeout=10) as client:
         client.ehlo("mx.example.org")
