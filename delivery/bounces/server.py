@@ -25,7 +25,7 @@ import secrets
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import redis.asyncio
 from aiosmtpd.controller import Controller
@@ -35,7 +35,7 @@ from django.db import close_old_connections, connections
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from delivery.bounces.classifier import BounceReport, classify_each, classify_safely
+from delivery.bounces.classifier import BounceReport, classify_safely, classify_served
 from delivery.bounces.services import Inbound, ProcessResult, bounce_domain, bounces_process
 from mailplatform.redis_cache import redis_client, redis_key, redis_py_url
 
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 MAX_RECIPIENTS = 20
 MAX_GROUP = 200  # messages per transaction: bounded memory and lock time
 MIN_CHUNK = 4  # messages per task for a classifier process: fewer cost more in hand-over than they save
+START_SECONDS = 60  # for a classifier process to start
 CONNECTION_CHECK_SECONDS = 1.0  # how often the store thread checks its database connection under load
 
 
@@ -79,6 +80,56 @@ def flood_reset(domain: str, peer: str) -> None:
     redis_client().delete(_flood_key(domain, peer))
 
 
+class ClassifierProcess:
+    """One classifier process fed through a pipe of its own by the SMTP loop, which reads the
+    reports itself when they come (add_reader). A ProcessPoolExecutor's hand-over (a feeder thread,
+    a manager thread, a shared result queue, a wake-up of the loop from another thread) cost the
+    listener more CPU than classifying a small report. One list of messages at a time."""
+
+    def __init__(self) -> None:
+        # spawn, not fork: this process runs threads (the SMTP loop, the store worker, Redis).
+        context = multiprocessing.get_context("spawn")
+        self._pipe, theirs = context.Pipe()
+        self.process = context.Process(target=classify_served, args=(theirs,), daemon=True)
+        self.process.start()
+        theirs.close()
+
+    def wait_started(self) -> None:
+        """Block until the process answers (it imports the classifier first)."""
+        self._pipe.send([])
+        if not self._pipe.poll(START_SECONDS):
+            raise TimeoutError("bounce classifier process did not start")
+        self._pipe.recv()
+
+    async def classify(self, raws: list[bytes]) -> list[BounceReport]:
+        loop = asyncio.get_running_loop()
+        reports: asyncio.Future[list[BounceReport]] = loop.create_future()
+        descriptor = self._pipe.fileno()
+
+        def answered() -> None:
+            loop.remove_reader(descriptor)
+            if reports.done():
+                return
+            try:
+                reports.set_result(self._pipe.recv())
+            except (EOFError, OSError) as exc:  # the process died
+                reports.set_exception(exc)
+
+        loop.add_reader(descriptor, answered)
+        try:
+            self._pipe.send(raws)
+            return await reports
+        finally:
+            loop.remove_reader(descriptor)
+
+    def close(self) -> None:
+        self._pipe.close()  # it ends at the end of its pipe
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
+
+
 class GroupCommit:
     """Sessions hand in messages; classifier processes read them, one worker thread stores them in
     groups, and each session waits for its own group's commit.
@@ -98,17 +149,15 @@ class GroupCommit:
         self._classifying = 0  # batches with the classifier processes, not yet queued for storing
         self._batch_done: asyncio.Event | None = None
 
-    def _new_classifier(self) -> ProcessPoolExecutor | None:
+    def _new_classifier(self) -> list[ClassifierProcess] | None:
         if not self._processes:
             return None
-        # spawn, not fork: this process runs threads (the SMTP loop, the store worker, Redis).
-        return ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context("spawn"))
+        return [ClassifierProcess() for _ in range(self._processes)]
 
     def start(self) -> None:
-        """Start the classifier processes now rather than on the first message."""
-        if self._classifier is not None:
-            for future in [self._classifier.submit(classify_each, []) for _ in range(self._processes)]:
-                future.result(timeout=60)
+        """Wait for the classifier processes to start rather than let the first messages wait."""
+        for process in self._classifier or ():
+            process.wait_started()
 
     async def store(self, item: Inbound) -> ProcessResult:
         loop = asyncio.get_running_loop()
@@ -140,8 +189,8 @@ class GroupCommit:
             except Exception:  # a classifier process died: a new pool, and the store thread reads these
                 log.exception("bounce listener: classifier processes failed, starting new ones")
                 broken, self._classifier = self._classifier, self._new_classifier()
-                if broken is not None:
-                    broken.shutdown(wait=False, cancel_futures=True)
+                for process in broken or ():
+                    process.close()
                 reports = [None] * len(batch)
             finally:
                 self._classifying -= 1
@@ -151,13 +200,13 @@ class GroupCommit:
             self._batch_done.set()
 
     async def _classify(self, raws: list[bytes]) -> list[BounceReport]:
-        loop = asyncio.get_running_loop()
+        assert self._classifier is not None
         chunks = max(1, min(self._processes, len(raws) // MIN_CHUNK))
         size = math.ceil(len(raws) / chunks)
         parts = await asyncio.gather(
             *(
-                loop.run_in_executor(self._classifier, classify_each, raws[start : start + size])
-                for start in range(0, len(raws), size)
+                process.classify(raws[start : start + size])
+                for process, start in zip(self._classifier, range(0, len(raws), size), strict=False)
             )
         )
         return [report for part in parts for report in part]
@@ -223,8 +272,8 @@ class GroupCommit:
         # The worker's database connection must not outlive the listener.
         self._worker.submit(connections.close_all).result(timeout=30)
         self._worker.shutdown(wait=True)
-        if self._classifier is not None:
-            self._classifier.shutdown(wait=True, cancel_futures=True)
+        for process in self._classifier or ():
+            process.close()
 
 
 class BounceHandler:
