@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses, parseaddr
+from multiprocessing.connection import Connection
 
 from delivery.bounces import rules
 
@@ -856,6 +857,17 @@ def classify_each(raws: Sequence[bytes]) -> list[BounceReport]:
     """classify_safely() over several messages: one task of the SMTP listener's classifier
     processes (pure Python, no database, so it runs in any process)."""
     return [classify_safely(raw) for raw in raws]
+
+
+def classify_served(connection: Connection) -> None:
+    """A classifier process of the SMTP listener: classify_each over every list of messages its
+    pipe brings, the reports sent back the same way, until the listener closes the pipe."""
+    while True:
+        try:
+            raws = connection.recv()
+        except EOFError:
+            return
+        connection.send(classify_each(raws))
 
 
 def _forwarded_report(parts: list[tuple[Message, int, bool]]) -> BounceReport | None:
