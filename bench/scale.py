@@ -11,10 +11,15 @@ size, so what changes is only the data around them:
 - api_list_p95_ms: GET /api/v1/contacts/ pages of 100, walking `next` from the newest and middle;
 - segment_count_ms: bench/import_contacts.py's three-condition segment (score > 50, on the list,
   first name starts with "a") counted by contacts.selectors.segment_count;
+- segment_count_cpu_ms: the same count's backend CPU with parallel workers off (one process does all
+  of it, so the figure does not move with the load as wall time does), and contact_scan_cpu_ms
+  beside it: the contact table read once with one per-row test on a name, which every plan that
+  reads the table's rows pays (null when the server is not on this host);
 - claim_batch_ms: delivery.ledger.claim of one batch (DELIVERY_BATCH_SIZE) from a sending Mailing
   of --queued Messages, a new one at each size (each batch then left in a final state, skipped);
 - progress_page_ms: that Mailing's progress fragment; report_page_ms: the report page of a sent
-  campaign of --campaign recipients (its counts grow with its own rows, not the table's);
+  campaign of --campaign recipients (its counts grow with its own rows, not the table's), and
+  report_page_cpu_ms, that page's CPU per request (Django here plus its backend, parallel off);
 - prune_max_lock_ms: delivery.ledger.prune of one old Mailing (--campaign Messages past the
   retention) while another connection claims and releases batches: the longest transaction of the
   prune (how long any lock it takes is held), with claim_max_during_prune_ms beside it and
@@ -50,6 +55,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from benchdb import named_database, own_database  # noqa: E402
+from cpuwatch import cpu_seconds  # noqa: E402
 from measure import median_ms, three_condition_segment  # noqa: E402
 
 FIRST = ["Ann", "Bob", "Cleo", "Dan", "Eve", "Finn", "Gus", "Hana", "Ivo", "Jo", "Kai", "Lea"]
@@ -363,6 +369,31 @@ def add_old_mailing(args: argparse.Namespace, state: dict) -> int:
 
 # --- measuring ---
 
+# What any plan that reads the contacts' rows pays: every page, one cheap test per row on a column
+# that no index covers (the segment's name test reads the same column).
+CONTACT_SCAN_SQL = "SELECT count(*) FROM contacts_contact c WHERE octet_length(c.first_name) < 0"
+
+
+def backend_cpu_ms(sql: str, params: list, repeat: int) -> float | None:
+    """CPU ms of this connection's server process per run of `sql`, parallel workers off so that the
+    whole query runs in that one process. None when the server runs on another host."""
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+        cursor.execute(sql, params)  # warm: the plan and the caches, as the timed runs find them
+        cursor.fetchall()
+        before = cpu_seconds(pid)
+        if before is None:
+            return None
+        for _ in range(repeat):
+            cursor.execute(sql, params)
+            cursor.fetchall()
+        after = cpu_seconds(pid)
+    return None if after is None else (after - before) * 1000 / repeat
+
 
 def explain(sql: str, params: list, *, rollback: bool = False, jit: bool = False) -> str:
     from django.db import connection, transaction
@@ -426,6 +457,12 @@ def measure(args: argparse.Namespace, state: dict, size: int, ledger_rows: int) 
     rules = three_condition_segment(state["list"])
     matched = contact_selectors.segment_count(rules)
     segment_count_ms = median_ms(lambda: contact_selectors.segment_count(rules), repeat)
+    from contacts.segments import compile_rules
+
+    condition, segment_params = compile_rules(rules)
+    segment_sql = f"SELECT count(*) FROM contacts_contact c WHERE {condition}"  # noqa: S608
+    segment_count_cpu_ms = backend_cpu_ms(segment_sql, segment_params, repeat)
+    contact_scan_cpu_ms = backend_cpu_ms(CONTACT_SCAN_SQL, [], repeat)
 
     claims = max(repeat, 10)
     # The engine's batch, smaller only where --queued could not feed the claims (a tiny run).
@@ -448,15 +485,13 @@ def measure(args: argparse.Namespace, state: dict, size: int, ledger_rows: int) 
         assert response.status_code == 200, (url, response.status_code)
     progress_page_ms = median_ms(lambda: client.get(progress_url), repeat)
     report_page_ms = median_ms(lambda: client.get(report_url), repeat)
+    report_page_cpu_ms = page_cpu_ms(client, report_url, repeat)
 
     if args.explain:
-        from contacts.segments import compile_rules
-
-        condition, params = compile_rules(rules)
         print(f"--- segment count at {size:,} contacts")
-        print(explain(f"SELECT count(*) FROM contacts_contact c WHERE {condition}", params))  # noqa: S608
+        print(explain(segment_sql, segment_params))
         print(f"--- segment count at {size:,} contacts, JIT on")
-        print(explain(f"SELECT count(*) FROM contacts_contact c WHERE {condition}", params, jit=True))  # noqa: S608
+        print(explain(segment_sql, segment_params, jit=True))
         print(f"--- claim at {ledger_rows:,} ledger rows")
         with connection.cursor() as cursor:
             cursor.execute("SELECT min(id) FROM delivery_message WHERE mailing_id = %s", [state["sending"]])
@@ -538,10 +573,13 @@ def measure(args: argparse.Namespace, state: dict, size: int, ledger_rows: int) 
         "api_list_p95_ms": round(api_list_p95_ms, 2),
         "segment_count_ms": round(segment_count_ms, 2),
         "segment_matched": matched,
+        "segment_count_cpu_ms": _rounded(segment_count_cpu_ms),
+        "contact_scan_cpu_ms": _rounded(contact_scan_cpu_ms),
         "claim_batch_ms": round(claim_batch_ms, 2),
         "claim_batch": batch,
         "progress_page_ms": round(progress_page_ms, 2),
         "report_page_ms": round(report_page_ms, 2),
+        "report_page_cpu_ms": _rounded(report_page_cpu_ms),
         "prune_max_lock_ms": round(max(transactions, default=0.0), 2),
         "prune_p50_lock_ms": round(statistics.median(transactions), 2) if transactions else 0.0,
         "prune_transactions": len(transactions),
@@ -553,6 +591,38 @@ def measure(args: argparse.Namespace, state: dict, size: int, ledger_rows: int) 
         "sender_lock_wait_max_ms": round(max(waits, default=0.0), 2),
     }
     return figures
+
+
+def page_cpu_ms(client, url: str, repeat: int) -> float | None:
+    """CPU ms per request of `url`: this process (Django, through the test client) plus its
+    database backend, parallel workers off so that the backend runs all of the SQL. None when the
+    server is not on this host or the connection did not last the requests (DATABASE_CONN_MAX_AGE=0)."""
+    from django.db import connection
+
+    def backend() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            return cursor.fetchone()[0]
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET max_parallel_workers_per_gather = 0")
+    try:
+        pid = backend()
+        before, own = cpu_seconds(pid), time.process_time()
+        for _ in range(repeat):
+            client.get(url)
+        own = time.process_time() - own
+        after = cpu_seconds(pid)
+        if before is None or after is None or backend() != pid:
+            return None
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET max_parallel_workers_per_gather")
+    return (after - before + own) * 1000 / repeat
+
+
+def _rounded(ms: float | None) -> float | None:
+    return None if ms is None else round(ms, 2)
 
 
 def run(args: argparse.Namespace) -> int:

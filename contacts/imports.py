@@ -560,7 +560,9 @@ def _copy_rows(stage: str, rows: Iterable[tuple]) -> None:
 
 @dataclass
 class _Counter:
-    rows: int = 0  # data rows read (good, bad and duplicate; not blank lines)
+    # Data rows read (good, bad and duplicate; not blank lines): all of them at the end, before
+    # that as of the last progress report (the rows behind `done`).
+    rows: int = 0
     flagged: int = 0  # rows the seen-filter flagged (staged with their cells in `raw`)
     done: int = 0  # bytes of the file read, as last reported
 
@@ -634,6 +636,7 @@ def _staged_rows(
                     continue
             rows += 1
             if rows % 20000 == 0 and progress:
+                counter.rows = rows  # as of the bytes this reports (a chunked import sizes slices by it)
                 progress("reading", done(), total)
             if "\x00" in "".join(record):
                 report.add(row_no, record, "contains a NUL character")
@@ -1123,24 +1126,43 @@ def _copy_line(row: tuple) -> str:
     return line + "\t" + _copy_text("{" + cells + "}") + "\n"
 
 
-def _read_slices(staged: Callable[[_Counter], Iterator[tuple]], out: IO[bytes], report: _Report) -> None:
-    """The reading process: the file's staged rows as COPY text, a slice at a time, down `out`
-    (pickled: ("slice", bytes, rows merged with it, bytes of the file read), then ("end", rows
-    read, rows flagged, bad rows) or ("file_error", message) or ("error", traceback))."""
+def _slice_rows(counter: _Counter, total: int) -> int:
+    """How many rows the next slice holds. The first slice and those of about the file's last
+    CHUNK_ROWS rows are a quarter of the others: nothing merges until the first slice is read,
+    and nothing reads while the last one merges, so those two are what the wall time adds to the
+    slower side's work (~1 s each at 100,000 rows); in between, large slices keep the round trips
+    few. The rows left are estimated from the bytes and rows read at the last progress report
+    (every 20,000 rows)."""
+    small = max(1, CHUNK_ROWS // 4)
+    if not counter.done or not counter.rows:
+        return small
+    rows_left = (total - counter.done) * counter.rows / counter.done
+    return small if rows_left < CHUNK_ROWS + small else CHUNK_ROWS
+
+
+def _read_slices(
+    staged: Callable[[_Counter], Iterator[tuple]], out: IO[bytes], report: _Report, total: int
+) -> None:
+    """The reading process: the file's staged rows (`total` bytes) as COPY text, a slice at a
+    time (`_slice_rows`), down `out` (pickled: ("slice", bytes, rows merged with it, bytes of the
+    file read), then ("end", rows read, rows flagged, bad rows) or ("file_error", message) or
+    ("error", traceback))."""
     counter = _Counter()
     try:
         lines: list[str] = []
         first_rows = 0
+        limit = _slice_rows(counter, total)
         for row in staged(counter):
             lines.append(_copy_line(row))
             if row[-1] is None:
                 first_rows += 1
-            if len(lines) >= CHUNK_ROWS:
+            if len(lines) >= limit:
                 pickle.dump(("slice", "".join(lines).encode(), first_rows, counter.done), out, protocol=5)
                 # At once: the message's last bytes would otherwise wait in the buffer for the
                 # next slice, and the merging side with them.
                 out.flush()
                 lines, first_rows = [], 0
+                limit = _slice_rows(counter, total)
         if lines:
             pickle.dump(("slice", "".join(lines).encode(), first_rows, counter.done), out, protocol=5)
         report.close()
@@ -1194,7 +1216,7 @@ def _merge_in_chunks(
         os.close(readable)
         try:
             with os.fdopen(writable, "wb", buffering=1 << 20) as out:
-                _read_slices(staged, out, report)
+                _read_slices(staged, out, report, total)
         finally:
             os._exit(0)
     os.close(writable)

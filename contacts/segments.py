@@ -243,6 +243,17 @@ def _first_character(column: str, value: Any, params: list) -> str:
     unlike a test of the whole value (octet_length against char_length) they stop at its first bytes.
     """
     first = str(value).lower()[:1]
+    if "a" <= first <= "z":
+        # The same test in two comparisons, not three, on the usual capitalised name: in byte
+        # order "A" < "a" < U+0080, so a value at or after the letter is in only if it starts with
+        # it or is not ASCII at its first character, and one before it only if it starts with
+        # its capital. (The three tests were a sixth of this count's CPU at a million contacts.)
+        params.extend([first, chr(ord(first) + 1), _FIRST_NOT_ASCII, first.upper() + "%"])
+        return (
+            f'(CASE WHEN {column} COLLATE "C" >= %s '
+            f'THEN {column} COLLATE "C" < %s OR {column} COLLATE "C" >= %s '
+            f"ELSE {column} LIKE %s END)"
+        )
     params.extend(
         [
             _like_escape(first) + "%",

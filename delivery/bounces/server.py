@@ -25,17 +25,17 @@ import secrets
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import redis.asyncio
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 from django.conf import settings
 from django.db import close_old_connections, connections
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from delivery.bounces.classifier import BounceReport, classify_each, classify_safely
+from delivery.bounces.classifier import BounceReport, classify_safely, classify_served
 from delivery.bounces.services import Inbound, ProcessResult, bounce_domain, bounces_process
 from mailplatform.redis_cache import redis_client, redis_key, redis_py_url
 
@@ -44,22 +44,31 @@ log = logging.getLogger(__name__)
 MAX_RECIPIENTS = 20
 MAX_GROUP = 200  # messages per transaction: bounded memory and lock time
 MIN_CHUNK = 4  # messages per task for a classifier process: fewer cost more in hand-over than they save
+START_SECONDS = 60  # for a classifier process to start
 CONNECTION_CHECK_SECONDS = 1.0  # how often the store thread checks its database connection under load
 
 
 # A sliding one-minute window per client address in a Redis sorted set: the limit holds across
 # every listener process (several behind one MX, restarts), like the relay limits in
-# delivery/ratelimit.py. Redis's clock, one atomic script.
+# delivery/ratelimit.py. Redis's clock, one atomic script. It answers several MAIL commands at
+# once (KEYS[i] and ARGV[i + 1] each), one after the other as separate calls would: the SMTP loop
+# asks once for every MAIL that arrived while its previous question was out.
 _FLOOD_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
-  return 1
+local limit = tonumber(ARGV[1])
+local answers = {}
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - 60)
+  if redis.call('ZCARD', key) >= limit then
+    answers[i] = 1
+  else
+    redis.call('ZADD', key, now, ARGV[i + 1])
+    redis.call('EXPIRE', key, 61)
+    answers[i] = 0
+  end
 end
-redis.call('ZADD', KEYS[1], now, ARGV[2])
-redis.call('EXPIRE', KEYS[1], 61)
-return 0
+return answers
 """
 
 
@@ -69,6 +78,56 @@ def _flood_key(domain: str, peer: str) -> str:
 
 def flood_reset(domain: str, peer: str) -> None:
     redis_client().delete(_flood_key(domain, peer))
+
+
+class ClassifierProcess:
+    """One classifier process fed through a pipe of its own by the SMTP loop, which reads the
+    reports itself when they come (add_reader). A ProcessPoolExecutor's hand-over (a feeder thread,
+    a manager thread, a shared result queue, a wake-up of the loop from another thread) cost the
+    listener more CPU than classifying a small report. One list of messages at a time."""
+
+    def __init__(self) -> None:
+        # spawn, not fork: this process runs threads (the SMTP loop, the store worker, Redis).
+        context = multiprocessing.get_context("spawn")
+        self._pipe, theirs = context.Pipe()
+        self.process = context.Process(target=classify_served, args=(theirs,), daemon=True)
+        self.process.start()
+        theirs.close()
+
+    def wait_started(self) -> None:
+        """Block until the process answers (it imports the classifier first)."""
+        self._pipe.send([])
+        if not self._pipe.poll(START_SECONDS):
+            raise TimeoutError("bounce classifier process did not start")
+        self._pipe.recv()
+
+    async def classify(self, raws: list[bytes]) -> list[BounceReport]:
+        loop = asyncio.get_running_loop()
+        reports: asyncio.Future[list[BounceReport]] = loop.create_future()
+        descriptor = self._pipe.fileno()
+
+        def answered() -> None:
+            loop.remove_reader(descriptor)
+            if reports.done():
+                return
+            try:
+                reports.set_result(self._pipe.recv())
+            except (EOFError, OSError) as exc:  # the process died
+                reports.set_exception(exc)
+
+        loop.add_reader(descriptor, answered)
+        try:
+            self._pipe.send(raws)
+            return await reports
+        finally:
+            loop.remove_reader(descriptor)
+
+    def close(self) -> None:
+        self._pipe.close()  # it ends at the end of its pipe
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
 
 
 class GroupCommit:
@@ -90,17 +149,15 @@ class GroupCommit:
         self._classifying = 0  # batches with the classifier processes, not yet queued for storing
         self._batch_done: asyncio.Event | None = None
 
-    def _new_classifier(self) -> ProcessPoolExecutor | None:
+    def _new_classifier(self) -> list[ClassifierProcess] | None:
         if not self._processes:
             return None
-        # spawn, not fork: this process runs threads (the SMTP loop, the store worker, Redis).
-        return ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context("spawn"))
+        return [ClassifierProcess() for _ in range(self._processes)]
 
     def start(self) -> None:
-        """Start the classifier processes now rather than on the first message."""
-        if self._classifier is not None:
-            for future in [self._classifier.submit(classify_each, []) for _ in range(self._processes)]:
-                future.result(timeout=60)
+        """Wait for the classifier processes to start rather than let the first messages wait."""
+        for process in self._classifier or ():
+            process.wait_started()
 
     async def store(self, item: Inbound) -> ProcessResult:
         loop = asyncio.get_running_loop()
@@ -132,8 +189,8 @@ class GroupCommit:
             except Exception:  # a classifier process died: a new pool, and the store thread reads these
                 log.exception("bounce listener: classifier processes failed, starting new ones")
                 broken, self._classifier = self._classifier, self._new_classifier()
-                if broken is not None:
-                    broken.shutdown(wait=False, cancel_futures=True)
+                for process in broken or ():
+                    process.close()
                 reports = [None] * len(batch)
             finally:
                 self._classifying -= 1
@@ -143,13 +200,13 @@ class GroupCommit:
             self._batch_done.set()
 
     async def _classify(self, raws: list[bytes]) -> list[BounceReport]:
-        loop = asyncio.get_running_loop()
+        assert self._classifier is not None
         chunks = max(1, min(self._processes, len(raws) // MIN_CHUNK))
         size = math.ceil(len(raws) / chunks)
         parts = await asyncio.gather(
             *(
-                loop.run_in_executor(self._classifier, classify_each, raws[start : start + size])
-                for start in range(0, len(raws), size)
+                process.classify(raws[start : start + size])
+                for process, start in zip(self._classifier, range(0, len(raws), size), strict=False)
             )
         )
         return [report for part in parts for report in part]
@@ -215,8 +272,8 @@ class GroupCommit:
         # The worker's database connection must not outlive the listener.
         self._worker.submit(connections.close_all).result(timeout=30)
         self._worker.shutdown(wait=True)
-        if self._classifier is not None:
-            self._classifier.shutdown(wait=True, cancel_futures=True)
+        for process in self._classifier or ():
+            process.close()
 
 
 class BounceHandler:
@@ -235,10 +292,39 @@ class BounceHandler:
         self._flood_client: redis.asyncio.Redis | None = None
         self._flood_script: AsyncScript | None = None
         self._flood_loop: asyncio.AbstractEventLoop | None = None
+        self._flood_waiting: list[tuple[str, asyncio.Future[bool]]] = []  # SMTP loop only
+        self._flood_asking = False
+        self._flood_task: asyncio.Future[None] | None = None  # held: the loop keeps only a weak reference
 
     async def _flooding(self, peer: str) -> bool:
         # Asked from the SMTP loop itself (redis.asyncio): a thread per MAIL FROM cost more than
-        # the question.
+        # the question. MAILs that arrive while a question is out wait for the next one, which
+        # asks for all of them in one call (a call cost the loop more than the rest of a MAIL).
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._flood_waiting.append((peer, answer))
+        if not self._flood_asking:
+            self._flood_asking = True
+            self._flood_task = asyncio.ensure_future(self._flood_ask())
+        return await answer
+
+    async def _flood_ask(self) -> None:
+        try:
+            while self._flood_waiting:
+                asked, self._flood_waiting = self._flood_waiting, []
+                try:
+                    answers = await self._flood_answers([peer for peer, _ in asked])
+                except Exception as exc:  # each MAIL hears it, as when it asked alone
+                    for _, answer in asked:
+                        if not answer.done():
+                            answer.set_exception(exc)
+                    continue
+                for (_, answer), flooding in zip(asked, answers, strict=True):
+                    if not answer.done():  # (a session that went away)
+                        answer.set_result(flooding)
+        finally:
+            self._flood_asking = False
+
+    async def _flood_answers(self, peers: list[str]) -> list[bool]:
         try:
             loop = asyncio.get_running_loop()
             if self._flood_script is None or self._flood_loop is not loop:
@@ -247,14 +333,15 @@ class BounceHandler:
                 )
                 self._flood_client, self._flood_loop = client, loop
                 self._flood_script = client.register_script(_FLOOD_SCRIPT)
-            member = f"{time.time_ns()}:{secrets.token_hex(4)}"
-            return bool(
-                await self._flood_script(keys=[_flood_key(self.domain, peer)], args=[self.per_minute, member])
+            members = [f"{time.time_ns()}:{secrets.token_hex(4)}" for _ in peers]
+            answers = await self._flood_script(
+                keys=[_flood_key(self.domain, peer) for peer in peers], args=[self.per_minute, *members]
             )
+            return [bool(answer) for answer in answers]
         except (RedisError, OSError):
             # Redis away: this process's own count still bounds the flood.
             log.warning("bounce listener: Redis unavailable, flood limit is per process", exc_info=True)
-            return self._flooding_here(peer)
+            return [self._flooding_here(peer) for peer in peers]
 
     async def close(self) -> None:
         if self._flood_client is not None:
@@ -338,6 +425,87 @@ class BounceSMTP(SMTP):
         if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
             return None, None
         return address, plain.group("rest") or ""
+
+    async def smtp_DATA(self, arg: str) -> None:
+        # aiosmtpd reads the message a line at a time, an await and a dozen checks per line: on real
+        # bounces (about 100 lines) that was most of the listener's SMTP loop. This reads it in a few
+        # calls and gives the same answers (tests: test_the_listener_reads_data_as_aiosmtpd_does).
+        if self._decode_data:  # (the listener keeps bytes; the line-by-line way decodes)
+            return await super().smtp_DATA(arg)
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content, refusal = await self._read_data()
+        except asyncio.CancelledError:  # the connection was reset during DATA
+            self._writer.close()
+            raise
+        if refusal:
+            await self.push(refusal)
+            self._set_post_data_state()
+            return
+        # RFC 5321 4.5.2: a line's leading dot was doubled by the sender.
+        if content.startswith(b"."):
+            content = content[1:]
+        content = content.replace(b"\r\n.", b"\r\n")
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA") if "DATA" in self._handle_hooks else MISSING
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
+
+    async def _read_data(self) -> tuple[bytes, str]:
+        """The message up to the line ".", still dot-stuffed, and the refusal aiosmtpd would give
+        ("" for none). Reads no byte past that line (a pipelining client's next command is there),
+        and keeps at most about data_size_limit bytes whatever the client sends."""
+        reader, limit = self._reader, self.data_size_limit
+        data = bytearray()
+        refusal = ""  # set once the message passed the size limit and what came was dropped
+        while True:
+            if data.endswith(_END_OF_DATA) or (data == b".\r\n" and not refusal):
+                break
+            if len(data) < 3 or b"\r" in data[-4:]:
+                # the end may begin in what was already read ("." as the first line, or a CR
+                # just before): a byte at a time until it cannot
+                data += await reader.readexactly(1)
+            else:
+                try:
+                    data += await reader.readuntil(_END_OF_DATA)
+                except asyncio.LimitOverrunError as exc:  # the stream's limit is a line's (1001)
+                    data += await reader.readexactly(exc.consumed)
+            if limit and len(data) > limit + len(_END_OF_DATA):
+                refusal = refusal or self._data_refusal(bytes(data))
+                del data[: -len(_END_OF_DATA)]
+        if refusal:
+            return b"", refusal
+        content = bytes(data[:-3])  # without the final ".\r\n"
+        return content, self._data_refusal(content)
+
+    def _data_refusal(self, content: bytes) -> str:
+        """aiosmtpd's answer to a message too big (552) or with a line too long (500), whichever
+        its line-by-line reading meets first; "" for neither."""
+        limit, longest = self.data_size_limit, self.line_length_limit
+        lines = content.split(b"\r\n")
+        if (not limit or len(content) <= limit) and max(map(len, lines)) + 2 <= longest:
+            return ""
+        total = 0
+        for index, line in enumerate(lines):
+            size = len(line) + (2 if index < len(lines) - 1 else 0)
+            total += size
+            if limit and total > limit:
+                return "552 Error: Too much mail data"
+            if size > longest:
+                return "500 Line too long (see RFC5321 4.5.3.1.6)"
+        return ""
+
+
+_END_OF_DATA = b"\r\n.\r\n"
 
 
 class BounceController(Controller):

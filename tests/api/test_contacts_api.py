@@ -137,6 +137,29 @@ def test_bulk_upsert_reports_bad_rows_by_index(writer, newsletter):
     assert renamed["first_name"] == "Renamed"
 
 
+def test_bulk_upsert_parses_and_merges_with_the_cycle_collector_paused(writer, monkeypatch):
+    """10,000 parsed rows made the collector run full collections of the whole process's heap;
+    the call runs without it, and leaves it on as it found it."""
+    import gc
+
+    from contacts import api
+
+    real, seen = api.contacts_bulk_upsert, []
+
+    def watched(rows, **kwargs):
+        seen.append(gc.isenabled())
+        return real(rows, **kwargs)
+
+    monkeypatch.setattr(api, "contacts_bulk_upsert", watched)
+    rows = [{"email": f"r{i}@example.com"} for i in range(3)]
+    assert gc.isenabled()
+    response = writer.post("/api/v1/contacts/bulk", {"contacts": rows}, format="json")
+    assert response.status_code == 200 and response.json()["created"] == 3
+    assert seen == [False] and gc.isenabled()
+    bad = writer.post("/api/v1/contacts/bulk", {"contacts": [{"email": 5}]}, format="json")
+    assert bad.status_code == 400 and gc.isenabled()
+
+
 def test_bulk_shape_errors_fail_whole_request_naming_row_and_field(writer):
     from contacts.models import Contact
 

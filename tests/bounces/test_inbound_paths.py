@@ -254,6 +254,30 @@ def test_without_redis_the_flood_limit_holds_per_process(listener, settings) -> 
     assert not shared.exists(server._flood_key("bounce.example.net", "127.0.0.1"))  # counted here
 
 
+def test_mail_commands_that_arrive_together_are_counted_in_one_question_as_if_one_by_one(
+    transactional_db,
+) -> None:
+    # One script call answers every MAIL that waited: each client's window fills in arrival order.
+    handler = server.BounceHandler("bounce.example.net", per_minute=3)
+    peers = ["192.0.2.1", "192.0.2.2"]
+    for peer in peers:
+        flood_reset("bounce.example.net", peer)
+
+    async def together() -> tuple[list[bool], list[bool]]:
+        try:
+            asked = await handler._flood_answers([peers[0]] * 2 + [peers[1]] + [peers[0]] * 3)
+            waited = await asyncio.gather(*(handler._flooding(peer) for peer in [peers[1]] * 3))
+            return asked, list(waited)
+        finally:
+            await handler.close()
+
+    try:
+        assert asyncio.run(together()) == ([False, False, False, False, True, True], [False, False, True])
+    finally:
+        for peer in peers:
+            flood_reset("bounce.example.net", peer)
+
+
 def test_listener_survives_garbage(listener) -> None:
     with smtplib.SMTP("127.0.0.1", listener, timeout=10) as client:
         client.ehlo("mx.example.org")
@@ -398,3 +422,84 @@ def test_the_listener_reads_mail_and_rcpt_paths_as_aiosmtpd_does(local_part_limi
     theirs = SMTP(None, enable_SMTPUTF8=True)
     ours.local_part_limit = theirs.local_part_limit = local_part_limit
     assert [ours._getaddr(path) for path in PATHS] == [theirs._getaddr(path) for path in PATHS]
+
+
+# Messages whose framing is easy to get wrong: the end of data at the start, after an empty line,
+# after a bare CR or LF; dot-stuffed lines; lines too long; more than the size limit; more than the
+# stream's 1001-byte buffer; and a pipelined next command right behind the end of data.
+LONG_MESSAGE = b"".join(b"Line %d of a long report\r\n" % n for n in range(400))
+MESSAGES = [
+    b"Subject: x\r\n\r\nbody\r\n",
+    b"",
+    b"\r\n",
+    b"..dot first\r\n",
+    b"a\r\n..\r\n...\r\n.x\r\n",
+    b"a\n.\r\nb\r\n",
+    b"a\r.\r\nb\r\n",
+    b"a\r\n\r\n\r\n",
+    b"x\r\n" + b"y" * 999 + b"\r\n",
+    b"x\r\n" + b"y" * 1000 + b"\r\nz\r\n",
+    LONG_MESSAGE,
+    LONG_MESSAGE * 4,
+    b"y" * 5000 + b"\r\n",
+]  # fmt: skip
+
+
+def _session_replies(port: int, stream: bytes, chunk: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for start in range(0, len(stream), chunk):
+            sock.sendall(stream[start : start + chunk])
+        replies = b""
+        while piece := sock.recv(65536):
+            replies += piece
+    return replies
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 1000, 1 << 20])
+def test_the_listener_reads_data_as_aiosmtpd_does(chunk: int) -> None:
+    # Its reading of the message in a few calls must answer and store what aiosmtpd's line-by-line
+    # reading does, however the bytes arrive.
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import SMTP
+
+    from delivery.bounces.server import BounceSMTP
+
+    class Keep:
+        def __init__(self) -> None:
+            self.contents: list[bytes] = []
+
+        async def handle_DATA(self, server, session, envelope) -> str:
+            self.contents.append(envelope.original_content)
+            return "250 Kept"
+
+    def controller(smtp: type[SMTP], handler: Keep) -> Controller:
+        class One(Controller):
+            def factory(self) -> SMTP:
+                return smtp(self.handler, **self.SMTP_kwargs)
+
+        return One(
+            handler, hostname="127.0.0.1", port=_free_port(), data_size_limit=16000,
+            decode_data=False, server_hostname="mx.test", ident="test",
+        )  # fmt: skip
+
+    stream = b"EHLO mx.example.org\r\n"
+    for message in MESSAGES:
+        stuffed = b"\r\n".join(
+            b"." + line if line.startswith(b".") else line for line in message.split(b"\r\n")
+        )
+        stream += b"MAIL FROM:<>\r\nRCPT TO:<b@bounce.example.net>\r\nDATA\r\n" + stuffed + b".\r\n"
+    stream += b"QUIT\r\n"
+    answers = []
+    for smtp in (SMTP, BounceSMTP):
+        handler = Keep()
+        server = controller(smtp, handler)
+        server.start()
+        try:
+            answers.append((_session_replies(server.port, stream, chunk), handler.contents))
+        finally:
+            server.stop()
+    assert answers[0] == answers[1]
+    replies, contents = answers[1]
+    assert replies.count(b"250 Kept") == 10 and replies.count(b"552 ") == 1 and replies.count(b"500 ") == 2
+    assert contents[:8] == MESSAGES[:8]  # the dots the sender doubled are single again

@@ -538,3 +538,17 @@ def csv_line(cells):
     out = StringIO()
     csv.writer(out).writerow(cells)
     return out.getvalue()
+
+
+def test_a_chunked_import_reads_a_small_first_and_last_slice_and_large_ones_between():
+    """Nothing merges before the first slice is read and nothing reads while the last one
+    merges: those two are a quarter of a slice, so that the wall time adds little to the
+    slower side's work. Sizes follow the bytes read per row so far (a 100-byte row here)."""
+    from contacts.imports import CHUNK_ROWS, _Counter, _slice_rows
+
+    small, total = CHUNK_ROWS // 4, 100 * 1_000_000
+    assert _slice_rows(_Counter(), total) == small  # nothing read yet
+    assert _slice_rows(_Counter(rows=20_000, done=2_000_000), total) == CHUNK_ROWS
+    assert _slice_rows(_Counter(rows=850_000, done=85_000_000), total) == CHUNK_ROWS
+    assert _slice_rows(_Counter(rows=900_000, done=90_000_000), total) == small  # the last 100,000
+    assert _slice_rows(_Counter(rows=1_000_000, done=total), total) == small

@@ -239,6 +239,10 @@ def test_names_compare_through_the_databases_lower(crowd, monkeypatch, shortcut)
         "ari@example.net",
     }
     assert emails(one("first_name", "starts_with", "aR")) == {"ari@example.net"}
+    # Both sides of the letter in byte order: "al" after "a", the capitals before it, "z"'s last.
+    assert emails(one("first_name", "starts_with", "z")) == {"zoe@example.com"}
+    assert emails(one("first_name", "starts_with", "N")) == {"nn@example.com"}
+    assert emails(one("first_name", "starts_with", "al")) == {"al@example.com"}
     assert emails(one("first_name", "starts_with", "äd")) == {"ada@example.org"}
     assert emails(one("first_name", "starts_with", "_")) == set()  # a literal underscore
     assert emails(one("first_name", "starts_with", "")) == set(
