@@ -18,7 +18,8 @@ size, so what changes is only the data around them:
 - claim_batch_ms: delivery.ledger.claim of one batch (DELIVERY_BATCH_SIZE) from a sending Mailing
   of --queued Messages, a new one at each size (each batch then left in a final state, skipped);
 - progress_page_ms: that Mailing's progress fragment; report_page_ms: the report page of a sent
-  campaign of --campaign recipients (its counts grow with its own rows, not the table's);
+  campaign of --campaign recipients (its counts grow with its own rows, not the table's), and
+  report_page_cpu_ms, that page's CPU per request (Django here plus its backend, parallel off);
 - prune_max_lock_ms: delivery.ledger.prune of one old Mailing (--campaign Messages past the
   retention) while another connection claims and releases batches: the longest transaction of the
   prune (how long any lock it takes is held), with claim_max_during_prune_ms beside it and
@@ -484,6 +485,7 @@ def measure(args: argparse.Namespace, state: dict, size: int, ledger_rows: int) 
         assert response.status_code == 200, (url, response.status_code)
     progress_page_ms = median_ms(lambda: client.get(progress_url), repeat)
     report_page_ms = median_ms(lambda: client.get(report_url), repeat)
+    report_page_cpu_ms = page_cpu_ms(client, report_url, repeat)
 
     if args.explain:
         print(f"--- segment count at {size:,} contacts")
@@ -577,6 +579,7 @@ def measure(args: argparse.Namespace, state: dict, size: int, ledger_rows: int) 
         "claim_batch": batch,
         "progress_page_ms": round(progress_page_ms, 2),
         "report_page_ms": round(report_page_ms, 2),
+        "report_page_cpu_ms": _rounded(report_page_cpu_ms),
         "prune_max_lock_ms": round(max(transactions, default=0.0), 2),
         "prune_p50_lock_ms": round(statistics.median(transactions), 2) if transactions else 0.0,
         "prune_transactions": len(transactions),
@@ -588,6 +591,34 @@ def measure(args: argparse.Namespace, state: dict, size: int, ledger_rows: int) 
         "sender_lock_wait_max_ms": round(max(waits, default=0.0), 2),
     }
     return figures
+
+
+def page_cpu_ms(client, url: str, repeat: int) -> float | None:
+    """CPU ms per request of `url`: this process (Django, through the test client) plus its
+    database backend, parallel workers off so that the backend runs all of the SQL. None when the
+    server is not on this host or the connection did not last the requests (DATABASE_CONN_MAX_AGE=0)."""
+    from django.db import connection
+
+    def backend() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            return cursor.fetchone()[0]
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET max_parallel_workers_per_gather = 0")
+    try:
+        pid = backend()
+        before, own = cpu_seconds(pid), time.process_time()
+        for _ in range(repeat):
+            client.get(url)
+        own = time.process_time() - own
+        after = cpu_seconds(pid)
+        if before is None or after is None or backend() != pid:
+            return None
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET max_parallel_workers_per_gather")
+    return (after - before + own) * 1000 / repeat
 
 
 def _rounded(ms: float | None) -> float | None:

@@ -64,6 +64,7 @@ from delivery.mailings import GUARD_HOLD, mailing_clear_error, mailing_finish_if
 from delivery.models import GroupPause, HoldReason, Mailing, MessageState, Relay
 from delivery.smtp import DEFERRED, FAILED, SENT, Envelope, Outcome, RelayConnection, RelayError
 from mailplatform import crypto, logs
+from mailplatform.redis_cache import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -209,22 +210,28 @@ class Recorder:
             now=now,
             throttled=throttled,
         )
+        self.buffer = []
+        written = [o.key for o in outcomes]
+        # What Redis is told after a write (counters, settled in-flight ids, the sent rate) goes as
+        # one pipeline: one round trip a flush, not three (each ~200-350 us of redis-py's CPU).
+        pipe = redis_client().pipeline(transaction=False)
         delivery_metrics.count_outcomes(
             self.relay_id,
             self.mailing.from_email,
             sent=len(sent),
             failed=len(failed),
             deferred=len(deferred) + len(throttled),
+            pipe=pipe,
         )
-        self.buffer = []
-        written = [o.key for o in outcomes]
-        inflight.settle(self.mailing.pk, written)
+        inflight.settle(self.mailing.pk, written, pipe=pipe)
+        if sent:
+            ratelimit.count_sent(self.mailing.pk, len(sent), pipe=pipe)
+        pipe.execute()
         if self.holdings is not None:
             self.holdings.ids.difference_update(written)
         if sent:
             self.sent_contacts.extend(c for c in (self.contact_of.get(o.key) for o in sent) if c is not None)
             self.sent_total += len(sent)
-            ratelimit.count_sent(self.mailing.pk, len(sent))
         refused = [o for o in failed if o.stage in ledger.REFUSAL_STAGES]
         if refused:
             _record_refusals(refused)
@@ -245,7 +252,16 @@ def _record_refusals(refused: list[Outcome]) -> None:
 
 
 def _mailing_state(mailing_id: int) -> str | None:
-    return _retrying(lambda: Mailing.objects.filter(pk=mailing_id).values_list("state", flat=True).first())
+    # Read a few times a second by every runner: one raw statement, not the ORM's query building
+    # (~0.9 ms of the worker's CPU a call against ~0.15).
+    return _retrying(_read_mailing_state, mailing_id)
+
+
+def _read_mailing_state(mailing_id: int) -> str | None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT state FROM delivery_mailing WHERE id = %s", [mailing_id])
+        row = cursor.fetchone()
+    return None if row is None else row[0]
 
 
 def _skip_unsendable(mailing: Mailing, batch: list[Claimed]) -> list[Claimed]:

@@ -15,6 +15,7 @@ recovered row of that Mailing is named: the answer errs towards saying "maybe tw
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from mailplatform.redis_cache import redis_client, redis_key
 
@@ -40,10 +41,12 @@ def announce(mailing_id: int, ids: Iterable[int]) -> None:
     pipe.execute()
 
 
-def settle(mailing_id: int, ids: Iterable[int]) -> None:
+def settle(mailing_id: int, ids: Iterable[int], pipe: Any = None) -> None:
+    """Forget `ids` (their outcomes are written); on `pipe` (a Redis pipeline the caller executes)
+    when given."""
     members = [str(i) for i in ids]
     if members:
-        redis_client().srem(_key(mailing_id), *members)
+        (redis_client() if pipe is None else pipe).srem(_key(mailing_id), *members)
 
 
 def take_maybe_sent(mailing_id: int, ids: Iterable[int]) -> set[int]:

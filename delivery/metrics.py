@@ -10,6 +10,7 @@ table (a handful of rows) and their Redis limit counters, and the tracking buffe
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from django.db import connection
 from django.utils import timezone
@@ -22,14 +23,19 @@ from mailplatform.metrics import counter, gauge, single
 OPEN_COUNT_CAP = 100_000
 
 
-def count_outcomes(relay_id: int, from_email: str, *, sent: int, failed: int, deferred: int) -> None:
+def count_outcomes(
+    relay_id: int, from_email: str, *, sent: int, failed: int, deferred: int, pipe: Any = None
+) -> None:
+    """Count a flush's outcomes; on `pipe` (a Redis pipeline the caller executes) when given."""
     domain = from_email.rpartition("@")[2].lower()
-    metrics.count_each(
-        [
-            ("relay", str(relay_id), {"sent": sent, "failed": failed, "deferred": deferred}),
-            ("domain", domain, {"sent": sent if domain else 0}),
-        ]
-    )
+    counts = [
+        ("relay", str(relay_id), {"sent": sent, "failed": failed, "deferred": deferred}),
+        ("domain", domain, {"sent": sent if domain else 0}),
+    ]
+    if pipe is None:
+        metrics.count_each(counts)
+    else:
+        metrics.count_each_on(pipe, counts)
 
 
 def count_connection_error(relay_id: int) -> None:

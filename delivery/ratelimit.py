@@ -15,6 +15,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from mailplatform.redis_cache import redis_client, redis_key
 
@@ -392,12 +393,17 @@ def _sent_key(mailing_id: int, second: int) -> str:
     return redis_key("delivery", "mailing", mailing_id, "sent", second)
 
 
-def count_sent(mailing_id: int, count: int) -> None:
+def count_sent(mailing_id: int, count: int, pipe: Any = None) -> None:
+    """Add to this second's sent count (recent_rate); on `pipe` (a Redis pipeline the caller
+    executes) when given."""
     key = _sent_key(mailing_id, int(time.time()))
-    pipe = redis_client().pipeline()
+    own = pipe is None
+    if own:
+        pipe = redis_client().pipeline()
     pipe.incrby(key, count)
     pipe.expire(key, 120)
-    pipe.execute()
+    if own:
+        pipe.execute()
 
 
 def recent_rate(mailing_id: int, window: int = 10) -> float:

@@ -87,21 +87,28 @@ def count(group: str, key: str, increments: dict[str, int]) -> None:
 
 def count_each(counts: Iterable[tuple[str, str, dict[str, int]]]) -> None:
     """`count` for several labelled things at once, still one round trip (the engine's hot path)."""
-    pipe = None
     try:
-        for group, key, increments in counts:
-            increments = {field: value for field, value in increments.items() if value}
-            if not increments:
-                continue
-            pipe = pipe or redis_client().pipeline(transaction=False)
-            hash_key = redis_key("metrics", group, key)
-            for field, value in increments.items():
-                pipe.hincrby(hash_key, field, value)
-            pipe.sadd(redis_key("metrics", group), key)
-        if pipe is not None:
+        pipe = redis_client().pipeline(transaction=False)
+        if count_each_on(pipe, counts):
             pipe.execute()
     except Exception as exc:
         log.warning("metrics: could not count %s: %s", counts, exc)
+
+
+def count_each_on(pipe: Any, counts: Iterable[tuple[str, str, dict[str, int]]]) -> int:
+    """Queue `count_each`'s increments on a caller's Redis pipeline (which executes it, with its own
+    commands: one round trip for all); returns how many commands were queued."""
+    queued = 0
+    for group, key, increments in counts:
+        increments = {field: value for field, value in increments.items() if value}
+        if not increments:
+            continue
+        hash_key = redis_key("metrics", group, key)
+        for field, value in increments.items():
+            pipe.hincrby(hash_key, field, value)
+        pipe.sadd(redis_key("metrics", group), key)
+        queued += len(increments) + 1
+    return queued
 
 
 def counted(group: str) -> dict[str, dict[str, int]]:

@@ -234,6 +234,23 @@ def find_reply_code(text: str) -> str:
     return match.group(1) if match else ""
 
 
+def _with_needles(
+    table: list[tuple[str, re.Pattern[str]]],
+) -> list[tuple[str, re.Pattern[str], tuple[str, ...] | None]]:
+    return [(name, pattern, rules.needles(pattern)) for name, pattern in table]
+
+
+def _first_match(table: list[tuple[str, re.Pattern[str], tuple[str, ...] | None]], text: str) -> str:
+    """The name of the first pattern that matches `text` ("" for none). A pattern none of whose
+    needles (rules.needles) is in the text cannot match it and is not searched."""
+    for name, pattern, needles in table:
+        if needles is not None and not any(needle in text for needle in needles):
+            continue
+        if pattern.search(text):
+            return name
+    return ""
+
+
 # The refusal names the sender's domain (the From: header or envelope sender), not the recipient's.
 SENDER_DOMAIN_RE = re.compile(r"\bfrom:? domain\b|\bsender(?:'s)? domain\b|valid from:", re.I)
 AFTER_DATA_RE = re.compile(
@@ -261,6 +278,7 @@ PHASE_RES: list[tuple[str, re.Pattern[str]]] = [
     ),
     ("mail", re.compile(r"(?:after|reply to|response to) mail\b|\bmail from command")),
 ]
+PHASE_RES_NEEDLED = _with_needles(PHASE_RES)
 TRANSCRIPT_COMMAND_RE = re.compile(r"^\s*>>>\s*(data|rcpt|mail|quit|rset|helo|ehlo|\.)(?![a-z])")
 TRANSCRIPT_REPLY_RE = re.compile(r"^\s*<<<\s*([45])\d\d")
 
@@ -312,10 +330,7 @@ def smtp_phase(address: str, text: str, diagnostic: str = "") -> str:
     phase = _transcript_phase(address, text, diagnostic)
     if phase:
         return phase
-    for phase, pattern in PHASE_RES:
-        if pattern.search(text):
-            return phase
-    return ""
+    return _first_match(PHASE_RES_NEEDLED, text)
 
 
 # What a bare refusal of a recipient says, beyond which the words would have a reason of their own.
@@ -325,11 +340,14 @@ WORDS_BEYOND_REJECTED_RE = re.compile(
 )
 
 
+TEXT_RULES_NEEDLED = _with_needles(rules.TEXT_RULES)
+
+
 def reason_for(status: str, diagnostic: str, reply_code: str = "", phase: str = "") -> str:
     text = diagnostic.lower()
-    for reason, pattern in rules.TEXT_RULES:
-        if pattern.search(text):
-            return _refine(reason, status, text, phase, reply_code)
+    reason = _first_match(TEXT_RULES_NEEDLED, text)
+    if reason:
+        return _refine(reason, status, text, phase, reply_code)
     if status and not status[2:].startswith("0.0"):
         subject_detail = status.split(".", 1)[1]
         if subject_detail in rules.STATUS_RULES:

@@ -9,6 +9,7 @@ authentication) come before the generic "rejected"/"unknown" wording that often 
 from __future__ import annotations
 
 import re
+from re import _parser as _sre_parser  # type: ignore[attr-defined]  (reads the literals out of a rule)
 
 HARD = "hard"
 SOFT = "soft"
@@ -62,6 +63,50 @@ REASON_KIND: dict[str, str] = {
 
 def _rx(*phrases: str) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{p})" for p in phrases))
+
+
+def needles(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
+    """Literal strings, at least one of which is in every text `pattern` matches (None when that
+    cannot be told). The regular expression engine tries each of a rule's dozens of alternatives at
+    every position of the text; `needle in text` for each rule's few needles rules most rules out
+    at C speed, and the rest are searched as before, so the answer is the same."""
+    if pattern.flags & ~re.UNICODE:  # (case folding and friends: literals would not be literal)
+        return None
+    try:
+        found = _sequence_needles(_sre_parser.parse(pattern.pattern))
+    except Exception:  # an engine change: no shortcut, never a wrong answer
+        return None
+    return tuple(sorted(found)) if found else None
+
+
+def _sequence_needles(items) -> frozenset[str] | None:  # noqa: ANN001  (re's parse tree)
+    """The best set of needles of a sequence: every item of a sequence is in the match, so the
+    needles of any one item (with a run of literals as one needle) are needles of all of it."""
+    ops = _sre_parser  # (the parser module carries the opcodes)
+    candidates: list[frozenset[str]] = []
+    run: list[str] = []
+    for op, value in items:
+        if op is ops.LITERAL:
+            run.append(chr(value))
+            continue
+        if run:
+            candidates.append(frozenset(["".join(run)]))
+            run = []
+        inner = None
+        if op is ops.SUBPATTERN and not value[1] and not value[2]:  # (a group with no flags of its own)
+            inner = _sequence_needles(value[3])
+        elif op is ops.BRANCH:  # each branch must bring needles of its own
+            branches = [_sequence_needles(branch) for branch in value[1]]
+            if all(branches):
+                inner = frozenset().union(*branches)
+        elif op in (ops.MAX_REPEAT, ops.MIN_REPEAT) and value[0] >= 1:  # (not an optional part)
+            inner = _sequence_needles(value[2])
+        if inner:
+            candidates.append(inner)
+    if run:
+        candidates.append(frozenset(["".join(run)]))
+    # the most selective: the longest shortest needle, then the fewest
+    return max(candidates, key=lambda c: (min(map(len, c)), -len(c)), default=None)
 
 
 # (reason, pattern over the lowercased, whitespace-collapsed diagnostic). First match wins.

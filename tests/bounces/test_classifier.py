@@ -328,3 +328,37 @@ def test_a_temporary_code_in_a_text_report_is_final_once_the_mta_gives_up(closin
     ).encode()
     (recipient,) = classify(raw).recipients
     assert (recipient.address, recipient.kind) == ("full@example.com", kind)
+
+
+def test_needles_are_the_literals_every_match_of_a_rule_holds() -> None:
+    # A rule none of whose needles is in a text is not searched, so they must never miss a match.
+    import re
+
+    from delivery.bounces import classifier, rules
+
+    assert rules.needles(re.compile(r"(?:mail ?box (?:is )?(?:full|over))|(?:full mailbox)")) == (
+        "full mailbox",
+        "mail",
+    )
+    assert rules.needles(re.compile(r"(?:over ?quota)|(?:quota (?:exceed|full))")) == ("quota", "quota ")
+    assert rules.needles(re.compile(r"\bx?(?:yz)*")) is None  # no literal every match holds
+    assert rules.needles(re.compile(r"mailbox", re.I)) is None  # case folded: not literal
+
+    corpus = shared_corpus("corpus/bounces")
+    texts = [
+        text
+        for path in sorted((corpus / "maildir").rglob("*"))
+        if path.is_file()
+        for recipient in classify(path.read_bytes()).recipients
+        for text in (recipient.diagnostic.lower(), classifier.fold(recipient.diagnostic))
+    ]
+    texts += [path.read_text(errors="replace").lower() for path in sorted(SAMPLES.iterdir())]
+    matched = 0
+    for table in (classifier.TEXT_RULES_NEEDLED, classifier.PHASE_RES_NEEDLED):
+        for name, pattern, needles in table:
+            assert needles, name  # every rule has some: none is searched on every text
+            for text in texts:
+                if pattern.search(text):
+                    matched += 1
+                    assert any(needle in text for needle in needles), (name, text)
+    assert matched > 500
