@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from benchdb import own_database  # noqa: E402
 from cpuwatch import cpu_seconds  # noqa: E402
-from measure import own_cpu_s  # noqa: E402
+from measure import backend_pid, own_cpu_s  # noqa: E402
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -164,17 +164,14 @@ def run(args: argparse.Namespace) -> int:
         ]
         return existing + new
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        backend = cursor.fetchone()[0]
+    backend = backend_pid()
 
     def backend_cpu() -> float:
         # The PostgreSQL backend's user+system CPU seconds, when the server runs on this host.
         return cpu_seconds(backend) or 0.0
 
-    # CPU seconds beside wall time: this process with its reaped children (a bulk call checks its
-    # rows in a forked process) and the PostgreSQL backend, so that a shared machine's load does
-    # not hide what a row costs.
+    # CPU seconds beside wall time: this process (with any children it reaped) and the PostgreSQL
+    # backend, so that a shared machine's load does not hide what a row costs.
     bulk_s = bulk_cpu = bulk_db = 0.0
     created = updated = 0
     for number in range(args.batches):

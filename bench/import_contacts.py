@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from benchdb import own_database  # noqa: E402
 from cpuwatch import cpu_seconds  # noqa: E402
-from measure import median_ms, own_cpu_s, three_condition_segment  # noqa: E402
+from measure import backend_pid, median_ms, own_cpu_s, three_condition_segment  # noqa: E402
 
 CITIES = ["Berlin", "Lyon", "Porto", "Oslo", "Turin", "Ghent", "Cork", "Brno", "Graz", "Malmö"]
 PLANS = ["free", "pro", "team", "enterprise"]
@@ -99,9 +99,7 @@ def run(rows: int) -> int:
     CustomField.objects.create(name="signup_date", label="Signup date", type="date")
     CustomField.objects.create(name="vip", label="VIP", type="boolean")
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        backend = cursor.fetchone()[0]
+    backend = backend_pid()
 
     def cpu() -> tuple[float, float]:
         # (this process and the children it waited for: a chunked import's reading process, the

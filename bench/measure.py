@@ -26,6 +26,16 @@ def own_cpu_s() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
+def backend_pid() -> int:
+    """The PostgreSQL server process of this thread's Django connection (whose CPU
+    cpuwatch.cpu_seconds reads, when the server runs on this host)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
 def three_condition_segment(list_id: int | None) -> dict[str, Any]:
     """A custom field over a value, on a list, a name's first letter: the segment item 4 of
     issue #18 measures."""

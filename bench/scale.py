@@ -56,7 +56,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from benchdb import named_database, own_database  # noqa: E402
 from cpuwatch import cpu_seconds  # noqa: E402
-from measure import median_ms, three_condition_segment  # noqa: E402
+from measure import backend_pid, median_ms, three_condition_segment  # noqa: E402
 
 FIRST = ["Ann", "Bob", "Cleo", "Dan", "Eve", "Finn", "Gus", "Hana", "Ivo", "Jo", "Kai", "Lea"]
 LAST = ["Berg", "Costa", "Dubois", "Eriksen", "Fischer", "García", "Horvat", "Ivanova", "Jensen"]
@@ -381,8 +381,7 @@ def backend_cpu_ms(sql: str, params: list, repeat: int) -> float | None:
 
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-        cursor.execute("SELECT pg_backend_pid()")
-        pid = cursor.fetchone()[0]
+        pid = backend_pid()
         cursor.execute(sql, params)  # warm: the plan and the caches, as the timed runs find them
         cursor.fetchall()
         before = cpu_seconds(pid)
@@ -508,9 +507,7 @@ def measure(args: argparse.Namespace, state: dict, size: int, ledger_rows: int) 
 
     def sender() -> None:
         try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_backend_pid()")
-                sender_pid.append(cursor.fetchone()[0])
+            sender_pid.append(backend_pid())
             ready.set()
             # Claims until the prune is over, at least once: at a tiny size the prune can be done
             # before this thread would first have looked at `stop`.
@@ -602,21 +599,16 @@ def page_cpu_ms(client, url: str, repeat: int) -> float | None:
     server is not on this host or the connection did not last the requests (DATABASE_CONN_MAX_AGE=0)."""
     from django.db import connection
 
-    def backend() -> int:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            return cursor.fetchone()[0]
-
     with connection.cursor() as cursor:
         cursor.execute("SET max_parallel_workers_per_gather = 0")
     try:
-        pid = backend()
+        pid = backend_pid()
         before, own = cpu_seconds(pid), time.process_time()
         for _ in range(repeat):
             client.get(url)
         own = time.process_time() - own
         after = cpu_seconds(pid)
-        if before is None or after is None or backend() != pid:
+        if before is None or after is None or backend_pid() != pid:
             return None
     finally:
         with connection.cursor() as cursor:
