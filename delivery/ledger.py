@@ -35,6 +35,15 @@ OPEN_STATES = (MessageState.QUEUED, MessageState.SENDING, MessageState.DEFERRED)
 REFUSAL_STAGES = ("rcpt", "data")
 BOUNCE_KINDS = ("hard", "soft", "block", "unknown")
 
+# Every Message being sent, whatever its Mailing, read through delivery_msg_outcome (mailing_id,
+# state): one descent per Mailing into the few rows in flight. The ledger has no index of its own
+# on them any more (delivery_msg_lease): every claim wrote an entry to it, for the watchdog's sake.
+# A done Mailing has none (it became done when none was open, and nothing claims from it after),
+# so the descents are for the Mailings that are not done, not for the whole history.
+SENDING_ROWS = (
+    "mailing_id = ANY(ARRAY(SELECT id FROM delivery_mailing WHERE state <> 'done')) AND state = 'sending'"
+)
+
 # Lease and retry times use clock_timestamp(), not now(): now() is the start of the transaction,
 # which in a long transaction (or a test) would freeze the clock the leases are measured by.
 
@@ -605,11 +614,11 @@ def recover_leases(
     """
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            """
+            f"""
             SELECT id, mailing_id FROM delivery_message
-            WHERE state = 'sending' AND lease_expires_at < clock_timestamp()
+            WHERE {SENDING_ROWS} AND lease_expires_at < clock_timestamp()
             ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
-            """,
+            """,  # noqa: S608 - SENDING_ROWS is a constant
             [limit],
         )
         rows = cursor.fetchall()

@@ -15,6 +15,7 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
+from delivery import ledger
 from mailplatform import metrics
 from mailplatform.metrics import counter, gauge, single
 
@@ -46,10 +47,12 @@ def _open_counts() -> dict[str, int]:
     counts = {}
     with connection.cursor() as cursor:
         for state in ("queued", "sending", "deferred"):
-            # Each state has a partial index (claim, lease, due): an index-only count, capped.
+            # Queued and deferred have a partial index each (claim, due); sending rows are read per
+            # Mailing from delivery_msg_outcome (ledger.SENDING_ROWS). Index-only counts, capped.
+            where = ledger.SENDING_ROWS if state == "sending" else "state = %s"
             cursor.execute(
-                "SELECT count(*) FROM (SELECT 1 FROM delivery_message WHERE state = %s LIMIT %s) AS open",
-                [state, OPEN_COUNT_CAP],
+                f"SELECT count(*) FROM (SELECT 1 FROM delivery_message WHERE {where} LIMIT %s) AS open",  # noqa: S608 - constants
+                [OPEN_COUNT_CAP] if state == "sending" else [state, OPEN_COUNT_CAP],
             )
             counts[state] = cursor.fetchone()[0]
     return counts

@@ -257,7 +257,19 @@ class Message(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     # Set when an expired lease was taken back from a lost worker: this Message may have gone out twice.
     recovered_at = models.DateTimeField(null=True, blank=True)
-    relay = models.ForeignKey(Relay, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # No index and no database constraint: nothing reads the ledger by relay except deleting a relay
+    # (rare; Django nulls its rows with one scan), while every claim and every outcome wrote an entry
+    # to the index, and each claim's change of relay_id ran PostgreSQL's foreign-key check (a
+    # FOR KEY SHARE of the relay's row) once per Message.
+    relay = models.ForeignKey(
+        Relay,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
     smtp_code = models.PositiveSmallIntegerField(null=True, blank=True)
     smtp_reply = models.TextField(blank=True)
     # The bounce classifier's kind (delivery.bounces.rules: hard, soft, block, unknown) of this Message's
@@ -287,11 +299,10 @@ class Message(models.Model):
         indexes = [
             # The claim query: queued rows of one mailing, in id order.
             models.Index(fields=["mailing", "id"], condition=Q(state="queued"), name="delivery_msg_claim"),
-            # The beat task: deferred rows that are due, and leases that expired.
+            # The beat task: deferred rows that are due. Expired leases are found per Mailing through
+            # delivery_msg_outcome (mailing, state='sending'): no index of their own, which every claim
+            # wrote an entry to.
             models.Index(fields=["next_attempt_at"], condition=Q(state="deferred"), name="delivery_msg_due"),
-            models.Index(
-                fields=["lease_expires_at"], condition=Q(state="sending"), name="delivery_msg_lease"
-            ),
             # Progress counts per state, and the report's counts by state and bounce kind from the
             # index alone; the contact's timeline; the ledger search by address.
             models.Index(fields=["mailing", "state"], include=["bounce_kind"], name="delivery_msg_outcome"),

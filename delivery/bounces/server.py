@@ -8,10 +8,11 @@ over its pipe, are not counted), and never dies of a message it cannot read.
 
 Messages from all sessions go through two stages, each taking whatever arrived while it was busy:
 classification in processes of their own (`BOUNCE_CLASSIFY_PROCESSES`; pure Python, so in one
-process it would hold the interpreter the SMTP sessions and the database work need), then one
-worker thread with one database connection that stores each group in one transaction
-(`bounces_process`). A group is classified while the one before it is being stored. Each session
-hears 250 only once its group is committed.
+process it would hold the interpreter the SMTP sessions and the database work need), then
+`STORE_LANES` worker threads, each with its own database connection, that store a group each in
+one transaction (`bounces_process`): one group's Python runs while another waits on PostgreSQL.
+A group is classified while the ones before it are being stored. Each session hears 250 only
+once its group is committed.
 """
 
 from __future__ import annotations
@@ -45,7 +46,12 @@ MAX_RECIPIENTS = 20
 MAX_GROUP = 200  # messages per transaction: bounded memory and lock time
 MIN_CHUNK = 4  # messages per task for a classifier process: fewer cost more in hand-over than they save
 START_SECONDS = 60  # for a classifier process to start
-CONNECTION_CHECK_SECONDS = 1.0  # how often the store thread checks its database connection under load
+CONNECTION_CHECK_SECONDS = 1.0  # how often a store thread checks its database connection under load
+# Groups stored at once, each by a thread and connection of its own. With one, the store was the
+# serial stage (a group's Python, then its waits on PostgreSQL, then the next group's). Two
+# transactions with soft bounces of one contact take turns (services._soft_contacts_lock_later),
+# so the soft-bounce threshold is counted as with one.
+STORE_LANES = 2
 
 
 # A sliding one-minute window per client address in a Redis sorted set: the limit holds across
@@ -130,14 +136,24 @@ class ClassifierProcess:
             self.process.join(5)
 
 
+class _Lane:
+    """One store thread and the database connection it keeps (Django's are per thread)."""
+
+    def __init__(self, number: int) -> None:
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"bounce-store-{number}")
+        self.checked_at = 0.0  # its thread only
+
+
 class GroupCommit:
-    """Sessions hand in messages; classifier processes read them, one worker thread stores them in
-    groups, and each session waits for its own group's commit.
+    """Sessions hand in messages; classifier processes read them, store threads (`lanes`) store
+    them in groups, a group at a time each, and each session waits for its own group's commit.
 
-    `classify_processes=0` classifies in the store thread (tests, a listener on one core)."""
+    `classify_processes=0` classifies in the store threads (tests, a listener on one core)."""
 
-    def __init__(self, classify_processes: int = 0) -> None:
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bounce-store")
+    def __init__(self, classify_processes: int = 0, lanes: int = STORE_LANES) -> None:
+        self._lanes = [_Lane(number) for number in range(max(1, lanes))]
+        self._free: asyncio.Queue[_Lane] | None = None
+        self._storing: set[asyncio.Task[None]] = set()  # held: the loop keeps only a weak reference
         self._processes = classify_processes
         self._classifier = self._new_classifier()
         self._arrived: asyncio.Queue[tuple[Inbound, asyncio.Future[ProcessResult]]] | None = None
@@ -145,7 +161,6 @@ class GroupCommit:
             asyncio.Queue[tuple[Inbound, BounceReport | None, asyncio.Future[ProcessResult]]] | None
         ) = None
         self._stages: list[asyncio.Task[None]] = []  # held: the loop keeps only a weak reference
-        self._checked_at = 0.0  # store thread only
         self._classifying = 0  # batches with the classifier processes, not yet queued for storing
         self._batch_done: asyncio.Event | None = None
 
@@ -165,6 +180,9 @@ class GroupCommit:
             self._arrived = asyncio.Queue()
             self._classified = asyncio.Queue()
             self._batch_done = asyncio.Event()
+            self._free = asyncio.Queue()
+            for lane in self._lanes:
+                self._free.put_nowait(lane)
             self._stages = [loop.create_task(self._store_stage())]
             if self._classifier is not None:
                 self._stages.append(loop.create_task(self._classify_stage()))
@@ -212,9 +230,10 @@ class GroupCommit:
         return [report for part in parts for report in part]
 
     async def _store_stage(self) -> None:
-        assert self._classified is not None
-        loop = asyncio.get_running_loop()
+        assert self._classified is not None and self._free is not None
         while True:
+            # A free lane first: while every lane is busy, what arrives makes the next group bigger.
+            lane = await self._free.get()
             group = [await self._classified.get()]
             waited = False
             while True:
@@ -228,31 +247,45 @@ class GroupCommit:
                 self._batch_done.clear()
                 await self._batch_done.wait()
                 waited = True
-            log.debug("bounce listener: storing a group of %d", len(group))
-            try:
-                results = await loop.run_in_executor(
-                    self._worker,
-                    self._store_group,
-                    [item for item, _, _ in group],
-                    [report for _, report, _ in group],
-                )
-            except Exception as exc:  # the database is away: every session of the group hears 451
-                results = [exc] * len(group)
-            for (_, _, answer), result in zip(group, results, strict=True):
-                if answer.done():
-                    continue
-                if isinstance(result, Exception):
-                    answer.set_exception(result)
-                else:
-                    answer.set_result(result)
+            task = asyncio.get_running_loop().create_task(self._store_in(lane, group))
+            self._storing.add(task)
+            task.add_done_callback(self._storing.discard)
 
-    def _store_group(self, items: list[Inbound], reports: list[BounceReport | None]) -> list[ProcessResult]:
-        # The worker's connection is kept between groups (CONN_MAX_AGE, health checks). Checking it
+    async def _store_in(
+        self, lane: _Lane, group: list[tuple[Inbound, BounceReport | None, asyncio.Future[ProcessResult]]]
+    ) -> None:
+        assert self._free is not None
+        log.debug("bounce listener: storing a group of %d", len(group))
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(
+                lane.worker,
+                self._store_group,
+                lane,
+                [item for item, _, _ in group],
+                [report for _, report, _ in group],
+            )
+        except Exception as exc:  # the database is away: every session of the group hears 451
+            results = [exc] * len(group)
+        finally:
+            self._free.put_nowait(lane)
+        for (_, _, answer), result in zip(group, results, strict=True):
+            if answer.done():
+                continue
+            if isinstance(result, Exception):
+                answer.set_exception(result)
+            else:
+                answer.set_result(result)
+        _log_group([item for item, _, _ in group], results)
+
+    def _store_group(
+        self, lane: _Lane, items: list[Inbound], reports: list[BounceReport | None]
+    ) -> list[ProcessResult]:
+        # The lane's connection is kept between groups (CONN_MAX_AGE, health checks). Checking it
         # costs a round trip: at most once a second, and after a group that failed.
         now = time.monotonic()
-        if now - self._checked_at >= CONNECTION_CHECK_SECONDS:
+        if now - lane.checked_at >= CONNECTION_CHECK_SECONDS:
             close_old_connections()
-            self._checked_at = now
+            lane.checked_at = now
         try:
             results = bounces_process(
                 items,
@@ -262,18 +295,35 @@ class GroupCommit:
                 ],
             )
         except Exception:
-            self._checked_at = 0.0
+            lane.checked_at = 0.0
             raise
         if any(result.outcome == "error" for result in results):
-            self._checked_at = 0.0
+            lane.checked_at = 0.0
         return results
 
     def close(self) -> None:
-        # The worker's database connection must not outlive the listener.
-        self._worker.submit(connections.close_all).result(timeout=30)
-        self._worker.shutdown(wait=True)
+        # The store threads' database connections must not outlive the listener.
+        for lane in self._lanes:
+            lane.worker.submit(connections.close_all).result(timeout=30)
+            lane.worker.shutdown(wait=True)
         for process in self._classifier or ():
             process.close()
+
+
+def _log_group(items: list[Inbound], results: list[ProcessResult] | list[BaseException]) -> None:
+    """One log line per stored group, naming each message as a line of its own did: a record per
+    message (its formatting, the handler's lock, a write to the stream) was a tenth of the SMTP
+    loop's CPU. A group that failed is logged where it failed."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    stored = [
+        f"bounce from {item.envelope_from or '<>'} for {','.join(item.envelope_to)}: "
+        f"{result.outcome} {result.actions}"
+        for item, result in zip(items, results, strict=True)
+        if isinstance(result, ProcessResult)
+    ]
+    if stored:
+        log.info("bounce listener: stored %d: %s", len(stored), "; ".join(stored))
 
 
 class BounceHandler:
@@ -392,13 +442,7 @@ class BounceHandler:
         except Exception:
             log.exception("bounce listener: processing failed")
             return "451 4.3.0 Temporary failure, try again later"
-        log.info(
-            "bounce from %s for %s: %s %s",
-            item.envelope_from or "<>",
-            ",".join(item.envelope_to),
-            result.outcome,
-            result.actions,
-        )
+        # (logged with its group: GroupCommit._store_in)
         if result.outcome == "error":  # this message could not be stored: the sender keeps it and retries
             return "451 4.3.0 Temporary failure, try again later"
         # One reply for every accepted message: what we made of it (applied, unattributed...) would

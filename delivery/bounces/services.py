@@ -21,7 +21,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 
@@ -46,6 +46,7 @@ from delivery.bounces.selectors import (
     soft_history_of_messages_later,
 )
 from delivery.mailings import unsubscribe_by_message
+from delivery.models import Message
 from mailplatform import metrics
 
 log = logging.getLogger(__name__)
@@ -340,6 +341,26 @@ def bounces_process(
     return results
 
 
+SOFT_LOCK_NAMESPACE = 0x626F756E  # "boun": keeps these advisory locks apart from other apps'
+
+
+def _soft_contacts_lock_later(message_ids: set[int]) -> Callable[[], object]:
+    """Lock, until the transaction ends, the contacts these Messages went to, before their soft
+    bounce history is read (sent in the same pipeline, just ahead of it): a transaction storing
+    soft bounces of the same contact (another store thread of the listener, another listener
+    process, the pipe) waits for this one's commit and then reads its events, so the threshold
+    is counted over every bounce, never twice from the same history. In contact order: two
+    transactions never wait on each other in a cycle."""
+    if not message_ids:
+        return list
+    return bulk.fetch_later(
+        "SELECT pg_advisory_xact_lock(%s, s.k) FROM ("  # noqa: S608
+        f"SELECT DISTINCT (m.contact_id & 2147483647)::integer AS k FROM {Message._meta.db_table} m "
+        "WHERE m.id = ANY(%s) AND m.contact_id IS NOT NULL ORDER BY 1) AS s",
+        [SOFT_LOCK_NAMESPACE, sorted(message_ids)],
+    )
+
+
 def _process_batch(items: Sequence[Inbound], reports: Sequence[BounceReport]) -> list[ProcessResult]:
     now = timezone.now()
     results = [ProcessResult(inbound_id=None, outcome="none") for _ in items]
@@ -359,9 +380,17 @@ def _process_batch(items: Sequence[Inbound], reports: Sequence[BounceReport]) ->
     # Sent together, read together (bulk.pipelined): one round trip for every read of the group.
     inbound_ids = bulk.draw_ids(InboundMessage, len(items))
     event_ids = bulk.draw_ids(BounceEvent, sum(len(report.recipients) for report in reports))
+    locked = _soft_contacts_lock_later(
+        {
+            token
+            for token, report in zip(tokens, reports, strict=True)
+            if token is not None and any(r.kind in (rules.SOFT, rules.UNKNOWN) for r in report.recipients)
+        }
+    )
     history = soft_history_of_messages_later(named, now)
     infos_later = messages_info_later(named)
     policy_later = bounce_policy_later()
+    locked()
     policy = policy_later()
     infos = infos_later()
     pending: list[tuple[int, PolicyLine]] = []

@@ -3,6 +3,8 @@ number of statements that does not grow with the batch."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -177,3 +179,62 @@ def test_esp_events_in_one_request_are_stored_once_each() -> None:
     assert esp_events_process([event]) == [None]  # and one in a later request
     assert _status(contact) == ContactStatus.BOUNCED
     assert BounceEvent.objects.get().attributed_by == "esp"
+
+
+def _waiting_on_a_lock_or_done(thread: threading.Thread) -> None:
+    """Until `thread` ends or a backend of this database waits for an advisory lock."""
+    deadline = time.monotonic() + 30
+    with connection.cursor() as cursor:
+        while thread.is_alive() and time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND NOT l.granted AND a.datname = current_database()"
+            )
+            if cursor.fetchone()[0]:
+                return
+            thread.join(0.01)
+
+
+def test_the_soft_bounce_threshold_counts_bounces_stored_at_once_by_two_transactions(
+    transactional_db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two groups stored at the same time (the listener's store threads, two listener processes,
+    the pipe), each with a soft bounce of the same contact from another mailing: the second reads
+    the first's event once it committed, and the threshold (2) is reached."""
+    policy = BouncePolicy.current()
+    policy.soft_bounce_threshold = 2
+    policy.save()
+    full = contact_create(email="full@example.com")
+    first, second = _bounce(full, FULL, 1), _bounce(full, FULL, 2)
+    read, go_on = threading.Event(), threading.Event()
+    real = services._policy_apply
+
+    def after_its_reads(lines, *args, **kwargs):
+        if threading.current_thread().name == "first":  # its history is read, nothing written yet
+            read.set()
+            go_on.wait(30)
+        return real(lines, *args, **kwargs)
+
+    monkeypatch.setattr(services, "_policy_apply", after_its_reads)
+    results: dict[str, list] = {}
+
+    def store(name: str, item: Inbound) -> None:
+        try:
+            results[name] = bounces_process([item], fall_back=False)
+        finally:
+            connection.close()
+
+    threads = {
+        name: threading.Thread(target=store, args=(name, item), name=name)
+        for name, item in [("first", first), ("second", second)]
+    }
+    threads["first"].start()
+    assert read.wait(30)
+    threads["second"].start()
+    _waiting_on_a_lock_or_done(threads["second"])
+    go_on.set()
+    for thread in threads.values():
+        thread.join(30)
+    assert results["first"][0].actions == ["soft bounce 1/2"]
+    assert results["second"][0].actions == ["contact bounced (soft threshold)"]
+    assert _status(full) == ContactStatus.BOUNCED

@@ -10,6 +10,7 @@ import smtplib
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -321,6 +322,39 @@ def _one_transaction() -> bool:
     with connection.cursor() as cursor:  # rows written by one transaction share its xmin
         cursor.execute(f"SELECT count(DISTINCT xmin::text) FROM {InboundMessage._meta.db_table}")  # noqa: S608
         return cursor.fetchone()[0] == 1
+
+
+def test_the_listener_stores_a_group_while_another_is_being_stored(
+    transactional_db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two store threads (STORE_LANES): a group that arrives while one is being stored is stored
+    at the same time, on a connection of its own, rather than after it."""
+    both = threading.Barrier(2, timeout=10)
+    real = server.bounces_process
+
+    def meeting(items, **kwargs):
+        both.wait()  # each group goes on only once the other is in its store thread too
+        return real(items, **kwargs)
+
+    monkeypatch.setattr(server, "bounces_process", meeting)
+    store = GroupCommit()
+    item = Inbound(raw=(SAMPLES / "exim-text.eml").read_bytes(), source="smtp")
+
+    async def sessions() -> list:
+        first = asyncio.ensure_future(store.store(item))
+        while not both.n_waiting:  # the first group is in its store thread
+            await asyncio.sleep(0.001)
+        second = await store.store(item)
+        return [await first, second]
+
+    try:
+        results = asyncio.run(sessions())
+    finally:
+        store.close()
+    assert [r.outcome for r in results] == ["unattributed"] * 2
+    with connection.cursor() as cursor:  # two transactions
+        cursor.execute(f"SELECT count(DISTINCT xmin::text) FROM {InboundMessage._meta.db_table}")  # noqa: S608
+        assert cursor.fetchone()[0] == 2
 
 
 def test_classifier_processes_read_the_messages_and_the_store_thread_stores_them_together(

@@ -293,3 +293,61 @@ def test_the_claim_reads_its_index_whatever_the_statistics_say(make_relay):
     assert "Seq Scan on delivery_message" not in plan, plan
     assert "Index Scan using delivery_message_pkey on delivery_message m" in plan, plan
     assert len(ledger.claim(mailing.pk, relay.pk, 2000)) == 1500
+
+
+def _message_indexes_and_checks() -> tuple[list[str], list[str]]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'delivery_message'")
+        indexes = [row[0] for row in cursor.fetchall()]
+        cursor.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = 'delivery_message'::regclass AND contype = 'f'"
+        )
+        foreign_keys = [row[0] for row in cursor.fetchall()]
+    return indexes, foreign_keys
+
+
+def test_a_claim_and_an_outcome_write_no_index_on_relay_or_lease():
+    # Neither update of a Message can be HOT, so each adds an entry to every index: none on what
+    # nothing reads by (the relay, the lease's end), and no per-row foreign-key check of the relay.
+    indexes, foreign_keys = _message_indexes_and_checks()
+    assert indexes and not [i for i in indexes if "relay_id" in i or "lease_expires_at" in i]
+    assert foreign_keys and not [k for k in foreign_keys if "relay_id" in k]
+
+
+def test_expired_leases_of_a_paused_or_cancelled_mailing_come_back_not_a_done_ones(
+    make_relay, make_audience, start_mailing, sink
+):
+    relay = make_relay(sink)
+    mailings = [start_mailing(make_audience(2, start=2 * i)[0]) for i in range(3)]
+    claimed = {m.pk: ledger.claim(m.pk, relay.pk, 2) for m in mailings}
+    paused, cancelled, sending = mailings
+    Mailing.objects.filter(pk=paused.pk).update(state=Mailing.State.PAUSED)
+    Mailing.objects.filter(pk=cancelled.pk).update(state=Mailing.State.CANCELLED)
+    Message.objects.filter(mailing_id__in=[paused.pk, cancelled.pk]).update(
+        lease_expires_at="2000-01-01T00:00:00Z"
+    )
+    # The metrics' open count reads the same rows the watchdog does.
+    from delivery.metrics import _open_counts
+
+    assert _open_counts()["sending"] == 6
+    assert ledger.recover_leases() == 4
+    states = dict(Message.objects.values_list("id", "state"))
+    assert {states[c.id] for m in (paused, cancelled) for c in claimed[m.pk]} == {"queued"}
+    assert {states[c.id] for c in claimed[sending.pk]} == {"sending"}  # its lease runs on
+    assert _open_counts()["sending"] == 2
+
+
+def test_a_deleted_relay_leaves_its_messages_without_a_relay(make_relay, make_audience, start_mailing, sink):
+    from delivery.relays import relay_delete
+
+    relay = make_relay(sink)
+    mailing = start_mailing(make_audience(2)[0])
+    claimed = ledger.claim(mailing.pk, relay.pk, 2)
+    assert set(Message.objects.filter(mailing=mailing).values_list("relay_id", flat=True)) == {relay.pk}
+    relay_delete(relay, by=None)
+    assert set(Message.objects.filter(pk__in=[c.id for c in claimed]).values_list("relay_id", flat=True)) == {
+        None
+    }
