@@ -12,9 +12,10 @@ size, so what changes is only the data around them:
 - segment_count_ms: bench/import_contacts.py's three-condition segment (score > 50, on the list,
   first name starts with "a") counted by contacts.selectors.segment_count;
 - segment_count_cpu_ms: the same count's backend CPU with parallel workers off (one process does all
-  of it, so the figure does not move with the load as wall time does), and contact_scan_cpu_ms
-  beside it: the contact table read once with one per-row test on a name, which every plan that
-  reads the table's rows pays (null when the server is not on this host);
+  of it, so the figure does not move with the load as wall time does); segment_rows_cpu_ms, the
+  same without its list condition (the difference is what the list's index probes cost), and
+  contact_scan_cpu_ms beside them: the contact table read once with one per-row test on a name,
+  which every plan that reads the table's rows pays (null when the server is not on this host);
 - claim_batch_ms: delivery.ledger.claim of one batch (DELIVERY_BATCH_SIZE) from a sending Mailing
   of --queued Messages, a new one at each size (each batch then left in a final state, skipped);
 - progress_page_ms: that Mailing's progress fragment; report_page_ms: the report page of a sent
@@ -374,6 +375,17 @@ def add_old_mailing(args: argparse.Namespace, state: dict) -> int:
 CONTACT_SCAN_SQL = "SELECT count(*) FROM contacts_contact c WHERE octet_length(c.first_name) < 0"
 
 
+def without_lists(rules: dict) -> dict:
+    """The same segment without its list conditions: what the count costs with the list's index
+    probes left out (segment_count_cpu_ms less this is what they add; contact_scan_cpu_ms is what
+    reading the rows costs before any of its tests)."""
+    groups = [
+        {**group, "conditions": [cond for cond in group["conditions"] if cond["field"] != "list"]}
+        for group in rules["groups"]
+    ]
+    return {**rules, "groups": groups}
+
+
 def backend_cpu_ms(sql: str, params: list, repeat: int) -> float | None:
     """CPU ms of this connection's server process per run of `sql`, parallel workers off so that the
     whole query runs in that one process. None when the server runs on another host."""
@@ -461,6 +473,12 @@ def measure(args: argparse.Namespace, state: dict, size: int, ledger_rows: int) 
     condition, segment_params = compile_rules(rules)
     segment_sql = f"SELECT count(*) FROM contacts_contact c WHERE {condition}"  # noqa: S608
     segment_count_cpu_ms = backend_cpu_ms(segment_sql, segment_params, repeat)
+    rows_condition, rows_params = compile_rules(without_lists(rules))
+    segment_rows_cpu_ms = backend_cpu_ms(
+        f"SELECT count(*) FROM contacts_contact c WHERE {rows_condition}",  # noqa: S608
+        rows_params,
+        repeat,
+    )
     contact_scan_cpu_ms = backend_cpu_ms(CONTACT_SCAN_SQL, [], repeat)
 
     claims = max(repeat, 10)
@@ -574,6 +592,7 @@ def measure(args: argparse.Namespace, state: dict, size: int, ledger_rows: int) 
         "segment_count_ms": round(segment_count_ms, 2),
         "segment_matched": matched,
         "segment_count_cpu_ms": _rounded(segment_count_cpu_ms),
+        "segment_rows_cpu_ms": _rounded(segment_rows_cpu_ms),
         "contact_scan_cpu_ms": _rounded(contact_scan_cpu_ms),
         "claim_batch_ms": round(claim_batch_ms, 2),
         "claim_batch": batch,
