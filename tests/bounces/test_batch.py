@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from contacts.models import Contact, ContactStatus, Subscription, Suppression
 from contacts.services import contact_create, mailing_list_get_or_create
-from delivery.bounces import bulk, services
+from delivery.bounces import bulk, selectors, services
 from delivery.bounces.models import BounceEvent, BouncePolicy, InboundMessage
 from delivery.bounces.services import EspEvent, Inbound, bounces_process, esp_events_process
 from delivery.models import MessageEvent
@@ -238,3 +238,46 @@ def test_the_soft_bounce_threshold_counts_bounces_stored_at_once_by_two_transact
     assert results["first"][0].actions == ["soft bounce 1/2"]
     assert results["second"][0].actions == ["contact bounced (soft threshold)"]
     assert _status(full) == ContactStatus.BOUNCED
+
+
+def _plan_nodes(node: dict) -> list[dict]:
+    return [node, *(n for child in node.get("Plans", ()) for n in _plan_nodes(child))]
+
+
+def test_the_soft_history_reads_only_the_bounced_contacts_events_whatever_the_statistics_say() -> None:
+    """Statistics taken while soft bounces were rare, then a wave of them: reading one contact's
+    history must not read the wave (a scan of every soft event in the window, filtered)."""
+    contact = contact_create(email="wave@example.com")
+    message = _message(contact)
+    now = timezone.now()
+    columns = (
+        "at, source, kind, reason, status, diagnostic, recipient, contact_id, sending_domain, "
+        "attributed_by, action, esp, esp_event_id"
+    )
+
+    def events(kind: str, contact_ids: str) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO bounces_bounceevent ({columns}) "  # noqa: S608
+                f"SELECT %s, 'smtp', %s, '', '', '', '', c, '', '', '', '', '' FROM {contact_ids} AS s(c)",
+                [now, kind],
+            )
+
+    events("hard", "generate_series(1000000, 1000200)")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE bounces_bounceevent")
+    events("soft", "generate_series(2000000, 2005000)")
+    events("soft", f"(VALUES ({contact.pk}), ({contact.pk}))")
+    sql, params = selectors.soft_history_query([message.pk], now)
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0][0]["Plan"]
+    event_nodes = [n for n in _plan_nodes(plan) if n.get("Relation Name") == "bounces_bounceevent"]
+    assert event_nodes
+    removed = sum(
+        n.get("Rows Removed by Filter", 0) + n.get("Rows Removed by Index Recheck", 0) for n in event_nodes
+    )
+    assert removed == 0, plan
+    assert all(n.get("Index Name") != "bounces_kind_at" for n in _plan_nodes(plan)), plan
+    history = selectors.soft_history_of_messages_later([message.pk], now)()
+    assert len(history[contact.pk]) == 2
