@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -87,10 +88,26 @@ def soft_history(contact_ids: set[int], since: dt.datetime) -> SoftHistory:
     key of its own."""
     if not contact_ids:
         return defaultdict(list)
-    return _history(
-        BounceEvent.objects.filter(
-            contact_id__in=contact_ids, kind__in=[rules.SOFT, rules.UNKNOWN], at__gte=since
-        ).values_list("contact_id", "mailing_id", "id", "at")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _soft_events_sql("SELECT DISTINCT unnest(%s::bigint[])", "%s"),
+            [sorted(contact_ids), [rules.SOFT, rules.UNKNOWN], since],
+        )
+        return _history(cursor.fetchall())
+
+
+def _soft_events_sql(contacts: str, since: str) -> str:
+    """The soft bounces since `since` (SQL) of the contacts `contacts` (a query of contact ids)
+    returns, each contact's own through the (contact_id, kind, at) index, one descent per contact.
+    The lateral subquery, kept apart by OFFSET 0 (else it is pulled up into a plain join), cannot
+    be planned as a scan of every soft event in the window filtered by contact (bounces_kind_at).
+    The planner chose that for `contact_id = ANY(...)` whenever its statistics were taken while
+    soft bounces were rare, that is at the start of a wave of them: a listener's group spent 2 ms
+    on it at a few thousand events in the window, growing with the wave."""
+    return (
+        f"SELECT e.contact_id, e.mailing_id, e.id, e.at FROM ({contacts}) AS c(contact_id), LATERAL ("  # noqa: S608
+        f"SELECT e.contact_id, e.mailing_id, e.id, e.at FROM {BounceEvent._meta.db_table} e "
+        f"WHERE e.contact_id = c.contact_id AND e.kind = ANY(%s) AND e.at >= {since} OFFSET 0) AS e"
     )
 
 
@@ -106,22 +123,16 @@ def soft_history_of_messages_later(message_ids: Iterable[int], now: dt.datetime)
 
 
 def soft_history_query(message_ids: list[int], now: dt.datetime) -> tuple[str, list]:
-    """The SQL and parameters of soft_history_of_messages_later (its plan is tested)."""
+    """The SQL and parameters of soft_history_of_messages_later: the contacts and the policy's
+    window come from the database."""
     window = BouncePolicy._meta.get_field("soft_bounce_window_days")
     return (
-        # Each contact's own events through the (contact_id, kind, at) index, one descent per
-        # contact: the lateral subquery, kept apart by OFFSET 0 (else it is pulled up into a plain
-        # join), cannot be planned as a scan of every soft event in the window filtered by contact
-        # (bounces_kind_at). The planner chose that for `contact_id = ANY(ARRAY(...))` whenever its
-        # statistics were taken while soft bounces were rare, that is at the start of a wave of them:
-        # 2 ms a group at a few thousand events in the window, growing with the wave.
-        "SELECT e.contact_id, e.mailing_id, e.id, e.at FROM ("  # noqa: S608
-        f"SELECT DISTINCT m.contact_id FROM {Message._meta.db_table} m "
-        "WHERE m.id = ANY(%s) AND m.contact_id IS NOT NULL) AS c, LATERAL ("
-        f"SELECT e.contact_id, e.mailing_id, e.id, e.at FROM {BounceEvent._meta.db_table} e "
-        "WHERE e.contact_id = c.contact_id AND e.kind = ANY(%s) AND e.at >= %s - make_interval(days => "
-        f"COALESCE((SELECT p.{window.column} FROM {BouncePolicy._meta.db_table} p WHERE p.id = 1), %s)) "
-        "OFFSET 0) AS e",
+        _soft_events_sql(
+            f"SELECT DISTINCT m.contact_id FROM {Message._meta.db_table} m "  # noqa: S608
+            "WHERE m.id = ANY(%s) AND m.contact_id IS NOT NULL",
+            "%s - make_interval(days => COALESCE("  # noqa: S608
+            f"(SELECT p.{window.column} FROM {BouncePolicy._meta.db_table} p WHERE p.id = 1), %s))",
+        ),
         [message_ids, [rules.SOFT, rules.UNKNOWN], now, window.default],
     )
 
