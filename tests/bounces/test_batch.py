@@ -291,3 +291,28 @@ def test_the_soft_history_reads_only_the_bounced_contacts_events_whatever_the_st
         n.get("Rows Removed by Filter", 0) + n.get("Rows Removed by Index Recheck", 0) for n in event_nodes
     )
     assert removed == 0, plan
+
+
+def test_the_soft_history_holds_one_entry_per_mailing_at_its_latest_and_each_event_without_one() -> None:
+    """What the threshold counts: the mailings (and events naming none) a contact soft-bounced in
+    the window. A mailing's retried bounces are one entry, at the latest of them."""
+    contact = contact_create(email="retried@example.com")
+    now = timezone.now()
+    times = [now - dt.timedelta(hours=h) for h in (5, 1, 3)]
+    for at in times:
+        BounceEvent.objects.create(at=at, source="smtp", kind="soft", contact_id=contact.pk, mailing_id=7)
+    BounceEvent.objects.create(
+        at=now - dt.timedelta(hours=2), source="smtp", kind="unknown", contact_id=contact.pk, mailing_id=8
+    )
+    loose = [
+        BounceEvent.objects.create(
+            at=now - dt.timedelta(hours=4), source="esp", kind="soft", contact_id=contact.pk
+        )
+        for _ in range(2)
+    ]
+    BounceEvent.objects.create(at=now, source="smtp", kind="hard", contact_id=contact.pk, mailing_id=9)
+    history = selectors.soft_history({contact.pk}, now - dt.timedelta(days=1))
+    assert sorted(history[contact.pk], key=str) == sorted(
+        [(7, max(times)), (8, now - dt.timedelta(hours=2)), *((("event", e.pk), e.at) for e in loose)],
+        key=str,
+    )
